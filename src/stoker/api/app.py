@@ -1,0 +1,274 @@
+"""The control API: HTTP/JSON routes over the supervisor (served on the unix socket and TCP)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from stoker import __version__
+from stoker.api import schemas
+from stoker.signals import parse_signal
+from stoker.supervise.instance import Instance
+from stoker.supervise.logs import LogFile, tail
+from stoker.supervise.procs import group_memory
+from stoker.supervise.supervisor import Supervisor, UnknownName
+
+MAX_TAIL = 100_000
+FOLLOW_BUFFER = 1024  # chunks a slow follower may lag before it is told it missed output
+
+
+@dataclass
+class DaemonInfo:
+    supervisor: Supervisor
+    started_at: float  # wall clock
+    request_shutdown: Callable[[], None]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    body = schemas.ErrorBody(schemas.ErrorDetail(code, message))
+    return json_response(body, status)
+
+
+def _iso(ts: float | None) -> dt.datetime | None:
+    return None if ts is None else dt.datetime.fromtimestamp(ts).astimezone()
+
+
+def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstance]:
+    memory = group_memory(i.pid for i in instances if i.pid is not None)
+    out = []
+    for inst in instances:
+        m = inst.machine
+        up = inst.uptime()
+        out.append(
+            schemas.ProgramInstance(
+                name=inst.name,
+                program=inst.spec.program,
+                instance=inst.spec.instance,
+                state=str(m.state),
+                pid=m.pid,
+                exit_code=m.exit_code,
+                restarts=m.restarts,
+                started_at=_iso(inst.started_wall) if m.pid is not None else None,
+                uptime=None if up is None else round(up, 3),
+                memory=memory.get(m.pid) if m.pid is not None else None,
+                node=node,
+                error=m.error,
+            )
+        )
+    return out
+
+
+def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
+    sup = info.supervisor
+    node = sup.config.daemon.node
+
+    def select(name: str) -> list[Instance]:
+        try:
+            return sup.select([name])
+        except UnknownName:
+            raise ApiError(404, "not_found", f"no program or instance named {name!r}") from None
+
+    async def status(request: Request) -> Response:
+        cfg = sup.config
+        return json_response(
+            schemas.DaemonStatus(
+                version=__version__,
+                node=node,
+                pid=os.getpid(),
+                uptime=round(time.time() - info.started_at, 3),
+                started_at=_iso(info.started_at) or dt.datetime.now().astimezone(),
+                store=cfg.daemon.store,
+                config=cfg.path,
+                state_dir=cfg.daemon.state_dir,
+                programs=len(cfg.programs),
+                instances=len(sup.instances),
+            )
+        )
+
+    async def programs(request: Request) -> Response:
+        return json_response(describe(list(sup.instances.values()), node))
+
+    async def program(request: Request) -> Response:
+        return json_response(describe(select(request.path_params["name"]), node))
+
+    async def act(request: Request) -> Response:
+        operations: dict[str, Callable[[list[Instance]], Awaitable[None]]] = {
+            "start": sup.start,
+            "stop": sup.stop,
+            "restart": sup.restart,
+        }
+        action = request.path_params["action"]
+        if action not in operations:
+            raise ApiError(404, "not_found", f"no action {action!r}: use start, stop or restart")
+        instances = select(request.path_params["name"])
+        await operations[action](instances)
+        return json_response(describe(instances, node))
+
+    async def send_signal(request: Request) -> Response:
+        instances = select(request.path_params["name"])
+        try:
+            body = msgspec.json.decode(await request.body(), type=schemas.SignalRequest)
+            sig = parse_signal(body.signal)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+            raise ApiError(400, "bad_request", f'expected {{"signal": "HUP"}}: {e}') from None
+        sup.signal(instances, sig)
+        return json_response(describe(instances, node))
+
+    async def logs(request: Request) -> Response:
+        instances = select(request.path_params["name"])
+        q = request.query_params
+        try:
+            lines = min(int(q.get("tail", "100")), MAX_TAIL)
+        except ValueError:
+            raise ApiError(400, "bad_request", "tail must be a whole number") from None
+        stream = q.get("stream", "out")
+        if stream not in ("out", "err"):
+            raise ApiError(400, "bad_request", 'stream must be "out" or "err"')
+        sinks: list[tuple[str, LogFile]] = []
+        for inst in instances:
+            sink = inst.stderr_log if stream == "err" else inst.stdout_log
+            if sink is not None:
+                sinks.append((inst.name, sink))
+        prefix = len(sinks) > 1
+        text = b"".join(_prefixed(name, tail(s.path, lines), prefix) for name, s in sinks)
+        if q.get("follow") not in ("1", "true", "yes"):
+            return Response(text, media_type="text/plain; charset=utf-8")
+        return StreamingResponse(_follow(text, sinks, prefix), media_type="text/event-stream")
+
+    async def reload(request: Request) -> Response:
+        raise ApiError(
+            501,
+            "not_implemented",
+            "reload is not available in this version yet: restart the daemon to apply config changes",
+        )
+
+    async def shutdown(request: Request) -> Response:
+        info.request_shutdown()
+        return json_response(schemas.Accepted(True, "shutting down"), 202)
+
+    async def openapi(request: Request) -> Response:
+        from stoker.api.openapi import document
+
+        return json_response(document())
+
+    routes = [
+        Route("/api/v1/status", status),
+        Route("/api/v1/programs", programs),
+        Route("/api/v1/programs/{name}", program),
+        Route("/api/v1/programs/{name}/logs", logs),
+        Route("/api/v1/programs/{name}/signal", send_signal, methods=["POST"]),
+        Route("/api/v1/programs/{name}/{action:str}", act, methods=["POST"]),
+        Route("/api/v1/reload", reload, methods=["POST"]),
+        Route("/api/v1/shutdown", shutdown, methods=["POST"]),
+        Route("/api/v1/openapi.json", openapi),
+    ]
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+    )
+    return BearerAuth(app, token)
+
+
+def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:
+    if not prefix or not data:
+        return data
+    head = name.encode() + b" | "
+    lines = data.splitlines(keepends=True)
+    return b"".join(head + line for line in lines)
+
+
+async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool) -> AsyncIterator[bytes]:
+    """Server-sent events: each event's data is JSON {"name", "text"} (text may hold newlines)."""
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(FOLLOW_BUFFER)
+    missed = 0
+    listeners = []
+
+    def make_listener(name: str) -> Callable[[bytes], None]:
+        def listener(data: bytes) -> None:
+            nonlocal missed
+            try:
+                queue.put_nowait((name, data))
+            except asyncio.QueueFull:
+                missed += len(data)
+
+        return listener
+
+    for name, sink in sinks:
+        listener = make_listener(name)
+        listeners.append((sink, listener))
+        sink.add_listener(listener)
+    try:
+        if initial:
+            yield _event("", initial)
+        while True:
+            name, data = await queue.get()
+            if missed:
+                yield _event("", f"[stoker] {missed} bytes skipped: reader too slow\n".encode())
+                missed = 0
+            yield _event(name, _prefixed(name, data, prefix))
+    finally:
+        for sink, listener in listeners:
+            sink.remove_listener(listener)
+
+
+def _event(name: str, data: bytes) -> bytes:
+    payload = msgspec.json.encode({"name": name, "text": data.decode("utf-8", "replace")})
+    return b"data: " + payload + b"\n\n"
+
+
+class BearerAuth:
+    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.token is not None and not _is_unix(scope):
+            header = dict(scope["headers"]).get(b"authorization", b"")
+            scheme, _, given = header.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+                response = error_response(401, "unauthorized", "send Authorization: Bearer TOKEN")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _is_unix(scope: Scope) -> bool:
+    server = scope.get("server")
+    return server is None or server[1] is None

@@ -1,0 +1,966 @@
+"""stoker.toml: decoded once into immutable, fully validated objects that everyone reads.
+
+Loading happens in three steps, each with one job:
+
+1. ``tomllib`` turns the text into a dict (syntax errors → ``line N: invalid TOML``).
+2. A key check walks the dict in file order so that typos and not-yet-implemented features
+   are refused by name (with a "did you mean" hint) before anything else: a config must
+   never silently do nothing.
+3. ``msgspec.convert(..., strict=True)`` checks types against private "raw" structs, and a
+   post-validation pass turns raw values (durations, sizes, signals, paths, tokens) into the
+   public frozen structs.
+
+Every refusal is a :class:`ConfigError` whose one-line message names the file, the table,
+the key and what was expected. No other exception escapes for bad input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import tomllib
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from stoker.durations import (
+    DURATION_EXPECTED,
+    SIZE_EXPECTED,
+    InvalidValue,
+    parse_duration,
+    parse_size,
+)
+
+__all__ = [
+    "STARTER_TOML",
+    "Backoff",
+    "Config",
+    "ConfigError",
+    "DaemonConfig",
+    "InstanceSpec",
+    "LogConfig",
+    "ProgramConfig",
+    "find_config_path",
+    "load_config",
+    "parse_config",
+]
+
+CONFIG_FILENAME = "stoker.toml"
+CONFIG_ENV_VAR = "STOKER_CONFIG"
+
+_PROGRAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_RESERVED_PROGRAM_NAMES = frozenset({"all"})  # "all" means every program on the CLI
+_RESERVED_ENV = ("STOKER_PROGRAM", "STOKER_INSTANCE")
+_UNSUPPORTED_TABLES = ("tasks", "queues", "schedules", "notify")
+_UNSUPPORTED_PROGRAM_KEYS = (
+    "max_memory",
+    "watch",
+    "cron_restart",
+    "depends_on",
+    "ready",
+    "watchdog",
+    "singleton",
+    "nodes",
+)
+_NOT_YET = "not supported by this version of stoker yet"
+_MISSING: Any = object()
+
+
+# --------------------------------------------------------------------------------------------
+# The error
+# --------------------------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """A config that stoker refuses, with everything a person needs to fix it.
+
+    ``str(err)`` is one line: ``FILE: [TABLE] KEY: expected …, got …`` (or a variant for
+    unknown keys, TOML syntax errors and missing files). The parts are also attributes so
+    the CLI and the API can present them structurally:
+
+    - ``file``: the config file path as a string
+    - ``table``: e.g. ``"programs.mailer"``, or ``None`` for the top level / the whole file
+    - ``key``: e.g. ``"restart"`` or ``"log.max_size"``, or ``None``
+    - ``expected``: what would have been accepted, in words
+    - ``line``: the line number for TOML syntax errors, else ``None``
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        table: str | None = None,
+        key: str | None = None,
+        expected: str = "",
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.table = table
+        self.key = key
+        self.expected = expected
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _Where:
+    """A position in the config (file + table) that builds errors located there."""
+
+    def __init__(self, file: str, table: str | None) -> None:
+        self.file = file
+        self.table = table
+
+    def _prefix(self) -> str:
+        return f"{self.file}: [{self.table}] " if self.table else f"{self.file}: "
+
+    def error(self, key: str | None, text: str, expected: str) -> ConfigError:
+        """``FILE: [TABLE] KEY: TEXT`` (an odd key is quoted so the message stays one line)."""
+        shown = key if key is None or key.isprintable() else json.dumps(key)
+        where = f"{shown}: " if shown else ""
+        return ConfigError(
+            f"{self._prefix()}{where}{text}",
+            file=self.file,
+            table=self.table,
+            key=key,
+            expected=expected,
+        )
+
+    def bad(self, key: str, expected: str, value: object = _MISSING) -> ConfigError:
+        """``FILE: [TABLE] KEY: expected EXPECTED, got VALUE``."""
+        got = "" if value is _MISSING else f", got {_show(value)}"
+        return self.error(key, f"expected {expected}{got}", expected)
+
+    def unknown(self, key: str, candidates: Iterable[str], *, what: str = "key") -> ConfigError:
+        """``FILE: [TABLE] unknown key "X" (did you mean "Y"?)``."""
+        choices = sorted(set(candidates))
+        close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        shown = f"[{key}]" if what == "table" else json.dumps(key, ensure_ascii=False)
+        expected = "one of " + ", ".join(f'"{c}"' for c in choices)
+        return ConfigError(
+            f"{self._prefix()}unknown {what} {shown}{hint}",
+            file=self.file,
+            table=self.table,
+            key=key,
+            expected=expected,
+        )
+
+    def at(self, table: str) -> _Where:
+        return _Where(self.file, table)
+
+
+def _show(value: object, limit: int = 60) -> str:
+    """Render a TOML value compactly, in TOML spelling, always on one line."""
+    text = _toml_repr(value)
+    if len(text) <= limit:
+        return text
+    if isinstance(value, list):
+        return f"an array of {len(value)} items"
+    if isinstance(value, dict):
+        return "a table"
+    return text[: limit - 2] + "…" + text[-1]
+
+
+def _toml_repr(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, datetime | date | time):
+        return f"{value.isoformat()} (a date/time)"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(str(k))} = {_toml_repr(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    return repr(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Public, immutable config objects
+# --------------------------------------------------------------------------------------------
+
+
+class LogConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a program's output goes and how much of it is kept.
+
+    ``max_size`` is in bytes (1KB = 1024); ``keep`` rotated files are kept besides the current
+    one; ``stderr = "merge"`` interleaves stderr into the stdout log, ``"separate"`` writes a
+    second file; ``timestamps`` prefixes each line with the time it was read.
+    """
+
+    max_size: int = 50 * 1024 * 1024
+    keep: int = 10
+    stderr: Literal["merge", "separate"] = "merge"
+    timestamps: bool = False
+
+
+class Backoff(msgspec.Struct, frozen=True, kw_only=True):
+    """Delay bounds in seconds between failed starts (exponential with jitter in between)."""
+
+    min: float = 1.0
+    max: float = 60.0
+
+
+class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Exactly what to exec for one instance, with ``{instance}`` already expanded.
+
+    ``environment`` holds only what the config adds (plus ``STOKER_PROGRAM`` and
+    ``STOKER_INSTANCE``); the runtime layers it over the daemon's own environment.
+    """
+
+    name: str
+    program: str
+    instance: int
+    argv: tuple[str, ...]
+    environment: dict[str, str]
+    directory: str
+
+
+class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``[programs.NAME]`` table, validated; durations in seconds, sizes in bytes.
+
+    ``command`` is the argv (``{instance}`` not yet expanded: use :meth:`spec`); with
+    ``shell = true`` it is ``("/bin/sh", "-c", "<the string>")``. ``directory`` is absolute.
+    ``user``/``group`` are names as written: they are resolved by the daemon that runs the
+    program, which may be on another machine. Equality compares every field, which is what
+    reload uses to keep unchanged programs running.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    shell: bool = False
+    instances: int = 1
+    directory: str
+    environment: dict[str, str] = {}
+    user: str | None = None
+    group: str | None = None
+    umask: int | None = None
+    autostart: bool = True
+    restart: Literal["always", "on-failure", "never"] = "always"
+    success_exit_codes: tuple[int, ...] = (0,)
+    start_seconds: float = 1.0
+    backoff: Backoff = msgspec.field(default_factory=Backoff)
+    max_restarts: int = 0
+    stop_signal: int = int(signal.SIGTERM)
+    stop_timeout: float = 10.0
+    log: LogConfig = msgspec.field(default_factory=LogConfig)
+
+    def instance_names(self) -> list[str]:
+        """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
+        return [f"{self.name}:{i}" for i in range(self.instances)]
+
+    def spec(self, instance: int) -> InstanceSpec:
+        """The argv/environment/directory of one instance, ``{instance}`` expanded.
+
+        Plain text replacement, not ``str.format``: commands are full of braces
+        (``${VAR}``, inline scripts) that must pass through untouched.
+        Raises ``ValueError`` for an instance number outside ``range(instances)``.
+        """
+        if not 0 <= instance < self.instances:
+            raise ValueError(f"program {self.name!r} has instances 0..{self.instances - 1}, not {instance}")
+        number = str(instance)
+
+        def expand(text: str) -> str:
+            return text.replace("{instance}", number)
+
+        environment = {key: expand(value) for key, value in self.environment.items()}
+        environment["STOKER_PROGRAM"] = self.name
+        environment["STOKER_INSTANCE"] = number
+        return InstanceSpec(
+            name=f"{self.name}:{instance}",
+            program=self.name,
+            instance=instance,
+            argv=tuple(expand(arg) for arg in self.command),
+            environment=environment,
+            directory=expand(self.directory),
+        )
+
+
+class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``[daemon]`` table, validated.
+
+    ``state_dir`` is absolute. ``listen`` is normalised (``":9100"`` → ``"127.0.0.1:9100"``);
+    use :attr:`listen_host` / :attr:`listen_port` to bind. ``token`` is the resolved secret
+    (``env:``/``file:`` already read) and is hidden from ``repr``. ``timezone`` ``None`` means
+    the system zone. ``shutdown_timeout`` is in seconds.
+    """
+
+    state_dir: str
+    listen: str | None = None
+    token: str | None = None
+    store: str = "sqlite"
+    node: str
+    timezone: str | None = None
+    shutdown_timeout: float = 30.0
+
+    @property
+    def listen_host(self) -> str | None:
+        """Host to bind (IPv6 without brackets), or ``None`` when TCP is off."""
+        return None if self.listen is None else _split_listen(self.listen)[0]
+
+    @property
+    def listen_port(self) -> int | None:
+        """TCP port to bind, or ``None`` when TCP is off."""
+        return None if self.listen is None else _split_listen(self.listen)[1]
+
+    def __repr__(self) -> str:
+        token = None if self.token is None else "'***'"
+        return (
+            f"DaemonConfig(state_dir={self.state_dir!r}, listen={self.listen!r}, "
+            f"token={token}, store={self.store!r}, node={self.node!r}, "
+            f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r})"
+        )
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole stoker.toml: ``path`` is the absolute file, ``directory`` its folder (the base
+    of every relative path in it); ``programs`` keeps file order."""
+
+    path: str
+    directory: str
+    daemon: DaemonConfig
+    programs: dict[str, ProgramConfig] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# Raw shapes: what TOML may contain, checked strictly by msgspec
+# --------------------------------------------------------------------------------------------
+
+_Duration = float | str
+_Size = int | float | str
+
+
+class _RawBackoff(msgspec.Struct, forbid_unknown_fields=True):
+    min: _Duration = 1.0
+    max: _Duration = 60.0
+
+
+class _RawLog(msgspec.Struct, forbid_unknown_fields=True):
+    max_size: _Size = "50MB"
+    keep: int = 10
+    stderr: Literal["merge", "separate"] = "merge"
+    timestamps: bool = False
+
+
+class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
+    command: str | list[str]
+    shell: bool = False
+    instances: int = 1
+    directory: str = "."
+    environment: dict[str, str] = {}
+    user: str | None = None
+    group: str | None = None
+    umask: int | str | None = None
+    autostart: bool = True
+    restart: Literal["always", "on-failure", "never"] = "always"
+    success_exit_codes: list[int] = msgspec.field(default_factory=lambda: [0])
+    start_seconds: _Duration = 1.0
+    backoff: _RawBackoff = msgspec.field(default_factory=_RawBackoff)
+    max_restarts: int = 0
+    stop_signal: int | str = "TERM"
+    stop_timeout: _Duration = 10.0
+    log: _RawLog = msgspec.field(default_factory=_RawLog)
+
+
+class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
+    state_dir: str = ".stoker"
+    listen: str | None = None
+    token: str | None = None
+    store: str = "sqlite"
+    node: str | None = None
+    timezone: str | None = None
+    shutdown_timeout: _Duration = 30.0
+
+
+_DURATION = DURATION_EXPECTED
+_SIZE = SIZE_EXPECTED
+
+# What each key accepts, in words; used for type errors reported by msgspec.
+_PROGRAM_EXPECTED: dict[str, str] = {
+    "command": ('a command string or an array of strings, like "php send.php" or ["php", "send.php"]'),
+    "shell": "true or false",
+    "instances": "a whole number, 1 or more",
+    "directory": "a path string",
+    "environment": 'a table of strings, like { APP_ENV = "prod" }',
+    "user": "a user name string",
+    "group": "a group name string",
+    "umask": 'an octal umask like 0o022 or "022"',
+    "autostart": "true or false",
+    "restart": 'one of "always", "on-failure", "never"',
+    "success_exit_codes": "an array of exit codes (whole numbers 0-255), like [0, 2]",
+    "start_seconds": _DURATION,
+    "backoff": 'a table like { min = "1s", max = "60s" }',
+    "backoff.min": _DURATION,
+    "backoff.max": _DURATION,
+    "max_restarts": "a whole number, 0 or more (0 = never give up)",
+    "stop_signal": 'a signal name like "TERM", "SIGINT", "hup" or a signal number',
+    "stop_timeout": _DURATION,
+    "log": 'a table like { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }',
+    "log.max_size": _SIZE,
+    "log.keep": "a whole number of rotated files to keep, 0 or more",
+    "log.stderr": 'one of "merge", "separate"',
+    "log.timestamps": "true or false",
+}
+_DAEMON_EXPECTED: dict[str, str] = {
+    "state_dir": "a path string",
+    "listen": 'an address like "127.0.0.1:9100", "[::1]:9100" or ":9100"',
+    "token": 'a token string, "env:NAME" or "file:PATH"',
+    "store": '"sqlite" or a "postgresql://…" URL',
+    "node": "a node name string",
+    "timezone": 'a time zone name like "Europe/Paris" or "UTC"',
+    "shutdown_timeout": _DURATION,
+}
+_NESTED_PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
+    "backoff": ("min", "max"),
+    "log": ("max_size", "keep", "stderr", "timestamps"),
+}
+
+_T = TypeVar("_T")
+
+
+def _convert(raw: Mapping[str, Any], kind: type[_T], where: _Where, expected: dict[str, str]) -> _T:
+    """Strict msgspec conversion, with its errors re-worded as a located ConfigError."""
+    try:
+        return msgspec.convert(raw, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _translate(str(exc), raw, where, expected) from None
+
+
+_ERROR_PATH = re.compile(r" - at `\$((?:\.[A-Za-z_][A-Za-z0-9_]*)*)")
+
+
+def _translate(message: str, raw: Mapping[str, Any], where: _Where, expected: dict[str, str]) -> ConfigError:
+    """Turn ``Expected `int`, got `str` - at `$.log.keep``` into ``log.keep: expected …``."""
+    match = _ERROR_PATH.search(message)
+    segments = match.group(1).lstrip(".").split(".") if match and match.group(1) else []
+    # The most specific known key: "log.max_size" rather than "log".
+    keys = [".".join(segments[:n]) for n in (2, 1) if len(segments) >= n]
+    key = next((k for k in keys if k in expected), None)
+    if key is None:
+        return where.error(None, message, "a valid value")
+    if key == "environment" and isinstance(raw.get(key), dict):
+        return _bad_environment(raw[key], where)
+    return where.bad(key, expected[key], _lookup(raw, key))
+
+
+def _lookup(raw: Mapping[str, Any], dotted: str) -> object:
+    value: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _bad_environment(environment: dict[str, Any], where: _Where) -> ConfigError:
+    """Name the variable whose value is not a string, with the fix."""
+    for name, value in environment.items():
+        if not isinstance(value, str):
+            return where.bad(
+                f"environment.{name}",
+                'a string (quote numbers and booleans, like PORT = "8080")',
+                value,
+            )
+    return where.bad("environment", _PROGRAM_EXPECTED["environment"], environment)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def find_config_path(explicit: str | None = None) -> Path:
+    """The config file the CLI should use: ``-c FILE``, else ``$STOKER_CONFIG``, else
+    ``./stoker.toml``; returned absolute (``~`` expanded) and not checked for existence, so the
+    caller can report a missing file with the path it looked for."""
+    chosen = explicit or os.environ.get(CONFIG_ENV_VAR) or CONFIG_FILENAME
+    return Path(os.path.abspath(os.path.expanduser(chosen)))
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file. Raises :class:`ConfigError`, and only that, for any
+    problem with the file or its contents."""
+    absolute = Path(os.path.abspath(os.fspath(path)))
+    file = str(absolute)
+    try:
+        data = absolute.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file", file=file, expected="a stoker.toml file") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{file}: is a directory, not a config file", file=file, expected="a stoker.toml file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{file}: cannot read: {exc.strerror or exc}", file=file, expected="a readable file"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: not UTF-8 text (bad byte at offset {exc.start})",
+            file=file,
+            expected="a UTF-8 text file",
+        ) from None
+    return parse_config(text, absolute)
+
+
+def parse_config(text: str, path: str | os.PathLike[str]) -> Config:
+    """Validate config text as if it were read from ``path`` (which anchors relative paths and
+    names the file in errors). Raises :class:`ConfigError` only."""
+    path = Path(os.path.abspath(path))
+    file = str(path)
+    data = _parse_toml(text, file)
+    return _build_config(data, file, str(path.parent))
+
+
+_TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+
+
+def _parse_toml(text: str, file: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _toml_error(str(exc), text, file) from None
+
+
+def _toml_error(message: str, text: str, file: str) -> ConfigError:
+    """``FILE: line 3: invalid TOML: Invalid value (column 9)`` from tomllib's wording."""
+    match = _TOML_POSITION.search(message)
+    detail = message[: match.start()] if match else message
+    if match and match.group(1):
+        line, suffix = int(match.group(1)), f" (column {match.group(2)})"
+    else:
+        line, suffix = max(1, text.count("\n") + 1), " (at end of file)"
+    return ConfigError(
+        f"{file}: line {line}: invalid TOML: {detail}{suffix}",
+        file=file,
+        expected="valid TOML",
+        line=line,
+    )
+
+
+def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
+    top = _Where(file, None)
+    _check_top_level(data, top)
+    daemon = _build_daemon(_table(data, "daemon", top), top.at("daemon"), directory)
+    programs: dict[str, ProgramConfig] = {}
+    for name, raw in _table(data, "programs", top).items():
+        _check_program_entry(name, raw, top.at("programs"))
+        programs[name] = _build_program(name, raw, top.at(f"programs.{name}"), directory)
+    return Config(path=file, directory=directory, daemon=daemon, programs=programs)
+
+
+def _check_top_level(data: dict[str, Any], top: _Where) -> None:
+    for key, value in data.items():
+        if key in ("daemon", "programs"):
+            continue
+        if key in _UNSUPPORTED_TABLES:
+            raise ConfigError(
+                f"{top.file}: [{key}] is {_NOT_YET}",
+                file=top.file,
+                table=key,
+                expected="[daemon] and [programs.NAME] tables",
+            )
+        candidates = ("daemon", "programs", *_UNSUPPORTED_TABLES)
+        raise top.unknown(key, candidates, what="table" if isinstance(value, dict) else "key")
+
+
+def _table(data: dict[str, Any], key: str, top: _Where) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        example = "[daemon]" if key == "daemon" else "[programs.NAME]"
+        raise top.bad(key, f"a table ({example})", value)
+    return value
+
+
+def _check_keys(
+    raw: dict[str, Any],
+    where: _Where,
+    known: Iterable[str],
+    nested_tables: Mapping[str, tuple[str, ...]] | None = None,
+) -> None:
+    """Refuse unknown keys (with a suggestion); nested tables are checked as ``log.x``."""
+    known = tuple(known)
+    for key, value in raw.items():
+        if key not in known:
+            raise where.unknown(key, known)
+        nested = (nested_tables or {}).get(key)
+        if nested is not None and isinstance(value, dict):
+            for sub in value:
+                if sub not in nested:
+                    raise where.unknown(f"{key}.{sub}", (f"{key}.{n}" for n in nested))
+
+
+# --------------------------------------------------------------------------------------------
+# [daemon]
+# --------------------------------------------------------------------------------------------
+
+
+def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonConfig:
+    _check_keys(raw, where, _DAEMON_EXPECTED)
+    parsed = _convert(raw, _RawDaemon, where, _DAEMON_EXPECTED)
+    listen = _parse_listen(parsed.listen, where) if parsed.listen is not None else None
+    token = _resolve_token(parsed.token, where, directory) if parsed.token is not None else None
+    if listen is not None and token is None and not _is_loopback(_split_listen(listen)[0]):
+        raise where.error(
+            "listen",
+            f"{_show(listen)} is reachable from other machines, so a token is required: "
+            'set [daemon] token (e.g. token = "env:STOKER_TOKEN") or listen on 127.0.0.1',
+            "a loopback address, or a token",
+        )
+    return DaemonConfig(
+        state_dir=_resolve_path(parsed.state_dir, where, "state_dir", directory),
+        listen=listen,
+        token=token,
+        store=_check_store(parsed.store, where),
+        node=_check_node(parsed.node, where),
+        timezone=_check_timezone(parsed.timezone, where),
+        shutdown_timeout=_duration(parsed.shutdown_timeout, where, "shutdown_timeout"),
+    )
+
+
+def _split_listen(listen: str) -> tuple[str, int]:
+    """``"[::1]:9100"`` → ``("::1", 9100)``; ``":9100"`` → ``("127.0.0.1", 9100)``.
+    Only for strings already accepted by :func:`_parse_listen`."""
+    host, _, port = listen.rpartition(":")
+    host = host[1:-1] if host.startswith("[") else host
+    return host or "127.0.0.1", int(port)
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _parse_listen(value: str, where: _Where) -> str:
+    expected = _DAEMON_EXPECTED["listen"]
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise where.bad("listen", expected + " (port 1-65535)", value)
+    if host.startswith("[") and host.endswith("]"):
+        if not _is_ip(host[1:-1], version=6):
+            raise where.bad("listen", expected + " (bad IPv6 address)", value)
+        return f"{host}:{int(port)}"
+    if ":" in host:
+        raise where.bad("listen", "an IPv6 address in brackets, like [::1]:9100", value)
+    host = host or "127.0.0.1"
+    if not (_is_ip(host, version=4) or (host.isascii() and _HOSTNAME.fullmatch(host))):
+        raise where.bad("listen", expected + " (bad host)", value)
+    return f"{host}:{int(port)}"
+
+
+def _is_ip(text: str, *, version: int) -> bool:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return address.version == version
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _resolve_token(value: str, where: _Where, directory: str) -> str:
+    """``env:NAME`` and ``file:PATH`` keep secrets out of the config file itself."""
+    if value.startswith("env:"):
+        name = value[4:]
+        token = os.environ.get(name) if name else None
+        if token is None:
+            raise where.error(
+                "token",
+                f"environment variable {_show(name)} is not set",
+                "a set environment variable",
+            )
+        source = f"environment variable {name}"
+    elif value.startswith("file:"):
+        token = _read_token_file(value[5:], where, directory)
+        source = f"file {value[5:]}"
+    else:
+        token, source = value, "token"
+    token = token.strip()
+    if not token:
+        raise where.error("token", f"{source} is empty", "a non-empty token")
+    return token
+
+
+def _read_token_file(name: str, where: _Where, directory: str) -> str:
+    path = _resolve_path(name, where, "token", directory)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise where.error("token", f"no such file: {path}", "an existing token file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise where.error("token", f"cannot read {path}: {reason}", "a readable UTF-8 token file") from None
+
+
+def _check_store(value: str, where: _Where) -> str:
+    if value == "sqlite" or value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise where.bad("store", _DAEMON_EXPECTED["store"], value)
+
+
+def _check_node(value: str | None, where: _Where) -> str:
+    if value is None:
+        return socket.gethostname()
+    if not value.strip() or not value.isprintable():
+        raise where.bad("node", "a non-empty printable node name", value)
+    return value
+
+
+def _check_timezone(value: str | None, where: _Where) -> str | None:
+    if value is None:
+        return None
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise where.bad("timezone", _DAEMON_EXPECTED["timezone"], value) from None
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# [programs.NAME]
+# --------------------------------------------------------------------------------------------
+
+
+def _check_program_entry(name: str, raw: object, where: _Where) -> None:
+    """Name and shape checks that must come before looking inside the table."""
+    if not _PROGRAM_NAME.fullmatch(name) or not name.isascii():
+        raise where.error(
+            None,
+            f"program name {_show(name)} is not allowed: use letters, digits, "
+            '"_", "." and "-" (":" separates the instance number)',
+            "a name matching [A-Za-z0-9_.-]+",
+        )
+    if name in _RESERVED_PROGRAM_NAMES:
+        raise where.error(
+            None,
+            f'program name "{name}" is reserved (it means every program on the command line)',
+            "another program name",
+        )
+    if not isinstance(raw, dict):
+        raise where.bad(name, f"a table ([programs.{name}])", raw)
+
+
+def _build_program(name: str, raw: dict[str, Any], where: _Where, directory: str) -> ProgramConfig:
+    for key in raw:
+        if key in _UNSUPPORTED_PROGRAM_KEYS:
+            raise where.error(key, _NOT_YET, "a supported key")
+    top_keys = [key for key in _PROGRAM_EXPECTED if "." not in key]
+    _check_keys(raw, where, (*top_keys, *_UNSUPPORTED_PROGRAM_KEYS), _NESTED_PROGRAM_TABLES)
+    if "command" not in raw:
+        raise where.error("command", f"missing; expected {_PROGRAM_EXPECTED['command']}", "a command")
+    parsed = _convert(raw, _RawProgram, where, _PROGRAM_EXPECTED)
+    return ProgramConfig(
+        name=name,
+        command=_command(parsed.command, parsed.shell, where),
+        shell=parsed.shell,
+        instances=_at_least(parsed.instances, 1, where, "instances"),
+        directory=_resolve_path(parsed.directory, where, "directory", directory),
+        environment=_environment(parsed.environment, where),
+        user=_name_or_none(parsed.user, where, "user"),
+        group=_name_or_none(parsed.group, where, "group"),
+        umask=_umask(parsed.umask, where),
+        autostart=parsed.autostart,
+        restart=parsed.restart,
+        success_exit_codes=_exit_codes(parsed.success_exit_codes, where),
+        start_seconds=_duration(parsed.start_seconds, where, "start_seconds"),
+        backoff=_backoff(parsed.backoff, where),
+        max_restarts=_at_least(parsed.max_restarts, 0, where, "max_restarts"),
+        stop_signal=_signal(parsed.stop_signal, where),
+        stop_timeout=_duration(parsed.stop_timeout, where, "stop_timeout"),
+        log=_log(parsed.log, where),
+    )
+
+
+def _command(value: str | list[str], shell: bool, where: _Where) -> tuple[str, ...]:
+    """A string is split like a shell would (quotes honoured) but never run by one, unless
+    ``shell = true``: then the string goes to ``/bin/sh -c`` as written."""
+    if shell:
+        if not isinstance(value, str):
+            raise where.bad("command", "a string when shell = true", value)
+        argv: list[str] = ["/bin/sh", "-c", value] if value.strip() else []
+    elif isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise where.bad("command", f"a command line with balanced quotes ({exc})", value) from None
+    else:
+        argv = list(value)
+    if not argv or not argv[0]:
+        raise where.bad("command", "a non-empty command", value)
+    if any("\0" in arg for arg in argv):
+        raise where.bad("command", "no NUL characters", value)
+    return tuple(argv)
+
+
+def _at_least(value: int, minimum: int, where: _Where, key: str) -> int:
+    if value < minimum:
+        raise where.bad(key, _PROGRAM_EXPECTED[key], value)
+    return value
+
+
+def _resolve_path(value: str, where: _Where, key: str, directory: str) -> str:
+    """Relative paths are relative to the config file's folder, never to the cwd."""
+    if not value or "\0" in value:
+        raise where.bad(key, "a non-empty path", value)
+    return os.path.normpath(os.path.join(directory, value))
+
+
+def _environment(value: dict[str, str], where: _Where) -> dict[str, str]:
+    for name, text in value.items():
+        if not name or "=" in name or "\0" in name:
+            raise where.error(
+                f"environment.{name}",
+                "not a valid variable name (it must be non-empty, without '=')",
+                "a variable name",
+            )
+        if name in _RESERVED_ENV:
+            raise where.error(f"environment.{name}", "is set by stoker itself", "another variable name")
+        if "\0" in text:
+            raise where.bad(f"environment.{name}", "a string without NUL characters", text)
+    return dict(value)
+
+
+def _name_or_none(value: str | None, where: _Where, key: str) -> str | None:
+    if value is not None and (not value.strip() or "\0" in value):
+        raise where.bad(key, f"a non-empty {key} name", value)
+    return value
+
+
+_OCTAL = re.compile(r"(?:0o)?([0-7]{1,4})")
+
+
+def _umask(value: int | str | None, where: _Where) -> int | None:
+    """``umask = 0o022`` or ``umask = "022"``: a bare ``022`` is not valid TOML, and a
+    decimal 22 is almost certainly a mistake, so strings are always read as octal."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = _OCTAL.fullmatch(value.strip())
+        number = int(match.group(1), 8) if match else -1
+    else:
+        number = value
+    if not 0 <= number <= 0o777:
+        raise where.bad("umask", _PROGRAM_EXPECTED["umask"] + " (at most 0o777)", value)
+    return number
+
+
+def _exit_codes(values: list[int], where: _Where) -> tuple[int, ...]:
+    if any(not 0 <= code <= 255 for code in values):
+        raise where.bad("success_exit_codes", _PROGRAM_EXPECTED["success_exit_codes"], values)
+    return tuple(values)
+
+
+def _duration(value: float | str, where: _Where, key: str) -> float:
+    try:
+        return parse_duration(value, where=key)
+    except InvalidValue as exc:
+        raise where.bad(key, exc.expected, value) from None
+
+
+def _backoff(raw: _RawBackoff, where: _Where) -> Backoff:
+    low = _duration(raw.min, where, "backoff.min")
+    high = _duration(raw.max, where, "backoff.max")
+    if low <= 0:
+        raise where.bad("backoff.min", "a duration greater than zero", raw.min)
+    if low > high:
+        raise where.error(
+            "backoff",
+            f"min ({_show(raw.min)}) must not be greater than max ({_show(raw.max)})",
+            "min <= max",
+        )
+    return Backoff(min=low, max=high)
+
+
+def _signal(value: int | str, where: _Where) -> int:
+    """``"TERM"``, ``"SIGTERM"``, ``"term"`` or a number → the signal number on this OS."""
+    expected = _PROGRAM_EXPECTED["stop_signal"]
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int):
+        if value not in signal.valid_signals():
+            raise where.bad("stop_signal", expected, value)
+        return value
+    name = value.strip().upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    member = signal.Signals.__members__.get(name)
+    if member is None or name.startswith("SIG_"):
+        raise where.bad("stop_signal", expected, value)
+    return int(member)
+
+
+def _log(raw: _RawLog, where: _Where) -> LogConfig:
+    try:
+        max_size = parse_size(raw.max_size, where="log.max_size")
+    except InvalidValue as exc:
+        raise where.bad("log.max_size", exc.expected, raw.max_size) from None
+    if max_size <= 0:
+        raise where.bad("log.max_size", "a size greater than zero", raw.max_size)
+    if raw.keep < 0:
+        raise where.bad("log.keep", _PROGRAM_EXPECTED["log.keep"], raw.keep)
+    return LogConfig(max_size=max_size, keep=raw.keep, stderr=raw.stderr, timestamps=raw.timestamps)
+
+
+# --------------------------------------------------------------------------------------------
+# Starter config
+# --------------------------------------------------------------------------------------------
+
+STARTER_TOML = """\
+# stoker.toml: what stoker keeps running on this machine.
+# Check it with `stoker check`, start everything with `stoker up`.
+# Paths are relative to this file's folder. Durations: "250ms", "10s", "5m", "2h", "1d" or
+# seconds. Sizes: "512KB", "50MB", "1GB" or bytes (1KB = 1024 bytes).
+# Remove the leading "# " of a setting to use it; the values shown are examples.
+
+[daemon]
+# state_dir = ".stoker"            # socket, pid file, database and logs
+# listen = "127.0.0.1:9100"        # HTTP API + dashboard over TCP (off by default)
+# token = "env:STOKER_TOKEN"       # literal, "env:NAME" or "file:PATH"; required off loopback
+# store = "sqlite"                 # or "postgresql://user@host/db"
+# node = "web-1"                   # this machine's name (default: the hostname)
+# timezone = "UTC"                 # default zone for schedules (default: the system zone)
+# shutdown_timeout = "30s"         # how long `stoker down` waits for programs to stop
+
+# A long-running program, in any language. Replace it with your own.
+[programs.worker]
+command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"; sleep 5; done']
+# A command can also be one string, split like a shell line (no shell runs it):
+# command = "php artisan queue:work --queue=default"
+# shell = false                    # true: run the command string with /bin/sh -c
+# instances = 1                    # >1 runs worker:0 … worker:N-1; "{instance}" expands
+# directory = "."                  # working directory
+# environment = { APP_ENV = "production", WORKER_ID = "{instance}" }
+# user = "www-data"                # drop privileges (when the daemon runs as root)
+# group = "www-data"
+# umask = "022"
+# autostart = true                 # start with `stoker up`
+# restart = "always"               # always | on-failure | never
+# success_exit_codes = [0]         # exits that are not failures (for on-failure)
+# start_seconds = "1s"             # must stay up this long to count as started
+# backoff = { min = "1s", max = "60s" }   # delay between failed starts, doubling
+# max_restarts = 0                 # failed starts in a row before giving up; 0 = never
+# stop_signal = "TERM"             # sent to the whole process group to stop it
+# stop_timeout = "10s"             # then SIGKILL
+# log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
+"""

@@ -1,0 +1,259 @@
+"""The daemon: one asyncio loop that owns the programs and serves the control API.
+
+`stoker up` runs `run()` in the foreground; `stoker up -d` detaches first (double fork, setsid,
+stdio to the daemon log) and the launching process waits on a pipe until the daemon says it is
+ready or why it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from stoker.config import Config
+from stoker.daemon import lock
+
+log = logging.getLogger("stoker")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why (it reaches the `stoker up` caller)."""
+
+
+def socket_path(config: Config) -> Path:
+    return Path(config.daemon.state_dir) / "stoker.sock"
+
+
+def prepare_state_dir(config: Config) -> Path:
+    state_dir = Path(config.daemon.state_dir)
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (state_dir / "logs").mkdir(mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise StartupError(f"cannot create state dir {state_dir}: {e.strerror}") from None
+    return state_dir
+
+
+def _setup_logging(stream: TextIO) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s stoker[%(process)d] %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    )
+    root = logging.getLogger("stoker")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _bind_unix(path: Path) -> socket.socket:
+    # We hold the lock, so a socket file here is a dead daemon's leftover.
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # born 0600: no window in which others could connect
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_tcp(host: str, port: int) -> socket.socket:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(config: Config, ready: Callable[[], None]) -> None:
+    """Run until asked to stop: programs, API; then stop every program and return."""
+    import uvicorn
+
+    from stoker.api.app import DaemonInfo, build_app
+    from stoker.supervise.procs import kill_orphans
+    from stoker.supervise.supervisor import Supervisor
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    kill_orphans(config.daemon.state_dir)
+    supervisor = Supervisor(config)
+    info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
+
+    sockets = [_bind_unix(socket_path(config))]
+    d = config.daemon
+    if d.listen_host is not None and d.listen_port is not None:
+        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
+    app = build_app(info, d.token)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            http="h11",
+            ws="none",
+            date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
+            server_header=False,
+            timeout_graceful_shutdown=2,
+        )
+    )
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
+    await server.startup(sockets=sockets)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        lambda: log.warning("SIGHUP: reload is not available in this version yet; restart to apply changes"),
+    )
+    try:
+        supervisor.autostart()
+        log.info(
+            "stoker %s ready: %d program(s), %d instance(s), socket %s%s",
+            _version(),
+            len(config.programs),
+            len(supervisor.instances),
+            socket_path(config),
+            f", http://{d.listen}" if d.listen else "",
+        )
+        ready()
+        await stopping.wait()
+        log.info("shutting down")
+        await supervisor.shutdown()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        server.should_exit = True
+        await server.shutdown(sockets=sockets)
+        socket_path(config).unlink(missing_ok=True)
+    log.info("stopped")
+
+
+def _version() -> str:
+    from stoker import __version__
+
+    return __version__
+
+
+def run(config: Config, *, detach: bool = False) -> int:
+    """`stoker up`: returns the exit code."""
+    state_dir = prepare_state_dir(config)
+    try:
+        lock_fd = lock.acquire(state_dir)
+    except lock.AlreadyRunning as e:
+        print(f"stoker: {e}", file=sys.stderr)
+        return 1
+    if detach:
+        return _run_detached(config, state_dir, lock_fd)
+    _setup_logging(sys.stderr)
+    return _run_here(config, state_dir, lambda: None)
+
+
+def _run_here(config: Config, state_dir: Path, ready: Callable[[], None]) -> int:
+    from setproctitle import setproctitle
+
+    setproctitle(f"stoker: daemon {config.path}")
+    lock.write_pid(state_dir)
+    try:
+        asyncio.run(serve(config, ready))
+    except StartupError as e:
+        log.error("%s", e)
+        raise
+    finally:
+        lock.remove_pid(state_dir)
+    return 0
+
+
+def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:
+    """Double fork; the caller waits for "ok" (or a reason) on a pipe from the daemon."""
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        return _await_daemon(read_end, config)
+    # first child: new session, so no terminal can send us SIGHUP; fork again so we are not
+    # a session leader and can never acquire a controlling terminal.
+    os.close(read_end)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    code = 1
+    try:
+        daemon_log = state_dir / "stoker.log"
+        fd = os.open(daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        os.close(null)
+        os.chdir("/")
+        _setup_logging(sys.stderr)
+
+        def ready() -> None:
+            os.write(write_end, b"ok\n")
+            os.close(write_end)
+
+        code = _run_here(config, state_dir, ready)
+    except BaseException as e:  # the reason must reach the waiting `stoker up -d`
+        reason = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
+        log.exception("daemon failed") if not isinstance(e, StartupError) else None
+        with contextlib.suppress(OSError):
+            os.write(write_end, f"error: {reason}\n".encode())
+    finally:
+        os.close(lock_fd) if _fd_open(lock_fd) else None
+        os._exit(code)
+
+
+def _fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def _await_daemon(read_end: int, config: Config) -> int:
+    chunks = []
+    while chunk := os.read(read_end, 4096):
+        chunks.append(chunk)
+        if b"\n" in chunk:
+            break
+    os.close(read_end)
+    message = b"".join(chunks).decode(errors="replace").strip()
+    if message != "ok":
+        reason = message.removeprefix("error: ") or "the daemon exited during startup"
+        log_file = Path(config.daemon.state_dir) / "stoker.log"
+        print(f"stoker: daemon failed to start: {reason} (see {log_file})", file=sys.stderr)
+        return 1
+    # "returns 0 only once the daemon answers": ask it, over the socket, like any client.
+    from stoker.client import Client, ClientError
+
+    try:
+        status = Client.for_config(config).status()
+    except ClientError as e:
+        print(f"stoker: daemon started but does not answer: {e}", file=sys.stderr)
+        return 1
+    print(f"stoker: daemon running, pid {status['pid']}, socket {socket_path(config)}")
+    return 0

@@ -1,0 +1,83 @@
+"""Looking at processes from outside: memory of process groups, and a dead daemon's orphans."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterable
+
+from stoker.supervise.spawn import SUPERVISOR_ENV
+
+log = logging.getLogger("stoker")
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def group_memory(pgids: Iterable[int]) -> dict[int, int]:
+    """RSS in bytes of each process group (the program and everything it started).
+
+    One pass over /proc for all groups at once: asking per program would cost a scan each.
+    """
+    wanted = set(pgids)
+    totals = dict.fromkeys(wanted, 0)
+    if not wanted:
+        return totals
+    if not os.path.isdir("/proc/self"):  # pragma: no cover - macOS: leaders only
+        import psutil
+
+        for pgid in wanted:
+            try:
+                totals[pgid] = psutil.Process(pgid).memory_info().rss
+            except psutil.Error:
+                pass
+        return totals
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name, which is in parentheses and may hold spaces.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        pgrp = int(fields[2])
+        if pgrp in wanted:
+            totals[pgrp] += int(fields[21]) * _PAGE
+    return totals
+
+
+def kill_orphans(state_dir: str) -> int:
+    """SIGKILL the process groups a previous daemon of this state dir left behind.
+
+    Children die with the daemon (PR_SET_PDEATHSIG), but their own children do not; they carry
+    STOKER_SUPERVISOR=<state dir> in their environment, which is how we know them. Returns how
+    many processes were found.
+    """
+    import psutil
+
+    marker = state_dir
+    me = os.getpid()
+    groups: set[int] = set()
+    found = 0
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(SUPERVISOR_ENV) != marker:
+                continue
+            groups.add(os.getpgid(proc.pid))
+            found += 1
+        except (psutil.Error, OSError):
+            continue
+    for pgid in groups:
+        if pgid == os.getpgid(0):
+            continue
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    if found:
+        log.warning("killed %d process(es) left behind by a previous daemon", found)
+    return found

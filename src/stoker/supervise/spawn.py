@@ -1,0 +1,119 @@
+"""Starting a program's process: its own process group, tied to the daemon's life.
+
+Everything the child needs is settled here, before exec: working directory, environment,
+user/group, umask, a new process group (so a stop reaches grandchildren too), and
+PR_SET_PDEATHSIG so that a daemon killed with SIGKILL takes its programs with it; the next
+daemon would otherwise start duplicates beside the orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+SUPERVISOR_ENV = "STOKER_SUPERVISOR"
+"""Set in every child to the daemon's state dir, so a new daemon can find a dead one's orphans."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _pdeathsig_setter() -> Callable[[], None] | None:
+    """A preexec function that asks Linux to SIGKILL the child when the daemon dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    prctl = libc.prctl  # resolved now: nothing after fork should need the loader
+    daemon_pid = os.getpid()
+
+    def tie_to_daemon() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        # The daemon may have died between fork and prctl: then nobody would kill us.
+        if os.getppid() != daemon_pid:
+            os._exit(127)
+
+    return tie_to_daemon
+
+
+_tie_to_daemon: Callable[[], None] | None = None
+_tie_for_pid: int | None = None
+
+
+def _preexec() -> Callable[[], None] | None:
+    global _tie_to_daemon, _tie_for_pid
+    if _tie_for_pid != os.getpid():  # the daemon may have forked (detach) since
+        _tie_to_daemon, _tie_for_pid = _pdeathsig_setter(), os.getpid()
+    return _tie_to_daemon
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    pid: int
+    stdout: int  # read end of the child's stdout pipe (non-blocking)
+    stderr: int | None  # read end of the stderr pipe, or None when merged into stdout
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    directory: str,
+    environment: Mapping[str, str],
+    user: str | None = None,
+    group: str | None = None,
+    umask: int | None = None,
+    merge_stderr: bool = True,
+) -> Child:
+    """Fork and exec `argv` in a new process group; raise OSError (with a clear message) on failure."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe() if not merge_stderr else (None, None)
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            cwd=directory,
+            env=dict(environment),
+            stdin=subprocess.DEVNULL,
+            stdout=out_w,
+            stderr=err_w if err_w is not None else out_w,
+            process_group=0,
+            user=user,
+            group=group,
+            extra_groups=[] if (group is not None and os.geteuid() == 0) else None,
+            umask=-1 if umask is None else umask,
+            preexec_fn=_preexec(),
+            close_fds=True,
+        )
+    except BaseException:
+        for fd in (out_r, err_r):
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        os.close(out_w)
+        if err_w is not None:
+            os.close(err_w)
+    # We reap the child ourselves (pidfd); Popen must never wait on it behind our back.
+    popen.returncode = 0
+    os.set_blocking(out_r, False)
+    if err_r is not None:
+        os.set_blocking(err_r, False)
+    return Child(popen.pid, out_r, err_r)
+
+
+def describe_spawn_error(error: BaseException, argv: Sequence[str], directory: str) -> str:
+    """A one-line reason a person can act on."""
+    if isinstance(error, FileNotFoundError):
+        if error.filename == directory or not os.path.isdir(directory):
+            return f"directory not found: {directory}"
+        return f"command not found: {argv[0]}"
+    if isinstance(error, PermissionError):
+        return f"permission denied: {error.filename or argv[0]}"
+    if isinstance(error, KeyError):  # unknown user or group name
+        return f"unknown user or group: {error.args[0] if error.args else error}"
+    if isinstance(error, OSError):
+        return f"cannot start {argv[0]}: {error.strerror or error}"
+    return f"cannot start {argv[0]}: {error}"

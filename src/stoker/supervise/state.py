@@ -1,0 +1,350 @@
+"""The life of one program instance, as a pure state machine.
+
+Nothing here touches a process, a clock or a random source: the caller passes the time (`now`,
+monotonic seconds) and events in, and performs the actions that come back. That keeps every
+restart rule testable without spawning anything or sleeping.
+
+States (the contract's names):
+
+    stopped   not running, and nobody wants it to
+    starting  spawned, not yet up for `start_seconds`
+    running   up for at least `start_seconds`
+    backoff   a start failed; waiting before the next try
+    stopping  stop signal sent; waiting for the exit (SIGKILL at the deadline)
+    exited    ended and the restart policy says leave it
+    fatal     gave up after `max_restarts` consecutive failed starts
+
+The rules:
+- A program that ran at least `start_seconds` and exits is restarted at once: a crash costs a
+  spawn, not a delay.
+- One that dies sooner (or cannot be spawned at all) is a failed start: it is retried after an
+  exponential, jittered backoff; the streak resets once an instance has run `start_seconds`.
+- `max_restarts` consecutive failed starts (when > 0) make it fatal.
+- `restart` decides whether an exit is followed by a new start at all: always; on-failure
+  (an exit code outside `success_exit_codes`, or death by a signal); never.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class State(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    EXITED = "exited"
+    FATAL = "fatal"
+
+
+ACTIVE = frozenset({State.STARTING, State.RUNNING, State.STOPPING})
+"""States in which a process exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The restart rules of one program, in plain numbers (seconds)."""
+
+    restart: str = "always"  # always | on-failure | never
+    success_exit_codes: frozenset[int] = frozenset({0})
+    start_seconds: float = 1.0
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+    max_restarts: int = 0  # consecutive failed starts before fatal; 0 = never give up
+    stop_timeout: float = 10.0
+
+
+def backoff_delay(policy: Policy, failures: int, jitter: float) -> float:
+    """Seconds to wait before the next start after `failures` consecutive failed starts.
+
+    Exponential (min, 2·min, 4·min … capped at max) with "equal jitter": the delay lies in
+    [d/2, d], so a crash loop never gets faster than half the schedule, yet many instances that
+    failed together do not retry in lockstep. `jitter` is a number in [0, 1).
+    """
+    exponent = min(max(failures - 1, 0), 64)
+    full = min(policy.backoff_max, policy.backoff_min * (2.0**exponent))
+    return full / 2 + full / 2 * jitter
+
+
+def wants_restart(policy: Policy, exit_code: int | None) -> bool:
+    """Whether an exit (code, or None for death by a signal) calls for a new start."""
+    if policy.restart == "always":
+        return True
+    if policy.restart == "never":
+        return False
+    return exit_code is None or exit_code not in policy.success_exit_codes
+
+
+# Events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """An operator (or autostart) wants the instance running."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """An operator wants the instance stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Stop if running, then start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnFailed:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    exit_code: int | None  # None when killed by a signal
+    signal: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """The deadline the machine asked for has come (stale timers are ignored)."""
+
+
+Event = Start | Stop | Restart | Spawned | SpawnFailed | Exited | Timer
+
+
+# Actions -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start the process now and report Spawned or SpawnFailed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendStopSignal:
+    """Send the program's stop signal to its process group."""
+
+
+@dataclass(frozen=True, slots=True)
+class KillGroup:
+    """SIGKILL the whole process group."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Deliver Timer at monotonic time `at` (replaces any earlier timer)."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    pass
+
+
+Action = Spawn | SendStopSignal | KillGroup | SetTimer | CancelTimer
+
+
+class Machine:
+    """One instance's state. Call `handle(event, now, jitter)`; perform the returned actions."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.state = State.STOPPED
+        self.pid: int | None = None
+        self.exit_code: int | None = None
+        self.exit_signal: int | None = None
+        self.error: str | None = None
+        self.restarts = 0  # starts after the first one, for the operator
+        self.failures = 0  # consecutive failed starts, for backoff and max_restarts
+        self.started_at: float | None = None  # monotonic time of the current spawn
+        self.since: float = 0.0  # monotonic time the state was entered
+        self.deadline: float | None = None
+        self._then_start = False  # a restart is waiting for the stop to finish
+        self._spawned_once = False
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.state} pid={self.pid} failures={self.failures}>"
+
+    def handle(self, event: Event, now: float, jitter: float = 0.5) -> list[Action]:
+        """Apply one event; return what the caller must do, in order."""
+        match event:
+            case Start():
+                return self._on_start(now)
+            case Stop():
+                self._then_start = False
+                return self._on_stop(now)
+            case Restart():
+                if self.state in (State.STARTING, State.RUNNING):
+                    self._then_start = True
+                    return self._on_stop(now)
+                if self.state is State.STOPPING:
+                    self._then_start = True
+                    return []
+                return self._on_start(now)
+            case Spawned(pid):
+                return self._on_spawned(pid, now)
+            case SpawnFailed(error):
+                return self._on_spawn_failed(error, now, jitter)
+            case Exited(code, sig):
+                return self._on_exited(code, sig, now, jitter)
+            case Timer():
+                if self.deadline is None or now < self.deadline:
+                    return []
+                self.deadline = None
+                return self._on_deadline(now)
+        raise TypeError(f"not an event: {event!r}")  # pragma: no cover
+
+    # transitions ---------------------------------------------------------------------------
+
+    def _enter(self, state: State, now: float) -> None:
+        self.state = state
+        self.since = now
+
+    def _set_timer(self, at: float) -> SetTimer:
+        self.deadline = at
+        return SetTimer(at)
+
+    def _cancel_timer(self) -> list[Action]:
+        if self.deadline is None:
+            return []
+        self.deadline = None
+        return [CancelTimer()]
+
+    def _spawn(self, now: float) -> list[Action]:
+        if self._spawned_once:
+            self.restarts += 1
+        self._spawned_once = True
+        self._enter(State.STARTING, now)
+        self.pid = None
+        return [Spawn()]
+
+    def _on_start(self, now: float) -> list[Action]:
+        if self.state in (State.STARTING, State.RUNNING):
+            return []
+        if self.state is State.STOPPING:
+            self._then_start = True
+            return []
+        # An operator's start is a fresh chance: forget the streak of failures.
+        self.failures = 0
+        self.error = None
+        return [*self._cancel_timer(), *self._spawn(now)]
+
+    def _on_stop(self, now: float) -> list[Action]:
+        if self.state in (State.STARTING, State.RUNNING):
+            if self.pid is None:
+                # Spawn requested but not reported yet; the exit will follow the kill.
+                self._enter(State.STOPPING, now)
+                return [self._set_timer(now + self.policy.stop_timeout)]
+            self._enter(State.STOPPING, now)
+            return [SendStopSignal(), self._set_timer(now + self.policy.stop_timeout)]
+        if self.state is State.STOPPING:
+            return []
+        actions = self._cancel_timer()
+        self._enter(State.STOPPED, now)
+        return actions
+
+    def _on_spawned(self, pid: int, now: float) -> list[Action]:
+        self.pid = pid
+        self.started_at = now
+        self.exit_code = None
+        self.exit_signal = None
+        self.error = None
+        if self.state is State.STOPPING:
+            # Stopped while the spawn was in flight: stop what just started.
+            deadline = self.deadline if self.deadline is not None else now + self.policy.stop_timeout
+            return [SendStopSignal(), self._set_timer(deadline)]
+        if self.policy.start_seconds <= 0:
+            return self._became_running(now)
+        return [self._set_timer(now + self.policy.start_seconds)]
+
+    def _became_running(self, now: float) -> list[Action]:
+        self._enter(State.RUNNING, now)
+        if self.policy.start_seconds > 0:
+            self.failures = 0  # it has run start_seconds: the streak of failed starts is over
+        return []
+
+    def _on_spawn_failed(self, error: str, now: float, jitter: float) -> list[Action]:
+        if self.state not in (State.STARTING, State.STOPPING):
+            return []  # no spawn was in flight
+        self.pid = None
+        self.error = error
+        if self.state is State.STOPPING:
+            actions = self._cancel_timer()
+            return actions + self._after_stop(now)
+        return self._failed_start(now, jitter)
+
+    def _failed_start(self, now: float, jitter: float) -> list[Action]:
+        self.failures += 1
+        if self.policy.max_restarts and self.failures > self.policy.max_restarts:
+            self._enter(State.FATAL, now)
+            last = f": {self.error}" if self.error else ""
+            self.error = f"gave up after {self.failures} failed starts{last}"
+            return self._cancel_timer()
+        self._enter(State.BACKOFF, now)
+        return [self._set_timer(now + backoff_delay(self.policy, self.failures, jitter))]
+
+    def _on_exited(self, code: int | None, sig: int | None, now: float, jitter: float) -> list[Action]:
+        was = self.state
+        if was not in ACTIVE:
+            return []  # no process of ours exists in these states: nothing to decide
+        ran_long_enough = self._ran_long_enough(now)
+        self.pid = None
+        self.exit_code = code
+        self.exit_signal = sig
+        actions = self._cancel_timer()
+        if was is State.STOPPING:
+            return actions + self._after_stop(now)
+        if ran_long_enough:
+            self.failures = 0
+        if not wants_restart(self.policy, code):
+            self._enter(State.EXITED, now)
+            return actions
+        if ran_long_enough:
+            return actions + self._spawn(now)
+        self.error = _describe_exit(code, sig) + f" after {now - (self.started_at or now):.2f}s"
+        return actions + self._failed_start(now, jitter)
+
+    def _ran_long_enough(self, now: float) -> bool:
+        """Whether the current process lived long enough that its exit is not a failed start.
+
+        That is `start_seconds` (whether or not its timer has been delivered yet). With
+        `start_seconds = 0` an instance counts as running at once, but an exit within
+        `backoff_min` still counts as failed, so that a crash loop can never spin.
+        """
+        if self.started_at is None:
+            return False
+        limit = self.policy.start_seconds if self.policy.start_seconds > 0 else self.policy.backoff_min
+        return now - self.started_at >= limit
+
+    def _after_stop(self, now: float) -> list[Action]:
+        if self._then_start:
+            self._then_start = False
+            self.failures = 0
+            return self._spawn(now)
+        self._enter(State.STOPPED, now)
+        return []
+
+    def _on_deadline(self, now: float) -> list[Action]:
+        if self.state is State.STARTING:
+            return self._became_running(now)
+        if self.state is State.BACKOFF:
+            return self._spawn(now)
+        if self.state is State.STOPPING:
+            # stop_timeout passed: no more asking. Keep waiting for the exit the kill brings.
+            return [KillGroup()]
+        return []
+
+
+def _describe_exit(code: int | None, sig: int | None) -> str:
+    if code is not None:
+        return f"exited with code {code}"
+    return f"killed by signal {sig}" if sig is not None else "exited"

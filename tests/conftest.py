@@ -1,0 +1,211 @@
+"""Test harness: a real daemon in a temp dir, driven through the real CLI and socket.
+
+Every daemon a test starts is stopped at teardown, and anything it left behind (found by the
+STOKER_SUPERVISOR marker every child carries) is killed, so tests stay hermetic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stoker.client import Client, ClientError
+
+REQUIRE_ALL = os.environ.get("STOKER_TEST_REQUIRE_ALL") == "1"
+
+
+def need(tool: str) -> str:
+    """The path of a system tool; skip the test plainly without it (fail under CI's REQUIRE_ALL)."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed (apt-get install it; .ci/run does)"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Stoker:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "stoker.toml"
+        self.state_dir = root / ".stoker"
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.daemon_log = root / "daemon.stderr"
+
+    # config and CLI ------------------------------------------------------------------------
+
+    def write(self, toml: str) -> None:
+        self.config.write_text(textwrap.dedent(toml))
+
+    def cli(
+        self, *args: str, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "stoker", "-c", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+            input=input,
+        )
+
+    def json(self, *args: str) -> Any:
+        result = self.cli(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    @property
+    def client(self) -> Client:
+        return Client(socket_path=self.state_dir / "stoker.sock", timeout=30)
+
+    # the daemon ----------------------------------------------------------------------------
+
+    def up(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
+        """Start `stoker up` in the foreground as a child of the test; wait until it answers."""
+        assert self.daemon is None or self.daemon.poll() is not None, "daemon already running"
+        log = open(self.daemon_log, "ab")  # noqa: SIM115 - handed to the child
+        self.daemon = subprocess.Popen(
+            [sys.executable, "-m", "stoker", "-c", str(self.config), "up"],
+            stdout=log,
+            stderr=log,
+            cwd=self.root,
+        )
+        log.close()
+        if wait:
+            wait_for(self._answers, what=f"the daemon to answer; its log:\n{self.log_text()}")
+        return self.daemon
+
+    def _answers(self) -> bool:
+        assert self.daemon is not None
+        if self.daemon.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.daemon.returncode}:\n{self.log_text()}")
+        try:
+            self.client.status()
+        except ClientError:
+            return False
+        return True
+
+    def log_text(self) -> str:
+        return self.daemon_log.read_text(errors="replace") if self.daemon_log.exists() else ""
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM the foreground daemon and wait for it to exit."""
+        assert self.daemon is not None
+        if self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+        return self.daemon.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.daemon is not None
+        self.daemon.kill()
+        self.daemon.wait(10)
+
+    # looking -------------------------------------------------------------------------------
+
+    def programs(self) -> dict[str, dict[str, Any]]:
+        return {row["name"]: row for row in self.client.programs()}
+
+    def wait_state(self, name: str, state: str, timeout: float = 15, **where: Any) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            row = self.programs()[name]
+            if row["state"] == state and all(row[k] == v for k, v in where.items()):
+                return row
+            return None
+
+        return wait_for(
+            check, timeout, f"{name} to be {state} {where or ''}; log:\n{self.log_text()[-3000:]}"
+        )
+
+    def cleanup(self) -> list[int]:
+        """Stop the daemon and kill any process it left; return the leftovers' pids."""
+        if self.daemon is not None and self.daemon.poll() is None:
+            try:
+                self.terminate(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return kill_marked(str(self.state_dir))
+
+
+def marked_pids(state_dir: str) -> list[int]:
+    """Processes started under this state dir's daemon (they carry STOKER_SUPERVISOR)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("STOKER_SUPERVISOR") == state_dir and proc.status() != "zombie":
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def kill_marked(state_dir: str) -> list[int]:
+    pids = marked_pids(state_dir)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+@pytest.fixture
+def stoker(tmp_path: Path) -> Iterator[Stoker]:
+    s = Stoker(tmp_path)
+    try:
+        yield s
+    finally:
+        leftovers = s.cleanup()
+        assert not leftovers, f"processes survived the daemon: {leftovers}"
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

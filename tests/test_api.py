@@ -1,0 +1,238 @@
+"""The control API over the unix socket and TCP, and program logs through the daemon."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import Stoker, wait_for
+
+from stoker.client import Client, ClientError
+
+PY = sys.executable
+
+
+def _tcp(port: int, method: str, path: str, token: str | None = None, body: bytes | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    conn.request(method, path, body=body, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def test_tcp_requires_the_token(stoker: Stoker, unused_tcp_port: int) -> None:
+    (stoker.root / "token").write_text("s3cret\n")
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{unused_tcp_port}"
+        token = "file:token"
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    stoker.up()
+    status, body = _tcp(unused_tcp_port, "GET", "/api/v1/programs")
+    assert status == 401
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    status, _ = _tcp(unused_tcp_port, "GET", "/api/v1/programs", token="wrong")
+    assert status == 401
+    status, body = _tcp(unused_tcp_port, "GET", "/api/v1/programs", token="s3cret")
+    assert status == 200
+    assert json.loads(body)[0]["name"] == "sleeper:0"
+    # The same through the Python client over TCP.
+    client = Client(url=f"http://127.0.0.1:{unused_tcp_port}", token="s3cret")
+    assert client.status()["node"]
+    # The unix socket needs no token: its file mode is the door.
+    assert stoker.client.status()["pid"] == stoker.daemon.pid  # type: ignore[union-attr]
+
+
+def test_loopback_without_token_is_open(stoker: Stoker, unused_tcp_port: int) -> None:
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{unused_tcp_port}"
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    stoker.up()
+    status, _ = _tcp(unused_tcp_port, "GET", "/api/v1/status")
+    assert status == 200
+
+
+def test_non_loopback_listen_without_token_is_refused(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [daemon]
+        listen = "0.0.0.0:9100"
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    result = stoker.cli("up")
+    assert result.returncode == 2
+    assert "token" in result.stderr and "listen" in result.stderr
+
+
+def test_errors_are_json(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    stoker.up()
+    client = stoker.client
+    with pytest.raises(ClientError) as e:
+        client.programs("nosuch")
+    assert e.value.status == 404 and e.value.code == "not_found"
+    with pytest.raises(ClientError) as e:
+        client.request("GET", "/api/v1/nothing-here")
+    assert e.value.status == 404
+    with pytest.raises(ClientError) as e:
+        client.request("POST", "/api/v1/programs/sleeper/explode")
+    assert e.value.status == 404
+    with pytest.raises(ClientError) as e:
+        client.request("POST", "/api/v1/programs/sleeper/signal", {"signal": "NOPE"})
+    assert e.value.status == 400
+    with pytest.raises(ClientError) as e:
+        client.request("POST", "/api/v1/reload")
+    assert e.value.status == 501 and e.value.code == "not_implemented"
+
+
+def test_openapi_document_lists_every_route(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    stoker.up()
+    doc = stoker.client.request("GET", "/api/v1/openapi.json")
+    assert doc["openapi"].startswith("3.")
+    for path in (
+        "/api/v1/status",
+        "/api/v1/programs",
+        "/api/v1/programs/{name}",
+        "/api/v1/programs/{name}/restart",
+        "/api/v1/programs/{name}/signal",
+        "/api/v1/programs/{name}/logs",
+    ):
+        assert path in doc["paths"]
+    instance = doc["components"]["schemas"]["ProgramInstance"]
+    assert set(instance["required"]) >= {
+        "name",
+        "state",
+        "pid",
+        "restarts",
+        "memory",
+        "node",
+        "error",
+    }
+
+
+def test_logs_tail_and_follow(stoker: Stoker) -> None:
+    (stoker.root / "ticker.py").write_text(
+        "import sys, time\n"
+        "for i in range(10):\n"
+        "    print(f'line {i}', flush=True)\n"
+        "print('to stderr', file=sys.stderr, flush=True)\n"
+        "i = 10\n"
+        "while True:\n"
+        "    time.sleep(0.05)\n"
+        "    print(f'line {i}', flush=True)\n"
+        "    i += 1\n"
+    )
+    stoker.write(
+        f"""
+        [programs.ticker]
+        command = ["{PY}", "ticker.py"]
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    tail = wait_for(lambda: (out := stoker.cli("logs", "ticker", "-n", "3").stdout).count("\n") == 3 and out)
+    numbers = [int(line.split()[1]) for line in tail.splitlines() if line.startswith("line ")]
+    assert numbers == sorted(numbers) and len(numbers) >= 2
+    assert "to stderr" in stoker.cli("logs", "ticker", "-n", "1000").stdout  # merged by default
+
+    # follow: new lines keep arriving on the CLI's stdout.
+    proc = subprocess.Popen(
+        [PY, "-m", "stoker", "-c", str(stoker.config), "logs", "ticker", "-f", "-n", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        seen: list[int] = []
+        wait_for(lambda: _collect(lines, seen) and len(seen) >= 5, what="5 followed lines")
+        assert seen == list(range(seen[0], seen[0] + len(seen)))  # consecutive, none doubled
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _collect(lines: queue.Queue[str], seen: list[int]) -> bool:
+    while True:
+        try:
+            line = lines.get_nowait()
+        except queue.Empty:
+            return True
+        if line.startswith("line "):
+            seen.append(int(line.split()[1]))
+
+
+def test_log_rotation_keeps_every_line_once(stoker: Stoker) -> None:
+    (stoker.root / "flood.py").write_text(
+        "import sys, time\n"
+        "out = sys.stdout\n"
+        "for i in range(20000):\n"
+        "    out.write(f'{i:06d} ' + 'x' * 50 + '\\n')\n"
+        "out.flush()\n"
+        "print('done', flush=True)\n"
+        "time.sleep(1000)\n"
+    )
+    stoker.write(
+        f"""
+        [programs.flood]
+        command = ["{PY}", "flood.py"]
+        start_seconds = 0
+        log = {{ max_size = "64KB", keep = 100 }}
+        """
+    )
+    stoker.up()
+    log = stoker.state_dir / "logs" / "flood.0.log"
+    wait_for(lambda: log.exists() and log.read_text().endswith("done\n"), what="the flood to finish")
+    files = [*sorted(log.parent.glob("flood.0.log.*"), key=lambda p: -int(p.suffix[1:])), log]
+    assert len(files) > 10
+    for f in files[:-1]:
+        assert f.stat().st_size <= 64 * 1024
+        assert f.read_bytes().endswith(b"\n")
+    text = "".join(f.read_text() for f in files)
+    lines = text.splitlines()
+    assert lines[-1] == "done"
+    assert [int(line.split()[0]) for line in lines[:-1]] == list(range(20000))
+
+
+def test_separate_stderr(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [programs.split]
+        command = ["{PY}", "-c", "import sys, time; print('out', flush=True); print('err', file=sys.stderr, flush=True); time.sleep(1000)"]
+        start_seconds = 0
+        log = {{ stderr = "separate" }}
+        """
+    )
+    stoker.up()
+    wait_for(lambda: stoker.cli("logs", "split").stdout == "out\n", what="stdout")
+    wait_for(lambda: stoker.cli("logs", "split", "--stderr").stdout == "err\n", what="stderr")
+    assert Path(stoker.state_dir / "logs" / "split.0.err.log").read_text() == "err\n"

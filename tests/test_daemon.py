@@ -1,0 +1,397 @@
+"""The daemon with real processes: start, restart, backoff, stop, orphans, single instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+
+from conftest import Stoker, marked_pids, pid_alive, wait_for
+
+PY = sys.executable
+
+
+def test_up_status_down(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [programs.sleeper]
+        command = ["{PY}", "-c", "import time; time.sleep(1000)"]
+        start_seconds = "100ms"
+        """
+    )
+    daemon = stoker.up()
+    row = stoker.wait_state("sleeper:0", "running")
+    assert pid_alive(row["pid"])
+    assert row["program"] == "sleeper" and row["instance"] == 0 and row["restarts"] == 0
+    assert row["memory"] > 0 and row["started_at"] and row["error"] is None
+
+    listing = stoker.json("status")
+    assert [r["name"] for r in listing] == ["sleeper:0"]
+    text = stoker.cli("status")
+    assert text.returncode == 0 and "sleeper:0" in text.stdout and "running" in text.stdout
+
+    mode = stat.S_IMODE(os.stat(stoker.state_dir / "stoker.sock").st_mode)
+    assert mode == 0o600
+
+    down = stoker.cli("down")
+    assert down.returncode == 0, down.stderr
+    assert daemon.wait(10) == 0
+    assert not pid_alive(row["pid"])
+    assert not (stoker.state_dir / "stoker.sock").exists()
+    assert not (stoker.state_dir / "stoker.pid").exists()
+
+
+def test_crash_after_start_seconds_restarts_at_once(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [programs.worker]
+        command = ["{PY}", "-c", "import time; time.sleep(1000)"]
+        start_seconds = "200ms"
+        """
+    )
+    stoker.up()
+    first = stoker.wait_state("worker:0", "running")
+    os.kill(first["pid"], signal.SIGKILL)
+    second = wait_for(
+        lambda: (r := stoker.programs()["worker:0"])["restarts"] == 1 and r["pid"] and r,
+        what="a restart",
+    )
+    assert second["pid"] != first["pid"]
+    assert f"worker:0: pid {first['pid']} killed by SIGKILL" in stoker.log_text()
+
+
+def test_failed_starts_back_off_then_fatal(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [programs.broken]
+        command = ["{PY}", "-c", "import sys; sys.exit(3)"]
+        start_seconds = "1s"
+        backoff = {{ min = "50ms", max = "100ms" }}
+        max_restarts = 3
+        """
+    )
+    stoker.up()
+    row = stoker.wait_state("broken:0", "fatal")
+    assert row["restarts"] == 3  # 1 start + 3 retries
+    assert row["exit_code"] == 3
+    assert row["error"].startswith("gave up after 4 failed starts: exited with code 3 after")
+    # `start` gives it a fresh chance: it fails again the same way.
+    result = stoker.cli("start", "broken")
+    assert result.returncode == 1
+    stoker.wait_state("broken:0", "fatal")
+
+
+def test_restart_policies(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [programs.once]
+        command = ["{PY}", "-c", "import time; time.sleep(0.3)"]
+        start_seconds = "50ms"
+        restart = "on-failure"
+        [programs.never]
+        command = ["{PY}", "-c", "import time, sys; time.sleep(0.3); sys.exit(4)"]
+        start_seconds = "50ms"
+        restart = "never"
+        [programs.flaky]
+        command = ["{PY}", "-c", "import time, sys; time.sleep(0.3); sys.exit(4)"]
+        start_seconds = "50ms"
+        restart = "on-failure"
+        success_exit_codes = [0, 4]
+        """
+    )
+    stoker.up()
+    assert stoker.wait_state("once:0", "exited")["exit_code"] == 0
+    assert stoker.wait_state("never:0", "exited")["exit_code"] == 4
+    assert stoker.wait_state("flaky:0", "exited")["restarts"] == 0
+
+
+def test_spawn_errors_are_shown(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.missing]
+        command = "/nonexistent/bin/worker --fast"
+        backoff = { min = "50ms", max = "50ms" }
+        max_restarts = 1
+        [programs.nodir]
+        command = "sleep 100"
+        directory = "no/such/dir"
+        max_restarts = 1
+        backoff = { min = "50ms", max = "50ms" }
+        """
+    )
+    stoker.up()
+    row = stoker.wait_state("missing:0", "fatal")
+    assert row["error"] == "gave up after 2 failed starts: command not found: /nonexistent/bin/worker"
+    row = stoker.wait_state("nodir:0", "fatal")
+    assert "directory not found" in row["error"]
+    text = stoker.cli("status").stdout
+    assert "command not found: /nonexistent/bin/worker" in text
+
+
+def test_stop_reaches_grandchildren_and_kills_after_timeout(stoker: Stoker) -> None:
+    # The shell ignores TERM and so do its children: only SIGKILL at stop_timeout ends them.
+    script = "trap '' TERM; sleep 1000 & sleep 1000 & echo started; wait"
+    stoker.write(
+        f"""
+        [programs.stubborn]
+        command = ["sh", "-c", "{script}"]
+        start_seconds = "100ms"
+        stop_timeout = "300ms"
+        """
+    )
+    stoker.up()
+    row = stoker.wait_state("stubborn:0", "running")
+    wait_for(lambda: len(marked_pids(str(stoker.state_dir))) == 3, what="shell and two sleeps")
+    result = stoker.json("stop", "stubborn")
+    assert result[0]["state"] == "stopped"
+    assert marked_pids(str(stoker.state_dir)) == []
+    assert not pid_alive(row["pid"])
+    assert "did not stop within 0.3s, sending SIGKILL" in stoker.log_text()
+
+
+def test_leftover_group_members_die_with_the_leader(stoker: Stoker) -> None:
+    # The leader exits on its own; its background child must not live on as an orphan
+    # beside the restarted program.
+    stoker.write(
+        """
+        [programs.leaky]
+        command = ["sh", "-c", "sleep 1000 & sleep 0.5; exit 1"]
+        start_seconds = "100ms"
+        """
+    )
+    stoker.up()
+    stoker.wait_state("leaky:0", "running", restarts=2)
+    # Each restart's shell leaves a `sleep 1000`; only the current one may be alive.
+    import psutil
+
+    sleepers = [
+        pid
+        for pid in marked_pids(str(stoker.state_dir))
+        if psutil.Process(pid).cmdline() == ["sleep", "1000"]
+    ]
+    assert len(sleepers) == 1
+
+
+def test_sigkilled_daemon_takes_programs_along_and_next_daemon_cleans_up(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.tree]
+        command = ["sh", "-c", "sleep 1000 & sleep 1000 & wait"]
+        start_seconds = "100ms"
+        """
+    )
+    stoker.up()
+    leader = stoker.wait_state("tree:0", "running")["pid"]
+    wait_for(lambda: len(marked_pids(str(stoker.state_dir))) == 3, what="the tree")
+    stoker.kill()
+    # The direct child dies with the daemon (PR_SET_PDEATHSIG).
+    wait_for(lambda: not pid_alive(leader), what="the leader to die with the daemon")
+    # A stale pidfile and socket stay behind; they must not block the next start.
+    assert (stoker.state_dir / "stoker.pid").exists()
+    stoker.up()
+    new_leader = stoker.wait_state("tree:0", "running")["pid"]
+    wait_for(lambda: len(marked_pids(str(stoker.state_dir))) == 3, what="the new tree only")
+    assert new_leader != leader
+    assert "left behind by a previous daemon" in stoker.log_text()
+
+
+def test_single_instance_per_state_dir(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    daemon = stoker.up()
+    second = stoker.cli("up")
+    assert second.returncode == 1
+    assert f"already running (pid {daemon.pid})" in second.stderr
+
+
+def test_detach_returns_once_answering(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.sleeper]
+        command = "sleep 1000"
+        start_seconds = 0
+        """
+    )
+    result = stoker.cli("up", "-d")
+    assert result.returncode == 0, result.stderr
+    assert "daemon running, pid" in result.stdout
+    pid = int((stoker.state_dir / "stoker.pid").read_text())
+    try:
+        assert stoker.client.status()["pid"] == pid
+        assert stoker.cli("up", "-d").returncode == 1
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert f.read().startswith(b"stoker: daemon")
+    finally:
+        down = stoker.cli("down")
+    assert down.returncode == 0, down.stderr
+    wait_for(lambda: not pid_alive(pid), what="the detached daemon to exit")
+    assert marked_pids(str(stoker.state_dir)) == []
+    assert "stopped" in (stoker.state_dir / "stoker.log").read_text()
+
+
+def test_detach_reports_why_it_could_not_start(stoker: Stoker, unused_tcp_port: int) -> None:
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", unused_tcp_port))
+    busy.listen(1)
+    try:
+        stoker.write(
+            f"""
+            [daemon]
+            listen = "127.0.0.1:{unused_tcp_port}"
+            [programs.sleeper]
+            command = "sleep 1000"
+            """
+        )
+        result = stoker.cli("up", "-d")
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{unused_tcp_port}" in result.stderr
+    assert marked_pids(str(stoker.state_dir)) == []
+
+
+def test_environment_instances_and_directory(stoker: Stoker) -> None:
+    (stoker.root / "work").mkdir()
+    stoker.write(
+        f"""
+        [programs.crawler]
+        command = ["{PY}", "-c", "import os, time; print(os.getcwd(), os.environ['STOKER_PROGRAM'], os.environ['STOKER_INSTANCE'], os.environ['MERCHANT'], flush=True); time.sleep(1000)"]
+        instances = 3
+        directory = "work"
+        environment = {{ MERCHANT = "shop-{{instance}}" }}
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    for i in range(3):
+        stoker.wait_state(f"crawler:{i}", "running")
+    for i in range(3):
+        expected = f"{stoker.root / 'work'} crawler {i} shop-{i}\n"
+        wait_for(
+            lambda i=i, e=expected: stoker.cli("logs", f"crawler:{i}").stdout == e,
+            what=f"crawler:{i} output",
+        )
+    # NAME may be a program, an instance, or all.
+    stopped = stoker.json("stop", "crawler:1")
+    assert [r["name"] for r in stopped] == ["crawler:1"]
+    states = {r["name"]: r["state"] for r in stoker.json("status", "crawler")}
+    assert states == {"crawler:0": "running", "crawler:1": "stopped", "crawler:2": "running"}
+    started = stoker.json("start", "all")
+    assert {r["state"] for r in started} == {"running"}
+
+
+def test_unknown_names_and_daemon_not_running(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    down = stoker.cli("status")
+    assert down.returncode == 3
+    assert "not running" in down.stderr
+    stoker.up()
+    missing = stoker.cli("stop", "nosuch")
+    assert missing.returncode == 2
+    assert "no program or instance named 'nosuch'" in missing.stderr
+
+
+def test_bad_config_is_exit_2_naming_file_and_key(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.mailer]
+        command = "php send.php"
+        restart = "sometimes"
+        """
+    )
+    result = stoker.cli("check")
+    assert result.returncode == 2
+    assert str(stoker.config) in result.stderr
+    assert "programs.mailer" in result.stderr and "restart" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stoker.cli("up").returncode == 2
+
+
+def test_init_writes_a_config_that_runs(stoker: Stoker) -> None:
+    result = stoker.cli("init")
+    assert result.returncode == 0, result.stderr
+    assert stoker.cli("check").returncode == 0
+    assert stoker.cli("init").returncode == 1  # never overwrites silently
+    stoker.up()
+    rows = stoker.programs()
+    assert rows
+    for name in rows:
+        stoker.wait_state(name, "running")
+
+
+def test_signal_reaches_the_program(stoker: Stoker) -> None:
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: print('got USR1', flush=True))\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(1)\n"
+    )
+    (stoker.root / "usr1.py").write_text(code)
+    stoker.write(
+        f"""
+        [programs.listener]
+        command = ["{PY}", "usr1.py"]
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    stoker.wait_state("listener:0", "running")
+    wait_for(lambda: "ready" in stoker.cli("logs", "listener").stdout, what="ready")
+    result = stoker.cli("signal", "USR1", "listener")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: "got USR1" in stoker.cli("logs", "listener").stdout, what="the signal")
+    assert stoker.cli("signal", "NOPE", "listener").returncode == 2
+
+
+def test_restart_command_gives_a_new_pid(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.sleeper]
+        command = "sleep 1000"
+        start_seconds = "100ms"
+        """
+    )
+    stoker.up()
+    before = stoker.wait_state("sleeper:0", "running")["pid"]
+    rows = stoker.json("restart", "sleeper")
+    assert rows[0]["state"] == "running" and rows[0]["pid"] != before
+    assert not pid_alive(before)
+
+
+def test_sigterm_stops_everything(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.a]
+        command = ["sh", "-c", "sleep 1000 & wait"]
+        instances = 2
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    wait_for(lambda: len(marked_pids(str(stoker.state_dir))) == 4, what="two shells and two sleeps")
+    assert stoker.terminate() == 0
+    assert marked_pids(str(stoker.state_dir)) == []
+
+
+def test_subprocess_cli_help_is_fast_to_import() -> None:
+    # `stoker status` must not import the server stack.
+    code = (
+        "import sys, stoker.cli, stoker.client, stoker.config\n"
+        "heavy = [m for m in ('starlette', 'uvicorn', 'asyncio', 'psutil') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,111 @@
+"""The examples in examples/ run as documented (each copied to a temp dir, on a free port)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+from conftest import Stoker, marked_pids, need, wait_for
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _copy(stoker: Stoker, name: str, replace: dict[str, str] | None = None) -> None:
+    shutil.copytree(EXAMPLES, stoker.root / "examples")
+    config = stoker.root / "examples" / name / "stoker.toml"
+    text = config.read_text()
+    for old, new in (replace or {}).items():
+        assert old in text
+        text = text.replace(old, new)
+    stoker.config = config
+    stoker.state_dir = config.parent / ".stoker"
+    config.write_text(text)
+
+
+@pytest.mark.parametrize("name", ["guard", "line-server", "crawlers", "demo"])
+def test_example_configs_are_valid(stoker: Stoker, name: str) -> None:
+    _copy(stoker, name)
+    result = stoker.cli("check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_guard_keeps_php_scripts_running(stoker: Stoker) -> None:
+    need("php")
+    _copy(stoker, "guard")
+    stoker.up()
+    names = ["send_spool:0", "consume_orders:0", "sync_inventory:0"]
+    rows = {name: stoker.wait_state(name, "running") for name in names}
+    spool = stoker.config.parent / "spool"
+    wait_for(spool.exists, what="the spool dir")
+    (spool / "welcome-42.mail").write_text("hello")
+    wait_for(lambda: "sent welcome-42.mail" in stoker.cli("logs", "send_spool").stdout, what="the mail")
+    # A crash (here: SIGKILL) after start_seconds: back at once, with a new pid.
+    os.kill(rows["send_spool:0"]["pid"], signal.SIGKILL)
+    again = stoker.wait_state("send_spool:0", "running", restarts=1)
+    assert again["pid"] != rows["send_spool:0"]["pid"]
+    # Stop is graceful: the script's TERM handler finishes its loop.
+    stoker.json("stop", "send_spool")
+    assert "send_spool: stopped cleanly" in stoker.cli("logs", "send_spool").stdout
+    # timestamps = true prefixes every line with an ISO time.
+    line = wait_for(lambda: stoker.cli("logs", "sync_inventory", "-n", "1").stdout, what="a sync line")
+    assert line[:4].isdigit() and "sync_inventory: synced" in line
+
+
+def test_line_server_is_kept_alive(stoker: Stoker, unused_tcp_port: int) -> None:
+    _copy(stoker, "line-server", {'PORT = "7070"': f'PORT = "{unused_tcp_port}"'})
+    stoker.up()
+    first = stoker.wait_state("line_server:0", "running")
+    assert _talk(unused_tcp_port, ["help", "echo hi", "quit"]) == [
+        "hello from line-server; type help",
+        "commands: help, time, echo TEXT, count, quit",
+        "hi",
+        "bye",
+    ]
+    os.kill(first["pid"], signal.SIGKILL)
+    stoker.wait_state("line_server:0", "running", restarts=1)
+    wait_for(lambda: _try_talk(unused_tcp_port), what="the server to answer again")
+
+
+def _talk(port: int, lines: list[str]) -> list[str]:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        f = conn.makefile("rw")
+        replies = [f.readline().rstrip("\n")]
+        for line in lines:
+            f.write(line + "\n")
+            f.flush()
+            replies.append(f.readline().rstrip("\n"))
+        return replies
+
+
+def _try_talk(port: int) -> bool:
+    try:
+        return _talk(port, ["echo back"])[-1] == "back"
+    except OSError:
+        return False
+
+
+def test_crawlers_hundred_instances(stoker: Stoker) -> None:
+    _copy(stoker, "crawlers")
+    stoker.up()
+    wait_for(
+        lambda: sum(r["state"] == "running" for r in stoker.programs().values()) == 100,
+        timeout=60,
+        what="100 running crawlers",
+    )
+    rows = stoker.json("status", "crawler:42")
+    assert [r["name"] for r in rows] == ["crawler:42"]
+    wait_for(lambda: "merchant-42: started" in stoker.cli("logs", "crawler:42").stdout, what="crawler 42")
+    assert stoker.terminate(timeout=60) == 0
+    assert marked_pids(str(stoker.state_dir)) == []
+
+
+def test_demo_runs(stoker: Stoker, unused_tcp_port: int) -> None:
+    _copy(stoker, "demo", {'PORT = "7070"': f'PORT = "{unused_tcp_port}"'})
+    stoker.up()
+    for name in ["line_server:0", "crawler:0", "crawler:9", "flaky:0"]:
+        stoker.wait_state(name, "running")
+    wait_for(lambda: _try_talk(unused_tcp_port), what="the demo's line server")
