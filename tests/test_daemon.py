@@ -389,8 +389,8 @@ def test_sigterm_stops_everything(stoker: Stoker) -> None:
 def test_subprocess_cli_help_is_fast_to_import() -> None:
     # `stoker status` must not import the server stack.
     code = (
-        "import sys, stoker.cli, stoker.client, stoker.config\n"
-        "heavy = [m for m in ('starlette', 'uvicorn', 'asyncio', 'psutil') if m in sys.modules]\n"
+        "import sys, stoker.cli, stoker.client, stoker.locate\n"
+        "heavy = [m for m in ('starlette', 'uvicorn', 'asyncio', 'psutil', 'msgspec', 'http.client') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -38,7 +38,8 @@ class Context:
     @property
     def config(self) -> Config:
         if self._config is None:
-            from stoker.config import ConfigError, find_config_path, load_config
+            from stoker.config import ConfigError, load_config
+            from stoker.locate import find_config_path
 
             path = find_config_path(self.config_option)
             try:
@@ -49,9 +50,14 @@ class Context:
         return self._config
 
     def client(self, timeout: float | None = 120.0) -> Client:
+        """A client of this config's daemon, found without decoding the whole config."""
         from stoker.client import Client
+        from stoker.locate import find_config_path, quick_state_dir
 
-        return Client.for_config(self.config, timeout=timeout)
+        state_dir = quick_state_dir(find_config_path(self.config_option))
+        if state_dir is None:  # unreadable or odd: the full loader says exactly what is wrong
+            return Client.for_config(self.config, timeout=timeout)
+        return Client(socket_path=state_dir / "stoker.sock", timeout=timeout)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -100,7 +106,8 @@ def main(ctx: click.Context, config_option: str | None) -> None:
 @pass_ctx
 def init(ctx: Context, force: bool) -> None:
     """Write a commented starter stoker.toml."""
-    from stoker.config import STARTER_TOML, find_config_path
+    from stoker.config import STARTER_TOML
+    from stoker.locate import find_config_path
 
     path = find_config_path(ctx.config_option)
     if path.exists() and not force:
@@ -153,9 +160,9 @@ def down(ctx: Context, timeout: float | None) -> None:
     """Stop every program gracefully, then the daemon."""
     from stoker.daemon.lock import is_locked
 
-    config = ctx.config
     with _talking():
         ctx.client().shutdown()
+    config = ctx.config
     stops = [p.stop_timeout for p in config.programs.values()]
     limit = timeout if timeout is not None else max(stops, default=0) + 15
     deadline = time.monotonic() + limit

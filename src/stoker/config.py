@@ -40,6 +40,7 @@ from stoker.durations import (
     parse_duration,
     parse_size,
 )
+from stoker.locate import DEFAULT_STATE_DIR, find_config_path, resolve_relative
 
 __all__ = [
     "STARTER_TOML",
@@ -55,8 +56,6 @@ __all__ = [
     "parse_config",
 ]
 
-CONFIG_FILENAME = "stoker.toml"
-CONFIG_ENV_VAR = "STOKER_CONFIG"
 
 _PROGRAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _RESERVED_PROGRAM_NAMES = frozenset({"all"})  # "all" means every program on the CLI
@@ -149,7 +148,8 @@ class _Where:
         choices = sorted(set(candidates))
         close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
         hint = f' (did you mean "{close[0]}"?)' if close else ""
-        shown = f"[{key}]" if what == "table" else json.dumps(key, ensure_ascii=False)
+        quoted = json.dumps(key, ensure_ascii=False)  # one line, whatever the key holds
+        shown = f"[{key}]" if what == "table" and quoted == f'"{key}"' else quoted
         expected = "one of " + ", ".join(f'"{c}"' for c in choices)
         return ConfigError(
             f"{self._prefix()}unknown {what} {shown}{hint}",
@@ -378,7 +378,7 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
-    state_dir: str = ".stoker"
+    state_dir: str = DEFAULT_STATE_DIR
     listen: str | None = None
     token: str | None = None
     store: str = "sqlite"
@@ -482,14 +482,6 @@ def _bad_environment(environment: dict[str, Any], where: _Where) -> ConfigError:
 # --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
-
-
-def find_config_path(explicit: str | None = None) -> Path:
-    """The config file the CLI should use: ``-c FILE``, else ``$STOKER_CONFIG``, else
-    ``./stoker.toml``; returned absolute (``~`` expanded) and not checked for existence, so the
-    caller can report a missing file with the path it looked for."""
-    chosen = explicit or os.environ.get(CONFIG_ENV_VAR) or CONFIG_FILENAME
-    return Path(os.path.abspath(os.path.expanduser(chosen)))
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -824,7 +816,7 @@ def _resolve_path(value: str, where: _Where, key: str, directory: str) -> str:
     """Relative paths are relative to the config file's folder, never to the cwd."""
     if not value or "\0" in value:
         raise where.bad(key, "a non-empty path", value)
-    return os.path.normpath(os.path.join(directory, value))
+    return resolve_relative(directory, value)
 
 
 def _environment(value: dict[str, str], where: _Where) -> dict[str, str]:
