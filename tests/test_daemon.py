@@ -121,7 +121,16 @@ def test_spawn_errors_are_shown(stoker: Stoker) -> None:
         backoff = { min = "50ms", max = "50ms" }
         """
     )
+    script = stoker.root / "not-executable.sh"
+    script.write_text("#!/bin/sh\nsleep 1000\n")
+    script.chmod(0o644)
+    with stoker.config.open("a") as f:
+        f.write(
+            '[programs.noexec]\ncommand = "./not-executable.sh"\nmax_restarts = 1\nbackoff = { min = "50ms", max = "50ms" }\n'
+        )
     stoker.up()
+    row = stoker.wait_state("noexec:0", "fatal")
+    assert row["error"].endswith(f"permission denied: {script}")
     row = stoker.wait_state("missing:0", "fatal")
     assert row["error"] == "gave up after 2 failed starts: command not found: /nonexistent/bin/worker"
     row = stoker.wait_state("nodir:0", "fatal")
@@ -395,3 +404,37 @@ def test_subprocess_cli_help_is_fast_to_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_user_group_and_umask(stoker: Stoker) -> None:
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("dropping to another user needs root")
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    stoker.root.chmod(0o755)
+    stoker.write(
+        """
+        [programs.dropped]
+        command = ["sh", "-c", "echo $(id -u) $(id -g) $(umask); exec sleep 1000"]
+        user = "nobody"
+        group = "nogroup"
+        umask = "027"
+        start_seconds = 0
+        [programs.nosuchuser]
+        command = "sleep 1000"
+        user = "no-such-user-here"
+        max_restarts = 1
+        backoff = { min = "50ms", max = "50ms" }
+        """
+    )
+    stoker.up()
+    stoker.wait_state("dropped:0", "running")
+    import grp
+
+    expected = f"{nobody.pw_uid} {grp.getgrnam('nogroup').gr_gid} 0027\n"
+    wait_for(lambda: stoker.cli("logs", "dropped").stdout == expected, what="the dropped program's ids")
+    row = stoker.wait_state("nosuchuser:0", "fatal")
+    assert row["error"] == "gave up after 2 failed starts: unknown user: no-such-user-here"

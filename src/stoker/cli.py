@@ -1,22 +1,26 @@
 """The `stoker` command.
 
-Kept light on purpose: a bare `stoker status` imports click, the config reader and a
+Kept light on purpose: a bare `stoker status` imports argparse, the config reader and a
 standard-library HTTP client, never the server stack, so it answers in tens of milliseconds.
+Written with argparse, not click: importing click alone took ~45 ms, more than the rest of
+`stoker status` together, where argparse takes a few (it shares `re` with json). Help and
+usage errors keep click's layout; only the wording of argparse's own usage errors changed.
 Exit codes: 0 ok, 1 operation failed, 2 usage or config error, 3 daemon not running.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import click
+from stoker import __version__
 
 if TYPE_CHECKING:
     from stoker.client import Client
@@ -26,7 +30,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"stoker: {message}", err=True)
+    print(f"stoker: {message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -60,9 +64,6 @@ class Context:
         return Client(socket_path=state_dir / "stoker.sock", timeout=timeout)
 
 
-pass_ctx = click.make_pass_decorator(Context)
-
-
 @contextmanager
 def _talking() -> Iterator[None]:
     """Turn client errors into the contract's exit codes."""
@@ -77,53 +78,29 @@ def _talking() -> Iterator[None]:
 
 
 def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "-c",
-    "--config",
-    "config_option",
-    metavar="FILE",
-    help="Config file (default: $STOKER_CONFIG, else ./stoker.toml).",
-)
-@click.version_option(package_name="stoker", prog_name="stoker")
-@click.pass_context
-def main(ctx: click.Context, config_option: str | None) -> None:
-    """stoker keeps a server's background work alive: programs, jobs and schedules."""
-    ctx.obj = Context(config_option)
+    print(json.dumps(data, indent=2))
 
 
 # config --------------------------------------------------------------------------------------
 
 
-@main.command()
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@pass_ctx
-def init(ctx: Context, force: bool) -> None:
+def init(ctx: Context, args: argparse.Namespace) -> None:
     """Write a commented starter stoker.toml."""
     from stoker.config import STARTER_TOML
     from stoker.locate import find_config_path
 
     path = find_config_path(ctx.config_option)
-    if path.exists() and not force:
+    if path.exists() and not args.force:
         _fail(f"{path} exists; use --force to overwrite it", EXIT_FAILED)
     path.write_text(STARTER_TOML)
-    click.echo(f"wrote {path}; check it with `stoker check`, run it with `stoker up`")
+    print(f"wrote {path}; check it with `stoker check`, run it with `stoker up`")
 
 
-@main.command()
-@json_option
-@pass_ctx
-def check(ctx: Context, as_json: bool) -> None:
+def check(ctx: Context, args: argparse.Namespace) -> None:
     """Validate the config; exit 0, or 2 naming file, key and what was expected."""
     config = ctx.config
     instances = sum(p.instances for p in config.programs.values())
-    if as_json:
+    if args.as_json:
         _print_json(
             {
                 "ok": True,
@@ -133,30 +110,24 @@ def check(ctx: Context, as_json: bool) -> None:
             }
         )
         return
-    click.echo(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s)")
+    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s)")
 
 
 # the daemon ----------------------------------------------------------------------------------
 
 
-@main.command()
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once it answers.")
-@pass_ctx
-def up(ctx: Context, detach: bool) -> None:
+def up(ctx: Context, args: argparse.Namespace) -> None:
     """Start the daemon (foreground; -d to detach)."""
     from stoker.daemon.main import StartupError, run
 
     try:
-        code = run(ctx.config, detach=detach)
+        code = run(ctx.config, detach=args.detach)
     except StartupError as e:
         _fail(str(e), EXIT_FAILED)
     sys.exit(code)
 
 
-@main.command()
-@click.option("--timeout", type=float, default=None, help="Seconds to wait for the daemon to exit.")
-@pass_ctx
-def down(ctx: Context, timeout: float | None) -> None:
+def down(ctx: Context, args: argparse.Namespace) -> None:
     """Stop every program gracefully, then the daemon."""
     from stoker.daemon.lock import is_locked
 
@@ -164,14 +135,14 @@ def down(ctx: Context, timeout: float | None) -> None:
         ctx.client().shutdown()
     config = ctx.config
     stops = [p.stop_timeout for p in config.programs.values()]
-    limit = timeout if timeout is not None else max(stops, default=0) + 15
+    limit = args.timeout if args.timeout is not None else max(stops, default=0) + 15
     deadline = time.monotonic() + limit
     state_dir = Path(config.daemon.state_dir)
     while is_locked(state_dir):
         if time.monotonic() > deadline:
             _fail(f"the daemon is still stopping after {limit:g}s", EXIT_FAILED)
         time.sleep(0.02)
-    click.echo("stoker: stopped")
+    print("stoker: stopped")
 
 
 # programs ------------------------------------------------------------------------------------
@@ -206,7 +177,7 @@ def _human_duration(seconds: float | None) -> str:
 
 def _print_instances(rows: list[dict[str, Any]]) -> None:
     if not rows:
-        click.echo("no programs")
+        print("no programs")
         return
     table = [("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "")]
     for r in rows:
@@ -229,98 +200,78 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
     for n, row in enumerate(table):
         cells = [row[i].ljust(widths[i]) for i in range(6)]
         if color and n:
-            cells[1] = click.style(cells[1], fg=_STATE_COLOURS.get(row[1]))
-        click.echo("  ".join([*cells, row[6]]).rstrip())
+            cells[1] = f"{_STATE_COLOURS.get(row[1], '')}{cells[1]}{_RESET}"
+        print("  ".join([*cells, row[6]]).rstrip())
 
 
+# ANSI foreground colours; every coloured cell ends with a reset (click.style did the same).
 _STATE_COLOURS = {
-    "running": "green",
-    "starting": "cyan",
-    "stopping": "cyan",
-    "backoff": "yellow",
-    "fatal": "red",
-    "exited": "yellow",
-    "stopped": None,
+    "running": "\x1b[32m",  # green
+    "starting": "\x1b[36m",  # cyan
+    "stopping": "\x1b[36m",
+    "backoff": "\x1b[33m",  # yellow
+    "fatal": "\x1b[31m",  # red
+    "exited": "\x1b[33m",
 }
+_RESET = "\x1b[0m"
 
 
-@main.command()
-@click.argument("names", nargs=-1)
-@json_option
-@pass_ctx
-def status(ctx: Context, names: tuple[str, ...], as_json: bool) -> None:
+def status(ctx: Context, args: argparse.Namespace) -> None:
     """Programs: name, state, pid, uptime, restarts, memory."""
     with _talking():
         client = ctx.client()
-        if names:
+        if args.names:
             rows: list[dict[str, Any]] = []
             seen: set[str] = set()
-            for name in names:
+            for name in args.names:
                 for row in client.programs(name):
                     if row["name"] not in seen:
                         seen.add(row["name"])
                         rows.append(row)
         else:
             rows = client.programs()
-    if as_json:
+    if args.as_json:
         _print_json(rows)
     else:
         _print_instances(rows)
 
 
-def _program_action(action: str, ok: Callable[[dict[str, Any]], bool]) -> click.Command:
-    @click.argument("names", nargs=-1, required=True)
-    @json_option
-    @pass_ctx
-    def command(ctx: Context, names: tuple[str, ...], as_json: bool) -> None:
+def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) -> Handler:
+    def command(ctx: Context, args: argparse.Namespace) -> None:
         rows: dict[str, dict[str, Any]] = {}
         with _talking():
             client = ctx.client()
-            for name in names:
+            for name in args.names:
                 for row in client.program_action(name, action):
                     rows[row["name"]] = row
         result = list(rows.values())
-        if as_json:
+        if args.as_json:
             _print_json(result)
         else:
             _print_instances(result)
         if not all(ok(r) for r in result):
             sys.exit(EXIT_FAILED)
 
-    command.__doc__ = {
-        "start": "Start programs (NAME: program, program:instance, or all); wait until running.",
-        "stop": "Stop programs gracefully (stop_signal, SIGKILL after stop_timeout).",
-        "restart": "Stop then start programs.",
-    }[action]
-    return main.command(name=action)(command)
+    command.__doc__ = doc
+    return command
 
 
-_program_action("start", lambda r: r["state"] in ("running", "starting"))
-_program_action("stop", lambda r: r["state"] in ("stopped", "exited", "fatal"))
-_program_action("restart", lambda r: r["state"] in ("running", "starting"))
-
-
-@main.command(name="signal")
-@click.argument("sig", metavar="SIG")
-@click.argument("names", nargs=-1, required=True)
-@json_option
-@pass_ctx
-def signal_command(ctx: Context, sig: str, names: tuple[str, ...], as_json: bool) -> None:
+def signal_command(ctx: Context, args: argparse.Namespace) -> None:
     """Send a signal (HUP, USR1, 15 …) to the process group of each instance."""
     from stoker.signals import parse_signal
 
     try:
-        parse_signal(sig)
+        parse_signal(args.sig)
     except ValueError as e:
         _fail(str(e), EXIT_USAGE)
     rows: dict[str, dict[str, Any]] = {}
     with _talking():
         client = ctx.client()
-        for name in names:
-            for row in client.signal(name, sig):
+        for name in args.names:
+            for row in client.signal(name, args.sig):
                 rows[row["name"]] = row
     result = list(rows.values())
-    if as_json:
+    if args.as_json:
         _print_json(result)
     else:
         _print_instances(result)
@@ -328,30 +279,249 @@ def signal_command(ctx: Context, sig: str, names: tuple[str, ...], as_json: bool
         _fail("no running process received the signal", EXIT_FAILED)
 
 
-@main.command()
-@click.argument("name")
-@click.option("-n", "--lines", default=100, show_default=True, help="How many lines of the end.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
-@click.option(
-    "--stderr",
-    "stderr_stream",
-    is_flag=True,
-    help='The separate stderr log (log.stderr = "separate").',
-)
-@pass_ctx
-def logs(ctx: Context, name: str, lines: int, follow: bool, stderr_stream: bool) -> None:
+def logs(ctx: Context, args: argparse.Namespace) -> None:
     """Program output (NAME: program or program:instance)."""
-    stream = "err" if stderr_stream else "out"
+    stream = "err" if args.stderr_stream else "out"
     out = sys.stdout.buffer
     with _talking():
-        client = ctx.client(timeout=None if follow else 120.0)
-        if not follow:
-            out.write(client.logs(name, lines, stream))
+        client = ctx.client(timeout=None if args.follow else 120.0)
+        if not args.follow:
+            out.write(client.logs(args.name, args.lines, stream))
             out.flush()
             return
         try:
-            for event in client.follow_logs(name, lines, stream):
+            for event in client.follow_logs(args.name, args.lines, stream):
                 out.write(event["text"].encode())
                 out.flush()
         except KeyboardInterrupt:
             pass
+
+
+# the command line ----------------------------------------------------------------------------
+
+Handler = Callable[[Context, argparse.Namespace], None]
+Arg = tuple[tuple[str, ...], dict[str, Any]]  # what one add_argument call gets
+
+
+def _arg(*flags: str, **options: Any) -> Arg:
+    return flags, options
+
+
+_JSON = _arg("--json", dest="as_json", action="store_true", help="Print one JSON document.")
+_NAMES = _arg("names", nargs="+", metavar="NAMES")
+_OK_RUNNING = ("running", "starting")
+
+# name: (handler, its arguments); the handler's docstring is the command's help.
+COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
+    "init": (init, [_arg("--force", action="store_true", help="Overwrite an existing file.")]),
+    "check": (check, [_JSON]),
+    "up": (
+        up,
+        [_arg("-d", "--detach", action="store_true", help="Run in the background; return once it answers.")],
+    ),
+    "down": (
+        down,
+        [_arg("--timeout", type=float, metavar="FLOAT", help="Seconds to wait for the daemon to exit.")],
+    ),
+    "status": (status, [_arg("names", nargs="*", metavar="NAMES"), _JSON]),
+    "start": (
+        _program_action(
+            "start",
+            lambda r: r["state"] in _OK_RUNNING,
+            "Start programs (NAME: program, program:instance, or all); wait until running.",
+        ),
+        [_NAMES, _JSON],
+    ),
+    "stop": (
+        _program_action(
+            "stop",
+            lambda r: r["state"] in ("stopped", "exited", "fatal"),
+            "Stop programs gracefully (stop_signal, SIGKILL after stop_timeout).",
+        ),
+        [_NAMES, _JSON],
+    ),
+    "restart": (
+        _program_action("restart", lambda r: r["state"] in _OK_RUNNING, "Stop then start programs."),
+        [_NAMES, _JSON],
+    ),
+    "signal": (signal_command, [_arg("sig", metavar="SIG"), _NAMES, _JSON]),
+    "logs": (
+        logs,
+        [
+            _arg("name", metavar="NAME"),
+            _arg(
+                "-n", "--lines", type=int, default=100, metavar="INTEGER", help="How many lines of the end."
+            ),
+            _arg("-f", "--follow", action="store_true", help="Keep printing new output."),
+            _arg(
+                "--stderr",
+                dest="stderr_stream",
+                action="store_true",
+                help='The separate stderr log (log.stderr = "separate").',
+            ),
+        ],
+    ),
+}
+
+_CONFIG = _arg(
+    "-c",
+    "--config",
+    dest="config_option",
+    metavar="FILE",
+    help="Config file (default: $STOKER_CONFIG, else ./stoker.toml).",
+)
+# `-c` is also taken after the command name (unlisted in the command's help), and wins there.
+_CONFIG_AFTER = _arg(*_CONFIG[0], **{**_CONFIG[1], "default": argparse.SUPPRESS, "help": argparse.SUPPRESS})
+_VERSION = _arg(
+    "--version", action="version", version=f"stoker, version {__version__}", help="Show the version and exit."
+)
+_HELP = _arg("-h", "--help", action="help", help="Show this message and exit.")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with help and usage errors laid out the way click laid them out before."""
+
+    def __init__(self, prog: str, description: str, args: list[Arg], commands: Sequence[str] = ()) -> None:
+        super().__init__(
+            prog=prog,
+            description=description,
+            add_help=False,
+            allow_abbrev=False,
+            formatter_class=_formatter,
+        )
+        for flags, options in [*args, _HELP]:
+            self.add_argument(*flags, **options)
+        self.commands = commands
+        # The usage after the prog, worked out now: parse_intermixed_args hides the positionals
+        # while it runs (and `-h` may), and calls format_usage() itself while `usage` is None.
+        words = ["[OPTIONS]"]
+        for action in self._get_positional_actions():
+            many = {"*": "[{}]...", "+": "{}...", argparse.REMAINDER: "[{}]..."}  # "?": COMMAND, required
+            words.append(many.get(str(action.nargs), "{}").format(action.metavar))
+        self.usage = " ".join(words)
+
+    def format_usage(self) -> str:
+        import textwrap
+
+        prefix = f"Usage: {self.prog} "
+        lines = textwrap.wrap(
+            str(self.usage), _width(), initial_indent=prefix, subsequent_indent=" " * len(prefix)
+        )
+        return "\n".join(lines) + "\n"
+
+    def format_help(self) -> str:
+        import textwrap
+
+        width = _width()
+        options = []
+        for action in self._get_optional_actions():
+            if action.help == argparse.SUPPRESS:
+                continue
+            term = ", ".join(action.option_strings)
+            if action.nargs != 0:
+                term += f" {action.metavar}"
+            text = str(action.help)
+            if action.nargs != 0 and action.default not in (None, argparse.SUPPRESS):
+                text += f"  [default: {action.default}]"
+            options.append((term, text))
+        sections = [
+            self.format_usage(),
+            textwrap.fill(str(self.description), width, initial_indent="  ", subsequent_indent="  ") + "\n",
+            "Options:\n" + _definitions(options, width),
+        ]
+        if self.commands:
+            limit = width - 6 - max(map(len, self.commands))
+            rows = [
+                (name, _short_help(str(COMMANDS[name][0].__doc__), limit)) for name in sorted(self.commands)
+            ]
+            sections.append("Commands:\n" + _definitions(rows, width))
+        return "\n".join(sections)
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"Try '{self.prog} --help' for help."
+        self.exit(EXIT_USAGE, f"{self.format_usage()}{hint}\n\nError: {message[:1].upper()}{message[1:]}\n")
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse makes one per add_argument; a set width spares it importing shutil (~5 ms)."""
+    return argparse.HelpFormatter(prog, width=78)
+
+
+def _width() -> int:
+    """Help width as click chose it: the terminal's, at most 80 columns, less a margin of 2."""
+    import shutil
+
+    return max(min(shutil.get_terminal_size().columns, 80) - 2, 50)
+
+
+def _definitions(rows: list[tuple[str, str]], width: int) -> str:
+    """Two indented columns, the second wrapped, as in click's option and command lists."""
+    import textwrap
+
+    first = min(max(len(term) for term, _ in rows), 30) + 2
+    lines = []
+    for term, text in rows:
+        wrapped = textwrap.wrap(text, max(width - first - 2, 10)) or [""]
+        if len(term) <= first - 2:
+            lines.append(f"  {term.ljust(first)}{wrapped[0]}".rstrip())
+        else:
+            lines += [f"  {term}", " " * (first + 2) + wrapped[0]]
+        lines += [" " * (first + 2) + line for line in wrapped[1:]]
+    return "".join(line + "\n" for line in lines)
+
+
+def _short_help(doc: str, limit: int) -> str:
+    """The first sentence of a command's help, shortened to fit the command list."""
+    import textwrap
+
+    words = doc.split()
+    for i, word in enumerate(words):
+        if word.endswith(".") and (i == len(words) - 1 or not words[i + 1][0].islower()):
+            words = words[: i + 1]
+            break
+    return textwrap.shorten(" ".join(words), limit, placeholder="...", break_on_hyphens=False)
+
+
+def _top_parser() -> _Parser:
+    """Global options and the command's name; the rest, options included, is the command's."""
+    command = _arg("command", nargs="?", metavar="COMMAND")  # "?": main() words its absence
+    rest = _arg("rest", nargs=argparse.REMAINDER, metavar="ARGS")
+    parser = _Parser(
+        "stoker",
+        "stoker keeps a server's background work alive: programs, jobs and schedules.",
+        [_CONFIG, _VERSION, command, rest],
+        commands=list(COMMANDS),
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: `stoker [-c FILE] COMMAND [ARGS]...`."""
+    top = _top_parser()
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if not arguments:  # a bare `stoker` shows the help, as a usage error
+        top.exit(EXIT_USAGE, top.format_help())
+    namespace = top.parse_args(arguments)
+    if namespace.command is None:
+        top.error("Missing command.")
+    if namespace.command not in COMMANDS:
+        import difflib
+
+        close = sorted(difflib.get_close_matches(namespace.command, COMMANDS))
+        hint = {0: "", 1: " Did you mean {}?"}.get(len(close), " (Did you mean one of: {}?)")
+        top.error(f"No such command {namespace.command!r}.{hint.format(', '.join(map(repr, close)))}")
+    handler, args = COMMANDS[namespace.command]
+    command = _Parser(f"stoker {namespace.command}", str(handler.__doc__), [*args, _CONFIG_AFTER])
+    # intermixed: options may come between the names, as they could with click
+    command.parse_intermixed_args(namespace.rest, namespace)
+    try:
+        try:
+            handler(Context(namespace.config_option), namespace)
+        finally:
+            sys.stdout.flush()  # so that a closed pipe shows here, not at interpreter exit
+    except KeyboardInterrupt:
+        print("\nAborted!", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except BrokenPipeError:  # `stoker status | head`: the reader left; leave quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)

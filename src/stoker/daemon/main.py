@@ -187,10 +187,16 @@ def _run_here(config: Config, state_dir: Path, ready: Callable[[], None]) -> int
 
 
 def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:
-    """Double fork; the caller waits for "ok" (or a reason) on a pipe from the daemon."""
+    """Double fork; the caller waits for "ok" (or a reason) on a pipe from the daemon.
+
+    `lock_fd` is inherited by both forks: the daemon holds the lock from here on, and the
+    launching process's copy goes away when it exits.
+    """
+    del lock_fd
     read_end, write_end = os.pipe()
-    if os.fork() > 0:
+    if (first_child := os.fork()) > 0:
         os.close(write_end)
+        os.waitpid(first_child, 0)  # it exits at once; reap it so no zombie lingers
         return _await_daemon(read_end, config)
     # first child: new session, so no terminal can send us SIGHUP; fork again so we are not
     # a session leader and can never acquire a controlling terminal.
@@ -217,21 +223,15 @@ def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:
 
         code = _run_here(config, state_dir, ready)
     except BaseException as e:  # the reason must reach the waiting `stoker up -d`
-        reason = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
-        log.exception("daemon failed") if not isinstance(e, StartupError) else None
+        if isinstance(e, StartupError):
+            reason = str(e)
+        else:
+            reason = f"{type(e).__name__}: {e}"
+            log.exception("daemon failed")
         with contextlib.suppress(OSError):
             os.write(write_end, f"error: {reason}\n".encode())
     finally:
-        os.close(lock_fd) if _fd_open(lock_fd) else None
-        os._exit(code)
-
-
-def _fd_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
+        os._exit(code)  # the kernel drops the lock with our last fd
 
 
 def _await_daemon(read_end: int, config: Config) -> int:

@@ -68,7 +68,7 @@ def _check_executable(program: str, directory: str, environment: Mapping[str, st
     if not os.path.isdir(directory):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", directory)
     if "/" in program:
-        candidates = [os.path.join(directory, program)]
+        candidates = [os.path.normpath(os.path.join(directory, program))]
     else:
         candidates = [os.path.join(d or ".", program) for d in os.get_exec_path(dict(environment))]
     denied = None
@@ -152,8 +152,10 @@ def describe_spawn_error(error: BaseException, argv: Sequence[str], directory: s
         return f"command not found: {argv[0]}"
     if isinstance(error, PermissionError):
         return f"permission denied: {error.filename or argv[0]}"
-    if isinstance(error, KeyError):  # unknown user or group name
-        return f"unknown user or group: {error.args[0] if error.args else error}"
+    if isinstance(error, KeyError):  # pwd/grp lookups: "getpwnam(): name not found: 'x'"
+        text = str(error.args[0]) if error.args else ""
+        what = "group" if "getgrnam" in text else "user"
+        return f"unknown {what}: {text.rpartition(': ')[2].strip(chr(39))}"
     if isinstance(error, OSError):
         return f"cannot start {argv[0]}: {error.strerror or error}"
     return f"cannot start {argv[0]}: {error}"
