@@ -17,12 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
 
 from stoker import __version__
 
+# typing and pathlib cost milliseconds `stoker status` does not have (see locate.py)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
     from stoker.client import Client
     from stoker.config import Config
 
@@ -56,12 +58,12 @@ class Context:
     def client(self, timeout: float | None = 120.0) -> Client:
         """A client of this config's daemon, found without decoding the whole config."""
         from stoker.client import Client
-        from stoker.locate import find_config_path, quick_state_dir
+        from stoker.locate import config_file, quick_state_dir
 
-        state_dir = quick_state_dir(find_config_path(self.config_option))
+        state_dir = quick_state_dir(config_file(self.config_option))
         if state_dir is None:  # unreadable or odd: the full loader says exactly what is wrong
             return Client.for_config(self.config, timeout=timeout)
-        return Client(socket_path=state_dir / "stoker.sock", timeout=timeout)
+        return Client(socket_path=os.path.join(state_dir, "stoker.sock"), timeout=timeout)
 
 
 @contextmanager
@@ -129,6 +131,8 @@ def up(ctx: Context, args: argparse.Namespace) -> None:
 
 def down(ctx: Context, args: argparse.Namespace) -> None:
     """Stop every program gracefully, then the daemon."""
+    from pathlib import Path
+
     from stoker.daemon.lock import is_locked
 
     with _talking():
@@ -299,8 +303,9 @@ def logs(ctx: Context, args: argparse.Namespace) -> None:
 
 # the command line ----------------------------------------------------------------------------
 
-Handler = Callable[[Context, argparse.Namespace], None]
-Arg = tuple[tuple[str, ...], dict[str, Any]]  # what one add_argument call gets
+if TYPE_CHECKING:
+    Handler = Callable[[Context, argparse.Namespace], None]
+    Arg = tuple[tuple[str, ...], dict[str, Any]]  # what one add_argument call gets
 
 
 def _arg(*flags: str, **options: Any) -> Arg:

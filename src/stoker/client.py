@@ -9,14 +9,25 @@ chunked bodies); http.client is imported only for a TCP URL.
 from __future__ import annotations
 
 import json
+import os
 import socket
-import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+# typing, pathlib and urllib cost milliseconds `stoker status` does not have (see locate.py)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any, BinaryIO, Protocol
+    from urllib.parse import SplitResult
+
     from stoker.config import Config
+
+    class _Response(Protocol):
+        status: int
+
+        def read(self) -> bytes: ...
+
+        def __iter__(self) -> Iterator[bytes]: ...
 
 
 class ClientError(Exception):
@@ -30,14 +41,6 @@ class ClientError(Exception):
 
 class NotRunning(ClientError):
     """Nothing listens on the socket: the daemon is not running."""
-
-
-class _Response(Protocol):
-    status: int
-
-    def read(self) -> bytes: ...
-
-    def __iter__(self) -> Iterator[bytes]: ...
 
 
 class _UnixResponse:
@@ -120,13 +123,17 @@ class Client:
         if (socket_path is None) == (url is None):
             raise ValueError("give exactly one of socket_path or url")
         self.socket_path = str(socket_path) if socket_path is not None else None
-        self.url = urllib.parse.urlsplit(url) if url else None
+        self.url: SplitResult | None = None
+        if url:
+            from urllib.parse import urlsplit
+
+            self.url = urlsplit(url)
         self.token = token
         self.timeout = timeout
 
     @classmethod
     def for_config(cls, config: Config, timeout: float | None = 60.0) -> Client:
-        return cls(socket_path=Path(config.daemon.state_dir) / "stoker.sock", timeout=timeout)
+        return cls(socket_path=os.path.join(config.daemon.state_dir, "stoker.sock"), timeout=timeout)
 
     # plumbing ------------------------------------------------------------------------------
 
@@ -228,5 +235,12 @@ class Client:
         self.request("POST", "/api/v1/shutdown")
 
 
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~:")
+
+
 def _quote(name: str) -> str:
-    return urllib.parse.quote(name, safe=":")
+    if _SAFE.issuperset(name):  # config names always are; urllib costs an import
+        return name
+    from urllib.parse import quote
+
+    return quote(name, safe=":")

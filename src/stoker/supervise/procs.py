@@ -32,14 +32,20 @@ def group_memory(pgids: Iterable[int]) -> dict[int, int]:
             except psutil.Error:
                 pass
         return totals
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
+        # os.open/os.read: half the cost of open() on a scan that `stoker status` waits for
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
         except OSError:
             continue
+        try:
+            stat = os.read(fd, 4096)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         # Fields after the command name, which is in parentheses and may hold spaces.
         fields = stat[stat.rfind(b")") + 2 :].split()
         pgrp = int(fields[2])
