@@ -648,7 +648,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert str(err) == f'{err.file}: unknown key "version"'
 
 
-@pytest.mark.parametrize("table", ["tasks", "queues", "schedules", "notify"])
+@pytest.mark.parametrize("table", ["schedules", "notify"])
 def test_unsupported_tables(tmp_path: Path, table: str) -> None:
     err = error(tmp_path, f"[{table}.x]\na = 1\n")
     assert str(err) == f"{err.file}: [{table}] is not supported by this version of stoker yet"
@@ -1006,3 +1006,75 @@ def test_random_text_gives_config_or_config_error(text: str) -> None:
     except ConfigError as err:
         assert str(err).startswith(f"{path}: ")
         assert "\n" not in str(err)
+
+
+# --------------------------------------------------------------------------------------------
+# [tasks.*] and [queues.*]
+# --------------------------------------------------------------------------------------------
+
+
+def test_task_defaults_and_placeholders(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [tasks.build_apk]
+        command = ["ant", "release", "-Dpackage={package}", "{{literal}}", "{flavor}"]
+        queue = "build"
+        params = ["note", "flavor"]
+        [tasks.plain]
+        command = "php send.php"
+        [queues.build]
+        concurrency = 2
+        """,
+    )
+    apk = config.tasks["build_apk"]
+    assert apk.command == ("ant", "release", "-Dpackage={package}", "{{literal}}", "{flavor}")
+    assert apk.required == ("package", "flavor") and apk.optional == ("note",)
+    assert apk.max_attempts == 1 and apk.timeout is None and apk.stop_timeout == 10.0
+    assert apk.backoff == Backoff(min=10.0, max=600.0) and apk.directory == str(tmp_path)
+    plain = config.tasks["plain"]
+    assert plain.command == ("php", "send.php") and plain.queue == "default"
+    assert config.queues["build"].concurrency == 2
+    assert config.queues["default"].concurrency == 1  # used by a task, declared nowhere
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        ('command = "x"\nmax_attempts = 0', "max_attempts", "1 or more"),
+        ('command = "x"\nmax_attempts = "3"', "max_attempts", "1 or more"),
+        ('command = "x"\ntimeout = "soon"', "timeout", "duration"),
+        ('command = "x"\ntimeout = 0', "timeout", "greater than zero"),
+        ('command = "x"\nqueue = "a b"', "queue", "queue name"),
+        ('command = "x"\nparams = ["bad-name"]', "params", "parameter names"),
+        ('command = "x"\nretries = 3', "retries", "unknown key"),
+        (
+            'command = "x"\nenvironment = { STOKER_JOB_ID = "1" }',
+            "environment.STOKER_JOB_ID",
+            "set by stoker",
+        ),
+        ('command = "x"\nbackoff = { min = "1m", max = "1s" }', "backoff", "min"),
+        ("command = []", "command", "non-empty"),
+    ],
+)
+def test_task_errors_name_the_key(tmp_path: Path, body: str, key: str, expected: str) -> None:
+    err = error(tmp_path, f"[tasks.t]\n{body}\n")
+    assert err.table == "tasks.t" and err.key == key, str(err)
+    assert expected in str(err)
+
+
+def test_task_needs_command_or_call(tmp_path: Path) -> None:
+    err = error(tmp_path, "[tasks.t]\nqueue = 'q'\n")
+    assert "exactly one of command" in str(err)
+
+
+def test_bad_queue(tmp_path: Path) -> None:
+    err = error(tmp_path, "[queues.q]\nconcurrency = 0\n")
+    assert (err.table, err.key) == ("queues.q", "concurrency")
+    err = error(tmp_path, "[queues.q]\nsize = 3\n")
+    assert err.key == "size"
+
+
+def test_keep_jobs(tmp_path: Path) -> None:
+    assert load(tmp_path, "").daemon.keep_jobs == 7 * 86400
+    assert load(tmp_path, '[daemon]\nkeep_jobs = "12h"\n').daemon.keep_jobs == 12 * 3600

@@ -139,6 +139,8 @@ def down(ctx: Context, args: argparse.Namespace) -> None:
         ctx.client().shutdown()
     config = ctx.config
     stops = [p.stop_timeout for p in config.programs.values()]
+    if config.tasks:  # running jobs get shutdown_timeout to finish, then their stop_timeout
+        stops.append(config.daemon.shutdown_timeout + max(t.stop_timeout for t in config.tasks.values()))
     limit = args.timeout if args.timeout is not None else max(stops, default=0) + 15
     deadline = time.monotonic() + limit
     state_dir = Path(config.daemon.state_dir)
@@ -284,9 +286,12 @@ def signal_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def logs(ctx: Context, args: argparse.Namespace) -> None:
-    """Program output (NAME: program or program:instance)."""
+    """Output of a program (NAME: program or program:instance) or of a job (job:ID)."""
     stream = "err" if args.stderr_stream else "out"
     out = sys.stdout.buffer
+    if args.name.startswith("job:"):
+        _job_logs(ctx, args, out)
+        return
     with _talking():
         client = ctx.client(timeout=None if args.follow else 120.0)
         if not args.follow:
@@ -299,6 +304,243 @@ def logs(ctx: Context, args: argparse.Namespace) -> None:
                 out.flush()
         except KeyboardInterrupt:
             pass
+
+
+# jobs ----------------------------------------------------------------------------------------
+
+
+def _job_logs(ctx: Context, args: argparse.Namespace, out: Any) -> None:
+    try:
+        job_id = int(args.name[4:])
+    except ValueError:
+        _fail(f"expected job:ID, got {args.name!r}", EXIT_USAGE)
+    with _talking():
+        client = ctx.client(timeout=None if args.follow else 120.0)
+        if not args.follow:
+            out.write(client.job_logs(job_id, args.lines))
+            out.flush()
+            return
+        try:
+            for event in client.follow_job_logs(job_id, args.lines):
+                if event.get("event") == "end":
+                    break
+                out.write(event["text"].encode())
+                out.flush()
+        except KeyboardInterrupt:
+            pass
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    """``name=text`` (a string) or ``name:=JSON`` (a number, true, null, a list…)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            _fail(f"expected NAME=VALUE or NAME:=JSON, got {pair!r}", EXIT_USAGE)
+        if name.endswith(":"):
+            name = name[:-1]
+            try:
+                params[name] = json.loads(value)
+            except ValueError:
+                _fail(f"{name}:= expects JSON, got {value!r}", EXIT_USAGE)
+        else:
+            params[name] = value
+    return params
+
+
+def _short_time(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    return iso[:19].replace("T", " ")
+
+
+def _print_table(
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, state_column: int | None = None
+) -> None:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    for n, row in enumerate(table):
+        cells = [row[i].ljust(widths[i]) for i in range(len(widths))]
+        if color and n and state_column is not None:
+            cells[state_column] = f"{_JOB_COLOURS.get(row[state_column], '')}{cells[state_column]}{_RESET}"
+        print("  ".join([*cells, row[-1]]).rstrip())
+
+
+_JOB_COLOURS = {
+    "succeeded": "\x1b[32m",
+    "running": "\x1b[36m",
+    "queued": "",
+    "failed": "\x1b[31m",
+    "cancelled": "\x1b[33m",
+}
+
+
+def _print_jobs(jobs: Sequence[dict[str, Any]]) -> None:
+    if not jobs:
+        print("no jobs")
+        return
+    rows = []
+    for j in jobs:
+        when = j["finished_at"] or j["started_at"] or j["run_at"]
+        note = j["error"] or ""
+        if j["state"] == "queued" and j["attempt"]:
+            note = f"retry at {_short_time(j['run_at'])}: {note}"
+        rows.append(
+            (
+                str(j["id"]),
+                j["state"],
+                j["task"],
+                j["queue"],
+                f"{j['attempt']}/{j['max_attempts']}",
+                _short_time(when),
+                note.splitlines()[0] if note else "",
+            )
+        )
+    _print_table(("ID", "STATE", "TASK", "QUEUE", "ATTEMPT", "WHEN", "NOTE"), rows, state_column=1)
+
+
+def _print_job(job: dict[str, Any]) -> None:
+    fields = [
+        ("job", str(job["id"])),
+        ("task", job["task"]),
+        ("queue", job["queue"]),
+        ("state", job["state"]),
+        ("params", json.dumps(job["params"], ensure_ascii=False)),
+        ("attempt", f"{job['attempt']} of {job['max_attempts']}"),
+        ("priority", str(job["priority"])),
+        ("key", job["key"] or "-"),
+        ("created", job["created_at"]),
+        ("run at", job["run_at"]),
+        ("started", job["started_at"] or "-"),
+        ("finished", job["finished_at"] or "-"),
+        ("exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
+        ("error", job["error"] or "-"),
+    ]
+    if job.get("result") is not None:
+        fields.append(("result", json.dumps(job["result"], ensure_ascii=False)))
+    if job.get("schedule"):
+        fields.append(("schedule", job["schedule"]))
+    width = max(len(k) for k, _ in fields)
+    for k, v in fields:
+        print(f"{k.ljust(width)}  {v}")
+    attempts = job.get("attempts") or []
+    if attempts:
+        print("attempts:")
+        for a in attempts:
+            code = "" if a["exit_code"] is None else f", exit code {a['exit_code']}"
+            error = f": {a['error']}" if a["error"] and a["outcome"] != "succeeded" else ""
+            print(f"  {a['number']}. {_short_time(a['started_at'])}  {a['outcome']}{code}{error}")
+    if job.get("output"):
+        print("output:")
+        sys.stdout.write(job["output"] if job["output"].endswith("\n") else job["output"] + "\n")
+
+
+def _job_exit(job: dict[str, Any]) -> None:
+    if job["state"] in ("failed", "cancelled"):
+        sys.exit(EXIT_FAILED)
+
+
+def enqueue(ctx: Context, args: argparse.Namespace) -> None:
+    """Queue a job of a task from the config: stoker enqueue TASK name=value name:=JSON…"""
+    if args.delay is not None and args.at is not None:
+        _fail("give --in or --at, not both", EXIT_USAGE)
+    params = _params(args.params)
+    with _talking():
+        client = ctx.client()
+        job = client.enqueue(
+            args.task, params, delay=args.delay, run_at=args.at, key=args.key, priority=args.priority
+        )
+        if args.wait:
+            if not args.as_json:
+                print(f"job {job['id']} {job['state']} (task {job['task']}, queue {job['queue']}); waiting…",
+                      file=sys.stderr)  # fmt: skip
+            job = client.wait(job["id"])
+    if args.as_json:
+        _print_json(job)
+    elif args.wait:
+        _print_job(job)
+    else:
+        print(f"job {job['id']} {job['state']} (task {job['task']}, queue {job['queue']})")
+    if args.wait:
+        _job_exit(job)
+
+
+def jobs_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Jobs, newest first, with filters."""
+    with _talking():
+        rows = ctx.client().jobs(state=args.state, queue=args.queue, task=args.task, limit=args.limit)
+    if args.as_json:
+        _print_json(rows)
+    else:
+        _print_jobs(rows)
+
+
+def job_command(ctx: Context, args: argparse.Namespace) -> None:
+    """One job: its state, every attempt, its output; --wait until it has finished."""
+    with _talking():
+        client = ctx.client(timeout=None if args.wait else 120.0)
+        job = client.wait(args.id) if args.wait else client.job(args.id)
+    if args.as_json:
+        _print_json(job)
+    else:
+        _print_job(job)
+    if args.wait:
+        _job_exit(job)
+
+
+def _job_action(action: str, doc: str) -> Handler:
+    def command(ctx: Context, args: argparse.Namespace) -> None:
+        results = []
+        with _talking():
+            client = ctx.client()
+            for job_id in args.ids:
+                results.append(client.cancel(job_id) if action == "cancel" else client.retry(job_id))
+        if args.as_json:
+            _print_json(results)
+        else:
+            _print_jobs(results)
+
+    command.__doc__ = doc
+    return command
+
+
+def _print_queues(rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        print("no queues")
+        return
+    table = [
+        (
+            q["name"],
+            str(q["concurrency"]),
+            str(q["running"]),
+            str(q["queued"]),
+            "paused" if q["paused"] else "",
+        )
+        for q in rows
+    ]
+    _print_table(("QUEUE", "CONCURRENCY", "RUNNING", "QUEUED", ""), table)
+
+
+def queues_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Queues: concurrency, running and queued jobs, paused or not."""
+    with _talking():
+        rows = ctx.client().queues()
+    if args.as_json:
+        _print_json(rows)
+    else:
+        _print_queues(rows)
+
+
+def queue_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Pause or resume a queue (persisted: it stays paused across restarts)."""
+    with _talking():
+        client = ctx.client()
+        rows = client.pause(args.queue) if args.action == "pause" else client.resume(args.queue)
+    if args.as_json:
+        _print_json(rows)
+    else:
+        _print_queues(rows)
 
 
 # the command line ----------------------------------------------------------------------------
@@ -365,6 +607,50 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
                 help='The separate stderr log (log.stderr = "separate").',
             ),
         ],
+    ),
+    "enqueue": (
+        enqueue,
+        [
+            _arg("task", metavar="TASK"),
+            _arg("params", nargs="*", metavar="NAME=VALUE", help="Parameters; NAME:=JSON for non-strings."),
+            _arg("--in", dest="delay", metavar="DURATION", help='Run after this long ("5m", "2h", 30).'),
+            _arg("--at", metavar="ISO", help="Run at this time (ISO 8601; without offset: local time)."),
+            _arg("--key", metavar="KEY", help="Dedup: while a job with this key is live, return it."),
+            _arg("--priority", type=int, default=0, metavar="N", help="Higher runs first (default 0)."),
+            _arg("--wait", action="store_true", help="Wait until it has finished; exit 1 if it failed."),
+            _JSON,
+        ],
+    ),
+    "jobs": (
+        jobs_command,
+        [
+            _arg("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"]),
+            _arg("--queue", metavar="QUEUE"),
+            _arg("--task", metavar="TASK"),
+            _arg("-n", "--limit", type=int, default=50, metavar="N", help="How many (default 50)."),
+            _JSON,
+        ],
+    ),
+    "job": (
+        job_command,
+        [
+            _arg("id", type=int, metavar="ID"),
+            _arg("--wait", action="store_true", help="Wait until it has finished; exit 1 if it failed."),
+            _JSON,
+        ],
+    ),
+    "cancel": (
+        _job_action("cancel", "Cancel jobs: a queued one never runs, a running one is stopped."),
+        [_arg("ids", type=int, nargs="+", metavar="ID"), _JSON],
+    ),
+    "retry": (
+        _job_action("retry", "Queue failed or cancelled jobs again, with fresh attempts."),
+        [_arg("ids", type=int, nargs="+", metavar="ID"), _JSON],
+    ),
+    "queues": (queues_command, [_JSON]),
+    "queue": (
+        queue_command,
+        [_arg("action", choices=["pause", "resume"]), _arg("queue", metavar="QUEUE"), _JSON],
     ),
 }
 

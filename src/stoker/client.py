@@ -16,6 +16,7 @@ from collections.abc import Iterator
 # typing, pathlib and urllib cost milliseconds `stoker status` does not have (see locate.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import datetime as dt
     from pathlib import Path
     from typing import Any, BinaryIO, Protocol
     from urllib.parse import SplitResult
@@ -109,19 +110,37 @@ def _unix_request(
     return _UnixResponse(sock)
 
 
+class Record(dict[str, "Any"]):
+    """A JSON object from the API whose keys read as attributes too: ``job.state``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 class Client:
-    """`Client(socket_path=…)` or `Client(url="http://host:9100", token=…)`."""
+    """Talks to a running daemon.
+
+    ``Client()`` finds stoker.toml like the CLI (``$STOKER_CONFIG``, else ./stoker.toml) and
+    uses its unix socket; ``Client(config="path/stoker.toml")``, ``Client(socket_path=…)``, or
+    ``Client(url="http://host:9100", token=…)`` over TCP.
+    """
 
     def __init__(
         self,
         *,
+        config: str | os.PathLike[str] | None = None,
         socket_path: str | Path | None = None,
         url: str | None = None,
         token: str | None = None,
         timeout: float | None = 60.0,
     ) -> None:
-        if (socket_path is None) == (url is None):
-            raise ValueError("give exactly one of socket_path or url")
+        if socket_path is not None and url is not None:
+            raise ValueError("give socket_path or url, not both")
+        if socket_path is None and url is None:
+            socket_path = _socket_of(None if config is None else os.fspath(config))
         self.socket_path = str(socket_path) if socket_path is not None else None
         self.url: SplitResult | None = None
         if url:
@@ -192,17 +211,24 @@ class Client:
     def text(self, path: str) -> bytes:
         return self._send("GET", path).read()
 
-    def events(self, path: str) -> Iterator[dict[str, Any]]:
-        """Follow a server-sent event stream; yields each event's JSON data."""
+    def events(self, path: str = "/api/v1/events") -> Iterator[dict[str, Any]]:
+        """Follow a server-sent event stream; yields each event's JSON data (with "event": NAME
+        added for named events)."""
         response = self._send("GET", path, timeout=0)  # 0: no timeout while following
         data: list[str] = []
+        name = None
         for raw in response:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if line.startswith("data:"):
                 data.append(line[5:].lstrip())
+            elif line.startswith("event:"):
+                name = line[6:].strip()
             elif not line and data:
-                yield json.loads("\n".join(data))
-                data = []
+                event = json.loads("\n".join(data))
+                if name is not None and isinstance(event, dict):
+                    event["event"] = name
+                yield event
+                data, name = [], None
 
     # the API -------------------------------------------------------------------------------
 
@@ -233,6 +259,118 @@ class Client:
 
     def shutdown(self) -> None:
         self.request("POST", "/api/v1/shutdown")
+
+    # jobs ----------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task: str,
+        params: dict[str, Any] | None = None,
+        /,
+        *,
+        delay: str | float | None = None,
+        run_at: str | dt.datetime | None = None,
+        key: str | None = None,
+        priority: int = 0,
+        **more_params: Any,
+    ) -> Record:
+        """Queue one job of `task`; parameters as a dict, or as keyword arguments. Returns the
+        job (an existing live one when `key` matches one)."""
+        body: dict[str, Any] = {
+            "task": task,
+            "params": {**(params or {}), **more_params},
+            "priority": priority,
+        }
+        _when(body, delay, run_at)
+        if key is not None:
+            body["key"] = key
+        return Record(self.request("POST", "/api/v1/jobs", body))
+
+    def enqueue_many(
+        self,
+        task: str,
+        params: list[dict[str, Any]],
+        *,
+        delay: str | float | None = None,
+        run_at: str | dt.datetime | None = None,
+        priority: int = 0,
+    ) -> list[int]:
+        """Queue one job per item of `params`, all in one transaction; returns their ids."""
+        body: dict[str, Any] = {"task": task, "params": params, "priority": priority}
+        _when(body, delay, run_at)
+        return [job["id"] for job in self.request("POST", "/api/v1/jobs/batch", body)]
+
+    def job(self, job_id: int) -> Record:
+        return Record(self.request("GET", f"/api/v1/jobs/{int(job_id)}"))
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Record:
+        """The job once it has finished (succeeded, failed or cancelled); TimeoutError if it has
+        not after `timeout` seconds (None: wait as long as it takes)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 300.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            step = min(left, 300.0)
+            response = self._send("GET", f"/api/v1/jobs/{int(job_id)}?wait={step:.3f}", timeout=step + 30)
+            job = Record(json.loads(response.read()))
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job['state']} after {timeout}s")
+
+    def jobs(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Record]:
+        query = {"state": state, "queue": queue, "task": task, "limit": limit, "before": before}
+        args = "&".join(f"{k}={_quote(str(v))}" for k, v in query.items() if v is not None)
+        return [Record(j) for j in self.request("GET", f"/api/v1/jobs?{args}")]
+
+    def cancel(self, job_id: int) -> Record:
+        return Record(self.request("POST", f"/api/v1/jobs/{int(job_id)}/cancel"))
+
+    def retry(self, job_id: int) -> Record:
+        return Record(self.request("POST", f"/api/v1/jobs/{int(job_id)}/retry"))
+
+    def job_logs(self, job_id: int, tail: int = 100) -> bytes:
+        return self.text(f"/api/v1/jobs/{int(job_id)}/logs?tail={tail}")
+
+    def follow_job_logs(self, job_id: int, tail: int = 100) -> Iterator[dict[str, Any]]:
+        return self.events(f"/api/v1/jobs/{int(job_id)}/logs?tail={tail}&follow=1")
+
+    def queues(self) -> list[Record]:
+        return [Record(q) for q in self.request("GET", "/api/v1/queues")]
+
+    def pause(self, queue: str) -> list[Record]:
+        return [Record(q) for q in self.request("POST", f"/api/v1/queues/{_quote(queue)}/pause")]
+
+    def resume(self, queue: str) -> list[Record]:
+        return [Record(q) for q in self.request("POST", f"/api/v1/queues/{_quote(queue)}/resume")]
+
+
+def _when(body: dict[str, Any], delay: str | float | None, run_at: str | dt.datetime | None) -> None:
+    if delay is not None:
+        body["delay"] = delay
+    if run_at is not None:
+        body["run_at"] = run_at if isinstance(run_at, str) else run_at.isoformat()
+
+
+def _socket_of(config: str | None) -> str:
+    from stoker.locate import config_file, quick_state_dir
+
+    path = config_file(config)
+    state_dir = quick_state_dir(path)
+    if state_dir is None:
+        from stoker.config import load_config
+
+        state_dir = load_config(path).daemon.state_dir
+    return os.path.join(state_dir, "stoker.sock")
 
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~:")

@@ -60,7 +60,12 @@ __all__ = [
 _PROGRAM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _RESERVED_PROGRAM_NAMES = frozenset({"all"})  # "all" means every program on the CLI
 _RESERVED_ENV = ("STOKER_PROGRAM", "STOKER_INSTANCE")
-_UNSUPPORTED_TABLES = ("tasks", "queues", "schedules", "notify")
+_RESERVED_JOB_ENV = ("STOKER_JOB_ID", "STOKER_JOB_ATTEMPT", "STOKER_JOB_PARAMS", "STOKER_TASK")
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+_CALL = re.compile(f"{_DOTTED}:{_DOTTED}")  # package.module:function
+DEFAULT_QUEUE = "default"
+_UNSUPPORTED_TABLES = ("schedules", "notify")
+_TABLES = ("daemon", "programs", "tasks", "queues")
 _UNSUPPORTED_PROGRAM_KEYS = (
     "max_memory",
     "watch",
@@ -307,6 +312,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     node: str
     timezone: str | None = None
     shutdown_timeout: float = 30.0
+    keep_jobs: float = 7 * 86400.0
 
     @property
     def listen_host(self) -> str | None:
@@ -323,8 +329,51 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
         return (
             f"DaemonConfig(state_dir={self.state_dir!r}, listen={self.listen!r}, "
             f"token={token}, store={self.store!r}, node={self.node!r}, "
-            f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r})"
+            f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r}, "
+            f"keep_jobs={self.keep_jobs!r})"
         )
+
+
+class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``[tasks.NAME]`` table: something a job may run (the API can run nothing else).
+
+    Exactly one of ``command`` (an argv template: ``{param}`` fills part of one element) or
+    ``call`` (``"package.module:function"``, run in the Python worker pool) is set.
+    ``required`` are the command's placeholders, ``optional`` the names listed in ``params``;
+    a call task without ``params`` takes any keyword arguments (``open_ended``).
+    """
+
+    name: str
+    command: tuple[str, ...] | None = None
+    call: str | None = None
+    queue: str = DEFAULT_QUEUE
+    max_attempts: int = 1
+    backoff: Backoff = msgspec.field(default_factory=lambda: Backoff(min=10.0, max=600.0))
+    timeout: float | None = None
+    stop_timeout: float = 10.0
+    directory: str
+    environment: dict[str, str] = {}
+    user: str | None = None
+    group: str | None = None
+    umask: int | None = None
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    open_ended: bool = False
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise ``ParamError`` (a ValueError) when `params` do not fit this task."""
+        from stoker.jobs import params as p
+
+        p.check(self.name, params, required=self.required, optional=self.optional, open_ended=self.open_ended)
+        if self.command is not None:
+            p.fill(self.command, params)
+
+
+class QueueConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One queue: how many of its jobs run at once on this node."""
+
+    name: str
+    concurrency: int = 1
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):
@@ -335,6 +384,8 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     directory: str
     daemon: DaemonConfig
     programs: dict[str, ProgramConfig] = {}
+    tasks: dict[str, TaskConfig] = {}
+    queues: dict[str, QueueConfig] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,6 +428,26 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     log: _RawLog = msgspec.field(default_factory=_RawLog)
 
 
+class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
+    command: str | list[str] | None = None
+    call: str | None = None
+    queue: str = DEFAULT_QUEUE
+    params: list[str] = []
+    max_attempts: int = 1
+    backoff: _RawBackoff = msgspec.field(default_factory=lambda: _RawBackoff(min="10s", max="10m"))
+    timeout: _Duration | None = None
+    stop_timeout: _Duration = 10.0
+    directory: str = "."
+    environment: dict[str, str] = {}
+    user: str | None = None
+    group: str | None = None
+    umask: int | str | None = None
+
+
+class _RawQueue(msgspec.Struct, forbid_unknown_fields=True):
+    concurrency: int = 1
+
+
 class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     state_dir: str = DEFAULT_STATE_DIR
     listen: str | None = None
@@ -385,6 +456,7 @@ class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     node: str | None = None
     timezone: str | None = None
     shutdown_timeout: _Duration = 30.0
+    keep_jobs: _Duration = "7d"
 
 
 _DURATION = DURATION_EXPECTED
@@ -424,6 +496,27 @@ _DAEMON_EXPECTED: dict[str, str] = {
     "node": "a node name string",
     "timezone": 'a time zone name like "Europe/Paris" or "UTC"',
     "shutdown_timeout": _DURATION,
+    "keep_jobs": _DURATION + " (how long finished jobs are kept)",
+}
+_TASK_EXPECTED: dict[str, str] = {
+    "command": 'an array of strings like ["php", "send.php", "{to}"] or a command string (never a shell)',
+    "call": 'a Python callable like "myapp.mail:send_confirm"',
+    "queue": "a queue name string",
+    "params": 'an array of parameter names, like ["to", "subject"]',
+    "max_attempts": "a whole number, 1 or more (1 = no retry)",
+    "backoff": 'a table like { min = "10s", max = "10m" }',
+    "backoff.min": _DURATION,
+    "backoff.max": _DURATION,
+    "timeout": _DURATION,
+    "stop_timeout": _DURATION,
+    "directory": "a path string",
+    "environment": 'a table of strings, like { APP_ENV = "prod" }',
+    "user": "a user name string",
+    "group": "a group name string",
+    "umask": 'an octal umask like 0o022 or "022"',
+}
+_QUEUE_EXPECTED: dict[str, str] = {
+    "concurrency": "a whole number, 1 or more (jobs of this queue at once on this node)",
 }
 _NESTED_PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
     "backoff": ("min", "max"),
@@ -555,28 +648,40 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
     for name, raw in _table(data, "programs", top).items():
         _check_program_entry(name, raw, top.at("programs"))
         programs[name] = _build_program(name, raw, top.at(f"programs.{name}"), directory)
-    return Config(path=file, directory=directory, daemon=daemon, programs=programs)
+    tasks: dict[str, TaskConfig] = {}
+    for name, raw in _table(data, "tasks", top).items():
+        _check_entry("task", name, raw, top.at("tasks"))
+        tasks[name] = _build_task(name, raw, top.at(f"tasks.{name}"), directory)
+    queues: dict[str, QueueConfig] = {}
+    for name, raw in _table(data, "queues", top).items():
+        _check_entry("queue", name, raw, top.at("queues"))
+        queues[name] = _build_queue(name, raw, top.at(f"queues.{name}"))
+    for task in tasks.values():  # a queue no table declares runs with the defaults
+        queues.setdefault(task.queue, QueueConfig(name=task.queue))
+    return Config(
+        path=file, directory=directory, daemon=daemon, programs=programs, tasks=tasks, queues=queues
+    )
 
 
 def _check_top_level(data: dict[str, Any], top: _Where) -> None:
     for key, value in data.items():
-        if key in ("daemon", "programs"):
+        if key in _TABLES:
             continue
         if key in _UNSUPPORTED_TABLES:
             raise ConfigError(
                 f"{top.file}: [{key}] is {_NOT_YET}",
                 file=top.file,
                 table=key,
-                expected="[daemon] and [programs.NAME] tables",
+                expected="[daemon], [programs.NAME], [tasks.NAME] and [queues.NAME] tables",
             )
-        candidates = ("daemon", "programs", *_UNSUPPORTED_TABLES)
+        candidates = (*_TABLES, *_UNSUPPORTED_TABLES)
         raise top.unknown(key, candidates, what="table" if isinstance(value, dict) else "key")
 
 
 def _table(data: dict[str, Any], key: str, top: _Where) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        example = "[daemon]" if key == "daemon" else "[programs.NAME]"
+        example = "[daemon]" if key == "daemon" else f"[{key}.NAME]"
         raise top.bad(key, f"a table ({example})", value)
     return value
 
@@ -624,6 +729,7 @@ def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonC
         node=_check_node(parsed.node, where),
         timezone=_check_timezone(parsed.timezone, where),
         shutdown_timeout=_duration(parsed.shutdown_timeout, where, "shutdown_timeout"),
+        keep_jobs=_duration(parsed.keep_jobs, where, "keep_jobs"),
     )
 
 
@@ -735,23 +841,28 @@ def _check_timezone(value: str | None, where: _Where) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_program_entry(name: str, raw: object, where: _Where) -> None:
-    """Name and shape checks that must come before looking inside the table."""
+def _check_entry(kind: str, name: str, raw: object, where: _Where) -> None:
+    """Name and shape checks of a ``[programs|tasks|queues.NAME]`` table, before looking inside."""
+    table = f"{kind}s"
     if not _PROGRAM_NAME.fullmatch(name) or not name.isascii():
         raise where.error(
             None,
-            f"program name {_show(name)} is not allowed: use letters, digits, "
-            '"_", "." and "-" (":" separates the instance number)',
+            f"{kind} name {_show(name)} is not allowed: use letters, digits, "
+            '"_", "." and "-"' + (' (":" separates the instance number)' if kind == "program" else ""),
             "a name matching [A-Za-z0-9_.-]+",
         )
-    if name in _RESERVED_PROGRAM_NAMES:
+    if kind == "program" and name in _RESERVED_PROGRAM_NAMES:
         raise where.error(
             None,
             f'program name "{name}" is reserved (it means every program on the command line)',
             "another program name",
         )
     if not isinstance(raw, dict):
-        raise where.bad(name, f"a table ([programs.{name}])", raw)
+        raise where.bad(name, f"a table ([{table}.{name}])", raw)
+
+
+def _check_program_entry(name: str, raw: object, where: _Where) -> None:
+    _check_entry("program", name, raw, where)
 
 
 def _build_program(name: str, raw: dict[str, Any], where: _Where, directory: str) -> ProgramConfig:
@@ -912,6 +1023,78 @@ def _log(raw: _RawLog, where: _Where) -> LogConfig:
     if raw.keep < 0:
         raise where.bad("log.keep", _PROGRAM_EXPECTED["log.keep"], raw.keep)
     return LogConfig(max_size=max_size, keep=raw.keep, stderr=raw.stderr, timestamps=raw.timestamps)
+
+
+# --------------------------------------------------------------------------------------------
+# [tasks.*] and [queues.*]
+# --------------------------------------------------------------------------------------------
+
+
+def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -> TaskConfig:
+    from stoker.jobs.params import NAME, placeholders
+
+    top_keys = [key for key in _TASK_EXPECTED if "." not in key]
+    _check_keys(raw, where, top_keys, {"backoff": ("min", "max")})
+    if ("command" in raw) == ("call" in raw):
+        raise where.error(
+            None,
+            "a task needs exactly one of command (a program to run) or call (a Python function)",
+            "command or call",
+        )
+    parsed = _convert(raw, _RawTask, where, _TASK_EXPECTED)
+    command = call = None
+    required: tuple[str, ...] = ()
+    if parsed.command is not None:
+        command = _command(parsed.command, False, where)
+        required = placeholders(command)
+    else:
+        assert parsed.call is not None
+        raise where.error("call", f"Python call tasks are {_NOT_YET}: use command", "command")
+        if not _CALL.fullmatch(parsed.call.strip()):
+            raise where.bad("call", _TASK_EXPECTED["call"], parsed.call)
+        call = parsed.call.strip()
+    for param in parsed.params:
+        if not NAME.fullmatch(param):
+            raise where.bad("params", "parameter names made of letters, digits and '_'", param)
+    if not _PROGRAM_NAME.fullmatch(parsed.queue):
+        raise where.bad("queue", "a queue name matching [A-Za-z0-9_.-]+", parsed.queue)
+    if parsed.max_attempts < 1:
+        raise where.bad("max_attempts", _TASK_EXPECTED["max_attempts"], parsed.max_attempts)
+    timeout = None
+    if parsed.timeout is not None:
+        timeout = _duration(parsed.timeout, where, "timeout")
+        if timeout <= 0:
+            raise where.bad("timeout", "a duration greater than zero", parsed.timeout)
+    environment = _environment(parsed.environment, where)
+    for variable in environment:
+        if variable in _RESERVED_JOB_ENV:
+            raise where.error(f"environment.{variable}", "is set by stoker itself", "another variable name")
+    return TaskConfig(
+        name=name,
+        command=command,
+        call=call,
+        queue=parsed.queue,
+        max_attempts=parsed.max_attempts,
+        backoff=_backoff(parsed.backoff, where),
+        timeout=timeout,
+        stop_timeout=_duration(parsed.stop_timeout, where, "stop_timeout"),
+        directory=_resolve_path(parsed.directory, where, "directory", directory),
+        environment=environment,
+        user=_name_or_none(parsed.user, where, "user"),
+        group=_name_or_none(parsed.group, where, "group"),
+        umask=_umask(parsed.umask, where),
+        required=required,
+        optional=tuple(p for p in dict.fromkeys(parsed.params) if p not in required),
+        open_ended=call is not None and "params" not in raw,
+    )
+
+
+def _build_queue(name: str, raw: dict[str, Any], where: _Where) -> QueueConfig:
+    _check_keys(raw, where, _QUEUE_EXPECTED)
+    parsed = _convert(raw, _RawQueue, where, _QUEUE_EXPECTED)
+    if parsed.concurrency < 1:
+        raise where.bad("concurrency", _QUEUE_EXPECTED["concurrency"], parsed.concurrency)
+    return QueueConfig(name=name, concurrency=parsed.concurrency)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,8 +8,7 @@ import hmac
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import msgspec
 from starlette.applications import Starlette
@@ -20,7 +19,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker import __version__
-from stoker.api import schemas
+from stoker.api import jobs, schemas
+from stoker.api.common import ApiError, error_response, iso, json_response
+from stoker.events import EventBus
+from stoker.jobs.dispatcher import Dispatcher
 from stoker.signals import parse_signal
 from stoker.supervise.instance import Instance
 from stoker.supervise.logs import LogFile, tail
@@ -36,25 +38,8 @@ class DaemonInfo:
     supervisor: Supervisor
     started_at: float  # wall clock
     request_shutdown: Callable[[], None]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def json_response(data: Any, status: int = 200) -> Response:
-    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
-
-
-def error_response(status: int, code: str, message: str) -> Response:
-    body = schemas.ErrorBody(schemas.ErrorDetail(code, message))
-    return json_response(body, status)
-
-
-def _iso(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts).astimezone()
+    events: EventBus = field(default_factory=EventBus)
+    dispatcher: Dispatcher | None = None  # None: no tasks in the config
 
 
 def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstance]:
@@ -72,7 +57,7 @@ def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstan
                 pid=m.pid,
                 exit_code=m.exit_code,
                 restarts=m.restarts,
-                started_at=_iso(inst.started_wall) if m.pid is not None else None,
+                started_at=iso(inst.started_wall) if m.pid is not None else None,
                 uptime=None if up is None else round(up, 3),
                 memory=memory.get(m.pid) if m.pid is not None else None,
                 node=node,
@@ -100,7 +85,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
                 node=node,
                 pid=os.getpid(),
                 uptime=round(time.time() - info.started_at, 3),
-                started_at=_iso(info.started_at) or dt.datetime.now().astimezone(),
+                started_at=iso(info.started_at) or dt.datetime.now().astimezone(),
                 store=cfg.daemon.store,
                 config=cfg.path,
                 state_dir=cfg.daemon.state_dir,
@@ -185,6 +170,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         Route("/api/v1/reload", reload, methods=["POST"]),
         Route("/api/v1/shutdown", shutdown, methods=["POST"]),
         Route("/api/v1/openapi.json", openapi),
+        *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
     ]
 
     async def on_api_error(request: Request, exc: Exception) -> Response:

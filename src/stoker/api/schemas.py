@@ -7,6 +7,7 @@ document cannot drift from what the daemon really sends.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import msgspec
 
@@ -55,3 +56,68 @@ class ErrorBody(msgspec.Struct):
 class Accepted(msgspec.Struct):
     ok: bool
     message: str
+
+
+class Job(msgspec.Struct, kw_only=True):
+    id: int
+    task: str
+    queue: str
+    state: str  # queued running succeeded failed cancelled
+    params: dict[str, Any]
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: dt.datetime
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    exit_code: int | None
+    error: str | None
+    output: str | None
+    result: Any
+    key: str | None
+    node: str | None
+    schedule: str | None
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    number: int
+    started_at: dt.datetime | None
+    finished_at: dt.datetime
+    outcome: str  # succeeded failed "timed out" cancelled interrupted
+    exit_code: int | None
+    error: str | None
+    node: str | None
+
+
+class JobDetail(Job, kw_only=True):
+    """One job with the record of every attempt that has ended."""
+
+    attempts: list[Attempt]
+
+
+class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    task: str
+    params: dict[str, Any] = {}
+    run_at: str | None = None  # ISO 8601; without an offset, the daemon's local time
+    delay: str | float | None = None  # "5m" or seconds
+    key: str | None = None
+    priority: int = 0
+
+
+class EnqueueManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Many jobs of one task in one transaction: each item of `params` is one job's parameters."""
+
+    task: str
+    params: list[dict[str, Any]]
+    run_at: str | None = None
+    delay: str | float | None = None
+    priority: int = 0
+
+
+class Queue(msgspec.Struct, kw_only=True):
+    name: str
+    concurrency: int
+    paused: bool
+    queued: int
+    running: int

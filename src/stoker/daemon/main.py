@@ -18,10 +18,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from stoker.config import Config
 from stoker.daemon import lock
+
+if TYPE_CHECKING:
+    from stoker.store import Store
 
 log = logging.getLogger("stoker")
 
@@ -90,6 +93,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     import uvicorn
 
     from stoker.api.app import DaemonInfo, build_app
+    from stoker.jobs.dispatcher import Dispatcher
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
 
@@ -98,6 +102,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     kill_orphans(config.daemon.state_dir)
     supervisor = Supervisor(config)
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
+    store = await _open_store(config)
+    if store is not None:
+        info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
+        await info.dispatcher.start()
 
     sockets = [_bind_unix(socket_path(config))]
     d = config.daemon
@@ -128,7 +136,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         signal.SIGHUP,
         lambda: log.warning("SIGHUP: reload is not available in this version yet; restart to apply changes"),
     )
+    jobs_task = None
     try:
+        if info.dispatcher is not None and config.tasks:
+            jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         supervisor.autostart()
         log.info(
             "stoker %s ready: %d program(s), %d instance(s), socket %s%s",
@@ -141,14 +152,41 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         ready()
         await stopping.wait()
         log.info("shutting down")
-        await supervisor.shutdown()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(supervisor.shutdown())
+            if info.dispatcher is not None:
+                group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
+        if jobs_task is not None:
+            await jobs_task
     finally:
+        if jobs_task is not None and not jobs_task.done():
+            jobs_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await jobs_task
+        if store is not None:
+            await store.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         server.should_exit = True
         await server.shutdown(sockets=sockets)
         socket_path(config).unlink(missing_ok=True)
     log.info("stopped")
+
+
+async def _open_store(config: Config) -> Store | None:
+    """The job store, when there are tasks or jobs from earlier runs to show; a programs-only
+    daemon never opens a database."""
+    from stoker.store import StoreError, open_store
+
+    d = config.daemon
+    if not config.tasks and not (d.store == "sqlite" and (Path(d.state_dir) / "stoker.db").exists()):
+        return None
+    try:
+        store = open_store(d.store, d.state_dir)
+        await store.open()
+    except StoreError as e:
+        raise StartupError(str(e)) from None
+    return store
 
 
 def _version() -> str:

@@ -22,12 +22,12 @@ from pathlib import Path
 from stoker.config import InstanceSpec, ProgramConfig
 from stoker.supervise import state as sm
 from stoker.supervise.logs import LogFile
+from stoker.supervise.reap import describe_exit, watch_exit
 from stoker.supervise.spawn import SUPERVISOR_ENV, Child, describe_spawn_error, spawn
 
 log = logging.getLogger("stoker")
 
 READ_SIZE = 65536
-HAVE_PIDFD = hasattr(os, "pidfd_open")
 
 
 def policy_of(program: ProgramConfig) -> sm.Policy:
@@ -72,7 +72,6 @@ class Instance:
         self._timer: asyncio.TimerHandle | None = None
         self._events: deque[sm.Event] = deque()
         self._dispatching = False
-        self._pidfd: int | None = None
         self._pipes: dict[int, LogFile] = {}  # read end -> where its bytes go
         self.started_wall: float | None = None  # wall-clock time of the current spawn
         merge = program.log.stderr == "merge"
@@ -211,19 +210,11 @@ class Instance:
     # the child's pipes and exit -----------------------------------------------------------
 
     def _watch(self, child: Child) -> None:
+        assert child.stdout is not None
         self._add_pipe(child.stdout, self.stdout_log)
         if child.stderr is not None:
             self._add_pipe(child.stderr, self.stderr_log or self.stdout_log)
-        if HAVE_PIDFD:
-            try:
-                pidfd = os.pidfd_open(child.pid)
-            except OSError:  # pragma: no cover - kernels older than 5.3
-                pidfd = None
-            if pidfd is not None:
-                self._pidfd = pidfd
-                self._loop.add_reader(pidfd, self._on_pidfd, child.pid)
-                return
-        _sigchld_watcher(self._loop).watch(child.pid, self._on_reaped)  # pragma: no cover
+        watch_exit(self._loop, child.pid, self._on_reaped)
 
     def _add_pipe(self, fd: int, sink: LogFile) -> None:
         self._pipes[fd] = sink
@@ -259,70 +250,9 @@ class Instance:
                     break
                 sink.write(data)
 
-    def _on_pidfd(self, pid: int) -> None:
-        assert self._pidfd is not None
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = None
-        # The leader is a zombie now, so its pid still names the group: anything it left
-        # behind in the group goes with it (a program's process group lives and dies with it).
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:  # pragma: no cover - someone else reaped it
-            status = 0
-        self._on_reaped(pid, status)
-
     def _on_reaped(self, pid: int, status: int) -> None:
         self._drain_pipes()
-        code = os.waitstatus_to_exitcode(status)
-        if code < 0:
-            exit_code, sig = None, -code
-            how = f"killed by {signal_name(sig)}"
-        else:
-            exit_code, sig = code, None
-            how = f"exited with code {code}"
+        exit_code, sig, how = describe_exit(status)
         level = logging.INFO if self.machine.state is sm.State.STOPPING else logging.WARNING
         log.log(level, "%s: pid %d %s", self.name, pid, how)
         self.dispatch(sm.Exited(exit_code, sig))
-
-
-class _SigchldWatcher:  # pragma: no cover - used where pidfd is missing (macOS)
-    """Fallback reaper: SIGCHLD wakes us and we ask each known child with WNOHANG."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._callbacks: dict[int, Callable[[int, int], None]] = {}
-        loop.add_signal_handler(signal.SIGCHLD, self._reap)
-
-    def watch(self, pid: int, callback: Callable[[int, int], None]) -> None:
-        self._callbacks[pid] = callback
-        self._reap()
-
-    def _reap(self) -> None:
-        for pid in list(self._callbacks):
-            try:
-                got, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                got, status = pid, 0
-            if got == pid:
-                self._callbacks.pop(pid)(pid, status)
-
-
-_watchers: dict[int, _SigchldWatcher] = {}
-
-
-def _sigchld_watcher(loop: asyncio.AbstractEventLoop) -> _SigchldWatcher:  # pragma: no cover
-    key = id(loop)
-    if key not in _watchers:
-        _watchers[key] = _SigchldWatcher(loop)
-    return _watchers[key]
-
-
-def signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"

@@ -85,7 +85,7 @@ def _check_executable(program: str, directory: str, environment: Mapping[str, st
 @dataclass(frozen=True, slots=True)
 class Child:
     pid: int
-    stdout: int  # read end of the child's stdout pipe (non-blocking)
+    stdout: int | None  # read end of the child's stdout pipe (non-blocking); None: `output` given
     stderr: int | None  # read end of the stderr pipe, or None when merged into stdout
 
 
@@ -98,8 +98,13 @@ def spawn(
     group: str | None = None,
     umask: int | None = None,
     merge_stderr: bool = True,
+    output: int | None = None,
 ) -> Child:
-    """Fork and exec `argv` in a new process group; raise OSError (with a clear message) on failure."""
+    """Fork and exec `argv` in a new process group; raise OSError (with a clear message) on failure.
+
+    The child's stdout and stderr go to pipes the caller reads, or, with `output` (an open file
+    descriptor), straight into that file with no pipe and no work for the daemon.
+    """
     preexec = None
     if _SETPRIV is not None:
         # Popen drops to `user` first and setpriv runs as that user, so the death signal is
@@ -109,8 +114,11 @@ def spawn(
     else:
         command = list(argv)
         preexec = _preexec()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe() if not merge_stderr else (None, None)
+    if output is not None:
+        out_r, out_w, err_r, err_w = None, output, None, None
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe() if not merge_stderr else (None, None)
     try:
         popen = subprocess.Popen(
             command,
@@ -133,12 +141,14 @@ def spawn(
                 os.close(fd)
         raise
     finally:
-        os.close(out_w)
+        if output is None:
+            os.close(out_w)
         if err_w is not None:
             os.close(err_w)
     # We reap the child ourselves (pidfd); Popen must never wait on it behind our back.
     popen.returncode = 0
-    os.set_blocking(out_r, False)
+    if out_r is not None:
+        os.set_blocking(out_r, False)
     if err_r is not None:
         os.set_blocking(err_r, False)
     return Child(popen.pid, out_r, err_r)

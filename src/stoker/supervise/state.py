@@ -29,6 +29,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from stoker import backoff
+
 
 class State(enum.StrEnum):
     STOPPED = "stopped"
@@ -58,15 +60,9 @@ class Policy:
 
 
 def backoff_delay(policy: Policy, failures: int, jitter: float) -> float:
-    """Seconds to wait before the next start after `failures` consecutive failed starts.
-
-    Exponential (min, 2·min, 4·min … capped at max) with "equal jitter": the delay lies in
-    [d/2, d], so a crash loop never gets faster than half the schedule, yet many instances that
-    failed together do not retry in lockstep. `jitter` is a number in [0, 1).
-    """
-    exponent = min(max(failures - 1, 0), 64)
-    full = min(policy.backoff_max, policy.backoff_min * (2.0**exponent))
-    return full / 2 + full / 2 * jitter
+    """Seconds to wait before the next start after `failures` consecutive failed starts
+    (see stoker.backoff: exponential, equal jitter)."""
+    return backoff.backoff_delay(policy.backoff_min, policy.backoff_max, failures, jitter)
 
 
 def wants_restart(policy: Policy, exit_code: int | None) -> bool:

@@ -1,0 +1,32 @@
+"""What every route module shares: the error type, JSON responses, times."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from starlette.responses import Response
+
+from stoker.api import schemas
+
+
+class ApiError(Exception):
+    """Raised by a route; answered as ``{"error": {"code", "message"}}`` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(schemas.ErrorBody(schemas.ErrorDetail(code, message)), status)
+
+
+def iso(ts: float | None) -> dt.datetime | None:
+    """Unix seconds as an aware datetime in the daemon's local zone (ISO 8601 with offset)."""
+    return None if ts is None else dt.datetime.fromtimestamp(ts).astimezone()

@@ -1,0 +1,356 @@
+"""The jobs and queues routes of the control API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from stoker.api import schemas
+from stoker.api.common import ApiError, iso, json_response
+from stoker.durations import InvalidValue, parse_duration
+from stoker.events import EventBus
+from stoker.jobs.attempt import output_path, read_output
+from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
+from stoker.jobs.params import ParamError
+from stoker.jobs.rules import FINISHED, JobState
+from stoker.store import Attempt, Job, NewJob
+from stoker.supervise.logs import tail
+
+MAX_LIST = 1000
+LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
+MAX_WAIT = 300.0
+MAX_BATCH = 10_000
+MAX_TAIL = 100_000
+FOLLOW_EVERY = 0.25
+
+
+def job_json(job: Job, *, output: str | None = None, limit: int | None = None) -> schemas.Job:
+    text = job.output if output is None else output
+    if limit is not None and text is not None and len(text) > limit:
+        text = text[-limit:]
+    return schemas.Job(
+        id=job.id,
+        task=job.task,
+        queue=job.queue,
+        state=str(job.state),
+        params=job.params,
+        priority=job.priority,
+        attempt=job.attempt,
+        max_attempts=job.max_attempts,
+        run_at=iso(job.run_at),  # type: ignore[arg-type]
+        created_at=iso(job.created_at),  # type: ignore[arg-type]
+        started_at=iso(job.started_at),
+        finished_at=iso(job.finished_at),
+        exit_code=job.exit_code,
+        error=job.error,
+        output=text,
+        result=job.result,
+        key=job.key,
+        node=job.node,
+        schedule=job.schedule,
+    )
+
+
+def attempt_json(a: Attempt) -> schemas.Attempt:
+    return schemas.Attempt(
+        number=a.number,
+        started_at=iso(a.started_at),
+        finished_at=iso(a.finished_at),  # type: ignore[arg-type]
+        outcome=str(a.outcome),
+        exit_code=a.exit_code,
+        error=a.error,
+        node=a.node,
+    )
+
+
+def event_json(event: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(event.get("job"), Job):
+        return {**event, "job": job_json(event["job"], limit=LIST_OUTPUT)}
+    return event
+
+
+def parse_when(run_at: str | None, delay: str | float | None, now: float) -> float | None:
+    if run_at is not None and delay is not None:
+        raise ApiError(422, "invalid", "give run_at or delay, not both")
+    if delay is not None:
+        try:
+            return now + parse_duration(delay, where="delay")
+        except InvalidValue as e:
+            raise ApiError(422, "invalid", f"delay: expected {e.expected}") from None
+    if run_at is not None:
+        try:
+            when = dt.datetime.fromisoformat(run_at.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(422, "invalid", f"run_at: expected an ISO 8601 time, got {run_at!r}") from None
+        if when.tzinfo is None:
+            when = when.astimezone()  # the daemon's local time
+        return when.timestamp()
+    return None
+
+
+def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_dir: str) -> list[Route]:
+    """`dispatcher()` is None when the config has no tasks (and no job was ever stored)."""
+
+    def need() -> Dispatcher:
+        d = dispatcher()
+        if d is None:
+            raise ApiError(404, "not_found", "no tasks in the config: add a [tasks.NAME] table")
+        return d
+
+    async def decode(request: Request, kind: type[Any]) -> Any:
+        body = await request.body()
+        try:
+            return msgspec.json.decode(body, type=kind)
+        except msgspec.ValidationError as e:
+            raise ApiError(422, "invalid", str(e)) from None
+        except msgspec.DecodeError as e:
+            raise ApiError(400, "bad_request", f"the body is not JSON: {e}") from None
+
+    def new_job(d: Dispatcher, task: str, params: Any, **options: Any) -> NewJob:
+        try:
+            return d.new_job(task, params, **options)
+        except UnknownTask as e:
+            raise ApiError(404, "unknown_task", str(e)) from None
+        except ParamError as e:
+            raise ApiError(422, "invalid_params", str(e)) from None
+
+    async def enqueue(request: Request) -> Response:
+        d = need()
+        body: schemas.EnqueueRequest = await decode(request, schemas.EnqueueRequest)
+        now = time.time()
+        run_at = parse_when(body.run_at, body.delay, now)
+        new = new_job(d, body.task, body.params, run_at=run_at, priority=body.priority, key=body.key, now=now)
+        [(job, created)] = await d.enqueue([new], now)
+        return json_response(job_json(job), 201 if created else 200)
+
+    async def enqueue_many(request: Request) -> Response:
+        d = need()
+        body: schemas.EnqueueManyRequest = await decode(request, schemas.EnqueueManyRequest)
+        if len(body.params) > MAX_BATCH:
+            raise ApiError(413, "too_large", f"at most {MAX_BATCH} jobs per request")
+        now = time.time()
+        run_at = parse_when(body.run_at, body.delay, now)
+        news = [new_job(d, body.task, p, run_at=run_at, priority=body.priority, now=now) for p in body.params]
+        stored = await d.enqueue(news, now)
+        return json_response([job_json(job) for job, _ in stored], 201)
+
+    async def list_jobs(request: Request) -> Response:
+        d = dispatcher()
+        if d is None:
+            return json_response([])
+        q = request.query_params
+        state = q.get("state") or None
+        if state is not None and state not in JobState.__members__.values():
+            choices = ", ".join(s.value for s in JobState)
+            raise ApiError(422, "invalid", f"state must be one of {choices}")
+        limit = _int(q.get("limit"), "limit", 100)
+        before = _int(q.get("before"), "before", None)
+        jobs = await d.store.jobs(
+            state=state,
+            queue=q.get("queue") or None,
+            task=q.get("task") or None,
+            limit=max(1, min(limit, MAX_LIST)),
+            before=before,
+        )
+        return json_response([job_json(j, limit=LIST_OUTPUT) for j in jobs])
+
+    async def detail(d: Dispatcher, job: Job) -> schemas.JobDetail:
+        output = None
+        if job.state is JobState.RUNNING:  # the live end of the output file
+            output = read_output(output_path(log_dir, job.id), 0)
+        base = job_json(job, output=output)
+        attempts = [attempt_json(a) for a in await d.store.attempts(job.id)]
+        return schemas.JobDetail(**{f: getattr(base, f) for f in base.__struct_fields__}, attempts=attempts)
+
+    async def get_job(request: Request) -> Response:
+        d = need()
+        job_id = _job_id(request)
+        wait = min(_float(request.query_params.get("wait"), "wait", 0.0), MAX_WAIT)
+        with events.subscribe() as subscription:  # before reading, so no change slips between
+            job = await d.store.get(job_id)
+            if job is None:
+                raise ApiError(404, "not_found", f"no job {job_id}")
+            if wait > 0 and job.state not in FINISHED:
+                job = await _wait_finished(d, subscription, job, wait)
+        return json_response(await detail(d, job))
+
+    async def cancel(request: Request) -> Response:
+        d = need()
+        try:
+            job = await d.cancel(_job_id(request))
+        except JobNotFound as e:
+            raise ApiError(404, "not_found", str(e)) from None
+        except JobConflict as e:
+            raise ApiError(409, "conflict", str(e)) from None
+        return json_response(job_json(job))
+
+    async def retry(request: Request) -> Response:
+        d = need()
+        try:
+            job = await d.retry(_job_id(request))
+        except JobNotFound as e:
+            raise ApiError(404, "not_found", str(e)) from None
+        except JobConflict as e:
+            raise ApiError(409, "conflict", str(e)) from None
+        return json_response(job_json(job))
+
+    async def job_logs(request: Request) -> Response:
+        d = need()
+        job_id = _job_id(request)
+        job = await d.store.get(job_id)
+        if job is None:
+            raise ApiError(404, "not_found", f"no job {job_id}")
+        lines = max(0, min(_int(request.query_params.get("tail"), "tail", 100), MAX_TAIL))
+        path = output_path(log_dir, job_id)
+        text = tail(Path(path), lines)
+        if request.query_params.get("follow") not in ("1", "true", "yes"):
+            return Response(text, media_type="text/plain; charset=utf-8")
+        return StreamingResponse(_follow_job(d, events, job, path, text), media_type="text/event-stream")
+
+    async def queues(request: Request) -> Response:
+        d = dispatcher()
+        if d is None:
+            return json_response([])
+        counts = await d.store.queue_counts()
+        out = []
+        for name, queue in d.config.queues.items():
+            c = counts.get(name)
+            out.append(
+                schemas.Queue(
+                    name=name,
+                    concurrency=queue.concurrency,
+                    paused=name in d.paused,
+                    queued=c.queued if c else 0,
+                    running=c.running if c else 0,
+                )
+            )
+        return json_response(out)
+
+    async def queue_action(request: Request) -> Response:
+        d = need()
+        name, action = request.path_params["name"], request.path_params["action"]
+        if name not in d.config.queues:
+            raise ApiError(404, "not_found", f"no queue {name!r} (queues: {', '.join(d.config.queues)})")
+        if action not in ("pause", "resume"):
+            raise ApiError(404, "not_found", f"no action {action!r}: use pause or resume")
+        await d.pause(name, action == "pause")
+        return await queues(request)
+
+    async def stream_events(request: Request) -> Response:
+        return StreamingResponse(_sse(events), media_type="text/event-stream")
+
+    return [
+        Route("/api/v1/jobs", enqueue, methods=["POST"]),
+        Route("/api/v1/jobs", list_jobs, methods=["GET"]),
+        Route("/api/v1/jobs/batch", enqueue_many, methods=["POST"]),
+        Route("/api/v1/jobs/{id:int}", get_job),
+        Route("/api/v1/jobs/{id:int}/cancel", cancel, methods=["POST"]),
+        Route("/api/v1/jobs/{id:int}/retry", retry, methods=["POST"]),
+        Route("/api/v1/jobs/{id:int}/logs", job_logs),
+        Route("/api/v1/queues", queues),
+        Route("/api/v1/queues/{name}/{action}", queue_action, methods=["POST"]),
+        Route("/api/v1/events", stream_events),
+    ]
+
+
+async def _wait_finished(d: Dispatcher, subscription: Any, job: Job, wait: float) -> Job:
+    deadline = time.monotonic() + wait
+    iterator = subscription.__aiter__()
+    while job.state not in FINISHED:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            event = await asyncio.wait_for(anext(iterator), left)
+        except TimeoutError:
+            break
+        if event.get("type") == "lagged":
+            job = await d.store.get(job.id) or job
+        elif event.get("type") == "job" and event["job"].id == job.id:
+            job = event["job"]
+    return job
+
+
+async def _follow_job(
+    d: Dispatcher, events: EventBus, job: Job, path: str, initial: bytes
+) -> AsyncIterator[bytes]:
+    """A job's output as server-sent events until the job is finished.
+
+    A running command writes straight to its file, so there is no stream to listen to: the file
+    is read for what was added every FOLLOW_EVERY seconds, only while someone follows.
+    """
+    offset = _size(path)  # the tail was read just before
+    if initial:
+        yield _text_event(initial)
+    with events.subscribe() as subscription:
+        job = await d.store.get(job.id) or job
+        while True:
+            with contextlib.suppress(TimeoutError):
+                while True:  # drain what happened to the job meanwhile
+                    event = await asyncio.wait_for(subscription.queue.get(), FOLLOW_EVERY)
+                    if event.get("type") == "job" and event["job"].id == job.id:
+                        job = event["job"]
+            size = _size(path)
+            if size < offset:
+                offset = 0
+            if size > offset:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(size - offset)
+                offset = size
+                yield _text_event(data)
+            if job.state in FINISHED:
+                yield b"event: end\ndata: " + msgspec.json.encode({"state": str(job.state)}) + b"\n\n"
+                return
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def _text_event(data: bytes) -> bytes:
+    return b"data: " + msgspec.json.encode({"name": "", "text": data.decode("utf-8", "replace")}) + b"\n\n"
+
+
+async def _sse(events: EventBus) -> AsyncIterator[bytes]:
+    with events.subscribe() as subscription:
+        yield b"data: " + msgspec.json.encode({"type": "connected"}) + b"\n\n"
+        async for event in subscription:
+            yield b"data: " + msgspec.json.encode(event_json(event)) + b"\n\n"
+
+
+def _job_id(request: Request) -> int:
+    return int(request.path_params["id"])
+
+
+def _int(value: str | None, name: str, default: Any) -> Any:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(422, "invalid", f"{name} must be a whole number") from None
+
+
+def _float(value: str | None, name: str, default: float) -> float:
+    if value is None or value == "":
+        return default
+    with contextlib.suppress(ValueError):
+        number = float(value)
+        if number >= 0:
+            return number
+    raise ApiError(422, "invalid", f"{name} must be a number of seconds")

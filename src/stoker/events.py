@@ -1,0 +1,53 @@
+"""State changes, published to whoever listens (`/api/v1/events`, `stoker job --wait`).
+
+Publishing never blocks and never grows without bound: each subscriber has a bounded queue, and
+one that falls behind loses events and is told so with a `lagged` event (it should re-read what
+it shows), instead of slowing the daemon down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+BUFFER = 1000
+
+
+class Subscription:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(BUFFER)
+        self.lagged = 0
+
+    def offer(self, event: dict[str, Any]) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.lagged += 1
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            event = await self.queue.get()
+            if self.lagged:
+                yield {"type": "lagged", "missed": self.lagged}
+                self.lagged = 0
+            yield event
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: set[Subscription] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for subscriber in self._subscribers:
+            subscriber.offer(event)
+
+    @contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        subscription = Subscription()
+        self._subscribers.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscribers.discard(subscription)

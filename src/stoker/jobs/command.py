@@ -1,0 +1,126 @@
+"""Running a command task's attempt: its own process group, output straight to the job's file.
+
+Same process rules as programs (cwd, environment, user/group, umask, a new process group, tied
+to the daemon's life); the exit is learned through the pidfd. Stopping (cancel, timeout,
+shutdown) sends SIGTERM to the whole group and SIGKILL after the task's stop_timeout; when the
+leader exits, anything left in its group is killed with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+
+from stoker.config import TaskConfig
+from stoker.jobs.attempt import AttemptResult
+from stoker.jobs.params import ParamError, fill
+from stoker.jobs.rules import Outcome
+from stoker.store import Job
+from stoker.supervise.reap import describe_exit, watch_exit
+from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
+
+
+def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_dir: str) -> dict[str, str]:
+    env = dict(base)
+    env.update(task.environment)
+    env["STOKER_TASK"] = task.name
+    env["STOKER_JOB_ID"] = str(job.id)
+    env["STOKER_JOB_ATTEMPT"] = str(job.attempt)
+    env["STOKER_JOB_PARAMS"] = json.dumps(job.params, ensure_ascii=False)
+    env[SUPERVISOR_ENV] = state_dir
+    return env
+
+
+class CommandRun:
+    def __init__(
+        self, job: Job, task: TaskConfig, *, output: str, state_dir: str, base_environment: Mapping[str, str]
+    ) -> None:
+        assert task.command is not None
+        self.job = job
+        self.task = task
+        self.output = output
+        self.state_dir = state_dir
+        self.base_environment = base_environment
+        self.pid: int | None = None
+        self._stopped: tuple[Outcome, str] | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> AttemptResult:
+        assert self.task.command is not None
+        loop = asyncio.get_running_loop()
+        try:
+            argv = fill(self.task.command, self.job.params)
+        except ParamError as e:  # the config changed since the job was accepted
+            return AttemptResult(Outcome.FAILED, error=str(e))
+        if self._stopped is not None:
+            return AttemptResult(self._stopped[0], error=self._stopped[1])
+        env = job_environment(self.job, self.task, self.base_environment, self.state_dir)
+        fd = os.open(self.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            child = spawn(
+                argv,
+                directory=self.task.directory,
+                environment=env,
+                user=self.task.user,
+                group=self.task.group,
+                umask=self.task.umask,
+                output=fd,
+            )
+        except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
+            return AttemptResult(Outcome.FAILED, error=describe_spawn_error(e, argv, self.task.directory))
+        finally:
+            os.close(fd)
+        self.pid = child.pid
+        exited: asyncio.Future[int] = loop.create_future()
+
+        def on_exit(_pid: int, status: int) -> None:
+            if not exited.done():
+                exited.set_result(status)
+
+        watch_exit(loop, child.pid, on_exit)
+        timeout = None
+        if self.task.timeout is not None:
+            reason = f"timed out after {_seconds(self.task.timeout)}"
+            timeout = loop.call_later(self.task.timeout, self.stop, Outcome.TIMED_OUT, reason)
+        try:
+            status = await exited
+        finally:
+            if timeout is not None:
+                timeout.cancel()
+            if self._kill_timer is not None:
+                self._kill_timer.cancel()
+            if not exited.done():  # we are being cancelled: the job must not outlive us
+                _kill_group(child.pid, signal.SIGKILL)
+        exit_code, _, how = describe_exit(status)
+        if self._stopped is not None:
+            return AttemptResult(self._stopped[0], exit_code=exit_code, error=self._stopped[1])
+        if exit_code == 0:
+            return AttemptResult(Outcome.SUCCEEDED, exit_code=0)
+        return AttemptResult(Outcome.FAILED, exit_code=exit_code, error=how)
+
+    def stop(self, outcome: Outcome, reason: str) -> None:
+        if self._stopped is not None:
+            return
+        self._stopped = (outcome, reason)
+        if self.pid is None:
+            return  # not started: run() sees the flag
+        _kill_group(self.pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        self._kill_timer = loop.call_later(self.task.stop_timeout, _kill_group, self.pid, signal.SIGKILL)
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _seconds(value: float) -> str:
+    from stoker.durations import format_duration
+
+    return format_duration(value)

@@ -1,0 +1,350 @@
+"""The dispatcher: claims due jobs while its queues have room, runs them, records the outcome.
+
+Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
+sleeps until the earliest delayed job is due, or at most FALLBACK_POLL as a safety net for
+writers it cannot hear (none with SQLite today; other nodes with PostgreSQL). With no tasks
+in the config it never runs, so a programs-only daemon stays idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from stoker.config import Config, TaskConfig
+from stoker.jobs.attempt import (
+    AttemptResult,
+    AttemptRun,
+    begin_output,
+    drop_if_empty,
+    output_path,
+    read_output,
+)
+from stoker.jobs.command import CommandRun
+from stoker.jobs.params import ParamError
+from stoker.jobs.rules import JobState, Outcome, after_attempt
+from stoker.store import AttemptEnd, Job, NewJob, Store
+
+log = logging.getLogger("stoker")
+
+FALLBACK_POLL = 60.0
+PRUNE_EVERY = 3600.0
+PRUNE_BATCH = 1000
+INTERRUPTED = "interrupted: the daemon stopped while it ran"
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobConflict(Exception):
+    """The job is not in a state that allows this (cancel a finished job, retry a queued one)."""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        publish: Callable[[dict[str, Any]], None] = lambda event: None,
+        base_environment: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.node = config.daemon.node
+        self.log_dir = os.path.join(config.daemon.state_dir, "logs")
+        self.publish = publish
+        self.base_environment = dict(os.environ if base_environment is None else base_environment)
+        self.running: dict[int, AttemptRun] = {}
+        self.running_per_queue: Counter[str] = Counter()
+        self.paused: set[str] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing runs
+        self._idle.set()
+        self._cancel_pending: set[int] = set()
+        self._stopping = False
+        self._stop = asyncio.Event()
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        os.makedirs(os.path.join(self.log_dir, "jobs"), mode=0o700, exist_ok=True)
+        self.paused = await self.store.paused_queues()
+        requeued = await self.store.requeue_running(self.node, time.time(), INTERRUPTED)
+        if requeued:
+            log.warning("jobs: %d job(s) were running when the daemon stopped; queued again: %s",
+                        len(requeued), ", ".join(map(str, requeued[:20])))  # fmt: skip
+
+    async def run(self) -> None:
+        """Claim and run until `shutdown()`; then wait for (or stop) what is running."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._prune_forever())
+            while not self._stopping:
+                self._wake.clear()
+                await self._fill(group)
+                await self._sleep()
+            await self._idle.wait()  # shutdown() ends what still runs
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop claiming; give running jobs `timeout` seconds, then stop them (they are queued
+        again as interrupted attempts and run on the next start)."""
+        self._stopping = True
+        self._stop.set()
+        self._wake.set()
+        if self.running:
+            log.info("jobs: waiting up to %ss for %d running job(s)", timeout, len(self.running))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout)
+        for run in list(self.running.values()):
+            run.stop(Outcome.INTERRUPTED, INTERRUPTED)
+        await self._idle.wait()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # claiming ------------------------------------------------------------------------------
+
+    def _room(self, queue: str) -> int:
+        if queue in self.paused or self._stopping:
+            return 0
+        config = self.config.queues.get(queue)
+        concurrency = config.concurrency if config is not None else 1
+        return concurrency - self.running_per_queue[queue]
+
+    async def _fill(self, group: asyncio.TaskGroup) -> None:
+        now = time.time()
+        for queue in self.config.queues:
+            room = self._room(queue)
+            if room <= 0:
+                continue
+            for job in await self.store.claim(queue, room, now, self.node):
+                self._begin(group, job)
+
+    async def _sleep(self) -> None:
+        waiting = [q for q in self.config.queues if self._room(q) > 0]
+        due = await self.store.next_due(waiting) if waiting else None
+        delay = FALLBACK_POLL if due is None else min(FALLBACK_POLL, due - time.time())
+        if delay <= 0 or self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    # running -------------------------------------------------------------------------------
+
+    def _begin(self, group: asyncio.TaskGroup, job: Job) -> None:
+        task = self.config.tasks.get(job.task)
+        output = output_path(self.log_dir, job.id)
+        run: AttemptRun
+        if task is None or task.command is None:
+            run = _Refused(f"task {job.task!r} is not in the config ({self.config.path})")
+        else:
+            run = CommandRun(
+                job, task, output=output, state_dir=self.config.daemon.state_dir,
+                base_environment=self.base_environment,
+            )  # fmt: skip
+        self.running[job.id] = run
+        self.running_per_queue[job.queue] += 1
+        self._idle.clear()
+        if job.cancel_requested or job.id in self._cancel_pending:
+            run.stop(Outcome.CANCELLED, "cancelled")
+        group.create_task(self._attempt(job, task, run, output))
+
+    async def _attempt(self, job: Job, task: TaskConfig | None, run: AttemptRun, output: str) -> None:
+        self.publish({"type": "job", "job": job})
+        try:
+            offset = begin_output(output, job.attempt, _is_rerun(job), time.time())
+            result = await run.run()
+        except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on
+            log.exception("job %d: attempt failed to run", job.id)
+            offset, result = 0, AttemptResult(Outcome.FAILED, error=f"stoker could not run it: {e}")
+        text = read_output(output, offset)
+        drop_if_empty(output)
+        now = time.time()
+        backoff = task.backoff if task is not None else None
+        verdict = after_attempt(
+            result.outcome,
+            job.attempt,
+            job.max_attempts,
+            backoff.min if backoff else 1.0,
+            backoff.max if backoff else 1.0,
+            now,
+            random.random(),
+        )
+        end = AttemptEnd(
+            job_id=job.id,
+            attempt=job.attempt,
+            outcome=result.outcome,
+            next=verdict,
+            finished_at=now,
+            exit_code=result.exit_code,
+            error=result.error,
+            output=text,
+            result=result.result,
+            has_result=result.has_result,
+        )
+        _log_end(job, end)
+        try:
+            finished = await self.store.finish(end)
+        except Exception:  # it stays "running" in the store; the next start queues it again
+            log.exception("job %d: could not record the end of attempt %d", job.id, job.attempt)
+            finished = None
+        finally:
+            del self.running[job.id]
+            self._cancel_pending.discard(job.id)
+            self.running_per_queue[job.queue] -= 1
+            if not self.running:
+                self._idle.set()
+            self._wake.set()
+        if finished is not None:
+            self.publish({"type": "job", "job": finished})
+
+    # requests ------------------------------------------------------------------------------
+
+    def task(self, name: str) -> TaskConfig:
+        task = self.config.tasks.get(name)
+        if task is None:
+            known = ", ".join(self.config.tasks) or "none"
+            raise UnknownTask(f"no task {name!r} in the config (tasks: {known})")
+        return task
+
+    def new_job(
+        self,
+        task_name: str,
+        params: dict[str, Any],
+        *,
+        run_at: float | None = None,
+        priority: int = 0,
+        key: str | None = None,
+        now: float,
+    ) -> NewJob:
+        """Check a request against the config; UnknownTask or ParamError (a ValueError) if it
+        does not fit. Nothing is stored."""
+        task = self.task(task_name)
+        task.check_params(params)
+        return NewJob(
+            task=task.name,
+            queue=task.queue,
+            params=params,
+            max_attempts=task.max_attempts,
+            run_at=now if run_at is None else run_at,
+            priority=priority,
+            key=key,
+        )
+
+    async def enqueue(self, jobs: list[NewJob], now: float) -> list[tuple[Job, bool]]:
+        stored = await self.store.enqueue(jobs, now)
+        for job, created in stored:
+            if created:
+                self.publish({"type": "job", "job": job})
+        self._wake.set()
+        return stored
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a queued job, or stop a running one (its end is recorded as cancelled)."""
+        job = await self.store.cancel(job_id, time.time())
+        if job is None:
+            raise JobNotFound(f"no job {job_id}")
+        if job.state in (JobState.SUCCEEDED, JobState.FAILED):
+            raise JobConflict(
+                f"job {job_id} already {job.state}: only queued or running jobs can be cancelled"
+            )
+        if job.state is JobState.RUNNING:
+            run = self.running.get(job_id)
+            if run is not None:
+                run.stop(Outcome.CANCELLED, "cancelled")
+            elif job.node == self.node:
+                self._cancel_pending.add(job_id)  # claimed a moment ago: stopped as it begins
+        else:
+            self.publish({"type": "job", "job": job})
+        return job
+
+    async def retry(self, job_id: int) -> Job:
+        job = await self.store.retry(job_id, time.time())
+        if job is None:
+            current = await self.store.get(job_id)
+            if current is None:
+                raise JobNotFound(f"no job {job_id}")
+            raise JobConflict(
+                f"job {job_id} is {current.state}: only failed or cancelled jobs can be retried"
+            )
+        self.publish({"type": "job", "job": job})
+        self._wake.set()
+        return job
+
+    async def pause(self, queue: str, paused: bool) -> None:
+        await self.store.set_paused(queue, paused)
+        if paused:
+            self.paused.add(queue)
+        else:
+            self.paused.discard(queue)
+        self.publish({"type": "queue", "queue": queue, "paused": paused})
+        self._wake.set()
+
+    # housekeeping --------------------------------------------------------------------------
+
+    async def _prune_forever(self) -> None:
+        keep = self.config.daemon.keep_jobs
+        while not self._stopping:
+            try:
+                await self.prune(time.time() - keep)
+            except Exception:
+                log.exception("jobs: pruning failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), PRUNE_EVERY)
+
+    async def prune(self, finished_before: float) -> int:
+        """Delete finished jobs older than that, in batches, with their output files."""
+        total = 0
+        while True:
+            ids = await self.store.prune(finished_before, PRUNE_BATCH)
+            for job_id in ids:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(output_path(self.log_dir, job_id))
+            total += len(ids)
+            if len(ids) < PRUNE_BATCH:
+                break
+        if total:
+            log.info("jobs: pruned %d finished job(s)", total)
+        return total
+
+
+class _Refused:
+    """An attempt that cannot run at all (its task left the config)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def run(self) -> AttemptResult:
+        return AttemptResult(Outcome.FAILED, error=self.reason)
+
+    def stop(self, outcome: Outcome, reason: str) -> None:
+        pass
+
+
+def _is_rerun(job: Job) -> bool:
+    return job.error == INTERRUPTED
+
+
+def _log_end(job: Job, end: AttemptEnd) -> None:
+    what = f"job {job.id} ({job.task}) attempt {job.attempt}/{job.max_attempts}: {end.outcome}"
+    if end.error and end.outcome is not Outcome.SUCCEEDED:
+        what += f" ({end.error})"
+    if end.next.state is JobState.QUEUED and end.next.run_at is not None:
+        what += f"; again in {max(0.0, end.next.run_at - end.finished_at):.1f}s"
+    level = logging.INFO if end.outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED) else logging.WARNING
+    log.log(level, "%s", what)
+
+
+__all__ = ["Dispatcher", "JobConflict", "JobNotFound", "ParamError", "UnknownTask"]

@@ -1,0 +1,16 @@
+"""Where jobs, their attempts and queue state live: the Store protocol and its backends."""
+
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, Store, StoreError
+
+__all__ = ["Attempt", "AttemptEnd", "Job", "NewJob", "QueueCounts", "Store", "StoreError", "open_store"]
+
+
+def open_store(url: str, state_dir: str) -> Store:
+    """The store a `[daemon] store` setting names (not yet opened: `await store.open()`)."""
+    if url == "sqlite":
+        import os
+
+        from stoker.store.sqlite import SqliteStore
+
+        return SqliteStore(os.path.join(state_dir, "stoker.db"))
+    raise StoreError(f'store {url!r} is not supported by this version of stoker yet (use "sqlite")')

@@ -1,0 +1,144 @@
+"""The Store protocol: everything the daemon asks of the database, and the records it returns.
+
+One owner per fact: the store owns jobs, their attempts and which queues are paused. Every
+method is a coroutine; a backend does its IO off the event loop. Times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from stoker.jobs.rules import JobState, Next, Outcome
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    task: str
+    queue: str
+    params: dict[str, Any]
+    max_attempts: int
+    run_at: float
+    priority: int = 0
+    key: str | None = None
+    schedule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    task: str
+    queue: str
+    state: JobState
+    params: dict[str, Any]
+    priority: int
+    attempt: int
+    max_attempts: int
+    run_at: float
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    output: str | None = None
+    result: Any = None
+    key: str | None = None
+    node: str | None = None
+    schedule: str | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One finished attempt of a job (an interrupted one keeps its number for the re-run)."""
+
+    job_id: int
+    number: int
+    started_at: float | None
+    finished_at: float
+    outcome: Outcome
+    exit_code: int | None
+    error: str | None
+    node: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """What the dispatcher reports when an attempt ends, with the rules' verdict."""
+
+    job_id: int
+    attempt: int
+    outcome: Outcome
+    next: Next
+    finished_at: float
+    exit_code: int | None = None
+    error: str | None = None
+    output: str | None = None
+    result: Any = None
+    has_result: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    queued: int = 0
+    running: int = 0
+
+
+class Store(Protocol):
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    async def close(self) -> None: ...
+
+    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
+        """Store `jobs` in one transaction; for each, the job and whether it is new (False: a
+        live job with the same key already existed and is returned instead)."""
+
+    async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
+        """Up to `limit` due jobs of `queue`, highest priority first, marked running on `node`."""
+
+    async def finish(self, end: AttemptEnd) -> Job | None:
+        """Record the end of a running attempt; None if the job was not running that attempt."""
+
+    async def get(self, job_id: int) -> Job | None: ...
+
+    async def attempts(self, job_id: int) -> list[Attempt]: ...
+
+    async def jobs(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[Job]:
+        """Newest first; `before` is an id to page from."""
+
+    async def cancel(self, job_id: int, now: float) -> Job | None:
+        """Cancel a queued job at once, or mark a running one for cancelling (the node that runs
+        it stops it); None when there is no such job."""
+
+    async def retry(self, job_id: int, now: float) -> Job | None:
+        """Put a failed or cancelled job back in its queue with fresh attempts."""
+
+    async def next_due(self, queues: Sequence[str]) -> float | None:
+        """The earliest run_at among queued jobs of these queues."""
+
+    async def queue_counts(self) -> dict[str, QueueCounts]: ...
+
+    async def paused_queues(self) -> set[str]: ...
+
+    async def set_paused(self, queue: str, paused: bool) -> None: ...
+
+    async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
+        """Jobs left running on `node` by a daemon that is gone: record the attempt as
+        interrupted and queue them again. Returns their ids."""
+
+    async def prune(self, finished_before: float, limit: int) -> list[int]:
+        """Delete up to `limit` jobs finished before that time; returns their ids."""

@@ -1,0 +1,424 @@
+"""Queued jobs with a real daemon, real processes and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from conftest import Stoker, pid_alive, wait_for
+
+from stoker.client import ClientError
+
+PY = sys.executable
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def finished(stoker: Stoker, job_id: int, timeout: float = 20) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job = stoker.client.job(job_id)
+        return job if job["state"] in FINISHED else None
+
+    result: dict[str, Any] = wait_for(
+        check, timeout, f"job {job_id} to finish; log:\n{stoker.log_text()[-3000:]}"
+    )
+    return result
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_retries_then_final_failure_keeps_output(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.flaky]
+        command = ["sh", "-c", "echo try $STOKER_JOB_ATTEMPT of job $STOKER_JOB_ID; echo oops >&2; exit 7"]
+        max_attempts = 3
+        backoff = { min = "50ms", max = "100ms" }
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("flaky")
+    assert job.state == "queued" and job.max_attempts == 3
+    done = finished(stoker, job.id)
+    assert done["state"] == "failed" and done["attempt"] == 3 and done["exit_code"] == 7
+    assert done["error"] == "exited with code 7"
+    assert done["output"] == f"try 3 of job {job.id}\noops\n"
+    assert [(a["number"], a["outcome"], a["exit_code"]) for a in done["attempts"]] == [
+        (1, "failed", 7),
+        (2, "failed", 7),
+        (3, "failed", 7),
+    ]
+    log = stoker.cli("logs", f"job:{job.id}")
+    assert log.returncode == 0
+    assert "try 1 of job" in log.stdout and "try 3 of job" in log.stdout and "attempt 3" in log.stdout
+    wait = stoker.cli("job", str(job.id), "--wait")
+    assert wait.returncode == 1 and "exited with code 7" in wait.stdout
+
+
+def test_succeeds_after_a_failure(stoker: Stoker, tmp_path: Path) -> None:
+    marker = tmp_path / "failed-once"
+    stoker.write(
+        f"""
+        [tasks.second_time_lucky]
+        command = ["sh", "-c", "if [ -e {marker} ]; then echo ok; else touch {marker}; exit 1; fi"]
+        max_attempts = 3
+        backoff = {{ min = "50ms", max = "50ms" }}
+        """
+    )
+    stoker.up()
+    result = stoker.cli("enqueue", "second_time_lucky", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    assert job["state"] == "succeeded" and job["attempt"] == 2 and job["output"] == "ok\n"
+    assert [a["outcome"] for a in job["attempts"]] == ["failed", "succeeded"]
+
+
+def test_parameters_arrive_as_one_literal_argument(stoker: Stoker, tmp_path: Path) -> None:
+    out = tmp_path / "argv.json"
+    stoker.write(
+        f"""
+        [tasks.show]
+        command = ["{PY}", "-c", "import json, os, sys; json.dump([sys.argv[1:], os.environ['STOKER_JOB_PARAMS']], open('{out}', 'w'))", "--to={{to}}", "{{to}}", "{{{{literal}}}}"]
+        params = ["note"]
+        """
+    )
+    stoker.up()
+    hostile = "x; touch /tmp/pwned-$$ && echo $(id) `id` | cat > f 'q' \"d\" * ~ \n next"
+    done = stoker.client.wait(stoker.client.enqueue("show", to=hostile, note=3).id, timeout=20)
+    assert done.state == "succeeded", done
+    argv, params = json.loads(out.read_text())
+    assert argv == [f"--to={hostile}", hostile, "{literal}"]
+    assert json.loads(params) == {"to": hostile, "note": 3}
+
+
+def test_unknown_task_or_bad_params_are_refused_and_nothing_is_stored(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.mail]
+        command = ["true", "{to}"]
+        """
+    )
+    stoker.up()
+    for args, message in [
+        (["nope"], "no task 'nope'"),
+        (["mail"], "needs parameter(s) 'to'"),
+        (["mail", "to=a", "cc=b"], "has no parameter 'cc'"),
+        (["mail", "to:=[1]"], "must be text or a number"),
+        (["mail", "to"], "expected NAME=VALUE"),
+        (["mail", "to=a", "--in", "soon"], "delay"),
+    ]:
+        result = stoker.cli("enqueue", *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+    try:
+        stoker.client.request("POST", "/api/v1/jobs", {"task": "mail", "params": {}})
+    except ClientError as e:
+        assert e.status == 422 and e.code == "invalid_params"
+    else:
+        raise AssertionError("accepted")
+    assert stoker.client.jobs() == []
+
+
+def test_concurrency_is_never_exceeded(stoker: Stoker, tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    stoker.write(
+        f"""
+        [tasks.build]
+        command = ["sh", "-c", "echo start >> {trace}; sleep 0.2; echo end >> {trace}"]
+        queue = "build"
+        [queues.build]
+        concurrency = 2
+        """
+    )
+    stoker.up()
+    ids = stoker.client.enqueue_many("build", [{} for _ in range(8)])
+    for job_id in ids:
+        assert finished(stoker, job_id)["state"] == "succeeded"
+    running = peak = 0
+    for line in lines(trace):
+        running += 1 if line == "start" else -1
+        peak = max(peak, running)
+    assert peak == 2 and lines(trace).count("end") == 8
+
+
+def test_priority_then_age_decides_the_order(stoker: Stoker, tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    stoker.write(
+        f"""
+        [tasks.note]
+        command = ["sh", "-c", "echo {{n}} >> {order}"]
+        """
+    )
+    stoker.up()
+    assert stoker.cli("queue", "pause", "default").returncode == 0
+    for n, priority in [(1, 0), (2, 5), (3, 0), (4, 9), (5, 5)]:
+        stoker.client.enqueue("note", n=n, priority=priority)
+    assert [q.queued for q in stoker.client.queues()] == [5]
+    assert stoker.cli("queue", "resume", "default").returncode == 0
+    wait_for(lambda: len(lines(order)) == 5, what="5 jobs")
+    assert lines(order) == ["4", "2", "5", "1", "3"]
+
+
+def test_delay_and_run_at(stoker: Stoker, tmp_path: Path) -> None:
+    stoker.write(
+        """
+        [tasks.noop]
+        command = ["true"]
+        """
+    )
+    stoker.up()
+    later = stoker.client.enqueue("noop", delay="1s")
+    soon = stoker.client.enqueue("noop")
+    assert finished(stoker, soon.id)["state"] == "succeeded"
+    assert stoker.client.job(later.id).state == "queued"
+    done = finished(stoker, later.id)
+    assert done["started_at"] >= later.run_at
+    at = stoker.cli("enqueue", "noop", "--at", "2999-01-01T00:00:00+00:00", "--json")
+    assert json.loads(at.stdout)["run_at"].startswith("2999-01-01")
+
+
+def test_dedup_key(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.apk]
+        command = ["sleep", "{secs}"]
+        """
+    )
+    stoker.up()
+    first = stoker.client.enqueue("apk", secs=30, key="com.example.app")
+    second = stoker.client.enqueue("apk", secs=1, key="com.example.app")
+    assert second.id == first.id and second.params == {"secs": 30}
+    other = stoker.client.enqueue("apk", secs=0, key="com.example.other")
+    assert other.id != first.id
+    stoker.client.cancel(first.id)
+    assert finished(stoker, first.id)["state"] == "cancelled"
+    third = stoker.client.enqueue("apk", secs=0, key="com.example.app")
+    assert third.id not in (first.id, other.id)
+
+
+def test_timeout_kills_the_whole_tree(stoker: Stoker, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    stoker.write(
+        f"""
+        [tasks.stuck]
+        command = ["sh", "-c", "sleep 300 & echo $! >> {pids}; trap '' TERM; echo $$ >> {pids}; wait"]
+        timeout = "500ms"
+        stop_timeout = "300ms"
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("stuck")
+    done = finished(stoker, job.id)
+    assert done["state"] == "failed" and done["error"] == "timed out after 500ms"
+    assert done["attempts"][0]["outcome"] == "timed out"
+    for pid in map(int, lines(pids)):
+        wait_for(lambda pid=pid: not pid_alive(pid), 5, f"pid {pid} to die")
+
+
+def test_cancel_running_stops_its_process_group(stoker: Stoker, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    stoker.write(
+        f"""
+        [tasks.long]
+        command = ["sh", "-c", "sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait"]
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("long")
+    wait_for(lambda: len(lines(pids)) == 2, what="the job to start")
+    cancelled = stoker.cli("cancel", str(job.id), "--json")
+    assert cancelled.returncode == 0, cancelled.stderr
+    done = finished(stoker, job.id)
+    assert done["state"] == "cancelled" and done["attempts"][0]["outcome"] == "cancelled"
+    for pid in map(int, lines(pids)):
+        wait_for(lambda pid=pid: not pid_alive(pid), 5, f"pid {pid} to die")
+    again = stoker.cli("cancel", str(job.id))
+    assert again.returncode == 0
+    retried = stoker.client.retry(job.id)
+    assert retried.state == "queued" and retried.attempt == 0
+    stoker.client.cancel(job.id)
+    refused = stoker.cli("retry", "999")
+    assert refused.returncode == 2 and "no job 999" in refused.stderr
+
+
+def test_sigkill_of_the_daemon_loses_no_job(stoker: Stoker, tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    stoker.write(
+        f"""
+        [tasks.work]
+        command = ["sh", "-c", "sleep 0.1; echo {{n}} >> {ran}"]
+        queue = "work"
+        [queues.work]
+        concurrency = 4
+        """
+    )
+    stoker.up()
+    ids = stoker.client.enqueue_many("work", [{"n": n} for n in range(40)])
+    wait_for(lambda: len(lines(ran)) >= 4, what="some jobs to run")
+    stoker.kill()  # SIGKILL: jobs running and queued
+    wait_for(lambda: not [p for p in _marked(stoker) if pid_alive(p)], 10, "the jobs to die with the daemon")
+    stoker.up()
+    for job_id in ids:
+        assert finished(stoker, job_id, timeout=60)["state"] == "succeeded"
+    done = [int(n) for n in lines(ran)]
+    assert set(done) == set(range(40))  # every accepted job ran…
+    assert len(done) - 40 <= 4  # …and only those running at the kill may have run twice
+    interrupted = [
+        j
+        for j in (stoker.client.job(i) for i in ids)
+        if any(a["outcome"] == "interrupted" for a in j.attempts)
+    ]
+    assert 1 <= len(interrupted) <= 4
+    assert all(j.attempt == 1 for j in interrupted)  # the interruption did not use up an attempt
+
+
+def test_graceful_shutdown_waits_then_requeues(stoker: Stoker, tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    stoker.write(
+        f"""
+        [daemon]
+        shutdown_timeout = "300ms"
+        [tasks.long]
+        command = ["sh", "-c", "echo $STOKER_JOB_ATTEMPT >> {started}; sleep 300"]
+        [tasks.quick]
+        command = ["sh", "-c", "sleep 0.2"]
+        queue = "q"
+        """
+    )
+    stoker.up()
+    long = stoker.client.enqueue("long")
+    wait_for(lambda: lines(started) == ["1"], what="the long job to start")
+    assert stoker.terminate() == 0
+    job = _job_from_db(stoker, long.id)
+    assert job["state"] == "queued"
+    stoker.up()
+    wait_for(lambda: lines(started) == ["1", "1"], what="the job to run again after the restart")
+    detail = stoker.client.job(long.id)
+    assert detail.state == "running" and detail.attempts[0]["outcome"] == "interrupted"
+    stoker.client.cancel(long.id)
+    assert finished(stoker, long.id)["state"] == "cancelled"
+
+
+def test_paused_queue_stays_paused_across_restarts(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.noop]
+        command = ["true"]
+        """
+    )
+    stoker.up()
+    paused = stoker.json("queue", "pause", "default")
+    assert paused == [{"name": "default", "concurrency": 1, "paused": True, "queued": 0, "running": 0}]
+    job = stoker.client.enqueue("noop")
+    assert stoker.terminate() == 0
+    stoker.up()
+    assert stoker.client.job(job.id).state == "queued"
+    assert stoker.json("queues")[0]["paused"] is True
+    stoker.cli("queue", "resume", "default")
+    assert finished(stoker, job.id)["state"] == "succeeded"
+
+
+def test_listing_and_filters(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.ok]
+        command = ["true"]
+        [tasks.bad]
+        command = ["false"]
+        queue = "other"
+        """
+    )
+    stoker.up()
+    a = stoker.client.enqueue("ok")
+    b = stoker.client.enqueue("bad")
+    finished(stoker, a.id)
+    finished(stoker, b.id)
+    assert [j["id"] for j in stoker.json("jobs")] == [b.id, a.id]
+    assert [j["id"] for j in stoker.json("jobs", "--state", "failed")] == [b.id]
+    assert [j["id"] for j in stoker.json("jobs", "--queue", "default")] == [a.id]
+    assert [j["id"] for j in stoker.json("jobs", "--task", "bad")] == [b.id]
+    table = stoker.cli("jobs")
+    assert "failed" in table.stdout and "exited with code 1" in table.stdout
+    assert stoker.cli("job", "12345").returncode == 2
+
+
+def test_events_stream_job_changes(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.noop]
+        command = ["true"]
+        """
+    )
+    stoker.up()
+    seen: list[tuple[int, str]] = []
+    connected = threading.Event()
+
+    def read() -> None:
+        for event in stoker.client.events():
+            if event.get("type") == "connected":
+                connected.set()
+            if event.get("type") == "job":
+                seen.append((event["job"]["id"], event["job"]["state"]))
+                if event["job"]["state"] == "succeeded":
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert connected.wait(20)
+    job = stoker.client.enqueue("noop")
+    reader.join(20)
+    assert (job.id, "queued") in seen and (job.id, "running") in seen and (job.id, "succeeded") in seen
+
+
+def _marked(stoker: Stoker) -> list[int]:
+    from conftest import marked_pids
+
+    return marked_pids(str(stoker.state_dir))
+
+
+def _job_from_db(stoker: Stoker, job_id: int) -> dict[str, Any]:
+    import sqlite3
+
+    db = sqlite3.connect(stoker.state_dir / "stoker.db")
+    db.row_factory = sqlite3.Row
+    try:
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return dict(row)
+    finally:
+        db.close()
+
+
+def test_spawn_error_fails_the_attempt(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.missing]
+        command = ["/no/such/program"]
+        """
+    )
+    stoker.up()
+    done = finished(stoker, stoker.client.enqueue("missing").id)
+    assert done["state"] == "failed" and done["error"] == "command not found: /no/such/program"
+
+
+def test_job_environment(stoker: Stoker, tmp_path: Path) -> None:
+    out = tmp_path / "env"
+    stoker.write(
+        f"""
+        [tasks.env]
+        command = ["sh", "-c", "env > {out}"]
+        environment = {{ APP_ENV = "prod" }}
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("env")
+    finished(stoker, job.id)
+    env = dict(line.split("=", 1) for line in lines(out) if "=" in line)
+    assert env["APP_ENV"] == "prod" and env["STOKER_TASK"] == "env"
+    assert env["STOKER_JOB_ID"] == str(job.id) and env["STOKER_JOB_ATTEMPT"] == "1"
+    assert json.loads(env["STOKER_JOB_PARAMS"]) == {}
+    assert os.path.samefile(env["PWD"], stoker.root)

@@ -1,0 +1,302 @@
+"""The Store contract, against a real SQLite file (PostgreSQL joins the parametrization later)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stoker.jobs.rules import JobState, Next, Outcome
+from stoker.store import AttemptEnd, NewJob, Store, StoreError
+from stoker.store.sqlite import MIGRATIONS, SqliteStore
+
+NODE = "node-a"
+T0 = 1_800_000_000.0
+
+
+@asynccontextmanager
+async def opened(path: Path) -> AsyncIterator[Store]:
+    store = SqliteStore(str(path / "stoker.db"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def run(tmp_path: Path, body: Callable[[Store], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with opened(tmp_path) as store:
+            return await body(store)
+
+    return asyncio.run(main())
+
+
+def new(task: str = "t", queue: str = "q", **kw: Any) -> NewJob:
+    options: dict[str, Any] = {"params": {}, "max_attempts": 3, "run_at": T0}
+    options.update(kw)
+    return NewJob(task=task, queue=queue, **options)
+
+
+def end(job_id: int, attempt: int, outcome: Outcome, nxt: Next, **kw: Any) -> AttemptEnd:
+    return AttemptEnd(job_id=job_id, attempt=attempt, outcome=outcome, next=nxt, finished_at=T0 + 10, **kw)
+
+
+def test_enqueue_then_get(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        [(job, created)] = await store.enqueue([new(params={"to": "a@b.c", "n": 2})], T0)
+        assert created and job.id == 1 and job.state is JobState.QUEUED
+        assert job.params == {"to": "a@b.c", "n": 2} and job.attempt == 0 and job.max_attempts == 3
+        assert job.created_at == T0 and job.run_at == T0
+        again = await store.get(job.id)
+        assert again == job
+        assert await store.get(999) is None
+
+    run(tmp_path, body)
+
+
+def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue(
+            [
+                new(params={"n": 1}),
+                new(params={"n": 2}, priority=5),
+                new(params={"n": 3}, run_at=T0 - 5),
+                new(params={"n": 4}, priority=5, run_at=T0 - 1),
+                new(params={"n": 5}, run_at=T0 + 100),  # not due
+                new(params={"n": 6}, queue="other"),
+            ],
+            T0,
+        )
+        claimed = await store.claim("q", 10, T0, NODE)
+        assert [j.params["n"] for j in claimed] == [4, 2, 3, 1]
+        assert all(j.state is JobState.RUNNING and j.attempt == 1 and j.node == NODE for j in claimed)
+        assert await store.claim("q", 10, T0, NODE) == []
+        later = await store.claim("q", 10, T0 + 100, NODE)
+        assert [j.params["n"] for j in later] == [5]
+
+    run(tmp_path, body)
+
+
+def test_claim_respects_limit(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new() for _ in range(5)], T0)
+        assert len(await store.claim("q", 2, T0, NODE)) == 2
+        assert len(await store.claim("q", 2, T0, NODE)) == 2
+        assert len(await store.claim("q", 2, T0, NODE)) == 1
+
+    run(tmp_path, body)
+
+
+def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        [(first, created)] = await store.enqueue([new(key="k")], T0)
+        [(second, created2)] = await store.enqueue([new(key="k", params={"other": 1})], T0)
+        assert created and not created2 and second.id == first.id
+        [running] = await store.claim("q", 1, T0, NODE)
+        [(third, created3)] = await store.enqueue([new(key="k")], T0)
+        assert not created3 and third.id == first.id and third.state is JobState.RUNNING
+        await store.finish(end(running.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
+        [(fourth, created4)] = await store.enqueue([new(key="k")], T0)
+        assert created4 and fourth.id != first.id
+
+    run(tmp_path, body)
+
+
+def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new(max_attempts=2)], T0)
+        [job] = await store.claim("q", 1, T0, NODE)
+        retry = Next(JobState.QUEUED, run_at=T0 + 30)
+        back = await store.finish(
+            end(job.id, 1, Outcome.FAILED, retry, exit_code=3, error="exit 3", output="o1")
+        )
+        assert back is not None and back.state is JobState.QUEUED and back.run_at == T0 + 30
+        assert (
+            back.attempt == 1 and back.error == "exit 3" and back.output == "o1" and back.finished_at is None
+        )
+        assert await store.claim("q", 1, T0 + 29, NODE) == []
+        [job2] = await store.claim("q", 1, T0 + 30, NODE)
+        assert job2.attempt == 2
+        done = await store.finish(
+            end(job.id, 2, Outcome.FAILED, Next(JobState.FAILED), exit_code=4, error="x")
+        )
+        assert done is not None and done.state is JobState.FAILED and done.finished_at == T0 + 10
+        attempts = await store.attempts(job.id)
+        assert [(a.number, a.outcome, a.exit_code) for a in attempts] == [
+            (1, Outcome.FAILED, 3),
+            (2, Outcome.FAILED, 4),
+        ]
+        # an end for an attempt that is not running is refused
+        assert await store.finish(end(job.id, 2, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))) is None
+
+    run(tmp_path, body)
+
+
+def test_result_is_stored_as_json(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new()], T0)
+        [job] = await store.claim("q", 1, T0, NODE)
+        done = await store.finish(
+            end(
+                job.id,
+                1,
+                Outcome.SUCCEEDED,
+                Next(JobState.SUCCEEDED),
+                result={"a": [1, None]},
+                has_result=True,
+            )
+        )
+        assert done is not None and done.result == {"a": [1, None]}
+
+    run(tmp_path, body)
+
+
+def test_cancel_queued_and_running(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new(), new()], T0)
+        queued = await store.cancel(1, T0 + 1)
+        assert queued is not None and queued.state is JobState.CANCELLED and queued.finished_at == T0 + 1
+        [running] = await store.claim("q", 5, T0, NODE)
+        marked = await store.cancel(running.id, T0 + 1)
+        assert marked is not None and marked.state is JobState.RUNNING and marked.cancel_requested
+        done = await store.finish(end(running.id, 1, Outcome.CANCELLED, Next(JobState.CANCELLED)))
+        assert done is not None and done.state is JobState.CANCELLED and not done.cancel_requested
+        assert await store.cancel(42, T0) is None
+
+    run(tmp_path, body)
+
+
+def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new(max_attempts=1), new()], T0)
+        assert await store.retry(1, T0) is None  # queued
+        [job, _] = await store.claim("q", 2, T0, NODE)
+        await store.finish(end(job.id, 1, Outcome.FAILED, Next(JobState.FAILED), error="boom"))
+        again = await store.retry(job.id, T0 + 50)
+        assert again is not None and again.state is JobState.QUEUED and again.attempt == 0
+        assert again.run_at == T0 + 50 and again.finished_at is None
+
+    run(tmp_path, body)
+
+
+def test_requeue_running_records_an_interrupted_attempt(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new(), new(), new()], T0)
+        claimed = await store.claim("q", 2, T0, NODE)
+        ids = await store.requeue_running(NODE, T0 + 5, "interrupted")
+        assert sorted(ids) == sorted(j.id for j in claimed)
+        for job_id in ids:
+            job = await store.get(job_id)
+            assert (
+                job is not None and job.state is JobState.QUEUED and job.attempt == 0 and job.run_at == T0 + 5
+            )
+            [attempt] = await store.attempts(job_id)
+            assert attempt.outcome is Outcome.INTERRUPTED and attempt.number == 1
+        assert await store.requeue_running("other-node", T0, "x") == []
+
+    run(tmp_path, body)
+
+
+def test_paused_queues_persist(tmp_path: Path) -> None:
+    async def first(store: Store) -> None:
+        await store.set_paused("build", True)
+        await store.set_paused("build", True)
+        await store.set_paused("mail", True)
+        await store.set_paused("mail", False)
+
+    async def second(store: Store) -> set[str]:
+        return await store.paused_queues()
+
+    run(tmp_path, first)
+    assert run(tmp_path, second) == {"build"}
+
+
+def test_counts_due_and_listing(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new(run_at=T0 + 9), new(run_at=T0 + 3), new(queue="b", task="u")], T0)
+        assert await store.next_due(["q"]) == T0 + 3
+        assert await store.next_due(["q", "b"]) == T0
+        assert await store.next_due(["none"]) is None
+        await store.claim("b", 1, T0, NODE)
+        counts = await store.queue_counts()
+        assert (counts["q"].queued, counts["q"].running) == (2, 0)
+        assert (counts["b"].queued, counts["b"].running) == (0, 1)
+        assert [j.id for j in await store.jobs()] == [3, 2, 1]
+        assert [j.id for j in await store.jobs(queue="q", limit=1)] == [2]
+        assert [j.id for j in await store.jobs(before=2)] == [1]
+        assert [j.id for j in await store.jobs(state="running")] == [3]
+        assert [j.id for j in await store.jobs(task="u")] == [3]
+
+    run(tmp_path, body)
+
+
+def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new() for _ in range(5)], T0)
+        jobs = await store.claim("q", 3, T0, NODE)
+        for j in jobs:
+            await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
+        assert await store.prune(T0 + 10, 100) == []  # finished at T0+10: not before
+        first = await store.prune(T0 + 11, 2)
+        second = await store.prune(T0 + 11, 2)
+        assert len(first) == 2 and len(second) == 1
+        assert {j.id for j in await store.jobs()} == {4, 5}
+        assert await store.attempts(first[0]) == []
+
+    run(tmp_path, body)
+
+
+def test_ids_are_never_reused_after_pruning(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new()], T0)
+        [j] = await store.claim("q", 1, T0, NODE)
+        await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
+        await store.prune(T0 + 100, 10)
+        [(again, _)] = await store.enqueue([new()], T0)
+        assert again.id == 2
+
+    run(tmp_path, body)
+
+
+def test_one_failing_operation_spoils_only_itself(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        good = store.enqueue([new()], T0)
+        bad = store.enqueue([new(params={"x": object()})], T0)  # not JSON
+        other = store.enqueue([new()], T0)
+        results = await asyncio.gather(good, bad, other, return_exceptions=True)
+        assert isinstance(results[1], TypeError)
+        assert len(await store.jobs()) == 2
+
+    run(tmp_path, body)
+
+
+def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
+    run(tmp_path, lambda store: store.jobs())
+    db = sqlite3.connect(tmp_path / "stoker.db")
+    assert db.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="newer than this stoker"):
+        run(tmp_path, lambda store: store.jobs())
+
+
+def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "stoker.db").mkdir()  # a directory where the file should be
+
+    async def main() -> None:
+        store = SqliteStore(str(tmp_path / "stoker.db"))
+        try:
+            await store.open()
+        finally:
+            await store.close()
+
+    with pytest.raises(StoreError, match=r"stoker\.db"):
+        asyncio.run(main())
