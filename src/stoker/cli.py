@@ -415,7 +415,7 @@ def _print_job(job: dict[str, Any]) -> None:
         ("started", job["started_at"] or "-"),
         ("finished", job["finished_at"] or "-"),
         ("exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
-        ("error", job["error"] or "-"),
+        ("error", (job["error"] or "-").splitlines()[0]),
     ]
     if job.get("result") is not None:
         fields.append(("result", json.dumps(job["result"], ensure_ascii=False)))
@@ -429,7 +429,7 @@ def _print_job(job: dict[str, Any]) -> None:
         print("attempts:")
         for a in attempts:
             code = "" if a["exit_code"] is None else f", exit code {a['exit_code']}"
-            error = f": {a['error']}" if a["error"] and a["outcome"] != "succeeded" else ""
+            error = f": {a['error'].splitlines()[0]}" if a["error"] and a["outcome"] != "succeeded" else ""
             print(f"  {a['number']}. {_short_time(a['started_at'])}  {a['outcome']}{code}{error}")
     if job.get("output"):
         print("output:")

@@ -382,3 +382,50 @@ def _quote(name: str) -> str:
     from urllib.parse import quote
 
     return quote(name, safe=":")
+
+
+class TaskFunction:
+    """What ``@stoker.task`` makes of a function: still callable as it was, plus ``.enqueue``.
+
+    The config remains the one registry of what may run: the decorated function must be named
+    by a ``[tasks.NAME]`` table (``call = "module:function"``); NAME is the function's name
+    unless ``name=`` says otherwise.
+    """
+
+    def __init__(self, function: Any, name: str, client: Client | None, priority: int) -> None:
+        self.function = function
+        self.name = name
+        self.client = client
+        self.priority = priority
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", name)
+        self.__wrapped__ = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def _client(self) -> Client:
+        if self.client is None:
+            self.client = Client()
+        return self.client
+
+    def enqueue(self, **params_and_options: Any) -> Record:
+        """Queue a job of this task: parameters as keyword arguments, plus the options of
+        ``Client.enqueue`` (delay, run_at, key, priority)."""
+        params_and_options.setdefault("priority", self.priority)
+        return self._client().enqueue(self.name, **params_and_options)
+
+    def enqueue_many(self, params: list[dict[str, Any]], **options: Any) -> list[int]:
+        options.setdefault("priority", self.priority)
+        return self._client().enqueue_many(self.name, params, **options)
+
+
+def task(
+    function: Any = None, /, *, name: str | None = None, client: Client | None = None, priority: int = 0
+) -> Any:
+    """``@stoker.task`` or ``@stoker.task(name="send_mail", priority=5)``."""
+
+    def wrap(f: Any) -> TaskFunction:
+        return TaskFunction(f, name or f.__name__, client, priority)
+
+    return wrap(function) if function is not None else wrap

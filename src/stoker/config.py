@@ -313,6 +313,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str | None = None
     shutdown_timeout: float = 30.0
     keep_jobs: float = 7 * 86400.0
+    worker_max_jobs: int = 1000
 
     @property
     def listen_host(self) -> str | None:
@@ -330,7 +331,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
             f"DaemonConfig(state_dir={self.state_dir!r}, listen={self.listen!r}, "
             f"token={token}, store={self.store!r}, node={self.node!r}, "
             f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r}, "
-            f"keep_jobs={self.keep_jobs!r})"
+            f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r})"
         )
 
 
@@ -457,6 +458,7 @@ class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     timezone: str | None = None
     shutdown_timeout: _Duration = 30.0
     keep_jobs: _Duration = "7d"
+    worker_max_jobs: int = 1000
 
 
 _DURATION = DURATION_EXPECTED
@@ -497,6 +499,7 @@ _DAEMON_EXPECTED: dict[str, str] = {
     "timezone": 'a time zone name like "Europe/Paris" or "UTC"',
     "shutdown_timeout": _DURATION,
     "keep_jobs": _DURATION + " (how long finished jobs are kept)",
+    "worker_max_jobs": "a whole number, 1 or more (jobs a Python worker runs before it is replaced)",
 }
 _TASK_EXPECTED: dict[str, str] = {
     "command": 'an array of strings like ["php", "send.php", "{to}"] or a command string (never a shell)',
@@ -730,7 +733,14 @@ def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonC
         timezone=_check_timezone(parsed.timezone, where),
         shutdown_timeout=_duration(parsed.shutdown_timeout, where, "shutdown_timeout"),
         keep_jobs=_duration(parsed.keep_jobs, where, "keep_jobs"),
+        worker_max_jobs=_positive(parsed.worker_max_jobs, where, "worker_max_jobs", _DAEMON_EXPECTED),
     )
+
+
+def _positive(value: int, where: _Where, key: str, expected: Mapping[str, str]) -> int:
+    if value < 1:
+        raise where.bad(key, expected[key], value)
+    return value
 
 
 def _split_listen(listen: str) -> tuple[str, int]:
@@ -1049,7 +1059,6 @@ def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -
         required = placeholders(command)
     else:
         assert parsed.call is not None
-        raise where.error("call", f"Python call tasks are {_NOT_YET}: use command", "command")
         if not _CALL.fullmatch(parsed.call.strip()):
             raise where.bad("call", _TASK_EXPECTED["call"], parsed.call)
         call = parsed.call.strip()

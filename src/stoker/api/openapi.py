@@ -53,6 +53,11 @@ def document() -> dict[str, Any]:
             schemas.SignalRequest,
             schemas.ErrorBody,
             schemas.Accepted,
+            schemas.Job,
+            schemas.JobDetail,
+            schemas.EnqueueRequest,
+            schemas.EnqueueManyRequest,
+            schemas.Queue,
         ],
         ref_template=_REF,
     )
@@ -134,6 +139,7 @@ def document() -> dict[str, Any]:
                 "responses": {"202": _json(_ref("Accepted"), "Shutting down")},
             }
         },
+        **_job_paths(),
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
         },
@@ -147,4 +153,133 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"bearer": []}],
+    }
+
+
+_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_JOB_ERRORS = {
+    "404": _json(_ref("ErrorBody"), "No such job, or no tasks in the config"),
+    "409": _json(_ref("ErrorBody"), "Not possible in the job's state"),
+}
+_INVALID = {
+    "400": _json(_ref("ErrorBody"), "Not JSON"),
+    "404": _json(_ref("ErrorBody"), "Unknown task"),
+    "422": _json(_ref("ErrorBody"), "Parameters or options that do not fit the task"),
+}
+_QUEUES = _json({"type": "array", "items": _ref("Queue")})
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _job_paths() -> dict[str, Any]:
+    states = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
+    return {
+        "/api/v1/jobs": {
+            "get": {
+                "summary": "Jobs, newest first",
+                "parameters": [
+                    _query("state", states),
+                    _query("queue", {"type": "string"}),
+                    _query("task", {"type": "string"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("before", {"type": "integer"}, "an id: jobs older than it (paging)"),
+                ],
+                "responses": {"200": _json({"type": "array", "items": _ref("Job")})},
+            },
+            "post": {
+                "summary": "Queue a job of a task from the config",
+                "requestBody": _body("EnqueueRequest"),
+                "responses": {
+                    "201": _json(_ref("Job"), "Queued"),
+                    "200": _json(_ref("Job"), "A live job with the same key already existed: that one"),
+                    **_INVALID,
+                },
+            },
+        },
+        "/api/v1/jobs/batch": {
+            "post": {
+                "summary": "Queue many jobs of one task in one transaction",
+                "requestBody": _body("EnqueueManyRequest"),
+                "responses": {
+                    "201": _json({"type": "array", "items": _ref("Job")}, "Queued"),
+                    "413": _json(_ref("ErrorBody"), "Too many jobs in one request"),
+                    **_INVALID,
+                },
+            }
+        },
+        "/api/v1/jobs/{id}": {
+            "get": {
+                "summary": "One job with its attempts; wait=S answers once it finished (at most 300 s)",
+                "parameters": [_JOB_ID, _query("wait", {"type": "number", "minimum": 0})],
+                "responses": {"200": _json(_ref("JobDetail")), **_JOB_ERRORS},
+            }
+        },
+        "/api/v1/jobs/{id}/cancel": {
+            "post": {
+                "summary": "Cancel a queued job, or stop a running one",
+                "parameters": [_JOB_ID],
+                "responses": {"200": _json(_ref("Job")), **_JOB_ERRORS},
+            }
+        },
+        "/api/v1/jobs/{id}/retry": {
+            "post": {
+                "summary": "Queue a failed or cancelled job again with fresh attempts",
+                "parameters": [_JOB_ID],
+                "responses": {"200": _json(_ref("Job")), **_JOB_ERRORS},
+            }
+        },
+        "/api/v1/jobs/{id}/logs": {
+            "get": {
+                "summary": "The job's output: a tail, or followed as server-sent events until it finished",
+                "parameters": [
+                    _JOB_ID,
+                    _query("tail", {"type": "integer", "minimum": 0}),
+                    _query("follow", {"type": "string", "enum": ["0", "1"]}),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "text/plain; with follow=1 text/event-stream",
+                        "content": {
+                            "text/plain": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_JOB_ERRORS,
+                },
+            }
+        },
+        "/api/v1/queues": {"get": {"summary": "Queues with their counts", "responses": {"200": _QUEUES}}},
+        "/api/v1/queues/{name}/{action}": {
+            "post": {
+                "summary": "Pause or resume a queue (persisted)",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["pause", "resume"]},
+                    },
+                ],
+                "responses": {"200": _QUEUES, "404": _json(_ref("ErrorBody"), "No such queue")},
+            }
+        },
+        "/api/v1/events": {
+            "get": {
+                "summary": 'State changes as server-sent events: {"type": "job", "job": {…}}, '
+                '{"type": "queue", "queue", "paused"}, {"type": "lagged", "missed"}',
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
     }

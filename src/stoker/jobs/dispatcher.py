@@ -29,6 +29,7 @@ from stoker.jobs.attempt import (
 )
 from stoker.jobs.command import CommandRun
 from stoker.jobs.params import ParamError
+from stoker.jobs.pool import CallRun, Pool, profile_of
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.store import AttemptEnd, Job, NewJob, Store
 
@@ -76,12 +77,14 @@ class Dispatcher:
         self._cancel_pending: set[int] = set()
         self._stopping = False
         self._stop = asyncio.Event()
+        self.pool = Pool(config, self.base_environment)
 
     # lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         os.makedirs(os.path.join(self.log_dir, "jobs"), mode=0o700, exist_ok=True)
         self.paused = await self.store.paused_queues()
+        self._prewarm()
         requeued = await self.store.requeue_running(self.node, time.time(), INTERRUPTED)
         if requeued:
             log.warning("jobs: %d job(s) were running when the daemon stopped; queued again: %s",
@@ -110,9 +113,21 @@ class Dispatcher:
         for run in list(self.running.values()):
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
         await self._idle.wait()
+        await self.pool.close()
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _prewarm(self) -> None:
+        """Start a worker for every slot a Python task could use, so the first jobs do not wait
+        for an interpreter to start (each profile: the queues' summed concurrency)."""
+        slots: dict[tuple[str | None, str | None, int | None], set[str]] = {}
+        for task in self.config.tasks.values():
+            if task.call is not None:
+                slots.setdefault(profile_of(task), set()).add(task.queue)
+        for profile, queues in slots.items():
+            count = sum(self.config.queues[q].concurrency for q in queues if q in self.config.queues)
+            self.pool.prewarm(profile, count)
 
     # claiming ------------------------------------------------------------------------------
 
@@ -147,8 +162,10 @@ class Dispatcher:
         task = self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
         run: AttemptRun
-        if task is None or task.command is None:
+        if task is None:
             run = _Refused(f"task {job.task!r} is not in the config ({self.config.path})")
+        elif task.call is not None:
+            run = CallRun(job, task, pool=self.pool, output=output, state_dir=self.config.daemon.state_dir)
         else:
             run = CommandRun(
                 job, task, output=output, state_dir=self.config.daemon.state_dir,

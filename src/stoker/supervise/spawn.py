@@ -99,6 +99,7 @@ def spawn(
     umask: int | None = None,
     merge_stderr: bool = True,
     output: int | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Child:
     """Fork and exec `argv` in a new process group; raise OSError (with a clear message) on failure.
 
@@ -134,6 +135,7 @@ def spawn(
             umask=-1 if umask is None else umask,
             preexec_fn=preexec,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except BaseException:
         for fd in (out_r, err_r):

@@ -1,0 +1,250 @@
+"""The warm pool of Python workers that runs `call` tasks, and the attempt that uses it.
+
+Workers are processes (`stoker.jobs.worker`), one job at a time each, started like programs
+(own process group, tied to the daemon's life, as the task's user). They are kept per
+(user, group, umask), since a process cannot change user twice; the directory and environment
+are set per job. A worker that dies or overruns its task's timeout is killed and its job's
+attempt fails; a fresh one is started for the next job. After `worker_max_jobs` jobs a worker is
+retired, so leaks in task code do not accumulate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from stoker.config import Config, TaskConfig
+from stoker.jobs.attempt import AttemptResult
+from stoker.jobs.command import job_environment
+from stoker.jobs.rules import Outcome
+from stoker.store import Job
+from stoker.supervise.reap import describe_exit, watch_exit
+from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
+
+log = logging.getLogger("stoker")
+
+Profile = tuple[str | None, str | None, int | None]  # user, group, umask
+
+
+def profile_of(task: TaskConfig) -> Profile:
+    return (task.user, task.group, task.umask)
+
+
+class WorkerDied(Exception):
+    pass
+
+
+class Worker:
+    def __init__(self, pid: int, channel: socket.socket, profile: Profile) -> None:
+        self.pid = pid
+        self.profile = profile
+        self.jobs = 0
+        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._channel = channel
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    def on_exit(self, _pid: int, status: int) -> None:
+        if not self.exited.done():
+            self.exited.set_result(status)
+
+    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(sock=self._channel)
+        reader, writer = self._streams
+        data = json.dumps(request).encode()
+        try:
+            writer.write(len(data).to_bytes(4, "big") + data)
+            await writer.drain()
+            header = await reader.readexactly(4)
+            answer: dict[str, Any] = json.loads(await reader.readexactly(int.from_bytes(header, "big")))
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            raise WorkerDied(await self._death()) from e
+        self.jobs += 1
+        return answer
+
+    async def _death(self) -> str:
+        try:
+            status = await asyncio.wait_for(asyncio.shield(self.exited), 5)
+        except TimeoutError:
+            return "the worker closed its channel"
+        return f"the worker {describe_exit(status)[2]}"
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
+        else:
+            self._channel.close()
+
+
+class Pool:
+    def __init__(self, config: Config, base_environment: Mapping[str, str]) -> None:
+        self.config = config
+        self.base_environment = dict(base_environment)
+        self.max_jobs = config.daemon.worker_max_jobs
+        self.idle: dict[Profile, list[Worker]] = {}
+        self.busy: set[Worker] = set()
+
+    def _spawn(self, profile: Profile) -> Worker:
+        ours, theirs = socket.socketpair()
+        env = dict(self.base_environment)
+        env["STOKER_WORKER_FD"] = str(theirs.fileno())
+        env["STOKER_IMPORT_PATH"] = os.pathsep.join([self.config.directory, *_own_path()])
+        env[SUPERVISOR_ENV] = self.config.daemon.state_dir
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        user, group, umask = profile
+        try:
+            child = spawn(
+                [sys.executable, "-m", "stoker.jobs.worker"],
+                directory=self.config.directory,
+                environment=env,
+                user=user,
+                group=group,
+                umask=umask,
+                output=quiet,
+                pass_fds=(theirs.fileno(),),
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+            os.close(quiet)
+        ours.setblocking(False)
+        worker = Worker(child.pid, ours, profile)
+        watch_exit(asyncio.get_running_loop(), child.pid, worker.on_exit)
+        return worker
+
+    def acquire(self, profile: Profile) -> Worker:
+        idle = self.idle.get(profile, [])
+        while idle:
+            worker = idle.pop()
+            if not worker.exited.done():
+                break
+            worker.close()
+        else:
+            worker = self._spawn(profile)
+        self.busy.add(worker)
+        return worker
+
+    def release(self, worker: Worker) -> None:
+        self.busy.discard(worker)
+        if worker.exited.done() or worker.jobs >= self.max_jobs:
+            self.retire(worker)
+            return
+        self.idle.setdefault(worker.profile, []).append(worker)
+
+    def retire(self, worker: Worker) -> None:
+        """Close its channel (a healthy worker exits on EOF) and kill what is left of its group."""
+        self.busy.discard(worker)
+        worker.close()
+        worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
+
+    def prewarm(self, profile: Profile, count: int) -> None:
+        have = len(self.idle.get(profile, []))
+        for _ in range(count - have):
+            try:
+                self.idle.setdefault(profile, []).append(self._spawn(profile))
+            except Exception as e:  # the first job will say it again, in its error
+                log.warning("pool: cannot start a worker: %s", e)
+                return
+
+    async def close(self) -> None:
+        workers = [w for idle in self.idle.values() for w in idle] + list(self.busy)
+        self.idle.clear()
+        for worker in workers:
+            self.retire(worker)
+        if workers:
+            await asyncio.wait([w.exited for w in workers], timeout=5)
+        for worker in workers:
+            worker.kill(signal.SIGKILL)
+
+
+def _own_path() -> list[str]:
+    """Where this stoker is imported from, so a worker running as another user finds it too."""
+    import stoker
+
+    return [os.path.dirname(os.path.dirname(os.path.abspath(stoker.__file__)))]
+
+
+class CallRun:
+    """One attempt of a `call` task, on a worker of the pool."""
+
+    def __init__(
+        self, job: Job, task: TaskConfig, *, pool: Pool, output: str, state_dir: str,
+    ) -> None:  # fmt: skip
+        assert task.call is not None
+        self.job = job
+        self.task = task
+        self.pool = pool
+        self.output = output
+        self.state_dir = state_dir
+        self.worker: Worker | None = None
+        self._stopped: tuple[Outcome, str] | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
+
+    async def run(self) -> AttemptResult:
+        assert self.task.call is not None
+        if self._stopped is not None:
+            return AttemptResult(self._stopped[0], error=self._stopped[1])
+        loop = asyncio.get_running_loop()
+        try:
+            worker = self.worker = self.pool.acquire(profile_of(self.task))
+        except Exception as e:
+            reason = describe_spawn_error(e, [sys.executable], self.task.directory)
+            return AttemptResult(Outcome.FAILED, error=f"cannot start a worker: {reason}")
+        environment = job_environment(self.job, self.task, {}, self.state_dir)
+        request = {
+            "call": self.task.call,
+            "params": self.job.params,
+            "output": self.output,
+            "directory": self.task.directory,
+            "environment": environment,
+        }
+        timeout = None
+        if self.task.timeout is not None:
+            from stoker.durations import format_duration
+
+            reason = f"timed out after {format_duration(self.task.timeout)}"
+            timeout = loop.call_later(self.task.timeout, self.stop, Outcome.TIMED_OUT, reason)
+        try:
+            answer = await worker.call(request)
+        except WorkerDied as e:
+            self.pool.retire(worker)
+            if self._stopped is not None:
+                return AttemptResult(self._stopped[0], error=self._stopped[1])
+            return AttemptResult(Outcome.FAILED, error=str(e))
+        except BaseException:
+            self.pool.retire(worker)  # cancelled: the job must not outlive us
+            worker.kill(signal.SIGKILL)
+            raise
+        finally:
+            if timeout is not None:
+                timeout.cancel()
+            if self._kill_timer is not None:
+                self._kill_timer.cancel()
+        self.pool.release(worker)
+        if answer.get("ok"):
+            return AttemptResult(Outcome.SUCCEEDED, result=answer.get("result"), has_result=True)
+        return AttemptResult(Outcome.FAILED, error=str(answer.get("error") or "failed"))
+
+    def stop(self, outcome: Outcome, reason: str) -> None:
+        if self._stopped is not None:
+            return
+        self._stopped = (outcome, reason)
+        if self.worker is None:
+            return
+        self.worker.kill(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        self._kill_timer = loop.call_later(self.task.stop_timeout, self.worker.kill, signal.SIGKILL)

@@ -1,0 +1,113 @@
+"""A worker of the Python pool: runs `call` tasks one at a time, in its own process.
+
+Started by the daemon (`python -m stoker.jobs.worker`) with a socket on the fd named by
+STOKER_WORKER_FD. Each request is a length-prefixed JSON object naming the callable, its
+parameters, the job's output file, working directory and environment; the answer is
+``{"ok": true, "result": …}`` or ``{"ok": false, "error": "…"}``. While a job runs, fds 1 and 2
+are its output file, so prints and tracebacks land in the job's output. Imports stay here
+(warm) from one job to the next; the daemon replaces a worker after `worker_max_jobs` jobs.
+Kept free of the daemon's imports: a worker should start fast and stay small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import socket
+import sys
+import traceback
+from typing import Any
+
+MAX_RESULT = 1024 * 1024  # bytes of JSON a result may take in the job record
+
+
+def main() -> None:
+    fd = int(os.environ.pop("STOKER_WORKER_FD"))
+    os.set_inheritable(fd, False)  # a subprocess the task starts must not hold our channel open
+    for path in reversed(os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep)):
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+    base_environment = dict(os.environ)
+    channel = socket.socket(fileno=fd)
+    incoming = channel.makefile("rb")
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    while True:
+        header = incoming.read(4)
+        if len(header) < 4:
+            return  # the daemon closed the channel: leave quietly
+        request = json.loads(incoming.read(int.from_bytes(header, "big")))
+        answer = _run(request, base_environment, quiet)
+        data = json.dumps(answer).encode()
+        channel.sendall(len(data).to_bytes(4, "big") + data)
+
+
+def _run(request: dict[str, Any], base_environment: dict[str, str], quiet: int) -> dict[str, Any]:
+    out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    os.environ.clear()
+    os.environ.update(base_environment)
+    os.environ.update(request["environment"])
+    try:
+        os.chdir(request["directory"])
+        value = _resolve(request["call"])(**request["params"])
+        if inspect.isawaitable(value):
+            value = asyncio.run(_awaited(value))
+        return _result(value)
+    except SystemExit as e:
+        if e.code in (None, 0):
+            return _result(None)
+        return _failure(e)
+    except BaseException as e:  # the task's own failure, whatever it is, ends only this job
+        return _failure(e)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os.dup2(quiet, 1)
+        os.dup2(quiet, 2)
+
+
+async def _awaited(value: Any) -> Any:
+    return await value
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    value: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    if not callable(value):
+        raise TypeError(f"{target} is not callable")
+    return value
+
+
+def _result(value: Any) -> dict[str, Any]:
+    try:
+        encoded = json.dumps(value)
+    except (TypeError, ValueError) as e:
+        return {"ok": False, "error": f"the function returned something that is not JSON: {e}"}
+    if len(encoded) > MAX_RESULT:
+        size = len(encoded)
+        return {"ok": False, "error": f"the result is {size} bytes of JSON; at most {MAX_RESULT} are kept"}
+    return {"ok": True, "result": value}
+
+
+def _failure(error: BaseException) -> dict[str, Any]:
+    tb = error.__traceback__
+    if tb is not None and tb.tb_frame.f_code is _run.__code__:
+        error = error.with_traceback(tb.tb_next)  # start at the task's code, not ours
+    trace = "".join(traceback.format_exception(error))
+    sys.stderr.write(trace)  # into the job's output, where a person looks first
+    summary = "".join(traceback.format_exception_only(error)).strip()
+    return {"ok": False, "error": f"{summary}\n\n{trace}"}
+
+
+if __name__ == "__main__":
+    main()
