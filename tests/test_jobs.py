@@ -422,3 +422,63 @@ def test_job_environment(stoker: Stoker, tmp_path: Path) -> None:
     assert env["STOKER_JOB_ID"] == str(job.id) and env["STOKER_JOB_ATTEMPT"] == "1"
     assert json.loads(env["STOKER_JOB_PARAMS"]) == {}
     assert os.path.samefile(env["PWD"], stoker.root)
+
+
+def test_follow_a_jobs_output_until_it_ends(stoker: Stoker, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    stoker.write(
+        f"""
+        [tasks.talk]
+        command = ["sh", "-c", "echo first; while [ ! -e {gate} ]; do sleep 0.05; done; echo second"]
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("talk")
+    wait_for(lambda: stoker.client.job(job.id).output == "first\n", what="the first line")
+    import subprocess
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "stoker", "-c", str(stoker.config), "logs", f"job:{job.id}", "-f"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "first\n"
+        gate.touch()
+        assert follower.stdout.readline() == "second\n"
+        assert follower.wait(20) == 0  # the stream ends with the job
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+
+
+def test_an_unwritable_database_is_a_clear_refusal(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.noop]
+        command = ["true"]
+        """
+    )
+    stoker.up()
+    import sqlite3
+
+    # Another writer holding the database's write lock longer than the busy timeout makes
+    # every write fail the way a full disk does: the API must say so, and lose nothing else.
+    db = sqlite3.connect(stoker.state_dir / "stoker.db", isolation_level=None, timeout=60)
+    db.execute("PRAGMA busy_timeout = 60000")
+    job = stoker.client.enqueue("noop")
+    stoker.client.wait(job.id, timeout=20)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        try:
+            stoker.client.enqueue("noop")
+        except ClientError as e:
+            assert e.status == 503 and e.code == "store_unavailable" and "locked" in str(e)
+        else:
+            raise AssertionError("accepted while the database could not be written")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert stoker.client.wait(stoker.client.enqueue("noop").id, timeout=20).state == "succeeded"

@@ -13,7 +13,7 @@ import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
 from stoker.store import AttemptEnd, NewJob, Store, StoreError
-from stoker.store.sqlite import MIGRATIONS, SqliteStore
+from stoker.store.sqlite import CLAIM, MIGRATIONS, SqliteStore
 
 NODE = "node-a"
 T0 = 1_800_000_000.0
@@ -300,3 +300,14 @@ def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match=r"stoker\.db"):
         asyncio.run(main())
+
+
+def test_claiming_walks_the_claim_index_in_order(tmp_path: Path) -> None:
+    """With a million queued jobs a sort of every due job costs seconds per claim: the claim must
+    read jobs_claim in its order and stop after LIMIT rows (checked on the query plan, not time)."""
+    run(tmp_path, lambda store: store.jobs())
+    db = sqlite3.connect(tmp_path / "stoker.db")
+    plan = db.execute("EXPLAIN QUERY PLAN " + CLAIM, (T0, NODE, "q", T0, 5)).fetchall()
+    db.close()
+    details = " | ".join(row[-1] for row in plan)
+    assert "USING INDEX jobs_claim" in details and "TEMP B-TREE" not in details, details

@@ -24,6 +24,7 @@ from stoker.api.common import ApiError, error_response, iso, json_response
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.signals import parse_signal
+from stoker.store import StoreError
 from stoker.supervise.instance import Instance
 from stoker.supervise.logs import LogFile, tail
 from stoker.supervise.procs import group_memory
@@ -182,9 +183,13 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
+    async def on_store_error(request: Request, exc: Exception) -> Response:
+        # The database refused (disk full, file gone): nothing was accepted; say so and why.
+        return error_response(503, "store_unavailable", str(exc))
+
     app = Starlette(
         routes=routes,
-        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error},
+        exception_handlers={ApiError: on_api_error, HTTPException: on_http_error, StoreError: on_store_error},
     )
     return BearerAuth(app, token)
 
