@@ -73,11 +73,11 @@ def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
             ],
             T0,
         )
-        claimed = await store.claim("q", 10, T0, NODE)
+        claimed, _ = await store.claim("q", 10, T0, NODE)
         assert [j.params["n"] for j in claimed] == [4, 2, 3, 1]
         assert all(j.state is JobState.RUNNING and j.attempt == 1 and j.node == NODE for j in claimed)
-        assert await store.claim("q", 10, T0, NODE) == []
-        later = await store.claim("q", 10, T0 + 100, NODE)
+        assert (await store.claim("q", 10, T0, NODE))[0] == []
+        later, _ = await store.claim("q", 10, T0 + 100, NODE)
         assert [j.params["n"] for j in later] == [5]
 
     run(tmp_path, body)
@@ -86,9 +86,9 @@ def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
 def test_claim_respects_limit(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
-        assert len(await store.claim("q", 2, T0, NODE)) == 2
-        assert len(await store.claim("q", 2, T0, NODE)) == 2
-        assert len(await store.claim("q", 2, T0, NODE)) == 1
+        assert len((await store.claim("q", 2, T0, NODE))[0]) == 2
+        assert len((await store.claim("q", 2, T0, NODE))[0]) == 2
+        assert len((await store.claim("q", 2, T0, NODE))[0]) == 1
 
     run(tmp_path, body)
 
@@ -98,7 +98,7 @@ def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
         [(first, created)] = await store.enqueue([new(key="k")], T0)
         [(second, created2)] = await store.enqueue([new(key="k", params={"other": 1})], T0)
         assert created and not created2 and second.id == first.id
-        [running] = await store.claim("q", 1, T0, NODE)
+        [running], _ = await store.claim("q", 1, T0, NODE)
         [(third, created3)] = await store.enqueue([new(key="k")], T0)
         assert not created3 and third.id == first.id and third.state is JobState.RUNNING
         await store.finish(end(running.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
@@ -111,7 +111,7 @@ def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
 def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(max_attempts=2)], T0)
-        [job] = await store.claim("q", 1, T0, NODE)
+        [job], _ = await store.claim("q", 1, T0, NODE)
         retry = Next(JobState.QUEUED, run_at=T0 + 30)
         back = await store.finish(
             end(job.id, 1, Outcome.FAILED, retry, exit_code=3, error="exit 3", output="o1")
@@ -120,8 +120,8 @@ def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
         assert (
             back.attempt == 1 and back.error == "exit 3" and back.output == "o1" and back.finished_at is None
         )
-        assert await store.claim("q", 1, T0 + 29, NODE) == []
-        [job2] = await store.claim("q", 1, T0 + 30, NODE)
+        assert (await store.claim("q", 1, T0 + 29, NODE))[0] == []
+        [job2], _ = await store.claim("q", 1, T0 + 30, NODE)
         assert job2.attempt == 2
         done = await store.finish(
             end(job.id, 2, Outcome.FAILED, Next(JobState.FAILED), exit_code=4, error="x")
@@ -141,7 +141,7 @@ def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
 def test_result_is_stored_as_json(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
-        [job] = await store.claim("q", 1, T0, NODE)
+        [job], _ = await store.claim("q", 1, T0, NODE)
         done = await store.finish(
             end(
                 job.id,
@@ -162,7 +162,7 @@ def test_cancel_queued_and_running(tmp_path: Path) -> None:
         await store.enqueue([new(), new()], T0)
         queued = await store.cancel(1, T0 + 1)
         assert queued is not None and queued.state is JobState.CANCELLED and queued.finished_at == T0 + 1
-        [running] = await store.claim("q", 5, T0, NODE)
+        [running], _ = await store.claim("q", 5, T0, NODE)
         marked = await store.cancel(running.id, T0 + 1)
         assert marked is not None and marked.state is JobState.RUNNING and marked.cancel_requested
         done = await store.finish(end(running.id, 1, Outcome.CANCELLED, Next(JobState.CANCELLED)))
@@ -176,7 +176,7 @@ def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(max_attempts=1), new()], T0)
         assert await store.retry(1, T0) is None  # queued
-        [job, _] = await store.claim("q", 2, T0, NODE)
+        [job, _], _ = await store.claim("q", 2, T0, NODE)
         await store.finish(end(job.id, 1, Outcome.FAILED, Next(JobState.FAILED), error="boom"))
         again = await store.retry(job.id, T0 + 50)
         assert again is not None and again.state is JobState.QUEUED and again.attempt == 0
@@ -188,7 +188,7 @@ def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
 def test_requeue_running_records_an_interrupted_attempt(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(), new(), new()], T0)
-        claimed = await store.claim("q", 2, T0, NODE)
+        claimed, _ = await store.claim("q", 2, T0, NODE)
         ids = await store.requeue_running(NODE, T0 + 5, "interrupted")
         assert sorted(ids) == sorted(j.id for j in claimed)
         for job_id in ids:
@@ -220,10 +220,10 @@ def test_paused_queues_persist(tmp_path: Path) -> None:
 def test_counts_due_and_listing(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(run_at=T0 + 9), new(run_at=T0 + 3), new(queue="b", task="u")], T0)
-        assert await store.next_due(["q"]) == T0 + 3
-        assert await store.next_due(["q", "b"]) == T0
-        assert await store.next_due(["none"]) is None
-        await store.claim("b", 1, T0, NODE)
+        assert await store.claim("q", 5, T0, NODE) == ([], T0 + 3)  # nothing due yet; when to look
+        assert await store.claim("none", 5, T0, NODE) == ([], None)
+        claimed, due = await store.claim("b", 1, T0, NODE)
+        assert len(claimed) == 1 and due is None
         counts = await store.queue_counts()
         assert (counts["q"].queued, counts["q"].running) == (2, 0)
         assert (counts["b"].queued, counts["b"].running) == (0, 1)
@@ -239,7 +239,7 @@ def test_counts_due_and_listing(tmp_path: Path) -> None:
 def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
-        jobs = await store.claim("q", 3, T0, NODE)
+        jobs, _ = await store.claim("q", 3, T0, NODE)
         for j in jobs:
             await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
         assert await store.prune(T0 + 10, 100) == []  # finished at T0+10: not before
@@ -255,7 +255,7 @@ def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
 def test_ids_are_never_reused_after_pruning(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
-        [j] = await store.claim("q", 1, T0, NODE)
+        [j], _ = await store.claim("q", 1, T0, NODE)
         await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
         await store.prune(T0 + 100, 10)
         [(again, _)] = await store.enqueue([new()], T0)

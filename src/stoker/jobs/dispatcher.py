@@ -96,8 +96,7 @@ class Dispatcher:
             group.create_task(self._prune_forever())
             while not self._stopping:
                 self._wake.clear()
-                await self._fill(group)
-                await self._sleep()
+                await self._sleep(await self._fill(group))
             await self._idle.wait()  # shutdown() ends what still runs
 
     async def shutdown(self, timeout: float) -> None:
@@ -138,18 +137,22 @@ class Dispatcher:
         concurrency = config.concurrency if config is not None else 1
         return concurrency - self.running_per_queue[queue]
 
-    async def _fill(self, group: asyncio.TaskGroup) -> None:
+    async def _fill(self, group: asyncio.TaskGroup) -> float | None:
+        """Claim what fits; returns when a queue with room has its next job due (None: none)."""
         now = time.time()
+        next_due = None
         for queue in self.config.queues:
             room = self._room(queue)
             if room <= 0:
-                continue
-            for job in await self.store.claim(queue, room, now, self.node):
+                continue  # a finishing job wakes us
+            jobs, due = await self.store.claim(queue, room, now, self.node)
+            for job in jobs:
                 self._begin(group, job)
+            if due is not None and len(jobs) < room and (next_due is None or due < next_due):
+                next_due = due
+        return next_due
 
-    async def _sleep(self) -> None:
-        waiting = [q for q in self.config.queues if self._room(q) > 0]
-        due = await self.store.next_due(waiting) if waiting else None
+    async def _sleep(self, due: float | None) -> None:
         delay = FALLBACK_POLL if due is None else min(FALLBACK_POLL, due - time.time())
         if delay <= 0 or self._stopping:
             return

@@ -99,8 +99,9 @@ class Store(Protocol):
         """Store `jobs` in one transaction; for each, the job and whether it is new (False: a
         live job with the same key already existed and is returned instead)."""
 
-    async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
-        """Up to `limit` due jobs of `queue`, highest priority first, marked running on `node`."""
+    async def claim(self, queue: str, limit: int, now: float, node: str) -> tuple[list[Job], float | None]:
+        """Up to `limit` due jobs of `queue`, highest priority first, marked running on `node`;
+        and the earliest run_at of the jobs still queued there (when to look again)."""
 
     async def finish(self, end: AttemptEnd) -> Job | None:
         """Record the end of a running attempt; None if the job was not running that attempt."""
@@ -126,9 +127,6 @@ class Store(Protocol):
 
     async def retry(self, job_id: int, now: float) -> Job | None:
         """Put a failed or cancelled job back in its queue with fresh attempts."""
-
-    async def next_due(self, queues: Sequence[str]) -> float | None:
-        """The earliest run_at among queued jobs of these queues."""
 
     async def queue_counts(self) -> dict[str, QueueCounts]: ...
 

@@ -25,7 +25,7 @@ from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, Sto
 log = logging.getLogger("stoker")
 
 _T = TypeVar("_T")
-_Request = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
+_Request = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", bool]  # op, its answer, durable
 _BATCH = 512  # operations per transaction at most
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
@@ -131,10 +131,11 @@ class _Writer(threading.Thread):
         self.path = path
         self.requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self.loop = asyncio.get_running_loop()
+        self.sync = "FULL"
 
-    def submit(self, operation: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
+    def submit(self, operation: Callable[[sqlite3.Connection], _T], durable: bool) -> asyncio.Future[_T]:
         future: asyncio.Future[_T] = self.loop.create_future()
-        self.requests.put((operation, future))
+        self.requests.put((operation, future, durable))
         return future
 
     def run(self) -> None:
@@ -178,8 +179,16 @@ class _Writer(threading.Thread):
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
+            # An accepted job (or a cancel, a pause…) must survive a power cut: fsync before the
+            # answer. A claim or a finish need only survive the daemon's death; losing one to a
+            # power cut re-runs a job, which at-least-once allows. A later FULL commit syncs
+            # everything before it in the WAL anyway.
+            sync = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
+            if sync != self.sync:
+                conn.execute(f"PRAGMA synchronous = {sync}")
+                self.sync = sync
             conn.execute("BEGIN IMMEDIATE")
-            for operation, future in batch:
+            for operation, future, _ in batch:
                 conn.execute("SAVEPOINT op")
                 try:
                     value = operation(conn)
@@ -195,7 +204,7 @@ class _Writer(threading.Thread):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             error = StoreError(f"{self.path}: {e}")
-            return [(future, False, error) for _, future in batch]
+            return [(future, False, error) for _, future, _ in batch]
         return results
 
     def _deliver(self, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
@@ -226,10 +235,12 @@ class SqliteStore:
         self.path = path
         self._writer: _Writer | None = None
 
-    def _do(self, operation: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
+    def _do(
+        self, operation: Callable[[sqlite3.Connection], _T], *, durable: bool = True
+    ) -> asyncio.Future[_T]:
         if self._writer is None:
             raise StoreError("the store is not open")
-        return self._writer.submit(operation)
+        return self._writer.submit(operation, durable)
 
     async def open(self) -> None:
         self._writer = _Writer(self.path)
@@ -275,17 +286,17 @@ class SqliteStore:
 
         return await self._do(operation)
 
-    async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
-        def operation(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                CLAIM,
-                (now, node, queue, now, limit),
-            ).fetchall()
+    async def claim(self, queue: str, limit: int, now: float, node: str) -> tuple[list[Job], float | None]:
+        def operation(conn: sqlite3.Connection) -> tuple[list[Job], float | None]:
+            rows = conn.execute(CLAIM, (now, node, queue, now, limit)).fetchall()
             jobs = [_job(row) for row in rows]
             jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))  # RETURNING has no order
-            return jobs
+            (due,) = conn.execute(
+                "SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND queue = ?", (queue,)
+            ).fetchone()
+            return jobs, due
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def finish(self, end: AttemptEnd) -> Job | None:
         def operation(conn: sqlite3.Connection) -> Job | None:
@@ -322,14 +333,14 @@ class SqliteStore:
             ).fetchone()
             return _job(updated)
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def get(self, job_id: int) -> Job | None:
         def operation(conn: sqlite3.Connection) -> Job | None:
             row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
             return None if row is None else _job(row)
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def attempts(self, job_id: int) -> list[Attempt]:
         def operation(conn: sqlite3.Connection) -> list[Attempt]:
@@ -340,7 +351,7 @@ class SqliteStore:
             ).fetchall()
             return [Attempt(r[0], r[1], r[2], r[3], Outcome(r[4]), r[5], r[6], r[7]) for r in rows]
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def jobs(
         self,
@@ -369,7 +380,7 @@ class SqliteStore:
         def operation(conn: sqlite3.Connection) -> list[Job]:
             return [_job(row) for row in conn.execute(sql, args).fetchall()]
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def cancel(self, job_id: int, now: float) -> Job | None:
         def operation(conn: sqlite3.Connection) -> Job | None:
@@ -396,21 +407,6 @@ class SqliteStore:
 
         return await self._do(operation)
 
-    async def next_due(self, queues: Sequence[str]) -> float | None:
-        names = list(queues)
-
-        def operation(conn: sqlite3.Connection) -> float | None:
-            best = None
-            for name in names:  # one index lookup per queue
-                (due,) = conn.execute(
-                    "SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND queue = ?", (name,)
-                ).fetchone()
-                if due is not None and (best is None or due < best):
-                    best = due
-            return best
-
-        return await self._do(operation)
-
     async def queue_counts(self) -> dict[str, QueueCounts]:
         def operation(conn: sqlite3.Connection) -> dict[str, QueueCounts]:
             counts: dict[str, QueueCounts] = {}
@@ -424,13 +420,13 @@ class SqliteStore:
                 counts[name] = QueueCounts(queued=counts.get(name, QueueCounts()).queued, running=running)
             return counts
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def paused_queues(self) -> set[str]:
         def operation(conn: sqlite3.Connection) -> set[str]:
             return {name for (name,) in conn.execute("SELECT name FROM paused_queues").fetchall()}
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         def operation(conn: sqlite3.Connection) -> None:
@@ -460,7 +456,7 @@ class SqliteStore:
             # A cancel asked for while nobody could act on it still holds.
             return [row[0] for row in rows]
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
     async def prune(self, finished_before: float, limit: int) -> list[int]:
         def operation(conn: sqlite3.Connection) -> list[int]:
@@ -471,7 +467,7 @@ class SqliteStore:
             ).fetchall()
             return [row[0] for row in rows]
 
-        return await self._do(operation)
+        return await self._do(operation, durable=False)
 
 
 def _migrate(conn: sqlite3.Connection) -> int:
