@@ -46,7 +46,7 @@ def test_retries_then_final_failure_keeps_output(stoker: Stoker) -> None:
     assert job.state == "queued" and job.max_attempts == 3
     done = finished(stoker, job.id)
     assert done["state"] == "failed" and done["attempt"] == 3 and done["exit_code"] == 7
-    assert done["error"] == "exited with code 7"
+    assert done["error"] == "exited with code 7: oops"  # the last line of its output says why
     assert done["output"] == f"try 3 of job {job.id}\noops\n"
     assert [(a["number"], a["outcome"], a["exit_code"]) for a in done["attempts"]] == [
         (1, "failed", 7),
@@ -482,3 +482,22 @@ def test_an_unwritable_database_is_a_clear_refusal(stoker: Stoker) -> None:
         db.execute("ROLLBACK")
         db.close()
     assert stoker.client.wait(stoker.client.enqueue("noop").id, timeout=20).state == "succeeded"
+
+
+def test_a_running_jobs_output_is_its_current_attempt(stoker: Stoker, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    stoker.write(
+        f"""
+        [tasks.again]
+        command = ["sh", "-c", "echo attempt $STOKER_JOB_ATTEMPT; [ $STOKER_JOB_ATTEMPT = 2 ] || exit 1; while [ ! -e {gate} ]; do sleep 0.05; done"]
+        max_attempts = 2
+        backoff = {{ min = "50ms", max = "50ms" }}
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("again")
+    wait_for(lambda: stoker.client.job(job.id).output == "attempt 2\n", what="attempt 2 to print")
+    gate.touch()
+    done = finished(stoker, job.id)
+    assert done["state"] == "succeeded" and done["output"] == "attempt 2\n"
+    assert done["attempts"][0]["error"] == "exited with code 1: attempt 1"

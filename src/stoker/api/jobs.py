@@ -167,8 +167,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
 
     async def detail(d: Dispatcher, job: Job) -> schemas.JobDetail:
         output = None
-        if job.state is JobState.RUNNING:  # the live end of the output file
-            output = read_output(output_path(log_dir, job.id), 0)
+        if job.state is JobState.RUNNING:  # the live end of this attempt's output
+            output = read_output(output_path(log_dir, job.id), d.output_offsets.get(job.id, 0))
         base = job_json(job, output=output)
         attempts = [attempt_json(a) for a in await d.store.attempts(job.id)]
         return schemas.JobDetail(**{f: getattr(base, f) for f in base.__struct_fields__}, attempts=attempts)

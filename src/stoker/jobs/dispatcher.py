@@ -16,6 +16,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from stoker.config import Config, TaskConfig
@@ -75,6 +76,7 @@ class Dispatcher:
         self._idle = asyncio.Event()  # set while nothing runs
         self._idle.set()
         self._cancel_pending: set[int] = set()
+        self.output_offsets: dict[int, int] = {}  # running job → where its attempt's output begins
         self._stopping = False
         self._stop = asyncio.Event()
         self.pool = Pool(config, self.base_environment)
@@ -185,12 +187,18 @@ class Dispatcher:
         self.publish({"type": "job", "job": job})
         try:
             offset = begin_output(output, job.attempt, _is_rerun(job), time.time())
+            self.output_offsets[job.id] = offset
             result = await run.run()
         except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on
             log.exception("job %d: attempt failed to run", job.id)
             offset, result = 0, AttemptResult(Outcome.FAILED, error=f"stoker could not run it: {e}")
         text = read_output(output, offset)
         drop_if_empty(output)
+        self.output_offsets.pop(job.id, None)
+        if result.outcome is Outcome.FAILED and result.exit_code is not None and text.strip():
+            # "exited with code 75: SMTP 451 greylisted": the reason is usually the last line
+            last = text.strip().splitlines()[-1].strip()
+            result = replace(result, error=f"{result.error}: {last[:200]}")
         now = time.time()
         backoff = task.backoff if task is not None else None
         verdict = after_attempt(
@@ -215,6 +223,10 @@ class Dispatcher:
             has_result=result.has_result,
         )
         _log_end(job, end)
+        # Its process is gone, so its slot is free now: the next claim can share a transaction
+        # with this finish instead of waiting for it.
+        self.running_per_queue[job.queue] -= 1
+        self._wake.set()
         try:
             finished = await self.store.finish(end)
         except Exception:  # it stays "running" in the store; the next start queues it again
@@ -223,10 +235,8 @@ class Dispatcher:
         finally:
             del self.running[job.id]
             self._cancel_pending.discard(job.id)
-            self.running_per_queue[job.queue] -= 1
             if not self.running:
                 self._idle.set()
-            self._wake.set()
         if finished is not None:
             self.publish({"type": "job", "job": finished})
 
