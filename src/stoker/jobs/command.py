@@ -1,9 +1,15 @@
 """Running a command task's attempt: its own process group, output straight to the job's file.
 
 Same process rules as programs (cwd, environment, user/group, umask, a new process group, tied
-to the daemon's life); the exit is learned through the pidfd. Stopping (cancel, timeout,
+to the daemon's life, with one difference below); the exit is learned through the pidfd.
+Stopping (cancel, timeout,
 shutdown) sends SIGTERM to the whole group and SIGKILL after the task's stop_timeout; when the
 leader exits, anything left in its group is killed with it.
+
+Unlike a program, a job's process gets no death signal: setting one costs a second exec
+(setpriv), which doubles the cost of a short job, and a job does not need it. If the daemon is
+killed, a running job finishes on its own; the next daemon kills any such leftover (found by
+its STOKER_SUPERVISOR marker) before it queues the job again, so a job never runs twice at once.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class CommandRun:
                 group=self.task.group,
                 umask=self.task.umask,
                 output=fd,
+                tie_to_daemon=False,
             )
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             return AttemptResult(Outcome.FAILED, error=describe_spawn_error(e, argv, self.task.directory))

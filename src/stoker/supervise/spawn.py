@@ -100,14 +100,20 @@ def spawn(
     merge_stderr: bool = True,
     output: int | None = None,
     pass_fds: Sequence[int] = (),
+    tie_to_daemon: bool = True,
 ) -> Child:
     """Fork and exec `argv` in a new process group; raise OSError (with a clear message) on failure.
 
     The child's stdout and stderr go to pipes the caller reads, or, with `output` (an open file
     descriptor), straight into that file with no pipe and no work for the daemon.
+    `tie_to_daemon=False` skips the death signal, and with it setpriv's second exec, which
+    doubles the cost of a short command; for children whose leftovers the next daemon's orphan
+    sweep may handle (jobs: see stoker.jobs.command).
     """
     preexec = None
-    if _SETPRIV is not None:
+    if not tie_to_daemon:
+        command = list(argv)
+    elif _SETPRIV is not None:
         # Popen drops to `user` first and setpriv runs as that user, so the death signal is
         # set after the credential change (which would clear it).
         _check_executable(argv[0], directory, environment)
