@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test lint bench bench-jobs venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 ## bench: stoker against supervisord and pm2 on the same work (installs them into bench/.work)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## bench-jobs: stoker's job queue against huey and RQ on the same work (installs them into bench/.work)
+bench-jobs: $(STAMP)
+	$(BIN)/python bench/jobs.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work
