@@ -20,8 +20,8 @@ from stoker.api import schemas
 from stoker.api.common import ApiError, iso, json_response
 from stoker.durations import InvalidValue, parse_duration
 from stoker.events import EventBus
-from stoker.jobs.attempt import output_path, read_output
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
+from stoker.jobs.output import current_output, output_path
 from stoker.jobs.params import ParamError
 from stoker.jobs.rules import FINISHED, JobState
 from stoker.store import Attempt, Job, NewJob
@@ -168,7 +168,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
     async def detail(d: Dispatcher, job: Job) -> schemas.JobDetail:
         output = None
         if job.state is JobState.RUNNING:  # the live end of this attempt's output
-            output = read_output(output_path(log_dir, job.id), d.output_offsets.get(job.id, 0))
+            output = current_output(output_path(log_dir, job.id))
         base = job_json(job, output=output)
         attempts = [attempt_json(a) for a in await d.store.attempts(job.id)]
         return schemas.JobDetail(**{f: getattr(base, f) for f in base.__struct_fields__}, attempts=attempts)

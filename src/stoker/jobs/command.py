@@ -19,10 +19,13 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from stoker.config import TaskConfig
 from stoker.jobs.attempt import AttemptResult
+from stoker.jobs.output import close_output, open_output
 from stoker.jobs.params import ParamError, fill
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
@@ -43,12 +46,20 @@ def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_d
 
 class CommandRun:
     def __init__(
-        self, job: Job, task: TaskConfig, *, output: str, state_dir: str, base_environment: Mapping[str, str]
+        self,
+        job: Job,
+        task: TaskConfig,
+        *,
+        output: str,
+        rerun: bool,
+        state_dir: str,
+        base_environment: Mapping[str, str],
     ) -> None:
         assert task.command is not None
         self.job = job
         self.task = task
         self.output = output
+        self.rerun = rerun
         self.state_dir = state_dir
         self.base_environment = base_environment
         self.pid: int | None = None
@@ -65,7 +76,17 @@ class CommandRun:
         if self._stopped is not None:
             return AttemptResult(self._stopped[0], error=self._stopped[1])
         env = job_environment(self.job, self.task, self.base_environment, self.state_dir)
-        fd = os.open(self.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd, offset = open_output(self.output, self.job.attempt, self.rerun, time.time())
+        try:
+            result = await self._run(loop, argv, env, fd)
+        except BaseException:
+            close_output(fd, self.output, offset)
+            raise
+        return replace(result, output=close_output(fd, self.output, offset))
+
+    async def _run(
+        self, loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str], fd: int
+    ) -> AttemptResult:
         try:
             child = spawn(
                 argv,
@@ -79,8 +100,6 @@ class CommandRun:
             )
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as e:
             return AttemptResult(Outcome.FAILED, error=describe_spawn_error(e, argv, self.task.directory))
-        finally:
-            os.close(fd)
         self.pid = child.pid
         exited: asyncio.Future[int] = loop.create_future()
 

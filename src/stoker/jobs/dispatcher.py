@@ -20,15 +20,9 @@ from dataclasses import replace
 from typing import Any
 
 from stoker.config import Config, TaskConfig
-from stoker.jobs.attempt import (
-    AttemptResult,
-    AttemptRun,
-    begin_output,
-    drop_if_empty,
-    output_path,
-    read_output,
-)
+from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.command import CommandRun
+from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
 from stoker.jobs.pool import CallRun, Pool, profile_of
 from stoker.jobs.rules import JobState, Outcome, after_attempt
@@ -76,7 +70,6 @@ class Dispatcher:
         self._idle = asyncio.Event()  # set while nothing runs
         self._idle.set()
         self._cancel_pending: set[int] = set()
-        self.output_offsets: dict[int, int] = {}  # running job → where its attempt's output begins
         self._stopping = False
         self._stop = asyncio.Event()
         self.pool = Pool(config, self.base_environment)
@@ -158,8 +151,13 @@ class Dispatcher:
         delay = FALLBACK_POLL if due is None else min(FALLBACK_POLL, due - time.time())
         if delay <= 0 or self._stopping:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        # A timer that sets the event, rather than wait_for(): that costs a task per wake-up,
+        # and this runs once per job.
+        timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            timer.cancel()
 
     # running -------------------------------------------------------------------------------
 
@@ -170,10 +168,13 @@ class Dispatcher:
         if task is None:
             run = _Refused(f"task {job.task!r} is not in the config ({self.config.path})")
         elif task.call is not None:
-            run = CallRun(job, task, pool=self.pool, output=output, state_dir=self.config.daemon.state_dir)
+            run = CallRun(
+                job, task, pool=self.pool, output=output, rerun=_is_rerun(job),
+                state_dir=self.config.daemon.state_dir,
+            )  # fmt: skip
         else:
             run = CommandRun(
-                job, task, output=output, state_dir=self.config.daemon.state_dir,
+                job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir,
                 base_environment=self.base_environment,
             )  # fmt: skip
         self.running[job.id] = run
@@ -181,20 +182,16 @@ class Dispatcher:
         self._idle.clear()
         if job.cancel_requested or job.id in self._cancel_pending:
             run.stop(Outcome.CANCELLED, "cancelled")
-        group.create_task(self._attempt(job, task, run, output))
+        group.create_task(self._attempt(job, task, run))
 
-    async def _attempt(self, job: Job, task: TaskConfig | None, run: AttemptRun, output: str) -> None:
+    async def _attempt(self, job: Job, task: TaskConfig | None, run: AttemptRun) -> None:
         self.publish({"type": "job", "job": job})
         try:
-            offset = begin_output(output, job.attempt, _is_rerun(job), time.time())
-            self.output_offsets[job.id] = offset
             result = await run.run()
         except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on
             log.exception("job %d: attempt failed to run", job.id)
-            offset, result = 0, AttemptResult(Outcome.FAILED, error=f"stoker could not run it: {e}")
-        text = read_output(output, offset)
-        drop_if_empty(output)
-        self.output_offsets.pop(job.id, None)
+            result = AttemptResult(Outcome.FAILED, error=f"stoker could not run it: {e}")
+        text = result.output
         if result.outcome is Outcome.FAILED and result.exit_code is not None and text.strip():
             # "exited with code 75: SMTP 451 greylisted": the reason is usually the last line
             last = text.strip().splitlines()[-1].strip()
@@ -368,12 +365,18 @@ def _is_rerun(job: Job) -> bool:
 
 
 def _log_end(job: Job, end: AttemptEnd) -> None:
+    # Successes are the bulk and their record is in the store: a log line each would cost more
+    # than the rest of the bookkeeping of a short job.
+    level = {Outcome.SUCCEEDED: logging.DEBUG, Outcome.CANCELLED: logging.INFO}.get(
+        end.outcome, logging.WARNING
+    )
+    if not log.isEnabledFor(level):
+        return
     what = f"job {job.id} ({job.task}) attempt {job.attempt}/{job.max_attempts}: {end.outcome}"
     if end.error and end.outcome is not Outcome.SUCCEEDED:
         what += f" ({end.error})"
     if end.next.state is JobState.QUEUED and end.next.run_at is not None:
         what += f"; again in {max(0.0, end.next.run_at - end.finished_at):.1f}s"
-    level = logging.INFO if end.outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED) else logging.WARNING
     log.log(level, "%s", what)
 
 

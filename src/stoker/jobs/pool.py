@@ -24,6 +24,7 @@ from typing import Any
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult
 from stoker.jobs.command import job_environment
+from stoker.jobs.output import current_output
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
 from stoker.supervise.reap import describe_exit, watch_exit
@@ -182,13 +183,14 @@ class CallRun:
     """One attempt of a `call` task, on a worker of the pool."""
 
     def __init__(
-        self, job: Job, task: TaskConfig, *, pool: Pool, output: str, state_dir: str,
+        self, job: Job, task: TaskConfig, *, pool: Pool, output: str, rerun: bool, state_dir: str,
     ) -> None:  # fmt: skip
         assert task.call is not None
         self.job = job
         self.task = task
         self.pool = pool
         self.output = output
+        self.rerun = rerun
         self.state_dir = state_dir
         self.worker: Worker | None = None
         self._stopped: tuple[Outcome, str] | None = None
@@ -209,6 +211,8 @@ class CallRun:
             "call": self.task.call,
             "params": self.job.params,
             "output": self.output,
+            "attempt": self.job.attempt,
+            "rerun": self.rerun,
             "directory": self.task.directory,
             "environment": environment,
         }
@@ -222,9 +226,10 @@ class CallRun:
             answer = await worker.call(request)
         except WorkerDied as e:
             self.pool.retire(worker)
+            output = current_output(self.output)
             if self._stopped is not None:
-                return AttemptResult(self._stopped[0], error=self._stopped[1])
-            return AttemptResult(Outcome.FAILED, error=str(e))
+                return AttemptResult(self._stopped[0], error=self._stopped[1], output=output)
+            return AttemptResult(Outcome.FAILED, error=str(e), output=output)
         except BaseException:
             self.pool.retire(worker)  # cancelled: the job must not outlive us
             worker.kill(signal.SIGKILL)
@@ -235,9 +240,12 @@ class CallRun:
             if self._kill_timer is not None:
                 self._kill_timer.cancel()
         self.pool.release(worker)
+        output = str(answer.get("output") or "")
         if answer.get("ok"):
-            return AttemptResult(Outcome.SUCCEEDED, result=answer.get("result"), has_result=True)
-        return AttemptResult(Outcome.FAILED, error=str(answer.get("error") or "failed"))
+            return AttemptResult(
+                Outcome.SUCCEEDED, result=answer.get("result"), has_result=True, output=output
+            )
+        return AttemptResult(Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output)
 
     def stop(self, outcome: Outcome, reason: str) -> None:
         if self._stopped is not None:

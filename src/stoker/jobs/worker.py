@@ -18,8 +18,11 @@ import json
 import os
 import socket
 import sys
+import time
 import traceback
 from typing import Any
+
+from stoker.jobs.output import close_output, open_output
 
 MAX_RESULT = 1024 * 1024  # bytes of JSON a result may take in the job record
 
@@ -45,10 +48,17 @@ def main() -> None:
 
 
 def _run(request: dict[str, Any], base_environment: dict[str, str], quiet: int) -> dict[str, Any]:
-    out = os.open(request["output"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    out, offset = open_output(request["output"], request["attempt"], request["rerun"], time.time())
+    answer = _call(request, base_environment, out)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
+    answer["output"] = close_output(out, request["output"], offset)
+    return answer
+
+
+def _call(request: dict[str, Any], base_environment: dict[str, str], out: int) -> dict[str, Any]:
     os.dup2(out, 1)
     os.dup2(out, 2)
-    os.close(out)
     os.environ.clear()
     os.environ.update(base_environment)
     os.environ.update(request["environment"])
@@ -70,8 +80,6 @@ def _run(request: dict[str, Any], base_environment: dict[str, str], quiet: int) 
                 stream.flush()
             except Exception:
                 pass
-        os.dup2(quiet, 1)
-        os.dup2(quiet, 2)
 
 
 async def _awaited(value: Any) -> Any:
@@ -101,7 +109,7 @@ def _result(value: Any) -> dict[str, Any]:
 
 def _failure(error: BaseException) -> dict[str, Any]:
     tb = error.__traceback__
-    if tb is not None and tb.tb_frame.f_code is _run.__code__:
+    if tb is not None and tb.tb_frame.f_code is _call.__code__:
         error = error.with_traceback(tb.tb_next)  # start at the task's code, not ours
     trace = "".join(traceback.format_exception(error))
     sys.stderr.write(trace)  # into the job's output, where a person looks first

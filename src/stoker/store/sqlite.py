@@ -188,6 +188,15 @@ class _Writer(threading.Thread):
                 conn.execute(f"PRAGMA synchronous = {sync}")
                 self.sync = sync
             conn.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:  # alone in its transaction: no savepoint needed
+                operation, future, _ = batch[0]
+                try:
+                    value = operation(conn)
+                except Exception as e:
+                    conn.execute("ROLLBACK")
+                    return [(future, False, e)]
+                conn.execute("COMMIT")
+                return [(future, True, value)]
             for operation, future, _ in batch:
                 conn.execute("SAVEPOINT op")
                 try:
@@ -300,25 +309,12 @@ class SqliteStore:
 
     async def finish(self, end: AttemptEnd) -> Job | None:
         def operation(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                "SELECT started_at, node FROM jobs WHERE id = ? AND state = 'running' AND attempt = ?",
-                (end.job_id, end.attempt),
-            ).fetchone()
-            if row is None:
-                return None
-            started_at, node = row
-            conn.execute(
-                "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, exit_code, error,"
-                " node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (end.job_id, end.attempt, started_at, end.finished_at, str(end.outcome), end.exit_code,
-                 end.error, node),
-            )  # fmt: skip
             finished = end.next.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
             result = json.dumps(end.result) if end.has_result else None
             updated = conn.execute(
                 "UPDATE jobs SET state = ?, run_at = COALESCE(?, run_at), attempt = attempt - ?,"
                 " finished_at = ?, exit_code = ?, error = ?, output = ?, result = ?, cancel_requested = 0"
-                f" WHERE id = ? RETURNING {_JOB_COLUMNS}",
+                f" WHERE id = ? AND state = 'running' AND attempt = ? RETURNING {_JOB_COLUMNS}",
                 (
                     str(end.next.state),
                     end.next.run_at,
@@ -329,9 +325,19 @@ class SqliteStore:
                     end.output,
                     result,
                     end.job_id,
+                    end.attempt,
                 ),
             ).fetchone()
-            return _job(updated)
+            if updated is None:  # not running this attempt (any more): nothing to record
+                return None
+            job = _job(updated)
+            conn.execute(
+                "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, exit_code, error,"
+                " node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (end.job_id, end.attempt, job.started_at, end.finished_at, str(end.outcome), end.exit_code,
+                 end.error, job.node),
+            )  # fmt: skip
+            return job
 
         return await self._do(operation, durable=False)
 

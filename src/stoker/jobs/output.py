@@ -1,0 +1,68 @@
+"""A job's output file: `logs/jobs/<id>.log`, written by the job itself, every attempt appended.
+
+Attempts after the first (and runs again after an interruption) begin with a marker line, so
+the current attempt's output can be told from earlier ones. Whoever runs the attempt (the
+daemon for a command, the pool worker for a Python call) opens the file, hands it to the job as
+stdout and stderr, and at the end takes the last 64 KB written since the attempt began as the
+job's `output`; a job that printed nothing leaves no file. Only `os`: pool workers import this.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+OUTPUT_TAIL = 64 * 1024
+MARKER = b"--- stoker: attempt "
+
+
+def output_path(log_dir: str, job_id: int) -> str:
+    return os.path.join(log_dir, "jobs", f"{job_id}.log")
+
+
+def open_output(path: str, attempt: int, rerun: bool, now: float) -> tuple[int, int]:
+    """Open for a new attempt: (fd, the offset where this attempt's output begins)."""
+    # read-write: the end of the attempt reads its output back through the same descriptor
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    offset = os.fstat(fd).st_size
+    if offset > 0 or rerun:
+        when = dt.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds")
+        again = " (run again: the previous run was interrupted)" if rerun else ""
+        line = MARKER + f"{attempt}{again}, {when} ---\n".encode()
+        os.write(fd, (b"\n" if offset > 0 else b"") + line)
+        offset = os.fstat(fd).st_size
+    return fd, offset
+
+
+def close_output(fd: int, path: str, offset: int) -> str:
+    """The attempt's output (its last 64 KB) as text; closes `fd`, removes an empty file."""
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            return ""
+        start = max(offset, size - OUTPUT_TAIL)
+        data = os.pread(fd, size - start, start) if size > start else b""
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace")
+
+
+def current_output(path: str) -> str:
+    """The end of the latest attempt's output, read from outside while it runs (or after a
+    worker died mid-job): the last 64 KB, from the last marker line on."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - OUTPUT_TAIL))
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    at = data.rfind(b"\n" + MARKER)
+    if at >= 0 or data.startswith(MARKER):
+        end_of_marker = data.find(b"\n", at + 1)
+        data = data[end_of_marker + 1 :] if end_of_marker >= 0 else b""
+    return data.decode("utf-8", "replace")
