@@ -109,3 +109,8 @@ def test_demo_runs(stoker: Stoker, unused_tcp_port: int) -> None:
     for name in ["line_server:0", "crawler:0", "crawler:9", "flaky:0"]:
         stoker.wait_state(name, "running")
     wait_for(lambda: _try_talk(unused_tcp_port), what="the demo's line server")
+    job = stoker.client.enqueue("report", day="monday")
+    done = stoker.client.wait(job.id, timeout=60)
+    # it fails now and then on purpose; 3 attempts make a success likely, not certain
+    assert done.state in ("succeeded", "failed") and 1 <= done.attempt <= 3
+    assert "monday: collecting orders" in done.output

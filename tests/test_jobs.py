@@ -519,3 +519,33 @@ def test_a_job_left_running_by_a_killed_daemon_is_stopped_before_it_runs_again(
     assert detail.state == "running" and [a["outcome"] for a in detail.attempts] == ["interrupted"]
     stoker.client.cancel(job.id)
     assert finished(stoker, job.id)["state"] == "cancelled"
+
+
+def test_finished_jobs_are_pruned_with_their_output(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [daemon]
+        keep_jobs = "1s"
+        [tasks.say]
+        command = ["echo", "{text}"]
+        """
+    )
+    stoker.up()
+    old = stoker.client.enqueue("say", text="old")
+    assert finished(stoker, old.id)["output"] == "old\n"
+    output = stoker.state_dir / "logs" / "jobs" / f"{old.id}.log"
+    assert output.exists()
+    assert stoker.terminate() == 0
+    stoker.up()  # pruning runs at start, then hourly
+    wait_for(lambda: stoker.client.jobs() == [] or _restart(stoker), 20, "the old job to be pruned")
+    assert not output.exists()
+    assert "pruned 1 finished job(s)" in stoker.log_text()
+    fresh = stoker.client.enqueue("say", text="new")
+    assert fresh.id > old.id and finished(stoker, fresh.id)["state"] == "succeeded"
+
+
+def _restart(stoker: Stoker) -> bool:
+    """Pruning runs at start (then hourly): restart until the job is old enough to go."""
+    assert stoker.terminate() == 0
+    stoker.up()
+    return False
