@@ -203,6 +203,29 @@ def test_requeue_running_records_an_interrupted_attempt(tmp_path: Path) -> None:
     run(tmp_path, body)
 
 
+def test_requeue_running_honours_cancels_and_gives_up_after_three_crashes(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        await store.enqueue([new(), new()], T0)
+        for crash in range(1, 4):
+            claimed, _ = await store.claim("q", 2, T0 + crash, NODE)
+            if crash == 1:
+                assert len(claimed) == 2
+                await store.cancel(2, T0)  # asked for while it runs
+            requeued = await store.requeue_running(NODE, T0 + crash, "died")
+            job = await store.get(1)
+            assert job is not None
+            if crash < 3:
+                assert requeued == [1] and job.state is JobState.QUEUED and job.attempt == 0
+            else:
+                assert requeued == [] and job.state is JobState.FAILED
+                assert job.error == "died, 3 times: not run again (retry it by hand)"
+        cancelled = await store.get(2)
+        assert cancelled is not None and cancelled.state is JobState.CANCELLED
+        assert [a.outcome for a in await store.attempts(2)] == [Outcome.INTERRUPTED]
+
+    run(tmp_path, body)
+
+
 def test_paused_queues_persist(tmp_path: Path) -> None:
     async def first(store: Store) -> None:
         await store.set_paused("build", True)

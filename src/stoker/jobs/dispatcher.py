@@ -33,7 +33,8 @@ log = logging.getLogger("stoker")
 FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
-INTERRUPTED = "interrupted: the daemon stopped while it ran"
+INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
+DIED = "interrupted: the daemon died while it ran"  # found running at the next start
 
 
 class UnknownTask(LookupError):
@@ -80,7 +81,7 @@ class Dispatcher:
         os.makedirs(os.path.join(self.log_dir, "jobs"), mode=0o700, exist_ok=True)
         self.paused = await self.store.paused_queues()
         self._prewarm()
-        requeued = await self.store.requeue_running(self.node, time.time(), INTERRUPTED)
+        requeued = await self.store.requeue_running(self.node, time.time(), DIED)
         if requeued:
             log.warning("jobs: %d job(s) were running when the daemon stopped; queued again: %s",
                         len(requeued), ", ".join(map(str, requeued[:20])))  # fmt: skip
@@ -361,7 +362,7 @@ class _Refused:
 
 
 def _is_rerun(job: Job) -> bool:
-    return job.error == INTERRUPTED
+    return job.error in (INTERRUPTED, DIED)
 
 
 def _log_end(job: Job, end: AttemptEnd) -> None:

@@ -136,7 +136,9 @@ class Store(Protocol):
 
     async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
         """Jobs left running on `node` by a daemon that is gone: record the attempt as
-        interrupted and queue them again. Returns their ids."""
+        interrupted (`reason`) and queue them again, unless a cancel was asked for meanwhile
+        (then cancelled) or this was their third such interruption (then failed: they may be
+        what kills the daemon). Returns the ids queued again."""
 
     async def prune(self, finished_before: float, limit: int) -> list[int]:
         """Delete up to `limit` jobs finished before that time; returns their ids."""

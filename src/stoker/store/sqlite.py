@@ -27,6 +27,7 @@ log = logging.getLogger("stoker")
 _T = TypeVar("_T")
 _Request = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", bool]  # op, its answer, durable
 _BATCH = 512  # operations per transaction at most
+MAX_CRASHES = 3  # a job that was running when the daemon died this often is not run again
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
 MIGRATIONS: list[str] = [
@@ -446,21 +447,35 @@ class SqliteStore:
     async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
         def operation(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
-                "SELECT id, attempt, started_at FROM jobs WHERE state = 'running' AND node = ?", (node,)
+                "SELECT id, attempt, started_at, cancel_requested FROM jobs"
+                " WHERE state = 'running' AND node = ?",
+                (node,),
             ).fetchall()
-            for job_id, attempt, started_at in rows:
+            requeued = []
+            for job_id, attempt, started_at, cancel_requested in rows:
                 conn.execute(
                     "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, error, node)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (job_id, attempt, started_at, now, str(Outcome.INTERRUPTED), reason, node),
                 )
-            conn.execute(
-                "UPDATE jobs SET state = 'queued', attempt = attempt - 1, run_at = ?, error = ?,"
-                " cancel_requested = 0 WHERE state = 'running' AND node = ?",
-                (now, reason, node),
-            )
-            # A cancel asked for while nobody could act on it still holds.
-            return [row[0] for row in rows]
+                (crashes,) = conn.execute(
+                    "SELECT COUNT(*) FROM attempts WHERE job_id = ? AND outcome = ? AND error = ?",
+                    (job_id, str(Outcome.INTERRUPTED), reason),
+                ).fetchone()
+                if cancel_requested:  # asked for while nobody could act on it: it still holds
+                    state, error, finished = "cancelled", "cancelled", now
+                elif crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
+                    error = f"{reason}, {crashes} times: not run again (retry it by hand)"
+                    state, finished = "failed", now
+                else:
+                    state, error, finished = "queued", reason, None
+                    requeued.append(job_id)
+                conn.execute(
+                    "UPDATE jobs SET state = ?, attempt = attempt - ?, run_at = ?, error = ?,"
+                    " finished_at = ?, cancel_requested = 0 WHERE id = ?",
+                    (state, 1 if state == "queued" else 0, now, error, finished, job_id),
+                )
+            return requeued
 
         return await self._do(operation, durable=False)
 
