@@ -22,6 +22,7 @@ from stoker.config import (
     Backoff,
     Config,
     ConfigError,
+    DaemonConfig,
     LogConfig,
     ProgramConfig,
     find_config_path,
@@ -836,12 +837,17 @@ def test_starter_toml_with_every_example_uncommented_parses(
     monkeypatch.setenv("STOKER_TOKEN", "example")
     setting = re.compile(r"^# ([a-z_]+ = .*)$")
     lines = [setting.sub(r"\1", line) for line in STARTER_TOML.splitlines()]
-    uncommented = "\n".join(line for line in lines if not line.startswith("command = ["))
+    # (a program's two spellings of command, and a task's command or call, exclude each other)
+    uncommented = "\n".join(line for line in lines if not line.startswith(("command = [", "call = ")))
     keys = {m.group(1) for m in re.finditer(r"^([a-z_]+) = ", uncommented, re.M)}
     config = parse_config(uncommented, tmp_path / "stoker.toml")
-    daemon_keys = {"state_dir", "listen", "token", "store", "node", "timezone", "shutdown_timeout"}
+    daemon_keys = set(DaemonConfig.__struct_fields__)
     program_keys = set(ProgramConfig.__struct_fields__) - {"name"}
-    assert daemon_keys | program_keys <= keys, "every key has a commented example"
+    task_keys = {"command", "queue", "params", "max_attempts", "backoff", "timeout", "stop_timeout"}
+    assert '\n# call = "' in STARTER_TOML
+    assert daemon_keys | program_keys | task_keys | {"concurrency"} <= keys, (
+        "every key has a commented example"
+    )
     assert config.daemon.token == "example"
     assert config.programs["worker"].command[0] == "php"
 

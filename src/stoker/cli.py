@@ -109,10 +109,13 @@ def check(ctx: Context, args: argparse.Namespace) -> None:
                 "config": config.path,
                 "programs": len(config.programs),
                 "instances": instances,
+                "tasks": len(config.tasks),
+                "queues": len(config.queues),
             }
         )
         return
-    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s)")
+    jobs = f", {len(config.tasks)} task(s), {len(config.queues)} queue(s)" if config.tasks else ""
+    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}")
 
 
 # the daemon ----------------------------------------------------------------------------------

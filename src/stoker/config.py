@@ -1124,7 +1124,9 @@ STARTER_TOML = """\
 # store = "sqlite"                 # or "postgresql://user@host/db"
 # node = "web-1"                   # this machine's name (default: the hostname)
 # timezone = "UTC"                 # default zone for schedules (default: the system zone)
-# shutdown_timeout = "30s"         # how long `stoker down` waits for programs to stop
+# shutdown_timeout = "30s"         # how long running jobs may finish when the daemon stops
+# keep_jobs = "7d"                 # finished jobs older than this are deleted
+# worker_max_jobs = 1000           # jobs a Python worker runs before a fresh one replaces it
 
 # A long-running program, in any language. Replace it with your own.
 [programs.worker]
@@ -1147,4 +1149,19 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # stop_signal = "TERM"             # sent to the whole process group to stop it
 # stop_timeout = "10s"             # then SIGKILL
 # log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
+
+# A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
+# {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.
+[tasks.report]
+command = "php report.php {day}"   # {day}: a parameter; it fills one argument, never a shell
+# call = "myapp.reports:build"     # or a Python function, run in a warm worker pool
+# queue = "default"                # where its jobs wait
+# params = ["format"]              # optional parameters besides the {placeholders}
+# max_attempts = 3                 # 1 = no retry
+# backoff = { min = "10s", max = "10m" }  # delay before a retry, doubling
+# timeout = "10m"                  # then the attempt is stopped and counts as failed
+# stop_timeout = "10s"             # after SIGTERM (timeout, cancel), SIGKILL
+
+[queues.default]
+# concurrency = 2                  # jobs of this queue at once (default 1)
 """
