@@ -546,6 +546,46 @@ def queue_command(ctx: Context, args: argparse.Namespace) -> None:
         _print_queues(rows)
 
 
+# schedules ------------------------------------------------------------------------------------
+
+
+def cron(ctx: Context, args: argparse.Namespace) -> None:
+    """Next fire times of a cron expression (Debian cron's rules, DST included), to check one."""
+    import datetime as dt
+
+    from stoker.schedule.triggers import Reboot, TriggerError, fire_times, parse_cron, zone_named
+
+    try:
+        zone = zone_named(args.tz)
+        trigger = parse_cron(args.expression, zone)
+    except TriggerError as e:
+        _fail(str(e), EXIT_USAGE)
+    after = dt.datetime.now(zone)
+    if args.after is not None:
+        try:
+            after = dt.datetime.fromisoformat(args.after.strip().replace("Z", "+00:00"))
+        except ValueError:
+            _fail(f"--after expects an ISO 8601 time, like 2026-11-23T09:00, not {args.after!r}", EXIT_USAGE)
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=zone)
+    if args.count < 1:
+        _fail("-n must be 1 or more", EXIT_USAGE)
+    times = [
+        dt.datetime.fromtimestamp(t, zone).isoformat()
+        for t in fire_times(trigger, after.timestamp(), args.count)
+    ]
+    if args.as_json:
+        _print_json(times)
+        return
+    if isinstance(trigger, Reboot):
+        print(
+            "@reboot fires once when the daemon starts after the machine booted: no times to show",
+            file=sys.stderr,
+        )
+    for line in times:
+        print(line)
+
+
 # the command line ----------------------------------------------------------------------------
 
 if TYPE_CHECKING:
@@ -651,6 +691,16 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         [_arg("ids", type=int, nargs="+", metavar="ID"), _JSON],
     ),
     "queues": (queues_command, [_JSON]),
+    "cron": (
+        cron,
+        [
+            _arg("expression", metavar="EXPR", help='A cron expression, quoted: "*/30 * * * *", "@daily".'),
+            _arg("--tz", metavar="ZONE", help="Time zone (default: the system's), like Europe/Berlin."),
+            _arg("--after", metavar="ISO", help="Start from this time (default: now; without offset: --tz)."),
+            _arg("-n", dest="count", type=int, default=10, metavar="N", help="How many (default 10)."),
+            _JSON,
+        ],
+    ),
     "queue": (
         queue_command,
         [_arg("action", choices=["pause", "resume"]), _arg("queue", metavar="QUEUE"), _JSON],

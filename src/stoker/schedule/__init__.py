@@ -1,0 +1,1 @@
+"""Schedules: when things fire (triggers, pure) and, later, what fires them."""
