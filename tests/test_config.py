@@ -649,7 +649,7 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert str(err) == f'{err.file}: unknown key "version"'
 
 
-@pytest.mark.parametrize("table", ["schedules", "notify"])
+@pytest.mark.parametrize("table", ["notify"])
 def test_unsupported_tables(tmp_path: Path, table: str) -> None:
     err = error(tmp_path, f"[{table}.x]\na = 1\n")
     assert str(err) == f"{err.file}: [{table}] is not supported by this version of stoker yet"
@@ -1084,3 +1084,63 @@ def test_bad_queue(tmp_path: Path) -> None:
 def test_keep_jobs(tmp_path: Path) -> None:
     assert load(tmp_path, "").daemon.keep_jobs == 7 * 86400
     assert load(tmp_path, '[daemon]\nkeep_jobs = "12h"\n').daemon.keep_jobs == 12 * 3600
+
+
+# --------------------------------------------------------------------------------------------
+# [schedules.*]
+# --------------------------------------------------------------------------------------------
+
+
+def test_schedules_with_a_task_or_an_inline_command(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [daemon]
+        timezone = "Europe/Berlin"
+        [tasks.notify]
+        command = ["php", "notify.php", "{channel}"]
+        [schedules.gray_notify]
+        every = "30m"
+        task = "notify"
+        params = { channel = "android" }
+        [schedules.cleanup]
+        cron = "0 3 * * *"
+        command = "php cleanup.php"
+        timeout = "10m"
+        overlap = "allow"
+        catch_up = "latest"
+        jitter = "5s"
+        """,
+    )
+    gray = config.schedules["gray_notify"]
+    assert (gray.every, gray.cron, gray.task, gray.params) == (1800.0, None, "notify", {"channel": "android"})
+    cleanup = config.schedules["cleanup"]
+    assert cleanup.cron == "0 3 * * *" and cleanup.timezone == "Europe/Berlin"  # the daemon's zone
+    assert (cleanup.overlap, cleanup.catch_up, cleanup.jitter) == ("allow", "latest", 5.0)
+    inline = config.tasks["schedule.cleanup"]
+    assert inline.command == ("php", "cleanup.php") and inline.timeout == 600
+    assert inline.queue == "schedule.cleanup" and config.queues["schedule.cleanup"].concurrency == 64
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "expected"),
+    [
+        ('every = "1m"\ncron = "* * * * *"\ncommand = "x"', None, "exactly one of every or cron"),
+        ('command = "x"', None, "exactly one of every or cron"),
+        ('every = "1m"', None, "exactly one of task"),
+        ('every = "soon"\ncommand = "x"', "every", "duration"),
+        ('cron = "61 * * * *"\ncommand = "x"', "cron", "bad minute"),
+        ('cron = "* * * * *"\ntimezone = "Mars/Base"\ncommand = "x"', "timezone", "time zone"),
+        ('every = "1m"\ntimezone = "UTC"\ncommand = "x"', "timezone", "only a cron schedule"),
+        ('every = "1m"\ntask = "ghost"', "task", "no task 'ghost'"),
+        ('every = "1m"\ntask = "t"', "params", "needs parameter(s) 'x'"),
+        ('every = "1m"\ntask = "t"\nparams = { x = "1" }\ntimeout = "1s"', "timeout", "belongs to the task"),
+        ('every = "1m"\ncommand = "x"\noverlap = "maybe"', "overlap", "skip"),
+        ('every = "1m"\ncommand = "x"\ncatch_up = "all"', "catch_up", "latest"),
+        ('every = "1m"\ncommand = "x"\nwhen = "now"', "when", "unknown key"),
+    ],
+)
+def test_schedule_errors_name_the_key(tmp_path: Path, body: str, key: str | None, expected: str) -> None:
+    err = error(tmp_path, f'[tasks.t]\ncommand = ["echo", "{{x}}"]\n[schedules.s]\n{body}\n')
+    assert err.table == "schedules.s" and err.key == key, str(err)
+    assert expected in str(err)

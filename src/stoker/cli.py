@@ -549,6 +549,44 @@ def queue_command(ctx: Context, args: argparse.Namespace) -> None:
 # schedules ------------------------------------------------------------------------------------
 
 
+def _print_schedules(rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        print("no schedules")
+        return
+    table = []
+    for r in rows:
+        last = "-"
+        if r["last_run"]:
+            last = f"{_short_time(r['last_run'])} {r['last_state'] or ''}".rstrip()
+            if r["last_job"]:
+                last += f" (job {r['last_job']})"
+        nxt = "paused" if r["paused"] else _short_time(r["next_run"])
+        table.append((r["name"], r["trigger"], r["task"], nxt, last))
+    _print_table(("SCHEDULE", "TRIGGER", "TASK", "NEXT", "LAST"), table)
+
+
+def schedules_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Schedules: trigger, next run, last run and how it ended."""
+    with _talking():
+        rows = ctx.client().schedules()
+    if args.as_json:
+        _print_json(rows)
+    else:
+        _print_schedules(rows)
+
+
+def schedule_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Run a schedule's job now, or pause / resume it (persisted)."""
+    with _talking():
+        result = ctx.client().schedule_action(args.name, args.action)
+    if args.as_json:
+        _print_json(result)
+    elif args.action == "run":
+        print(f"job {result['id']} {result['state']} (task {result['task']}, schedule {args.name})")
+    else:
+        _print_schedules([result])
+
+
 def cron(ctx: Context, args: argparse.Namespace) -> None:
     """Next fire times of a cron expression (Debian cron's rules, DST included), to check one."""
     import datetime as dt
@@ -691,6 +729,11 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         [_arg("ids", type=int, nargs="+", metavar="ID"), _JSON],
     ),
     "queues": (queues_command, [_JSON]),
+    "schedules": (schedules_command, [_JSON]),
+    "schedule": (
+        schedule_command,
+        [_arg("action", choices=["run", "pause", "resume"]), _arg("name", metavar="NAME"), _JSON],
+    ),
     "cron": (
         cron,
         [

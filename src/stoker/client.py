@@ -353,6 +353,15 @@ class Client:
     def resume(self, queue: str) -> list[Record]:
         return [Record(q) for q in self.request("POST", f"/api/v1/queues/{_quote(queue)}/resume")]
 
+    # schedules -----------------------------------------------------------------------------
+
+    def schedules(self) -> list[Record]:
+        return [Record(s) for s in self.request("GET", "/api/v1/schedules")]
+
+    def schedule_action(self, name: str, action: str) -> Record:
+        """`run` (returns the job it queued), `pause` or `resume` (return the schedule)."""
+        return Record(self.request("POST", f"/api/v1/schedules/{_quote(name)}/{action}"))
+
 
 def _when(body: dict[str, Any], delay: str | float | None, run_at: str | dt.datetime | None) -> None:
     if delay is not None:

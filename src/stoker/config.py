@@ -64,8 +64,9 @@ _RESERVED_JOB_ENV = ("STOKER_JOB_ID", "STOKER_JOB_ATTEMPT", "STOKER_JOB_PARAMS",
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _CALL = re.compile(f"{_DOTTED}:{_DOTTED}")  # package.module:function
 DEFAULT_QUEUE = "default"
-_UNSUPPORTED_TABLES = ("schedules", "notify")
-_TABLES = ("daemon", "programs", "tasks", "queues")
+_UNSUPPORTED_TABLES = ("notify",)
+_TABLES = ("daemon", "programs", "tasks", "queues", "schedules")
+SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
 _UNSUPPORTED_PROGRAM_KEYS = (
     "max_memory",
     "watch",
@@ -377,6 +378,31 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True):
     concurrency: int = 1
 
 
+class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``[schedules.NAME]``: when (``every`` seconds or a ``cron`` expression in
+    ``timezone``; None = the system zone) and what (the ``task`` it enqueues, with ``params``;
+    an inline ``command``/``call`` becomes the task ``schedule.NAME``)."""
+
+    name: str
+    every: float | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    task: str
+    params: dict[str, Any] = {}
+    overlap: Literal["skip", "allow", "replace"] = "skip"
+    catch_up: Literal["none", "latest"] = "none"
+    jitter: float = 0.0
+
+    def trigger(self) -> Any:
+        """Its stoker.schedule.triggers trigger (Every, Cron or Reboot)."""
+        from stoker.schedule.triggers import Every, parse_cron, zone_named
+
+        if self.every is not None:
+            return Every(self.every)
+        assert self.cron is not None
+        return parse_cron(self.cron, zone_named(self.timezone))
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """A whole stoker.toml: ``path`` is the absolute file, ``directory`` its folder (the base
     of every relative path in it); ``programs`` keeps file order."""
@@ -387,6 +413,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     programs: dict[str, ProgramConfig] = {}
     tasks: dict[str, TaskConfig] = {}
     queues: dict[str, QueueConfig] = {}
+    schedules: dict[str, ScheduleConfig] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -659,10 +686,22 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
     for name, raw in _table(data, "queues", top).items():
         _check_entry("queue", name, raw, top.at("queues"))
         queues[name] = _build_queue(name, raw, top.at(f"queues.{name}"))
+    schedules: dict[str, ScheduleConfig] = {}
+    for name, raw in _table(data, "schedules", top).items():
+        _check_entry("schedule", name, raw, top.at("schedules"))
+        schedules[name] = _build_schedule(
+            name, raw, top.at(f"schedules.{name}"), directory, daemon, tasks, queues
+        )
     for task in tasks.values():  # a queue no table declares runs with the defaults
         queues.setdefault(task.queue, QueueConfig(name=task.queue))
     return Config(
-        path=file, directory=directory, daemon=daemon, programs=programs, tasks=tasks, queues=queues
+        path=file,
+        directory=directory,
+        daemon=daemon,
+        programs=programs,
+        tasks=tasks,
+        queues=queues,
+        schedules=schedules,
     )
 
 
@@ -1095,6 +1134,120 @@ def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -
         required=required,
         optional=tuple(p for p in dict.fromkeys(parsed.params) if p not in required),
         open_ended=call is not None and "params" not in raw,
+    )
+
+
+_SCHEDULE_EXPECTED: dict[str, str] = {
+    "every": _DURATION,
+    "cron": 'a cron expression like "*/30 * * * *" or "@daily"',
+    "timezone": 'a time zone name like "Asia/Shanghai" or "UTC"',
+    "task": "the name of a [tasks.NAME] table",
+    "params": 'a table of parameters, like { channel = "android" }',
+    "overlap": 'one of "skip", "allow", "replace"',
+    "catch_up": 'one of "none", "latest"',
+    "jitter": _DURATION,
+}
+# An inline command takes these task keys too (it becomes the task schedule.NAME).
+_INLINE_TASK_KEYS = tuple(k for k in _TASK_EXPECTED if "." not in k and k != "params")
+
+
+class _RawSchedule(msgspec.Struct, forbid_unknown_fields=True):
+    every: _Duration | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    task: str | None = None
+    params: dict[str, Any] = {}
+    overlap: Literal["skip", "allow", "replace"] = "skip"
+    catch_up: Literal["none", "latest"] = "none"
+    jitter: _Duration = 0.0
+
+
+def _build_schedule(
+    name: str,
+    raw: dict[str, Any],
+    where: _Where,
+    directory: str,
+    daemon: DaemonConfig,
+    tasks: dict[str, TaskConfig],
+    queues: dict[str, QueueConfig],
+) -> ScheduleConfig:
+    from stoker.schedule.triggers import Every, TriggerError, parse_cron, zone_named
+
+    known = [k for k in _SCHEDULE_EXPECTED]
+    _check_keys(raw, where, (*known, *_INLINE_TASK_KEYS), {"backoff": ("min", "max")})
+    schedule_raw = {k: v for k, v in raw.items() if k in _SCHEDULE_EXPECTED}
+    task_raw = {k: v for k, v in raw.items() if k in _INLINE_TASK_KEYS}
+    parsed = _convert(schedule_raw, _RawSchedule, where, _SCHEDULE_EXPECTED)
+    if (parsed.every is None) == (parsed.cron is None):
+        raise where.error(None, "a schedule needs exactly one of every or cron", "every or cron")
+    timezone = parsed.timezone if parsed.timezone is not None else daemon.timezone
+    if parsed.timezone is not None:
+        timezone = _check_timezone(parsed.timezone, where)
+    every = None
+    if parsed.every is not None:
+        every = _duration(parsed.every, where, "every")
+        try:
+            Every(every)
+        except TriggerError as e:
+            raise where.bad("every", str(e), parsed.every) from None
+        if parsed.timezone is not None:
+            raise where.error(
+                "timezone",
+                "only a cron schedule has a time zone (every counts from the epoch)",
+                "no timezone",
+            )
+    if parsed.cron is not None:
+        try:
+            parse_cron(parsed.cron, zone_named(timezone))
+        except TriggerError as e:
+            raise where.error("cron", str(e), _SCHEDULE_EXPECTED["cron"]) from None
+    inline = "command" in task_raw or "call" in task_raw
+    if (parsed.task is not None) == inline:
+        raise where.error(
+            None, "a schedule needs exactly one of task (a [tasks.NAME]) or command / call", "task or command"
+        )
+    if parsed.task is not None:
+        if task_raw:
+            key = next(iter(task_raw))
+            raise where.error(
+                key, f"belongs to the task {parsed.task!r}, not to the schedule", "no task keys with task ="
+            )
+        task = tasks.get(parsed.task)
+        if task is None:
+            names = ", ".join(t for t in tasks if not t.startswith(SCHEDULE_TASK_PREFIX)) or "none"
+            raise where.error(
+                "task", f"no task {parsed.task!r} in the config (tasks: {names})", "a task name"
+            )
+    else:
+        task_name = SCHEDULE_TASK_PREFIX + name
+        if task_name in tasks:
+            raise where.error(
+                None, f"its inline command would be the task {task_name!r}, which exists", "another name"
+            )
+        if "queue" not in task_raw:
+            # Its own queue, so that another schedule's long job never delays this one; with
+            # overlap = "allow" runs may pile up side by side, so the queue lets them.
+            task_raw["queue"] = task_name
+            queues.setdefault(
+                task_name, QueueConfig(name=task_name, concurrency=64 if parsed.overlap == "allow" else 1)
+            )
+        task = _build_task(task_name, task_raw, where, directory)
+        tasks[task_name] = task
+    try:
+        task.check_params(parsed.params)
+    except ValueError as e:
+        raise where.error("params", str(e), "parameters that fit the task") from None
+    jitter = _duration(parsed.jitter, where, "jitter")
+    return ScheduleConfig(
+        name=name,
+        every=every,
+        cron=" ".join(parsed.cron.split()) if parsed.cron is not None else None,
+        timezone=timezone,
+        task=task.name,
+        params=dict(parsed.params),
+        overlap=parsed.overlap,
+        catch_up=parsed.catch_up,
+        jitter=jitter,
     )
 
 

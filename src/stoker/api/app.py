@@ -20,9 +20,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker import __version__
 from stoker.api import jobs, schemas
+from stoker.api import schedules as schedule_routes
 from stoker.api.common import ApiError, error_response, iso, json_response
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
+from stoker.schedule.scheduler import Scheduler
 from stoker.signals import parse_signal
 from stoker.store import StoreError
 from stoker.supervise.instance import Instance
@@ -41,6 +43,7 @@ class DaemonInfo:
     request_shutdown: Callable[[], None]
     events: EventBus = field(default_factory=EventBus)
     dispatcher: Dispatcher | None = None  # None: no tasks in the config
+    scheduler: Scheduler | None = None  # None: no schedules in the config
 
 
 def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstance]:
@@ -172,6 +175,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         Route("/api/v1/shutdown", shutdown, methods=["POST"]),
         Route("/api/v1/openapi.json", openapi),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
+        *schedule_routes.routes(lambda: info.scheduler),
     ]
 
     async def on_api_error(request: Request, exc: Exception) -> Response:

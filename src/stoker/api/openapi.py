@@ -58,6 +58,7 @@ def document() -> dict[str, Any]:
             schemas.EnqueueRequest,
             schemas.EnqueueManyRequest,
             schemas.Queue,
+            schemas.Schedule,
         ],
         ref_template=_REF,
     )
@@ -255,6 +256,31 @@ def _job_paths() -> dict[str, Any]:
             }
         },
         "/api/v1/queues": {"get": {"summary": "Queues with their counts", "responses": {"200": _QUEUES}}},
+        "/api/v1/schedules": {
+            "get": {
+                "summary": "Schedules: trigger, next run, last run and its result",
+                "responses": {"200": _json({"type": "array", "items": _ref("Schedule")})},
+            }
+        },
+        "/api/v1/schedules/{name}/{action}": {
+            "post": {
+                "summary": "run: queue its job now (201, the job); pause or resume (the schedule; persisted)",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "action",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["run", "pause", "resume"]},
+                    },
+                ],
+                "responses": {
+                    "201": _json(_ref("Job"), "run: the job it queued"),
+                    "200": _json(_ref("Schedule"), "pause, resume: the schedule"),
+                    "404": _json(_ref("ErrorBody"), "No such schedule"),
+                },
+            }
+        },
         "/api/v1/queues/{name}/{action}": {
             "post": {
                 "summary": "Pause or resume a queue (persisted)",

@@ -121,3 +121,15 @@ class Queue(msgspec.Struct, kw_only=True):
     paused: bool
     queued: int
     running: int
+
+
+class Schedule(msgspec.Struct, kw_only=True):
+    name: str
+    trigger: str  # "every 30m" or "cron */30 * * * *"
+    timezone: str | None
+    task: str
+    paused: bool
+    next_run: dt.datetime | None
+    last_run: dt.datetime | None
+    last_state: str | None  # the state of its latest job, or "skipped"
+    last_job: int | None

@@ -106,6 +106,11 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     if store is not None:
         info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
         await info.dispatcher.start()
+        if config.schedules:
+            from stoker.schedule.scheduler import Scheduler
+
+            info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
+            await info.scheduler.start()
 
     sockets = [_bind_unix(socket_path(config))]
     d = config.daemon
@@ -136,8 +141,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         signal.SIGHUP,
         lambda: log.warning("SIGHUP: reload is not available in this version yet; restart to apply changes"),
     )
-    jobs_task = None
+    jobs_task = schedules_task = None
     try:
+        if info.scheduler is not None:
+            schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
             jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         supervisor.autostart()
@@ -152,6 +159,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         ready()
         await stopping.wait()
         log.info("shutting down")
+        if info.scheduler is not None and schedules_task is not None:
+            info.scheduler.stop()
+            await schedules_task
         async with asyncio.TaskGroup() as group:
             group.create_task(supervisor.shutdown())
             if info.dispatcher is not None:
@@ -159,6 +169,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         if jobs_task is not None:
             await jobs_task
     finally:
+        if schedules_task is not None and not schedules_task.done():
+            schedules_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await schedules_task
         if jobs_task is not None and not jobs_task.done():
             jobs_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

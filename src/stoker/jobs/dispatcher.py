@@ -256,6 +256,7 @@ class Dispatcher:
         priority: int = 0,
         key: str | None = None,
         now: float,
+        schedule: str | None = None,
     ) -> NewJob:
         """Check a request against the config; UnknownTask or ParamError (a ValueError) if it
         does not fit. Nothing is stored."""
@@ -269,6 +270,7 @@ class Dispatcher:
             run_at=now if run_at is None else run_at,
             priority=priority,
             key=key,
+            schedule=schedule,
         )
 
     async def enqueue(self, jobs: list[NewJob], now: float) -> list[tuple[Job, bool]]:

@@ -54,6 +54,10 @@ class Every:
         now = int(t * 1_000_000)
         return (now // step + 1) * step / 1_000_000
 
+    def latest_at_or_before(self, t: float) -> float | None:
+        step = round(self.seconds * 1_000_000)
+        return (int(t * 1_000_000) // step) * step / 1_000_000
+
     def describe(self) -> str:
         from stoker.durations import format_duration
 
@@ -75,6 +79,14 @@ class Cron:
         except StopIteration:
             return None
 
+    def latest_at_or_before(self, t: float) -> float | None:
+        """The last fire time at or before `t` (what a daemon that was down missed last)."""
+        start = dt.datetime.fromtimestamp(t + 0.000001, self.zone)  # cronsim's reverse is strict
+        try:
+            return next(CronSim(_expand(self.expression), start, reverse=True)).timestamp()
+        except StopIteration:
+            return None
+
     def describe(self) -> str:
         return f"cron {self.expression}"
 
@@ -84,6 +96,9 @@ class Reboot:
     """`@reboot`: no slots; the daemon fires it once when it starts after a machine boot."""
 
     def next_after(self, t: float) -> float | None:
+        return None
+
+    def latest_at_or_before(self, t: float) -> float | None:
         return None
 
     def describe(self) -> str:

@@ -140,5 +140,21 @@ class Store(Protocol):
         (then cancelled) or this was their third such interruption (then failed: they may be
         what kills the daemon). Returns the ids queued again."""
 
+    async def fire(
+        self, schedule: str, slot: float, job: NewJob | None, now: float
+    ) -> tuple[bool, Job | None]:
+        """Record that `schedule` fired `slot` (with `job`, or skipped with None) and enqueue the
+        job, in one transaction; (False, None) when that slot was already recorded (by this
+        daemon before a restart, or by another node)."""
+
+    async def last_slots(self) -> dict[str, tuple[float, str, int | None]]:
+        """Per schedule, its latest recorded slot: (slot, "fired" or "skipped", job id)."""
+
+    async def latest_job_of(self, schedule: str) -> Job | None: ...
+
+    async def paused_schedules(self) -> set[str]: ...
+
+    async def set_schedule_paused(self, schedule: str, paused: bool) -> None: ...
+
     async def prune(self, finished_before: float, limit: int) -> list[int]:
         """Delete up to `limit` jobs finished before that time; returns their ids."""

@@ -77,6 +77,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX attempts_job ON attempts (job_id);
     CREATE TABLE paused_queues (name TEXT PRIMARY KEY);
     """,
+    """
+    -- each (schedule, slot) fires at most once, whichever daemon gets there first
+    CREATE TABLE schedule_slots (
+        schedule TEXT NOT NULL,
+        slot REAL NOT NULL,
+        fired_at REAL NOT NULL,
+        outcome TEXT NOT NULL,  -- fired, skipped (the previous run was still going)
+        job_id INTEGER,
+        PRIMARY KEY (schedule, slot)
+    );
+    CREATE TABLE paused_schedules (name TEXT PRIMARY KEY);
+    CREATE INDEX jobs_schedule ON jobs (schedule, id) WHERE schedule IS NOT NULL;
+    """,
 ]
 
 _JOB_COLUMNS = (
@@ -275,23 +288,7 @@ class SqliteStore:
                     if row is not None:
                         out.append((_job(row), False))
                         continue
-                row = conn.execute(
-                    "INSERT INTO jobs (task, queue, state, params, priority, max_attempts, run_at,"
-                    " created_at, key, schedule) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
-                    f" RETURNING {_JOB_COLUMNS}",
-                    (
-                        new.task,
-                        new.queue,
-                        json.dumps(new.params, separators=(",", ":")),
-                        new.priority,
-                        new.max_attempts,
-                        new.run_at,
-                        now,
-                        new.key,
-                        new.schedule,
-                    ),
-                ).fetchone()
-                out.append((_job(row), True))
+                out.append((_insert_job(conn, new, now), True))
             return out
 
         return await self._do(operation)
@@ -479,6 +476,65 @@ class SqliteStore:
 
         return await self._do(operation, durable=False)
 
+    async def fire(
+        self, schedule: str, slot: float, job: NewJob | None, now: float
+    ) -> tuple[bool, Job | None]:
+        def operation(conn: sqlite3.Connection) -> tuple[bool, Job | None]:
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO schedule_slots (schedule, slot, fired_at, outcome)"
+                " VALUES (?, ?, ?, ?)",
+                (schedule, slot, now, "fired" if job is not None else "skipped"),
+            ).rowcount
+            if not claimed:
+                return False, None
+            if job is None:
+                return True, None
+            created = _insert_job(conn, job, now)
+            conn.execute(
+                "UPDATE schedule_slots SET job_id = ? WHERE schedule = ? AND slot = ?",
+                (created.id, schedule, slot),
+            )
+            return True, created
+
+        return await self._do(operation)
+
+    async def last_slots(self) -> dict[str, tuple[float, str, int | None]]:
+        def operation(conn: sqlite3.Connection) -> dict[str, tuple[float, str, int | None]]:
+            rows = conn.execute("SELECT schedule, MAX(slot) FROM schedule_slots GROUP BY schedule").fetchall()
+            out = {}
+            for name, slot in rows:
+                outcome, job_id = conn.execute(
+                    "SELECT outcome, job_id FROM schedule_slots WHERE schedule = ? AND slot = ?", (name, slot)
+                ).fetchone()
+                out[name] = (slot, outcome, job_id)
+            return out
+
+        return await self._do(operation, durable=False)
+
+    async def latest_job_of(self, schedule: str) -> Job | None:
+        def operation(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE schedule = ? ORDER BY id DESC LIMIT 1", (schedule,)
+            ).fetchone()
+            return None if row is None else _job(row)
+
+        return await self._do(operation, durable=False)
+
+    async def paused_schedules(self) -> set[str]:
+        def operation(conn: sqlite3.Connection) -> set[str]:
+            return {name for (name,) in conn.execute("SELECT name FROM paused_schedules").fetchall()}
+
+        return await self._do(operation, durable=False)
+
+    async def set_schedule_paused(self, schedule: str, paused: bool) -> None:
+        def operation(conn: sqlite3.Connection) -> None:
+            if paused:
+                conn.execute("INSERT OR IGNORE INTO paused_schedules (name) VALUES (?)", (schedule,))
+            else:
+                conn.execute("DELETE FROM paused_schedules WHERE name = ?", (schedule,))
+
+        await self._do(operation)
+
     async def prune(self, finished_before: float, limit: int) -> list[int]:
         def operation(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
@@ -489,6 +545,26 @@ class SqliteStore:
             return [row[0] for row in rows]
 
         return await self._do(operation, durable=False)
+
+
+def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> Job:
+    row = conn.execute(
+        "INSERT INTO jobs (task, queue, state, params, priority, max_attempts, run_at,"
+        " created_at, key, schedule) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
+        f" RETURNING {_JOB_COLUMNS}",
+        (
+            new.task,
+            new.queue,
+            json.dumps(new.params, separators=(",", ":")),
+            new.priority,
+            new.max_attempts,
+            new.run_at,
+            now,
+            new.key,
+            new.schedule,
+        ),
+    ).fetchone()
+    return _job(row)
 
 
 def _migrate(conn: sqlite3.Connection) -> int:

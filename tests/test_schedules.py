@@ -1,0 +1,187 @@
+"""Schedules with a real daemon: slots fire once, on time, with their policies."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import Stoker, wait_for
+
+
+def rows(stoker: Stoker, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(stoker.state_dir / "stoker.db")
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def schedule_jobs(stoker: Stoker, name: str) -> list[dict[str, Any]]:
+    return [dict(j) for j in stoker.client.jobs(limit=1000) if j["schedule"] == name]
+
+
+def test_every_fires_on_its_slots_and_shows_next_and_last(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [tasks.notify]
+        command = ["echo", "notify {channel}"]
+        [schedules.tick]
+        every = "1s"
+        task = "notify"
+        params = { channel = "android" }
+        """
+    )
+    stoker.up()
+    wait_for(lambda: len(schedule_jobs(stoker, "tick")) >= 3, 20, "3 firings")
+    jobs = schedule_jobs(stoker, "tick")
+    assert all(j["params"] == {"channel": "android"} and j["task"] == "notify" for j in jobs)
+    slots = [
+        s for (s,) in rows(stoker, "SELECT slot FROM schedule_slots WHERE schedule = 'tick' ORDER BY slot")
+    ]
+    assert all(s == int(s) for s in slots)  # on the epoch's second boundaries
+    assert all(b - a >= 1 for a, b in itertools.pairwise(slots))
+    [listing] = stoker.json("schedules")
+    assert listing["name"] == "tick" and listing["trigger"] == "every 1s" and not listing["paused"]
+    assert listing["next_run"] and listing["last_run"] and listing["last_job"]
+    text = stoker.cli("schedules").stdout
+    assert "tick" in text and "every 1s" in text
+
+
+def test_a_slot_fires_once_even_across_a_crash(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [schedules.tick]
+        every = "1s"
+        command = ["true"]
+        catch_up = "latest"
+        """
+    )
+    stoker.up()
+    wait_for(lambda: len(schedule_jobs(stoker, "tick")) >= 2, 20, "2 firings")
+    stoker.kill()  # SIGKILL, perhaps in the middle of a firing
+    stoker.up()
+    wait_for(lambda: len(schedule_jobs(stoker, "tick")) >= 5, 20, "more firings")
+    stoker.kill()
+    stoker.up()
+    wait_for(lambda: len(schedule_jobs(stoker, "tick")) >= 7, 20, "more firings")
+    per_slot = rows(stoker, "SELECT run_at, COUNT(*) FROM jobs WHERE schedule = 'tick' GROUP BY run_at")
+    assert all(count == 1 for _, count in per_slot), per_slot
+    fired = rows(stoker, "SELECT COUNT(*) FROM schedule_slots WHERE schedule = 'tick' AND outcome = 'fired'")
+    assert fired[0][0] == len(rows(stoker, "SELECT id FROM jobs WHERE schedule = 'tick'"))
+
+
+def test_overlap_skip_never_runs_two_at_once(stoker: Stoker, tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    stoker.write(
+        f"""
+        [schedules.slow]
+        every = "1s"
+        command = ["sh", "-c", "echo start >> {trace}; sleep 2.2; echo end >> {trace}"]
+        """
+    )
+    stoker.up()
+    wait_for(lambda: rows(stoker, "SELECT COUNT(*) FROM schedule_slots WHERE outcome = 'skipped'")[0][0] >= 2,
+             20, "skipped slots")  # fmt: skip
+    running = peak = 0
+    for line in trace.read_text().splitlines():
+        running += 1 if line == "start" else -1
+        peak = max(peak, running)
+    assert peak == 1
+    assert "skipped: job" in stoker.log_text()
+
+
+def test_overlap_allow_and_replace(stoker: Stoker, tmp_path: Path) -> None:
+    allow, replace = tmp_path / "allow", tmp_path / "replace"
+    stoker.write(
+        f"""
+        [schedules.pile]
+        every = "1s"
+        overlap = "allow"
+        command = ["sh", "-c", "echo $$ >> {allow}; sleep 30"]
+        [schedules.fresh]
+        every = "1s"
+        overlap = "replace"
+        command = ["sh", "-c", "echo $$ >> {replace}; sleep 30"]
+        """
+    )
+    stoker.up()
+    wait_for(lambda: len([j for j in schedule_jobs(stoker, "pile") if j["state"] == "running"]) >= 2, 20,
+             "two runs side by side")  # fmt: skip
+    wait_for(lambda: any(j["state"] == "cancelled" for j in schedule_jobs(stoker, "fresh")), 20,
+             "the previous run to be replaced")  # fmt: skip
+    assert len([j for j in schedule_jobs(stoker, "fresh") if j["state"] == "running"]) <= 1
+
+
+def test_catch_up_latest_fires_the_missed_slot_once(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [schedules.caught]
+        every = "1s"
+        command = ["true"]
+        catch_up = "latest"
+        [schedules.missed]
+        every = "1s"
+        command = ["true"]
+        """
+    )
+    stoker.up()
+    wait_for(lambda: schedule_jobs(stoker, "caught") and schedule_jobs(stoker, "missed"), 20, "firings")
+    assert stoker.terminate() == 0
+    before = {n: len(rows(stoker, "SELECT 1 FROM jobs WHERE schedule = ?", n)) for n in ("caught", "missed")}
+    down_since = rows(stoker, "SELECT MAX(slot) FROM schedule_slots")[0][0]
+    wait_for(lambda: time.time() > down_since + 2.5, 10, "slots to be missed")
+    stoker.up()
+    caught = rows(stoker, "SELECT slot, fired_at FROM schedule_slots WHERE schedule = 'caught' ORDER BY slot")
+    missed_slots = [s for s, _ in caught if s > down_since]
+    assert missed_slots, "the latest missed slot was caught up"
+    first = missed_slots[0]
+    # one catch-up for the latest missed slot, not one per missed slot
+    assert not any(down_since < s < first for s, _ in caught)
+    missed = rows(stoker, "SELECT slot FROM schedule_slots WHERE schedule = 'missed' ORDER BY slot")
+    assert [s for (s,) in missed if down_since < s < first] == []
+    assert before["caught"] >= 1
+
+
+def test_pause_resume_and_run_now(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [schedules.nightly]
+        cron = "0 3 * * *"
+        timezone = "Asia/Shanghai"
+        command = ["echo", "cleaning"]
+        """
+    )
+    stoker.up()
+    [listing] = stoker.json("schedules")
+    assert listing["next_run"].endswith("T03:00:00+08:00")  # shown in the schedule's own zone
+    assert listing["timezone"] == "Asia/Shanghai" and listing["last_run"] is None
+    ran = stoker.json("schedule", "run", "nightly")
+    assert ran["schedule"] == "nightly"
+    done = stoker.client.wait(ran["id"], timeout=20)
+    assert done.state == "succeeded" and done.output == "cleaning\n"
+    paused = stoker.json("schedule", "pause", "nightly")
+    assert paused["paused"] is True and paused["next_run"] is None
+    assert stoker.terminate() == 0
+    stoker.up()
+    assert stoker.json("schedules")[0]["paused"] is True
+    resumed = stoker.json("schedule", "resume", "nightly")
+    assert resumed["paused"] is False and resumed["next_run"]
+    assert stoker.cli("schedule", "run", "nope").returncode == 2
+
+
+def test_reboot_fires_once_per_boot(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [schedules.boot]
+        cron = "@reboot"
+        command = ["echo", "booted"]
+        """
+    )
+    stoker.up()
+    wait_for(lambda: len(schedule_jobs(stoker, "boot")) == 1, 20, "the @reboot job")
+    assert stoker.terminate() == 0
+    stoker.up()  # the daemon restarted, the machine did not: no second run
+    assert len(schedule_jobs(stoker, "boot")) == 1
