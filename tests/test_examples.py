@@ -26,7 +26,9 @@ def _copy(stoker: Stoker, name: str, replace: dict[str, str] | None = None) -> N
     config.write_text(text)
 
 
-@pytest.mark.parametrize("name", ["guard", "line-server", "crawlers", "demo"])
+@pytest.mark.parametrize(
+    "name", ["guard", "line-server", "crawlers", "demo", "schedules", "mail-spool", "apk-builds"]
+)
 def test_example_configs_are_valid(stoker: Stoker, name: str) -> None:
     _copy(stoker, name)
     result = stoker.cli("check")
@@ -114,3 +116,31 @@ def test_demo_runs(stoker: Stoker, unused_tcp_port: int) -> None:
     # it fails now and then on purpose; 3 attempts make a success likely, not certain
     assert done.state in ("succeeded", "failed") and 1 <= done.attempt <= 3
     assert "monday: collecting orders" in done.output
+
+
+def test_schedules_example(stoker: Stoker) -> None:
+    need("php")
+    _copy(stoker, "schedules", {'every = "30s"': 'every = "1s"'})
+    folder = stoker.config.parent
+    stoker.up()
+    status = folder / "status.json"
+    wait_for(status.exists, 20, "the status file")
+    first = status.read_text()
+    wait_for(lambda: status.read_text() != first, 20, "the status file to be rewritten")
+    listing = {s["name"]: s for s in stoker.json("schedules")}
+    assert set(listing) == {"status_file", "gray_notify", "nightly_cleanup"}
+    assert listing["nightly_cleanup"]["next_run"].endswith("T03:00:00+08:00")
+
+    off = stoker.client.wait(stoker.json("schedule", "run", "gray_notify")["id"], timeout=30)
+    assert off.state == "succeeded" and "nothing to send" in off.output
+    (folder / "flags" / "gray_release").touch()
+    on = stoker.client.wait(stoker.json("schedule", "run", "gray_notify")["id"], timeout=30)
+    assert on.output == "notified android\n" and (folder / "sent" / "android.log").exists()
+
+    old, new = folder / "exports" / "old.csv", folder / "exports" / "new.csv"
+    old.write_text("x")
+    new.write_text("y")
+    os.utime(old, (0, 0))
+    cleanup = stoker.client.wait(stoker.json("schedule", "run", "nightly_cleanup")["id"], timeout=30)
+    assert cleanup.state == "succeeded" and "deleted 1 file(s)" in cleanup.output
+    assert not old.exists() and new.exists()
