@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-jobs venv clean
+.PHONY: demo test lint bench bench-jobs bench-schedules venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 ## bench-jobs: stoker's job queue against huey and RQ on the same work (installs them into bench/.work)
 bench-jobs: $(STAMP)
 	$(BIN)/python bench/jobs.py
+
+## bench-schedules: firing lateness of an every-1s schedule against APScheduler (installs it into bench/.work)
+bench-schedules: $(STAMP)
+	$(BIN)/python bench/schedules.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work
