@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-jobs bench-schedules venv clean
+.PHONY: demo test lint bench bench-programs bench-jobs bench-schedules venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
 
-## bench: stoker against supervisord and pm2 on the same work (installs them into bench/.work)
-bench: $(STAMP)
+## bench: every performance target, each against its anchors in the same run (about 20 minutes)
+bench: bench-programs bench-jobs bench-schedules
+
+## bench-programs: stoker against supervisord and pm2 on the same programs (installs them into bench/.work)
+bench-programs: $(STAMP)
 	$(BIN)/python bench/run.py
 
 ## bench-jobs: stoker's job queue against huey and RQ on the same work (installs them into bench/.work)
