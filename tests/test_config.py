@@ -661,7 +661,6 @@ def test_unsupported_tables(tmp_path: Path, table: str) -> None:
     [
         ("max_memory", '"512MB"'),
         ("watch", '["src/"]'),
-        ("cron_restart", '"0 4 * * *"'),
         ("depends_on", '["redis"]'),
         ("ready", '"tcp:8080"'),
         ("watchdog", '"30s"'),

@@ -7,6 +7,7 @@ import signal
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 from conftest import Stoker, marked_pids, pid_alive, wait_for
 
@@ -438,3 +439,58 @@ def test_user_group_and_umask(stoker: Stoker) -> None:
     wait_for(lambda: stoker.cli("logs", "dropped").stdout == expected, what="the dropped program's ids")
     row = stoker.wait_state("nosuchuser:0", "fatal")
     assert row["error"] == "gave up after 2 failed starts: unknown user: no-such-user-here"
+
+
+def test_cron_restart_restarts_running_instances_only(tmp_path: Path) -> None:
+    """The restart loop with a 1 s trigger (a cron expression's finest step is a minute) over
+    real processes: running instances get new pids, one stopped by hand stays stopped."""
+    import asyncio
+
+    from stoker.config import load_config
+    from stoker.schedule.triggers import Every
+    from stoker.supervise.cron_restart import restart_on_schedule
+    from stoker.supervise.supervisor import Supervisor
+
+    config_file = tmp_path / "stoker.toml"
+    config_file.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[programs.web]\ncommand = ["{PY}", "-c", "import time; time.sleep(1000)"]\ninstances = 2\n'
+        'start_seconds = "100ms"\ncron_restart = "0 4 * * *"\n'
+    )
+    config = load_config(config_file)
+    assert config.programs["web"].cron_restart == "0 4 * * *"
+
+    async def main() -> tuple[list[int | None], list[int | None], str]:
+        (tmp_path / "state" / "logs").mkdir(parents=True)
+        supervisor = Supervisor(config)
+        try:
+            await supervisor.start(supervisor.select(["web"]))
+            await supervisor.stop(supervisor.select(["web:1"]))
+            before = [i.pid for i in supervisor.select(["web"])]
+            task = asyncio.create_task(restart_on_schedule(supervisor, {"web": Every(1)}))
+            deadline = asyncio.get_running_loop().time() + 10
+            while (
+                supervisor.instances["web:0"].pid in (None, before[0])
+                or supervisor.instances["web:0"].state.value != "running"
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "no restart"
+                await asyncio.sleep(0.05)
+            task.cancel()
+            after = [i.pid for i in supervisor.select(["web"])]
+            return before, after, supervisor.instances["web:1"].state.value
+        finally:
+            await supervisor.shutdown()
+
+    before, after, stopped = asyncio.run(main())
+    assert after[0] != before[0] and after[0] is not None
+    assert before[1] is None and after[1] is None and stopped == "stopped"
+
+
+def test_cron_restart_is_checked(tmp_path: Path) -> None:
+    bad = tmp_path / "stoker.toml"
+    for value, message in [("61 * * * *", "bad minute"), ("@reboot", "cron expression with times")]:
+        bad.write_text(f'[programs.x]\ncommand = "sleep 1"\ncron_restart = "{value}"\n')
+        result = subprocess.run(
+            [sys.executable, "-m", "stoker", "-c", str(bad), "check"], capture_output=True, text=True
+        )
+        assert result.returncode == 2 and "cron_restart" in result.stderr and message in result.stderr

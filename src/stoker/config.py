@@ -70,7 +70,6 @@ SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command become
 _UNSUPPORTED_PROGRAM_KEYS = (
     "max_memory",
     "watch",
-    "cron_restart",
     "depends_on",
     "ready",
     "watchdog",
@@ -265,6 +264,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     stop_signal: int = int(signal.SIGTERM)
     stop_timeout: float = 10.0
     log: LogConfig = msgspec.field(default_factory=LogConfig)
+    cron_restart: str | None = None  # a cron expression, read in [daemon] timezone
 
     def instance_names(self) -> list[str]:
         """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
@@ -454,6 +454,7 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     stop_signal: int | str = "TERM"
     stop_timeout: _Duration = 10.0
     log: _RawLog = msgspec.field(default_factory=_RawLog)
+    cron_restart: str | None = None
 
 
 class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -516,6 +517,7 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "log.keep": "a whole number of rotated files to keep, 0 or more",
     "log.stderr": 'one of "merge", "separate"',
     "log.timestamps": "true or false",
+    "cron_restart": 'a cron expression like "0 4 * * *" (restart the program at those times)',
 }
 _DAEMON_EXPECTED: dict[str, str] = {
     "state_dir": "a path string",
@@ -677,7 +679,7 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
     programs: dict[str, ProgramConfig] = {}
     for name, raw in _table(data, "programs", top).items():
         _check_program_entry(name, raw, top.at("programs"))
-        programs[name] = _build_program(name, raw, top.at(f"programs.{name}"), directory)
+        programs[name] = _build_program(name, raw, top.at(f"programs.{name}"), directory, daemon.timezone)
     tasks: dict[str, TaskConfig] = {}
     for name, raw in _table(data, "tasks", top).items():
         _check_entry("task", name, raw, top.at("tasks"))
@@ -914,7 +916,9 @@ def _check_program_entry(name: str, raw: object, where: _Where) -> None:
     _check_entry("program", name, raw, where)
 
 
-def _build_program(name: str, raw: dict[str, Any], where: _Where, directory: str) -> ProgramConfig:
+def _build_program(
+    name: str, raw: dict[str, Any], where: _Where, directory: str, daemon_timezone: str | None = None
+) -> ProgramConfig:
     for key in raw:
         if key in _UNSUPPORTED_PROGRAM_KEYS:
             raise where.error(key, _NOT_YET, "a supported key")
@@ -942,7 +946,24 @@ def _build_program(name: str, raw: dict[str, Any], where: _Where, directory: str
         stop_signal=_signal(parsed.stop_signal, where),
         stop_timeout=_duration(parsed.stop_timeout, where, "stop_timeout"),
         log=_log(parsed.log, where),
+        cron_restart=_cron_restart(parsed.cron_restart, where, daemon_timezone),
     )
+
+
+def _cron_restart(value: str | None, where: _Where, timezone: str | None) -> str | None:
+    if value is None:
+        return None
+    from stoker.schedule.triggers import Reboot, TriggerError, parse_cron, zone_named
+
+    try:
+        trigger = parse_cron(value, zone_named(timezone))
+    except TriggerError as e:
+        raise where.error("cron_restart", str(e), _PROGRAM_EXPECTED["cron_restart"]) from None
+    if isinstance(trigger, Reboot):
+        raise where.bad(
+            "cron_restart", "a cron expression with times (a program starts with the daemon anyway)", value
+        )
+    return " ".join(value.split())
 
 
 def _command(value: str | list[str], shell: bool, where: _Where) -> tuple[str, ...]:
@@ -1302,6 +1323,7 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # stop_signal = "TERM"             # sent to the whole process group to stop it
 # stop_timeout = "10s"             # then SIGKILL
 # log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
+# cron_restart = "0 4 * * *"      # also restart it at these times (cron, [daemon] timezone)
 
 # A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
 # {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.

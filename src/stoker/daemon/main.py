@@ -141,13 +141,17 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         signal.SIGHUP,
         lambda: log.warning("SIGHUP: reload is not available in this version yet; restart to apply changes"),
     )
-    jobs_task = schedules_task = None
+    jobs_task = schedules_task = cron_task = None
     try:
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
             jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         supervisor.autostart()
+        if any(p.cron_restart for p in config.programs.values()):
+            from stoker.supervise.cron_restart import restart_on_schedule, triggers_of
+
+            cron_task = asyncio.create_task(restart_on_schedule(supervisor, triggers_of(supervisor)))
         log.info(
             "stoker %s ready: %d program(s), %d instance(s), socket %s%s",
             _version(),
@@ -159,6 +163,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         ready()
         await stopping.wait()
         log.info("shutting down")
+        if cron_task is not None:
+            cron_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cron_task
         if info.scheduler is not None and schedules_task is not None:
             info.scheduler.stop()
             await schedules_task
@@ -169,6 +177,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         if jobs_task is not None:
             await jobs_task
     finally:
+        if cron_task is not None and not cron_task.done():
+            cron_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cron_task
         if schedules_task is not None and not schedules_task.done():
             schedules_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,60 @@
+"""`cron_restart`: restart a program at the times a cron expression names (pm2's option).
+
+One task for all such programs, sleeping until the earliest next time (no tick). Only
+instances that are up (or coming up) are restarted: one stopped by hand stays stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from stoker.supervise.state import State
+from stoker.supervise.supervisor import Supervisor
+
+log = logging.getLogger("stoker")
+
+RESTARTABLE = frozenset({State.STARTING, State.RUNNING, State.BACKOFF})
+
+
+class _Trigger(Protocol):  # what stoker.schedule.triggers' Cron and Every offer
+    def next_after(self, t: float) -> float | None: ...
+
+
+def triggers_of(supervisor: Supervisor) -> dict[str, _Trigger]:
+    from stoker.schedule.triggers import parse_cron, zone_named
+
+    zone = zone_named(supervisor.config.daemon.timezone)
+    return {
+        name: parse_cron(program.cron_restart, zone)
+        for name, program in supervisor.config.programs.items()
+        if program.cron_restart is not None
+    }
+
+
+async def restart_on_schedule(supervisor: Supervisor, triggers: Mapping[str, _Trigger]) -> None:
+    """Run until cancelled."""
+    due = {name: trigger.next_after(time.time()) for name, trigger in triggers.items()}
+    loop = asyncio.get_running_loop()
+    while True:
+        times = [t for t in due.values() if t is not None]
+        if not times:
+            return
+        wake = asyncio.Event()
+        timer = loop.call_later(max(0.0, min(times) - time.time()), wake.set)
+        try:
+            await wake.wait()
+        finally:
+            timer.cancel()
+        now = time.time()
+        for name, at in list(due.items()):
+            if at is None or at > now:
+                continue
+            due[name] = triggers[name].next_after(max(at, now))
+            instances = [i for i in supervisor.select([name]) if i.state in RESTARTABLE]
+            if instances:
+                log.info("%s: cron_restart: restarting %d instance(s)", name, len(instances))
+                await supervisor.restart(instances)
