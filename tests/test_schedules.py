@@ -38,6 +38,14 @@ def test_every_fires_on_its_slots_and_shows_next_and_last(stoker: Stoker) -> Non
     wait_for(lambda: len(schedule_jobs(stoker, "tick")) >= 3, 20, "3 firings")
     jobs = schedule_jobs(stoker, "tick")
     assert all(j["params"] == {"channel": "android"} and j["task"] == "notify" for j in jobs)
+    import datetime as dt
+
+    fired = {
+        job_id: slot
+        for slot, job_id in rows(stoker, "SELECT slot, job_id FROM schedule_slots WHERE schedule = 'tick'")
+    }
+    for j in jobs:  # each job carries the slot it fired for
+        assert dt.datetime.fromisoformat(j["slot"]).timestamp() == fired[j["id"]]
     slots = [
         s for (s,) in rows(stoker, "SELECT slot FROM schedule_slots WHERE schedule = 'tick' ORDER BY slot")
     ]

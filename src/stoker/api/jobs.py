@@ -59,6 +59,7 @@ def job_json(job: Job, *, output: str | None = None, limit: int | None = None) -
         key=job.key,
         node=job.node,
         schedule=job.schedule,
+        slot=iso(job.slot),
     )
 
 

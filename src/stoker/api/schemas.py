@@ -78,6 +78,7 @@ class Job(msgspec.Struct, kw_only=True):
     key: str | None
     node: str | None
     schedule: str | None
+    slot: dt.datetime | None = None  # the schedule slot it fired for
 
 
 class Attempt(msgspec.Struct, kw_only=True):

@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from stoker.config import Config, ScheduleConfig
@@ -131,7 +132,7 @@ class Scheduler:
         jitter = random.uniform(0, schedule.jitter) if schedule.jitter else 0.0
         new = self.dispatcher.new_job(schedule.task, dict(schedule.params), run_at=max(slot, now) + jitter,
                                       now=now, schedule=name)  # fmt: skip
-        fired, job = await self.store.fire(name, slot, new, now)
+        fired, job = await self.store.fire(name, slot, replace(new, slot=slot), now)
         if job is not None:
             self.dispatcher.wake()
             self.publish({"type": "job", "job": job})

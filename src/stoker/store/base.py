@@ -27,6 +27,7 @@ class NewJob:
     priority: int = 0
     key: str | None = None
     schedule: str | None = None
+    slot: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Job:
     node: str | None = None
     schedule: str | None = None
     cancel_requested: bool = False
+    slot: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

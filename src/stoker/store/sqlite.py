@@ -89,12 +89,13 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE paused_schedules (name TEXT PRIMARY KEY);
     CREATE INDEX jobs_schedule ON jobs (schedule, id) WHERE schedule IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN slot REAL;  -- the schedule slot a job fired for
     """,
 ]
 
 _JOB_COLUMNS = (
     "id, task, queue, state, params, priority, attempt, max_attempts, run_at, created_at, started_at, "
-    "finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested"
+    "finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested, slot"
 )
 
 
@@ -111,8 +112,9 @@ CLAIM = (
 
 
 def _job(row: tuple[Any, ...]) -> Job:
-    (id_, task, queue_, state, params, priority, attempt, max_attempts, run_at, created_at, started_at,
-     finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested) = row  # fmt: skip
+    (id_, task, queue_, state, params, priority, attempt, max_attempts, run_at, created_at,
+     started_at, finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested,
+     slot) = row  # fmt: skip
     return Job(
         id=id_,
         task=task,
@@ -134,6 +136,7 @@ def _job(row: tuple[Any, ...]) -> Job:
         node=node,
         schedule=schedule,
         cancel_requested=bool(cancel_requested),
+        slot=slot,
     )
 
 
@@ -550,7 +553,7 @@ class SqliteStore:
 def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> Job:
     row = conn.execute(
         "INSERT INTO jobs (task, queue, state, params, priority, max_attempts, run_at,"
-        " created_at, key, schedule) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
+        " created_at, key, schedule, slot) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
         f" RETURNING {_JOB_COLUMNS}",
         (
             new.task,
@@ -562,6 +565,7 @@ def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> Job:
             now,
             new.key,
             new.schedule,
+            new.slot,
         ),
     ).fetchone()
     return _job(row)
