@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stoker import __version__
 from stoker.api import jobs, schemas
 from stoker.api import schedules as schedule_routes
-from stoker.api.common import ApiError, error_response, iso, json_response
+from stoker.api.common import ApiError, error_response, iso, json_response, output_event
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.schedule.scheduler import Scheduler
@@ -228,21 +228,16 @@ async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool
         sink.add_listener(listener)
     try:
         if initial:
-            yield _event("", initial)
+            yield output_event("", initial)
         while True:
             name, data = await queue.get()
             if missed:
-                yield _event("", f"[stoker] {missed} bytes skipped: reader too slow\n".encode())
+                yield output_event("", f"[stoker] {missed} bytes skipped: reader too slow\n".encode())
                 missed = 0
-            yield _event(name, _prefixed(name, data, prefix))
+            yield output_event(name, _prefixed(name, data, prefix))
     finally:
         for sink, listener in listeners:
             sink.remove_listener(listener)
-
-
-def _event(name: str, data: bytes) -> bytes:
-    payload = msgspec.json.encode({"name": name, "text": data.decode("utf-8", "replace")})
-    return b"data: " + payload + b"\n\n"
 
 
 class BearerAuth:

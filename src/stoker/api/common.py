@@ -27,6 +27,17 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(schemas.ErrorBody(schemas.ErrorDetail(code, message)), status)
 
 
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event whose data is `data` as JSON."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + msgspec.json.encode(data) + b"\n\n"
+
+
+def output_event(name: str, data: bytes) -> bytes:
+    """An event of followed output: {"name": program instance or "", "text": …}."""
+    return sse({"name": name, "text": data.decode("utf-8", "replace")})
+
+
 def iso(ts: float | None) -> dt.datetime | None:
     """Unix seconds as an aware datetime in the daemon's local zone (ISO 8601 with offset)."""
     return None if ts is None else dt.datetime.fromtimestamp(ts).astimezone()

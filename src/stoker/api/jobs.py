@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from stoker.api import schemas
-from stoker.api.common import ApiError, iso, json_response
+from stoker.api.common import ApiError, iso, json_response, output_event, sse
 from stoker.durations import InvalidValue, parse_duration
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
@@ -186,25 +186,24 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
                 job = await _wait_finished(d, subscription, job, wait)
         return json_response(await detail(d, job))
 
-    async def cancel(request: Request) -> Response:
-        d = need()
-        try:
-            job = await d.cancel(_job_id(request))
-        except JobNotFound as e:
-            raise ApiError(404, "not_found", str(e)) from None
-        except JobConflict as e:
-            raise ApiError(409, "conflict", str(e)) from None
-        return json_response(job_json(job))
+    def job_action(
+        operation: Callable[[Dispatcher, int], Awaitable[Job]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """POST /jobs/{id}/cancel and /retry: the same answers, another operation."""
 
-    async def retry(request: Request) -> Response:
-        d = need()
-        try:
-            job = await d.retry(_job_id(request))
-        except JobNotFound as e:
-            raise ApiError(404, "not_found", str(e)) from None
-        except JobConflict as e:
-            raise ApiError(409, "conflict", str(e)) from None
-        return json_response(job_json(job))
+        async def endpoint(request: Request) -> Response:
+            try:
+                job = await operation(need(), _job_id(request))
+            except JobNotFound as e:
+                raise ApiError(404, "not_found", str(e)) from None
+            except JobConflict as e:
+                raise ApiError(409, "conflict", str(e)) from None
+            return json_response(job_json(job))
+
+        return endpoint
+
+    cancel = job_action(lambda d, job_id: d.cancel(job_id))
+    retry = job_action(lambda d, job_id: d.retry(job_id))
 
     async def job_logs(request: Request) -> Response:
         d = need()
@@ -293,7 +292,7 @@ async def _follow_job(
     """
     offset = _size(path)  # the tail was read just before
     if initial:
-        yield _text_event(initial)
+        yield output_event("", initial)
     with events.subscribe() as subscription:
         job = await d.store.get(job.id) or job
         while True:
@@ -310,9 +309,9 @@ async def _follow_job(
                     f.seek(offset)
                     data = f.read(size - offset)
                 offset = size
-                yield _text_event(data)
+                yield output_event("", data)
             if job.state in FINISHED:
-                yield b"event: end\ndata: " + msgspec.json.encode({"state": str(job.state)}) + b"\n\n"
+                yield sse({"state": str(job.state)}, event="end")
                 return
 
 
@@ -323,15 +322,11 @@ def _size(path: str) -> int:
         return 0
 
 
-def _text_event(data: bytes) -> bytes:
-    return b"data: " + msgspec.json.encode({"name": "", "text": data.decode("utf-8", "replace")}) + b"\n\n"
-
-
 async def _sse(events: EventBus) -> AsyncIterator[bytes]:
     with events.subscribe() as subscription:
-        yield b"data: " + msgspec.json.encode({"type": "connected"}) + b"\n\n"
+        yield sse({"type": "connected"})
         async for event in subscription:
-            yield b"data: " + msgspec.json.encode(event_json(event)) + b"\n\n"
+            yield sse(event_json(event))
 
 
 def _job_id(request: Request) -> int:

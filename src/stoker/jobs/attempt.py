@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from stoker.config import TaskConfig
 from stoker.jobs.rules import Outcome
+from stoker.supervise.reap import kill_group
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,3 +28,44 @@ class AttemptRun(Protocol):
 
     def stop(self, outcome: Outcome, reason: str) -> None:
         """End the attempt early (cancel, timeout, shutdown): it ends with `outcome`."""
+
+
+class GroupStop:
+    """What every runner whose attempt is one process group shares: the task's timeout, and
+    stopping (cancel, timeout, shutdown) by SIGTERM to the group, SIGKILL after stop_timeout.
+    A runner sets `pid` once the group exists; a stop that comes before is seen by `run()`
+    through `stopped`."""
+
+    def __init__(self, task: TaskConfig) -> None:
+        self.task = task
+        self.pid: int | None = None
+        self.stopped: tuple[Outcome, str] | None = None
+        self._timers: list[asyncio.TimerHandle] = []
+
+    def stop(self, outcome: Outcome, reason: str) -> None:
+        if self.stopped is not None:
+            return
+        self.stopped = (outcome, reason)
+        if self.pid is None:
+            return
+        kill_group(self.pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        self._timers.append(loop.call_later(self.task.stop_timeout, kill_group, self.pid, signal.SIGKILL))
+
+    def arm_timeout(self) -> None:
+        if self.task.timeout is not None:
+            from stoker.durations import format_duration
+
+            reason = f"timed out after {format_duration(self.task.timeout)}"
+            loop = asyncio.get_running_loop()
+            self._timers.append(loop.call_later(self.task.timeout, self.stop, Outcome.TIMED_OUT, reason))
+
+    def disarm(self) -> None:
+        """The group is gone: no timer may signal its pid (which could be reused) any more."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def stopped_result(self, **more: Any) -> AttemptResult:
+        assert self.stopped is not None
+        return AttemptResult(self.stopped[0], error=self.stopped[1], **more)

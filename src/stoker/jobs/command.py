@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import time
@@ -24,12 +23,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from stoker.config import TaskConfig
-from stoker.jobs.attempt import AttemptResult
+from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import close_output, open_output
 from stoker.jobs.params import ParamError, fill
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
-from stoker.supervise.reap import describe_exit, watch_exit
+from stoker.supervise.reap import describe_exit, kill_group, watch_exit
 from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
 
 
@@ -44,7 +43,7 @@ def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_d
     return env
 
 
-class CommandRun:
+class CommandRun(GroupStop):
     def __init__(
         self,
         job: Job,
@@ -56,15 +55,12 @@ class CommandRun:
         base_environment: Mapping[str, str],
     ) -> None:
         assert task.command is not None
+        super().__init__(task)
         self.job = job
-        self.task = task
         self.output = output
         self.rerun = rerun
         self.state_dir = state_dir
         self.base_environment = base_environment
-        self.pid: int | None = None
-        self._stopped: tuple[Outcome, str] | None = None
-        self._kill_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> AttemptResult:
         assert self.task.command is not None
@@ -73,8 +69,8 @@ class CommandRun:
             argv = fill(self.task.command, self.job.params)
         except ParamError as e:  # the config changed since the job was accepted
             return AttemptResult(Outcome.FAILED, error=str(e))
-        if self._stopped is not None:
-            return AttemptResult(self._stopped[0], error=self._stopped[1])
+        if self.stopped is not None:
+            return self.stopped_result()
         env = job_environment(self.job, self.task, self.base_environment, self.state_dir)
         fd, offset = open_output(self.output, self.job.attempt, self.rerun, time.time())
         try:
@@ -108,45 +104,16 @@ class CommandRun:
                 exited.set_result(status)
 
         watch_exit(loop, child.pid, on_exit)
-        timeout = None
-        if self.task.timeout is not None:
-            reason = f"timed out after {_seconds(self.task.timeout)}"
-            timeout = loop.call_later(self.task.timeout, self.stop, Outcome.TIMED_OUT, reason)
+        self.arm_timeout()
         try:
             status = await exited
         finally:
-            if timeout is not None:
-                timeout.cancel()
-            if self._kill_timer is not None:
-                self._kill_timer.cancel()
+            self.disarm()
             if not exited.done():  # we are being cancelled: the job must not outlive us
-                _kill_group(child.pid, signal.SIGKILL)
+                kill_group(child.pid, signal.SIGKILL)
         exit_code, _, how = describe_exit(status)
-        if self._stopped is not None:
-            return AttemptResult(self._stopped[0], exit_code=exit_code, error=self._stopped[1])
+        if self.stopped is not None:
+            return self.stopped_result(exit_code=exit_code)
         if exit_code == 0:
             return AttemptResult(Outcome.SUCCEEDED, exit_code=0)
         return AttemptResult(Outcome.FAILED, exit_code=exit_code, error=how)
-
-    def stop(self, outcome: Outcome, reason: str) -> None:
-        if self._stopped is not None:
-            return
-        self._stopped = (outcome, reason)
-        if self.pid is None:
-            return  # not started: run() sees the flag
-        _kill_group(self.pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        self._kill_timer = loop.call_later(self.task.stop_timeout, _kill_group, self.pid, signal.SIGKILL)
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _seconds(value: float) -> str:
-    from stoker.durations import format_duration
-
-    return format_duration(value)

@@ -27,6 +27,7 @@ from stoker.jobs.params import ParamError
 from stoker.jobs.pool import CallRun, Pool, profile_of
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.store import AttemptEnd, Job, NewJob, Store
+from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
 
@@ -152,13 +153,7 @@ class Dispatcher:
         delay = FALLBACK_POLL if due is None else min(FALLBACK_POLL, due - time.time())
         if delay <= 0 or self._stopping:
             return
-        # A timer that sets the event, rather than wait_for(): that costs a task per wake-up,
-        # and this runs once per job.
-        timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
-        try:
-            await self._wake.wait()
-        finally:
-            timer.cancel()
+        await wait_event(self._wake, delay)
 
     # running -------------------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ retired, so leaks in task code do not accumulate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -22,12 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from stoker.config import Config, TaskConfig
-from stoker.jobs.attempt import AttemptResult
+from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.command import job_environment
 from stoker.jobs.output import current_output
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
-from stoker.supervise.reap import describe_exit, watch_exit
+from stoker.supervise.reap import describe_exit, kill_group, watch_exit
 from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
 
 log = logging.getLogger("stoker")
@@ -79,8 +78,7 @@ class Worker:
         return f"the worker {describe_exit(status)[2]}"
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+        kill_group(self.pid, sig)
 
     def close(self) -> None:
         if self._streams is not None:
@@ -179,28 +177,25 @@ def _own_path() -> list[str]:
     return [os.path.dirname(os.path.dirname(os.path.abspath(stoker.__file__)))]
 
 
-class CallRun:
+class CallRun(GroupStop):
     """One attempt of a `call` task, on a worker of the pool."""
 
     def __init__(
         self, job: Job, task: TaskConfig, *, pool: Pool, output: str, rerun: bool, state_dir: str,
     ) -> None:  # fmt: skip
         assert task.call is not None
+        super().__init__(task)
         self.job = job
-        self.task = task
         self.pool = pool
         self.output = output
         self.rerun = rerun
         self.state_dir = state_dir
         self.worker: Worker | None = None
-        self._stopped: tuple[Outcome, str] | None = None
-        self._kill_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> AttemptResult:
         assert self.task.call is not None
-        if self._stopped is not None:
-            return AttemptResult(self._stopped[0], error=self._stopped[1])
-        loop = asyncio.get_running_loop()
+        if self.stopped is not None:
+            return self.stopped_result()
         try:
             worker = self.worker = self.pool.acquire(profile_of(self.task))
         except Exception as e:
@@ -216,29 +211,22 @@ class CallRun:
             "directory": self.task.directory,
             "environment": environment,
         }
-        timeout = None
-        if self.task.timeout is not None:
-            from stoker.durations import format_duration
-
-            reason = f"timed out after {format_duration(self.task.timeout)}"
-            timeout = loop.call_later(self.task.timeout, self.stop, Outcome.TIMED_OUT, reason)
+        self.pid = worker.pid  # a stop or a timeout now reaches the worker's group
+        self.arm_timeout()
         try:
             answer = await worker.call(request)
         except WorkerDied as e:
             self.pool.retire(worker)
             output = current_output(self.output)
-            if self._stopped is not None:
-                return AttemptResult(self._stopped[0], error=self._stopped[1], output=output)
+            if self.stopped is not None:
+                return self.stopped_result(output=output)
             return AttemptResult(Outcome.FAILED, error=str(e), output=output)
         except BaseException:
             self.pool.retire(worker)  # cancelled: the job must not outlive us
             worker.kill(signal.SIGKILL)
             raise
         finally:
-            if timeout is not None:
-                timeout.cancel()
-            if self._kill_timer is not None:
-                self._kill_timer.cancel()
+            self.disarm()
         self.pool.release(worker)
         output = str(answer.get("output") or "")
         if answer.get("ok"):
@@ -246,13 +234,3 @@ class CallRun:
                 Outcome.SUCCEEDED, result=answer.get("result"), has_result=True, output=output
             )
         return AttemptResult(Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output)
-
-    def stop(self, outcome: Outcome, reason: str) -> None:
-        if self._stopped is not None:
-            return
-        self._stopped = (outcome, reason)
-        if self.worker is None:
-            return
-        self.worker.kill(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        self._kill_timer = loop.call_later(self.task.stop_timeout, self.worker.kill, signal.SIGKILL)

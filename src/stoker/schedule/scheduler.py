@@ -28,6 +28,7 @@ from stoker.jobs.dispatcher import Dispatcher
 from stoker.jobs.rules import LIVE
 from stoker.schedule.triggers import Reboot, Trigger
 from stoker.store import Job, Store
+from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
 
@@ -103,11 +104,7 @@ class Scheduler:
                 continue
             delay = min(waiting) - time.time()
             if delay > 0:
-                timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
-                try:
-                    await self._wake.wait()
-                finally:
-                    timer.cancel()
+                await wait_event(self._wake, delay)
 
     def stop(self) -> None:
         self._stopping = True

@@ -430,17 +430,24 @@ class SqliteStore:
         return await self._do(operation, durable=False)
 
     async def paused_queues(self) -> set[str]:
+        return await self._names_in("paused_queues")
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._set_member("paused_queues", queue, paused)
+
+    # paused_queues and paused_schedules: tables of names, a name present = paused
+    async def _names_in(self, table: str) -> set[str]:
         def operation(conn: sqlite3.Connection) -> set[str]:
-            return {name for (name,) in conn.execute("SELECT name FROM paused_queues").fetchall()}
+            return {name for (name,) in conn.execute(f"SELECT name FROM {table}").fetchall()}
 
         return await self._do(operation, durable=False)
 
-    async def set_paused(self, queue: str, paused: bool) -> None:
+    async def _set_member(self, table: str, name: str, member: bool) -> None:
         def operation(conn: sqlite3.Connection) -> None:
-            if paused:
-                conn.execute("INSERT OR IGNORE INTO paused_queues (name) VALUES (?)", (queue,))
+            if member:
+                conn.execute(f"INSERT OR IGNORE INTO {table} (name) VALUES (?)", (name,))
             else:
-                conn.execute("DELETE FROM paused_queues WHERE name = ?", (queue,))
+                conn.execute(f"DELETE FROM {table} WHERE name = ?", (name,))
 
         await self._do(operation)
 
@@ -524,19 +531,10 @@ class SqliteStore:
         return await self._do(operation, durable=False)
 
     async def paused_schedules(self) -> set[str]:
-        def operation(conn: sqlite3.Connection) -> set[str]:
-            return {name for (name,) in conn.execute("SELECT name FROM paused_schedules").fetchall()}
-
-        return await self._do(operation, durable=False)
+        return await self._names_in("paused_schedules")
 
     async def set_schedule_paused(self, schedule: str, paused: bool) -> None:
-        def operation(conn: sqlite3.Connection) -> None:
-            if paused:
-                conn.execute("INSERT OR IGNORE INTO paused_schedules (name) VALUES (?)", (schedule,))
-            else:
-                conn.execute("DELETE FROM paused_schedules WHERE name = ?", (schedule,))
-
-        await self._do(operation)
+        await self._set_member("paused_schedules", schedule, paused)
 
     async def prune(self, finished_before: float, limit: int) -> list[int]:
         def operation(conn: sqlite3.Connection) -> list[int]:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from stoker.supervise.state import State
 from stoker.supervise.supervisor import Supervisor
+from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
 
@@ -38,17 +39,11 @@ def triggers_of(supervisor: Supervisor) -> dict[str, _Trigger]:
 async def restart_on_schedule(supervisor: Supervisor, triggers: Mapping[str, _Trigger]) -> None:
     """Run until cancelled."""
     due = {name: trigger.next_after(time.time()) for name, trigger in triggers.items()}
-    loop = asyncio.get_running_loop()
     while True:
         times = [t for t in due.values() if t is not None]
         if not times:
             return
-        wake = asyncio.Event()
-        timer = loop.call_later(max(0.0, min(times) - time.time()), wake.set)
-        try:
-            await wake.wait()
-        finally:
-            timer.cancel()
+        await wait_event(asyncio.Event(), min(times) - time.time())
         now = time.time()
         for name, at in list(due.items()):
             if at is None or at > now:

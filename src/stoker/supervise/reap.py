@@ -45,6 +45,14 @@ def _on_pidfd(loop: asyncio.AbstractEventLoop, pidfd: int, pid: int, callback: E
     callback(pid, status)
 
 
+def kill_group(pid: int, sig: int) -> None:
+    """Signal the process group led by `pid`; a group that is gone (or not ours) is no error."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def describe_exit(status: int) -> tuple[int | None, int | None, str]:
     """(exit code, signal, "exited with code 3" / "killed by SIGKILL") of a wait status."""
     code = os.waitstatus_to_exitcode(status)
