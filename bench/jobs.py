@@ -12,7 +12,6 @@ installed into bench/.work/venv-anchors; RQ runs only where a `redis-server` is 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -252,10 +251,6 @@ def stamp(path):
 # Helpers
 
 
-def pct(values: list[float], q: float) -> float:
-    return common.pct(values, q)
-
-
 def iso_ts(text: str) -> float:
     return dt.datetime.fromisoformat(text).timestamp()
 
@@ -285,7 +280,7 @@ def toml_list(argv: list[str]) -> str:
 
 
 def summary(samples: list[float]) -> dict[str, float]:
-    return {"p50": statistics.median(samples), "p99": pct(samples, 0.99), "max": max(samples)}
+    return {"p50": statistics.median(samples), "p99": common.pct(samples, 0.99), "max": max(samples)}
 
 
 class Procs:
@@ -885,15 +880,12 @@ def cpu_model() -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer jobs (about 90 s instead of 5 minutes)")
-    ap.add_argument("--only", default=",".join(TOOLS), help="comma-separated: " + ",".join(TOOLS))
-    ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs, databases)")
-    args = ap.parse_args()
-    only = [t.strip() for t in args.only.split(",") if t.strip()]
-    bad = [t for t in only if t not in TOOLS]
-    if bad:
-        ap.error(f"--only: unknown {bad}; choose from {', '.join(TOOLS)}")
+    args, only = common.parse_args(
+        __doc__ or "",
+        TOOLS,
+        "fewer jobs (about 90 s instead of 5 minutes)",
+        "keep the temp dirs (configs, logs, databases)",
+    )
 
     if args.quick:
         sizes = {"noop": 1000, "command": 500, "enqueue": 500, "batch": 2000, "latency": 50}
@@ -901,11 +893,6 @@ def main() -> int:
         sizes = {"noop": 5000, "command": 2000, "enqueue": 2000, "batch": 5000, "latency": 200}
     bare_n = sizes["command"]
     floor_n = 20 if args.quick else 50
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
 
     results: dict[str, dict[str, Any] | None] = {}
     meta: dict[str, Any] = {
@@ -1004,16 +991,7 @@ def main() -> int:
             if r is not None and "lat_py_p50" not in r and "lat_client_p50" not in r:
                 r.setdefault("error", "interrupted")
     finally:
-        previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
-        procs.stop_all()
-        session.close(keep=args.keep or failed)
-        meta["leftovers"]["end"] = common.sweep("the run")
-        still = common.marked_processes()
-        if still:
-            log(f"STILL RUNNING (could not end): {[p.pid for p in still]}")
-        else:
-            log("verified: nothing this run started is still running")
-        signal.signal(signal.SIGINT, previous_sigint)
+        common.end_of_run(session, args.keep or failed, meta, procs.stop_all)
     meta["seconds"] = time.monotonic() - started
     meta["machine"]["loadavg_at_end"] = os.getloadavg()
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -840,26 +840,52 @@ def table(results: dict[str, dict[str, Any] | None], idle: float) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions, 10 s idle window")
-    ap.add_argument("--only", default=",".join(TOOLS), help="comma-separated: " + ",".join(TOOLS))
-    ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs)")
+def parse_args(doc: str, tools: Sequence[str], quick_help: str, keep_help: str) -> tuple[Any, list[str]]:
+    """The options every bench takes (--quick, --only, --keep); also turns SIGTERM into
+    KeyboardInterrupt, so a stopped bench cleans up like an interrupted one."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--only", default=",".join(tools), help="comma-separated: " + ",".join(tools))
+    ap.add_argument("--keep", action="store_true", help=keep_help)
     args = ap.parse_args()
     only = [t.strip() for t in args.only.split(",") if t.strip()]
-    bad = [t for t in only if t not in TOOLS]
+    bad = [t for t in only if t not in tools]
     if bad:
-        ap.error(f"--only: unknown {bad}; choose from {', '.join(TOOLS)}")
-
-    restart_reps = 5 if args.quick else 20
-    status_n = 5 if args.quick else 20
-    startup_reps = 1 if args.quick else 3
-    idle_s = 10.0 if args.quick else 30.0
+        ap.error(f"--only: unknown {bad}; choose from {', '.join(tools)}")
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    return args, only
+
+
+def end_of_run(
+    session: Session, keep: bool, meta: dict[str, Any], stop: Callable[[], None] = lambda: None
+) -> None:
+    """Stop what the run started (`stop`, then the session's daemons), sweep, and say whether
+    anything is left; SIGINT is held off meanwhile so a second Ctrl-C cannot cut it short."""
+    previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop()
+    session.close(keep=keep)
+    meta["leftovers"]["end"] = sweep("the run")
+    still = marked_processes()
+    if still:
+        log(f"STILL RUNNING (could not end): {[p.pid for p in still]}")
+    else:
+        log("verified: nothing this run started is still running")
+    signal.signal(signal.SIGINT, previous_sigint)
+
+
+def main() -> int:
+    args, only = parse_args(
+        __doc__ or "", TOOLS, "fewer repetitions, 10 s idle window", "keep the temp dirs (configs, logs)"
+    )
+
+    restart_reps = 5 if args.quick else 20
+    status_n = 5 if args.quick else 20
+    startup_reps = 1 if args.quick else 3
+    idle_s = 10.0 if args.quick else 30.0
 
     factories: dict[str, Callable[[], Tool]] = {
         "stoker": Stoker,
@@ -936,16 +962,7 @@ def main() -> int:
             if r is not None and "ready_median_ms" not in r:
                 r.setdefault("error", "interrupted")
     finally:
-        previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
-        session.close(keep=args.keep or failed)
-        left = sweep("the run")
-        meta["leftovers"]["end"] = left
-        still = marked_processes()
-        if still:
-            log(f"STILL RUNNING (could not end): {[p.pid for p in still]}")
-        else:
-            log("verified: nothing this run started is still running")
-        signal.signal(signal.SIGINT, previous_sigint)
+        end_of_run(session, args.keep or failed, meta)
 
     report = table(results, idle_s)
     print(report)

@@ -13,14 +13,12 @@ Prints a Markdown table and writes bench/.work/schedules-results.json. See bench
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import json
 import math
 import os
 import platform
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -387,20 +385,6 @@ def add_summaries(res: dict[str, Any]) -> None:
                 res[f"{key}_{q}"] = v
 
 
-def cell(res: dict[str, Any] | None, key: str, fmt: str, ran: bool, why: str = "") -> str:
-    if not ran:
-        return "not run"
-    if res is None:
-        return f"not available ({why})" if why and len(why) <= 40 else "not available"
-    if key in res.get("notes", {}):
-        return str(res["notes"][key])
-    if res.get(key) is None:
-        if "error" in res:
-            return "interrupted" if res["error"] == "interrupted" else "failed"
-        return "—"
-    return fmt.format(res[key])
-
-
 def ratio(other: dict[str, Any] | None, st: dict[str, Any] | None, key: str) -> str:
     if not other or not st or other.get(key) is None or st.get(key) is None:
         return "—"
@@ -429,9 +413,9 @@ def table(results: dict[str, dict[str, Any] | None], meta: dict[str, Any]) -> st
     for key, label, fmt, with_ratio in ROWS:
         row = [
             label.format(firings=meta["params"]["firings"]),
-            cell(st, key, fmt, "stoker" in results, why.get("stoker", "")),
+            jobsbench.cell(st, key, fmt, "stoker" in results, why.get("stoker", "")),
             target_cell(st, key),
-            cell(aps, key, fmt, "apscheduler" in results, why.get("apscheduler", "")),
+            jobsbench.cell(aps, key, fmt, "apscheduler" in results, why.get("apscheduler", "")),
             SYSTEMD_CELLS.get(key, "—"),
             ratio(aps, st, key) if with_ratio else "—",
         ]
@@ -443,21 +427,13 @@ def table(results: dict[str, dict[str, Any] | None], meta: dict[str, Any]) -> st
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="30 firings per tool instead of 200")
-    ap.add_argument("--only", default=",".join(TOOLS), help="comma-separated: " + ",".join(TOOLS))
-    ap.add_argument("--keep", action="store_true", help="keep the temp dirs (configs, logs, databases)")
-    args = ap.parse_args()
-    only = [t.strip() for t in args.only.split(",") if t.strip()]
-    bad = [t for t in only if t not in TOOLS]
-    if bad:
-        ap.error(f"--only: unknown {bad}; choose from {', '.join(TOOLS)}")
+    args, only = common.parse_args(
+        __doc__ or "",
+        TOOLS,
+        "30 firings per tool instead of 200",
+        "keep the temp dirs (configs, logs, databases)",
+    )
     firings = 30 if args.quick else 200
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
 
     results: dict[str, dict[str, Any] | None] = {}
     meta: dict[str, Any] = {
@@ -540,16 +516,7 @@ def main() -> int:
             if r is not None and "fire_p50" not in r:
                 r.setdefault("error", "interrupted")
     finally:
-        previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
-        procs.stop_all()
-        session.close(keep=args.keep or failed)
-        meta["leftovers"]["end"] = common.sweep("the run")
-        still = common.marked_processes()
-        if still:
-            log(f"STILL RUNNING (could not end): {[p.pid for p in still]}")
-        else:
-            log("verified: nothing this run started is still running")
-        signal.signal(signal.SIGINT, previous_sigint)
+        common.end_of_run(session, args.keep or failed, meta, procs.stop_all)
     meta["seconds"] = time.monotonic() - started
     meta["machine"]["loadavg_at_end"] = os.getloadavg()
 
