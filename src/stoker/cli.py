@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from stoker import __version__
@@ -188,7 +188,7 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no programs")
         return
-    table = [("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "")]
+    table = []
     for r in rows:
         note = r["error"] or ""
         if not note and r["state"] == "exited" and r["exit_code"] is not None:
@@ -204,13 +204,7 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
                 note,
             )
         )
-    widths = [max(len(row[i]) for row in table) for i in range(6)]
-    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    for n, row in enumerate(table):
-        cells = [row[i].ljust(widths[i]) for i in range(6)]
-        if color and n:
-            cells[1] = f"{_STATE_COLOURS.get(row[1], '')}{cells[1]}{_RESET}"
-        print("  ".join([*cells, row[6]]).rstrip())
+    _print_table(("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", ""), table, colours=_STATE_COLOURS)
 
 
 # ANSI foreground colours; every coloured cell ends with a reset (click.style did the same).
@@ -358,15 +352,18 @@ def _short_time(iso: str | None) -> str:
 
 
 def _print_table(
-    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, state_column: int | None = None
+    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, colours: Mapping[str, str] | None = None
 ) -> None:
+    """Columns padded to fit (the last one, a free-form note, is not); with `colours`, the
+    second column (a state) is coloured on a terminal unless NO_COLOR is set."""
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    color = colours is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     for n, row in enumerate(table):
         cells = [row[i].ljust(widths[i]) for i in range(len(widths))]
-        if color and n and state_column is not None:
-            cells[state_column] = f"{_JOB_COLOURS.get(row[state_column], '')}{cells[state_column]}{_RESET}"
+        if color and n:
+            assert colours is not None
+            cells[1] = f"{colours.get(row[1], '')}{cells[1]}{_RESET}"
         print("  ".join([*cells, row[-1]]).rstrip())
 
 
@@ -400,7 +397,7 @@ def _print_jobs(jobs: Sequence[dict[str, Any]]) -> None:
                 note.splitlines()[0] if note else "",
             )
         )
-    _print_table(("ID", "STATE", "TASK", "QUEUE", "ATTEMPT", "WHEN", "NOTE"), rows, state_column=1)
+    _print_table(("ID", "STATE", "TASK", "QUEUE", "ATTEMPT", "WHEN", "NOTE"), rows, colours=_JOB_COLOURS)
 
 
 def _print_job(job: dict[str, Any]) -> None:

@@ -72,8 +72,7 @@ class Dispatcher:
         self._idle = asyncio.Event()  # set while nothing runs
         self._idle.set()
         self._cancel_pending: set[int] = set()
-        self._stopping = False
-        self._stop = asyncio.Event()
+        self._stop = asyncio.Event()  # set by shutdown(): claim nothing more
         self.pool = Pool(config, self.base_environment)
 
     # lifecycle -----------------------------------------------------------------------------
@@ -91,7 +90,7 @@ class Dispatcher:
         """Claim and run until `shutdown()`; then wait for (or stop) what is running."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self._prune_forever())
-            while not self._stopping:
+            while not self._stop.is_set():
                 self._wake.clear()
                 await self._sleep(await self._fill(group))
             await self._idle.wait()  # shutdown() ends what still runs
@@ -99,7 +98,6 @@ class Dispatcher:
     async def shutdown(self, timeout: float) -> None:
         """Stop claiming; give running jobs `timeout` seconds, then stop them (they are queued
         again as interrupted attempts and run on the next start)."""
-        self._stopping = True
         self._stop.set()
         self._wake.set()
         if self.running:
@@ -128,7 +126,7 @@ class Dispatcher:
     # claiming ------------------------------------------------------------------------------
 
     def _room(self, queue: str) -> int:
-        if queue in self.paused or self._stopping:
+        if queue in self.paused or self._stop.is_set():
             return 0
         config = self.config.queues.get(queue)
         concurrency = config.concurrency if config is not None else 1
@@ -151,7 +149,7 @@ class Dispatcher:
 
     async def _sleep(self, due: float | None) -> None:
         delay = FALLBACK_POLL if due is None else min(FALLBACK_POLL, due - time.time())
-        if delay <= 0 or self._stopping:
+        if delay <= 0 or self._stop.is_set():
             return
         await wait_event(self._wake, delay)
 
@@ -321,7 +319,7 @@ class Dispatcher:
 
     async def _prune_forever(self) -> None:
         keep = self.config.daemon.keep_jobs
-        while not self._stopping:
+        while not self._stop.is_set():
             try:
                 await self.prune(time.time() - keep)
             except Exception:
