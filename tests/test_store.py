@@ -6,14 +6,15 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
-from stoker.store import AttemptEnd, NewJob, Store, StoreError
-from stoker.store.sqlite import CLAIM, MIGRATIONS, SqliteStore
+from stoker.store import AttemptEnd, Job, NewJob, Store, StoreError
+from stoker.store.sqlite import DUE, MIGRATIONS, SqliteStore
 
 NODE = "node-a"
 T0 = 1_800_000_000.0
@@ -41,6 +42,15 @@ def new(task: str = "t", queue: str = "q", **kw: Any) -> NewJob:
     options: dict[str, Any] = {"params": {}, "max_attempts": 3, "run_at": T0}
     options.update(kw)
     return NewJob(task=task, queue=queue, **options)
+
+
+async def claim(
+    store: Store, queue: str, limit: int, now: float, node: str
+) -> tuple[list[Job], float | None]:
+    """What the dispatcher does: read the due jobs of a queue, start each."""
+    due, later = await store.due(queue, limit, now)
+    started = [await store.start(job, now, node) for job in due]
+    return [job for job in started if job is not None], later
 
 
 def end(job_id: int, attempt: int, outcome: Outcome, nxt: Next, **kw: Any) -> AttemptEnd:
@@ -73,11 +83,11 @@ def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
             ],
             T0,
         )
-        claimed, _ = await store.claim("q", 10, T0, NODE)
+        claimed, _ = await claim(store, "q", 10, T0, NODE)
         assert [j.params["n"] for j in claimed] == [4, 2, 3, 1]
         assert all(j.state is JobState.RUNNING and j.attempt == 1 and j.node == NODE for j in claimed)
-        assert (await store.claim("q", 10, T0, NODE))[0] == []
-        later, _ = await store.claim("q", 10, T0 + 100, NODE)
+        assert (await claim(store, "q", 10, T0, NODE))[0] == []
+        later, _ = await claim(store, "q", 10, T0 + 100, NODE)
         assert [j.params["n"] for j in later] == [5]
 
     run(tmp_path, body)
@@ -86,9 +96,39 @@ def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
 def test_claim_respects_limit(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
-        assert len((await store.claim("q", 2, T0, NODE))[0]) == 2
-        assert len((await store.claim("q", 2, T0, NODE))[0]) == 2
-        assert len((await store.claim("q", 2, T0, NODE))[0]) == 1
+        assert len((await claim(store, "q", 2, T0, NODE))[0]) == 2
+        assert len((await claim(store, "q", 2, T0, NODE))[0]) == 2
+        assert len((await claim(store, "q", 2, T0, NODE))[0]) == 1
+
+    run(tmp_path, body)
+
+
+def test_start_only_a_job_still_queued_at_that_attempt(tmp_path: Path) -> None:
+    async def body(store: Store) -> None:
+        [(a, _), (b, _), (c, _)] = await store.enqueue([new(), new(), new()], T0)
+        started = await store.start(a, T0 + 1, NODE)
+        assert started is not None and started.state is JobState.RUNNING
+        assert (started.attempt, started.started_at, started.node) == (1, T0 + 1, NODE)
+        assert await store.start(a, T0 + 2, NODE) is None  # already running
+        await store.cancel(b.id, T0)
+        assert await store.start(b, T0 + 2, NODE) is None  # cancelled meanwhile
+        stale = await store.retry(b.id, T0)  # queued again, attempt 0: a copy read earlier
+        assert stale is not None and await store.start(c, T0, NODE) is not None
+        assert await store.start(replace(stale, attempt=3), T0, NODE) is None  # is not this attempt
+
+    run(tmp_path, body)
+
+
+def test_operations_take_effect_in_the_order_they_are_submitted(tmp_path: Path) -> None:
+    """The dispatcher starts a job without waiting and relies on a later read seeing it."""
+
+    async def body(store: Store) -> None:
+        await store.enqueue([new(), new()], T0)
+        due, _ = await store.due("q", 10, T0)
+        starting = store.start(due[0], T0, NODE)  # not awaited before the read is submitted
+        after, _ = await store.due("q", 10, T0)
+        assert [j.id for j in after] == [due[1].id]
+        assert (await starting) is not None
 
     run(tmp_path, body)
 
@@ -98,7 +138,7 @@ def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
         [(first, created)] = await store.enqueue([new(key="k")], T0)
         [(second, created2)] = await store.enqueue([new(key="k", params={"other": 1})], T0)
         assert created and not created2 and second.id == first.id
-        [running], _ = await store.claim("q", 1, T0, NODE)
+        [running], _ = await claim(store, "q", 1, T0, NODE)
         [(third, created3)] = await store.enqueue([new(key="k")], T0)
         assert not created3 and third.id == first.id and third.state is JobState.RUNNING
         await store.finish(end(running.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
@@ -111,7 +151,7 @@ def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
 def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(max_attempts=2)], T0)
-        [job], _ = await store.claim("q", 1, T0, NODE)
+        [job], _ = await claim(store, "q", 1, T0, NODE)
         retry = Next(JobState.QUEUED, run_at=T0 + 30)
         back = await store.finish(
             end(job.id, 1, Outcome.FAILED, retry, exit_code=3, error="exit 3", output="o1")
@@ -120,8 +160,8 @@ def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
         assert (
             back.attempt == 1 and back.error == "exit 3" and back.output == "o1" and back.finished_at is None
         )
-        assert (await store.claim("q", 1, T0 + 29, NODE))[0] == []
-        [job2], _ = await store.claim("q", 1, T0 + 30, NODE)
+        assert (await claim(store, "q", 1, T0 + 29, NODE))[0] == []
+        [job2], _ = await claim(store, "q", 1, T0 + 30, NODE)
         assert job2.attempt == 2
         done = await store.finish(
             end(job.id, 2, Outcome.FAILED, Next(JobState.FAILED), exit_code=4, error="x")
@@ -141,7 +181,7 @@ def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
 def test_result_is_stored_as_json(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
-        [job], _ = await store.claim("q", 1, T0, NODE)
+        [job], _ = await claim(store, "q", 1, T0, NODE)
         done = await store.finish(
             end(
                 job.id,
@@ -162,7 +202,7 @@ def test_cancel_queued_and_running(tmp_path: Path) -> None:
         await store.enqueue([new(), new()], T0)
         queued = await store.cancel(1, T0 + 1)
         assert queued is not None and queued.state is JobState.CANCELLED and queued.finished_at == T0 + 1
-        [running], _ = await store.claim("q", 5, T0, NODE)
+        [running], _ = await claim(store, "q", 5, T0, NODE)
         marked = await store.cancel(running.id, T0 + 1)
         assert marked is not None and marked.state is JobState.RUNNING and marked.cancel_requested
         done = await store.finish(end(running.id, 1, Outcome.CANCELLED, Next(JobState.CANCELLED)))
@@ -176,7 +216,7 @@ def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(max_attempts=1), new()], T0)
         assert await store.retry(1, T0) is None  # queued
-        [job, _], _ = await store.claim("q", 2, T0, NODE)
+        [job, _], _ = await claim(store, "q", 2, T0, NODE)
         await store.finish(end(job.id, 1, Outcome.FAILED, Next(JobState.FAILED), error="boom"))
         again = await store.retry(job.id, T0 + 50)
         assert again is not None and again.state is JobState.QUEUED and again.attempt == 0
@@ -188,7 +228,7 @@ def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
 def test_requeue_running_records_an_interrupted_attempt(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(), new(), new()], T0)
-        claimed, _ = await store.claim("q", 2, T0, NODE)
+        claimed, _ = await claim(store, "q", 2, T0, NODE)
         ids = await store.requeue_running(NODE, T0 + 5, "interrupted")
         assert sorted(ids) == sorted(j.id for j in claimed)
         for job_id in ids:
@@ -207,7 +247,7 @@ def test_requeue_running_honours_cancels_and_gives_up_after_three_crashes(tmp_pa
     async def body(store: Store) -> None:
         await store.enqueue([new(), new()], T0)
         for crash in range(1, 4):
-            claimed, _ = await store.claim("q", 2, T0 + crash, NODE)
+            claimed, _ = await claim(store, "q", 2, T0 + crash, NODE)
             if crash == 1:
                 assert len(claimed) == 2
                 await store.cancel(2, T0)  # asked for while it runs
@@ -243,9 +283,9 @@ def test_paused_queues_persist(tmp_path: Path) -> None:
 def test_counts_due_and_listing(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(run_at=T0 + 9), new(run_at=T0 + 3), new(queue="b", task="u")], T0)
-        assert await store.claim("q", 5, T0, NODE) == ([], T0 + 3)  # nothing due yet; when to look
-        assert await store.claim("none", 5, T0, NODE) == ([], None)
-        claimed, due = await store.claim("b", 1, T0, NODE)
+        assert await claim(store, "q", 5, T0, NODE) == ([], T0 + 3)  # nothing due yet; when to look
+        assert await claim(store, "none", 5, T0, NODE) == ([], None)
+        claimed, due = await claim(store, "b", 1, T0, NODE)
         assert len(claimed) == 1 and due is None
         counts = await store.queue_counts()
         assert (counts["q"].queued, counts["q"].running) == (2, 0)
@@ -262,7 +302,7 @@ def test_counts_due_and_listing(tmp_path: Path) -> None:
 def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
-        jobs, _ = await store.claim("q", 3, T0, NODE)
+        jobs, _ = await claim(store, "q", 3, T0, NODE)
         for j in jobs:
             await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
         assert await store.prune(T0 + 10, 100) == []  # finished at T0+10: not before
@@ -278,7 +318,7 @@ def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
 def test_ids_are_never_reused_after_pruning(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
-        [j], _ = await store.claim("q", 1, T0, NODE)
+        [j], _ = await claim(store, "q", 1, T0, NODE)
         await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
         await store.prune(T0 + 100, 10)
         [(again, _)] = await store.enqueue([new()], T0)
@@ -325,12 +365,12 @@ def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
         asyncio.run(main())
 
 
-def test_claiming_walks_the_claim_index_in_order(tmp_path: Path) -> None:
-    """With a million queued jobs a sort of every due job costs seconds per claim: the claim must
+def test_reading_due_jobs_walks_the_claim_index_in_order(tmp_path: Path) -> None:
+    """With a million queued jobs a sort of every due job costs seconds per read: the read must
     read jobs_claim in its order and stop after LIMIT rows (checked on the query plan, not time)."""
     run(tmp_path, lambda store: store.jobs())
     db = sqlite3.connect(tmp_path / "stoker.db")
-    plan = db.execute("EXPLAIN QUERY PLAN " + CLAIM, (T0, NODE, "q", T0, 5)).fetchall()
+    plan = db.execute("EXPLAIN QUERY PLAN " + DUE, ("q", T0, 5)).fetchall()
     db.close()
     details = " | ".join(row[-1] for row in plan)
     assert "USING INDEX jobs_claim" in details and "TEMP B-TREE" not in details, details

@@ -8,7 +8,7 @@ it shows), instead of slowing the daemon down.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,11 +16,14 @@ BUFFER = 1000
 
 
 class Subscription:
-    def __init__(self) -> None:
+    def __init__(self, where: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(BUFFER)
         self.lagged = 0
+        self.where = where
 
     def offer(self, event: dict[str, Any]) -> None:
+        if self.where is not None and not self.where(event):
+            return
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -44,8 +47,10 @@ class EventBus:
             subscriber.offer(event)
 
     @contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
-        subscription = Subscription()
+    def subscribe(self, where: Callable[[dict[str, Any]], bool] | None = None) -> Iterator[Subscription]:
+        """Events from now on (only those `where` accepts: a waiter on one job is not woken for
+        every other job's)."""
+        subscription = Subscription(where)
         self._subscribers.add(subscription)
         try:
             yield subscription

@@ -178,7 +178,11 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         d = need()
         job_id = _job_id(request)
         wait = min(_float(request.query_params.get("wait"), "wait", 0.0), MAX_WAIT)
-        with events.subscribe() as subscription:  # before reading, so no change slips between
+
+        def about_it(event: dict[str, Any]) -> bool:
+            return event.get("type") == "job" and event["job"].id == job_id
+
+        with events.subscribe(about_it) as subscription:  # before reading: no change slips between
             job = await d.store.get(job_id)
             if job is None:
                 raise ApiError(404, "not_found", f"no job {job_id}")
@@ -275,10 +279,9 @@ async def _wait_finished(d: Dispatcher, subscription: Any, job: Job, wait: float
             event = await asyncio.wait_for(anext(iterator), left)
         except TimeoutError:
             break
-        if event.get("type") == "lagged":
-            job = await d.store.get(job.id) or job
-        elif event.get("type") == "job" and event["job"].id == job.id:
-            job = event["job"]
+        if event.get("type") == "lagged":  # missed some: the store knows
+            event = {"job": await d.store.get(job.id) or job}
+        job = event["job"]
     return job
 
 

@@ -1,9 +1,19 @@
-"""The dispatcher: claims due jobs while its queues have room, runs them, records the outcome.
+"""The dispatcher: starts due jobs while their queues have room, runs them, records the outcome.
+
+Each queue's next due jobs are held in memory (`Ready`, read from the store a page at a time
+and added to by every enqueue), so a slot that frees is filled at once: the job goes to its
+process or worker while the store records it as running, and its end is recorded the same
+way, without the slot waiting for the commit. The store's writer commits whatever has queued
+up in one transaction, so under load one commit carries many starts and ends. The store takes
+operations in the order they are submitted, which keeps this honest: a read submitted after a
+start sees the job running, and a start that finds its job no longer queued (cancelled
+meanwhile) stops it.
 
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
-sleeps until the earliest delayed job is due, or at most FALLBACK_POLL as a safety net for
-writers it cannot hear (none with SQLite today; other nodes with PostgreSQL). With no tasks
-in the config it never runs, so a programs-only daemon stays idle.
+sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
+the store again as a safety net for writers it cannot hear (none with SQLite today; other
+nodes with PostgreSQL). With no tasks in the config it never runs, so a programs-only daemon
+stays idle.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from stoker.jobs.command import CommandRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
 from stoker.jobs.pool import CallRun, Pool, profile_of
+from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.timers import wait_event
@@ -34,6 +45,9 @@ log = logging.getLogger("stoker")
 FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
+READ = 128  # due jobs asked for per read of a queue
+READ_BELOW = 32  # read again once fewer than this are held (and the store may have more)
+STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
 
@@ -68,10 +82,12 @@ class Dispatcher:
         self.running: dict[int, AttemptRun] = {}
         self.running_per_queue: Counter[str] = Counter()
         self.paused: set[str] = set()
+        self.ready = {queue: Ready() for queue in config.queues}
+        self._later: dict[str, float] = {}  # per queue, when its earliest delayed job is due
+        self._polled = time.monotonic()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing runs
         self._idle.set()
-        self._cancel_pending: set[int] = set()
         self._stop = asyncio.Event()  # set by shutdown(): claim nothing more
         self.pool = Pool(config, self.base_environment)
 
@@ -92,7 +108,7 @@ class Dispatcher:
             group.create_task(self._prune_forever())
             while not self._stop.is_set():
                 self._wake.clear()
-                await self._sleep(await self._fill(group))
+                await self._sleep(self._fill(group))
             await self._idle.wait()  # shutdown() ends what still runs
 
     async def shutdown(self, timeout: float) -> None:
@@ -112,6 +128,17 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def queued(self, job: Job) -> None:
+        """A job this daemon has just queued in the store (enqueued, retried, fired by a
+        schedule, or queued again after a failed attempt): run it when it is due."""
+        if job.state is not JobState.QUEUED or job.queue not in self.ready:
+            return
+        if job.run_at <= time.time():
+            self.ready[job.queue].add(job)
+        elif job.run_at < self._later.get(job.queue, job.run_at + 1):
+            self._later[job.queue] = job.run_at
+        self._wake.set()
+
     def _prewarm(self) -> None:
         """Start a worker for every slot a Python task could use, so the first jobs do not wait
         for an interpreter to start (each profile: the queues' summed concurrency)."""
@@ -125,37 +152,72 @@ class Dispatcher:
 
     # claiming ------------------------------------------------------------------------------
 
+    def _open(self, queue: str) -> bool:
+        return queue not in self.paused and not self._stop.is_set()
+
     def _room(self, queue: str) -> int:
-        if queue in self.paused or self._stop.is_set():
+        if not self._open(queue):
             return 0
         config = self.config.queues.get(queue)
         concurrency = config.concurrency if config is not None else 1
         return concurrency - self.running_per_queue[queue]
 
-    async def _fill(self, group: asyncio.TaskGroup) -> float | None:
-        """Claim what fits; returns when a queue with room has its next job due (None: none)."""
+    def _fill(self, group: asyncio.TaskGroup) -> float | None:
+        """Start what fits, ask the store for more where needed; returns when to look again
+        for a delayed job (None: none known)."""
         now = time.time()
+        if time.monotonic() - self._polled >= FALLBACK_POLL:  # what no one told us about
+            self._polled = time.monotonic()
+            for ready in self.ready.values():
+                ready.stale()
         next_due = None
-        for queue in self.config.queues:
+        for queue, ready in self.ready.items():
+            later = self._later.get(queue)
+            if later is not None and later <= now:  # a delayed job is due: it is in the store
+                del self._later[queue]
+                ready.stale()
             room = self._room(queue)
-            if room <= 0:
-                continue  # a finishing job wakes us
-            jobs, due = await self.store.claim(queue, room, now, self.node)
-            for job in jobs:
-                self._begin(group, job)
-            if due is not None and len(jobs) < room and (next_due is None or due < next_due):
-                next_due = due
+            while room > 0 and len(ready):
+                self._begin(group, ready.take(), now)
+                room -= 1
+            # read ahead (a slot that frees should find its job here), not for a paused queue
+            if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
+                ready.begin_read()
+                group.create_task(self._read(queue, ready))
+            later = self._later.get(queue)
+            if later is not None and (next_due is None or later < next_due):
+                next_due = later
         return next_due
 
+    async def _read(self, queue: str, ready: Ready) -> None:
+        jobs = None
+        try:
+            jobs, later = await self.store.due(queue, READ, time.time())
+        except Exception as e:
+            log.error("jobs: cannot read queue %s: %s", queue, e)
+            later = time.time() + STORE_RETRY
+        finally:
+            ready.end_read(jobs, READ)
+        if later is not None and later < self._later.get(queue, later + 1):
+            self._later[queue] = later
+        self._wake.set()
+
     async def _sleep(self, due: float | None) -> None:
-        delay = FALLBACK_POLL if due is None else min(FALLBACK_POLL, due - time.time())
+        delay = FALLBACK_POLL - (time.monotonic() - self._polled)
+        if due is not None:
+            delay = min(delay, due - time.time())
         if delay <= 0 or self._stop.is_set():
             return
         await wait_event(self._wake, delay)
 
     # running -------------------------------------------------------------------------------
 
-    def _begin(self, group: asyncio.TaskGroup, job: Job) -> None:
+    def _begin(self, group: asyncio.TaskGroup, queued: Job, now: float) -> None:
+        job = replace(
+            queued, state=JobState.RUNNING, attempt=queued.attempt + 1, started_at=now, node=self.node,
+            finished_at=None, exit_code=None,
+        )  # fmt: skip
+        started = self.store.start(queued, now, self.node)  # recorded while the job starts
         task = self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
         run: AttemptRun
@@ -174,12 +236,22 @@ class Dispatcher:
         self.running[job.id] = run
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
-        if job.cancel_requested or job.id in self._cancel_pending:
-            run.stop(Outcome.CANCELLED, "cancelled")
+        started.add_done_callback(lambda f: self._started(f, run))
         group.create_task(self._attempt(job, task, run))
 
+    def _started(self, started: asyncio.Future[Job | None], run: AttemptRun) -> None:
+        """The store's answer to a start: the job running, as recorded; or the attempt stops."""
+        if started.cancelled():
+            return
+        if (error := started.exception()) is not None:
+            log.error("jobs: the store could not record a start: %s", error)
+            run.stop(Outcome.INTERRUPTED, f"interrupted: the store could not record its start: {error}")
+        elif (job := started.result()) is None:
+            run.stop(Outcome.CANCELLED, "cancelled before it started")
+        else:
+            self.publish({"type": "job", "job": job})
+
     async def _attempt(self, job: Job, task: TaskConfig | None, run: AttemptRun) -> None:
-        self.publish({"type": "job", "job": job})
         try:
             result = await run.run()
         except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on
@@ -225,11 +297,11 @@ class Dispatcher:
             finished = None
         finally:
             del self.running[job.id]
-            self._cancel_pending.discard(job.id)
             if not self.running:
                 self._idle.set()
         if finished is not None:
             self.publish({"type": "job", "job": finished})
+            self.queued(finished)  # another attempt later
 
     # requests ------------------------------------------------------------------------------
 
@@ -271,11 +343,13 @@ class Dispatcher:
         for job, created in stored:
             if created:
                 self.publish({"type": "job", "job": job})
-        self._wake.set()
+                self.queued(job)
         return stored
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued job, or stop a running one (its end is recorded as cancelled)."""
+        for ready in self.ready.values():
+            ready.drop(job_id)  # not to be started while the store cancels it
         job = await self.store.cancel(job_id, time.time())
         if job is None:
             raise JobNotFound(f"no job {job_id}")
@@ -287,8 +361,6 @@ class Dispatcher:
             run = self.running.get(job_id)
             if run is not None:
                 run.stop(Outcome.CANCELLED, "cancelled")
-            elif job.node == self.node:
-                self._cancel_pending.add(job_id)  # claimed a moment ago: stopped as it begins
         else:
             self.publish({"type": "job", "job": job})
         return job
@@ -303,7 +375,7 @@ class Dispatcher:
                 f"job {job_id} is {current.state}: only failed or cancelled jobs can be retried"
             )
         self.publish({"type": "job", "job": job})
-        self._wake.set()
+        self.queued(job)
         return job
 
     async def pause(self, queue: str, paused: bool) -> None:

@@ -131,8 +131,8 @@ class Scheduler:
                                       now=now, schedule=name)  # fmt: skip
         fired, job = await self.store.fire(name, slot, replace(new, slot=slot), now)
         if job is not None:
-            self.dispatcher.wake()
             self.publish({"type": "job", "job": job})
+            self.dispatcher.queued(job)
         return job
 
     async def run_now(self, name: str) -> Job:

@@ -6,6 +6,7 @@ method is a coroutine; a backend does its IO off the event loop. Times are Unix 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -101,9 +102,17 @@ class Store(Protocol):
         """Store `jobs` in one transaction; for each, the job and whether it is new (False: a
         live job with the same key already existed and is returned instead)."""
 
-    async def claim(self, queue: str, limit: int, now: float, node: str) -> tuple[list[Job], float | None]:
-        """Up to `limit` due jobs of `queue`, highest priority first, marked running on `node`;
-        and the earliest run_at of the jobs still queued there (when to look again)."""
+    async def due(self, queue: str, limit: int, now: float) -> tuple[list[Job], float | None]:
+        """Up to `limit` queued jobs of `queue` that are due at `now`, in the order they should
+        run (highest priority, then earliest run_at, then oldest); and the earliest run_at of
+        the queue's jobs not due yet (when to look again). Reads only: see `start`."""
+
+    def start(self, job: Job, now: float, node: str) -> asyncio.Future[Job | None]:
+        """Mark `job` (as read by `due`, or just enqueued) running its next attempt on `node`;
+        the running job, or None if it is not queued at that attempt any more (cancelled
+        meanwhile). Not a coroutine: the operation is submitted when this is called, in order
+        with every other one, so the dispatcher can hand the job to a worker at once and learn
+        the outcome later; a read submitted after it sees the job running."""
 
     async def finish(self, end: AttemptEnd) -> Job | None:
         """Record the end of a running attempt; None if the job was not running that attempt."""

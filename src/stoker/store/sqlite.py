@@ -100,14 +100,16 @@ _JOB_COLUMNS = (
 
 
 # INDEXED BY: left alone the planner picks jobs_due and sorts every due job (with a million
-# queued, seconds per claim); jobs_claim yields them already in order and stops after LIMIT.
-CLAIM = (
+# queued, seconds per read); jobs_claim yields them already in order and stops after LIMIT.
+DUE = (
+    f"SELECT {_JOB_COLUMNS} FROM jobs INDEXED BY jobs_claim"
+    " WHERE state = 'queued' AND queue = ? AND run_at <= ?"
+    " ORDER BY priority DESC, run_at, id LIMIT ?"
+)
+START = (
     "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?, node = ?,"
     " finished_at = NULL, exit_code = NULL"
-    " WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_claim"
-    "  WHERE state = 'queued' AND queue = ? AND run_at <= ?"
-    "  ORDER BY priority DESC, run_at, id LIMIT ?)"
-    f" RETURNING {_JOB_COLUMNS}"
+    f" WHERE id = ? AND state = 'queued' AND attempt = ? RETURNING {_JOB_COLUMNS}"
 )
 
 
@@ -296,17 +298,23 @@ class SqliteStore:
 
         return await self._do(operation)
 
-    async def claim(self, queue: str, limit: int, now: float, node: str) -> tuple[list[Job], float | None]:
+    async def due(self, queue: str, limit: int, now: float) -> tuple[list[Job], float | None]:
         def operation(conn: sqlite3.Connection) -> tuple[list[Job], float | None]:
-            rows = conn.execute(CLAIM, (now, node, queue, now, limit)).fetchall()
-            jobs = [_job(row) for row in rows]
-            jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))  # RETURNING has no order
-            (due,) = conn.execute(
-                "SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND queue = ?", (queue,)
+            jobs = [_job(row) for row in conn.execute(DUE, (queue, now, limit)).fetchall()]
+            (later,) = conn.execute(
+                "SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND queue = ? AND run_at > ?",
+                (queue, now),
             ).fetchone()
-            return jobs, due
+            return jobs, later
 
         return await self._do(operation, durable=False)
+
+    def start(self, job: Job, now: float, node: str) -> asyncio.Future[Job | None]:
+        def operation(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(START, (now, node, job.id, job.attempt)).fetchone()
+            return None if row is None else _job(row)
+
+        return self._do(operation, durable=False)
 
     async def finish(self, end: AttemptEnd) -> Job | None:
         def operation(conn: sqlite3.Connection) -> Job | None:
