@@ -43,7 +43,14 @@ def leave(code=0):
     sys.exit(code)
 
 def where():
-    return {"cwd": os.getcwd(), "env": os.environ.get("APP_ENV"), "pid": os.getpid()}
+    return {"cwd": os.getcwd(), "env": os.environ.get("APP_ENV"), "pid": os.getpid(),
+            "leftover": os.environ.get("LEFTOVER"), "job": os.environ["STOKER_JOB_ID"]}
+
+def meddle():
+    os.environ["LEFTOVER"] = "from the job before"
+    os.environ.pop("APP_ENV", None)
+    os.chdir("/")
+    return os.getpid()
 
 @stoker.task(name="greet")
 def greet_someone(who):
@@ -78,6 +85,9 @@ def setup(stoker: Stoker, extra: str = "") -> None:
         call = "mytasks:where"
         directory = "sub"
         environment = { APP_ENV = "prod" }
+        [tasks.meddle]
+        call = "mytasks:meddle"
+        environment = { APP_ENV = "test" }
         [tasks.greet]
         call = "mytasks:greet_someone"
         params = ["who"]
@@ -179,6 +189,17 @@ def test_directory_environment_and_recycling(stoker: Stoker) -> None:
     pids = {run(stoker, "where")["result"]["pid"] for _ in range(8)}
     assert len(pids) >= 3
     assert len(workers(stoker)) <= 2
+
+
+def test_a_job_does_not_leave_its_environment_or_directory_to_the_next(stoker: Stoker) -> None:
+    setup(stoker)
+    stoker.up()
+    meddled = run(stoker, "meddle")
+    after = run(stoker, "where")
+    assert after["result"]["pid"] == meddled["result"]  # the same warm worker
+    assert after["result"]["leftover"] is None and after["result"]["env"] == "prod"
+    assert Path(after["result"]["cwd"]) == stoker.root / "sub"
+    assert after["result"]["job"] == str(after["id"])
 
 
 def test_decorated_function_runs_and_enqueues(stoker: Stoker) -> None:

@@ -38,6 +38,7 @@ from stoker.jobs.pool import CallRun, Pool, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.store import AttemptEnd, Job, NewJob, Store
+from stoker.store.base import started
 from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
@@ -46,7 +47,7 @@ FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
-READ_BELOW = 32  # read again once fewer than this are held (and the store may have more)
+READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
 STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
@@ -213,11 +214,8 @@ class Dispatcher:
     # running -------------------------------------------------------------------------------
 
     def _begin(self, group: asyncio.TaskGroup, queued: Job, now: float) -> None:
-        job = replace(
-            queued, state=JobState.RUNNING, attempt=queued.attempt + 1, started_at=now, node=self.node,
-            finished_at=None, exit_code=None,
-        )  # fmt: skip
-        started = self.store.start(queued, now, self.node)  # recorded while the job starts
+        recorded = self.store.start(queued, now, self.node)  # while the job starts
+        job = started(queued, now, self.node)
         task = self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
         run: AttemptRun
@@ -236,7 +234,7 @@ class Dispatcher:
         self.running[job.id] = run
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
-        started.add_done_callback(lambda f: self._started(f, run))
+        recorded.add_done_callback(lambda f: self._started(f, run))
         group.create_task(self._attempt(job, task, run))
 
     def _started(self, started: asyncio.Future[Job | None], run: AttemptRun) -> None:

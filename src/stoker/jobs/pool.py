@@ -11,7 +11,6 @@ retired, so leaks in task code do not accumulate.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -19,6 +18,8 @@ import socket
 import sys
 from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
@@ -42,33 +43,70 @@ class WorkerDied(Exception):
     pass
 
 
+class _Channel(asyncio.Protocol):
+    """The daemon's end of a worker's socket: one length-prefixed JSON answer per request.
+    A protocol rather than streams: a short job's bookkeeping is mostly this exchange."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.answer: asyncio.Future[bytes] | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) < 4:
+            return
+        size = int.from_bytes(self.buffer[:4], "big")
+        if len(self.buffer) < 4 + size:
+            return
+        frame = bytes(self.buffer[4 : 4 + size])
+        del self.buffer[: 4 + size]
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(ConnectionError("the worker closed its channel"))
+
+
 class Worker:
     def __init__(self, pid: int, channel: socket.socket, profile: Profile) -> None:
         self.pid = pid
         self.profile = profile
         self.jobs = 0
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._channel = channel
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._socket = channel
+        self._channel: _Channel | None = None
 
     def on_exit(self, _pid: int, status: int) -> None:
         if not self.exited.done():
             self.exited.set_result(status)
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(sock=self._channel)
-        reader, writer = self._streams
-        data = json.dumps(request).encode()
+        loop = asyncio.get_running_loop()
+        if self._channel is None:
+            _, self._channel = await loop.create_connection(_Channel, sock=self._socket)
+        channel = self._channel
+        if channel.lost or channel.transport is None:
+            raise WorkerDied(await self._death())
+        data = msgspec.json.encode(request)
+        channel.answer = answer = loop.create_future()
+        channel.transport.write(len(data).to_bytes(4, "big") + data)
         try:
-            writer.write(len(data).to_bytes(4, "big") + data)
-            await writer.drain()
-            header = await reader.readexactly(4)
-            answer: dict[str, Any] = json.loads(await reader.readexactly(int.from_bytes(header, "big")))
-        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            frame = await answer
+        except ConnectionError as e:
             raise WorkerDied(await self._death()) from e
+        finally:
+            channel.answer = None
         self.jobs += 1
-        return answer
+        decoded: dict[str, Any] = msgspec.json.decode(frame)
+        return decoded
 
     async def _death(self) -> str:
         try:
@@ -81,10 +119,10 @@ class Worker:
         kill_group(self.pid, sig)
 
     def close(self) -> None:
-        if self._streams is not None:
-            self._streams[1].close()
+        if self._channel is not None and self._channel.transport is not None:
+            self._channel.transport.close()
         else:
-            self._channel.close()
+            self._socket.close()
 
 
 class Pool:

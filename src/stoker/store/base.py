@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from stoker.jobs.rules import JobState, Next, Outcome
@@ -54,6 +54,12 @@ class Job:
     schedule: str | None = None
     cancel_requested: bool = False
     slot: float | None = None
+
+
+def started(job: Job, now: float, node: str) -> Job:
+    """`job`, queued, as `Store.start` records it running its next attempt."""
+    return replace(job, state=JobState.RUNNING, attempt=job.attempt + 1, started_at=now, node=node,
+                   finished_at=None, exit_code=None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

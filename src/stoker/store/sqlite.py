@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from stoker.jobs.rules import JobState, Outcome
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, started
 
 log = logging.getLogger("stoker")
 
@@ -109,8 +109,11 @@ DUE = (
 START = (
     "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?, node = ?,"
     " finished_at = NULL, exit_code = NULL"
-    f" WHERE id = ? AND state = 'queued' AND attempt = ? RETURNING {_JOB_COLUMNS}"
+    " WHERE id = ? AND state = 'queued' AND attempt = ? RETURNING id"
 )
+
+
+_STATES = {str(state): state for state in JobState}  # a lookup; JobState(…) costs more per row
 
 
 def _job(row: tuple[Any, ...]) -> Job:
@@ -121,7 +124,7 @@ def _job(row: tuple[Any, ...]) -> Job:
         id=id_,
         task=task,
         queue=queue_,
-        state=JobState(state),
+        state=_STATES[state],
         params=json.loads(params),
         priority=priority,
         attempt=attempt,
@@ -310,9 +313,13 @@ class SqliteStore:
         return await self._do(operation, durable=False)
 
     def start(self, job: Job, now: float, node: str) -> asyncio.Future[Job | None]:
+        # The guard makes the row equal to `job` as it was read, so the running job is known
+        # without reading it back.
+        running = started(job, now, node)
+
         def operation(conn: sqlite3.Connection) -> Job | None:
             row = conn.execute(START, (now, node, job.id, job.attempt)).fetchone()
-            return None if row is None else _job(row)
+            return None if row is None else running
 
         return self._do(operation, durable=False)
 
