@@ -103,9 +103,12 @@ def test_errors_are_json(stoker: Stoker) -> None:
     with pytest.raises(ClientError) as e:
         client.request("POST", "/api/v1/programs/sleeper/signal", {"signal": "NOPE"})
     assert e.value.status == 400
+    good = stoker.config.read_text()
+    stoker.config.write_text(good + "\n[programs.halfway]\n")  # no command
     with pytest.raises(ClientError) as e:
         client.request("POST", "/api/v1/reload")
-    assert e.value.status == 501 and e.value.code == "not_implemented"
+    assert e.value.status == 422 and e.value.code == "invalid_config" and "halfway" in str(e.value)
+    stoker.config.write_text(good)
 
 
 def test_openapi_document_lists_every_route(stoker: Stoker) -> None:

@@ -259,6 +259,19 @@ def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str)
     return command
 
 
+def reload_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Re-read the config and apply only what changed (as SIGHUP does); a config that is not
+    valid changes nothing (exit 2, with the reason)."""
+    from stoker.reload import describe
+
+    with _talking():
+        changes = ctx.client(timeout=None).request("POST", "/api/v1/reload")
+    if args.as_json:
+        _print_json(changes)
+    else:
+        print(f"reloaded: {describe(changes)}")
+
+
 def signal_command(ctx: Context, args: argparse.Namespace) -> None:
     """Send a signal (HUP, USR1, 15 …) to the process group of each instance."""
     from stoker.signals import parse_signal
@@ -670,6 +683,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         [_NAMES, _JSON],
     ),
     "signal": (signal_command, [_arg("sig", metavar="SIG"), _NAMES, _JSON]),
+    "reload": (reload_command, [_JSON]),
     "logs": (
         logs,
         [

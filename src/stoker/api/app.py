@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -44,6 +45,7 @@ class DaemonInfo:
     events: EventBus = field(default_factory=EventBus)
     dispatcher: Dispatcher | None = None  # None: no tasks in the config
     scheduler: Scheduler | None = None  # None: no schedules in the config
+    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set once the daemon runs
 
 
 def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstance]:
@@ -149,11 +151,14 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         return StreamingResponse(_follow(text, sinks, prefix), media_type="text/event-stream")
 
     async def reload(request: Request) -> Response:
-        raise ApiError(
-            501,
-            "not_implemented",
-            "reload is not available in this version yet: restart the daemon to apply config changes",
-        )
+        from stoker.config import ConfigError
+
+        if info.reload is None:
+            raise ApiError(503, "unavailable", "the daemon is still starting")
+        try:
+            return json_response(await info.reload())
+        except ConfigError as e:
+            raise ApiError(422, "invalid_config", f"{e} (nothing was changed)") from None
 
     async def shutdown(request: Request) -> Response:
         info.request_shutdown()

@@ -13,6 +13,28 @@ from stoker.api import schemas
 _REF = "#/components/schemas/{name}"
 
 
+_NAMES = {"type": "array", "items": {"type": "string"}}
+_RELOAD = {
+    "type": "object",
+    "properties": {
+        "added": _NAMES,
+        "removed": _NAMES,
+        "changed": _NAMES,
+        "resized": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
+            },
+        },
+        "unchanged": _NAMES,
+        "jobs": _NAMES,
+        "needs_restart": _NAMES,
+    },
+    "required": ["added", "removed", "changed", "resized", "unchanged", "jobs", "needs_restart"],
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _REF.format(name=name)}
 
@@ -130,8 +152,11 @@ def document() -> dict[str, Any]:
         },
         "/api/v1/reload": {
             "post": {
-                "summary": "Re-read the config (not available in this version yet)",
-                "responses": {"501": _json(_ref("ErrorBody"), "Not implemented yet")},
+                "summary": "Re-read the config file and apply only what changed",
+                "responses": {
+                    "200": _json(_RELOAD, "What changed"),
+                    "422": _json(_ref("ErrorBody"), "The config is not valid: nothing was changed"),
+                },
             }
         },
         "/api/v1/shutdown": {

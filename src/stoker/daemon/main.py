@@ -18,7 +18,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
 
 from stoker.config import Config
 from stoker.daemon import lock
@@ -135,23 +137,69 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
     await server.startup(sockets=sockets)
 
+    jobs_task = schedules_task = cron_task = None
+    reloading = asyncio.Lock()
+
+    def start_cron_restarts() -> asyncio.Task[None] | None:
+        if not any(p.cron_restart for p in supervisor.config.programs.values()):
+            return None
+        from stoker.supervise.cron_restart import restart_on_schedule, triggers_of
+
+        return asyncio.create_task(restart_on_schedule(supervisor, triggers_of(supervisor)))
+
+    async def reload() -> dict[str, Any]:
+        """Re-read the config file and apply what changed; ConfigError (nothing changed) if
+        the file is not valid."""
+        nonlocal jobs_task, cron_task
+        from stoker.config import load_config
+        from stoker.reload import RESTART_ONLY, describe, diff
+
+        async with reloading:
+            current = supervisor.config
+            new = load_config(current.path)
+            changes = diff(current, new)
+            # what is bound at start stays as it is until the daemon restarts
+            kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
+            new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
+            if (new.tasks or new.schedules) and info.dispatcher is None:
+                changes.needs_restart.append("tasks (the daemon started without any, and without its store)")
+            if new.schedules and info.scheduler is None and info.dispatcher is not None:
+                changes.needs_restart.append("schedules (the daemon started without any)")
+            if info.dispatcher is not None:
+                info.dispatcher.reconfigure(new)
+                if new.tasks and jobs_task is None:
+                    jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
+            if info.scheduler is not None:
+                info.scheduler.reconfigure(new)
+            await supervisor.apply(new, changes)
+            if cron_task is not None:
+                cron_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await cron_task
+            cron_task = start_cron_restarts()
+            report = changes.as_json()
+            log.info("reloaded %s: %s", new.path, describe(report))
+            return report
+
+    async def reload_on_signal() -> None:
+        from stoker.config import ConfigError
+
+        try:
+            await reload()
+        except ConfigError as e:
+            log.error("reload refused, nothing changed: %s", e)
+
+    info.reload = reload
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(
-        signal.SIGHUP,
-        lambda: log.warning("SIGHUP: reload is not available in this version yet; restart to apply changes"),
-    )
-    jobs_task = schedules_task = cron_task = None
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_signal()))
     try:
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
             jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         supervisor.autostart()
-        if any(p.cron_restart for p in config.programs.values()):
-            from stoker.supervise.cron_restart import restart_on_schedule, triggers_of
-
-            cron_task = asyncio.create_task(restart_on_schedule(supervisor, triggers_of(supervisor)))
+        cron_task = start_cron_restarts()
         log.info(
             "stoker %s ready: %d program(s), %d instance(s), socket %s%s",
             _version(),

@@ -129,6 +129,15 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def reconfigure(self, config: Config) -> None:
+        """Tasks and queues from a reloaded config. Running jobs finish as they began; a new
+        queue is read at once; a removed queue's jobs stay queued until it comes back."""
+        self.config = config
+        self.pool.config = config
+        self.pool.max_jobs = config.daemon.worker_max_jobs
+        self.ready = {queue: self.ready.get(queue) or Ready() for queue in config.queues}
+        self._wake.set()
+
     def queued(self, job: Job) -> None:
         """A job this daemon has just queued in the store (enqueued, retried, fired by a
         schedule, or queued again after a failed attempt): run it when it is due."""

@@ -106,6 +106,20 @@ class Scheduler:
             if delay > 0:
                 await wait_event(self._wake, delay)
 
+    def reconfigure(self, config: Config) -> None:
+        """Schedules from a reloaded config: added or changed ones are planned from now on,
+        removed ones stop firing; the others keep their next run."""
+        now = time.time()
+        before, self.config = self.config.schedules, config
+        for name in [n for n in self.triggers if n not in config.schedules]:
+            del self.triggers[name]
+            self.next_run.pop(name, None)
+        for name, schedule in config.schedules.items():
+            if before.get(name) != schedule:
+                self.triggers[name] = schedule.trigger()
+                self.next_run[name] = self.triggers[name].next_after(now)
+        self._wake.set()
+
     def stop(self) -> None:
         self._stopping = True
         self._wake.set()

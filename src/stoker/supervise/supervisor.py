@@ -9,7 +9,8 @@ import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from stoker.config import Config
+from stoker.config import Config, ProgramConfig
+from stoker.reload import Changes
 from stoker.supervise.instance import Instance
 from stoker.supervise.state import State
 
@@ -33,15 +34,18 @@ class Supervisor:
         self._base_env = os.environ.copy()
         for program in config.programs.values():
             for i in range(program.instances):
-                inst = Instance(
-                    program,
-                    i,
-                    log_dir=self.log_dir,
-                    state_dir=config.daemon.state_dir,
-                    on_change=self._instance_changed,
-                    base_environment=self._base_env,
-                )
+                inst = self._new_instance(program, i)
                 self.instances[inst.name] = inst
+
+    def _new_instance(self, program: ProgramConfig, index: int) -> Instance:
+        return Instance(
+            program,
+            index,
+            log_dir=self.log_dir,
+            state_dir=self.config.daemon.state_dir,
+            on_change=self._instance_changed,
+            base_environment=self._base_env,
+        )
 
     # names ---------------------------------------------------------------------------------
 
@@ -118,6 +122,47 @@ class Supervisor:
             limit + 5,
         )
 
+    async def apply(self, config: Config, changes: Changes) -> None:
+        """Bring the instances in line with a reloaded config: stop what was removed, start
+        what was added, restart changed programs one instance at a time (each running again
+        before the next stops), and leave everything else alone, processes and all."""
+        old, self.config = self.instances, config
+        going = [inst for inst in old.values() if not _kept(inst, config)]
+        await self.stop(going)
+        for inst in going:
+            inst.close()
+        gone = {inst.name for inst in going}
+        instances: dict[str, Instance] = {}
+        fresh: list[Instance] = []
+        for program in config.programs.values():
+            for index in range(program.instances):
+                name = program.spec(index).name
+                kept = old.get(name) if name not in gone else None
+                if kept is None:
+                    kept = self._new_instance(program, index)
+                    fresh.append(kept)
+                elif program.name not in changes.changed:
+                    kept.program = program  # the same processes; only the instance count differs
+                instances[name] = kept
+        self.instances = instances
+        for name in changes.changed:
+            for inst in [i for i in instances.values() if i.spec.program == name and i not in fresh]:
+                await self._replace(inst, config.programs[name])
+        for inst in fresh:
+            if inst.program.autostart:
+                inst.start()
+
+    async def _replace(self, inst: Instance, program: ProgramConfig) -> None:
+        """One instance of a changed program: stop it, start its successor (unless it was
+        stopped, by hand or for lack of autostart: then the successor waits the same way)."""
+        was_stopped = inst.state is State.STOPPED
+        await self.stop([inst])
+        inst.close()
+        successor = self._new_instance(program, inst.spec.instance)
+        self.instances[successor.name] = successor
+        if not was_stopped:
+            await self.start([successor])
+
     def signal(self, instances: list[Instance], sig: int) -> list[str]:
         """Send `sig`; return the names of the instances that had a process to receive it."""
         return [inst.name for inst in instances if inst.send_signal(sig)]
@@ -132,6 +177,11 @@ class Supervisor:
             if inst.pid is not None:  # pragma: no cover - survived SIGKILL (uninterruptible)
                 inst.send_signal(signal.SIGKILL)
             inst.close()
+
+
+def _kept(inst: Instance, config: Config) -> bool:
+    program = config.programs.get(inst.spec.program)
+    return program is not None and inst.spec.instance < program.instances
 
 
 def _stop_limit(instances: list[Instance]) -> float:
