@@ -14,6 +14,7 @@ import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
 from stoker.store import AttemptEnd, Job, NewJob, Store, StoreError
+from stoker.store.base import started
 from stoker.store.sqlite import DUE, MIGRATIONS, SqliteStore
 
 NODE = "node-a"
@@ -49,8 +50,8 @@ async def claim(
 ) -> tuple[list[Job], float | None]:
     """What the dispatcher does: read the due jobs of a queue, start each."""
     due, later = await store.due(queue, limit, now)
-    started = [await store.start(job, now, node) for job in due]
-    return [job for job in started if job is not None], later
+    running = [await store.start(started(job, now, node)) for job in due]
+    return [job for job in running if job is not None], later
 
 
 def end(job_id: int, attempt: int, outcome: Outcome, nxt: Next, **kw: Any) -> AttemptEnd:
@@ -106,15 +107,17 @@ def test_claim_respects_limit(tmp_path: Path) -> None:
 def test_start_only_a_job_still_queued_at_that_attempt(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         [(a, _), (b, _), (c, _)] = await store.enqueue([new(), new(), new()], T0)
-        started = await store.start(a, T0 + 1, NODE)
-        assert started is not None and started.state is JobState.RUNNING
-        assert (started.attempt, started.started_at, started.node) == (1, T0 + 1, NODE)
-        assert await store.start(a, T0 + 2, NODE) is None  # already running
+        running = await store.start(started(a, T0 + 1, NODE))
+        assert running is not None and running.state is JobState.RUNNING
+        assert (running.attempt, running.started_at, running.node) == (1, T0 + 1, NODE)
+        assert await store.get(a.id) == running  # what start answers is what it stored
+        assert await store.start(started(a, T0 + 2, NODE)) is None  # already running
         await store.cancel(b.id, T0)
-        assert await store.start(b, T0 + 2, NODE) is None  # cancelled meanwhile
+        assert await store.start(started(b, T0 + 2, NODE)) is None  # cancelled meanwhile
         stale = await store.retry(b.id, T0)  # queued again, attempt 0: a copy read earlier
-        assert stale is not None and await store.start(c, T0, NODE) is not None
-        assert await store.start(replace(stale, attempt=3), T0, NODE) is None  # is not this attempt
+        assert stale is not None and await store.start(started(c, T0, NODE)) is not None
+        stale_copy = started(replace(stale, attempt=3), T0, NODE)
+        assert await store.start(stale_copy) is None  # is not this attempt
 
     run(tmp_path, body)
 
@@ -125,7 +128,7 @@ def test_operations_take_effect_in_the_order_they_are_submitted(tmp_path: Path) 
     async def body(store: Store) -> None:
         await store.enqueue([new(), new()], T0)
         due, _ = await store.due("q", 10, T0)
-        starting = store.start(due[0], T0, NODE)  # not awaited before the read is submitted
+        starting = store.start(started(due[0], T0, NODE))  # not awaited before the read is submitted
         after, _ = await store.due("q", 10, T0)
         assert [j.id for j in after] == [due[1].id]
         assert (await starting) is not None

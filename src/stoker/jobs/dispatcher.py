@@ -145,9 +145,14 @@ class Dispatcher:
             return
         if job.run_at <= time.time():
             self.ready[job.queue].add(job)
-        elif job.run_at < self._later.get(job.queue, job.run_at + 1):
-            self._later[job.queue] = job.run_at
+        else:
+            self._due_later(job.queue, job.run_at)
         self._wake.set()
+
+    def _due_later(self, queue: str, run_at: float) -> None:
+        """A job of `queue` is due at `run_at`: look again then, if not sooner."""
+        if run_at < self._later.get(queue, run_at + 1):
+            self._later[queue] = run_at
 
     def _prewarm(self) -> None:
         """Start a worker for every slot a Python task could use, so the first jobs do not wait
@@ -208,8 +213,8 @@ class Dispatcher:
             later = time.time() + STORE_RETRY
         finally:
             ready.end_read(jobs, READ)
-        if later is not None and later < self._later.get(queue, later + 1):
-            self._later[queue] = later
+        if later is not None:
+            self._due_later(queue, later)
         self._wake.set()
 
     async def _sleep(self, due: float | None) -> None:
@@ -223,8 +228,8 @@ class Dispatcher:
     # running -------------------------------------------------------------------------------
 
     def _begin(self, group: asyncio.TaskGroup, queued: Job, now: float) -> None:
-        recorded = self.store.start(queued, now, self.node)  # while the job starts
         job = started(queued, now, self.node)
+        recorded = self.store.start(job)  # while the job starts
         task = self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
         run: AttemptRun
@@ -246,14 +251,14 @@ class Dispatcher:
         recorded.add_done_callback(lambda f: self._started(f, run))
         group.create_task(self._attempt(job, task, run))
 
-    def _started(self, started: asyncio.Future[Job | None], run: AttemptRun) -> None:
+    def _started(self, answer: asyncio.Future[Job | None], run: AttemptRun) -> None:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
-        if started.cancelled():
+        if answer.cancelled():
             return
-        if (error := started.exception()) is not None:
+        if (error := answer.exception()) is not None:
             log.error("jobs: the store could not record a start: %s", error)
             run.stop(Outcome.INTERRUPTED, f"interrupted: the store could not record its start: {error}")
-        elif (job := started.result()) is None:
+        elif (job := answer.result()) is None:
             run.stop(Outcome.CANCELLED, "cancelled before it started")
         else:
             self.publish({"type": "job", "job": job})

@@ -113,10 +113,10 @@ class Store(Protocol):
         run (highest priority, then earliest run_at, then oldest); and the earliest run_at of
         the queue's jobs not due yet (when to look again). Reads only: see `start`."""
 
-    def start(self, job: Job, now: float, node: str) -> asyncio.Future[Job | None]:
-        """Mark `job` (as read by `due`, or just enqueued) running its next attempt on `node`;
-        the running job, or None if it is not queued at that attempt any more (cancelled
-        meanwhile). Not a coroutine: the operation is submitted when this is called, in order
+    def start(self, job: Job) -> asyncio.Future[Job | None]:
+        """Record `job` running: a job read by `due` (or just enqueued) as `started()` makes it.
+        Answers `job`, or None if the stored one is not queued at the attempt before any more
+        (cancelled meanwhile). Not a coroutine: the operation is submitted when this is called, in order
         with every other one, so the dispatcher can hand the job to a worker at once and learn
         the outcome later; a read submitted after it sees the job running."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from stoker.jobs.rules import JobState, Outcome
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, started
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError
 
 log = logging.getLogger("stoker")
 
@@ -312,14 +312,11 @@ class SqliteStore:
 
         return await self._do(operation, durable=False)
 
-    def start(self, job: Job, now: float, node: str) -> asyncio.Future[Job | None]:
-        # The guard makes the row equal to `job` as it was read, so the running job is known
-        # without reading it back.
-        running = started(job, now, node)
-
+    def start(self, job: Job) -> asyncio.Future[Job | None]:
+        # The guard makes the row equal to `job`, so it is not read back.
         def operation(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(START, (now, node, job.id, job.attempt)).fetchone()
-            return None if row is None else running
+            row = conn.execute(START, (job.started_at, job.node, job.id, job.attempt - 1)).fetchone()
+            return None if row is None else job
 
         return self._do(operation, durable=False)
 
