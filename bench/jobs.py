@@ -1009,17 +1009,7 @@ def main() -> int:
     st = results.get("stoker")
     if st and st.get("call_check", {}).get("exit_code"):
         print(f"stoker no-op Python jobs: `stoker check` refuses call tasks: {st['call_check']['output']}")
-    for name, why in meta["unavailable"].items():
-        print(f"{name}: not available ({why})")
-    for name, r in results.items():
-        if r and r.get("error"):
-            print(f"{name}: failed: {r['error']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"meta": meta, "results": results, "table": report}, indent=2) + "\n")
-    load = meta["machine"]["loadavg_at_start"][0]
-    if load > 0.5:
-        print(f"Note: the 1-minute load average was {load:.2f} as the run began: other work shared the CPUs.")
-    print(f"\n(JSON: {RESULTS.relative_to(ROOT)}; {meta['seconds']:.0f} s)")
+    common.write_results(RESULTS, meta, results, report)
     return 1 if failed else 0
 
 

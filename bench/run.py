@@ -860,6 +860,22 @@ def parse_args(doc: str, tools: Sequence[str], quick_help: str, keep_help: str) 
     return args, only
 
 
+def write_results(path: Path, meta: dict[str, Any], results: dict[str, Any], report: str) -> None:
+    """The end of a jobs or schedules run: what could not run or failed, the JSON file, and a
+    note when the machine was busy as the run began."""
+    for name, why in meta["unavailable"].items():
+        print(f"{name}: not available ({why})")
+    for name, r in results.items():
+        if r and r.get("error"):
+            print(f"{name}: failed: {r['error']}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": meta, "results": results, "table": report}, indent=2) + "\n")
+    load = meta["machine"]["loadavg_at_start"][0]
+    if load > 0.5:
+        print(f"Note: the 1-minute load average was {load:.2f} as the run began: other work shared the CPUs.")
+    print(f"\n(JSON: {path.relative_to(ROOT)}; {meta['seconds']:.0f} s)")
+
+
 def end_of_run(
     session: Session, keep: bool, meta: dict[str, Any], stop: Callable[[], None] = lambda: None
 ) -> None:
