@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -14,7 +15,7 @@ import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
 from stoker.store import AttemptEnd, Job, NewJob, Store, StoreError
-from stoker.store.base import started
+from stoker.store.base import ended, started
 from stoker.store.sqlite import DUE, MIGRATIONS, SqliteStore
 
 NODE = "node-a"
@@ -54,8 +55,15 @@ async def claim(
     return [job for job in running if job is not None], later
 
 
-def end(job_id: int, attempt: int, outcome: Outcome, nxt: Next, **kw: Any) -> AttemptEnd:
-    return AttemptEnd(job_id=job_id, attempt=attempt, outcome=outcome, next=nxt, finished_at=T0 + 10, **kw)
+def end(job: Job, outcome: Outcome, nxt: Next, **kw: Any) -> AttemptEnd:
+    """The end of `job`'s running attempt."""
+    return AttemptEnd(
+        job_id=job.id, attempt=job.attempt, outcome=outcome, next=nxt, finished_at=T0 + 10, **kw
+    )
+
+
+async def finish(store: Store, job: Job, outcome: Outcome, nxt: Next, **kw: Any) -> Job | None:
+    return await store.finish(job, end(job, outcome, nxt, **kw))
 
 
 def test_enqueue_then_get(tmp_path: Path) -> None:
@@ -144,7 +152,7 @@ def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
         [running], _ = await claim(store, "q", 1, T0, NODE)
         [(third, created3)] = await store.enqueue([new(key="k")], T0)
         assert not created3 and third.id == first.id and third.state is JobState.RUNNING
-        await store.finish(end(running.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
+        await finish(store, running, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))
         [(fourth, created4)] = await store.enqueue([new(key="k")], T0)
         assert created4 and fourth.id != first.id
 
@@ -156,27 +164,25 @@ def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
         await store.enqueue([new(max_attempts=2)], T0)
         [job], _ = await claim(store, "q", 1, T0, NODE)
         retry = Next(JobState.QUEUED, run_at=T0 + 30)
-        back = await store.finish(
-            end(job.id, 1, Outcome.FAILED, retry, exit_code=3, error="exit 3", output="o1")
-        )
+        back = await finish(store, job, Outcome.FAILED, retry, exit_code=3, error="exit 3", output="o1")
         assert back is not None and back.state is JobState.QUEUED and back.run_at == T0 + 30
+        assert await store.get(job.id) == back  # what finish answers is what it stored
         assert (
             back.attempt == 1 and back.error == "exit 3" and back.output == "o1" and back.finished_at is None
         )
         assert (await claim(store, "q", 1, T0 + 29, NODE))[0] == []
         [job2], _ = await claim(store, "q", 1, T0 + 30, NODE)
         assert job2.attempt == 2
-        done = await store.finish(
-            end(job.id, 2, Outcome.FAILED, Next(JobState.FAILED), exit_code=4, error="x")
-        )
+        done = await finish(store, job2, Outcome.FAILED, Next(JobState.FAILED), exit_code=4, error="x")
         assert done is not None and done.state is JobState.FAILED and done.finished_at == T0 + 10
+        assert await store.get(job.id) == done
         attempts = await store.attempts(job.id)
         assert [(a.number, a.outcome, a.exit_code) for a in attempts] == [
             (1, Outcome.FAILED, 3),
             (2, Outcome.FAILED, 4),
         ]
         # an end for an attempt that is not running is refused
-        assert await store.finish(end(job.id, 2, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))) is None
+        assert await finish(store, job2, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)) is None
 
     run(tmp_path, body)
 
@@ -185,17 +191,11 @@ def test_result_is_stored_as_json(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
         [job], _ = await claim(store, "q", 1, T0, NODE)
-        done = await store.finish(
-            end(
-                job.id,
-                1,
-                Outcome.SUCCEEDED,
-                Next(JobState.SUCCEEDED),
-                result={"a": [1, None]},
-                has_result=True,
-            )
+        done = await finish(
+            store, job, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), result={"a": [1, None]}, has_result=True
         )
         assert done is not None and done.result == {"a": [1, None]}
+        assert await store.get(job.id) == done
 
     run(tmp_path, body)
 
@@ -208,7 +208,7 @@ def test_cancel_queued_and_running(tmp_path: Path) -> None:
         [running], _ = await claim(store, "q", 5, T0, NODE)
         marked = await store.cancel(running.id, T0 + 1)
         assert marked is not None and marked.state is JobState.RUNNING and marked.cancel_requested
-        done = await store.finish(end(running.id, 1, Outcome.CANCELLED, Next(JobState.CANCELLED)))
+        done = await finish(store, running, Outcome.CANCELLED, Next(JobState.CANCELLED))
         assert done is not None and done.state is JobState.CANCELLED and not done.cancel_requested
         assert await store.cancel(42, T0) is None
 
@@ -220,7 +220,7 @@ def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
         await store.enqueue([new(max_attempts=1), new()], T0)
         assert await store.retry(1, T0) is None  # queued
         [job, _], _ = await claim(store, "q", 2, T0, NODE)
-        await store.finish(end(job.id, 1, Outcome.FAILED, Next(JobState.FAILED), error="boom"))
+        await finish(store, job, Outcome.FAILED, Next(JobState.FAILED), error="boom")
         again = await store.retry(job.id, T0 + 50)
         assert again is not None and again.state is JobState.QUEUED and again.attempt == 0
         assert again.run_at == T0 + 50 and again.finished_at is None
@@ -307,7 +307,7 @@ def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
         jobs, _ = await claim(store, "q", 3, T0, NODE)
         for j in jobs:
-            await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
+            await finish(store, j, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))
         assert await store.prune(T0 + 10, 100) == []  # finished at T0+10: not before
         first = await store.prune(T0 + 11, 2)
         second = await store.prune(T0 + 11, 2)
@@ -322,7 +322,7 @@ def test_ids_are_never_reused_after_pruning(tmp_path: Path) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
         [j], _ = await claim(store, "q", 1, T0, NODE)
-        await store.finish(end(j.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)))
+        await finish(store, j, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))
         await store.prune(T0 + 100, 10)
         [(again, _)] = await store.enqueue([new()], T0)
         assert again.id == 2
@@ -377,3 +377,85 @@ def test_reading_due_jobs_walks_the_claim_index_in_order(tmp_path: Path) -> None
     db.close()
     details = " | ".join(row[-1] for row in plan)
     assert "USING INDEX jobs_claim" in details and "TEMP B-TREE" not in details, details
+
+
+@asynccontextmanager
+async def held(store: Store) -> AsyncIterator[None]:
+    """Keep the writer busy while the body submits, so everything submitted lands in one batch."""
+    assert isinstance(store, SqliteStore)
+    go = threading.Event()
+    busy = store._do(lambda conn: go.wait(10), durable=False)
+    try:
+        yield
+    finally:
+        go.set()
+        await busy
+
+
+def test_starts_and_ends_in_one_batch_each_answer_for_themselves(tmp_path: Path) -> None:
+    """Starts and ends queued together run as one statement per kind; a guard that fails among
+    them (a cancelled job, an end of an attempt that is not running) spoils only its own."""
+
+    async def body(store: Store) -> None:
+        jobs = [job for job, _ in await store.enqueue([new(max_attempts=2) for _ in range(6)], T0)]
+        first = [await store.start(started(job, T0, NODE)) for job in jobs[:3]]
+        assert all(job is not None for job in first)
+        a, b, c = (job for job in first if job is not None)
+        await store.cancel(jobs[4].id, T0)
+        retry = Next(JobState.QUEUED, run_at=T0 + 30)
+        async with held(store):
+            ends = [
+                store.finish(a, end(a, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), output="ok")),
+                store.finish(b, end(b, Outcome.FAILED, retry, exit_code=1, error="exit 1")),
+                store.finish(
+                    replace(c, attempt=2),
+                    replace(end(c, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)), attempt=2),
+                ),
+            ]
+            starts = [store.start(started(job, T0 + 1, NODE)) for job in jobs[3:]]
+            answers = await asyncio.gather(*ends, *starts)
+        assert [answer is None for answer in answers] == [False, False, True, False, True, False]
+        for answer in answers:
+            if answer is not None:
+                assert await store.get(answer.id) == answer
+        assert (await store.get(c.id)) == c  # still running its first attempt
+        assert (await store.get(jobs[4].id)).state is JobState.CANCELLED  # type: ignore[union-attr]
+        assert [(x.number, x.outcome) for x in await store.attempts(a.id)] == [(1, Outcome.SUCCEEDED)]
+        assert [(x.number, x.exit_code) for x in await store.attempts(b.id)] == [(1, 1)]
+        assert await store.attempts(c.id) == []
+
+    run(tmp_path, body)
+
+
+def test_starts_and_ends_in_one_batch_take_effect_in_submission_order(tmp_path: Path) -> None:
+    """A job that ends before its start was committed; a retried job started again in the batch
+    that recorded its failed attempt; and an end submitted before its start is refused, as it
+    would be on its own."""
+
+    async def body(store: Store) -> None:
+        [(quick, _), (again, _), (early, _)] = await store.enqueue([new(), new(max_attempts=2), new()], T0)
+        running_again = await store.start(started(again, T0, NODE))
+        assert running_again is not None
+        failed = end(running_again, Outcome.FAILED, Next(JobState.QUEUED, run_at=T0))
+        running_quick, running_early = started(quick, T0, NODE), started(early, T0, NODE)
+        async with held(store):
+            answers = await asyncio.gather(
+                store.start(running_quick),
+                store.finish(running_quick, end(running_quick, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))),
+                store.finish(running_again, failed),
+                store.start(started(ended(running_again, failed), T0 + 1, NODE)),
+            )
+        assert all(answer is not None for answer in answers)
+        assert (await store.get(quick.id)) == answers[1]
+        assert answers[1] is not None and answers[1].state is JobState.SUCCEEDED
+        assert (await store.get(again.id)) == answers[3]
+        assert answers[3] is not None and answers[3].state is JobState.RUNNING and answers[3].attempt == 2
+        async with held(store):  # on their own: every guard would hold if the start went first
+            too_early = store.finish(
+                running_early, end(running_early, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))
+            )
+            starting = store.start(running_early)
+        assert await too_early is None and await starting == running_early
+        assert (await store.get(early.id)) == running_early
+
+    run(tmp_path, body)

@@ -303,7 +303,7 @@ class Dispatcher:
         self.running_per_queue[job.queue] -= 1
         self._wake.set()
         try:
-            finished = await self.store.finish(end)
+            finished = await self.store.finish(job, end)
         except Exception:  # it stays "running" in the store; the next start queues it again
             log.exception("job %d: could not record the end of attempt %d", job.id, job.attempt)
             finished = None

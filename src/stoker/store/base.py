@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from stoker.jobs.rules import JobState, Next, Outcome
+from stoker.jobs.rules import FINISHED, JobState, Next, Outcome
 
 
 class StoreError(Exception):
@@ -92,6 +92,25 @@ class AttemptEnd:
     has_result: bool = False
 
 
+def ended(job: Job, end: AttemptEnd) -> Job:
+    """`job`, running `end.attempt` (as `started()` made it), as `Store.finish` records it once
+    that attempt has ended. Nothing else writes a running job's row but a cancel's
+    `cancel_requested`, which the end clears; `end.result` is JSON-decoded data (a worker's
+    answer), so it reads back from its JSON equal."""
+    return replace(
+        job,
+        state=end.next.state,
+        run_at=job.run_at if end.next.run_at is None else end.next.run_at,
+        attempt=job.attempt if end.next.counts else job.attempt - 1,
+        finished_at=end.finished_at if end.next.state in FINISHED else None,
+        exit_code=end.exit_code,
+        error=end.error,
+        output=end.output,
+        result=end.result if end.has_result else None,
+        cancel_requested=False,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
     queued: int = 0
@@ -120,8 +139,10 @@ class Store(Protocol):
         with every other one, so the dispatcher can hand the job to a worker at once and learn
         the outcome later; a read submitted after it sees the job running."""
 
-    async def finish(self, end: AttemptEnd) -> Job | None:
-        """Record the end of a running attempt; None if the job was not running that attempt."""
+    def finish(self, job: Job, end: AttemptEnd) -> asyncio.Future[Job | None]:
+        """Record the end of `job`'s running attempt (`job` as `started()` made it); answers the
+        job as recorded (`ended(job, end)`), or None if it was not running that attempt.
+        Submitted when called, like `start`."""
 
     async def get(self, job_id: int) -> Job | None: ...
 

@@ -6,6 +6,10 @@ transaction (each operation in its own savepoint, so one failure spoils only its
 commits once: a burst of enqueues or finishes costs one fsync, not one each. A job the API
 answered 201 for has been committed with synchronous=FULL, so it survives the daemon's death
 and the machine's.
+
+Starts and ends of attempts, the bulk of the traffic, are not functions but records
+(`_Start`, `_Finish`): each is one guarded update of one row that applies whole or not at all,
+so the ones queued side by side run as one executemany per kind, with no savepoint each.
 """
 
 from __future__ import annotations
@@ -17,15 +21,18 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
 
 from stoker.jobs.rules import JobState, Outcome
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, ended
 
 log = logging.getLogger("stoker")
 
 _T = TypeVar("_T")
-_Request = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", bool]  # op, its answer, durable
+_Operation = Union[Callable[[sqlite3.Connection], Any], "_Start", "_Finish"]
+_Request = tuple[_Operation, "asyncio.Future[Any]", bool]  # op, its answer, durable
+_Result = tuple["asyncio.Future[Any]", bool, Any]  # the answer, ok, the value or the exception
 _BATCH = 512  # operations per transaction at most
 MAX_CRASHES = 3  # a job that was running when the daemon died this often is not run again
 
@@ -109,8 +116,102 @@ DUE = (
 START = (
     "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?, node = ?,"
     " finished_at = NULL, exit_code = NULL"
-    " WHERE id = ? AND state = 'queued' AND attempt = ? RETURNING id"
+    " WHERE id = ? AND state = 'queued' AND attempt = ?"
 )
+FINISH = (
+    "UPDATE jobs SET state = ?, run_at = ?, attempt = ?, finished_at = ?, exit_code = ?, error = ?,"
+    " output = ?, result = ?, cancel_requested = 0"
+    " WHERE id = ? AND state = 'running' AND attempt = ?"
+)
+ATTEMPT = (
+    "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, exit_code, error, node)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """Record `job` running (as `started()` made it), if it is still queued at the attempt before."""
+
+    job: Job
+
+    def row(self) -> tuple[Any, ...]:
+        job = self.job
+        return (job.started_at, job.node, job.id, job.attempt - 1)
+
+    def answer(self) -> Job:
+        return self.job  # the guard makes the row equal to it: not read back
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    """Record the end of an attempt, if the job is still running that attempt; `job` is the row
+    as it will read then (`ended()`), `result` the result's JSON."""
+
+    end: AttemptEnd
+    job: Job
+    result: str | None
+
+    def row(self) -> tuple[Any, ...]:
+        job, end = self.job, self.end
+        return (str(job.state), job.run_at, job.attempt, job.finished_at, job.exit_code, job.error,
+                job.output, self.result, end.job_id, end.attempt)  # fmt: skip
+
+    def attempt_row(self) -> tuple[Any, ...]:
+        end = self.end
+        return (end.job_id, end.attempt, self.job.started_at, end.finished_at, str(end.outcome),
+                end.exit_code, end.error, self.job.node)  # fmt: skip
+
+    def answer(self) -> Job:
+        return self.job
+
+
+def _apply_one(conn: sqlite3.Connection, change: _Start | _Finish) -> Job | None:
+    """One change on its own: its answer, or None where its guard did not hold."""
+    if isinstance(change, _Start):
+        return change.answer() if conn.execute(START, change.row()).rowcount == 1 else None
+    if conn.execute(FINISH, change.row()).rowcount != 1:
+        return None
+    conn.execute(ATTEMPT, change.attempt_row())
+    return change.answer()
+
+
+def _apply_all(conn: sqlite3.Connection, changes: Sequence[_Start | _Finish]) -> bool:
+    """All of `changes` at once, starts before ends (see `_run_of_changes` for why that keeps
+    their order); False if any guard did not hold (the caller rolls back and goes one by one)."""
+    starts = [change.row() for change in changes if isinstance(change, _Start)]
+    ends = [change for change in changes if isinstance(change, _Finish)]
+    if starts and conn.executemany(START, starts).rowcount != len(starts):
+        return False
+    if ends:
+        if conn.executemany(FINISH, [end.row() for end in ends]).rowcount != len(ends):
+            return False
+        conn.executemany(ATTEMPT, [end.attempt_row() for end in ends])
+    return True
+
+
+def _run_of_changes(batch: Sequence[_Request], begin: int) -> int:
+    """Where the run of changes that begins at `batch[begin]` ends. Within a run the starts are
+    applied before the ends; that keeps submission order because a run holds each job at most
+    once, except for a start followed by the end of that same attempt (which stays in order)."""
+    started: set[int] = set()
+    finished: set[int] = set()
+    at = begin
+    while at < len(batch):
+        change = batch[at][0]
+        if isinstance(change, _Start):
+            job_id = change.job.id
+            if job_id in started or job_id in finished:
+                break
+            started.add(job_id)
+        elif isinstance(change, _Finish):
+            if change.end.job_id in finished:
+                break
+            finished.add(change.end.job_id)
+        else:
+            break
+        at += 1
+    return at
 
 
 _STATES = {str(state): state for state in JobState}  # a lookup; JobState(…) costs more per row
@@ -155,8 +256,8 @@ class _Writer(threading.Thread):
         self.loop = asyncio.get_running_loop()
         self.sync = "FULL"
 
-    def submit(self, operation: Callable[[sqlite3.Connection], _T], durable: bool) -> asyncio.Future[_T]:
-        future: asyncio.Future[_T] = self.loop.create_future()
+    def submit(self, operation: _Operation, durable: bool) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self.loop.create_future()
         self.requests.put((operation, future, durable))
         return future
 
@@ -196,10 +297,7 @@ class _Writer(threading.Thread):
             batch.append(item)
         return batch
 
-    def _run_batch(
-        self, conn: sqlite3.Connection, batch: list[_Request]
-    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Result]:
         try:
             # An accepted job (or a cancel, a pause…) must survive a power cut: fsync before the
             # answer. A claim or a finish need only survive the daemon's death; losing one to a
@@ -210,8 +308,8 @@ class _Writer(threading.Thread):
                 conn.execute(f"PRAGMA synchronous = {sync}")
                 self.sync = sync
             conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:  # alone in its transaction: no savepoint needed
-                operation, future, _ = batch[0]
+            operation, future, _ = batch[0]
+            if len(batch) == 1 and callable(operation):  # alone in its transaction: no savepoint needed
                 try:
                     value = operation(conn)
                 except Exception as e:
@@ -219,17 +317,16 @@ class _Writer(threading.Thread):
                     return [(future, False, e)]
                 conn.execute("COMMIT")
                 return [(future, True, value)]
-            for operation, future, _ in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    value = operation(conn)
-                except Exception as e:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((future, False, e))
+            results: list[_Result] = []
+            at = 0
+            while at < len(batch):
+                end = _run_of_changes(batch, at)
+                if end > at:
+                    results += self._run_changes(conn, batch[at:end])
+                    at = end
                 else:
-                    conn.execute("RELEASE op")
-                    results.append((future, True, value))
+                    results.append(self._run_in_savepoint(conn, batch[at]))
+                    at += 1
             conn.execute("COMMIT")
         except sqlite3.Error as e:  # the disk is full, the file is gone…: nothing of this batch holds
             if conn.in_transaction:
@@ -238,7 +335,42 @@ class _Writer(threading.Thread):
             return [(future, False, error) for _, future, _ in batch]
         return results
 
-    def _deliver(self, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    @staticmethod
+    def _run_in_savepoint(conn: sqlite3.Connection, request: _Request) -> _Result:
+        operation, future, _ = request
+        conn.execute("SAVEPOINT op")
+        try:
+            if isinstance(operation, (_Start, _Finish)):
+                value = _apply_one(conn, operation)
+            else:
+                value = operation(conn)
+        except Exception as e:
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return (future, False, e)
+        conn.execute("RELEASE op")
+        return (future, True, value)
+
+    @classmethod
+    def _run_changes(cls, conn: sqlite3.Connection, run: list[_Request]) -> list[_Result]:
+        """A run of starts and ends: all in one go when every guard holds (nearly always); else
+        (a job cancelled meanwhile) undone and done again one by one, each answering for itself."""
+        changes = [change for change, _, _ in run if isinstance(change, (_Start, _Finish))]
+        conn.execute("SAVEPOINT changes")
+        try:
+            applied = _apply_all(conn, changes)
+        except Exception:  # which one failed is for the one-by-one path to say
+            applied = False
+        if applied:
+            conn.execute("RELEASE changes")
+            return [
+                (future, True, change.answer()) for change, (_, future, _) in zip(changes, run, strict=True)
+            ]
+        conn.execute("ROLLBACK TO changes")
+        conn.execute("RELEASE changes")
+        return [cls._run_in_savepoint(conn, request) for request in run]
+
+    def _deliver(self, results: list[_Result]) -> None:
         def settle() -> None:
             for future, ok, value in results:
                 if future.done():  # the caller gave up waiting
@@ -269,6 +401,9 @@ class SqliteStore:
     def _do(
         self, operation: Callable[[sqlite3.Connection], _T], *, durable: bool = True
     ) -> asyncio.Future[_T]:
+        return self._submit(operation, durable)
+
+    def _submit(self, operation: _Operation, durable: bool) -> asyncio.Future[Any]:
         if self._writer is None:
             raise StoreError("the store is not open")
         return self._writer.submit(operation, durable)
@@ -313,46 +448,15 @@ class SqliteStore:
         return await self._do(operation, durable=False)
 
     def start(self, job: Job) -> asyncio.Future[Job | None]:
-        # The guard makes the row equal to `job`, so it is not read back.
-        def operation(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(START, (job.started_at, job.node, job.id, job.attempt - 1)).fetchone()
-            return None if row is None else job
+        return self._submit(_Start(job), durable=False)
 
-        return self._do(operation, durable=False)
-
-    async def finish(self, end: AttemptEnd) -> Job | None:
-        def operation(conn: sqlite3.Connection) -> Job | None:
-            finished = end.next.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-            result = json.dumps(end.result) if end.has_result else None
-            updated = conn.execute(
-                "UPDATE jobs SET state = ?, run_at = COALESCE(?, run_at), attempt = attempt - ?,"
-                " finished_at = ?, exit_code = ?, error = ?, output = ?, result = ?, cancel_requested = 0"
-                f" WHERE id = ? AND state = 'running' AND attempt = ? RETURNING {_JOB_COLUMNS}",
-                (
-                    str(end.next.state),
-                    end.next.run_at,
-                    0 if end.next.counts else 1,
-                    end.finished_at if finished else None,
-                    end.exit_code,
-                    end.error,
-                    end.output,
-                    result,
-                    end.job_id,
-                    end.attempt,
-                ),
-            ).fetchone()
-            if updated is None:  # not running this attempt (any more): nothing to record
-                return None
-            job = _job(updated)
-            conn.execute(
-                "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, exit_code, error,"
-                " node) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (end.job_id, end.attempt, job.started_at, end.finished_at, str(end.outcome), end.exit_code,
-                 end.error, job.node),
-            )  # fmt: skip
-            return job
-
-        return await self._do(operation, durable=False)
+    def finish(self, job: Job, end: AttemptEnd) -> asyncio.Future[Job | None]:
+        if (job.id, job.attempt) != (end.job_id, end.attempt):
+            raise ValueError(
+                f"job {job.id} attempt {job.attempt} given the end of {end.job_id}/{end.attempt}"
+            )
+        result = json.dumps(end.result) if end.has_result else None
+        return self._submit(_Finish(end, ended(job, end), result), durable=False)
 
     async def get(self, job_id: int) -> Job | None:
         def operation(conn: sqlite3.Connection) -> Job | None:
