@@ -15,6 +15,7 @@ import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
 from stoker.store import AttemptEnd, Job, NewJob, Store, StoreError
+from stoker.store import sqlite as sqlite_store
 from stoker.store.base import ended, started
 from stoker.store.sqlite import DUE, MIGRATIONS, SqliteStore
 
@@ -459,3 +460,23 @@ def test_starts_and_ends_in_one_batch_take_effect_in_submission_order(tmp_path: 
         assert (await store.get(early.id)) == running_early
 
     run(tmp_path, body)
+
+
+def test_only_starts_and_ends_wait_for_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starts and ends wait a little before a commit, to share it; an enqueue or a read queued
+    behind them ends the wait, and so does closing the store (here the wait is stretched to a
+    minute: nothing may sit it out)."""
+    monkeypatch.setattr(sqlite_store, "LINGER", 60.0)
+
+    async def main() -> None:
+        async with opened(tmp_path) as store:
+            [(job, _)] = await store.enqueue([new()], T0)
+            starting = store.start(started(job, T0, NODE))
+            [(other, _)] = await asyncio.wait_for(store.enqueue([new()], T0), 10)
+            assert await asyncio.wait_for(starting, 10) is not None
+            due, _ = await asyncio.wait_for(store.due("q", 10, T0), 10)
+            assert [j.id for j in due] == [other.id]
+            lingering = store.start(started(other, T0, NODE))
+        assert await asyncio.wait_for(lingering, 10) is not None
+
+    asyncio.run(main())

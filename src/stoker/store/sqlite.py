@@ -34,6 +34,7 @@ _Operation = Union[Callable[[sqlite3.Connection], Any], "_Start", "_Finish"]
 _Request = tuple[_Operation, "asyncio.Future[Any]", bool]  # op, its answer, durable
 _Result = tuple["asyncio.Future[Any]", bool, Any]  # the answer, ok, the value or the exception
 _BATCH = 512  # operations per transaction at most
+LINGER = 0.002  # seconds starts and ends wait for company before a commit (see _Writer._next_batch)
 MAX_CRASHES = 3  # a job that was running when the daemon died this often is not run again
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
@@ -253,13 +254,21 @@ class _Writer(threading.Thread):
         super().__init__(name="stoker-sqlite", daemon=True)
         self.path = path
         self.requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self.urgent = threading.Event()  # set when something other than a start or an end is queued
         self.loop = asyncio.get_running_loop()
         self.sync = "FULL"
 
     def submit(self, operation: _Operation, durable: bool) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = self.loop.create_future()
         self.requests.put((operation, future, durable))
+        if not isinstance(operation, (_Start, _Finish)):
+            self.urgent.set()
         return future
+
+    def stop(self) -> None:
+        """Stop once what is queued now is done."""
+        self.requests.put(None)
+        self.urgent.set()
 
     def run(self) -> None:
         try:
@@ -285,6 +294,13 @@ class _Writer(threading.Thread):
         first = self.requests.get()
         if first is None:
             return None
+        if isinstance(first[0], (_Start, _Finish)):
+            # Nobody waits for a start or an end (the dispatcher has moved on), and a commit costs
+            # this thread about as much as a dozen of them: they wait a little for more of their
+            # kind (2 ms: a third of the writer's CPU per no-op job, against 0.5 ms 1/5 and 5 ms no
+            # better than 2). Anything else queued (an enqueue, a read) ends the wait at once.
+            self.urgent.wait(LINGER)
+        self.urgent.clear()  # before draining: what is queued after this sets it again
         batch = [first]
         while len(batch) < _BATCH:
             try:
@@ -415,7 +431,7 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.requests.put(None)
+            self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
 
