@@ -7,10 +7,10 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
@@ -125,7 +125,7 @@ def test_start_only_a_job_still_queued_at_that_attempt(tmp_path: Path) -> None:
         assert await store.start(started(b, T0 + 2, NODE)) is None  # cancelled meanwhile
         stale = await store.retry(b.id, T0)  # queued again, attempt 0: a copy read earlier
         assert stale is not None and await store.start(started(c, T0, NODE)) is not None
-        stale_copy = started(replace(stale, attempt=3), T0, NODE)
+        stale_copy = started(msgspec.structs.replace(stale, attempt=3), T0, NODE)
         assert await store.start(stale_copy) is None  # is not this attempt
 
     run(tmp_path, body)
@@ -409,8 +409,8 @@ def test_starts_and_ends_in_one_batch_each_answer_for_themselves(tmp_path: Path)
                 store.finish(a, end(a, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), output="ok")),
                 store.finish(b, end(b, Outcome.FAILED, retry, exit_code=1, error="exit 1")),
                 store.finish(
-                    replace(c, attempt=2),
-                    replace(end(c, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)), attempt=2),
+                    msgspec.structs.replace(c, attempt=2),
+                    msgspec.structs.replace(end(c, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)), attempt=2),
                 ),
             ]
             starts = [store.start(started(job, T0 + 1, NODE)) for job in jobs[3:]]

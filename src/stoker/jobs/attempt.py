@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from stoker.config import TaskConfig
 from stoker.jobs.rules import Outcome
 from stoker.supervise.reap import kill_group
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
+class AttemptResult(msgspec.Struct, frozen=True):  # made for every job: see stoker.store.base
     outcome: Outcome
     exit_code: int | None = None
     error: str | None = None

@@ -15,12 +15,12 @@ its STOKER_SUPERVISOR marker) before it queues the job again, so a job never run
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+
+import msgspec
 
 from stoker.config import TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
@@ -38,7 +38,7 @@ def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_d
     env["STOKER_TASK"] = task.name
     env["STOKER_JOB_ID"] = str(job.id)
     env["STOKER_JOB_ATTEMPT"] = str(job.attempt)
-    env["STOKER_JOB_PARAMS"] = json.dumps(job.params, ensure_ascii=False)
+    env["STOKER_JOB_PARAMS"] = msgspec.json.encode(job.params).decode()
     env[SUPERVISOR_ENV] = state_dir
     return env
 
@@ -78,7 +78,7 @@ class CommandRun(GroupStop):
         except BaseException:
             close_output(fd, self.output, offset)
             raise
-        return replace(result, output=close_output(fd, self.output, offset))
+        return msgspec.structs.replace(result, output=close_output(fd, self.output, offset))
 
     async def _run(
         self, loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str], fd: int

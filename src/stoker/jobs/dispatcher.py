@@ -26,8 +26,9 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
+
+import msgspec
 
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, AttemptRun
@@ -273,7 +274,7 @@ class Dispatcher:
         if result.outcome is Outcome.FAILED and result.exit_code is not None and text.strip():
             # "exited with code 75: SMTP 451 greylisted": the reason is usually the last line
             last = text.strip().splitlines()[-1].strip()
-            result = replace(result, error=f"{result.error}: {last[:200]}")
+            result = msgspec.structs.replace(result, error=f"{result.error}: {last[:200]}")
         now = time.time()
         backoff = task.backoff if task is not None else None
         verdict = after_attempt(

@@ -17,7 +17,7 @@ MARKER = b"--- stoker: attempt "
 
 
 def output_path(log_dir: str, job_id: int) -> str:
-    return os.path.join(log_dir, "jobs", f"{job_id}.log")
+    return f"{log_dir}{os.sep}jobs{os.sep}{job_id}.log"  # (os.path.join: 4 times the cost, per job)
 
 
 def open_output(path: str, attempt: int, rerun: bool, now: float) -> tuple[int, int]:

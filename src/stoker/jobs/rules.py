@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+import msgspec
 
 from stoker.backoff import backoff_delay
 
@@ -30,8 +31,7 @@ class Outcome(enum.StrEnum):
     INTERRUPTED = "interrupted"  # the daemon stopped or died while it ran: it runs again
 
 
-@dataclass(frozen=True, slots=True)
-class Next:
+class Next(msgspec.Struct, frozen=True):  # made for every job: see stoker.store.base
     """The job's state after the attempt; `run_at` is set when it goes back to the queue;
     `counts` is False for an attempt that does not use up one of max_attempts."""
 

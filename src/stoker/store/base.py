@@ -2,14 +2,21 @@
 
 One owner per fact: the store owns jobs, their attempts and which queues are paused. Every
 method is a coroutine; a backend does its IO off the event loop. Times are Unix seconds.
+
+The records made several times for every job (`Job`, `AttemptEnd`) are frozen msgspec Structs
+rather than frozen dataclasses: as immutable, but built in 0.25 µs instead of 5 µs (a frozen
+dataclass's __init__ makes an object.__setattr__ call per field), which was a tenth of the
+daemon's work per short job. Change them with `msgspec.structs.replace`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import msgspec
 
 from stoker.jobs.rules import FINISHED, JobState, Next, Outcome
 
@@ -31,8 +38,7 @@ class NewJob:
     slot: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(msgspec.Struct, frozen=True):
     id: int
     task: str
     queue: str
@@ -58,8 +64,8 @@ class Job:
 
 def started(job: Job, now: float, node: str) -> Job:
     """`job`, queued, as `Store.start` records it running its next attempt."""
-    return replace(job, state=JobState.RUNNING, attempt=job.attempt + 1, started_at=now, node=node,
-                   finished_at=None, exit_code=None)  # fmt: skip
+    return msgspec.structs.replace(job, state=JobState.RUNNING, attempt=job.attempt + 1, started_at=now,
+                                   node=node, finished_at=None, exit_code=None)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +82,7 @@ class Attempt:
     node: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptEnd:
+class AttemptEnd(msgspec.Struct, frozen=True):
     """What the dispatcher reports when an attempt ends, with the rules' verdict."""
 
     job_id: int
@@ -97,7 +102,7 @@ def ended(job: Job, end: AttemptEnd) -> Job:
     that attempt has ended. Nothing else writes a running job's row but a cancel's
     `cancel_requested`, which the end clears; `end.result` is JSON-decoded data (a worker's
     answer), so it reads back from its JSON equal."""
-    return replace(
+    return msgspec.structs.replace(
         job,
         state=end.next.state,
         run_at=job.run_at if end.next.run_at is None else end.next.run_at,

@@ -21,8 +21,9 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar, Union
+
+import msgspec
 
 from stoker.jobs.rules import JobState, Outcome
 from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, ended
@@ -130,8 +131,7 @@ ATTEMPT = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Start:
+class _Start(msgspec.Struct, frozen=True):
     """Record `job` running (as `started()` made it), if it is still queued at the attempt before."""
 
     job: Job
@@ -144,8 +144,7 @@ class _Start:
         return self.job  # the guard makes the row equal to it: not read back
 
 
-@dataclass(frozen=True, slots=True)
-class _Finish:
+class _Finish(msgspec.Struct, frozen=True):
     """Record the end of an attempt, if the job is still running that attempt; `job` is the row
     as it will read then (`ended()`), `result` the result's JSON."""
 
