@@ -92,6 +92,7 @@ class Dispatcher:
         self._idle.set()
         self._stop = asyncio.Event()  # set by shutdown(): claim nothing more
         self.pool = Pool(config, self.base_environment)
+        self._group: asyncio.TaskGroup | None = None  # run()'s: every attempt and read is its task
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -107,10 +108,11 @@ class Dispatcher:
     async def run(self) -> None:
         """Claim and run until `shutdown()`; then wait for (or stop) what is running."""
         async with asyncio.TaskGroup() as group:
+            self._group = group
             group.create_task(self._prune_forever())
             while not self._stop.is_set():
                 self._wake.clear()
-                await self._sleep(self._fill(group))
+                await self._sleep(self._fill())
             await self._idle.wait()  # shutdown() ends what still runs
 
     async def shutdown(self, timeout: float) -> None:
@@ -178,7 +180,7 @@ class Dispatcher:
         concurrency = config.concurrency if config is not None else 1
         return concurrency - self.running_per_queue[queue]
 
-    def _fill(self, group: asyncio.TaskGroup) -> float | None:
+    def _fill(self) -> float | None:
         """Start what fits, ask the store for more where needed; returns when to look again
         for a delayed job (None: none known)."""
         now = time.time()
@@ -188,22 +190,27 @@ class Dispatcher:
                 ready.stale()
         next_due = None
         for queue, ready in self.ready.items():
-            later = self._later.get(queue)
-            if later is not None and later <= now:  # a delayed job is due: it is in the store
-                del self._later[queue]
-                ready.stale()
-            room = self._room(queue)
-            while room > 0 and len(ready):
-                self._begin(group, ready.take(), now)
-                room -= 1
-            # read ahead (a slot that frees should find its job here), not for a paused queue
-            if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
-                ready.begin_read()
-                group.create_task(self._read(queue, ready))
-            later = self._later.get(queue)
+            later = self._fill_queue(queue, ready, now)
             if later is not None and (next_due is None or later < next_due):
                 next_due = later
         return next_due
+
+    def _fill_queue(self, queue: str, ready: Ready, now: float) -> float | None:
+        """`_fill` for one queue; returns when its earliest delayed job is due."""
+        later = self._later.get(queue)
+        if later is not None and later <= now:  # a delayed job is due: it is in the store
+            del self._later[queue]
+            ready.stale()
+        room = self._room(queue)
+        while room > 0 and len(ready):
+            self._begin(ready.take(), now)
+            room -= 1
+        # read ahead (a slot that frees should find its job here), not for a paused queue
+        if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
+            ready.begin_read()
+            assert self._group is not None
+            self._group.create_task(self._read(queue, ready))
+        return self._later.get(queue)
 
     async def _read(self, queue: str, ready: Ready) -> None:
         jobs = None
@@ -228,7 +235,8 @@ class Dispatcher:
 
     # running -------------------------------------------------------------------------------
 
-    def _begin(self, group: asyncio.TaskGroup, queued: Job, now: float) -> None:
+    def _begin(self, queued: Job, now: float) -> None:
+        assert self._group is not None
         job = started(queued, now, self.node)
         recorded = self.store.start(job)  # while the job starts
         task = self.config.tasks.get(job.task)
@@ -250,7 +258,7 @@ class Dispatcher:
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
         recorded.add_done_callback(lambda f: self._started(f, run))
-        group.create_task(self._attempt(job, task, run))
+        self._group.create_task(self._attempt(job, task, run))
 
     def _started(self, answer: asyncio.Future[Job | None], run: AttemptRun) -> None:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
@@ -299,10 +307,12 @@ class Dispatcher:
             has_result=result.has_result,
         )
         _log_end(job, end)
-        # Its process is gone, so its slot is free now: the next claim can share a transaction
-        # with this finish instead of waiting for it.
+        # Its process is gone, so its slot is free now: the next job starts at once (sharing a
+        # transaction with this finish), here rather than on a round through the loop in run().
         self.running_per_queue[job.queue] -= 1
-        self._wake.set()
+        ready = self.ready.get(job.queue)
+        if ready is not None:
+            self._fill_queue(job.queue, ready, now)  # (what it finds due later, run() knows of)
         try:
             finished = await self.store.finish(job, end)
         except Exception:  # it stays "running" in the store; the next start queues it again

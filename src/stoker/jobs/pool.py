@@ -43,67 +43,40 @@ class WorkerDied(Exception):
     pass
 
 
-class _Channel(asyncio.Protocol):
-    """The daemon's end of a worker's socket: one length-prefixed JSON answer per request.
-    A protocol rather than streams: a short job's bookkeeping is mostly this exchange."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.answer: asyncio.Future[bytes] | None = None
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) < 4:
-            return
-        size = int.from_bytes(self.buffer[:4], "big")
-        if len(self.buffer) < 4 + size:
-            return
-        frame = bytes(self.buffer[4 : 4 + size])
-        del self.buffer[: 4 + size]
-        if self.answer is not None and not self.answer.done():
-            self.answer.set_result(frame)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        if self.answer is not None and not self.answer.done():
-            self.answer.set_exception(ConnectionError("the worker closed its channel"))
-
-
 class Worker:
+    """A worker process and the daemon's end of its socket: one length-prefixed JSON answer per
+    request. Plain reader and writer callbacks on the socket rather than an asyncio transport
+    and protocol: a short job's bookkeeping is mostly this exchange."""
+
     def __init__(self, pid: int, channel: socket.socket, profile: Profile) -> None:
         self.pid = pid
         self.profile = profile
         self.jobs = 0
-        self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[int] = self.loop.create_future()
         self._socket = channel
-        self._channel: _Channel | None = None
+        self._fd = channel.fileno()
+        self._incoming = bytearray()
+        self._outgoing = bytearray()  # what the socket did not take at once
+        self._answer: asyncio.Future[bytes] | None = None
+        self._lost = False
+        self.loop.add_reader(self._fd, self._readable)
 
     def on_exit(self, _pid: int, status: int) -> None:
         if not self.exited.done():
             self.exited.set_result(status)
 
     async def call(self, request: dict[str, Any]) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        if self._channel is None:
-            _, self._channel = await loop.create_connection(_Channel, sock=self._socket)
-        channel = self._channel
-        if channel.lost or channel.transport is None:
+        if self._lost:
             raise WorkerDied(await self._death())
-        data = msgspec.json.encode(request)
-        channel.answer = answer = loop.create_future()
-        channel.transport.write(len(data).to_bytes(4, "big") + data)
+        self._answer = answer = self.loop.create_future()
+        self._write(msgspec.json.encode(request))
         try:
             frame = await answer
         except ConnectionError as e:
             raise WorkerDied(await self._death()) from e
         finally:
-            channel.answer = None
+            self._answer = None
         self.jobs += 1
         decoded: dict[str, Any] = msgspec.json.decode(frame)
         return decoded
@@ -119,10 +92,69 @@ class Worker:
         kill_group(self.pid, sig)
 
     def close(self) -> None:
-        if self._channel is not None and self._channel.transport is not None:
-            self._channel.transport.close()
-        else:
-            self._socket.close()
+        self._lose()
+        self._socket.close()
+
+    def _write(self, data: bytes) -> None:
+        frame = len(data).to_bytes(4, "big") + data
+        if not self._outgoing:
+            try:
+                sent = self._socket.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._lose()
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+            self.loop.add_writer(self._fd, self._writable)
+        self._outgoing += frame
+
+    def _writable(self) -> None:
+        try:
+            sent = self._socket.send(self._outgoing)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._lose()
+            return
+        del self._outgoing[:sent]
+        if not self._outgoing:
+            self.loop.remove_writer(self._fd)
+
+    def _readable(self) -> None:
+        try:
+            data = self._socket.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lose()
+            return
+        incoming = self._incoming
+        incoming += data
+        if len(incoming) < 4:
+            return
+        size = int.from_bytes(incoming[:4], "big")
+        if len(incoming) < 4 + size:
+            return
+        frame = bytes(incoming[4 : 4 + size])
+        del incoming[: 4 + size]
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(frame)
+
+    def _lose(self) -> None:
+        """The channel is closed (by the worker, or by us): nothing more is sent or read."""
+        if self._lost:
+            return
+        self._lost = True
+        self.loop.remove_reader(self._fd)
+        if self._outgoing:
+            self.loop.remove_writer(self._fd)
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(ConnectionError("the worker closed its channel"))
 
 
 class Pool:

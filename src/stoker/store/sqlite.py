@@ -470,7 +470,7 @@ class SqliteStore:
             raise ValueError(
                 f"job {job.id} attempt {job.attempt} given the end of {end.job_id}/{end.attempt}"
             )
-        result = json.dumps(end.result) if end.has_result else None
+        result = msgspec.json.encode(end.result).decode() if end.has_result else None
         return self._submit(_Finish(end, ended(job, end), result), durable=False)
 
     async def get(self, job_id: int) -> Job | None:
