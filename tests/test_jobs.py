@@ -417,6 +417,30 @@ def test_job_environment(stoker: Stoker, tmp_path: Path) -> None:
     assert os.path.samefile(env["PWD"], stoker.root)
 
 
+def test_a_command_is_found_on_the_jobs_path_and_again_when_it_moves(stoker: Stoker) -> None:
+    """The daemon looks a bare command name up itself, on the job's PATH (relative entries
+    from the task's directory), and trusts the place for a moment: a program that moved
+    meanwhile is looked up again, not reported missing."""
+    for name in ("first", "second"):
+        (stoker.root / name).mkdir()
+    program = stoker.root / "second" / "hello"
+    program.write_text("#!/bin/sh\necho hello from $0\n")
+    program.chmod(0o755)
+    stoker.write(
+        f"""
+        [tasks.hello]
+        command = ["hello"]
+        environment = {{ PATH = "first:second:{os.environ.get("PATH", "")}" }}
+        """
+    )
+    stoker.up()
+    done = finished(stoker, stoker.client.enqueue("hello").id)
+    assert done["state"] == "succeeded" and done["output"].strip() == "hello from second/hello"
+    program.rename(stoker.root / "first" / "hello")
+    done = finished(stoker, stoker.client.enqueue("hello").id)
+    assert done["state"] == "succeeded" and done["output"].strip() == "hello from first/hello"
+
+
 def test_follow_a_jobs_output_until_it_ends(stoker: Stoker, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     stoker.write(
