@@ -533,6 +533,9 @@ def test_a_job_left_running_by_a_killed_daemon_is_stopped_before_it_runs_again(
     stoker.up()
     job = stoker.client.enqueue("long")
     wait_for(lambda: len(lines(runs)) == 1, what="the job to start")
+    # (its start is recorded a moment after it begins: a daemon killed before then leaves it
+    # queued, to run again with no interrupted attempt on record)
+    wait_for(lambda: stoker.client.job(job.id).state == "running", what="its start to be recorded")
     orphan = int(lines(runs)[0])
     stoker.kill()
     assert pid_alive(orphan)  # a job is not tied to the daemon's life…

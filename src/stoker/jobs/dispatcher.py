@@ -146,11 +146,17 @@ class Dispatcher:
         schedule, or queued again after a failed attempt): run it when it is due."""
         if job.state is not JobState.QUEUED or job.queue not in self.ready:
             return
-        if job.run_at <= time.time():
-            self.ready[job.queue].add(job)
-        else:
+        now = time.time()
+        if job.run_at > now:
             self._due_later(job.queue, job.run_at)
-        self._wake.set()
+            self._wake.set()
+            return
+        ready = self.ready[job.queue]
+        ready.add(job)
+        if self._group is None:  # run() has not begun: it fills every queue first thing
+            self._wake.set()
+        else:  # started at once if there is room (a round through run()'s loop is a wake-up later)
+            self._fill_queue(job.queue, ready, now)
 
     def _due_later(self, queue: str, run_at: float) -> None:
         """A job of `queue` is due at `run_at`: look again then, if not sooner."""
