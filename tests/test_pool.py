@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import subprocess
+import sys
 import textwrap
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 from conftest import Stoker, pid_alive, wait_for
+
+from stoker.jobs.pool import REVOKED, Worker
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -55,15 +64,50 @@ def meddle():
 @stoker.task(name="greet")
 def greet_someone(who):
     return f"hello {who}"
+
+def hold(flag, began):  # note that it began, then run until the test creates `flag`
+    with open(began, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag):
+        if time.monotonic() > deadline:
+            raise TimeoutError(flag)
+        time.sleep(0.005)
+
+def hold_then_die(flag, began):
+    hold(flag, began)
+    os._exit(3)
+
+def note(path):
+    with open(path, "a") as f:
+        f.write(f"{os.environ['STOKER_JOB_ID']} {os.getpid()}\\n")
+    return os.getpid()
+"""
+
+# A queue that runs one job at a time: while `hold` runs, the job after it is sent ahead to
+# its worker (prefetch), which is what the tests below take back in each way there is.
+ONE_AT_A_TIME = """
+[tasks.hold]
+call = "mytasks:hold"
+queue = "one"
+[tasks.hold_then_die]
+call = "mytasks:hold_then_die"
+queue = "one"
+[tasks.note]
+call = "mytasks:note"
+queue = "one"
+[queues.one]
+concurrency = 1
 """
 
 
-def setup(stoker: Stoker, extra: str = "") -> None:
+def setup(stoker: Stoker, extra: str = "", daemon: str = "") -> None:
     (stoker.root / "mytasks.py").write_text(TASKS)
     (stoker.root / "sub").mkdir(exist_ok=True)
     stoker.write(
         """
         [daemon]
+        DAEMON
         worker_max_jobs = 3
         [tasks.add]
         call = "mytasks:add"
@@ -93,7 +137,7 @@ def setup(stoker: Stoker, extra: str = "") -> None:
         params = ["who"]
         [queues.default]
         concurrency = 2
-        """
+        """.replace("DAEMON", daemon)
         + textwrap.dedent(extra)
     )
 
@@ -238,3 +282,192 @@ def test_no_worker_outlives_the_daemon(stoker: Stoker) -> None:
     assert stoker.terminate() == 0
     for pid in pids:
         wait_for(lambda pid=pid: not pid_alive(pid), 5, f"worker {pid} to exit")
+
+
+class Held:
+    """A `hold` job at the head of queue `one` with a `note` job queued right behind it, both
+    enqueued while the queue was paused, so that one fill begins the first and sends the
+    second ahead to its worker. `release()` lets the first one end."""
+
+    def __init__(self, stoker: Stoker, tmp_path: Path, first: str = "hold") -> None:
+        self.stoker = stoker
+        self.flag, self.began, self.notes = tmp_path / "go", tmp_path / "began", tmp_path / "notes"
+        client = stoker.client
+        client.pause("one")
+        self.first = client.enqueue(first, flag=str(self.flag), began=str(self.began)).id
+        self.second = client.enqueue("note", path=str(self.notes)).id
+        client.resume("one")
+        wait_for(self.began.exists, what="the first job to begin")
+
+    def release(self) -> dict[str, Any]:
+        self.flag.touch()
+        return dict(self.stoker.client.wait(self.first, timeout=30))
+
+    def noted(self) -> list[str]:
+        return self.notes.read_text().splitlines() if self.notes.exists() else []
+
+
+def test_a_job_sent_ahead_and_cancelled_never_runs(stoker: Stoker, tmp_path: Path) -> None:
+    setup(stoker, ONE_AT_A_TIME)
+    stoker.up()
+    held = Held(stoker, tmp_path)
+    cancelled = stoker.client.cancel(held.second)
+    assert cancelled.state == "cancelled"
+    assert held.release()["state"] == "succeeded"
+    after = run(stoker, "note", path=str(tmp_path / "after"))  # the queue goes on
+    assert after["state"] == "succeeded"
+    second = stoker.client.job(held.second)
+    assert second.state == "cancelled" and second.attempt == 0 and second.attempts == []
+    assert held.noted() == []  # it never ran, then or later
+
+
+def test_a_worker_that_dies_with_a_job_sent_ahead_loses_no_job(stoker: Stoker, tmp_path: Path) -> None:
+    setup(stoker, ONE_AT_A_TIME)
+    stoker.up()
+    held = Held(stoker, tmp_path, first="hold_then_die")
+    died = held.release()
+    assert died["state"] == "failed" and died["error"] == "the worker exited with code 3"
+    second = stoker.client.wait(held.second, timeout=30)
+    assert second.state == "succeeded" and second.attempt == 1
+    assert [a["outcome"] for a in stoker.client.job(held.second).attempts] == ["succeeded"]
+    [line] = held.noted()
+    assert int(line.split()[1]) != int(held.began.read_text()), "it ran on a fresh worker"
+
+
+def test_a_paused_queue_does_not_begin_the_job_sent_ahead(stoker: Stoker, tmp_path: Path) -> None:
+    """The pause reaches the worker while the job before still runs: the job sent ahead goes
+    back to the queue (had the worker begun it already, it would run like any running job)."""
+    setup(stoker, ONE_AT_A_TIME)
+    stoker.up()
+    held = Held(stoker, tmp_path)
+    stoker.client.pause("one")
+    assert held.release()["state"] == "succeeded"
+    second = stoker.client.job(held.second)  # decided before the first one's end was recorded
+    assert second.state == "queued" and second.attempt == 0 and held.noted() == []
+    [queue] = [q for q in stoker.client.queues() if q.name == "one"]
+    assert queue.queued == 1 and queue.running == 0
+    stoker.client.resume("one")
+    assert stoker.client.wait(held.second, timeout=30).state == "succeeded"
+    assert len(held.noted()) == 1
+
+
+def test_cancelling_the_running_job_spares_the_one_sent_ahead(stoker: Stoker, tmp_path: Path) -> None:
+    setup(stoker, ONE_AT_A_TIME)
+    stoker.up()
+    held = Held(stoker, tmp_path)
+    stoker.client.cancel(held.first)
+    assert stoker.client.wait(held.first, timeout=30).state == "cancelled"
+    second = stoker.client.wait(held.second, timeout=30)
+    assert second.state == "succeeded" and second.attempt == 1
+    assert [a["outcome"] for a in stoker.client.job(held.second).attempts] == ["succeeded"]
+    assert len(held.noted()) == 1
+
+
+def test_a_job_sent_ahead_waits_through_a_shutdown(stoker: Stoker, tmp_path: Path) -> None:
+    setup(stoker, ONE_AT_A_TIME, daemon='shutdown_timeout = "200ms"')
+    stoker.up()
+    held = Held(stoker, tmp_path)
+    assert stoker.terminate() == 0  # the first is interrupted, the second was never begun
+    assert held.noted() == []
+    held.flag.touch()  # the first may finish when it runs again
+    stoker.up()
+    assert stoker.client.wait(held.first, timeout=30).state == "succeeded"
+    second = stoker.client.wait(held.second, timeout=30)
+    assert second.state == "succeeded" and second.attempt == 1 and len(held.noted()) == 1
+
+
+# The worker's side of prefetch, on a real worker process driven through the daemon's `Worker`.
+
+
+@asynccontextmanager
+async def bare_worker(tmp_path: Path) -> AsyncIterator[Worker]:
+    (tmp_path / "mytasks.py").write_text(TASKS)
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ, STOKER_WORKER_FD=str(theirs.fileno()), STOKER_IMPORT_PATH=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stoker.jobs.worker"], env=env, cwd=tmp_path, pass_fds=(theirs.fileno(),),
+        start_new_session=True,
+    )  # fmt: skip
+    theirs.close()
+    ours.setblocking(False)
+    worker = Worker(process.pid, ours, (None, None, None))
+    try:
+        yield worker
+    finally:
+        worker.close()  # a worker leaves on EOF
+        try:
+            process.wait(10)
+        finally:
+            process.kill()
+            process.wait()
+
+
+def request(tmp_path: Path, job_id: int, call: str, **params: Any) -> dict[str, Any]:
+    return {"call": f"mytasks:{call}", "params": params, "output": str(tmp_path / f"{job_id}.log"),
+            "attempt": 1, "rerun": False, "directory": str(tmp_path),
+            "environment": {"STOKER_JOB_ID": str(job_id)}}  # fmt: skip
+
+
+async def until(predicate: Any, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + 15
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def answered_in_order(*answers: asyncio.Future[dict[str, Any]]) -> list[int]:
+    order: list[int] = []
+    for answer in answers:
+        answer.add_done_callback(lambda f: order.append(f.result()["id"]))
+    return order
+
+
+def test_worker_a_request_revoked_before_it_began_is_answered_revoked_first(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            flag, began, notes = tmp_path / "go", tmp_path / "began", tmp_path / "notes"
+            first = worker.send(1, request(tmp_path, 1, "hold", flag=str(flag), began=str(began)))
+            second = worker.send(2, request(tmp_path, 2, "note", path=str(notes)))
+            order = answered_in_order(first, second)
+            worker.revoke(2)
+            await until(began.exists, "the first job to begin")
+            flag.touch()
+            assert (await second).get(REVOKED) and (await first)["ok"]
+            await asyncio.sleep(0)  # the callbacks of the second future to be settled
+            assert order == [2, 1]  # the daemon learns of the revoke before the answer it follows
+            assert not notes.exists() and worker.jobs == 1 and worker.pending == []
+
+    asyncio.run(main())
+
+
+def test_worker_a_revoke_after_the_request_began_is_too_late(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            go1, go2, began1, began2 = (tmp_path / name for name in ("go1", "go2", "began1", "began2"))
+            first = worker.send(1, request(tmp_path, 1, "hold", flag=str(go1), began=str(began1)))
+            second = worker.send(2, request(tmp_path, 2, "hold", flag=str(go2), began=str(began2)))
+            go1.touch()
+            assert (await first)["ok"]
+            await until(began2.exists, "the second job to begin")
+            worker.revoke(2)
+            go2.touch()
+            assert (await second)["ok"] and worker.jobs == 2
+
+    asyncio.run(main())
+
+
+def test_worker_an_idle_worker_begins_what_it_is_sent_whatever_follows(tmp_path: Path) -> None:
+    """Once a worker has answered everything, the daemon counts the next request it sends as
+    begun; a revoke right behind it must not change that."""
+
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            notes, go, began = tmp_path / "notes", tmp_path / "go", tmp_path / "began"
+            assert (await worker.send(1, request(tmp_path, 1, "note", path=str(notes))))["ok"]
+            second = worker.send(2, request(tmp_path, 2, "hold", flag=str(go), began=str(began)))
+            worker.revoke(2)  # written together with the request: the worker reads both at once
+            go.touch()
+            answer = await second
+            assert answer["ok"] and not answer.get(REVOKED) and began.exists()
+
+    asyncio.run(main())

@@ -47,6 +47,15 @@ def test_a_read_does_not_bring_back_what_was_taken_or_dropped_while_it_was_out()
     assert [ready.take().id] == [3] and len(ready) == 0
 
 
+def test_a_read_leaves_out_jobs_held_elsewhere() -> None:
+    """A job sent ahead to a worker is still queued in the store; a read must not bring it back
+    (and a short page still means complete)."""
+    ready = Ready()
+    ready.begin_read()
+    ready.end_read([job(1), job(2)], limit=10, held=lambda job_id: job_id == 1)
+    assert ready.complete and 1 not in ready and ready.first().id == 2 and len(ready) == 1
+
+
 def test_complete_when_a_read_comes_back_short() -> None:
     ready = Ready()
     assert not ready.complete

@@ -9,6 +9,16 @@ operations in the order they are submitted, which keeps this honest: a read subm
 start sees the job running, and a start that finds its job no longer queued (cancelled
 meanwhile) stops it.
 
+A Python job's worker is sent the queue's next job while it runs one, when the queue is full
+(prefetch: the worker begins it the moment it answers, instead of idling through a round trip
+to the daemon). The job stays queued in the store, and out of every read of it, until that
+answer arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
+reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say whether that
+came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to its queue, or
+stays cancelled. If not, the worker had already begun it when the daemon asked, and it is
+treated as the running job it is: a cancel stops it, a paused queue lets it finish like any
+running job. If the worker dies before it answers, the job sent ahead goes back to its queue.
+
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
 sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
 the store again as a safety net for writers it cannot hear (none with SQLite today; other
@@ -23,9 +33,11 @@ import contextlib
 import logging
 import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -35,11 +47,12 @@ from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.command import CommandRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import CallRun, Pool, profile_of
+from stoker.jobs.pool import REVOKED, CallRun, Pool, Worker, call_request, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.store.base import started
+from stoker.supervise.spawn import describe_spawn_error
 from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
@@ -64,6 +77,28 @@ class JobNotFound(LookupError):
 
 class JobConflict(Exception):
     """The job is not in a state that allows this (cancel a finished job, retry a queued one)."""
+
+
+@dataclass(slots=True)
+class _Prefetch:
+    """A queued job sent ahead to a worker that runs another job of its queue."""
+
+    job: Job  # as read, still queued
+    task: TaskConfig  # as the request was made (a reload meanwhile may have changed it)
+    worker: Worker
+    answer: asyncio.Future[dict[str, Any]]
+    cancelled: bool = False  # taken back by a cancel (rather than a pause, a reload, the shutdown)
+
+    def begun(self, before: CallRun) -> bool:
+        """Whether the worker began it: it answered the job before, and not with this one
+        revoked first (which it would have answered ahead of that answer)."""
+        if not _answered(before.answer):
+            return False  # died (or was stopped) first: it never got to this one
+        return not (_answered(self.answer) and self.answer.result().get(REVOKED))
+
+
+def _answered(future: asyncio.Future[dict[str, Any]]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 class Dispatcher:
@@ -93,6 +128,10 @@ class Dispatcher:
         self._stop = asyncio.Event()  # set by shutdown(): claim nothing more
         self.pool = Pool(config, self.base_environment)
         self._group: asyncio.TaskGroup | None = None  # run()'s: every attempt and read is its task
+        self._interrupting = False  # shutdown() is stopping what runs: so is whatever begins now
+        self.prefetched: dict[int, _Prefetch] = {}  # by job id
+        self._next_on: dict[Worker, _Prefetch] = {}  # by the worker it was sent to
+        self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker has no next job
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -120,10 +159,12 @@ class Dispatcher:
         again as interrupted attempts and run on the next start)."""
         self._stop.set()
         self._wake.set()
+        self._revoke(lambda sent: True)
         if self.running:
             log.info("jobs: waiting up to %ss for %d running job(s)", timeout, len(self.running))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
+        self._interrupting = True
         for run in list(self.running.values()):
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
         await self._idle.wait()
@@ -139,6 +180,7 @@ class Dispatcher:
         self.pool.config = config
         self.pool.max_jobs = config.daemon.worker_max_jobs
         self.ready = {queue: self.ready.get(queue) or Ready() for queue in config.queues}
+        self._revoke(lambda sent: True)  # sent under the old tasks and concurrency
         self._wake.set()
 
     def queued(self, job: Job) -> None:
@@ -211,6 +253,8 @@ class Dispatcher:
         while room > 0 and len(ready):
             self._begin(ready.take(), now)
             room -= 1
+        if room == 0 and len(ready) and queue in self._lanes and self._open(queue):
+            self._prefetch(queue, ready, now)
         # read ahead (a slot that frees should find its job here), not for a paused queue
         if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
             ready.begin_read()
@@ -226,7 +270,7 @@ class Dispatcher:
             log.error("jobs: cannot read queue %s: %s", queue, e)
             later = time.time() + STORE_RETRY
         finally:
-            ready.end_read(jobs, READ)
+            ready.end_read(jobs, READ, self._held)
         if later is not None:
             self._due_later(queue, later)
         self._wake.set()
@@ -241,20 +285,22 @@ class Dispatcher:
 
     # running -------------------------------------------------------------------------------
 
-    def _begin(self, queued: Job, now: float) -> None:
+    def _held(self, job_id: int) -> bool:
+        """Held here though the store may still say queued: sent ahead, or just begun from there."""
+        return job_id in self.prefetched or job_id in self.running
+
+    def _begin(self, queued: Job, now: float, sent: _Prefetch | None = None) -> None:
+        """Start `queued` (or record that its worker began it: `sent` ahead)."""
         assert self._group is not None
         job = started(queued, now, self.node)
         recorded = self.store.start(job)  # while the job starts
-        task = self.config.tasks.get(job.task)
+        task = sent.task if sent is not None else self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
         run: AttemptRun
         if task is None:
             run = _Refused(f"task {job.task!r} is not in the config ({self.config.path})")
-        elif task.call is not None:
-            run = CallRun(
-                job, task, pool=self.pool, output=output, rerun=_is_rerun(job),
-                state_dir=self.config.daemon.state_dir,
-            )  # fmt: skip
+        elif task.call is not None:  # (always, for one sent ahead)
+            run = self._call(job, task, output, sent)
         else:
             run = CommandRun(
                 job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir,
@@ -264,7 +310,80 @@ class Dispatcher:
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
         recorded.add_done_callback(lambda f: self._started(f, run))
+        if self._interrupting:
+            run.stop(Outcome.INTERRUPTED, INTERRUPTED)
         self._group.create_task(self._attempt(job, task, run))
+
+    def _call(self, job: Job, task: TaskConfig, output: str, sent: _Prefetch | None) -> AttemptRun:
+        """A Python job's attempt: on the worker it was sent to ahead, or on a free one now."""
+        if sent is not None:
+            worker, answer = sent.worker, sent.answer
+        else:
+            try:
+                worker = self.pool.acquire(profile_of(task))
+            except Exception as e:
+                return _Refused(
+                    f"cannot start a worker: {describe_spawn_error(e, [sys.executable], task.directory)}"
+                )
+            answer = worker.send(job.id, self._request(job, task, output))
+        run = CallRun(job, task, pool=self.pool, worker=worker, answer=answer, output=output)
+        self._lanes.setdefault(job.queue, set()).add(run)
+        ready = self.ready.get(job.queue)
+        if ready is not None and len(ready) and self._room(job.queue) == 1:  # this one fills it
+            self._prefetch(job.queue, ready, job.started_at or time.time())
+        return run
+
+    def _request(self, job: Job, task: TaskConfig, output: str) -> dict[str, Any]:
+        return call_request(
+            job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir
+        )
+
+    def _prefetch(self, queue: str, ready: Ready, now: float) -> None:
+        """The queue is full and has more due: send each of its running Python jobs' workers
+        the next job, so it begins it as soon as it answers (see the module's docstring)."""
+        lanes = self._lanes[queue]
+        while lanes and len(ready):
+            run = lanes.pop()
+            worker = run.worker
+            if run.stopped is not None or run.answer.done() or worker in self._next_on:
+                continue
+            if not self.pool.can_take_another(worker):
+                continue
+            queued = ready.first()
+            task = self.config.tasks.get(queued.task)
+            if task is None or task.call is None or profile_of(task) != worker.profile:
+                lanes.add(run)  # the next job needs a slot of its own: it waits for one
+                return
+            ready.take()
+            output = output_path(self.log_dir, queued.id)
+            answer = worker.send(queued.id, self._request(started(queued, now, self.node), task, output))
+            self.prefetched[queued.id] = self._next_on[worker] = _Prefetch(queued, task, worker, answer)
+
+    def _revoke(self, which: Callable[[_Prefetch], bool]) -> None:
+        """Take back the jobs sent ahead that `which` names (see the module's docstring)."""
+        for sent in self.prefetched.values():
+            if which(sent):
+                sent.worker.revoke(sent.job.id)
+
+    def _successor(self, run: CallRun, now: float) -> None:
+        """`run` has ended: the job sent ahead to its worker takes its slot if the worker began
+        it, or goes back to its queue (unless it was cancelled meanwhile); a worker that
+        answered and has begun nothing else is free."""
+        self._lanes.get(run.job.queue, set()).discard(run)
+        sent = self._next_on.pop(run.worker, None)
+        if sent is not None:
+            del self.prefetched[sent.job.id]
+            if sent.begun(run):
+                self._begin(sent.job, now, sent)
+                return
+        if _answered(run.answer):
+            self.pool.release(run.worker)  # (first: the job sent ahead may go to it again)
+        if sent is None:
+            return
+        if not sent.cancelled:
+            self.queued(sent.job)
+        elif sent.job.queue in self.ready:  # in case the cancel did not reach the store
+            self.ready[sent.job.queue].stale()
 
     def _started(self, answer: asyncio.Future[Job | None], run: AttemptRun) -> None:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
@@ -316,6 +435,8 @@ class Dispatcher:
         # Its process is gone, so its slot is free now: the next job starts at once (sharing a
         # transaction with this finish), here rather than on a round through the loop in run().
         self.running_per_queue[job.queue] -= 1
+        if isinstance(run, CallRun):
+            self._successor(run, now)  # the job its worker has begun takes the slot
         ready = self.ready.get(job.queue)
         if ready is not None:
             self._fill_queue(job.queue, ready, now)  # (what it finds due later, run() knows of)
@@ -379,6 +500,10 @@ class Dispatcher:
         """Cancel a queued job, or stop a running one (its end is recorded as cancelled)."""
         for ready in self.ready.values():
             ready.drop(job_id)  # not to be started while the store cancels it
+        sent = self.prefetched.get(job_id)
+        if sent is not None:
+            sent.cancelled = True
+            sent.worker.revoke(job_id)
         job = await self.store.cancel(job_id, time.time())
         if job is None:
             raise JobNotFound(f"no job {job_id}")
@@ -411,6 +536,7 @@ class Dispatcher:
         await self.store.set_paused(queue, paused)
         if paused:
             self.paused.add(queue)
+            self._revoke(lambda sent: sent.job.queue == queue)
         else:
             self.paused.discard(queue)
         self.publish({"type": "queue", "queue": queue, "paused": paused})

@@ -28,7 +28,7 @@ from stoker.jobs.output import current_output
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
 from stoker.supervise.reap import describe_exit, kill_group, watch_exit
-from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
+from stoker.supervise.spawn import SUPERVISOR_ENV, spawn
 
 log = logging.getLogger("stoker")
 
@@ -43,45 +43,57 @@ class WorkerDied(Exception):
     pass
 
 
+REVOKED = "revoked"  # the key of the answer to a request taken back before the worker began it
+
+
 class Worker:
-    """A worker process and the daemon's end of its socket: one length-prefixed JSON answer per
-    request. Plain reader and writer callbacks on the socket rather than an asyncio transport
-    and protocol: a short job's bookkeeping is mostly this exchange."""
+    """A worker process and the daemon's end of its socket. Requests go out at once, in order,
+    each with its job's id; each gets one answer (see stoker.jobs.worker for when a revoked one
+    is answered `revoked` instead). Plain reader and writer callbacks rather than a transport:
+    a short job's bookkeeping is mostly this exchange."""
 
     def __init__(self, pid: int, channel: socket.socket, profile: Profile) -> None:
         self.pid = pid
         self.profile = profile
-        self.jobs = 0
+        self.jobs = 0  # jobs it has answered
+        self.killed_for: int | None = None  # the job a stop killed it for
         self.loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = self.loop.create_future()
         self._socket = channel
         self._fd = channel.fileno()
         self._incoming = bytearray()
         self._outgoing = bytearray()  # what the socket did not take at once
-        self._answer: asyncio.Future[bytes] | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}  # by job id, in the order sent
         self._lost = False
         self.loop.add_reader(self._fd, self._readable)
+
+    @property
+    def pending(self) -> list[int]:
+        """The jobs sent and not answered yet, in order."""
+        return list(self._pending)
 
     def on_exit(self, _pid: int, status: int) -> None:
         if not self.exited.done():
             self.exited.set_result(status)
 
-    async def call(self, request: dict[str, Any]) -> dict[str, Any]:
+    def send(self, job_id: int, request: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Send the request for job `job_id`; the future is its answer (ConnectionError: the
+        worker is gone)."""
+        answer: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         if self._lost:
-            raise WorkerDied(await self._death())
-        self._answer = answer = self.loop.create_future()
-        self._write(msgspec.json.encode(request))
-        try:
-            frame = await answer
-        except ConnectionError as e:
-            raise WorkerDied(await self._death()) from e
-        finally:
-            self._answer = None
-        self.jobs += 1
-        decoded: dict[str, Any] = msgspec.json.decode(frame)
-        return decoded
+            answer.set_exception(ConnectionError("the worker closed its channel"))
+            return answer
+        self._pending[job_id] = answer
+        self._write(msgspec.json.encode({"id": job_id, **request}))
+        return answer
 
-    async def _death(self) -> str:
+    def revoke(self, job_id: int) -> None:
+        """Take back a request the worker may not have begun: its answer says which it was."""
+        if job_id in self._pending and not self._lost:
+            self._write(msgspec.json.encode({"revoke": job_id}))
+
+    async def death(self) -> str:
+        """Why the channel closed: the worker's exit, as far as it can be learned."""
         try:
             status = await asyncio.wait_for(asyncio.shield(self.exited), 5)
         except TimeoutError:
@@ -135,26 +147,37 @@ class Worker:
             return
         incoming = self._incoming
         incoming += data
-        if len(incoming) < 4:
-            return
-        size = int.from_bytes(incoming[:4], "big")
-        if len(incoming) < 4 + size:
-            return
-        frame = bytes(incoming[4 : 4 + size])
-        del incoming[: 4 + size]
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result(frame)
+        while len(incoming) >= 4:
+            size = int.from_bytes(incoming[:4], "big")
+            if len(incoming) < 4 + size:
+                break
+            try:
+                answer: dict[str, Any] = msgspec.json.decode(incoming[4 : 4 + size])
+            except msgspec.DecodeError as e:  # not our worker's speech: drop it (its jobs fail)
+                log.error("pool: worker %d sent an unreadable answer: %s", self.pid, e)
+                self._lose()
+                self.kill()
+                return
+            del incoming[: 4 + size]
+            future = self._pending.pop(answer.get("id"), None)  # type: ignore[arg-type]
+            if future is None:
+                continue
+            if not answer.get(REVOKED):
+                self.jobs += 1
+            if not future.done():
+                future.set_result(answer)
 
     def _lose(self) -> None:
-        """The channel is closed (by the worker, or by us): nothing more is sent or read."""
         if self._lost:
             return
         self._lost = True
         self.loop.remove_reader(self._fd)
         if self._outgoing:
             self.loop.remove_writer(self._fd)
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(ConnectionError("the worker closed its channel"))
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the worker closed its channel"))
 
 
 class Pool:
@@ -208,6 +231,7 @@ class Pool:
         return worker
 
     def release(self, worker: Worker) -> None:
+        """It answered its job and has no other: back to the idle ones (or replaced)."""
         self.busy.discard(worker)
         if worker.exited.done() or worker.jobs >= self.max_jobs:
             self.retire(worker)
@@ -219,6 +243,11 @@ class Pool:
         self.busy.discard(worker)
         worker.close()
         worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
+
+    def can_take_another(self, worker: Worker) -> bool:
+        """Whether `worker`, running a job, may be sent the next one (prefetch): it is alive and
+        both fit in what it may run before it is replaced."""
+        return len(worker.pending) == 1 and worker.jobs + 2 <= self.max_jobs and not worker.exited.done()
 
     def prewarm(self, profile: Profile, count: int) -> None:
         have = len(self.idle.get(profile, []))
@@ -247,57 +276,66 @@ def _own_path() -> list[str]:
     return [os.path.dirname(os.path.dirname(os.path.abspath(stoker.__file__)))]
 
 
+def call_request(job: Job, task: TaskConfig, *, output: str, rerun: bool, state_dir: str) -> dict[str, Any]:
+    """What a worker needs to run an attempt of `job` (as `started()` made it)."""
+    assert task.call is not None
+    return {
+        "call": task.call,
+        "params": job.params,
+        "output": output,
+        "attempt": job.attempt,
+        "rerun": rerun,
+        "directory": task.directory,
+        "environment": job_environment(job, task, {}, state_dir),
+    }
+
+
 class CallRun(GroupStop):
-    """One attempt of a `call` task, on a worker of the pool."""
+    """One attempt of a `call` task, whose request has gone to `worker` (`answer` is its answer).
+    A worker that answered is released by the dispatcher, which knows whether it has begun a
+    next job sent ahead; one that died is retired here."""
 
     def __init__(
-        self, job: Job, task: TaskConfig, *, pool: Pool, output: str, rerun: bool, state_dir: str,
+        self, job: Job, task: TaskConfig, *, pool: Pool, worker: Worker,
+        answer: asyncio.Future[dict[str, Any]], output: str,
     ) -> None:  # fmt: skip
-        assert task.call is not None
         super().__init__(task)
         self.job = job
         self.pool = pool
+        self.worker = worker
+        self.answer = answer
         self.output = output
-        self.rerun = rerun
-        self.state_dir = state_dir
-        self.worker: Worker | None = None
+        self.pid = worker.pid  # a stop or a timeout reaches the worker's group
+
+    def stop(self, outcome: Outcome, reason: str) -> None:
+        if self.answer.done():  # it has ended: the worker may be running the next job already
+            return
+        for job_id in self.worker.pending:  # the next job, if sent ahead, is not to go down with it
+            if job_id != self.job.id:
+                self.worker.revoke(job_id)
+        self.worker.killed_for = self.job.id
+        super().stop(outcome, reason)
 
     async def run(self) -> AttemptResult:
-        assert self.task.call is not None
-        if self.stopped is not None:
-            return self.stopped_result()
-        try:
-            worker = self.worker = self.pool.acquire(profile_of(self.task))
-        except Exception as e:
-            reason = describe_spawn_error(e, [sys.executable], self.task.directory)
-            return AttemptResult(Outcome.FAILED, error=f"cannot start a worker: {reason}")
-        environment = job_environment(self.job, self.task, {}, self.state_dir)
-        request = {
-            "call": self.task.call,
-            "params": self.job.params,
-            "output": self.output,
-            "attempt": self.job.attempt,
-            "rerun": self.rerun,
-            "directory": self.task.directory,
-            "environment": environment,
-        }
-        self.pid = worker.pid  # a stop or a timeout now reaches the worker's group
+        worker = self.worker
         self.arm_timeout()
         try:
-            answer = await worker.call(request)
-        except WorkerDied as e:
+            answer = await self.answer
+        except ConnectionError:
             self.pool.retire(worker)
             output = current_output(self.output)
             if self.stopped is not None:
                 return self.stopped_result(output=output)
-            return AttemptResult(Outcome.FAILED, error=str(e), output=output)
+            if worker.killed_for not in (None, self.job.id):  # stopped for the job before this one
+                reason = f"interrupted: its worker was stopped for job {worker.killed_for}"
+                return AttemptResult(Outcome.INTERRUPTED, error=reason, output=output)
+            return AttemptResult(Outcome.FAILED, error=await worker.death(), output=output)
         except BaseException:
             self.pool.retire(worker)  # cancelled: the job must not outlive us
             worker.kill(signal.SIGKILL)
             raise
         finally:
             self.disarm()
-        self.pool.release(worker)
         output = str(answer.get("output") or "")
         if answer.get("ok"):
             return AttemptResult(

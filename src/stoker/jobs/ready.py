@@ -14,6 +14,7 @@ may arrive twice (added by its enqueue and found by a read): ids are unique here
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 from stoker.store import Job
 
@@ -56,6 +57,10 @@ class Ready:
         self._jobs[job.id] = job
         self._trim()
 
+    def first(self) -> Job:
+        """The first job in order, left in place."""
+        return self._jobs[self._keys[0][2]]
+
     def take(self) -> Job:
         """The first job in order, removed (the caller starts it)."""
         key = self._keys.pop(0)
@@ -79,15 +84,18 @@ class Ready:
         assert self._gone_during_read is None, "one read at a time"
         self._gone_during_read = set()
 
-    def end_read(self, jobs: list[Job] | None, limit: int) -> None:
-        """The answer to the read begun last (None: it failed), `limit` being what it asked."""
+    def end_read(
+        self, jobs: list[Job] | None, limit: int, held: Callable[[int], bool] = lambda _: False
+    ) -> None:
+        """The answer to the read begun last (None: it failed), `limit` being what it asked;
+        jobs `held` elsewhere (sent ahead to a worker, still queued in the store) are left out."""
         gone, self._gone_during_read = self._gone_during_read or set(), None
         stale, self._stale_during_read = self._stale_during_read, False
         if jobs is None:
             return
         self.complete = len(jobs) < limit and not stale
         for job in jobs:
-            if job.id not in gone:
+            if job.id not in gone and not held(job.id):
                 self.add(job)  # if it overflows, complete is False again
 
     def _note_gone(self, job_id: int) -> None:

@@ -1,17 +1,27 @@
 """A worker of the Python pool: runs `call` tasks one at a time, in its own process.
 
 Started by the daemon (`python -m stoker.jobs.worker`) with a socket on the fd named by
-STOKER_WORKER_FD. Each request is a length-prefixed JSON object naming the callable, its
-parameters, the job's output file, working directory and environment; the answer is
-``{"ok": true, "result": …}`` or ``{"ok": false, "error": "…"}``. While a job runs, fds 1 and 2
-are its output file, so prints and tracebacks land in the job's output. Imports stay here
-(warm) from one job to the next; the daemon replaces a worker after `worker_max_jobs` jobs.
-Kept free of the daemon's imports: a worker should start fast and stay small.
+STOKER_WORKER_FD. Frames both ways are length-prefixed JSON objects. A request names its job
+(`id`), the callable, its parameters, the job's output file, working directory and
+environment; its answer is ``{"id": …, "ok": true, "result": …}`` or ``{"id": …, "ok": false,
+"error": "…"}``. While a job runs, fds 1 and 2 are its output file, so prints and tracebacks
+land in the job's output. Imports stay here (warm) from one job to the next; the daemon
+replaces a worker after `worker_max_jobs` jobs. Kept free of the daemon's imports: a worker
+should start fast and stay small.
+
+The daemon may send the next request while one runs (prefetch: the worker goes on without
+waiting for a round trip), and may take it back with ``{"revoke": id}``. The rule that keeps
+both sides agreed on whether that job ran: just before it answers a job, the worker takes in
+whatever has arrived, answers each revoked request it has not begun with ``{"id": …,
+"revoked": true}``, and only then sends the answer. So when the daemon reads an answer, the
+next request it had sent is running unless its "revoked" answer came first; a revoke that
+arrives later is too late and ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import importlib
 import inspect
 import json
@@ -34,17 +44,74 @@ def main() -> None:
         if path and path not in sys.path:
             sys.path.insert(0, path)
     environment = Environment()
-    channel = socket.socket(fileno=fd)
-    incoming = channel.makefile("rb")
+    channel = Channel(socket.socket(fileno=fd))
     quiet = os.open(os.devnull, os.O_WRONLY)
     while True:
-        header = incoming.read(4)
-        if len(header) < 4:
+        request = channel.next_request()
+        if request is None:
             return  # the daemon closed the channel: leave quietly
-        request = json.loads(incoming.read(int.from_bytes(header, "big")))
         answer = _run(request, environment, quiet)
-        data = json.dumps(answer).encode()
-        channel.sendall(len(data).to_bytes(4, "big") + data)
+        answer["id"] = request["id"]
+        channel.answer(answer)
+
+
+class Channel:
+    """The worker's end of the socket: requests in order, revokes applied as the module says."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.pending: collections.deque[dict[str, Any]] = collections.deque()  # not begun yet
+        self.revoked: set[int] = set()
+        self.closed = False
+
+    def next_request(self) -> dict[str, Any] | None:
+        """The next job to run (blocking while there is none); None once the daemon is gone.
+        Begun whatever revokes say: the answer before it (or its arrival at an idle worker)
+        told the daemon it would run."""
+        while not self.pending and not self.closed:
+            self._receive(block=True)
+        return None if self.closed else self.pending.popleft()
+
+    def answer(self, answer: dict[str, Any]) -> None:
+        self._receive(block=False)
+        if self.revoked:
+            for request in [r for r in self.pending if r["id"] in self.revoked]:
+                self.pending.remove(request)
+                self._send({"id": request["id"], "revoked": True})
+            self.revoked.clear()  # the rest name jobs begun already: too late
+        self._send(answer)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode()
+        try:
+            self.sock.sendall(len(data).to_bytes(4, "big") + data)
+        except OSError:  # the daemon is gone
+            self.closed = True
+
+    def _receive(self, block: bool) -> None:
+        """Take in what has arrived (waiting for something if `block`)."""
+        try:
+            data = self.sock.recv(1 << 16, 0 if block else socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the daemon closed the channel: nothing more is begun, nobody would hear
+            self.closed = True
+            self.pending.clear()
+            return
+        self.buffer += data
+        while len(self.buffer) >= 4:
+            size = int.from_bytes(self.buffer[:4], "big")
+            if len(self.buffer) < 4 + size:
+                break
+            message = json.loads(self.buffer[4 : 4 + size])
+            del self.buffer[: 4 + size]
+            if "revoke" in message:
+                self.revoked.add(message["revoke"])
+            else:
+                self.pending.append(message)
 
 
 class Environment:
@@ -139,7 +206,7 @@ def _look_up(target: str) -> Any:
 
 def _result(value: Any) -> dict[str, Any]:
     try:
-        encoded = json.dumps(value)
+        encoded = json.dumps(value, allow_nan=False)  # (NaN is not JSON: the daemon would refuse it)
     except (TypeError, ValueError) as e:
         return {"ok": False, "error": f"the function returned something that is not JSON: {e}"}
     if len(encoded) > MAX_RESULT:
