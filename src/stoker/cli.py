@@ -193,6 +193,12 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
         note = r["error"] or ""
         if not note and r["state"] == "exited" and r["exit_code"] is not None:
             note = f"exit code {r['exit_code']}"
+        if r.get("waiting_for"):
+            note = "waiting for " + ", ".join(r["waiting_for"])
+        elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":
+            note = "stopped by hand"
+        elif not note and r.get("status_text"):
+            note = r["status_text"]
         table.append(
             (
                 r["name"],

@@ -41,6 +41,8 @@ from stoker.durations import (
     parse_size,
 )
 from stoker.locate import DEFAULT_STATE_DIR, find_config_path, resolve_relative
+from stoker.supervise.readiness import EXPECTED as READY_EXPECTED
+from stoker.supervise.readiness import ReadyError, parse_ready
 
 __all__ = [
     "STARTER_TOML",
@@ -68,11 +70,6 @@ _UNSUPPORTED_TABLES = ("notify",)
 _TABLES = ("daemon", "programs", "tasks", "queues", "schedules")
 SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
 _UNSUPPORTED_PROGRAM_KEYS = (
-    "max_memory",
-    "watch",
-    "depends_on",
-    "ready",
-    "watchdog",
     "singleton",
     "nodes",
 )
@@ -234,6 +231,7 @@ class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     argv: tuple[str, ...]
     environment: dict[str, str]
     directory: str
+    ready: str | None = None  # the readiness check, as written (see stoker.supervise.readiness)
 
 
 class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -265,6 +263,13 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     stop_timeout: float = 10.0
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     cron_restart: str | None = None  # a cron expression, read in [daemon] timezone
+    max_memory: int | None = None  # bytes of RSS of the whole process tree
+    watch: tuple[str, ...] = ()  # absolute paths; a change restarts the program
+    watch_ignore: tuple[str, ...] = ()  # glob patterns of paths whose changes do not count
+    depends_on: tuple[str, ...] = ()  # programs that must be running before this one starts
+    ready: str | None = None  # a readiness check; {instance} is expanded per instance
+    ready_timeout: float = 60.0
+    watchdog: float | None = None  # seconds between sd_notify WATCHDOG=1 pings, at most
 
     def instance_names(self) -> list[str]:
         """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
@@ -294,6 +299,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
             argv=tuple(expand(arg) for arg in self.command),
             environment=environment,
             directory=expand(self.directory),
+            ready=None if self.ready is None else expand(self.ready),
         )
 
 
@@ -455,6 +461,13 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     stop_timeout: _Duration = 10.0
     log: _RawLog = msgspec.field(default_factory=_RawLog)
     cron_restart: str | None = None
+    max_memory: _Size | None = None
+    watch: list[str] = []
+    watch_ignore: list[str] = []
+    depends_on: list[str] = []
+    ready: str | None = None
+    ready_timeout: _Duration = 60.0
+    watchdog: _Duration | None = None
 
 
 class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -518,6 +531,13 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "log.stderr": 'one of "merge", "separate"',
     "log.timestamps": "true or false",
     "cron_restart": 'a cron expression like "0 4 * * *" (restart the program at those times)',
+    "max_memory": _SIZE + " (RSS of the program's whole process tree)",
+    "watch": 'an array of paths to watch, like ["src/", "config.php"]',
+    "watch_ignore": 'an array of glob patterns, like ["*.log", "cache/*"]',
+    "depends_on": 'an array of program names, like ["redis"]',
+    "ready": READY_EXPECTED,
+    "ready_timeout": _DURATION,
+    "watchdog": _DURATION + ' (the longest silence between WATCHDOG=1 pings, like "30s")',
 }
 _DAEMON_EXPECTED: dict[str, str] = {
     "state_dir": "a path string",
@@ -694,6 +714,7 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
         schedules[name] = _build_schedule(
             name, raw, top.at(f"schedules.{name}"), directory, daemon, tasks, queues
         )
+    _check_dependencies(programs, top)
     for task in tasks.values():  # a queue no table declares runs with the defaults
         queues.setdefault(task.queue, QueueConfig(name=task.queue))
     return Config(
@@ -705,6 +726,56 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
         queues=queues,
         schedules=schedules,
     )
+
+
+def _check_dependencies(programs: Mapping[str, ProgramConfig], top: _Where) -> None:
+    """Every `depends_on` names another program of this file, and they form no cycle."""
+    for program in programs.values():
+        where = top.at(f"programs.{program.name}")
+        for other in program.depends_on:
+            if other == program.name:
+                raise where.error("depends_on", "a program cannot depend on itself", "other program names")
+            if other not in programs:
+                close = difflib.get_close_matches(other, list(programs), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                said = f'no program "{other}" in this file{hint}'
+                raise where.error("depends_on", said, "names of [programs.NAME] tables")
+    cycle = find_cycle({name: program.depends_on for name, program in programs.items()})
+    if cycle:
+        raise top.at(f"programs.{cycle[0]}").error(
+            "depends_on",
+            "the programs depend on each other in a circle: " + " → ".join(cycle),
+            "dependencies without a cycle",
+        )
+
+
+def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """A dependency cycle as a path that ends where it began (`[a, b, a]`), or `[]`."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(node: str) -> list[str]:
+        if node in on_path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        path.append(node)
+        on_path.add(node)
+        for nxt in graph.get(node, ()):
+            found = visit(nxt)
+            if found:
+                return found
+        path.pop()
+        on_path.discard(node)
+        done.add(node)
+        return []
+
+    for start in graph:
+        found = visit(start)
+        if found:
+            return found
+    return []
 
 
 def _check_top_level(data: dict[str, Any], top: _Where) -> None:
@@ -947,7 +1018,56 @@ def _build_program(
         stop_timeout=_duration(parsed.stop_timeout, where, "stop_timeout"),
         log=_log(parsed.log, where),
         cron_restart=_cron_restart(parsed.cron_restart, where, daemon_timezone),
+        max_memory=_max_memory(parsed.max_memory, where),
+        watch=tuple(_watch_path(path, where, directory) for path in parsed.watch),
+        watch_ignore=tuple(_non_empty(pattern, where, "watch_ignore") for pattern in parsed.watch_ignore),
+        depends_on=tuple(_non_empty(other, where, "depends_on") for other in parsed.depends_on),
+        ready=_ready(parsed.ready, where),
+        ready_timeout=_positive_duration(parsed.ready_timeout, where, "ready_timeout"),
+        watchdog=None if parsed.watchdog is None else _positive_duration(parsed.watchdog, where, "watchdog"),
     )
+
+
+def _max_memory(value: int | float | str | None, where: _Where) -> int | None:
+    if value is None:
+        return None
+    try:
+        size = parse_size(value, where="max_memory")
+    except InvalidValue as exc:
+        raise where.bad("max_memory", exc.expected, value) from None
+    if size <= 0:
+        raise where.bad("max_memory", "a size greater than zero", value)
+    return size
+
+
+def _watch_path(value: str, where: _Where, directory: str) -> str:
+    path = _resolve_path(value, where, "watch", directory)
+    if not os.path.exists(path):
+        raise where.bad("watch", "paths that exist (relative to the config file's folder)", value)
+    return path
+
+
+def _non_empty(value: str, where: _Where, key: str) -> str:
+    if not value.strip():
+        raise where.bad(key, _PROGRAM_EXPECTED[key] + " (no empty strings)", value)
+    return value
+
+
+def _ready(value: str | None, where: _Where) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_ready(value.replace("{instance}", "0"))
+    except ReadyError as e:
+        raise where.error("ready", str(e), READY_EXPECTED) from None
+    return value.strip()
+
+
+def _positive_duration(value: float | str, where: _Where, key: str) -> float:
+    seconds = _duration(value, where, key)
+    if seconds <= 0:
+        raise where.bad(key, "a duration greater than zero", value)
+    return seconds
 
 
 def _cron_restart(value: str | None, where: _Where, timezone: str | None) -> str | None:
@@ -1324,6 +1444,13 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # stop_timeout = "10s"             # then SIGKILL
 # log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
 # cron_restart = "0 4 * * *"      # also restart it at these times (cron, [daemon] timezone)
+# depends_on = ["redis"]           # start once these programs are running; stop before them
+# ready = "tcp:8080"               # running once this passes: "tcp:PORT", "http://…/health", "notify"
+# ready_timeout = "60s"            # not ready by then: a failed start
+# watchdog = "30s"                 # with sd_notify: restart it when WATCHDOG=1 pings stop this long
+# max_memory = "512MB"             # RSS of its process tree; above it, a graceful restart
+# watch = ["."]                    # restart when files under these paths change
+# watch_ignore = ["*.log"]         # changes to these (glob patterns) do not count
 
 # A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
 # {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.

@@ -48,7 +48,7 @@ class DaemonInfo:
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set once the daemon runs
 
 
-def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstance]:
+def describe(instances: list[Instance], node: str, sup: Supervisor) -> list[schemas.ProgramInstance]:
     memory = group_memory(i.pid for i in instances if i.pid is not None)
     out = []
     for inst in instances:
@@ -68,6 +68,9 @@ def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstan
                 memory=memory.get(m.pid) if m.pid is not None else None,
                 node=node,
                 error=m.error,
+                waiting_for=list(inst.waiting_for),
+                status_text=inst.status_text,
+                stopped_by_hand=inst.name in sup.holds,
             )
         )
     return out
@@ -101,23 +104,23 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         )
 
     async def programs(request: Request) -> Response:
-        return json_response(describe(list(sup.instances.values()), node))
+        return json_response(describe(list(sup.instances.values()), node, sup))
 
     async def program(request: Request) -> Response:
-        return json_response(describe(select(request.path_params["name"]), node))
+        return json_response(describe(select(request.path_params["name"]), node, sup))
 
     async def act(request: Request) -> Response:
         operations: dict[str, Callable[[list[Instance]], Awaitable[None]]] = {
-            "start": sup.start,
-            "stop": sup.stop,
-            "restart": sup.restart,
+            "start": sup.start_by_hand,
+            "stop": sup.stop_by_hand,
+            "restart": sup.restart_by_hand,
         }
         action = request.path_params["action"]
         if action not in operations:
             raise ApiError(404, "not_found", f"no action {action!r}: use start, stop or restart")
         instances = select(request.path_params["name"])
         await operations[action](instances)
-        return json_response(describe(instances, node))
+        return json_response(describe(instances, node, sup))
 
     async def send_signal(request: Request) -> Response:
         instances = select(request.path_params["name"])
@@ -127,7 +130,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
             raise ApiError(400, "bad_request", f'expected {{"signal": "HUP"}}: {e}') from None
         sup.signal(instances, sig)
-        return json_response(describe(instances, node))
+        return json_response(describe(instances, node, sup))
 
     async def logs(request: Request) -> Response:
         instances = select(request.path_params["name"])

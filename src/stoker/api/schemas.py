@@ -25,6 +25,9 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     memory: int | None
     node: str
     error: str | None
+    waiting_for: list[str] = []  # programs it waits for before it starts (depends_on)
+    status_text: str | None = None  # the program's own last sd_notify STATUS=
+    stopped_by_hand: bool = False  # stays stopped, across daemon restarts, until started by hand
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

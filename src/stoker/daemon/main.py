@@ -90,10 +90,26 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _systemd_watchdog_seconds() -> float | None:
+    """WatchdogSec= of systemd's unit for us, if it set one (and meant us, not a parent)."""
+    usec, pid = os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1_000_000
+
+
+async def _ping_systemd(every: float) -> None:
+    from stoker import sdnotify
+
+    while sdnotify.tell_systemd(WATCHDOG=1):
+        await asyncio.sleep(every)
+
+
 async def serve(config: Config, ready: Callable[[], None]) -> None:
     """Run until asked to stop: programs, API; then stop every program and return."""
     import uvicorn
 
+    from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.supervise.procs import kill_orphans
@@ -101,6 +117,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    systemd_watchdog = _systemd_watchdog_seconds()
+    sdnotify.take_from_environment()  # before anything is started: none of it may speak for us
     kill_orphans(config.daemon.state_dir)
     supervisor = Supervisor(config)
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
@@ -137,7 +155,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
     await server.startup(sockets=sockets)
 
-    jobs_task = schedules_task = cron_task = None
+    jobs_task = schedules_task = cron_task = watchdog_task = None
     reloading = asyncio.Lock()
 
     def start_cron_restarts() -> asyncio.Task[None] | None:
@@ -150,36 +168,43 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     async def reload() -> dict[str, Any]:
         """Re-read the config file and apply what changed; ConfigError (nothing changed) if
         the file is not valid."""
+        async with reloading:
+            sdnotify.tell_systemd(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
+            try:
+                return await apply_reload()
+            finally:
+                sdnotify.tell_systemd(READY=1)
+
+    async def apply_reload() -> dict[str, Any]:
         nonlocal jobs_task, cron_task
         from stoker.config import load_config
         from stoker.reload import RESTART_ONLY, describe, diff
 
-        async with reloading:
-            current = supervisor.config
-            new = load_config(current.path)
-            changes = diff(current, new)
-            # what is bound at start stays as it is until the daemon restarts
-            kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
-            new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
-            if (new.tasks or new.schedules) and info.dispatcher is None:
-                changes.needs_restart.append("tasks (the daemon started without any, and without its store)")
-            if new.schedules and info.scheduler is None and info.dispatcher is not None:
-                changes.needs_restart.append("schedules (the daemon started without any)")
-            if info.dispatcher is not None:
-                info.dispatcher.reconfigure(new)
-                if new.tasks and jobs_task is None:
-                    jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
-            if info.scheduler is not None:
-                info.scheduler.reconfigure(new)
-            await supervisor.apply(new, changes)
-            if cron_task is not None:
-                cron_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await cron_task
-            cron_task = start_cron_restarts()
-            report = changes.as_json()
-            log.info("reloaded %s: %s", new.path, describe(report))
-            return report
+        current = supervisor.config
+        new = load_config(current.path)
+        changes = diff(current, new)
+        # what is bound at start stays as it is until the daemon restarts
+        kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
+        new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
+        if (new.tasks or new.schedules) and info.dispatcher is None:
+            changes.needs_restart.append("tasks (the daemon started without any, and without its store)")
+        if new.schedules and info.scheduler is None and info.dispatcher is not None:
+            changes.needs_restart.append("schedules (the daemon started without any)")
+        if info.dispatcher is not None:
+            info.dispatcher.reconfigure(new)
+            if new.tasks and jobs_task is None:
+                jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
+        if info.scheduler is not None:
+            info.scheduler.reconfigure(new)
+        await supervisor.apply(new, changes)
+        if cron_task is not None:
+            cron_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cron_task
+        cron_task = start_cron_restarts()
+        report = changes.as_json()
+        log.info("reloaded %s: %s", new.path, describe(report))
+        return report
 
     async def reload_on_signal() -> None:
         from stoker.config import ConfigError
@@ -209,8 +234,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             f", http://{d.listen}" if d.listen else "",
         )
         ready()
+        status = f"{len(supervisor.instances)} program instance(s)"
+        sdnotify.tell_systemd(READY=1, MAINPID=os.getpid(), STATUS=status)
+        if systemd_watchdog:
+            watchdog_task = asyncio.create_task(_ping_systemd(systemd_watchdog / 2), name="systemd watchdog")
         await stopping.wait()
         log.info("shutting down")
+        sdnotify.tell_systemd(STOPPING=1)
         if cron_task is not None:
             cron_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,6 +255,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         if jobs_task is not None:
             await jobs_task
     finally:
+        if watchdog_task is not None:
+            watchdog_task.cancel()
         if cron_task is not None and not cron_task.done():
             cron_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
