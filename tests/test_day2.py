@@ -354,3 +354,55 @@ def test_daemon_tells_systemd_ready_reloading_stopping(
         assert stoker.terminate() == 0
         assert systemd.recv(4096) == b"STOPPING=1"
     os.unlink(address)
+
+
+# PID 1 in a container ---------------------------------------------------------------------------
+
+ORPHANS = """
+i=0
+while [ $i -lt 20 ]; do (true &); i=$((i+1)); done
+# Each `true` was orphaned (its subshell exited): only PID 1 can collect it. Wait for that.
+n=0
+while :; do
+  z=$(cat /proc/[0-9]*/stat 2>/dev/null | awk '$3 == "Z"' | wc -l)
+  if [ "$z" -eq 0 ]; then echo reaped > result; break; fi
+  n=$((n+1))
+  if [ $n -gt 200 ]; then echo "zombies: $z" > result; break; fi
+  sleep 0.05
+done
+exec sleep 300
+"""
+
+
+def test_as_pid_1_orphans_are_reaped_and_signals_reach_the_daemon(stoker: Stoker) -> None:
+    import subprocess
+
+    import psutil
+
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    probe = subprocess.run([*unshare, "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {probe.stderr.decode().strip()}")
+    write_script(stoker, "orphans.sh", ORPHANS)
+    stoker.write('[programs.spawner]\ncommand = ["sh", "orphans.sh"]\nstart_seconds = 0\n')
+    with open(stoker.daemon_log, "ab") as log:
+        outer = subprocess.Popen(
+            [*unshare, PY, "-m", "stoker", "-c", str(stoker.config), "up"],
+            stdout=log,
+            stderr=log,
+            cwd=stoker.root,
+        )
+    try:
+        init = wait_for(lambda: psutil.Process(outer.pid).children(), what="PID 1 of the namespace")[0]
+        wait_for(lambda: "stoker: init" in " ".join(init.cmdline()), what="PID 1 to be stoker's init")
+        result = stoker.root / "result"
+        wait_for(result.exists, what=f"the orphans' fate; log:\n{stoker.log_text()}")
+        wait_for(lambda: result.read_text().strip(), what="the result line")
+        assert result.read_text() == "reaped\n"
+        init.send_signal(15)  # `docker stop`: SIGTERM to PID 1 reaches the daemon, which stops
+        assert outer.wait(30) == 0
+        assert "shutting down" in stoker.log_text()
+    finally:
+        if outer.poll() is None:
+            outer.kill()  # --kill-child: PID 1 of the namespace dies with it, and with it the rest
+            outer.wait(10)

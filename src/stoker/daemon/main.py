@@ -303,6 +303,23 @@ def _version() -> str:
 
 def run(config: Config, *, detach: bool = False) -> int:
     """`stoker up`: returns the exit code."""
+    if os.getpid() == 1 and not detach:
+        from stoker.daemon.init import run_as_init
+
+        return run_as_init(lambda: _run_reporting(config))
+    return _run(config, detach=detach)
+
+
+def _run_reporting(config: Config) -> int:
+    """The daemon under the PID 1 shim: a startup error is said here (the CLI is not above)."""
+    try:
+        return _run(config, detach=False)
+    except StartupError as e:
+        print(f"stoker: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(config: Config, *, detach: bool) -> int:
     state_dir = prepare_state_dir(config)
     try:
         lock_fd = lock.acquire(state_dir)
