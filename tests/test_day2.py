@@ -406,3 +406,52 @@ def test_as_pid_1_orphans_are_reaped_and_signals_reach_the_daemon(stoker: Stoker
         if outer.poll() is None:
             outer.kill()  # --kill-child: PID 1 of the namespace dies with it, and with it the rest
             outer.wait(10)
+
+
+def test_reload_restarts_a_changed_program_one_instance_at_a_time(stoker: Stoker) -> None:
+    # Each instance notes when it is up (just before READY=1) and when it goes: the notes,
+    # in order, must never show every instance gone at once.
+    write_script(
+        stoker,
+        "served.py",
+        "import os, signal, socket, sys, time\n"
+        "me = os.environ['STOKER_INSTANCE'] + ':' + sys.argv[1]\n"
+        "def note(what):\n"
+        "    with open('notes', 'a') as f:\n"
+        "        f.write(what + ' ' + me + '\\n')\n"
+        "def bye(*a):\n"
+        "    note('down')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        "note('up')\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+        "while True: time.sleep(1)\n",
+    )
+    config = """
+        [programs.web]
+        command = ["{py}", "served.py", "{version}"]
+        instances = 3
+        start_seconds = 0
+        ready = "notify"
+        """
+    stoker.write(config.format(py=PY, version="v1"))
+    stoker.up()
+    for i in range(3):
+        stoker.wait_state(f"web:{i}", "running")
+    stoker.write(config.format(py=PY, version="v2"))
+    assert stoker.cli("reload").returncode == 0
+    for i in range(3):
+        stoker.wait_state(f"web:{i}", "running")
+    notes = (stoker.root / "notes").read_text().split("\n")[:-1]
+    up: set[str] = set()
+    for line in notes:
+        what, who = line.split()
+        if what == "up":
+            up.add(who)
+        else:
+            up.discard(who)
+            assert up, f"every instance was down at once: {notes}"
+    assert up == {"0:v2", "1:v2", "2:v2"}
+    assert sorted(notes[:3]) == ["up 0:v1", "up 1:v1", "up 2:v1"]
+    assert notes[3:] == ["down 0:v1", "up 0:v2", "down 1:v1", "up 1:v2", "down 2:v1", "up 2:v2"]
