@@ -167,6 +167,14 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         info.request_shutdown()
         return json_response(schemas.Accepted(True, "shutting down"), 202)
 
+    from stoker.api.metrics import CONTENT_TYPE, Metrics
+
+    observed = Metrics(info)
+    info.events.listen(observed.observe)
+
+    async def metrics(request: Request) -> Response:
+        return Response(await observed.render(), media_type=CONTENT_TYPE)
+
     async def openapi(request: Request) -> Response:
         from stoker.api.openapi import document
 
@@ -182,6 +190,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         Route("/api/v1/reload", reload, methods=["POST"]),
         Route("/api/v1/shutdown", shutdown, methods=["POST"]),
         Route("/api/v1/openapi.json", openapi),
+        Route("/metrics", metrics),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
         *schedule_routes.routes(lambda: info.scheduler),
     ]

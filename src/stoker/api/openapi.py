@@ -169,6 +169,17 @@ def document() -> dict[str, Any]:
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
         },
+        "/metrics": {
+            "get": {
+                "summary": "Programs, queues, job attempts and schedule lateness in Prometheus' text format",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
     }
     return {
         "openapi": "3.1.0",

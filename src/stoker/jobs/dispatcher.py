@@ -312,7 +312,8 @@ class Dispatcher:
             if not self.running:
                 self._idle.set()
         if finished is not None:
-            self.publish({"type": "job", "job": finished})
+            ended = {"outcome": str(end.outcome), "seconds": max(0.0, now - (job.started_at or now))}
+            self.publish({"type": "job", "job": finished, "attempt_ended": ended})
             self.queued(finished)  # another attempt later
 
     # requests ------------------------------------------------------------------------------

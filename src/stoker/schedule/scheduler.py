@@ -145,7 +145,7 @@ class Scheduler:
                                       now=now, schedule=name)  # fmt: skip
         fired, job = await self.store.fire(name, slot, replace(new, slot=slot), now)
         if job is not None:
-            self.publish({"type": "job", "job": job})
+            self.publish({"type": "job", "job": job, "fired": True})
             self.dispatcher.queued(job)
         return job
 
