@@ -30,6 +30,8 @@ from stoker.supervise.logs import tail
 MAX_LIST = 1000
 LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
 MAX_WAIT = 300.0
+ID_LIMIT = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
+FURTHEST = 100 * 365.25 * 86400  # a job may wait at most 100 years
 MAX_BATCH = 10_000
 MAX_TAIL = 100_000
 FOLLOW_EVERY = 0.25
@@ -86,9 +88,12 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
         raise ApiError(422, "invalid", "give run_at or delay, not both")
     if delay is not None:
         try:
-            return now + parse_duration(delay, where="delay")
+            seconds = parse_duration(delay, where="delay")
         except InvalidValue as e:
             raise ApiError(422, "invalid", f"delay: expected {e.expected}") from None
+        if seconds > FURTHEST:
+            raise ApiError(422, "invalid", "delay: at most 100 years")
+        return now + seconds
     if run_at is not None:
         try:
             when = dt.datetime.fromisoformat(run_at.strip().replace("Z", "+00:00"))
@@ -96,7 +101,10 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
             raise ApiError(422, "invalid", f"run_at: expected an ISO 8601 time, got {run_at!r}") from None
         if when.tzinfo is None:
             when = when.astimezone()  # the daemon's local time
-        return when.timestamp()
+        at = when.timestamp()
+        if not 0 <= at <= now + FURTHEST:
+            raise ApiError(422, "invalid", "run_at: between 1970 and 100 years from now")
+        return at
     return None
 
 
@@ -157,6 +165,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             raise ApiError(422, "invalid", f"state must be one of {choices}")
         limit = _int(q.get("limit"), "limit", 100)
         before = _int(q.get("before"), "before", None)
+        if before is not None:
+            before = max(-1, min(before, ID_LIMIT))
         jobs = await d.store.jobs(
             state=state,
             queue=q.get("queue") or None,
@@ -333,7 +343,10 @@ async def _sse(events: EventBus) -> AsyncIterator[bytes]:
 
 
 def _job_id(request: Request) -> int:
-    return int(request.path_params["id"])
+    job_id = int(request.path_params["id"])
+    if job_id > ID_LIMIT:  # the route takes any digits; the store could not even look it up
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job_id
 
 
 def _int(value: str | None, name: str, default: Any) -> Any:

@@ -35,6 +35,18 @@ _RELOAD = {
 }
 
 
+# A server-sent event as a client sees it (`event:` defaults to "message"; `data:` is JSON).
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": _REF.format(name=name)}
 
@@ -142,7 +154,7 @@ def document() -> dict[str, Any]:
                         'events carry JSON {"name": instance, "text": output}',
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": _SSE_EVENT},
                         },
                     },
                     "400": _json(_ref("ErrorBody"), "Bad query"),
@@ -193,11 +205,13 @@ def document() -> dict[str, Any]:
     }
 
 
-_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": _ID}
 _JOB_ERRORS = {
     "404": _json(_ref("ErrorBody"), "No such job, or no tasks in the config"),
     "409": _json(_ref("ErrorBody"), "Not possible in the job's state"),
 }
+_BAD_QUERY = {"422": _json(_ref("ErrorBody"), "A query parameter that is not valid")}
 _INVALID = {
     "400": _json(_ref("ErrorBody"), "Not JSON"),
     "404": _json(_ref("ErrorBody"), "Unknown task"),
@@ -215,7 +229,7 @@ def _body(name: str) -> dict[str, Any]:
 
 
 def _job_paths() -> dict[str, Any]:
-    states = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
+    states = {"type": "string", "enum": ["", "queued", "running", "succeeded", "failed", "cancelled"]}
     return {
         "/api/v1/jobs": {
             "get": {
@@ -225,9 +239,9 @@ def _job_paths() -> dict[str, Any]:
                     _query("queue", {"type": "string"}),
                     _query("task", {"type": "string"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                    _query("before", {"type": "integer"}, "an id: jobs older than it (paging)"),
+                    _query("before", _ID, "an id: jobs older than it (paging)"),
                 ],
-                "responses": {"200": _json({"type": "array", "items": _ref("Job")})},
+                "responses": {"200": _json({"type": "array", "items": _ref("Job")}), **_BAD_QUERY},
             },
             "post": {
                 "summary": "Queue a job of a task from the config",
@@ -254,7 +268,7 @@ def _job_paths() -> dict[str, Any]:
             "get": {
                 "summary": "One job with its attempts; wait=S answers once it finished (at most 300 s)",
                 "parameters": [_JOB_ID, _query("wait", {"type": "number", "minimum": 0})],
-                "responses": {"200": _json(_ref("JobDetail")), **_JOB_ERRORS},
+                "responses": {"200": _json(_ref("JobDetail")), **_JOB_ERRORS, **_BAD_QUERY},
             }
         },
         "/api/v1/jobs/{id}/cancel": {
@@ -284,10 +298,11 @@ def _job_paths() -> dict[str, Any]:
                         "description": "text/plain; with follow=1 text/event-stream",
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": _SSE_EVENT},
                         },
                     },
                     **_JOB_ERRORS,
+                    **_BAD_QUERY,
                 },
             }
         },
@@ -339,7 +354,7 @@ def _job_paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "text/event-stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                     }
                 },
             }
