@@ -130,6 +130,15 @@ def import_command(ctx: Context, args: argparse.Namespace) -> None:
     sys.stdout.write(text)
 
 
+def systemd(ctx: Context, args: argparse.Namespace) -> None:
+    """Print a systemd unit that runs this config's daemon (install it as the comments say)."""
+    import getpass
+
+    from stoker.systemd import stoker_command, unit
+
+    sys.stdout.write(unit(ctx.config, stoker_command(), user=args.user, username=getpass.getuser()))
+
+
 # the daemon ----------------------------------------------------------------------------------
 
 
@@ -682,6 +691,10 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
                 help="supervisord, pm2 or procfile (default: told by the file's name or contents).",
             ),
         ],
+    ),
+    "systemd": (
+        systemd,
+        [_arg("--user", action="store_true", help="A user unit (systemctl --user), not a system one.")],
     ),
     "up": (
         up,
