@@ -184,12 +184,11 @@ class _App:
         self.stopping()
         self.memory_and_watch()
         self.logs()
-        for key in ("user", "uid"):
-            if self.app.get(key) is not None:
-                self.out.set("user", str(self.get(key)), f"{key} in pm2")
-                break
-        if self.app.get("gid") is not None:
-            self.out.set("group", str(self.get("gid")), "gid in pm2")
+        user, uid = self.get("user"), self.get("uid")  # the same option
+        if user is not None or uid is not None:
+            self.out.set("user", str(user if user is not None else uid))
+        if self.get("gid") is not None:
+            self.out.set("group", str(self.app["gid"]))
         self.rest()
         return self.out
 
@@ -197,7 +196,8 @@ class _App:
 
     def command(self) -> str:
         """``[interpreter, interpreter_args…, script, args…]`` as one string stoker splits back."""
-        interpreter = self.get("interpreter") or self.get("exec_interpreter")
+        named, older = self.get("interpreter"), self.get("exec_interpreter")  # the same option
+        interpreter = named if named is not None else older
         if interpreter is not None and not isinstance(interpreter, str):
             raise self.error("interpreter", f"expected a program name like node, got {_compact(interpreter)}")
         interpreter_args = self.words("interpreter_args") + self.words("node_args")
