@@ -63,17 +63,6 @@ def comments(text: str) -> str:
     return " ".join(found)
 
 
-def newer_key(text: str, data: dict[str, Any], program: str, name: str, shown: str) -> None:
-    """A key the design has and this stoker may not accept yet (max_memory, watch): either
-    set, or written out as a comment with the reason."""
-    if name in data["programs"][program]:
-        assert refused(name, shown) is None
-        assert value(data["programs"][program][name]) == shown
-    else:
-        assert f"# {name} = {shown}" in text
-        assert "stoker check says:" in comments(text)
-
-
 # ----------------------------------------------------------------------------------------------
 # supervisord
 # ----------------------------------------------------------------------------------------------
@@ -475,6 +464,7 @@ PM2_KEYS = {
     "cron_restart": "cron_restart",
     "max_memory_restart": "max_memory",
     "watch": "watch",
+    "ignore_watch": "watch_ignore",
     "time": "log",
     "user": "user",
 }
@@ -494,7 +484,7 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     assert api["stop_timeout"] == "5s"
     assert api["max_restarts"] == 16  # pm2's default
     assert api["log"] == {"stderr": "separate", "timestamps": True}
-    newer_key(text, data, "api", "max_memory", '"300MB"')
+    assert api["max_memory"] == "300MB"
     worker = programs["worker"]
     assert worker["command"] == "python3 worker.py"
     assert worker["directory"] == "/srv/shop"
@@ -504,7 +494,12 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     assert worker["max_restarts"] == 10
     assert worker["backoff"] == {"min": "100ms", "max": "15s"}
     assert worker["cron_restart"] == "0 3 * * *"
-    newer_key(text, data, "worker", "watch", '["src", "config"]')
+    assert worker["watch_ignore"] == ["node_modules", "node_modules/*", "logs", "logs/*"]
+    # pm2 watched src and config in the app's cwd, which is not on this machine: stoker check
+    # would refuse the paths, so the setting is a comment that says why
+    assert "watch" not in worker
+    assert '# watch = ["/srv/shop/src", "/srv/shop/config"]' in text.splitlines()
+    assert "stoker check says: expected paths that exist" in comments(text)
     cleanup = programs["cleanup"]
     assert cleanup["command"] == "bin/cleanup"
     assert cleanup["restart"] == "never"
@@ -955,21 +950,46 @@ def test_long_notes_are_wrapped_and_go_above_their_setting() -> None:
     assert tomllib.loads(text)["programs"]["p"] == {"command": "run", "restart": "never"}
 
 
-def test_keys_this_stoker_refuses_are_commented_with_the_reason() -> None:
-    """max_memory and friends are written out as settings the day config.py accepts them;
-    until then, as a comment quoting `stoker check`."""
+def test_settings_the_config_refuses_are_commented_with_the_reason(tmp_path: Path) -> None:
+    """Some values only the config loader can judge, where the config will live (watch paths
+    must exist; an older stoker lacks a key): a refused one is a comment quoting the reason."""
+    (tmp_path / "src").mkdir()
     program = Program(name="p", source="somewhere")
     program.set("command", "run")
+    program.set("watch", ["src"], "watch: true")
     program.set("max_memory", "300MB", "max_memory_restart")
-    text = render(Converted(file="/x/p.json", format="test", programs=[program]))
-    reason = refused("max_memory", '"300MB"')
-    if reason is None:
-        assert 'max_memory = "300MB"  # max_memory_restart' in text.splitlines()
-    else:
-        assert '# max_memory = "300MB"' in text.splitlines()
-        assert f"stoker check says: {reason}" in comments(text)
-    assert refused("restart", '"always"') is None
-    assert refused("restart", '"sometimes"') is not None
+    here = render(Converted(file=str(tmp_path / "ecosystem.json"), format="test", programs=[program]))
+    assert tomllib.loads(here)["programs"]["p"] == {"command": "run", "watch": ["src"], "max_memory": "300MB"}
+    elsewhere = render(
+        Converted(file=str(tmp_path / "etc" / "ecosystem.json"), format="test", programs=[program])
+    )
+    lines = elsewhere.splitlines()
+    assert '# watch = ["src"]' in lines
+    reason = refused("watch", '["src"]', str(tmp_path / "etc"))
+    assert reason is not None and reason.startswith("expected paths that exist")
+    assert f"watch: true; stoker check says: {reason}" in comments(elsewhere)
+    assert tomllib.loads(elsewhere)["programs"]["p"] == {"command": "run", "max_memory": "300MB"}
+    # the reason is the loader's message, without the probe's file and table
+    assert refused("restart", '"always"', str(tmp_path)) is None
+    assert (
+        refused("restart", '"sometimes"', str(tmp_path))
+        == 'expected one of "always", "on-failure", "never", got "sometimes"'
+    )
+    unknown = refused("no_such_key", "1", str(tmp_path))
+    assert unknown is not None and unknown.startswith('unknown key "no_such_key"')
+
+
+def test_pm2_watch_true_and_ignore_watch_next_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    source = tmp_path / "ecosystem.config.json"
+    source.write_text(
+        '{"apps": [{"name": "dev", "script": "app.js", "watch": true, "ignore_watch": ["uploads", "*.log"]},'
+        ' {"name": "web", "script": "web.js", "watch": ["src"]}]}'
+    )
+    _, data = import_to_toml(source)
+    assert data["programs"]["dev"]["watch"] == ["."]
+    assert data["programs"]["dev"]["watch_ignore"] == ["uploads", "uploads/*", "*.log"]
+    assert data["programs"]["web"]["watch"] == ["src"]
 
 
 # The JavaScript reader -----------------------------------------------------------------------------

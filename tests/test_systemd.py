@@ -6,6 +6,8 @@ from __future__ import annotations
 import configparser
 import os
 import shlex
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -106,7 +108,8 @@ def test_missing_config_is_a_config_error(tmp_path: Path) -> None:
 
 def test_exec_start_brings_the_daemon_up(stoker: Stoker) -> None:
     """Run ExecStart= in WorkingDirectory= the way systemd would (a folder whose name needs
-    quoting and escaping), see the program run, stop it as systemd stops it (SIGTERM)."""
+    quoting and escaping, a $NOTIFY_SOCKET to say READY=1 on), see the program run, stop it as
+    systemd stops it (SIGTERM to the main process)."""
     folder = stoker.root / "my app 100%"
     folder.mkdir()
     stoker.config = folder / "stoker.toml"
@@ -120,13 +123,33 @@ def test_exec_start_brings_the_daemon_up(stoker: Stoker) -> None:
     assert directory == str(folder)
     argv = exec_argv(service["ExecStart"])
     assert argv[-3:] == ["-c", str(stoker.config), "up"]
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}  # no systemd here to tell
-    with open(stoker.daemon_log, "ab") as log:
-        stoker.daemon = subprocess.Popen(argv, cwd=directory, env=env, stdout=log, stderr=log)
-    wait_for(stoker._answers, what=f"the daemon to answer; its log:\n{stoker.log_text()}")
-    stoker.wait_state("ticker:0", "running")
-    wait_for(lambda: "tick" in stoker.cli("logs", "ticker").stdout, what="the ticker's output")
-    assert stoker.terminate() == 0
+    address = str(stoker.root / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(address)
+        systemd.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # who sent it, as systemd asks
+        systemd.settimeout(30)
+        with open(stoker.daemon_log, "ab") as log:
+            env = {**os.environ, "NOTIFY_SOCKET": address}
+            stoker.daemon = subprocess.Popen(argv, cwd=directory, env=env, stdout=log, stderr=log)
+        message, sender = notification(systemd)
+        # Type=notify with NotifyAccess=main: READY=1 must come from the process systemd started
+        assert "READY=1" in message.split("\n")
+        assert sender == stoker.daemon.pid
+        wait_for(stoker._answers, what=f"the daemon to answer; its log:\n{stoker.log_text()}")
+        stoker.wait_state("ticker:0", "running")
+        wait_for(lambda: "tick" in stoker.cli("logs", "ticker").stdout, what="the ticker's output")
+        assert stoker.terminate() == 0
+        assert notification(systemd) == ("STOPPING=1", stoker.daemon.pid)
+
+
+def notification(sock: socket.socket) -> tuple[str, int]:
+    """One sd_notify datagram and the pid of its sender (SCM_CREDENTIALS: pid, uid, gid)."""
+    data, ancillary, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
+    pids = [
+        struct.unpack("3i", cdata)[0] for level, kind, cdata in ancillary if kind == socket.SCM_CREDENTIALS
+    ]
+    assert pids, "no sender credentials"
+    return data.decode(), pids[0]
 
 
 # The pure pieces -------------------------------------------------------------------------------

@@ -107,6 +107,8 @@ def unit(config: Config, command: list[str], *, user: bool = False, username: st
         f" + {STOP_MARGIN}s.",
         "KillMode=mixed",
         f"TimeoutStopSec={stop_timeout(config)}",
+        "# Uncomment to have systemd restart stoker if it ever stops answering (it pings the watchdog):",
+        "# WatchdogSec=60",
     ]
     if not user:
         who = username if username and username != "root" else "www-data"

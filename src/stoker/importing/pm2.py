@@ -383,8 +383,9 @@ class _App:
             shown: Value = text + "B" if re.fullmatch(r"[\d.]+\s*[KMGkmg]", text) else (text or size)
             self.out.set("max_memory", shown, f"max_memory_restart: {_compact(limit)}")
         watch = self.get("watch")
+        cwd = self.app.get("cwd") if isinstance(self.app.get("cwd"), str) else None
         if watch is True:
-            paths: list[str] = [str(self.app.get("cwd") or ".")]
+            paths: list[str] = [cwd or "."]
         elif isinstance(watch, str):
             paths = [watch]
         elif isinstance(watch, list) and all(isinstance(p, str) for p in watch):
@@ -394,15 +395,35 @@ class _App:
         else:
             raise self.error("watch", f"expected true, a path or an array of paths, got {_compact(watch)}")
         if paths:
+            # pm2 reads them from the app's cwd; stoker from the config's folder
+            paths = [os.path.join(cwd, p) if cwd and watch is not True else p for p in paths]
             self.out.set("watch", paths, f"watch: {_compact(watch)}")
+        ignored = self.get("ignore_watch")
+        if ignored is not None:
+            self.ignore_watch(ignored)
         for key, text in (
-            ("ignore_watch", "stoker's watch has no ignore list; list only the folders to watch."),
-            ("watch_delay", "stoker restarts once the changes have settled; nothing to set."),
+            ("watch_delay", "stoker restarts once the changes have settled (300 ms apart); nothing to set."),
             ("watch_options", "stoker watches with inotify; no chokidar options."),
         ):
             if key in self.app:
                 self.done.add(key)
                 self.note(key, text)
+
+    def ignore_watch(self, ignored: Any) -> None:
+        """pm2's ignore_watch (chokidar patterns) → watch_ignore (glob patterns matched against
+        the path relative to the config's folder, the file name and the full path): a plain
+        name also stands for everything under it."""
+        entries = [ignored] if isinstance(ignored, str) else ignored
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+            raise self.error(
+                "ignore_watch", f"expected a pattern or an array of patterns, got {_compact(ignored)}"
+            )
+        patterns: list[str] = []
+        for entry in entries:
+            patterns.append(entry)
+            if not re.search(r"[*?\[\\]", entry):
+                patterns.append(entry.rstrip("/") + "/*")
+        self.out.set("watch_ignore", patterns, "ignore_watch; a folder F is also F/*")
 
     def logs(self) -> None:
         out, err = self.get("out_file"), self.get("error_file")
@@ -434,9 +455,9 @@ class _App:
     def rest(self) -> None:
         """Every option not converted above, as a note saying what stoker has instead."""
         texts = {
-            "wait_ready": 'stoker\'s ready = "tcp:PORT" or "http://…/health" (coming) waits for the app to '
-            'answer instead of process.send("ready").',
-            "listen_timeout": "see ready (coming): how long to wait for the app to be ready.",
+            "wait_ready": 'pm2 waited for process.send("ready"); stoker\'s ready = "tcp:PORT", '
+            '"http://…/health" or "notify" (sd_notify READY=1) waits for the app instead.',
+            "listen_timeout": "with ready, stoker's ready_timeout is how long to wait for it.",
             "shutdown_with_message": "stoker stops a program with stop_signal (a signal, not a message).",
             "source_map_support": "node option; add --enable-source-maps to the command if needed.",
             "vizion": "stoker does not track git versions.",

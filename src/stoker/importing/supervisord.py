@@ -302,7 +302,7 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
     if priority is not None:
         program.note(
             f"priority={priority}: supervisord started lower priorities first; stoker starts "
-            'programs in file order, and its depends_on = ["other"] (coming) says "start after".'
+            'programs in file order; to start it only once another runs, depends_on = ["other"].'
         )
     used = sorted({m for v in section.options.values() for m in re.findall(r"%\(ENV_\w+\)s", v)})
     if used:

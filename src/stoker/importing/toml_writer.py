@@ -8,6 +8,7 @@ laid out so a person can review the result line by line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 from collections.abc import Mapping
@@ -16,10 +17,11 @@ from functools import cache
 from stoker.importing.model import Converted, Program, Setting, Value
 
 WIDTH = 100
-# Keys of the design's contract that a stoker may not accept yet (another release adds them):
-# a converter emits them like any other, and the writer comments them out while this stoker's
-# config refuses them, with the reason, so that the output always passes `stoker check`.
-NEWER_KEYS = frozenset({"max_memory", "watch", "depends_on", "ready"})
+# Keys whose value this stoker may refuse for reasons the converter cannot see: keys an older
+# stoker does not have yet, and paths that must exist (watch) where the config will live. The
+# writer asks the real config loader and writes a refused one as a comment quoting the reason,
+# so that the output always passes `stoker check`.
+CHECKED_KEYS = frozenset({"max_memory", "watch", "watch_ignore", "depends_on", "ready", "ready_timeout"})
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Characters TOML does not allow raw in a string (tab is allowed).
@@ -41,25 +43,25 @@ def render(converted: Converted) -> str:
     if not converted.programs:
         lines += ["", "# No programs to convert were found."]
     for program in converted.programs:
-        lines += ["", *_program(program)]
+        lines += ["", *_program(program, os.path.dirname(converted.file))]
     return "\n".join(lines) + "\n"
 
 
-def _program(program: Program) -> list[str]:
+def _program(program: Program, directory: str) -> list[str]:
     lines = [f"[programs.{key(program.name)}]", *comment(f"from {program.source}")]
     for setting in program.settings:
-        lines += _setting(setting)
+        lines += _setting(setting, directory)
     for note in program.notes:
         lines += comment(note)
     return lines
 
 
-def _setting(setting: Setting) -> list[str]:
+def _setting(setting: Setting, directory: str) -> list[str]:
     line = f"{key(setting.key)} = {value(setting.value)}"
     note = setting.note
     commented = setting.commented
-    if setting.key in NEWER_KEYS:
-        refusal = refused(setting.key, value(setting.value))
+    if setting.key in CHECKED_KEYS:
+        refusal = refused(setting.key, value(setting.value), directory)
         if refusal is not None:
             commented = True
             why = f"stoker check says: {refusal}; uncomment it once this stoker accepts it"
@@ -126,14 +128,17 @@ def _basic(text: str) -> str:
 
 
 @cache
-def refused(name: str, toml_value: str) -> str | None:
-    """Why this stoker's config refuses ``name = toml_value`` in a program, or None if it
-    takes it. Asked of the real config loader, so the answer changes the day it learns the key."""
+def refused(name: str, toml_value: str, directory: str) -> str | None:
+    """Why this stoker's config refuses ``name = toml_value`` in a program of a stoker.toml in
+    `directory`, or None if it takes it. Asked of the real config loader, so the answer
+    changes the day it learns a key."""
     from stoker.config import ConfigError, parse_config
 
-    probe = f'[programs.probe]\ncommand = "true"\n{key(name)} = {toml_value}\n'
+    table = "[programs.probe]"
+    probe = f'{table}\ncommand = "true"\n{key(name)} = {toml_value}\n'
     try:
-        parse_config(probe, "/stoker-import-probe/stoker.toml")
+        parse_config(probe, os.path.join(directory, "stoker.toml"))
     except ConfigError as e:
-        return str(e).split(f"{name}: ", 1)[-1]
+        reason = str(e).split(f"{table} ", 1)[-1]  # without the probe's file and table
+        return reason.removeprefix(f"{name}: ")
     return None
