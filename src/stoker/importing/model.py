@@ -45,13 +45,11 @@ class InputError(ValueError):
 @dataclass
 class Setting:
     """One ``key = value`` of a program; ``note`` becomes a trailing comment (what it came
-    from, when that helps). ``commented`` writes the whole line as a comment: the value is
-    right, but this stoker does not accept the key (see toml_writer)."""
+    from, when that helps)."""
 
     key: str
     value: Value
     note: str = ""
-    commented: bool = False
 
 
 @dataclass

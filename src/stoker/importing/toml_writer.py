@@ -59,15 +59,11 @@ def _program(program: Program, directory: str) -> list[str]:
 def _setting(setting: Setting, directory: str) -> list[str]:
     line = f"{key(setting.key)} = {value(setting.value)}"
     note = setting.note
-    commented = setting.commented
-    if setting.key in CHECKED_KEYS:
-        refusal = refused(setting.key, value(setting.value), directory)
-        if refusal is not None:
-            commented = True
-            why = f"stoker check says: {refusal}; uncomment it once this stoker accepts it"
-            note = f"{note}; {why}" if note else why
-    if commented:
+    refusal = refused(setting.key, value(setting.value), directory) if setting.key in CHECKED_KEYS else None
+    if refusal is not None:
         line = "# " + line
+        why = f"stoker check says: {refusal}; uncomment it once stoker check would accept it"
+        note = f"{note}; {why}" if note else why
     if not note:
         return [line]
     if len(line) + len(note) + 4 <= WIDTH:
