@@ -148,8 +148,8 @@ class Stoker:
 
     def wait_state(self, name: str, state: str, timeout: float = 15, **where: Any) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
-            row = self.programs()[name]
-            if row["state"] == state and all(row[k] == v for k, v in where.items()):
+            row = self.programs().get(name)  # None until a reload in flight has added it
+            if row is not None and row["state"] == state and all(row[k] == v for k, v in where.items()):
                 return row
             return None
 

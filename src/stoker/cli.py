@@ -118,6 +118,27 @@ def check(ctx: Context, args: argparse.Namespace) -> None:
     print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}")
 
 
+def import_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Print a commented stoker.toml made from a supervisord .conf, a pm2 ecosystem file or a Procfile."""
+    from stoker.importing import InputError, convert, read
+
+    path = os.path.abspath(args.file)
+    try:
+        text = convert(read(path), path, format=args.format)
+    except InputError as e:
+        _fail(str(e), EXIT_USAGE)
+    sys.stdout.write(text)
+
+
+def systemd(ctx: Context, args: argparse.Namespace) -> None:
+    """Print a systemd unit that runs this config's daemon (install it as the comments say)."""
+    import getpass
+
+    from stoker.systemd import stoker_command, unit
+
+    sys.stdout.write(unit(ctx.config, stoker_command(), user=args.user, username=getpass.getuser()))
+
+
 # the daemon ----------------------------------------------------------------------------------
 
 
@@ -659,6 +680,22 @@ _OK_RUNNING = ("running", "starting")
 COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "init": (init, [_arg("--force", action="store_true", help="Overwrite an existing file.")]),
     "check": (check, [_JSON]),
+    "import": (
+        import_command,
+        [
+            _arg("file", metavar="FILE"),
+            _arg(
+                "--format",
+                choices=["supervisord", "pm2", "procfile"],
+                metavar="FORMAT",
+                help="supervisord, pm2 or procfile (default: told by the file's name or contents).",
+            ),
+        ],
+    ),
+    "systemd": (
+        systemd,
+        [_arg("--user", action="store_true", help="A user unit (systemctl --user), not a system one.")],
+    ),
     "up": (
         up,
         [_arg("-d", "--detach", action="store_true", help="Run in the background; return once it answers.")],
