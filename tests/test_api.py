@@ -267,7 +267,7 @@ def test_out_of_range_times_and_ids_are_refused_not_stored(stoker: Stoker) -> No
     stoker.up()
     client = stoker.client
     for body, says in [
-        ({"task": "t", "delay": 5.6e16}, "delay: at most 100 years"),
+        ({"task": "t", "delay": 5.6e16}, "delay: it would end after the year 9000"),
         ({"task": "t", "run_at": "9999-12-31T23:59:59+00:00"}, "run_at: between 1970"),
         ({"task": "t", "run_at": "0001-01-01T00:00:00+00:00"}, "run_at: between 1970"),
     ]:

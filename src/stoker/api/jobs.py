@@ -31,7 +31,7 @@ MAX_LIST = 1000
 LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
 MAX_WAIT = 300.0
 ID_LIMIT = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
-FURTHEST = 100 * 365.25 * 86400  # a job may wait at most 100 years
+LATEST = 221845392000.0  # 9000-01-01 UTC: any later run_at could not be shown as a date
 MAX_BATCH = 10_000
 MAX_TAIL = 100_000
 FOLLOW_EVERY = 0.25
@@ -91,8 +91,8 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
             seconds = parse_duration(delay, where="delay")
         except InvalidValue as e:
             raise ApiError(422, "invalid", f"delay: expected {e.expected}") from None
-        if seconds > FURTHEST:
-            raise ApiError(422, "invalid", "delay: at most 100 years")
+        if now + seconds >= LATEST:
+            raise ApiError(422, "invalid", "delay: it would end after the year 9000")
         return now + seconds
     if run_at is not None:
         try:
@@ -102,8 +102,8 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
         if when.tzinfo is None:
             when = when.astimezone()  # the daemon's local time
         at = when.timestamp()
-        if not 0 <= at <= now + FURTHEST:
-            raise ApiError(422, "invalid", "run_at: between 1970 and 100 years from now")
+        if not 0 <= at < LATEST:
+            raise ApiError(422, "invalid", "run_at: between 1970 and the year 9000")
         return at
     return None
 
