@@ -651,13 +651,6 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert str(err) == f'{err.file}: unknown key "version"'
 
 
-@pytest.mark.parametrize("table", ["notify"])
-def test_unsupported_tables(tmp_path: Path, table: str) -> None:
-    err = error(tmp_path, f"[{table}.x]\na = 1\n")
-    assert str(err) == f"{err.file}: [{table}] is not supported by this version of stoker yet"
-    assert err.table == table
-
-
 @pytest.mark.parametrize(
     ("key", "value"),
     [

@@ -52,6 +52,7 @@ __all__ = [
     "DaemonConfig",
     "InstanceSpec",
     "LogConfig",
+    "NotifyConfig",
     "ProgramConfig",
     "find_config_path",
     "load_config",
@@ -66,8 +67,7 @@ _RESERVED_JOB_ENV = ("STOKER_JOB_ID", "STOKER_JOB_ATTEMPT", "STOKER_JOB_PARAMS",
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _CALL = re.compile(f"{_DOTTED}:{_DOTTED}")  # package.module:function
 DEFAULT_QUEUE = "default"
-_UNSUPPORTED_TABLES = ("notify",)
-_TABLES = ("daemon", "programs", "tasks", "queues", "schedules")
+_TABLES = ("daemon", "programs", "tasks", "queues", "schedules", "notify")
 SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
 _UNSUPPORTED_PROGRAM_KEYS = (
     "singleton",
@@ -409,6 +409,47 @@ class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
         return parse_cron(self.cron, zone_named(self.timezone))
 
 
+NOTIFY_EVENTS = ("program_fatal", "crash_loop", "job_failed", "schedule_missed")
+
+
+class CrashLoopConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """An instance is in a crash loop once it ended unexpectedly ``count`` times ``within``
+    seconds (failed starts and crashes after a good start alike)."""
+
+    count: int = 5
+    within: float = 300.0
+
+
+class NotifyConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``[notify.NAME]`` webhook: ``events`` are POSTed to ``url`` as JSON.
+
+    ``url`` and the ``headers`` values are resolved (``env:``/``file:`` already read) and may
+    hold secrets, so ``repr`` shows only the URL's scheme and host.
+    """
+
+    name: str
+    url: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    headers: dict[str, str] = {}
+    timeout: float = 5.0
+    crash_loop: CrashLoopConfig = msgspec.field(default_factory=CrashLoopConfig)
+
+    @property
+    def host(self) -> str:
+        """``https://hooks.example.com``: what logs may show of the URL."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    def __repr__(self) -> str:
+        return (
+            f"NotifyConfig(name={self.name!r}, url='{self.host}/***', events={self.events!r}, "
+            f"headers={ {k: '***' for k in self.headers}!r}, timeout={self.timeout!r}, "
+            f"crash_loop={self.crash_loop!r})"
+        )
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """A whole stoker.toml: ``path`` is the absolute file, ``directory`` its folder (the base
     of every relative path in it); ``programs`` keeps file order."""
@@ -420,6 +461,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     tasks: dict[str, TaskConfig] = {}
     queues: dict[str, QueueConfig] = {}
     schedules: dict[str, ScheduleConfig] = {}
+    notify: dict[str, NotifyConfig] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -717,6 +759,12 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
     _check_dependencies(programs, top)
     for task in tasks.values():  # a queue no table declares runs with the defaults
         queues.setdefault(task.queue, QueueConfig(name=task.queue))
+    notify: dict[str, NotifyConfig] = {}
+    for name, raw in _table(data, "notify", top).items():
+        if not isinstance(raw, dict):  # [notify] url = …: one webhook, but without its name
+            raise top.at("notify").bad(name, 'one table per webhook, like [notify.ops] with url = "…"', raw)
+        _check_entry("webhook", name, raw, top.at("notify"))
+        notify[name] = _build_notify(name, raw, top.at(f"notify.{name}"), directory)
     return Config(
         path=file,
         directory=directory,
@@ -725,6 +773,7 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
         tasks=tasks,
         queues=queues,
         schedules=schedules,
+        notify=notify,
     )
 
 
@@ -782,15 +831,7 @@ def _check_top_level(data: dict[str, Any], top: _Where) -> None:
     for key, value in data.items():
         if key in _TABLES:
             continue
-        if key in _UNSUPPORTED_TABLES:
-            raise ConfigError(
-                f"{top.file}: [{key}] is {_NOT_YET}",
-                file=top.file,
-                table=key,
-                expected="[daemon], [programs.NAME], [tasks.NAME] and [queues.NAME] tables",
-            )
-        candidates = (*_TABLES, *_UNSUPPORTED_TABLES)
-        raise top.unknown(key, candidates, what="table" if isinstance(value, dict) else "key")
+        raise top.unknown(key, _TABLES, what="table" if isinstance(value, dict) else "key")
 
 
 def _table(data: dict[str, Any], key: str, top: _Where) -> dict[str, Any]:
@@ -900,38 +941,38 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _resolve_token(value: str, where: _Where, directory: str) -> str:
+def _resolve_token(value: str, where: _Where, directory: str, key: str = "token") -> str:
     """``env:NAME`` and ``file:PATH`` keep secrets out of the config file itself."""
     if value.startswith("env:"):
         name = value[4:]
         token = os.environ.get(name) if name else None
         if token is None:
             raise where.error(
-                "token",
+                key,
                 f"environment variable {_show(name)} is not set",
                 "a set environment variable",
             )
         source = f"environment variable {name}"
     elif value.startswith("file:"):
-        token = _read_token_file(value[5:], where, directory)
+        token = _read_token_file(value[5:], where, directory, key)
         source = f"file {value[5:]}"
     else:
-        token, source = value, "token"
+        token, source = value, "the value"
     token = token.strip()
     if not token:
-        raise where.error("token", f"{source} is empty", "a non-empty token")
+        raise where.error(key, f"{source} is empty", f"a non-empty {key}")
     return token
 
 
-def _read_token_file(name: str, where: _Where, directory: str) -> str:
-    path = _resolve_path(name, where, "token", directory)
+def _read_token_file(name: str, where: _Where, directory: str, key: str = "token") -> str:
+    path = _resolve_path(name, where, key, directory)
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise where.error("token", f"no such file: {path}", "an existing token file") from None
+        raise where.error(key, f"no such file: {path}", "an existing file") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise where.error("token", f"cannot read {path}: {reason}", "a readable UTF-8 token file") from None
+        raise where.error(key, f"cannot read {path}: {reason}", "a readable UTF-8 file") from None
 
 
 def _check_store(value: str, where: _Where) -> str:
@@ -965,7 +1006,7 @@ def _check_timezone(value: str | None, where: _Where) -> str | None:
 
 def _check_entry(kind: str, name: str, raw: object, where: _Where) -> None:
     """Name and shape checks of a ``[programs|tasks|queues.NAME]`` table, before looking inside."""
-    table = f"{kind}s"
+    table = "notify" if kind == "webhook" else f"{kind}s"
     if not _PROGRAM_NAME.fullmatch(name) or not name.isascii():
         raise where.error(
             None,
@@ -1398,6 +1439,118 @@ def _build_queue(name: str, raw: dict[str, Any], where: _Where) -> QueueConfig:
     if parsed.concurrency < 1:
         raise where.bad("concurrency", _QUEUE_EXPECTED["concurrency"], parsed.concurrency)
     return QueueConfig(name=name, concurrency=parsed.concurrency)
+
+
+# --------------------------------------------------------------------------------------------
+# [notify.NAME]
+# --------------------------------------------------------------------------------------------
+
+_NOTIFY_EXPECTED: dict[str, str] = {
+    "url": 'an http:// or https:// URL, "env:NAME" or "file:PATH"',
+    "events": "an array of event names: " + ", ".join(f'"{e}"' for e in NOTIFY_EVENTS),
+    "headers": 'a table of header values, like { Authorization = "env:HOOK_TOKEN" }',
+    "timeout": _DURATION,
+    "crash_loop": 'a table like { count = 5, within = "5m" }',
+    "crash_loop.count": "a whole number, 1 or more (unexpected exits that make a crash loop)",
+    "crash_loop.within": _DURATION,
+}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_FIXED_HEADERS = frozenset({"content-length", "host", "transfer-encoding", "connection"})
+
+
+class _RawCrashLoop(msgspec.Struct, forbid_unknown_fields=True):
+    count: int = 5
+    within: _Duration = "5m"
+
+
+class _RawNotify(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    events: list[str] = msgspec.field(default_factory=lambda: list(NOTIFY_EVENTS))
+    headers: dict[str, str] = {}
+    timeout: _Duration = "5s"
+    crash_loop: _RawCrashLoop = msgspec.field(default_factory=_RawCrashLoop)
+
+
+def _build_notify(name: str, raw: dict[str, Any], where: _Where, directory: str) -> NotifyConfig:
+    top_keys = [key for key in _NOTIFY_EXPECTED if "." not in key]
+    _check_keys(raw, where, top_keys, {"crash_loop": ("count", "within")})
+    if "url" not in raw:
+        raise where.error("url", f"missing; expected {_NOTIFY_EXPECTED['url']}", "a url")
+    parsed = _convert(raw, _RawNotify, where, _NOTIFY_EXPECTED)
+    events = _notify_events(parsed.events, where)
+    if "crash_loop" in raw and "crash_loop" not in events:
+        raise where.error(
+            "crash_loop", 'is set, but events does not include "crash_loop"', 'events with "crash_loop"'
+        )
+    timeout = _duration(parsed.timeout, where, "timeout")
+    if timeout <= 0:
+        raise where.bad("timeout", "a duration greater than zero", parsed.timeout)
+    count = parsed.crash_loop.count
+    if count < 1:
+        raise where.bad("crash_loop.count", _NOTIFY_EXPECTED["crash_loop.count"], count)
+    within = _duration(parsed.crash_loop.within, where, "crash_loop.within")
+    if within <= 0:
+        raise where.bad("crash_loop.within", "a duration greater than zero", parsed.crash_loop.within)
+    return NotifyConfig(
+        name=name,
+        url=_notify_url(parsed.url, where, directory),
+        events=events,
+        headers=_notify_headers(parsed.headers, where, directory),
+        timeout=timeout,
+        crash_loop=CrashLoopConfig(count=count, within=within),
+    )
+
+
+def _notify_events(values: list[str], where: _Where) -> tuple[str, ...]:
+    if not values:
+        raise where.bad("events", "at least one event (remove the key to get them all)", values)
+    for value in values:
+        if value not in NOTIFY_EVENTS:
+            close = difflib.get_close_matches(value, NOTIFY_EVENTS, n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise where.error("events", f"unknown event {_show(value)}{hint}", _NOTIFY_EXPECTED["events"])
+    return tuple(dict.fromkeys(values))
+
+
+def _notify_url(value: str, where: _Where, directory: str) -> str:
+    """The webhook's URL; like a token it may come from ``env:``/``file:`` (many webhook URLs
+    carry their secret in the path), and then an error names the source, not the secret."""
+    expected = "an http:// or https:// URL"
+    url = _resolve_token(value, where, directory, "url")
+    if _is_http_url(url):
+        return url
+    if value.startswith(("env:", "file:")):
+        raise where.error("url", f"{_show(value)} does not hold {expected}", expected)
+    raise where.bad("url", _NOTIFY_EXPECTED["url"], value)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises ValueError here
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _notify_headers(values: dict[str, str], where: _Where, directory: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for header, value in values.items():
+        key = f"headers.{header}"
+        if not _HEADER_NAME.fullmatch(header):
+            raise where.error(key, "is not a valid HTTP header name", "letters, digits and -")
+        if header.lower() in _FIXED_HEADERS:
+            raise where.error(key, "is set by stoker itself", "another header")
+        resolved = _resolve_token(value, where, directory, key)
+        if not (resolved.isprintable() and all(ord(c) < 256 for c in resolved)):
+            # a line break would start another header; http.client sends Latin-1 only
+            raise where.bad(key, "a header value on one line, in Latin-1 characters", value)
+        headers[header] = resolved
+    return headers
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,8 +30,9 @@ _RELOAD = {
         "unchanged": _NAMES,
         "jobs": _NAMES,
         "needs_restart": _NAMES,
+        "notify": _NAMES,
     },
-    "required": ["added", "removed", "changed", "resized", "unchanged", "jobs", "needs_restart"],
+    "required": ["added", "removed", "changed", "resized", "unchanged", "jobs", "needs_restart", "notify"],
 }
 
 
