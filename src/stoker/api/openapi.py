@@ -351,7 +351,8 @@ def _job_paths() -> dict[str, Any]:
         "/api/v1/events": {
             "get": {
                 "summary": 'State changes as server-sent events: {"type": "job", "job": {…}}, '
-                '{"type": "queue", "queue", "paused"}, {"type": "lagged", "missed"}',
+                '{"type": "queue", "queue", "paused"}, {"type": "schedule_missed", "schedule", "reason", '
+                '"slots", "missed", "in_a_row", "job", "error"}, {"type": "lagged", "missed"}',
                 "responses": {
                     "200": {
                         "description": "text/event-stream",
