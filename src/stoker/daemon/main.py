@@ -112,6 +112,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app
     from stoker.jobs.dispatcher import Dispatcher
+    from stoker.notify.notifier import Notifier
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
 
@@ -122,6 +123,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     kill_orphans(config.daemon.state_dir)
     supervisor = Supervisor(config)
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
+    # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
+    notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
     store = await _open_store(config)
     if store is not None:
         info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
@@ -156,6 +159,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     await server.startup(sockets=sockets)
 
     jobs_task = schedules_task = cron_task = watchdog_task = None
+    notify_task = asyncio.create_task(notifier.run(), name="notify")
     reloading = asyncio.Lock()
 
     def start_cron_restarts() -> asyncio.Task[None] | None:
@@ -196,6 +200,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         if info.scheduler is not None:
             info.scheduler.reconfigure(new)
+        notifier.reconfigure(new)
         await supervisor.apply(new, changes)
         if cron_task is not None:
             cron_task.cancel()
@@ -254,6 +259,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
         if jobs_task is not None:
             await jobs_task
+        notifier.close()  # after the programs and jobs: what they did on the way out is sent too
+        await notify_task
     finally:
         if watchdog_task is not None:
             watchdog_task.cancel()
@@ -269,6 +276,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             jobs_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await jobs_task
+        if not notify_task.done():
+            notify_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notify_task
         if store is not None:
             await store.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
