@@ -687,7 +687,15 @@ def test_reload_applies_notify_live(stoker: Stoker, receiver: Receiver) -> None:
     )
 
 
-def test_check_names_a_bad_webhook(stoker: Stoker) -> None:
+def test_check_counts_webhooks_and_names_a_bad_one(stoker: Stoker) -> None:
+    stoker.write(
+        '[notify.ops]\nurl = "https://hooks.example.com/stoker"\n[notify.pager]\nurl = "http://[::1]:8080/"\n'
+    )
+    good = stoker.cli("check")
+    assert good.returncode == 0 and good.stdout.strip().endswith(
+        "ok, 0 program(s), 0 instance(s), 2 webhook(s)"
+    )
+    assert stoker.json("check")["webhooks"] == 2
     stoker.write('[notify.ops]\nurl = "hooks.example.com/stoker"\n')
     result = stoker.cli("check")
     assert result.returncode == 2

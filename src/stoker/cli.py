@@ -111,11 +111,13 @@ def check(ctx: Context, args: argparse.Namespace) -> None:
                 "instances": instances,
                 "tasks": len(config.tasks),
                 "queues": len(config.queues),
+                "webhooks": len(config.notify),
             }
         )
         return
     jobs = f", {len(config.tasks)} task(s), {len(config.queues)} queue(s)" if config.tasks else ""
-    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}")
+    hooks = f", {len(config.notify)} webhook(s)" if config.notify else ""
+    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}{hooks}")
 
 
 def import_command(ctx: Context, args: argparse.Namespace) -> None:

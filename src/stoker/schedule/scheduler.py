@@ -112,14 +112,14 @@ class Scheduler:
             for name, due in list(self.next_run.items()):
                 if due is not None and due <= now and name not in self.paused:
                     self.next_run[name] = self.triggers[name].next_after(max(due, now))
-                    late = fire_times(self.triggers[name], due, MISSED_LIMIT + 1, until=now)
-                    if late:  # woken after more than one slot: only the first one still fires
-                        self._missed(name, late, "late")
                     try:
                         await self.fire(name, due)
                     except Exception as e:  # the store refused: log it; the next slot is another chance
                         log.exception("schedule %s: could not fire the slot at %s", name, _iso(due))
                         self._missed(name, [due], "error", error=str(e) or type(e).__name__)
+                    late = fire_times(self.triggers[name], due, MISSED_LIMIT + 1, until=now)
+                    if late:  # woken after more than one slot: only the first one fired
+                        self._missed(name, late, "late")
             waiting = [t for n, t in self.next_run.items() if t is not None and n not in self.paused]
             if not waiting:
                 await self._wake.wait()
