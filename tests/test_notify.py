@@ -8,6 +8,7 @@ import email.utils
 import http.server
 import json
 import logging
+import signal
 import sqlite3
 import threading
 import time
@@ -726,3 +727,25 @@ def test_stopping_while_the_receiver_is_down_gives_up_on_what_is_left(
     log = stoker.log_text()
     assert "2 more notification(s) not sent: the daemon is stopping" in log, log[-3000:]
     assert "stopped" in log.splitlines()[-1]
+
+
+def test_slots_lost_while_the_daemon_was_frozen_are_late(stoker: Stoker, receiver: Receiver) -> None:
+    stoker.write(
+        """
+        [schedules.tick]
+        every = "1s"
+        command = ["true"]
+        """
+        + hook(receiver, 'events = ["schedule_missed"]')
+    )
+    daemon = stoker.up()
+    wait_for(lambda: any(j["schedule"] == "tick" for j in stoker.client.jobs()), 20, "a firing")
+    daemon.send_signal(signal.SIGSTOP)  # as a suspended machine would
+    try:
+        frozen = time.time()
+        wait_for(lambda: time.time() > frozen + 3.5, 10, "slots to pass")  # time passing is the state
+    finally:
+        daemon.send_signal(signal.SIGCONT)
+    [body] = receiver.wait("schedule_missed")
+    assert body["reason"] == "late" and body["missed"] >= 2, body
+    assert "missed: the daemon could not fire in time" in body["message"]
