@@ -167,8 +167,9 @@ S = State
         ((S.RUNNING, 10), (S.EXITED, None), Change.REST),  # restart = "never"
         ((S.STOPPING, 10), (S.STOPPED, None), Change.REST),
         ((S.BACKOFF, None), (S.STOPPED, None), Change.REST),
-        ((S.STOPPING, 10), (S.STARTING, None), None),  # a restart someone asked for
-        ((S.RUNNING, 10), (S.STOPPING, 10), None),
+        ((S.STOPPING, 10), (S.STARTING, None), None),  # a restart (asked for, or after a hang)
+        ((S.STOPPING, None), (S.BACKOFF, None), None),  # after "not ready in time": counted already
+        ((S.RUNNING, 10), (S.STOPPING, 10), None),  # asked for (operator, reload, max_memory)
         ((S.BACKOFF, None), (S.STARTING, None), None),  # the backoff is over: a new try
         ((S.STARTING, None), (S.STARTING, 11), None),  # spawned
         ((S.STARTING, 11), (S.RUNNING, 11), None),
@@ -180,6 +181,14 @@ def test_program_changes(
     before: tuple[State, int | None], after: tuple[State, int | None], change: Change | None
 ) -> None:
     assert program_change(*before, *after) is change
+
+
+def test_a_stop_the_machine_decides_on_is_a_crash() -> None:
+    hung = "watchdog: no ping within 30s"
+    assert program_change(S.RUNNING, 10, S.STOPPING, 10, hung) is Change.CRASH
+    assert program_change(S.STARTING, 10, S.STOPPING, 10, "not ready within 60s") is Change.CRASH
+    # a stop asked for while a spawn was in flight: the error is the last try's, not this one's
+    assert program_change(S.STARTING, None, S.STOPPING, None, "exited with code 1 after 0.01s") is None
 
 
 def test_a_crash_loop_is_reported_once_per_loop() -> None:
@@ -749,3 +758,25 @@ def test_slots_lost_while_the_daemon_was_frozen_are_late(stoker: Stoker, receive
     [body] = receiver.wait("schedule_missed")
     assert body["reason"] == "late" and body["missed"] >= 2, body
     assert "missed: the daemon could not fire in time" in body["message"]
+
+
+def test_starts_that_are_never_ready_are_a_crash_loop(
+    stoker: Stoker, receiver: Receiver, unused_tcp_port: int
+) -> None:
+    stoker.write(
+        f"""
+        [programs.deaf]                    # runs, but never listens where its ready check looks
+        command = ["sleep", "60"]
+        start_seconds = 0
+        ready = "tcp:127.0.0.1:{unused_tcp_port}"
+        ready_timeout = "200ms"
+        backoff = {{ min = "10ms", max = "20ms" }}
+        stop_timeout = "1s"
+        """
+        + hook(receiver, 'crash_loop = { count = 2, within = "1m" }')
+    )
+    stoker.up()
+    [body] = receiver.wait("crash_loop")
+    assert body["message"].startswith("deaf:0 is in a crash loop: 2 unexpected exits in ")
+    assert body["message"].endswith("; the last: not ready within 0.2s")
+    assert body["program"]["state"] == "stopping"  # the machine is stopping the one that was not ready

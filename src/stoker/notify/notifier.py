@@ -128,7 +128,7 @@ class Notifier:
         try:
             before = self._seen.get(inst.name, (State.STOPPED, None))
             self._seen[inst.name] = (inst.state, inst.pid)
-            change = rules.program_change(*before, inst.state, inst.pid)
+            change = rules.program_change(*before, inst.state, inst.pid, inst.machine.error)
             if change is not None and self.webhooks:
                 self._program(inst, change)
         except Exception:
@@ -152,10 +152,9 @@ class Notifier:
             span = self.loops[name].crashed(inst.name, now)
             if span is None:
                 continue
-            m = inst.machine
-            failed_start = inst.state is State.BACKOFF and m.error  # its error says why
-            last = m.error if failed_start else rules.exit_words(m.exit_code, m.exit_signal)
-            message = rules.crash_loop_message(inst.name, self.loops[name].count, span, last or "")
+            m = inst.machine  # a failed start or a hang has its error; a crash, its exit
+            last = m.error or rules.exit_words(m.exit_code, m.exit_signal)
+            message = rules.crash_loop_message(inst.name, self.loops[name].count, span, last)
             hook.offer(self._note("crash_loop", inst.name, message, program=self._instance(inst)))
 
     def _instance(self, inst: Instance) -> Any:

@@ -4,8 +4,9 @@ The events (the names `[notify.NAME] events` takes):
 
 - `program_fatal`: an instance reached `fatal` (it gave up after `max_restarts` failed starts).
 - `crash_loop`: an instance ended unexpectedly `count` times within `within` seconds, whether
-  each was a failed start (died before `start_seconds`, or could not be spawned) or a crash
-  after a good start (restarted at once, so no backoff slows it down). Reported once per loop:
+  each was a failed start (died before `start_seconds`, could not be spawned, or was not ready
+  within `ready_timeout`), a crash after a good start (restarted at once, so no backoff slows
+  it down) or a hang its watchdog caught. Reported once per loop:
   the loop is over once the instance has gone `within` without such an end, or came to rest
   (stopped, exited, fatal: a fatal end is reported as `program_fatal` instead).
 - `job_failed`: a job ended `failed`, its attempts used up (a failed attempt that will be
@@ -38,12 +39,15 @@ _UP = frozenset({State.STARTING, State.RUNNING})
 
 
 def program_change(
-    before: State, before_pid: int | None, after: State, after_pid: int | None
+    before: State, before_pid: int | None, after: State, after_pid: int | None, error: str | None = None
 ) -> Change | None:
-    """Classify one change of an instance's (state, pid), as the supervisor reports them.
+    """Classify one change of an instance's (state, pid), as the supervisor reports them;
+    `error` is the instance's error after the change.
 
-    A stop asked for (by an operator, a reload, cron_restart) goes through `stopping`, so it
-    is never a crash.
+    A stop someone asked for (an operator, a reload, cron_restart, max_memory) goes through
+    `stopping` with no error, so it is never a crash; a stop the state machine decides on (a
+    hang, or not ready in time) sets the error first, and is one. What follows such a stop
+    (backoff, or a start at once) is then not counted again.
     """
     if after is State.FATAL:
         return Change.FATAL if before is not State.FATAL else None
@@ -53,6 +57,8 @@ def program_change(
         return Change.CRASH  # a failed start: it died young, or could not be spawned
     if before in _UP and before_pid is not None and after is State.STARTING and after_pid is None:
         return Change.CRASH  # it had run long enough, ended, and is being started again at once
+    if before in _UP and before_pid is not None and after is State.STOPPING and error is not None:
+        return Change.CRASH  # hung (watchdog) or not ready in time: the machine stops it
     return None
 
 
