@@ -81,6 +81,7 @@ def document() -> dict[str, Any]:
             schemas.EnqueueManyRequest,
             schemas.Queue,
             schemas.Schedule,
+            schemas.Task,
         ],
         ref_template=_REF,
     )
@@ -166,6 +167,12 @@ def document() -> dict[str, Any]:
             }
         },
         **_job_paths(),
+        "/api/v1/tasks": {
+            "get": {
+                "summary": "The tasks of the config and the parameters each takes",
+                "responses": {"200": _json({"type": "array", "items": _ref("Task")})},
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
         },
@@ -323,8 +330,10 @@ def _job_paths() -> dict[str, Any]:
         },
         "/api/v1/events": {
             "get": {
-                "summary": 'State changes as server-sent events: {"type": "job", "job": {…}}, '
-                '{"type": "queue", "queue", "paused"}, {"type": "lagged", "missed"}',
+                "summary": 'State changes as server-sent events: {"type": "connected"} first, then '
+                '{"type": "job", "job": {…}}, {"type": "program", "program": {…}} (memory and cpu '
+                'null: not measured for an event), {"type": "queue", "queue", "paused"}, '
+                '{"type": "schedule", "schedule", "paused"}, {"type": "lagged", "missed"}',
                 "responses": {
                     "200": {
                         "description": "text/event-stream",
