@@ -1,8 +1,11 @@
 """What the API adds for the dashboard: CPU per program, program events, the tasks a form can
-enqueue, jobs done/failed per minute per queue."""
+enqueue, jobs done/failed per minute per queue, and the dashboard's files served without the
+token (while every API call still needs it)."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import sys
 import threading
 from typing import Any
@@ -177,3 +180,43 @@ def test_tasks_queue_rates_and_program_events(stoker: Stoker) -> None:
     )
     assert stopped["name"] == "sleeper:0" and stopped["pid"] is None
     assert stopped["memory"] is None and stopped["cpu"] is None  # an event costs no /proc scan
+
+
+def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    response = conn.getresponse()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+
+
+def test_dashboard_files_need_no_token_but_the_api_does(stoker: Stoker, unused_tcp_port: int) -> None:
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{unused_tcp_port}"
+        token = "s3cret"
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    stoker.up()
+    status, headers, body = _get(unused_tcp_port, "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b'<script type="module" src="dashboard/main.js">' in body
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "set-cookie" not in headers
+    status, headers, _ = _get(unused_tcp_port, "/dashboard/main.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
+    # Only the dashboard's own files: nothing else of the package, no path out of the folder.
+    for path in ("/dashboard/__init__.py", "/dashboard/nope.js", "/dashboard/..%2F__init__.py"):
+        status, _, body = _get(unused_tcp_port, path)
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found", path
+    # Every API call still needs the token, with the JSON error shape.
+    for path in ("/api/v1/programs", "/api/v1/events", "/api/v1/tasks", "/api/v1/openapi.json"):
+        status, headers, body = _get(unused_tcp_port, path)
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized", path
+        assert headers["www-authenticate"] == "Bearer"
+    status, _, _ = _get(unused_tcp_port, "/api/v1/tasks", token="s3cret")
+    assert status == 200
+    # The unix socket serves the dashboard too.
+    assert b"<title>stoker</title>" in stoker.client.text("/")

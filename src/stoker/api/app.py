@@ -20,7 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker import __version__
-from stoker.api import jobs, schemas
+from stoker.api import dashboard, jobs, schemas
 from stoker.api import schedules as schedule_routes
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event
 from stoker.api.usage import CpuMeter
@@ -203,6 +203,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         Route("/api/v1/openapi.json", openapi),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
         *schedule_routes.routes(lambda: info.scheduler),
+        *dashboard.routes(),
     ]
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
@@ -268,14 +269,24 @@ async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool
 
 
 class BearerAuth:
-    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode."""
+    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode.
+
+    The dashboard's own files are the exception: a browser cannot add a header to the request
+    that opens a page, and they hold no data (the page asks for the token, then sends it with
+    every API call).
+    """
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
         self.token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None and not _is_unix(scope):
+        if (
+            scope["type"] == "http"
+            and self.token is not None
+            and not _is_unix(scope)
+            and not dashboard.is_public(scope)
+        ):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):

@@ -173,6 +173,29 @@ def document() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "array", "items": _ref("Task")})},
             }
         },
+        "/": {
+            "get": {
+                "summary": "The dashboard (no token needed for its files; they hold no data)",
+                "security": [{}],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/dashboard/{file}": {
+            "get": {
+                "summary": "A file of the dashboard (script, style)",
+                "security": [{}],
+                "parameters": [
+                    {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {"text/javascript": {}, "text/css": {}, "text/html": {}},
+                    },
+                    "404": _json(_ref("ErrorBody"), "No such file"),
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
         },
