@@ -32,12 +32,15 @@ export function badge(state) {
   return h("span", { class: `state state-${state.replace(/\W+/g, "-")}` }, state);
 }
 
-// Run `fn` once, `ms` after the last of a burst of calls: many events, one fetch.
+// Run `fn` once, `ms` after the first of a burst of calls: many events, one fetch. (Not
+// "after the last": a steady stream of events would put it off for ever.)
 export function coalesce(fn, ms) {
   let timer = null;
   return () => {
-    clearTimeout(timer);
-    timer = setTimeout(fn, ms);
+    timer ??= setTimeout(() => {
+      timer = null;
+      fn();
+    }, ms);
   };
 }
 
