@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-programs bench-jobs bench-schedules venv clean
+.PHONY: demo test screenshots lint bench bench-programs bench-jobs bench-schedules venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 ## test: lint, type-check and run every test the machine can run
 test: lint
 	$(BIN)/pytest -q
+
+## screenshots: retake the README's dashboard screenshots (docs/screenshots/) in a real browser
+screenshots: $(STAMP)
+	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -201,11 +201,16 @@ def stoker(tmp_path: Path) -> Iterator[Stoker]:
         assert not leftovers, f"processes survived the daemon: {leftovers}"
 
 
-@pytest.fixture
-def unused_tcp_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    return free_port()

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from stoker.api import schemas
 from stoker.api.common import ApiError, iso, json_response, output_event, sse
+from stoker.api.rates import FinishCounts
 from stoker.durations import InvalidValue, parse_duration
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
@@ -110,6 +111,9 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
 
 def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_dir: str) -> list[Route]:
     """`dispatcher()` is None when the config has no tasks (and no job was ever stored)."""
+
+    finishes = FinishCounts()
+    events.listen(finishes.observe)
 
     def need() -> Dispatcher:
         d = dispatcher()
@@ -247,6 +251,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
                     paused=name in d.paused,
                     queued=c.queued if c else 0,
                     running=c.running if c else 0,
+                    done_per_minute=finishes.last_minute(name, "succeeded"),
+                    failed_per_minute=finishes.last_minute(name, "failed"),
                 )
             )
         return json_response(out)
@@ -261,6 +267,26 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         await d.pause(name, action == "pause")
         return await queues(request)
 
+    async def tasks(request: Request) -> Response:
+        d = dispatcher()
+        if d is None:
+            return json_response([])
+        return json_response(
+            [
+                schemas.Task(
+                    name=name,
+                    kind="command" if task.command is not None else "call",
+                    queue=task.queue,
+                    required=list(task.required),
+                    optional=list(task.optional),
+                    open_ended=task.open_ended,
+                    max_attempts=task.max_attempts,
+                    timeout=task.timeout,
+                )
+                for name, task in d.config.tasks.items()
+            ]
+        )
+
     async def stream_events(request: Request) -> Response:
         return StreamingResponse(_sse(events), media_type="text/event-stream")
 
@@ -272,6 +298,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         Route("/api/v1/jobs/{id:int}/cancel", cancel, methods=["POST"]),
         Route("/api/v1/jobs/{id:int}/retry", retry, methods=["POST"]),
         Route("/api/v1/jobs/{id:int}/logs", job_logs),
+        Route("/api/v1/tasks", tasks),
         Route("/api/v1/queues", queues),
         Route("/api/v1/queues/{name}/{action}", queue_action, methods=["POST"]),
         Route("/api/v1/events", stream_events),

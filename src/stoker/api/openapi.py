@@ -94,6 +94,7 @@ def document() -> dict[str, Any]:
             schemas.EnqueueManyRequest,
             schemas.Queue,
             schemas.Schedule,
+            schemas.Task,
         ],
         ref_template=_REF,
     )
@@ -179,6 +180,35 @@ def document() -> dict[str, Any]:
             }
         },
         **_job_paths(),
+        "/api/v1/tasks": {
+            "get": {
+                "summary": "The tasks of the config and the parameters each takes",
+                "responses": {"200": _json({"type": "array", "items": _ref("Task")})},
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The dashboard (no token needed for its files; they hold no data)",
+                "security": [{}],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/dashboard/{file}": {
+            "get": {
+                "summary": "A file of the dashboard (script, style)",
+                "security": [{}],
+                "parameters": [
+                    {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {"text/javascript": {}, "text/css": {}, "text/html": {}},
+                    },
+                    "404": _json(_ref("ErrorBody"), "No such file"),
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
         },
@@ -350,9 +380,11 @@ def _job_paths() -> dict[str, Any]:
         },
         "/api/v1/events": {
             "get": {
-                "summary": 'State changes as server-sent events: {"type": "job", "job": {…}}, '
-                '{"type": "queue", "queue", "paused"}, {"type": "schedule_missed", "schedule", "reason", '
-                '"slots", "missed", "in_a_row", "job", "error"}, {"type": "lagged", "missed"}',
+                "summary": 'State changes as server-sent events: {"type": "connected"} first, then '
+                '{"type": "job", "job": {…}}, {"type": "program", "program": {…}} (memory and cpu '
+                'null: not measured for an event), {"type": "queue", "queue", "paused"}, '
+                '{"type": "schedule", "schedule", "paused"}, {"type": "schedule_missed", "schedule", '
+                '"reason", "slots", "missed", "in_a_row", "job", "error"}, {"type": "lagged", "missed"}',
                 "responses": {
                     "200": {
                         "description": "text/event-stream",

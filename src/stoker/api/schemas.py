@@ -28,6 +28,7 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     waiting_for: list[str] = []  # programs it waits for before it starts (depends_on)
     status_text: str | None = None  # the program's own last sd_notify STATUS=
     stopped_by_hand: bool = False  # stays stopped, across daemon restarts, until started by hand
+    cpu: float | None = None  # percent of one core since the previous look (api/usage.py)
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):
@@ -125,6 +126,21 @@ class Queue(msgspec.Struct, kw_only=True):
     paused: bool
     queued: int
     running: int
+    done_per_minute: int = 0  # jobs that ended succeeded on this node in the last 60 s
+    failed_per_minute: int = 0  # jobs that ended failed (no attempt left) on this node in the last 60 s
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """A task of the config: what a job may run, and the parameters it takes."""
+
+    name: str
+    kind: str  # "command" or "call"
+    queue: str
+    required: list[str]  # parameters it needs (a command's {placeholders})
+    optional: list[str]  # parameters it also accepts (`params` in the config)
+    open_ended: bool  # a call task without `params`: any keyword parameters
+    max_attempts: int
+    timeout: float | None  # seconds
 
 
 class Schedule(msgspec.Struct, kw_only=True):
