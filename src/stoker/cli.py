@@ -230,10 +230,12 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
                 _human_duration(r["uptime"]),
                 str(r["restarts"]),
                 _human_bytes(r["memory"]),
+                "-" if r.get("cpu") is None else f"{r['cpu']:.0f}%",
                 note,
             )
         )
-    _print_table(("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", ""), table, colours=_STATE_COLOURS)
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "")
+    _print_table(header, table, colours=_STATE_COLOURS)
 
 
 # ANSI foreground colours; every coloured cell ends with a reset (click.style did the same).
