@@ -10,14 +10,22 @@ lists both.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import math
 import os
+import re
 import resource
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Stoker, wait_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stoker.client import Client
 
@@ -83,3 +91,208 @@ def test_more_instances_than_the_soft_open_file_limit_allows_all_run(stoker: Sto
         f"150 instances running; log:\n{stoker.log_text()[-2000:]}",
     )
     assert "Too many open files" not in stoker.log_text()
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile config
+# --------------------------------------------------------------------------------------------
+
+# A config that uses every section, so a mutation can land anywhere.
+BASE = {
+    "daemon": {"timezone": "UTC", "shutdown_timeout": "5s"},
+    "programs": {
+        "db": {"command": "sleep 100", "start_seconds": "1s"},
+        "web": {
+            "command": ["sleep", "100"],
+            "depends_on": ["db"],
+            "backoff": {"min": "1s", "max": "1m"},
+            "stop_signal": "TERM",
+            "log": {"max_size": "1MB", "keep": 3},
+        },
+    },
+    "tasks": {"build": {"command": ["echo", "{pkg}"], "queue": "build", "max_attempts": 3, "timeout": "10m"}},
+    "queues": {"build": {"concurrency": 2}},
+    "schedules": {
+        "nightly": {
+            "cron": "0 3 * * *",
+            "timezone": "Asia/Shanghai",
+            "task": "build",
+            "params": {"pkg": "a"},
+        },
+        "often": {"every": "30m", "command": "true", "overlap": "skip"},
+    },
+    "notify": {"ops": {"url": "https://hooks.example.com/x", "timeout": "5s"}},
+}
+# Where a mutation goes: (section, table or None, key).
+PLACES = [
+    ("daemon", None, k) for k in ("timezone", "shutdown_timeout", "listen", "state_dir", "store", "lisen")
+] + [
+    ("programs", "web", k)
+    for k in ("command", "depends_on", "backoff", "stop_signal", "log", "instances", "start_seconds",
+              "restart", "ready", "max_memory", "cron_restart", "environment", "comand")
+] + [
+    ("tasks", "build", k) for k in ("command", "queue", "max_attempts", "timeout", "backoff", "params", "retries")
+] + [("queues", "build", k) for k in ("concurrency", "paralel")] + [
+    ("schedules", "nightly", k) for k in ("cron", "timezone", "task", "params", "catch_up", "jitter", "every")
+] + [("schedules", "often", k) for k in ("every", "overlap", "command")] + [
+    ("notify", "ops", k) for k in ("url", "events", "timeout", "crash_loop", "headers")
+]  # fmt: skip
+HOSTILE_VALUES: list[Any] = [
+    # wrong types
+    1, -1, 0, 2**63, 1.5, math.inf, True, [], [1, "x"], {}, {"x": 1}, "",
+    # bad durations, cron, zones, names; a cycle (web depends on itself)
+    "forever", "-1s", "10 parsecs", "1e400s", "61 * * * *", "* * *", "@hourly now", "0 0 30 2 *",
+    "Mars/Olympus", "UTC+25", "../../etc/passwd", "Europe/", ["ghost"], ["web"], ["db", "db"],
+    "nope", "KILLME", "1TB", "http://", "ftp://x", "127.0.0.1:99999", "a\x00b", "{missing}",
+]  # fmt: skip
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{toml_value(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, str):  # astral characters raw: TOML refuses escaped surrogate pairs
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    return json.dumps(value)  # int, float: JSON's spelling is TOML's
+
+
+def toml_text(config: dict[str, Any]) -> str:
+    out = []
+    for section, body in config.items():
+        if section == "daemon":
+            out.append("[daemon]")
+            out += [f"{k} = {toml_value(v)}" for k, v in body.items()]
+            continue
+        for name, table in body.items():
+            out.append(f"[{section}.{name}]")
+            out += [f"{k} = {toml_value(v)}" for k, v in table.items()]
+    return "\n".join(out) + "\n"
+
+
+def check_in_process(path: Path) -> tuple[int, str]:
+    """`stoker -c PATH check` in this process: (exit code, stderr). Anything but SystemExit
+    escaping main() is what a user would see as a traceback."""
+    from stoker.cli import main
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            main(["-c", str(path), "check"])
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+    return code, err.getvalue()
+
+
+# One mutation may be refused through another key it relates to: a key that names one of these
+# may answer for the mutated one.
+RELATED = {
+    "depends_on": {"depends_on", "programs"},
+    "task": {"task", "params"},
+    "params": {"params", "command", "task"},
+    "command": {"command", "params", "task"},
+    "every": {"every", "cron"},
+    "cron": {"cron", "every"},
+    "queue": {"queue", "queues"},
+    "listen": {"listen", "token"},
+    "backoff": {"backoff", "backoff.min", "backoff.max"},
+}
+
+
+def mutated(mutations: list[tuple[tuple[str, str | None, str], Any]]) -> str:
+    """BASE with each (place, value) set, as TOML."""
+    config = json.loads(json.dumps(BASE))
+    for (section, table, key), value in mutations:
+        where = config[section] if table is None else config[section][table]
+        where[key] = value
+        if (section, table, key) == ("schedules", "nightly", "every"):
+            where.pop("cron", None)  # one trigger each
+    return toml_text(config)
+
+
+def assert_refused_by_name(path: Path, keys: set[str]) -> int:
+    """`stoker check` says ok, or exits 2 with one line that names one of `keys` (or a key
+    it relates to): never another exit code, never a traceback."""
+    code, err = check_in_process(path)
+    assert code in (0, 2), err
+    if code == 2:
+        assert err.startswith(f"stoker: {path}: ") and err.count("\n") == 1, err
+        names = set().union(*(RELATED.get(key, {key}) for key in keys))
+        assert any(re.search(rf"\b{re.escape(n)}\b", err) for n in names), f"none of {keys} named in: {err}"
+    return code
+
+
+def test_every_hostile_value_in_every_place_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "stoker.toml"
+    refused = 0
+    for place in PLACES:
+        for value in HOSTILE_VALUES:
+            path.write_text(mutated([(place, value)]))
+            refused += assert_refused_by_name(path, {place[2]}) == 2
+    assert refused > 0.8 * len(PLACES) * len(HOSTILE_VALUES)  # most of them are wrong, and said so
+
+
+JUNK = st.recursive(
+    st.sampled_from(HOSTILE_VALUES)
+    | st.text(st.characters(codec="utf-8"), max_size=10)  # no lone surrogates: TOML has none
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.booleans(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["min", "max", "x", ""]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(st.tuples(st.sampled_from(PLACES), JUNK), min_size=1, max_size=3))
+def test_hypothesis_configs_are_exit_2_naming_a_key_never_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, mutations: list[tuple[tuple[str, str | None, str], Any]]
+) -> None:
+    path = tmp_path_factory.mktemp("cfg") / "stoker.toml"
+    path.write_text(mutated(mutations))
+    assert_refused_by_name(path, {key for (_, _, key), _ in mutations})
+
+
+def test_the_base_config_of_the_fuzz_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "stoker.toml"
+    path.write_text(toml_text(BASE))
+    assert check_in_process(path) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("a = " + "{b = " * 3000 + "1" + "}" * 3000, "nested too deeply"),
+        ("[programs.a]\ncommand = 'true'\ndepends_on = ['b']\n[programs.b]\ncommand = 'true'\ndepends_on = ['a']\n",
+         "[programs.a] depends_on: the programs depend on each other in a circle: a → b → a"),
+        ("[schedules.s]\ncron = '61 * * * *'\ncommand = 'true'\n", "[schedules.s] cron:"),
+        ("[schedules.s]\nevery = '1m'\ntimezone = 'Mars/Olympus'\ncommand = 'true'\n", "[schedules.s] timezone:"),
+        ("[programs.a]\ncommand = 'true'\nstop_timeout = 'forever'\n", "[programs.a] stop_timeout:"),
+        ("[programs.a]\ncommand = 'true'\nrestrat = 'always'\n", 'unknown key "restrat"'),
+        ("[programs.a]\ncommand = 'true'\ninstances = '3'\n", "[programs.a] instances:"),
+    ],
+)  # fmt: skip
+def test_hostile_configs_through_the_real_cli_are_exit_2_without_a_traceback(
+    stoker: Stoker, text: str, says: str
+) -> None:
+    stoker.config.write_text(text)
+    for command in ("check", "up"):
+        result = stoker.cli(command)
+        assert result.returncode == 2, result.stderr
+        assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_config_that_never_ends_is_refused_not_read_to_the_end() -> None:
+    result = subprocess.run(
+        [PY, "-m", "stoker", "-c", "/dev/zero", "check"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "larger than 10 MB" in result.stderr, result.stderr
