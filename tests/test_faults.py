@@ -17,13 +17,15 @@ import math
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stoker, wait_for
+from conftest import Stoker, free_port, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -296,3 +298,104 @@ def test_a_config_that_never_ends_is_refused_not_read_to_the_end() -> None:
         [PY, "-m", "stoker", "-c", "/dev/zero", "check"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "larger than 10 MB" in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile HTTP: garbage, huge bodies, slow clients, a flood
+# --------------------------------------------------------------------------------------------
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length (every answer of the daemon but streams)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def request(port: int, method: str, path: str, body: bytes = b"", extra: str = "") -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def exchange(port: int, raw: bytes, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        return read_response(sock)
+
+
+@pytest.fixture
+def api(stoker: Stoker) -> Iterator[int]:
+    """A daemon listening on loopback TCP (no token), with programs, tasks and a call task."""
+    port = free_port()
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{port}"
+
+        [programs.web]
+        command = ["sleep", "1000"]
+        instances = 3
+        start_seconds = 0
+
+        [tasks.echo]
+        command = ["echo", "{{text}}"]
+        [tasks.noop]
+        command = ["true"]
+        queue = "noop"
+        [tasks.dump]
+        call = "json:dumps"
+        params = ["obj"]
+
+        [queues.noop]
+        concurrency = 2
+        """
+    )
+    stoker.up()
+    wait_for(lambda: all(r["state"] == "running" for r in stoker.client.programs()), what="the programs")
+    yield port
+    assert "Traceback" not in stoker.log_text(), stoker.log_text()[-4000:]
+
+
+DEEP = b'{"task": "dump", "params": {"obj": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+GARBAGE_BODIES = [
+    b"", b"{", b"}", b"\xff\xfe\x00", b"[]", b"null", b"42", b'"task"', b'{"task": 5}',
+    b'{"task": "echo", "params": {"text": "x"}, "priority": 99999999999999999999999}',
+    b'{"task": "echo", "params": {"text": "x"}, "priority": -99999999999999999999999}',
+    b'{"task": "echo", "params": {"text": "x"}, "delay": 1e999}',
+    b'{"task": "echo", "params": {"text": "x"}, "run_at": "0000-00-00"}',
+    b'{"task": "echo", "params": {"text": "\\ud800"}}', b'{"task": "echo", "params": {"text": null}}',
+    b'{"task": "' + b"x" * 1_000_000 + b'"}', b'{"task": "echo", "extra": 1}', DEEP,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ["/api/v1/jobs", "/api/v1/jobs/batch", "/api/v1/programs/web/signal"])
+def test_malformed_json_is_a_4xx_with_a_reason_never_a_5xx(stoker: Stoker, api: int, path: str) -> None:
+    for body in GARBAGE_BODIES:
+        status, _, answer = exchange(api, request(api, "POST", path, body))
+        assert 400 <= status < 500, (body[:80], status, answer[:300])
+        assert json.loads(answer)["error"]["message"], answer
+    # Not HTTP at all: uvicorn answers 400 and closes; the daemon goes on.
+    for junk in (
+        b"\x00" * 100 + b"\r\n\r\n",
+        b"GET / HTTP/9\r\n\r\n",
+        b"POST /api/v1/jobs HTTP/1.1\r\n" * 50 + b"\r\n",
+    ):
+        with contextlib.suppress(ConnectionError):
+            assert exchange(api, junk)[0] == 400
+    assert stoker.daemon is not None and stoker.client.status()["pid"] == stoker.daemon.pid
+    assert stoker.client.jobs() == []  # nothing was stored

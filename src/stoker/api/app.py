@@ -146,7 +146,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         try:
             body = msgspec.json.decode(await request.body(), type=schemas.SignalRequest)
             sig = parse_signal(body.signal)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError) as e:
             raise ApiError(400, "bad_request", f'expected {{"signal": "HUP"}}: {e}') from None
         sup.signal(instances, sig)
         return json_response(describe(instances, node, sup, info.cpu))
