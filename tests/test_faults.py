@@ -29,6 +29,7 @@ from conftest import Stoker, free_port, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stoker.api.body_limit import MAX_BODY
 from stoker.client import Client
 
 PY = sys.executable
@@ -399,3 +400,46 @@ def test_malformed_json_is_a_4xx_with_a_reason_never_a_5xx(stoker: Stoker, api: 
             assert exchange(api, junk)[0] == 400
     assert stoker.daemon is not None and stoker.client.status()["pid"] == stoker.daemon.pid
     assert stoker.client.jobs() == []  # nothing was stored
+
+
+def test_a_huge_body_is_refused_without_being_read(stoker: Stoker, api: int) -> None:
+    assert stoker.daemon is not None
+    pid = stoker.daemon.pid
+    before = peak_rss(pid)
+    # A Content-Length over the limit: refused at once, before a byte of the body is sent.
+    head = request(api, "POST", "/api/v1/jobs").replace(b"Content-Length: 0", b"Content-Length: 1000000000")
+    status, headers, body = exchange(api, head)
+    assert status == 413 and json.loads(body)["error"]["code"] == "too_large"
+    assert headers.get("connection") == "close"
+    # Chunked, with no length: refused once what came passes the limit; 64 MB are offered.
+    head = (
+        b"POST /api/v1/jobs/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
+    answer: tuple[int, dict[str, str], bytes] | None = None
+    sent = 0
+    with socket.create_connection(("127.0.0.1", api), timeout=30) as sock:
+        sock.sendall(head)
+        try:
+            while sent < 64 << 20:
+                sock.sendall(chunk)
+                sent += 1 << 20
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+            sock.settimeout(30)
+            answer = read_response(sock)
+        except (ConnectionResetError, BrokenPipeError, ConnectionError):
+            pass  # closed while we were still sending: refused just the same
+    assert sent < 64 << 20, "the daemon read 64 MB of body"
+    if answer is not None:
+        assert answer[0] == 413, answer
+    grown = peak_rss(pid) - before
+    assert grown < 2 * MAX_BODY + (16 << 20), f"the daemon's peak RSS grew by {grown >> 20} MB"
+    assert stoker.client.status()["pid"] == pid
