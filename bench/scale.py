@@ -148,8 +148,11 @@ def stoker_cli(d: Path, *args: str) -> list[str]:
 
 
 def enqueue_rates(client: Any, singles: int, batched: int) -> dict[str, Any]:
-    """With the queue paused: `singles` calls of enqueue, then `batched` jobs in batches."""
-    client.enqueue("noop")  # warm-up, not counted
+    """With the queue paused: `singles` calls of enqueue, then `batched` jobs in batches. A
+    tenth of each goes first, not counted: on a fresh database the first commits also grow
+    its files, which would make the empty queue look slower than it is."""
+    warm_ids = [client.enqueue("noop").id for _ in range(singles // 10)]
+    warm_ids += client.enqueue_many("noop", [{}] * (batched // 10))
     t0 = time.perf_counter()
     single_ids = [client.enqueue("noop").id for _ in range(singles)]
     single_rate = singles / (time.perf_counter() - t0)
@@ -158,7 +161,7 @@ def enqueue_rates(client: Any, singles: int, batched: int) -> dict[str, Any]:
     for i in range(0, batched, BATCH):
         batch_ids += client.enqueue_many("noop", [{}] * min(BATCH, batched - i))
     batch_rate = batched / (time.perf_counter() - t0)
-    return {"single_rate": single_rate, "batch_rate": batch_rate, "ids": single_ids + batch_ids}
+    return {"single_rate": single_rate, "batch_rate": batch_rate, "ids": warm_ids + single_ids + batch_ids}
 
 
 def claim_rate(client: Any, ids: list[int]) -> dict[str, Any]:
@@ -313,12 +316,12 @@ def soak(session: common.Session, minutes: float, sample_every: float = 5.0) -> 
         crashy = next(p for p in client.programs() if p["name"] == "crashy:0")
         slots = [s for s in client.schedules() if s.name == "tick"]
     rss = [s["rss_mb"] for s in samples]
-    warm = [s for s in samples if s["t"] >= 60.0] or samples
+    half = [s for s in samples if s["t"] >= minutes * 30.0] or samples  # the second half
     res: dict[str, Any] = {
         "minutes": minutes,
         "samples": samples,
         "rss_first_mb": rss[0],
-        "rss_after_1min_mb": warm[0]["rss_mb"],
+        "rss_half_mb": half[0]["rss_mb"],
         "rss_last_mb": rss[-1],
         "rss_max_mb": max(rss),
         "fds_first": samples[0]["fds"],
@@ -331,14 +334,16 @@ def soak(session: common.Session, minutes: float, sample_every: float = 5.0) -> 
         "crashy_restarts": crashy["restarts"],
         "schedule_last_state": slots[0].last_state if slots else None,
     }
-    if len(warm) >= 3:  # least squares over the samples after the first minute
-        ts, ys = [s["t"] for s in warm], [s["rss_mb"] for s in warm]
+    # Caches fill during the first minutes (SQLite's page cache as the job table grows, the
+    # allocator's arenas): flat means the second half does not grow.
+    if len(half) >= 3:
+        ts, ys = [s["t"] for s in half], [s["rss_mb"] for s in half]
         mt, my = statistics.fmean(ts), statistics.fmean(ys)
         slope = sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / sum((t - mt) ** 2 for t in ts)
         res["rss_slope_mb_per_hour"] = slope * 3600.0
-    res["rss_growth_after_1min"] = (res["rss_last_mb"] - res["rss_after_1min_mb"]) / res["rss_after_1min_mb"]
+    res["rss_growth_second_half"] = (res["rss_last_mb"] - res["rss_half_mb"]) / res["rss_half_mb"]
     log(
-        f"soak: RSS first {res['rss_first_mb']:.1f}, after 1 min {res['rss_after_1min_mb']:.1f},"
+        f"soak: RSS first {res['rss_first_mb']:.1f}, half-way {res['rss_half_mb']:.1f},"
         f" last {res['rss_last_mb']:.1f}, max {res['rss_max_mb']:.1f} MB; {enqueued} jobs,"
         f" {crashy['restarts']} crashes"
     )
@@ -422,10 +427,10 @@ def soak_table(r: dict[str, Any]) -> str:
     out = ["| metric | value |", "|---|---|"]
     rows = [
         ("daemon RSS: first sample", r.get("rss_first_mb"), "{:.1f} MB"),
-        ("daemon RSS: after the first minute", r.get("rss_after_1min_mb"), "{:.1f} MB"),
+        ("daemon RSS: half-way", r.get("rss_half_mb"), "{:.1f} MB"),
         ("daemon RSS: last sample", r.get("rss_last_mb"), "{:.1f} MB"),
         ("daemon RSS: max", r.get("rss_max_mb"), "{:.1f} MB"),
-        ("daemon RSS trend after the first minute", r.get("rss_slope_mb_per_hour"), "{:+.2f} MB/hour"),
+        ("daemon RSS trend over the second half", r.get("rss_slope_mb_per_hour"), "{:+.2f} MB/hour"),
         ("daemon open files: first / last", f"{r.get('fds_first')} / {r.get('fds_last')}", "{}"),
         ("jobs enqueued (40 no-op + 5 `true` a second)", r.get("jobs_enqueued"), "{:,}"),
         ("jobs failed / left queued", f"{r.get('jobs_failed')} / {r.get('jobs_left_queued')}", "{}"),
@@ -434,10 +439,10 @@ def soak_table(r: dict[str, Any]) -> str:
     ]  # fmt: skip
     for label, value, spec in rows:
         out.append(f"| {label} | {fmt(value, spec)} |")
-    growth = r.get("rss_growth_after_1min")
+    growth = r.get("rss_growth_second_half")
     if growth is not None:
-        verdict = "met" if abs(growth) <= 0.10 else "missed"
-        out.append(f"| RSS flat: last within 10% of the first minute's | {growth:+.1%}: {verdict} |")
+        verdict = "met" if abs(growth) <= 0.02 else "missed"
+        out.append(f"| RSS flat: the second half grows by at most 2% | {growth:+.1%}: {verdict} |")
     return "\n".join(out)
 
 
