@@ -101,8 +101,11 @@ class Stoker:
 
     # the daemon ----------------------------------------------------------------------------
 
-    def up(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
-        """Start `stoker up` in the foreground as a child of the test; wait until it answers."""
+    def up(
+        self, *, wait: bool = True, preexec_fn: Callable[[], Any] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `stoker up` in the foreground as a child of the test; wait until it answers.
+        `preexec_fn` runs in the child before the exec (to set a resource limit, say)."""
         assert self.daemon is None or self.daemon.poll() is not None, "daemon already running"
         log = open(self.daemon_log, "ab")  # noqa: SIM115 - handed to the child
         self.daemon = subprocess.Popen(
@@ -110,6 +113,7 @@ class Stoker:
             stdout=log,
             stderr=log,
             cwd=self.root,
+            preexec_fn=preexec_fn,
         )
         log.close()
         if wait:

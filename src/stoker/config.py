@@ -671,13 +671,17 @@ def _bad_environment(environment: dict[str, Any], where: _Where) -> ConfigError:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_CONFIG_SIZE = 10 * 2**20  # a config of a thousand programs is about 100 KB
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file. Raises :class:`ConfigError`, and only that, for any
     problem with the file or its contents."""
     absolute = Path(os.path.abspath(os.fspath(path)))
     file = str(absolute)
     try:
-        data = absolute.read_bytes()
+        with open(absolute, "rb") as f:
+            data = f.read(MAX_CONFIG_SIZE + 1)  # not all of /dev/zero, or of a log named by mistake
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file", file=file, expected="a stoker.toml file") from None
     except IsADirectoryError:
@@ -688,6 +692,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(
             f"{file}: cannot read: {exc.strerror or exc}", file=file, expected="a readable file"
         ) from None
+    if len(data) > MAX_CONFIG_SIZE:
+        raise ConfigError(
+            f"{file}: larger than {MAX_CONFIG_SIZE // 2**20} MB, which no config is",
+            file=file,
+            expected="a stoker.toml file",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -716,6 +726,12 @@ def _parse_toml(text: str, file: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(str(exc), text, file) from None
+    except RecursionError:  # tomllib recurses once per level of [[[…]]] or {a = {…}}
+        raise ConfigError(
+            f"{file}: invalid TOML: arrays or inline tables nested too deeply",
+            file=file,
+            expected="valid TOML",
+        ) from None
 
 
 def _toml_error(message: str, text: str, file: str) -> ConfigError:

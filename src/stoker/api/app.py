@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stoker import __version__
 from stoker.api import dashboard, jobs, schemas
 from stoker.api import schedules as schedule_routes
+from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event
 from stoker.api.usage import CpuMeter
 from stoker.events import EventBus
@@ -146,7 +147,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         try:
             body = msgspec.json.decode(await request.body(), type=schemas.SignalRequest)
             sig = parse_signal(body.signal)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError) as e:
             raise ApiError(400, "bad_request", f'expected {{"signal": "HUP"}}: {e}') from None
         sup.signal(instances, sig)
         return json_response(describe(instances, node, sup, info.cpu))
@@ -217,7 +218,10 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 413:  # the rest of a body too large is not worth reading: close
+            response.headers["Connection"] = "close"
+        return response
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -232,7 +236,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         routes=routes,
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error, StoreError: on_store_error},
     )
-    return BearerAuth(app, token)
+    return BearerAuth(BodyLimit(app), token)
 
 
 def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:

@@ -129,6 +129,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             raise ApiError(422, "invalid", str(e)) from None
         except msgspec.DecodeError as e:
             raise ApiError(400, "bad_request", f"the body is not JSON: {e}") from None
+        except RecursionError:  # msgspec's own depth limit, not a bug of ours
+            raise ApiError(400, "bad_request", "the body's JSON is nested too deeply") from None
 
     def new_job(d: Dispatcher, task: str, params: Any, **options: Any) -> NewJob:
         try:

@@ -129,6 +129,7 @@ def document() -> dict[str, Any]:
                 "responses": {
                     "200": _INSTANCES,
                     "400": _json(_ref("ErrorBody"), "Not a signal"),
+                    "413": _json(_ref("ErrorBody"), "A body over 16 MB"),
                     **_ERRORS,
                 },
             }
@@ -246,6 +247,7 @@ _BAD_QUERY = {"422": _json(_ref("ErrorBody"), "A query parameter that is not val
 _INVALID = {
     "400": _json(_ref("ErrorBody"), "Not JSON"),
     "404": _json(_ref("ErrorBody"), "Unknown task"),
+    "413": _json(_ref("ErrorBody"), "A body over 16 MB"),
     "422": _json(_ref("ErrorBody"), "Parameters or options that do not fit the task"),
 }
 _QUEUES = _json({"type": "array", "items": _ref("Queue")})
@@ -290,8 +292,8 @@ def _job_paths() -> dict[str, Any]:
                 "requestBody": _body("EnqueueManyRequest"),
                 "responses": {
                     "201": _json({"type": "array", "items": _ref("Job")}, "Queued"),
-                    "413": _json(_ref("ErrorBody"), "Too many jobs in one request"),
                     **_INVALID,
+                    "413": _json(_ref("ErrorBody"), "Too many jobs in one request, or a body over 16 MB"),
                 },
             }
         },

@@ -7,7 +7,7 @@ document cannot drift from what the daemon really sends.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -101,13 +101,17 @@ class JobDetail(Job, kw_only=True):
     attempts: list[Attempt]
 
 
+# What SQLite's INTEGER holds: a priority past it would be refused by the store (a 500), not here.
+Priority = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     task: str
     params: dict[str, Any] = {}
     run_at: str | None = None  # ISO 8601; without an offset, the daemon's local time
     delay: str | float | None = None  # "5m" or seconds
     key: str | None = None
-    priority: int = 0
+    priority: Priority = 0
 
 
 class EnqueueManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -117,7 +121,7 @@ class EnqueueManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     params: list[dict[str, Any]]
     run_at: str | None = None
     delay: str | float | None = None
-    priority: int = 0
+    priority: Priority = 0
 
 
 class Queue(msgspec.Struct, kw_only=True):

@@ -90,6 +90,30 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+OPEN_FILES_WANTED = 65536  # enough for ~15,000 instances; not "infinity", which children inherit
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files towards the hard one and return it. Each instance holds
+    a log file, a pipe and a pidfd, so systemd's default soft limit of 1024 would stop a config
+    of a few hundred programs. Programs and jobs inherit the raised limit, as they do under
+    supervisord (minfds) and pm2 (node raises its own)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES_WANTED:
+        return OPEN_FILES_WANTED if soft == resource.RLIM_INFINITY else soft
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open file limit from %d to %d: %s", soft, wanted, e)
+            return soft
+        return wanted
+    return soft
+
+
 def _systemd_watchdog_seconds() -> float | None:
     """WatchdogSec= of systemd's unit for us, if it set one (and meant us, not a parent)."""
     usec, pid = os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")
@@ -121,7 +145,16 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     systemd_watchdog = _systemd_watchdog_seconds()
     sdnotify.take_from_environment()  # before anything is started: none of it may speak for us
     kill_orphans(config.daemon.state_dir)
+    open_files = raise_open_file_limit()
     supervisor = Supervisor(config)
+    if (needed := 4 * len(supervisor.instances) + 256) > open_files:
+        log.warning(
+            "%d program instances may need %d open files, but the limit is %d"
+            " (raise LimitNOFILE= or ulimit -n)",
+            len(supervisor.instances),
+            needed,
+            open_files,
+        )
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
     # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
