@@ -218,3 +218,25 @@ def free_port() -> int:
 @pytest.fixture
 def unused_tcp_port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the whole session (see tests/postgres.py)."""
+    from postgres import binaries, run_server
+
+    bindir = binaries()
+    if bindir is None:
+        message = "PostgreSQL is not installed (apt-get install postgresql; .ci/run does)"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield from run_server(bindir)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL of an empty database of its own on the session's PostgreSQL server."""
+    from postgres import fresh_database
+
+    return fresh_database(postgres_server)
