@@ -23,6 +23,18 @@ class Server:
     host: str  # the unix socket directory
     port: int
     user: str
+    bindir: str
+    data: str
+    options: str  # for pg_ctl -o
+
+    def stop(self) -> None:
+        """Stop the server at once (as a crash would, without a checkpoint)."""
+        _run(_as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"]))
+
+    def start(self) -> None:
+        log = os.path.join(os.path.dirname(self.data), "log")
+        _run(_as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, "-o", self.options, "-l", log, "-w",
+                              "start"]))  # fmt: skip
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@/{database}?host={self.host}&port={self.port}"
@@ -69,13 +81,13 @@ def run_server(bindir: str) -> Iterator[Server]:
                               "--no-sync"]))  # fmt: skip
         port = _free_port()
         options = f"-p {port} -k {sockets} -c listen_addresses='' -c fsync=off -c max_connections=200"
-        _run(_as_server_user([f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", f"{root}/log", "-w",
-                              "start"]))  # fmt: skip
+        server = Server(host=sockets, port=port, user=user, bindir=bindir, data=data, options=options)
+        server.start()
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise
     try:
-        yield Server(host=sockets, port=port, user=user)
+        yield server
     finally:
         subprocess.run(
             _as_server_user([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),

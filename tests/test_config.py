@@ -888,6 +888,27 @@ def test_store(tmp_path: Path, store: str) -> None:
     assert load(tmp_path, f'[daemon]\nstore = "{store}"\n').daemon.store == store
 
 
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("sqlite", "sqlite"),
+        (
+            "postgresql://app:s3cret@db:5432/orders?sslmode=require",
+            "postgresql://app:***@db:5432/orders?sslmode=require",
+        ),
+        (
+            "postgresql://app@/orders?host=/run/pg&password=s3cret",
+            "postgresql://app@/orders?host=/run/pg&password=***",
+        ),
+        ("postgres://app@db/orders", "postgres://app@db/orders"),
+    ],
+)
+def test_store_is_shown_without_its_password(tmp_path: Path, store: str, shown: str) -> None:
+    daemon = load(tmp_path, f'[daemon]\nstore = "{store}"\n').daemon
+    assert daemon.store == store and daemon.store_shown == shown
+    assert "s3cret" not in repr(daemon)
+
+
 @pytest.mark.parametrize("store", ["mysql://x", "SQLite", ""])
 def test_bad_store(tmp_path: Path, store: str) -> None:
     assert error(tmp_path, f'[daemon]\nstore = "{store}"\n').key == "store"

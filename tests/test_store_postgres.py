@@ -214,3 +214,28 @@ def test_values_postgresql_cannot_hold_are_stored_as_near_as_it_can(postgres_url
             )
 
     asyncio.run(main())
+
+
+def test_a_server_that_went_away_is_an_error_then_is_reconnected(postgres_server: Any) -> None:
+    """On a server of its own: it is stopped as a crash would stop it, then started again."""
+    from postgres import fresh_database, run_server
+
+    servers = run_server(postgres_server.bindir)
+    server = next(servers)
+    try:
+        url = fresh_database(server)
+
+        async def main() -> None:
+            async with nodes(url, 1) as [store]:
+                [(job, _)] = await store.enqueue([new()], T0)
+                server.stop()
+                with pytest.raises(StoreError, match=r"PostgreSQL \(database t_\w+ on "):
+                    await store.enqueue([new()], T0)
+                server.start()
+                assert await store.get(job.id) == job
+                [(again, created)] = await store.enqueue([new()], T0)
+                assert created and again.id > job.id
+
+        asyncio.run(main())
+    finally:
+        servers.close()

@@ -332,11 +332,16 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
         """TCP port to bind, or ``None`` when TCP is off."""
         return None if self.listen is None else _split_listen(self.listen)[1]
 
+    @property
+    def store_shown(self) -> str:
+        """`store` as it may be shown (status, logs): a password in the URL is `***`."""
+        return _without_password(self.store)
+
     def __repr__(self) -> str:
         token = None if self.token is None else "'***'"
         return (
             f"DaemonConfig(state_dir={self.state_dir!r}, listen={self.listen!r}, "
-            f"token={token}, store={self.store!r}, node={self.node!r}, "
+            f"token={token}, store={self.store_shown!r}, node={self.node!r}, "
             f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r}, "
             f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r})"
         )
@@ -995,6 +1000,18 @@ def _check_store(value: str, where: _Where) -> str:
     if value == "sqlite" or value.startswith(("postgresql://", "postgres://")):
         return value
     raise where.bad("store", _DAEMON_EXPECTED["store"], value)
+
+
+def _without_password(url: str) -> str:
+    """A postgresql:// URL with its password (user:PASSWORD@ or ?password=) as `***`."""
+    if "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:***@{host}"
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", f"{scheme}://{authority}{slash}{tail}")
 
 
 def _check_node(value: str | None, where: _Where) -> str:

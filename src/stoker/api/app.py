@@ -115,7 +115,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
                 pid=os.getpid(),
                 uptime=round(time.time() - info.started_at, 3),
                 started_at=iso(info.started_at) or dt.datetime.now().astimezone(),
-                store=cfg.daemon.store,
+                store=cfg.daemon.store_shown,
                 config=cfg.path,
                 state_dir=cfg.daemon.state_dir,
                 programs=len(cfg.programs),

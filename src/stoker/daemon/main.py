@@ -324,12 +324,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
 
 async def _open_store(config: Config) -> Store | None:
-    """The job store, when there are tasks or jobs from earlier runs to show; a programs-only
-    daemon never opens a database."""
+    """The job store, when there are tasks or jobs to show: SQLite's from earlier runs, or a
+    PostgreSQL store's (named in the config, shared with other nodes); a programs-only daemon
+    on SQLite never opens a database."""
     from stoker.store import StoreError, open_store
 
     d = config.daemon
-    if not config.tasks and not (d.store == "sqlite" and (Path(d.state_dir) / "stoker.db").exists()):
+    if not config.tasks and d.store == "sqlite" and not (Path(d.state_dir) / "stoker.db").exists():
         return None
     try:
         store = open_store(d.store, d.state_dir)

@@ -305,6 +305,7 @@ class _Lane:
                 problem = StoreError(f"PostgreSQL ({self.where}): no connection: {_reason(e)}")
             except psycopg.Error as e:  # the server or the connection: nothing of this batch holds
                 problem = StoreError(f"PostgreSQL ({self.where}): {_reason(e)}")
+                await self.pool.check()  # drop connections that broke with it: the next batch reconnects
             else:
                 problem = None
             break

@@ -1,0 +1,89 @@
+"""Real daemons on a real PostgreSQL server: `[daemon] store = "postgresql://…"`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from conftest import Stoker, free_port, wait_for
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(sql).fetchall()  # type: ignore[call-overload,no-any-return]
+
+
+def all_finished(stoker: Stoker, ids: list[int]) -> list[dict[str, Any]] | None:
+    jobs = [dict(stoker.client.job(job_id)) for job_id in ids]
+    return jobs if all(job["state"] in FINISHED for job in jobs) else None
+
+
+def test_a_daemon_on_postgresql_runs_jobs_and_a_schedule(stoker: Stoker, postgres_url: str) -> None:
+    stoker.write(
+        f"""
+        [daemon]
+        store = "{postgres_url}"
+        node = "pg-1"
+        [tasks.hello]
+        command = ["echo", "hello {{who}}"]
+        [tasks.tick]
+        command = ["echo", "tick"]
+        [schedules.every_second]
+        every = "1s"
+        task = "tick"
+        """
+    )
+    stoker.up()
+    assert stoker.client.status()["store"] == postgres_url
+    by_cli = stoker.cli("enqueue", "hello", "who=cli", "--wait", "--json")
+    assert by_cli.returncode == 0, by_cli.stderr + stoker.log_text()
+    job = json.loads(by_cli.stdout)
+    assert job["state"] == "succeeded" and job["output"] == "hello cli\n" and job["node"] == "pg-1"
+    ids = stoker.client.enqueue_many("hello", [{"who": f"api-{n}"} for n in range(20)])
+    done = wait_for(lambda: all_finished(stoker, ids), 30, f"20 jobs to finish; log:\n{stoker.log_text()}")
+    assert [j["output"] for j in done] == [f"hello api-{n}\n" for n in range(20)]
+    assert all(j["state"] == "succeeded" and j["attempt"] == 1 for j in done)
+
+    def fired() -> list[dict[str, Any]] | None:
+        jobs = [dict(j) for j in stoker.client.jobs(limit=1000) if j["schedule"] == "every_second"]
+        succeeded = [j for j in jobs if j["state"] == "succeeded"]
+        return jobs if len(succeeded) >= 3 else None
+
+    wait_for(fired, 20, f"3 firings of the schedule; log:\n{stoker.log_text()}")
+    # what the daemon answered is what PostgreSQL holds; nothing went to a SQLite file
+    [(succeeded,)] = rows(
+        postgres_url, "SELECT count(*) FROM stoker.jobs WHERE task = 'hello' AND state = 'succeeded'"
+    )
+    assert succeeded == 21
+    assert (
+        rows(
+            postgres_url,
+            "SELECT slot FROM stoker.jobs WHERE schedule IS NOT NULL GROUP BY slot HAVING count(*) > 1",
+        )
+        == []
+    )
+    assert not (stoker.state_dir / "stoker.db").exists()
+
+    assert stoker.terminate() == 0
+    stoker.up()  # the jobs outlive the daemon
+    assert stoker.client.job(job["id"])["output"] == "hello cli\n"
+
+
+def test_an_unreachable_server_stops_the_start_with_where_and_without_the_password(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [daemon]
+        store = "postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/orders"
+        [tasks.hello]
+        command = ["echo", "hello"]
+        """
+    )
+    for args in (("up",), ("up", "-d")):
+        result = stoker.cli(*args)
+        said = result.stdout + result.stderr
+        assert result.returncode == 1, said
+        assert "cannot connect to PostgreSQL (database orders on 127.0.0.1" in said, said
+        assert "s3cret-pw" not in said + stoker.log_text()
