@@ -163,6 +163,15 @@ def test_one_node_wins_a_job_both_read(postgres_url: str) -> None:
             )
             [winner] = [job for job in answers if job is not None]
             assert await a.get(winner.id) == winner
+            # the loser ends the attempt it never started, as the dispatcher does: no effect
+            loser = b if winner.node == "a" else a
+            cancelled = AttemptEnd(winner.id, 1, Outcome.CANCELLED, Next(JobState.CANCELLED), T0 + 1)
+            assert await loser.finish(cancelled) is None
+            assert await a.get(winner.id) == winner
+            owner = a if winner.node == "a" else b
+            succeeded = AttemptEnd(winner.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), T0 + 2)
+            done = await owner.finish(succeeded)
+            assert done is not None and done.state is JobState.SUCCEEDED and done.node == winner.node
 
     asyncio.run(main())
 

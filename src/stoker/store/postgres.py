@@ -348,6 +348,9 @@ class PostgresStore:
         self.where = describe(url)
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._lane: _Lane | None = None
+        # (job id, attempt) → (node, started_at) of each attempt this store started and has not
+        # seen end: whose attempt an end belongs to
+        self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -429,7 +432,13 @@ class PostgresStore:
             cursor = await conn.execute(START, (job.started_at, job.node, job.id, job.attempt - 1))
             return None if await cursor.fetchone() is None else job
 
-        return self._do(operation, durable=False)
+        answer = self._do(operation, durable=False)
+        answer.add_done_callback(self._remember_start)
+        return answer
+
+    def _remember_start(self, answer: asyncio.Future[Job | None]) -> None:
+        if not answer.cancelled() and answer.exception() is None and (job := answer.result()) is not None:
+            self._started[(job.id, job.attempt)] = (job.node, job.started_at)
 
     async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
         """Start up to `limit` due jobs of `queue` on `node` in one statement, in the order `due`
@@ -440,16 +449,28 @@ class PostgresStore:
             jobs = [_job(row) for row in await cursor.fetchall()]
             return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))
 
-        return await self._do(operation, durable=False)
+        claimed = await self._do(operation, durable=False)
+        for job in claimed:
+            self._started[(job.id, job.attempt)] = (job.node, job.started_at)
+        return claimed
 
     async def finish(self, end: AttemptEnd) -> Job | None:
+        # Only an attempt this store started: with several nodes, a node that lost the race for
+        # a job (its start answered None) still reports an end for that attempt number, which
+        # must not end the attempt the winner is running.
+        owner = self._started.pop((end.job_id, end.attempt), None)
+        if owner is None:
+            return None
+        node, started_at = owner
+
         async def operation(conn: _Conn) -> Job | None:
             finished = end.next.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
             cursor = await conn.execute(
                 "UPDATE stoker.jobs SET state = %s, run_at = COALESCE(%s, run_at), attempt = attempt - %s,"
                 " finished_at = %s, exit_code = %s, error = %s, output = %s, result = %s::jsonb,"
                 " cancel_requested = false"
-                f" WHERE id = %s AND state = 'running' AND attempt = %s RETURNING {_JOB_COLUMNS}",
+                " WHERE id = %s AND state = 'running' AND attempt = %s AND node = %s AND started_at = %s"
+                f" RETURNING {_JOB_COLUMNS}",
                 (
                     str(end.next.state),
                     end.next.run_at,
@@ -461,6 +482,8 @@ class PostgresStore:
                     _json(end.result) if end.has_result else None,
                     end.job_id,
                     end.attempt,
+                    node,
+                    started_at,
                 ),
             )
             row = await cursor.fetchone()
