@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -87,3 +89,39 @@ def test_an_unreachable_server_stops_the_start_with_where_and_without_the_passwo
         assert result.returncode == 1, said
         assert "cannot connect to PostgreSQL (database orders on 127.0.0.1" in said, said
         assert "s3cret-pw" not in said + stoker.log_text()
+
+
+def test_two_daemons_share_a_queue_and_run_each_job_once(
+    stoker: Stoker, postgres_url: str, tmp_path: Path
+) -> None:
+    """Jobs enqueued through one daemon are heard of (LISTEN/NOTIFY) and run by the other too;
+    both read the same due jobs, and none runs twice."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    other = Stoker(tmp_path / "b")
+    other.root.mkdir()
+    config = f"""
+        [tasks.work]
+        command = ["sh", "-c", "echo $STOKER_JOB_ID >> ran.txt; sleep 0.2"]
+        directory = "{shared}"
+        [queues.default]
+        concurrency = 1
+        """
+    stoker.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "a"\n{textwrap.dedent(config)}')
+    other.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "b"\n{textwrap.dedent(config)}')
+    try:
+        stoker.up()
+        other.up()
+        ids = stoker.client.enqueue_many("work", [{} for _ in range(30)])
+        done = wait_for(
+            lambda: all_finished(other, ids),
+            60,
+            f"30 jobs to finish; logs:\n{stoker.log_text()}\n{other.log_text()}",
+        )
+        assert all(job["state"] == "succeeded" and job["attempt"] == 1 for job in done)
+        assert {job["node"] for job in done} == {"a", "b"}  # b heard of them (a has room for one at a time)
+        ran = (shared / "ran.txt").read_text().split()
+        assert sorted(map(int, ran)) == sorted(ids)  # each once: a race lost is never run
+    finally:
+        leftovers = other.cleanup()
+        assert not leftovers

@@ -248,3 +248,29 @@ def test_a_server_that_went_away_is_an_error_then_is_reconnected(postgres_server
         asyncio.run(main())
     finally:
         servers.close()
+
+
+def test_a_node_hears_jobs_queued_by_another(postgres_url: str) -> None:
+    """Enqueued, retried or fired on one node: the others are told which queue, at once (LISTEN);
+    a node is not told of its own."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            heard: dict[str, asyncio.Queue[str | None]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
+            a.subscribe(heard["a"].put_nowait)
+            b.subscribe(heard["b"].put_nowait)
+            for name in ("a", "b"):  # connected: whatever was said before is unknown
+                assert await asyncio.wait_for(heard[name].get(), 10) is None
+
+            await a.enqueue([new(queue="mail"), new(queue="mail"), new(queue="build")], T0)
+            assert {await asyncio.wait_for(heard["b"].get(), 10) for _ in range(2)} == {"mail", "build"}
+            [(job, _)] = await b.enqueue([new(queue="mail", max_attempts=1)], T0)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == "mail"
+            await b.cancel(job.id, T0)
+            await a.retry(job.id, T0)
+            assert await asyncio.wait_for(heard["b"].get(), 10) == "mail"
+            await b.fire("tick", T0, new(queue="cron", schedule="tick", slot=T0), T0)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == "cron"
+            assert heard["a"].empty() and heard["b"].empty()  # nobody heard itself
+
+    asyncio.run(main())

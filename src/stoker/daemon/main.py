@@ -161,6 +161,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     store = await _open_store(config)
     if store is not None:
         info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
+        subscribe = getattr(store, "subscribe", None)  # a store shared with other nodes (PostgreSQL)
+        if subscribe is not None:
+            subscribe(info.dispatcher.queued_elsewhere)
         await info.dispatcher.start()
         if config.schedules:
             from stoker.schedule.scheduler import Scheduler

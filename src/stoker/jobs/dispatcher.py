@@ -11,9 +11,10 @@ meanwhile) stops it.
 
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
 sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
-the store again as a safety net for writers it cannot hear (none with SQLite today; other
-nodes with PostgreSQL). With no tasks in the config it never runs, so a programs-only daemon
-stays idle.
+the store again as a safety net for writers it cannot hear (none with SQLite; with PostgreSQL
+other nodes are heard through LISTEN/NOTIFY: `queued_elsewhere`). On a store shared with other
+nodes, which read the same jobs, a job runs only once its start is confirmed as this node's.
+With no tasks in the config it never runs, so a programs-only daemon stays idle.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ class Dispatcher:
         self._idle.set()
         self._stop = asyncio.Event()  # set by shutdown(): claim nothing more
         self.pool = Pool(config, self.base_environment)
+        # Other nodes may read and start the same job: run one only once the store has said it
+        # is ours (on SQLite, alone, the run starts while the store records it).
+        self.confirm_starts = config.daemon.store != "sqlite"
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -147,6 +151,14 @@ class Dispatcher:
             self.ready[job.queue].add(job)
         else:
             self._due_later(job.queue, job.run_at)
+        self._wake.set()
+
+    def queued_elsewhere(self, queue: str | None) -> None:
+        """Another node queued jobs of `queue` (None: perhaps of any queue) in the store this
+        daemon shares with it: read the store again."""
+        for name, ready in self.ready.items():
+            if queue is None or name == queue:
+                ready.stale()
         self._wake.set()
 
     def _due_later(self, queue: str, run_at: float) -> None:
@@ -249,7 +261,7 @@ class Dispatcher:
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
         recorded.add_done_callback(lambda f: self._started(f, run))
-        group.create_task(self._attempt(job, task, run))
+        group.create_task(self._attempt(job, task, run, recorded))
 
     def _started(self, answer: asyncio.Future[Job | None], run: AttemptRun) -> None:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
@@ -263,7 +275,21 @@ class Dispatcher:
         else:
             self.publish({"type": "job", "job": job})
 
-    async def _attempt(self, job: Job, task: TaskConfig | None, run: AttemptRun) -> None:
+    async def _attempt(
+        self, job: Job, task: TaskConfig | None, run: AttemptRun, recorded: asyncio.Future[Job | None]
+    ) -> None:
+        if self.confirm_starts:
+            await asyncio.wait([recorded])
+            if not recorded.cancelled() and recorded.exception() is None and recorded.result() is None:
+                # another node started it first (both had read it), or it was cancelled: nothing
+                # ran here and there is nothing to record
+                log.debug("job %d: not started here (another node has it, or it was cancelled)", job.id)
+                self.running_per_queue[job.queue] -= 1
+                del self.running[job.id]
+                if not self.running:
+                    self._idle.set()
+                self._wake.set()
+                return
         try:
             result = await run.run()
         except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on

@@ -21,19 +21,24 @@ The tables live in a schema of their own, `stoker`, so they never meet an applic
 `jobs` table in a shared database. Migrations run under a transaction-scoped advisory lock:
 nodes that start at once take turns, and the later ones find the schema up to date.
 
-Several nodes: `due` + `start` stay correct (the guarded start lets exactly one node win a
-job), but the dispatcher reads ahead and hands a job to a worker before the start is
-confirmed, so a node that loses the race has begun a job it must then stop. `claim` (one
-statement, FOR UPDATE SKIP LOCKED) starts jobs without that race; the dispatcher does not use
-it yet (it needs a claim-then-run path instead of read-ahead): that is the cluster's next step.
+Several nodes. Every node reads the same next jobs (`due`) and they race for each: the guarded
+start lets exactly one win; the dispatcher runs a job only once its start is confirmed on a
+shared store, and `finish` records an end only for an attempt this store started, so the loser
+neither runs the job nor touches the winner's record. Correct, but each job costs every node a
+start. `claim` (one statement, FOR UPDATE SKIP LOCKED) starts jobs without that race; the
+dispatcher does not use it yet (it needs a claim-then-run path instead of read-ahead): that is
+the cluster's next step. Enqueues, retries, fired slots and re-queued jobs NOTIFY the other
+nodes (`subscribe`), so they read the queue at once rather than at the next safety-net poll.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -56,6 +61,8 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 POOL_TIMEOUT = 10.0  # seconds a batch waits for a connection before it fails
 MAX_CRASHES = 3  # as in the SQLite store: a job running when its daemon died this often is not run again
 MIGRATION_LOCK = 0x73746F6B6572  # pg_advisory_xact_lock key: "stoker" in ASCII
+CHANNEL = "stoker_jobs"  # NOTIFY "<origin> <queue>" when jobs of a queue are queued
+LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
 MIGRATIONS: list[str] = [
@@ -351,6 +358,9 @@ class PostgresStore:
         # (job id, attempt) → (node, started_at) of each attempt this store started and has not
         # seen end: whose attempt an end belongs to
         self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
+        self._origin = os.urandom(8).hex()  # this store's notifications, which it does not need to hear
+        self._conninfo = ""
+        self._listener: asyncio.Task[None] | None = None
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -363,7 +373,7 @@ class PostgresStore:
             ) from None
         options.setdefault("connect_timeout", CONNECT_TIMEOUT)
         options.setdefault("application_name", "stoker")
-        conninfo = make_conninfo("", **options)
+        conninfo = self._conninfo = make_conninfo("", **options)
         try:
             conn = await AsyncConnection.connect(conninfo, autocommit=True)
         except psycopg.Error as e:
@@ -394,12 +404,50 @@ class PostgresStore:
                         "lose the jobs accepted in its last moments")  # fmt: skip
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
         if self._lane is not None:
             await self._lane.close()
             self._lane = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    # other nodes -----------------------------------------------------------------------------
+
+    def subscribe(self, queued_elsewhere: Callable[[str | None], None]) -> None:
+        """Call `queued_elsewhere(queue)` whenever another store (another node) queues jobs of
+        `queue`: LISTEN on a connection of its own, woken by the server, never polling. After
+        the connection is (re)made it calls `queued_elsewhere(None)`: what was said while
+        nobody listened is unknown."""
+        assert self._listener is None, "one subscriber"
+        self._listener = asyncio.create_task(self._listen(queued_elsewhere), name="stoker-postgres-listen")
+
+    async def _listen(self, queued_elsewhere: Callable[[str | None], None]) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.5
+                    queued_elsewhere(None)
+                    async for notice in conn.notifies():
+                        origin, _, queue = notice.payload.partition(" ")
+                        if origin != self._origin:
+                            queued_elsewhere(queue)
+            except psycopg.Error as e:
+                log.warning("store: not hearing other nodes' jobs (%s): trying again in %.1fs",
+                            _reason(e), delay)  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_MAX)
+
+    async def _tell(self, conn: _Conn, queues: Iterable[str]) -> None:
+        """Tell the nodes that listen: jobs of `queues` were queued (they hear it at the commit)."""
+        for queue in sorted(set(queues)):
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} {queue}"))
 
     def _do(self, operation: Callable[[_Conn], Awaitable[_T]], *, durable: bool = True) -> asyncio.Future[_T]:
         if self._lane is None:
@@ -411,8 +459,11 @@ class PostgresStore:
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
         async def operation(conn: _Conn) -> list[tuple[Job, bool]]:
             if all(new.key is None for new in jobs):  # one round trip for the lot
-                return [(job, True) for job in await _insert_jobs(conn, jobs, now)]
-            return [await _enqueue_one(conn, new, now) for new in jobs]
+                stored = [(job, True) for job in await _insert_jobs(conn, jobs, now)]
+            else:
+                stored = [await _enqueue_one(conn, new, now) for new in jobs]
+            await self._tell(conn, (job.queue for job, created in stored if created))
+            return stored
 
         return await self._do(operation)
 
@@ -573,7 +624,11 @@ class PostgresStore:
                 (now, job_id),
             )
             row = await cursor.fetchone()
-            return None if row is None else _job(row)
+            if row is None:
+                return None
+            job = _job(row)
+            await self._tell(conn, [job.queue])
+            return job
 
         return await self._do(operation)
 
@@ -615,12 +670,12 @@ class PostgresStore:
         async def operation(conn: _Conn) -> list[int]:
             # FOR UPDATE: another node requeueing the same lapsed node's jobs waits, then finds none
             cursor = await conn.execute(
-                "SELECT id, attempt, started_at, cancel_requested FROM stoker.jobs"
+                "SELECT id, queue, attempt, started_at, cancel_requested FROM stoker.jobs"
                 " WHERE state = 'running' AND node = %s ORDER BY id FOR UPDATE",
                 (node,),
             )
-            requeued = []
-            for job_id, attempt, started_at, cancel_requested in await cursor.fetchall():
+            requeued, queues = [], set()
+            for job_id, queue, attempt, started_at, cancel_requested in await cursor.fetchall():
                 await conn.execute(
                     "INSERT INTO stoker.attempts (job_id, number, started_at, finished_at, outcome, error,"
                     " node) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -639,11 +694,13 @@ class PostgresStore:
                 else:
                     state, error, finished = "queued", reason, None
                     requeued.append(job_id)
+                    queues.add(queue)
                 await conn.execute(
                     "UPDATE stoker.jobs SET state = %s, attempt = attempt - %s, run_at = %s, error = %s,"
                     " finished_at = %s, cancel_requested = false WHERE id = %s",
                     (state, 1 if state == "queued" else 0, now, error, finished, job_id),
                 )
+            await self._tell(conn, queues)
             return requeued
 
         return await self._do(operation, durable=False)
@@ -670,6 +727,7 @@ class PostgresStore:
                 "UPDATE stoker.schedule_slots SET job_id = %s WHERE schedule = %s AND slot = %s",
                 (created.id, schedule, slot),
             )
+            await self._tell(conn, [created.queue])
             return True, created
 
         return await self._do(operation)
