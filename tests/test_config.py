@@ -1198,6 +1198,13 @@ def test_bad_queue(tmp_path: Path) -> None:
     assert err.key == "size"
 
 
+def test_node_timeout(tmp_path: Path) -> None:
+    assert load(tmp_path, "").daemon.node_timeout == 30.0
+    assert load(tmp_path, '[daemon]\nnode_timeout = "2m"\n').daemon.node_timeout == 120.0
+    err = error(tmp_path, '[daemon]\nnode_timeout = "500ms"\n')
+    assert (err.table, err.key, err.expected) == ("daemon", "node_timeout", "a duration of 1s or more")
+
+
 def test_keep_jobs(tmp_path: Path) -> None:
     assert load(tmp_path, "").daemon.keep_jobs == 7 * 86400
     assert load(tmp_path, '[daemon]\nkeep_jobs = "12h"\n').daemon.keep_jobs == 12 * 3600

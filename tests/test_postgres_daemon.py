@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,92 @@ def test_two_daemons_share_a_queue_and_run_each_job_once(
     finally:
         leftovers = other.cleanup()
         assert not leftovers
+
+
+def node_config(url: str, node: str, shared: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        [daemon]
+        store = "{url}"
+        node = "{node}"
+        node_timeout = "3s"
+        [tasks.work]
+        command = ["sh", "-c", "echo $STOKER_JOB_ID >> ran.txt; sleep 0.1"]
+        directory = "{shared}"
+        [queues.default]
+        concurrency = 2
+        """
+    )
+
+
+def test_three_daemons_lose_none_of_300_jobs_when_one_is_killed(
+    stoker: Stoker, postgres_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL one of three nodes in the middle of 300 jobs: the others take it for dead once
+    its heartbeat lapses and queue its running jobs again; every job runs, and only those ran twice."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    a, b, c = stoker, Stoker(tmp_path / "b"), Stoker(tmp_path / "c")
+    for daemon, node in ((a, "a"), (b, "b"), (c, "c")):
+        daemon.root.mkdir(exist_ok=True)
+        daemon.write(node_config(postgres_url, node, shared))
+    try:
+        for daemon in (a, b, c):
+            daemon.up()
+        ids = a.client.enqueue_many("work", [{} for _ in range(300)])
+        assert c.daemon is not None
+
+        def c_frozen_while_running_jobs() -> list[int]:
+            """Freeze c (it can record nothing more), then see what it was running."""
+            [(done,)] = rows(postgres_url, "SELECT count(*) FROM stoker.jobs WHERE state = 'succeeded'")
+            if done < 60:
+                return []
+            c.daemon.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+            running = [
+                i
+                for (i,) in rows(
+                    postgres_url, "SELECT id FROM stoker.jobs WHERE state = 'running' AND node = 'c'"
+                )
+            ]
+            if not running:
+                c.daemon.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+            return running
+
+        lost = wait_for(c_frozen_while_running_jobs, 30, f"c to run jobs; log:\n{c.log_text()}")
+        c.kill()  # SIGKILL
+        everything = f"logs:\n{a.log_text()}\n{b.log_text()}"
+        done = wait_for(lambda: all_finished(a, ids), 90, f"300 jobs to finish; {everything}")
+        assert all(job["state"] == "succeeded" for job in done), everything
+        ran = [int(i) for i in (shared / "ran.txt").read_text().split()]
+        assert set(ran) == set(ids)  # none lost
+        twice = {i for i in ran if ran.count(i) > 1}
+        assert twice <= set(lost)  # only what c was running when it died ran again
+        for job_id in lost:
+            job = a.client.job(job_id)
+            assert job["node"] in ("a", "b"), job
+            assert [x["outcome"] for x in job["attempts"]] == ["interrupted", "succeeded"], job
+            assert job["attempts"][0]["node"] == "c"
+        assert "cluster: node c has not answered for 3.0s" in a.log_text() + b.log_text()
+    finally:
+        b.cleanup()
+        c.cleanup()  # a killed daemon's running jobs may outlive it (jobs carry no death signal)
+
+
+def test_a_second_daemon_under_a_node_name_in_use_is_refused(
+    stoker: Stoker, postgres_url: str, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    other = Stoker(tmp_path / "b")
+    other.root.mkdir()
+    stoker.write(node_config(postgres_url, "web-1", shared))
+    other.write(node_config(postgres_url, "web-1", shared))
+    stoker.up()
+    result = other.cli("up")
+    assert result.returncode == 1
+    assert (
+        "node 'web-1' is already running on" in result.stderr and "[daemon] node of its own" in result.stderr
+    )
+    assert stoker.terminate() == 0  # a daemon that stops gives its name up
+    other.up()
+    other.cleanup()

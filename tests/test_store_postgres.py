@@ -274,3 +274,75 @@ def test_a_node_hears_jobs_queued_by_another(postgres_url: str) -> None:
             assert heard["a"].empty() and heard["b"].empty()  # nobody heard itself
 
     asyncio.run(main())
+
+
+def add_node(url: str, name: str, host: str, pid: int, silent_for: float) -> None:
+    """A node row as another daemon would have left it, its last heartbeat `silent_for` ago."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO stoker.nodes (name, member, host, pid, joined_at, heartbeat_at) VALUES"
+            " (%s, 'elsewhere', %s, %s, 0, extract(epoch FROM clock_timestamp()) - %s)",
+            (name, host, pid, silent_for),
+        )
+
+
+def test_a_name_held_by_a_live_daemon_is_refused(postgres_url: str) -> None:
+    import os
+    import socket
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            add_node(postgres_url, "web-1", "other-host", 4242, silent_for=1)
+            add_node(postgres_url, "web-2", "other-host", 4242, silent_for=60)
+            add_node(postgres_url, "web-3", socket.gethostname(), os.getppid(), silent_for=1)  # alive here
+            with pytest.raises(
+                StoreError, match=r"node 'web-1' is already running on other-host \(pid 4242\)"
+            ):
+                await store.join("web-1", 30)
+            await store.join("web-2", 30)  # silent for longer than the timeout: taken over
+            with pytest.raises(StoreError, match="node 'web-3' is already running on"):
+                await store.join("web-3", 30)
+            assert await store.heartbeat("web-2", 30) == []
+            await store.leave("web-2")
+            assert scalar(postgres_url, "SELECT count(*) FROM stoker.nodes WHERE name = 'web-2'") == 0
+
+    asyncio.run(main())
+
+
+def test_a_name_left_by_a_daemon_that_died_here_is_taken_at_once(postgres_url: str) -> None:
+    import socket
+
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid is free now: a daemon that died on this host
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            add_node(postgres_url, "web-1", socket.gethostname(), child.pid, silent_for=1)
+            await store.join("web-1", 30)
+            assert await store.heartbeat("web-1", 30) == []
+
+    asyncio.run(main())
+
+
+def test_heartbeat_names_the_silent_nodes_that_have_jobs_running(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            await a.join("a", 30)
+            await b.join("b", 30)
+            add_node(postgres_url, "gone", "other-host", 4242, silent_for=60)
+            add_node(postgres_url, "idle-gone", "other-host", 4343, silent_for=60)
+            await a.enqueue([new(), new(), new()], T0)
+            for node in ("a", "b", "gone"):
+                await a.claim("q", 1, T0, node)
+            assert await a.heartbeat("a", 30) == ["gone"]  # not idle-gone: nothing of it runs
+            assert await b.heartbeat("b", 30) == ["gone"]
+            requeued = await a.requeue_running("gone", T0, "interrupted: its node died")
+            assert len(requeued) == 1 and await b.requeue_running("gone", T0, "x") == []
+            assert await a.heartbeat("a", 30) == []
+            # b is taken for dead and its name taken over: b must not go on as if it held it
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("UPDATE stoker.nodes SET member = 'another daemon' WHERE name = 'b'")
+            with pytest.raises(StoreError, match="no longer this daemon's"):
+                await b.heartbeat("b", 30)
+
+    asyncio.run(main())

@@ -321,6 +321,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: float = 30.0
     keep_jobs: float = 7 * 86400.0
     worker_max_jobs: int = 1000
+    node_timeout: float = 30.0
 
     @property
     def listen_host(self) -> str | None:
@@ -343,7 +344,8 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
             f"DaemonConfig(state_dir={self.state_dir!r}, listen={self.listen!r}, "
             f"token={token}, store={self.store_shown!r}, node={self.node!r}, "
             f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r}, "
-            f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r})"
+            f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r}, "
+            f"node_timeout={self.node_timeout!r})"
         )
 
 
@@ -547,6 +549,7 @@ class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     shutdown_timeout: _Duration = 30.0
     keep_jobs: _Duration = "7d"
     worker_max_jobs: int = 1000
+    node_timeout: _Duration = "30s"
 
 
 _DURATION = DURATION_EXPECTED
@@ -596,6 +599,7 @@ _DAEMON_EXPECTED: dict[str, str] = {
     "shutdown_timeout": _DURATION,
     "keep_jobs": _DURATION + " (how long finished jobs are kept)",
     "worker_max_jobs": "a whole number, 1 or more (jobs a Python worker runs before it is replaced)",
+    "node_timeout": _DURATION + " (a node silent this long is taken for dead: others re-queue its jobs)",
 }
 _TASK_EXPECTED: dict[str, str] = {
     "command": 'an array of strings like ["php", "send.php", "{to}"] or a command string (never a shell)',
@@ -908,7 +912,15 @@ def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonC
         shutdown_timeout=_duration(parsed.shutdown_timeout, where, "shutdown_timeout"),
         keep_jobs=_duration(parsed.keep_jobs, where, "keep_jobs"),
         worker_max_jobs=_positive(parsed.worker_max_jobs, where, "worker_max_jobs", _DAEMON_EXPECTED),
+        node_timeout=_node_timeout(parsed.node_timeout, where),
     )
+
+
+def _node_timeout(value: float | str, where: _Where) -> float:
+    seconds = _duration(value, where, "node_timeout")
+    if seconds < 1:  # heartbeats go every third of it: below a second a busy node would seem dead
+        raise where.bad("node_timeout", "a duration of 1s or more", value)
+    return seconds
 
 
 def _positive(value: int, where: _Where, key: str, expected: Mapping[str, str]) -> int:
@@ -1607,6 +1619,7 @@ STARTER_TOML = """\
 # shutdown_timeout = "30s"         # how long running jobs may finish when the daemon stops
 # keep_jobs = "7d"                 # finished jobs older than this are deleted
 # worker_max_jobs = 1000           # jobs a Python worker runs before a fresh one replaces it
+# node_timeout = "30s"             # PostgreSQL: a node silent this long is dead; others re-queue its jobs
 
 # A long-running program, in any language. Replace it with your own.
 [programs.worker]

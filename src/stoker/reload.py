@@ -18,7 +18,8 @@ import msgspec
 
 from stoker.config import Config
 
-RESTART_ONLY = ("state_dir", "listen", "token", "store", "node")  # [daemon] keys bound at start
+# [daemon] keys bound at start
+RESTART_ONLY = ("state_dir", "listen", "token", "store", "node", "node_timeout")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -135,8 +136,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app
+    from stoker.daemon.cluster import SharedStore, keep_alive
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
+    from stoker.store import StoreError
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
 
@@ -159,17 +162,27 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
     store = await _open_store(config)
-    if store is not None:
-        info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
-        subscribe = getattr(store, "subscribe", None)  # a store shared with other nodes (PostgreSQL)
-        if subscribe is not None:
-            subscribe(info.dispatcher.queued_elsewhere)
-        await info.dispatcher.start()
-        if config.schedules:
-            from stoker.schedule.scheduler import Scheduler
+    shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
+    try:
+        if shared is not None:
+            try:
+                await shared.join(config.daemon.node, config.daemon.node_timeout)
+            except StoreError as e:
+                raise StartupError(str(e)) from None
+        if store is not None:
+            info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
+            if shared is not None:
+                shared.subscribe(info.dispatcher.queued_elsewhere)
+            await info.dispatcher.start()
+            if config.schedules:
+                from stoker.schedule.scheduler import Scheduler
 
-            info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
-            await info.scheduler.start()
+                info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
+                await info.scheduler.start()
+    except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
+        if store is not None:
+            await store.close()
+        raise
 
     sockets = [_bind_unix(socket_path(config))]
     d = config.daemon
@@ -194,7 +207,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
     await server.startup(sockets=sockets)
 
-    jobs_task = schedules_task = cron_task = watchdog_task = None
+    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = None
     notify_task = asyncio.create_task(notifier.run(), name="notify")
     reloading = asyncio.Lock()
 
@@ -260,6 +273,14 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_signal()))
     try:
+        if shared is not None and store is not None and info.dispatcher is not None:
+            from stoker.jobs.dispatcher import DIED
+
+            cluster_task = asyncio.create_task(
+                keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
+                           requeued=partial(info.dispatcher.queued_elsewhere, None)),
+                name="cluster",
+            )  # fmt: skip
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
@@ -295,6 +316,12 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
         if jobs_task is not None:
             await jobs_task
+        if cluster_task is not None and shared is not None:  # its jobs are ended or queued again
+            cluster_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cluster_task
+            with contextlib.suppress(StoreError):
+                await shared.leave(d.node)
         notifier.close()  # after the programs and jobs: what they did on the way out is sent too
         await notify_task
     finally:
@@ -312,6 +339,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             jobs_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await jobs_task
+        if cluster_task is not None and not cluster_task.done():
+            cluster_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cluster_task
         if not notify_task.done():
             notify_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -127,6 +128,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE stoker.paused_schedules (name text PRIMARY KEY);
     """,
+    """
+    -- the daemons (nodes) sharing this database: who holds each name, and when it last said it
+    -- is alive, by the server's clock (the nodes' clocks may disagree)
+    CREATE TABLE stoker.nodes (
+        name text PRIMARY KEY,
+        member text NOT NULL,  -- the store (daemon) that holds the name: a random id
+        host text NOT NULL,
+        pid integer NOT NULL,
+        joined_at double precision NOT NULL,
+        heartbeat_at double precision NOT NULL
+    );
+    """,
 ]
 
 _JOB_COLUMNS = (
@@ -159,6 +172,8 @@ _INSERT_JOB = (
     "INSERT INTO stoker.jobs (task, queue, state, params, priority, max_attempts, run_at, created_at, key,"
     " schedule, slot) VALUES (%s, %s, 'queued', %s::jsonb, %s, %s, %s, %s, %s, %s, %s)"
 )
+
+_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the server's clock, for heartbeats
 
 _STATES = {str(state): state for state in JobState}
 
@@ -228,6 +243,16 @@ def describe(url: str) -> str:
     port = f":{parts['port']}" if parts.get("port") else ""
     where = f"database {parts.get('dbname') or '(the user name)'} on {host}{port}"
     return f"{where} as {parts['user']}" if parts.get("user") else where
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _reason(error: BaseException) -> str:
@@ -443,6 +468,84 @@ class PostgresStore:
                             _reason(e), delay)  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, LISTEN_RETRY_MAX)
+
+    async def join(self, node: str, timeout: float) -> None:
+        """Take the name `node` among the daemons sharing the database. StoreError if another
+        daemon holds it and is alive (a heartbeat within `timeout`, or, on this host, its
+        process): two daemons under one name would re-queue each other's jobs."""
+        host, pid = socket.gethostname(), os.getpid()
+
+        async def operation(conn: _Conn) -> tuple[str, int] | None:
+            cursor = await conn.execute(
+                f"INSERT INTO stoker.nodes (name, member, host, pid, joined_at, heartbeat_at)"
+                f" VALUES (%s, %s, %s, %s, {_NOW}, {_NOW}) ON CONFLICT (name) DO UPDATE"
+                " SET member = excluded.member, host = excluded.host, pid = excluded.pid,"
+                " joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at"
+                " WHERE stoker.nodes.heartbeat_at < excluded.heartbeat_at - %s"
+                "  OR (stoker.nodes.host = excluded.host AND stoker.nodes.pid = excluded.pid)"
+                " RETURNING name",
+                (node, self._origin, host, pid, timeout),
+            )
+            if await cursor.fetchone() is not None:
+                return None
+            cursor = await conn.execute("SELECT host, pid FROM stoker.nodes WHERE name = %s", (node,))
+            holder = await cursor.fetchone()
+            return None if holder is None else (holder[0], holder[1])
+
+        holder = await self._do(operation)
+        if holder is None:
+            return
+        if holder[0] == host and not _pid_alive(holder[1]):  # it died here, moments ago: take over
+            await self._take_over(node, host, pid)
+            return
+        raise StoreError(
+            f"node {node!r} is already running on {holder[0]} (pid {holder[1]}) with this database: "
+            "give each daemon a [daemon] node of its own"
+        )
+
+    async def _take_over(self, node: str, host: str, pid: int) -> None:
+        async def operation(conn: _Conn) -> None:
+            await conn.execute(
+                f"UPDATE stoker.nodes SET member = %s, host = %s, pid = %s, joined_at = {_NOW},"
+                f" heartbeat_at = {_NOW} WHERE name = %s",
+                (self._origin, host, pid, node),
+            )
+
+        await self._do(operation)
+
+    async def heartbeat(self, node: str, timeout: float) -> list[str]:
+        """Say that `node` (joined by this store) is alive; answer the nodes that have jobs
+        running but no heartbeat within `timeout` (dead, or cut off): theirs to re-queue."""
+
+        async def operation(conn: _Conn) -> tuple[bool, list[str]]:
+            cursor = await conn.execute(
+                f"UPDATE stoker.nodes SET heartbeat_at = {_NOW} WHERE name = %s AND member = %s"
+                " RETURNING name",
+                (node, self._origin),
+            )
+            held = await cursor.fetchone() is not None
+            cursor = await conn.execute(
+                "SELECT DISTINCT node FROM stoker.jobs WHERE state = 'running' AND node IS NOT NULL"
+                " AND node NOT IN (SELECT name FROM stoker.nodes"
+                f"  WHERE heartbeat_at >= {_NOW} - %s)",
+                (timeout,),
+            )
+            return held, sorted(name for (name,) in await cursor.fetchall())
+
+        held, lapsed = await self._do(operation, durable=False)
+        if not held:  # taken for dead, and the name taken by another daemon: it must not go on
+            raise StoreError(f"node {node!r} is no longer this daemon's: another daemon took the name")
+        return [name for name in lapsed if name != node]
+
+    async def leave(self, node: str) -> None:
+        """Give the name up (the daemon stops; its jobs were ended or queued again)."""
+
+        async def operation(conn: _Conn) -> None:
+            await conn.execute(
+                "DELETE FROM stoker.nodes WHERE name = %s AND member = %s", (node, self._origin)
+            )
+
+        await self._do(operation)
 
     async def _tell(self, conn: _Conn, queues: Iterable[str]) -> None:
         """Tell the nodes that listen: jobs of `queues` were queued (they hear it at the commit)."""
