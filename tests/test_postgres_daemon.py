@@ -215,3 +215,41 @@ def test_a_second_daemon_under_a_node_name_in_use_is_refused(
     assert stoker.terminate() == 0  # a daemon that stops gives its name up
     other.up()
     other.cleanup()
+
+
+def test_three_daemons_fire_each_slot_of_a_schedule_once(
+    stoker: Stoker, postgres_url: str, tmp_path: Path
+) -> None:
+    """Every node's scheduler fires every slot; the store's unique (schedule, slot) lets one job
+    through per slot, whichever node gets there first."""
+    a, b, c = stoker, Stoker(tmp_path / "b"), Stoker(tmp_path / "c")
+    for daemon, node in ((a, "a"), (b, "b"), (c, "c")):
+        daemon.root.mkdir(exist_ok=True)
+        daemon.write(
+            f"""
+            [daemon]
+            store = "{postgres_url}"
+            node = "{node}"
+            [tasks.tick]
+            command = ["echo", "tick"]
+            [schedules.every_second]
+            every = "1s"
+            task = "tick"
+            """
+        )
+    try:
+        for daemon in (a, b, c):
+            daemon.up()
+
+        def slots() -> list[tuple[Any, ...]] | None:
+            fired = rows(postgres_url, "SELECT slot, job_id FROM stoker.schedule_slots ORDER BY slot")
+            return fired if len(fired) >= 8 else None
+
+        fired = wait_for(slots, 30, f"8 slots; log:\n{a.log_text()}")
+        jobs = rows(postgres_url, "SELECT slot, id, node FROM stoker.jobs WHERE schedule = 'every_second'")
+        per_slot = [slot for slot, _, _ in jobs]
+        assert len(per_slot) == len(set(per_slot))  # no slot fired twice
+        assert {job_id for _, job_id in fired if job_id is not None} <= {job_id for _, job_id, _ in jobs}
+    finally:
+        b.cleanup()
+        c.cleanup()
