@@ -253,3 +253,34 @@ def test_three_daemons_fire_each_slot_of_a_schedule_once(
     finally:
         b.cleanup()
         c.cleanup()
+
+
+def test_a_cancel_asked_of_one_daemon_stops_the_job_where_it_runs(
+    stoker: Stoker, postgres_url: str, tmp_path: Path
+) -> None:
+    other = Stoker(tmp_path / "b")
+    other.root.mkdir()
+    config = """
+        [tasks.long]
+        command = ["sleep", "120"]
+        """
+    stoker.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "a"\n{textwrap.dedent(config)}')
+    other.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "b"\n{textwrap.dedent(config)}')
+    try:
+        stoker.up()
+        other.up()
+        job = stoker.client.enqueue("long")
+        running = wait_for(
+            lambda: (j := stoker.client.job(job.id))["state"] == "running" and j, 20, "the job to run"
+        )
+        elsewhere = other if running["node"] == "a" else stoker  # the daemon that does not run it
+        assert elsewhere.client.cancel(job.id)["state"] == "running"  # asked for; the run stops
+        done = wait_for(
+            lambda: all_finished(stoker, [job.id]),
+            20,
+            f"the cancel; logs:\n{stoker.log_text()}\n{other.log_text()}",
+        )
+        assert done[0]["state"] == "cancelled" and done[0]["node"] == running["node"]
+    finally:
+        leftovers = other.cleanup()
+        assert not leftovers

@@ -250,15 +250,15 @@ def test_a_server_that_went_away_is_an_error_then_is_reconnected(postgres_server
         servers.close()
 
 
-def test_a_node_hears_jobs_queued_by_another(postgres_url: str) -> None:
+def test_a_node_hears_jobs_queued_and_cancels_asked_by_another(postgres_url: str) -> None:
     """Enqueued, retried or fired on one node: the others are told which queue, at once (LISTEN);
-    a node is not told of its own."""
+    a cancel of a running job: which job. A node is not told of its own."""
 
     async def main() -> None:
         async with nodes(postgres_url, 2) as [a, b]:
-            heard: dict[str, asyncio.Queue[str | None]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
-            a.subscribe(heard["a"].put_nowait)
-            b.subscribe(heard["b"].put_nowait)
+            heard: dict[str, asyncio.Queue[str | int | None]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
+            a.subscribe(heard["a"].put_nowait, heard["a"].put_nowait)
+            b.subscribe(heard["b"].put_nowait, heard["b"].put_nowait)
             for name in ("a", "b"):  # connected: whatever was said before is unknown
                 assert await asyncio.wait_for(heard[name].get(), 10) is None
 
@@ -266,11 +266,14 @@ def test_a_node_hears_jobs_queued_by_another(postgres_url: str) -> None:
             assert {await asyncio.wait_for(heard["b"].get(), 10) for _ in range(2)} == {"mail", "build"}
             [(job, _)] = await b.enqueue([new(queue="mail", max_attempts=1)], T0)
             assert await asyncio.wait_for(heard["a"].get(), 10) == "mail"
-            await b.cancel(job.id, T0)
+            await b.cancel(job.id, T0)  # queued: cancelled at once, nobody to tell
             await a.retry(job.id, T0)
             assert await asyncio.wait_for(heard["b"].get(), 10) == "mail"
             await b.fire("tick", T0, new(queue="cron", schedule="tick", slot=T0), T0)
             assert await asyncio.wait_for(heard["a"].get(), 10) == "cron"
+            [running] = await a.claim("build", 1, T0, "a")
+            await b.cancel(running.id, T0)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == running.id
             assert heard["a"].empty() and heard["b"].empty()  # nobody heard itself
 
     asyncio.run(main())

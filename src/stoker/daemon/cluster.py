@@ -30,7 +30,9 @@ log = logging.getLogger("stoker")
 class SharedStore(Protocol):
     """What a store that several daemons share offers beyond the Store protocol."""
 
-    def subscribe(self, queued_elsewhere: Callable[[str | None], None]) -> None: ...
+    def subscribe(
+        self, queued_elsewhere: Callable[[str | None], None], cancel_asked: Callable[[int], None]
+    ) -> None: ...
 
     async def join(self, node: str, timeout: float) -> None: ...
 

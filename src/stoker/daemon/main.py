@@ -172,7 +172,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         if store is not None:
             info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
             if shared is not None:
-                shared.subscribe(info.dispatcher.queued_elsewhere)
+                shared.subscribe(info.dispatcher.queued_elsewhere, info.dispatcher.cancel_asked)
             await info.dispatcher.start()
             if config.schedules:
                 from stoker.schedule.scheduler import Scheduler

@@ -161,6 +161,13 @@ class Dispatcher:
                 ready.stale()
         self._wake.set()
 
+    def cancel_asked(self, job_id: int) -> None:
+        """Another node was asked to cancel a running job (the store has recorded the request):
+        if it runs here, stop it; its end is recorded as cancelled."""
+        run = self.running.get(job_id)
+        if run is not None:
+            run.stop(Outcome.CANCELLED, "cancelled")
+
     def _due_later(self, queue: str, run_at: float) -> None:
         """A job of `queue` is due at `run_at`: look again then, if not sooner."""
         if run_at < self._later.get(queue, run_at + 1):

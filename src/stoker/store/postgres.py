@@ -62,7 +62,7 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 POOL_TIMEOUT = 10.0  # seconds a batch waits for a connection before it fails
 MAX_CRASHES = 3  # as in the SQLite store: a job running when its daemon died this often is not run again
 MIGRATION_LOCK = 0x73746F6B6572  # pg_advisory_xact_lock key: "stoker" in ASCII
-CHANNEL = "stoker_jobs"  # NOTIFY "<origin> <queue>" when jobs of a queue are queued
+CHANNEL = "stoker_jobs"  # NOTIFY "<origin> queued <queue>", "<origin> cancel <job id>"
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
@@ -443,15 +443,23 @@ class PostgresStore:
 
     # other nodes -----------------------------------------------------------------------------
 
-    def subscribe(self, queued_elsewhere: Callable[[str | None], None]) -> None:
-        """Call `queued_elsewhere(queue)` whenever another store (another node) queues jobs of
-        `queue`: LISTEN on a connection of its own, woken by the server, never polling. After
-        the connection is (re)made it calls `queued_elsewhere(None)`: what was said while
-        nobody listened is unknown."""
+    def subscribe(
+        self, queued_elsewhere: Callable[[str | None], None], cancel_asked: Callable[[int], None]
+    ) -> None:
+        """Hear what other stores (other nodes) say: `queued_elsewhere(queue)` when they queue
+        jobs of `queue`, `cancel_asked(job_id)` when they are asked to cancel a running job
+        (whichever node runs it stops it). LISTEN on a connection of its own, woken by the
+        server, never polling. After the connection is (re)made it calls
+        `queued_elsewhere(None)`: what was said while nobody listened is unknown (a cancel
+        said then is not heard: that job runs to its end)."""
         assert self._listener is None, "one subscriber"
-        self._listener = asyncio.create_task(self._listen(queued_elsewhere), name="stoker-postgres-listen")
+        self._listener = asyncio.create_task(
+            self._listen(queued_elsewhere, cancel_asked), name="stoker-postgres-listen"
+        )
 
-    async def _listen(self, queued_elsewhere: Callable[[str | None], None]) -> None:
+    async def _listen(
+        self, queued_elsewhere: Callable[[str | None], None], cancel_asked: Callable[[int], None]
+    ) -> None:
         delay = 0.5
         while True:
             try:
@@ -460,9 +468,13 @@ class PostgresStore:
                     delay = 0.5
                     queued_elsewhere(None)
                     async for notice in conn.notifies():
-                        origin, _, queue = notice.payload.partition(" ")
-                        if origin != self._origin:
-                            queued_elsewhere(queue)
+                        origin, kind, what = notice.payload.split(" ", 2)
+                        if origin == self._origin:
+                            continue
+                        if kind == "queued":
+                            queued_elsewhere(what)
+                        elif kind == "cancel":
+                            cancel_asked(int(what))
             except psycopg.Error as e:
                 log.warning("store: not hearing other nodes' jobs (%s): trying again in %.1fs",
                             _reason(e), delay)  # fmt: skip
@@ -550,7 +562,7 @@ class PostgresStore:
     async def _tell(self, conn: _Conn, queues: Iterable[str]) -> None:
         """Tell the nodes that listen: jobs of `queues` were queued (they hear it at the commit)."""
         for queue in sorted(set(queues)):
-            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} {queue}"))
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} queued {queue}"))
 
     def _do(self, operation: Callable[[_Conn], Awaitable[_T]], *, durable: bool = True) -> asyncio.Future[_T]:
         if self._lane is None:
@@ -714,7 +726,12 @@ class PostgresStore:
                 (now, job_id),
             )
             row = await cursor.fetchone()
-            return None if row is None else _job(row)
+            if row is None:
+                return None
+            job = _job(row)
+            if job.state is JobState.RUNNING:  # perhaps on another node: it stops the run
+                await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} cancel {job.id}"))
+            return job
 
         return await self._do(operation)
 
