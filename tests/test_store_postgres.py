@@ -349,3 +349,21 @@ def test_heartbeat_names_the_silent_nodes_that_have_jobs_running(postgres_url: s
                 await b.heartbeat("b", 30)
 
     asyncio.run(main())
+
+
+def test_an_operation_the_server_refuses_spoils_only_itself(postgres_url: str) -> None:
+    """Submitted together, the three run in one transaction; the server refuses the second (a
+    priority beyond bigint): it is rolled back and the other two run again without it."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            results = await asyncio.gather(
+                store.enqueue([new(params={"n": 1})], T0),
+                store.enqueue([new(params={"n": 2}, priority=2**70)], T0),
+                store.enqueue([new(params={"n": 3})], T0),
+                return_exceptions=True,
+            )
+            assert isinstance(results[1], psycopg.errors.NumericValueOutOfRange), results[1]
+            assert sorted(j.params["n"] for j in await store.jobs()) == [1, 3]
+
+    asyncio.run(main())
