@@ -284,3 +284,48 @@ def test_a_cancel_asked_of_one_daemon_stops_the_job_where_it_runs(
     finally:
         leftovers = other.cleanup()
         assert not leftovers
+
+
+def test_a_pause_through_one_daemon_holds_on_the_others(
+    stoker: Stoker, postgres_url: str, tmp_path: Path
+) -> None:
+    other = Stoker(tmp_path / "b")
+    other.root.mkdir()
+    config = """
+        [tasks.hello]
+        command = ["echo", "hello"]
+        [tasks.tick]
+        command = ["echo", "tick"]
+        [schedules.nightly]
+        cron = "0 3 * * *"
+        task = "tick"
+        """
+    stoker.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "a"\n{textwrap.dedent(config)}')
+    other.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "b"\n{textwrap.dedent(config)}')
+
+    def paused_on_b() -> tuple[bool, bool]:
+        [queue] = [q for q in other.client.queues() if q["name"] == "default"]
+        [schedule] = other.client.schedules()
+        return queue["paused"], schedule["paused"]
+
+    try:
+        stoker.up()
+        other.up()
+        assert paused_on_b() == (False, False)
+        assert stoker.cli("queue", "pause", "default").returncode == 0
+        assert stoker.cli("schedule", "pause", "nightly").returncode == 0
+        wait_for(
+            lambda: paused_on_b() == (True, True), 15, f"b to apply the pauses; log:\n{other.log_text()}"
+        )
+        assert other.cli("queue", "resume", "default").returncode == 0
+        assert other.cli("schedule", "resume", "nightly").returncode == 0
+        wait_for(lambda: not any(q["paused"] for q in stoker.client.queues()) and not stoker.client.schedules()[0]["paused"],
+                 15, f"a to apply the resumes; log:\n{stoker.log_text()}")  # fmt: skip
+        assert stoker.client.schedules()[0]["next_run"] is not None
+        job = other.client.enqueue("hello")
+        assert (
+            wait_for(lambda: all_finished(stoker, [job.id]), 20, "the job to run")[0]["state"] == "succeeded"
+        )
+    finally:
+        leftovers = other.cleanup()
+        assert not leftovers

@@ -250,17 +250,25 @@ def test_a_server_that_went_away_is_an_error_then_is_reconnected(postgres_server
         servers.close()
 
 
-def test_a_node_hears_jobs_queued_and_cancels_asked_by_another(postgres_url: str) -> None:
+def test_a_node_hears_the_jobs_cancels_and_pauses_of_another(postgres_url: str) -> None:
     """Enqueued, retried or fired on one node: the others are told which queue, at once (LISTEN);
-    a cancel of a running job: which job. A node is not told of its own."""
+    a cancel of a running job: which job; a pause: that pauses changed. A node is not told of
+    its own."""
 
     async def main() -> None:
         async with nodes(postgres_url, 2) as [a, b]:
             heard: dict[str, asyncio.Queue[str | int | None]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
-            a.subscribe(heard["a"].put_nowait, heard["a"].put_nowait)
-            b.subscribe(heard["b"].put_nowait, heard["b"].put_nowait)
+            for name, store in (("a", a), ("b", b)):
+                said = heard[name]
+
+                async def pauses_changed(said: asyncio.Queue[str | int | None] = said) -> None:
+                    said.put_nowait("pauses")
+
+                store.subscribe(queued_elsewhere=said.put_nowait, cancel_asked=said.put_nowait,
+                                pauses_changed=pauses_changed)  # fmt: skip
             for name in ("a", "b"):  # connected: whatever was said before is unknown
                 assert await asyncio.wait_for(heard[name].get(), 10) is None
+                assert await asyncio.wait_for(heard[name].get(), 10) == "pauses"
 
             await a.enqueue([new(queue="mail"), new(queue="mail"), new(queue="build")], T0)
             assert {await asyncio.wait_for(heard["b"].get(), 10) for _ in range(2)} == {"mail", "build"}
@@ -274,6 +282,10 @@ def test_a_node_hears_jobs_queued_and_cancels_asked_by_another(postgres_url: str
             [running] = await a.claim("build", 1, T0, "a")
             await b.cancel(running.id, T0)
             assert await asyncio.wait_for(heard["a"].get(), 10) == running.id
+            await a.set_paused("mail", True)
+            assert await asyncio.wait_for(heard["b"].get(), 10) == "pauses"
+            await b.set_schedule_paused("tick", True)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == "pauses"
             assert heard["a"].empty() and heard["b"].empty()  # nobody heard itself
 
     asyncio.run(main())

@@ -18,10 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stoker.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from stoker.jobs.dispatcher import Dispatcher
+    from stoker.schedule.scheduler import Scheduler
 
 log = logging.getLogger("stoker")
 
@@ -31,7 +35,11 @@ class SharedStore(Protocol):
     """What a store that several daemons share offers beyond the Store protocol."""
 
     def subscribe(
-        self, queued_elsewhere: Callable[[str | None], None], cancel_asked: Callable[[int], None]
+        self,
+        *,
+        queued_elsewhere: Callable[[str | None], None],
+        cancel_asked: Callable[[int], None],
+        pauses_changed: Callable[[], Awaitable[None]],
     ) -> None: ...
 
     async def join(self, node: str, timeout: float) -> None: ...
@@ -64,3 +72,18 @@ async def keep_alive(
         except StoreError as e:  # the next heartbeat is another chance
             log.error("cluster: heartbeat of node %s failed: %s", node, e)
         await asyncio.sleep(timeout / 3)
+
+
+def listen(shared: SharedStore, store: Store, dispatcher: Dispatcher, scheduler: Scheduler | None) -> None:
+    """Hear the other nodes: their jobs, their cancels, their pauses (`SharedStore.subscribe`)."""
+
+    async def pauses_changed() -> None:  # the store has them all: apply what it holds
+        dispatcher.apply_paused(await store.paused_queues())
+        if scheduler is not None:
+            scheduler.apply_paused(await store.paused_schedules())
+
+    shared.subscribe(
+        queued_elsewhere=dispatcher.queued_elsewhere,
+        cancel_asked=dispatcher.cancel_asked,
+        pauses_changed=pauses_changed,
+    )

@@ -136,7 +136,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app
-    from stoker.daemon.cluster import SharedStore, keep_alive
+    from stoker.daemon.cluster import SharedStore, keep_alive, listen
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
@@ -171,14 +171,14 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 raise StartupError(str(e)) from None
         if store is not None:
             info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
-            if shared is not None:
-                shared.subscribe(info.dispatcher.queued_elsewhere, info.dispatcher.cancel_asked)
             await info.dispatcher.start()
             if config.schedules:
                 from stoker.schedule.scheduler import Scheduler
 
                 info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
                 await info.scheduler.start()
+            if shared is not None:
+                listen(shared, store, info.dispatcher, info.scheduler)
     except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
         if store is not None:
             await store.close()

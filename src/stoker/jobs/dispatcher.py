@@ -161,6 +161,13 @@ class Dispatcher:
                 ready.stale()
         self._wake.set()
 
+    def apply_paused(self, paused: set[str]) -> None:
+        """The paused queues as the store holds them (another node paused or resumed one)."""
+        for queue in sorted(paused ^ self.paused):
+            self.publish({"type": "queue", "queue": queue, "paused": queue in paused})
+        self.paused = set(paused)
+        self._wake.set()
+
     def cancel_asked(self, job_id: int) -> None:
         """Another node was asked to cancel a running job (the store has recorded the request):
         if it runs here, stop it; its end is recorded as cancelled."""

@@ -211,6 +211,17 @@ class Scheduler:
         self.publish({"type": "schedule", "schedule": name, "paused": paused})
         self._wake.set()
 
+    def apply_paused(self, paused: set[str]) -> None:
+        """The paused schedules as the store holds them (another node paused or resumed one); a
+        schedule resumed fires from its next slot on, as after `pause(name, False)`."""
+        now = time.time()
+        for name in sorted(paused ^ self.paused):
+            self.publish({"type": "schedule", "schedule": name, "paused": name in paused})
+            if name not in paused and name in self.triggers:
+                self.next_run[name] = self.triggers[name].next_after(now)
+        self.paused = set(paused)
+        self._wake.set()
+
     def _known(self, name: str) -> ScheduleConfig:
         schedule = self.config.schedules.get(name)
         if schedule is None:

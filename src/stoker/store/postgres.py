@@ -62,7 +62,7 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 POOL_TIMEOUT = 10.0  # seconds a batch waits for a connection before it fails
 MAX_CRASHES = 3  # as in the SQLite store: a job running when its daemon died this often is not run again
 MIGRATION_LOCK = 0x73746F6B6572  # pg_advisory_xact_lock key: "stoker" in ASCII
-CHANNEL = "stoker_jobs"  # NOTIFY "<origin> queued <queue>", "<origin> cancel <job id>"
+CHANNEL = "stoker_jobs"  # NOTIFY "<origin> queued <queue>", "<origin> cancel <job id>", "<origin> paused -"
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
@@ -444,21 +444,29 @@ class PostgresStore:
     # other nodes -----------------------------------------------------------------------------
 
     def subscribe(
-        self, queued_elsewhere: Callable[[str | None], None], cancel_asked: Callable[[int], None]
+        self,
+        *,
+        queued_elsewhere: Callable[[str | None], None],
+        cancel_asked: Callable[[int], None],
+        pauses_changed: Callable[[], Awaitable[None]],
     ) -> None:
         """Hear what other stores (other nodes) say: `queued_elsewhere(queue)` when they queue
         jobs of `queue`, `cancel_asked(job_id)` when they are asked to cancel a running job
-        (whichever node runs it stops it). LISTEN on a connection of its own, woken by the
-        server, never polling. After the connection is (re)made it calls
-        `queued_elsewhere(None)`: what was said while nobody listened is unknown (a cancel
-        said then is not heard: that job runs to its end)."""
+        (whichever node runs it stops it), `pauses_changed()` when they pause or resume a
+        queue or a schedule. LISTEN on a connection of its own, woken by the server, never
+        polling. After the connection is (re)made it calls `queued_elsewhere(None)` and
+        `pauses_changed()`: what was said while nobody listened is unknown (a cancel said
+        then is not heard: that job runs to its end)."""
         assert self._listener is None, "one subscriber"
         self._listener = asyncio.create_task(
-            self._listen(queued_elsewhere, cancel_asked), name="stoker-postgres-listen"
+            self._listen(queued_elsewhere, cancel_asked, pauses_changed), name="stoker-postgres-listen"
         )
 
     async def _listen(
-        self, queued_elsewhere: Callable[[str | None], None], cancel_asked: Callable[[int], None]
+        self,
+        queued_elsewhere: Callable[[str | None], None],
+        cancel_asked: Callable[[int], None],
+        pauses_changed: Callable[[], Awaitable[None]],
     ) -> None:
         delay = 0.5
         while True:
@@ -467,6 +475,7 @@ class PostgresStore:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 0.5
                     queued_elsewhere(None)
+                    await pauses_changed()
                     async for notice in conn.notifies():
                         origin, kind, what = notice.payload.split(" ", 2)
                         if origin == self._origin:
@@ -475,8 +484,10 @@ class PostgresStore:
                             queued_elsewhere(what)
                         elif kind == "cancel":
                             cancel_asked(int(what))
-            except psycopg.Error as e:
-                log.warning("store: not hearing other nodes' jobs (%s): trying again in %.1fs",
+                        elif kind == "paused":
+                            await pauses_changed()
+            except (psycopg.Error, StoreError) as e:  # StoreError: pauses_changed could not read
+                log.warning("store: not hearing other nodes (%s): trying again in %.1fs",
                             _reason(e), delay)  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, LISTEN_RETRY_MAX)
@@ -783,6 +794,7 @@ class PostgresStore:
                 await conn.execute(f"INSERT INTO {table} (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
             else:
                 await conn.execute(f"DELETE FROM {table} WHERE name = %s", (name,))
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} paused -"))
 
         await self._do(operation)
 
