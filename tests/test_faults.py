@@ -253,7 +253,7 @@ def test_disk_full_programs_keep_running_daemon_answers_logging_resumes(
 ) -> None:
     progress = tmp_path / "progress"  # outside the small disk: how far the writer got
     (tmp_path / "writer.py").write_text(
-        "import itertools, os, sys, time\n"
+        "import itertools, os, time\n"
         f"progress = {str(progress)!r}\n"
         "for i in itertools.count():\n"
         "    print(f'line {i:07d} ' + 'x' * 100, flush=True)\n"
