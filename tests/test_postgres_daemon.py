@@ -329,3 +329,36 @@ def test_a_pause_through_one_daemon_holds_on_the_others(
     finally:
         leftovers = other.cleanup()
         assert not leftovers
+
+
+def test_two_daemons_run_each_python_job_once(stoker: Stoker, postgres_url: str, tmp_path: Path) -> None:
+    """As above for Python jobs, which go to warm workers: a worker is handed a job only once the
+    store has made it this node's (a job handed over before that could run on both nodes)."""
+    ran = tmp_path / "ran.txt"
+    other = Stoker(tmp_path / "b")
+    other.root.mkdir()
+    module = f"import time\n\ndef work(n):\n    with open({str(ran)!r}, 'a') as f:\n        f.write(f'{{n}}\\n')\n    time.sleep(0.1)\n"
+    config = """
+        [tasks.work]
+        call = "sharedwork:work"
+        [queues.default]
+        concurrency = 1
+        """
+    for daemon, node in ((stoker, "a"), (other, "b")):
+        (daemon.root / "sharedwork.py").write_text(module)
+        daemon.write(f'[daemon]\nstore = "{postgres_url}"\nnode = "{node}"\n{textwrap.dedent(config)}')
+    try:
+        stoker.up()
+        other.up()
+        ids = stoker.client.enqueue_many("work", [{"n": n} for n in range(30)])
+        done = wait_for(
+            lambda: all_finished(other, ids),
+            60,
+            f"30 jobs to finish; logs:\n{stoker.log_text()}\n{other.log_text()}",
+        )
+        assert all(job["state"] == "succeeded" and job["attempt"] == 1 for job in done)
+        assert {job["node"] for job in done} == {"a", "b"}
+        assert sorted(map(int, ran.read_text().split())) == list(range(30))  # each once
+    finally:
+        leftovers = other.cleanup()
+        assert not leftovers
