@@ -49,7 +49,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from stoker.jobs.rules import JobState, Outcome
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError
+from stoker.store.base import JOB_COLUMNS as _JOB_COLUMNS
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, listing_query
 
 log = logging.getLogger("stoker")
 
@@ -142,10 +143,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-_JOB_COLUMNS = (
-    "id, task, queue, state, params, priority, attempt, max_attempts, run_at, created_at, started_at, "
-    "finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested, slot"
-)
 _LIVE_KEY = "key IS NOT NULL AND state IN ('queued', 'running')"  # jobs_live_key's predicate
 
 DUE = (
@@ -706,20 +703,9 @@ class PostgresStore:
         limit: int = 100,
         before: int | None = None,
     ) -> list[Job]:
-        where: list[str] = []
-        args: list[str | int] = []
-        for column, value in (("state", state), ("queue", queue), ("task", task)):
-            if value is not None:
-                where.append(f"{column} = %s")
-                args.append(value)
-        if before is not None:
-            where.append("id < %s")
-            args.append(before)
-        sql = f"SELECT {_JOB_COLUMNS} FROM stoker.jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT %s"
-        args.append(limit)
+        sql, args = listing_query(
+            "stoker.jobs", "%s", state=state, queue=queue, task=task, limit=limit, before=before
+        )
 
         async def operation(conn: _Conn) -> list[Job]:
             cursor = await conn.execute(sql, args)
