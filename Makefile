@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-programs bench-jobs bench-schedules venv clean
+.PHONY: demo test screenshots lint bench bench-programs bench-jobs bench-schedules bench-scale venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 ## test: lint, type-check and run every test the machine can run
 test: lint
 	$(BIN)/pytest -q
+
+## screenshots: retake the README's dashboard screenshots (docs/screenshots/) in a real browser
+screenshots: $(STAMP)
+	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -42,6 +46,12 @@ bench-jobs: $(STAMP)
 ## bench-schedules: firing lateness of an every-1s schedule against APScheduler (installs it into bench/.work)
 bench-schedules: $(STAMP)
 	$(BIN)/python bench/schedules.py
+
+## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
+## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)
+SOAK_MINUTES ?= 10
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py --soak-minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work

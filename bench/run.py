@@ -273,7 +273,7 @@ class Tool:
     def write_stamp_config(self, directory: Path, stamp: Path) -> None:
         raise NotImplementedError
 
-    def write_hundred_config(self, directory: Path) -> None:
+    def write_hundred_config(self, directory: Path, n: int = N_PROGRAMS) -> None:
         raise NotImplementedError
 
     def launch_argv(self, directory: Path) -> list[str]:
@@ -321,12 +321,12 @@ class Stoker(Tool):
             'stop_timeout = "5s"\n',
         )
 
-    def write_hundred_config(self, directory: Path) -> None:
+    def write_hundred_config(self, directory: Path, n: int = N_PROGRAMS) -> None:
         self._write(
             directory,
             "[programs.w]\n"
             f"command = [{', '.join(toml_str(a) for a in SLEEP_ARGV)}]\n"
-            f"instances = {N_PROGRAMS}\n"
+            f"instances = {n}\n"
             'start_seconds = "1s"\n'
             'stop_timeout = "5s"\n',
         )
@@ -388,12 +388,12 @@ class Supervisord(Tool):
             "startsecs=1\nautorestart=true\nstartretries=3\nstopwaitsecs=5\n",
         )
 
-    def write_hundred_config(self, directory: Path) -> None:
+    def write_hundred_config(self, directory: Path, n: int = N_PROGRAMS) -> None:
         self._write(
             directory,
             "[program:w]\n"
             f"command={shlex.join(SLEEP_ARGV)}\n"
-            f"numprocs={N_PROGRAMS}\n"
+            f"numprocs={n}\n"
             "process_name=%(program_name)s_%(process_num)d\n"
             "startsecs=1\nautorestart=true\nstopwaitsecs=5\n",
         )
@@ -458,8 +458,8 @@ class Pm2(Tool):
     def write_stamp_config(self, directory: Path, stamp: Path) -> None:
         self._write(directory, [{"name": "stamp", "script": SH, "args": ["-c", stamp_script(stamp)]}])
 
-    def write_hundred_config(self, directory: Path) -> None:
-        apps = [{"name": f"w{i}", "script": SLEEP, "args": ["100000"]} for i in range(N_PROGRAMS)]
+    def write_hundred_config(self, directory: Path, n: int = N_PROGRAMS) -> None:
+        apps = [{"name": f"w{i}", "script": SLEEP, "args": ["100000"]} for i in range(n)]
         self._write(directory, apps)
 
     def launch_argv(self, directory: Path) -> list[str]:
@@ -605,7 +605,12 @@ def measure_restart(session: Session, tool: Tool, reps: int) -> dict[str, Any]:
     }
 
 
-def wait_for_hundred(tool: Tool, dep: Deployment, timeout: float = 120.0) -> dict[str, float]:
+def wait_for_hundred(
+    tool: Tool, dep: Deployment, timeout: float = 120.0, n: int = N_PROGRAMS, poll: float = 0.01
+) -> dict[str, float]:
+    """Launch `tool` in `dep` and time it until `n` `sleep 100000` programs are its children,
+    looking every `poll` seconds (a look reads /proc for every child: bench/scale.py's 1,000
+    programs look less often, so that looking does not take a CPU from the daemon)."""
     t0 = time.perf_counter()
     with open(dep.dir / "launch.log", "w") as out:
         launcher = subprocess.Popen(
@@ -630,13 +635,13 @@ def wait_for_hundred(tool: Tool, dep: Deployment, timeout: float = 120.0) -> dic
             pid = dep.daemon_pid()
             if pid is not None:
                 count = count_sleep_children(pid)
-                if count >= N_PROGRAMS:
+                if count >= n:
                     break
             if now - t0 > timeout:
                 raise BenchError(f"{tool.name}: only {count} programs after {timeout:.0f} s")
-            time.sleep(0.01)
+            time.sleep(poll)
         ready_s = time.perf_counter() - t0
-        launcher.wait(timeout=120)
+        launcher.wait(timeout=max(120.0, timeout))
         if launcher_s is None:
             launcher_s = time.perf_counter() - t0
     finally:

@@ -101,8 +101,11 @@ class Stoker:
 
     # the daemon ----------------------------------------------------------------------------
 
-    def up(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
-        """Start `stoker up` in the foreground as a child of the test; wait until it answers."""
+    def up(
+        self, *, wait: bool = True, preexec_fn: Callable[[], Any] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `stoker up` in the foreground as a child of the test; wait until it answers.
+        `preexec_fn` runs in the child before the exec (to set a resource limit, say)."""
         assert self.daemon is None or self.daemon.poll() is not None, "daemon already running"
         log = open(self.daemon_log, "ab")  # noqa: SIM115 - handed to the child
         self.daemon = subprocess.Popen(
@@ -110,6 +113,7 @@ class Stoker:
             stdout=log,
             stderr=log,
             cwd=self.root,
+            preexec_fn=preexec_fn,
         )
         log.close()
         if wait:
@@ -148,8 +152,8 @@ class Stoker:
 
     def wait_state(self, name: str, state: str, timeout: float = 15, **where: Any) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
-            row = self.programs()[name]
-            if row["state"] == state and all(row[k] == v for k, v in where.items()):
+            row = self.programs().get(name)  # None until a reload in flight has added it
+            if row is not None and row["state"] == state and all(row[k] == v for k, v in where.items()):
                 return row
             return None
 
@@ -201,11 +205,38 @@ def stoker(tmp_path: Path) -> Iterator[Stoker]:
         assert not leftovers, f"processes survived the daemon: {leftovers}"
 
 
-@pytest.fixture
-def unused_tcp_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server for the whole session (see tests/postgres.py)."""
+    from postgres import binaries, run_server
+
+    bindir = binaries()
+    if bindir is None:
+        message = "PostgreSQL is not installed (apt-get install postgresql; .ci/run does)"
+        if REQUIRE_ALL:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield from run_server(bindir)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL of an empty database of its own on the session's PostgreSQL server."""
+    from postgres import fresh_database
+
+    return fresh_database(postgres_server)

@@ -128,7 +128,9 @@ def test_openapi_document_lists_every_route(stoker: Stoker) -> None:
     async def served_paths() -> set[str]:
         info = DaemonInfo(Supervisor(load_config(stoker.config)), 0.0, lambda: None)
         app: Any = build_app(info, None)
-        return {route.path.replace(":int", "").replace(":str", "") for route in app.app.routes}
+        while not hasattr(app, "routes"):  # through the middleware (auth, body limit) to Starlette
+            app = app.app
+        return {route.path.replace(":int", "").replace(":str", "") for route in app.routes}
 
     import asyncio
 
@@ -260,3 +262,29 @@ def _covered(path: str, documented: set[str]) -> bool:
     """`/programs/{name}/{action}` is documented as one path per action."""
     prefix = path.rsplit("/", 1)[0]
     return path.endswith("{action}") and any(d.startswith(prefix + "/") for d in documented)
+
+
+def test_out_of_range_times_and_ids_are_refused_not_stored(stoker: Stoker) -> None:
+    stoker.write('[tasks.t]\ncommand = ["true"]\n')
+    stoker.up()
+    client = stoker.client
+    for body, says in [
+        ({"task": "t", "delay": 5.6e16}, "delay: it would end after the year 9000"),
+        ({"task": "t", "run_at": "9999-12-31T23:59:59+00:00"}, "run_at: between 1970"),
+        ({"task": "t", "run_at": "0001-01-01T00:00:00+00:00"}, "run_at: between 1970"),
+    ]:
+        try:
+            client.request("POST", "/api/v1/jobs", body)
+        except ClientError as e:
+            assert (e.status, e.code) == (422, "invalid") and says in str(e), e
+        else:
+            raise AssertionError(f"accepted {body}")
+    assert client.request("GET", "/api/v1/jobs") == []  # nothing stored, listings still work
+    for path in ("/api/v1/jobs/99999999999999999999", "/api/v1/jobs/99999999999999999999/retry"):
+        try:
+            client.request("POST" if path.endswith("retry") else "GET", path)
+        except ClientError as e:
+            assert (e.status, e.code) == (404, "not_found"), e
+        else:
+            raise AssertionError(f"{path} answered")
+    assert client.request("GET", "/api/v1/jobs?before=99999999999999999999") == []

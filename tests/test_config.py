@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from stoker.config import (
     LogConfig,
     ProgramConfig,
     find_config_path,
+    find_cycle,
     load_config,
     parse_config,
 )
@@ -649,21 +651,9 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert str(err) == f'{err.file}: unknown key "version"'
 
 
-@pytest.mark.parametrize("table", ["notify"])
-def test_unsupported_tables(tmp_path: Path, table: str) -> None:
-    err = error(tmp_path, f"[{table}.x]\na = 1\n")
-    assert str(err) == f"{err.file}: [{table}] is not supported by this version of stoker yet"
-    assert err.table == table
-
-
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("max_memory", '"512MB"'),
-        ("watch", '["src/"]'),
-        ("depends_on", '["redis"]'),
-        ("ready", '"tcp:8080"'),
-        ("watchdog", '"30s"'),
         ("singleton", "true"),
         ("nodes", '["web-1"]'),
     ],
@@ -675,8 +665,113 @@ def test_unsupported_program_keys(tmp_path: Path, key: str, value: str) -> None:
 
 
 def test_unsupported_key_reported_even_without_command(tmp_path: Path) -> None:
-    err = error(tmp_path, '[programs.X]\nmax_memory = "1GB"\n')
-    assert err.key == "max_memory"
+    err = error(tmp_path, "[programs.X]\nsingleton = true\n")
+    assert err.key == "singleton"
+
+
+# --------------------------------------------------------------------------------------------
+# day-2 keys: readiness, dependencies, resource restarts
+# --------------------------------------------------------------------------------------------
+
+
+def test_day2_keys_parse(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    config = load(
+        tmp_path,
+        """
+        [programs.redis]
+        command = "redis-server"
+        ready = "tcp:6379"
+        [programs.web]
+        command = "php -S 127.0.0.1:80{instance}"
+        instances = 2
+        depends_on = ["redis"]
+        ready = "http://127.0.0.1:80{instance}/health"
+        ready_timeout = "2m"
+        max_memory = "256MB"
+        watch = ["src/"]
+        watch_ignore = ["*.log"]
+        watchdog = "30s"
+        """,
+    )
+    web = config.programs["web"]
+    assert web.depends_on == ("redis",)
+    assert (web.ready_timeout, web.watchdog, web.max_memory) == (120.0, 30.0, 256 * 1024 * 1024)
+    assert web.watch == (str(tmp_path / "src"),)
+    assert web.watch_ignore == ("*.log",)
+    assert [web.spec(i).ready for i in (0, 1)] == [
+        "http://127.0.0.1:800/health",
+        "http://127.0.0.1:801/health",
+    ]
+    assert config.programs["redis"].depends_on == ()
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "says"),
+    [
+        ('ready = "tcp:http"', "ready", "the port must be a number"),
+        ('ready = "tcp:::1:80"', "ready", "brackets"),
+        ('ready = "ftp://x"', "ready", "is not a readiness check"),
+        ('ready = "http://"', "ready", "has no host"),
+        ('ready = "http://h:99999/"', "ready", "out of range"),
+        ('ready_timeout = "0s"', "ready_timeout", "greater than zero"),
+        ('watchdog = "soon"', "watchdog", "a duration"),
+        ('max_memory = "0MB"', "max_memory", "greater than zero"),
+        ('max_memory = "lots"', "max_memory", "a size"),
+        ('watch = ["no-such-dir/"]', "watch", "paths that exist"),
+        ('watch_ignore = [""]', "watch_ignore", "no empty strings"),
+        ('depends_on = ["X"]', "depends_on", "cannot depend on itself"),
+        ('depends_on = ["redis"]', "depends_on", 'no program "redis" in this file'),
+        ('depends_on = ["Y"]', "depends_on", 'did you mean "Yy"'),
+        ('depends_on = "Yy"', "depends_on", "an array of program names"),
+    ],
+)
+def test_day2_key_errors(tmp_path: Path, lines: str, key: str, says: str) -> None:
+    err = error(tmp_path, f'[programs.X]\ncommand = "x"\n{lines}\n[programs.Yy]\ncommand = "y"\n')
+    assert (err.table, err.key) == ("programs.X", key)
+    assert says in str(err)
+
+
+def test_dependency_cycle_names_the_circle(tmp_path: Path) -> None:
+    err = error(
+        tmp_path,
+        """
+        [programs.a]
+        command = "a"
+        depends_on = ["b"]
+        [programs.b]
+        command = "b"
+        depends_on = ["c"]
+        [programs.c]
+        command = "c"
+        depends_on = ["a"]
+        [programs.d]
+        command = "d"
+        depends_on = ["a"]
+        """,
+    )
+    assert (
+        str(err)
+        == f"{err.file}: [programs.a] depends_on: the programs depend on each other in a circle: a → b → c → a"
+    )
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcdef"), st.lists(st.sampled_from("abcdef"), max_size=3), max_size=6)
+)
+def test_find_cycle_agrees_with_a_topological_sort(graph: dict[str, list[str]]) -> None:
+    import graphlib
+
+    cycle = find_cycle(graph)
+    try:
+        list(graphlib.TopologicalSorter(graph).static_order())
+        acyclic = True
+    except graphlib.CycleError:
+        acyclic = False
+    assert acyclic == (cycle == [])
+    if cycle:
+        assert cycle[0] == cycle[-1]
+        assert all(b in graph.get(a, []) for a, b in itertools.pairwise(cycle))
 
 
 # --------------------------------------------------------------------------------------------
@@ -793,6 +888,27 @@ def test_store(tmp_path: Path, store: str) -> None:
     assert load(tmp_path, f'[daemon]\nstore = "{store}"\n').daemon.store == store
 
 
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("sqlite", "sqlite"),
+        (
+            "postgresql://app:s3cret@db:5432/orders?sslmode=require",
+            "postgresql://app:***@db:5432/orders?sslmode=require",
+        ),
+        (
+            "postgresql://app@/orders?host=/run/pg&password=s3cret",
+            "postgresql://app@/orders?host=/run/pg&password=***",
+        ),
+        ("postgres://app@db/orders", "postgres://app@db/orders"),
+    ],
+)
+def test_store_is_shown_without_its_password(tmp_path: Path, store: str, shown: str) -> None:
+    daemon = load(tmp_path, f'[daemon]\nstore = "{store}"\n').daemon
+    assert daemon.store == store and daemon.store_shown == shown
+    assert "s3cret" not in repr(daemon)
+
+
 @pytest.mark.parametrize("store", ["mysql://x", "SQLite", ""])
 def test_bad_store(tmp_path: Path, store: str) -> None:
     assert error(tmp_path, f'[daemon]\nstore = "{store}"\n').key == "store"
@@ -836,9 +952,11 @@ def test_starter_toml_with_every_example_uncommented_parses(
     monkeypatch.setenv("STOKER_TOKEN", "example")
     setting = re.compile(r"^# ([a-z_]+ = .*)$")
     lines = [setting.sub(r"\1", line) for line in STARTER_TOML.splitlines()]
-    # (a program's two spellings of command, and a task's command or call, exclude each other)
-    uncommented = "\n".join(line for line in lines if not line.startswith(("command = [", "call = ")))
-    keys = {m.group(1) for m in re.finditer(r"^([a-z_]+) = ", uncommented, re.M)}
+    # (a program's two spellings of command, and a task's command or call, exclude each other;
+    # depends_on names a program the starter does not have)
+    skipped = ("command = [", "call = ", "depends_on = ")
+    uncommented = "\n".join(line for line in lines if not line.startswith(skipped))
+    keys = {m.group(1) for m in re.finditer(r"^([a-z_]+) = ", "\n".join(lines), re.M)}
     config = parse_config(uncommented, tmp_path / "stoker.toml")
     daemon_keys = set(DaemonConfig.__struct_fields__)
     program_keys = set(ProgramConfig.__struct_fields__) - {"name"}
@@ -1078,6 +1196,13 @@ def test_bad_queue(tmp_path: Path) -> None:
     assert (err.table, err.key) == ("queues.q", "concurrency")
     err = error(tmp_path, "[queues.q]\nsize = 3\n")
     assert err.key == "size"
+
+
+def test_node_timeout(tmp_path: Path) -> None:
+    assert load(tmp_path, "").daemon.node_timeout == 30.0
+    assert load(tmp_path, '[daemon]\nnode_timeout = "2m"\n').daemon.node_timeout == 120.0
+    err = error(tmp_path, '[daemon]\nnode_timeout = "500ms"\n')
+    assert (err.table, err.key, err.expected) == ("daemon", "node_timeout", "a duration of 1s or more")
 
 
 def test_keep_jobs(tmp_path: Path) -> None:

@@ -494,3 +494,28 @@ def test_cron_restart_is_checked(tmp_path: Path) -> None:
             [sys.executable, "-m", "stoker", "-c", str(bad), "check"], capture_output=True, text=True
         )
         assert result.returncode == 2 and "cron_restart" in result.stderr and message in result.stderr
+
+
+def test_status_shows_cpu(stoker: Stoker) -> None:
+    stoker.write(
+        f"""
+        [programs.spinner]
+        command = ["{PY}", "-c", "while True: pass"]
+        start_seconds = 0
+        [programs.idler]
+        command = ["sleep", "300"]
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    stoker.wait_state("spinner:0", "running")
+
+    def cpu_column() -> dict[str, str] | None:
+        lines = stoker.cli("status").stdout.splitlines()
+        at = lines[0].index("CPU")
+        cells = {line.split()[0]: line[at:].split()[0] for line in lines[1:]}
+        return cells if cells["spinner:0"] not in ("-", "0%") and cells["idler:0"] != "-" else None
+
+    cells = wait_for(cpu_column, what="CPU figures in stoker status")
+    assert cells["idler:0"] == "0%"
+    assert int(cells["spinner:0"].rstrip("%")) > 0

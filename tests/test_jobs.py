@@ -312,7 +312,17 @@ def test_paused_queue_stays_paused_across_restarts(stoker: Stoker) -> None:
     )
     stoker.up()
     paused = stoker.json("queue", "pause", "default")
-    assert paused == [{"name": "default", "concurrency": 1, "paused": True, "queued": 0, "running": 0}]
+    assert paused == [
+        {
+            "name": "default",
+            "concurrency": 1,
+            "paused": True,
+            "queued": 0,
+            "running": 0,
+            "done_per_minute": 0,
+            "failed_per_minute": 0,
+        }
+    ]
     job = stoker.client.enqueue("noop")
     assert stoker.terminate() == 0
     stoker.up()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,6 @@ def test_every_fires_on_its_slots_and_shows_next_and_last(stoker: Stoker) -> Non
     wait_for(lambda: len(schedule_jobs(stoker, "tick")) >= 3, 20, "3 firings")
     jobs = schedule_jobs(stoker, "tick")
     assert all(j["params"] == {"channel": "android"} and j["task"] == "notify" for j in jobs)
-    import datetime as dt
-
     fired = {
         job_id: slot
         for slot, job_id in rows(stoker, "SELECT slot, job_id FROM schedule_slots WHERE schedule = 'tick'")
@@ -193,3 +193,40 @@ def test_reboot_fires_once_per_boot(stoker: Stoker) -> None:
     assert stoker.terminate() == 0
     stoker.up()  # the daemon restarted, the machine did not: no second run
     assert len(schedule_jobs(stoker, "boot")) == 1
+
+
+def test_a_skipped_slot_is_published_as_missed_with_its_streak(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [daemon]
+        shutdown_timeout = "0s"
+        [schedules.slow]
+        every = "1s"
+        command = ["sleep", "60"]
+        """
+    )
+    stoker.up()
+    missed: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def read() -> None:
+        for event in stoker.client.events():
+            if event.get("type") == "connected":
+                connected.set()
+            if event.get("type") == "schedule_missed":
+                missed.append(event)
+                if len(missed) == 2:
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert connected.wait(20)
+    reader.join(20)
+    assert len(missed) == 2, stoker.log_text()[-3000:]
+    first, second = missed
+    [running] = [j for j in schedule_jobs(stoker, "slow") if j["state"] == "running"]
+    assert first["schedule"] == "slow" and first["reason"] == "overlap" and first["missed"] == 1
+    assert first["job"]["id"] == running["id"] and first["job"]["state"] == "running"
+    assert len(first["slots"]) == 1 and first["error"] is None
+    assert first["in_a_row"] == 1 and second["in_a_row"] == 2  # the same run still going: one streak
+    assert dt.datetime.fromisoformat(second["slots"][0]) > dt.datetime.fromisoformat(first["slots"][0])

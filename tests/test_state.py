@@ -29,6 +29,7 @@ from stoker.supervise.state import (
     KillGroup,
     Machine,
     Policy,
+    Ready,
     Restart,
     SendStopSignal,
     SetTimer,
@@ -39,6 +40,8 @@ from stoker.supervise.state import (
     State,
     Stop,
     Timer,
+    WatchdogPing,
+    Withdrawn,
     backoff_delay,
     wants_restart,
 )
@@ -152,6 +155,9 @@ EVENTS: dict[str, Event | str] = {
     "killed": Exited(None, signal=9),
     "timer": TIMER_AT_DEADLINE,
     "stale_timer": TIMER_EARLY,
+    "ready": Ready(),
+    "ping": WatchdogPing(),
+    "withdrawn": Withdrawn(),
 }
 
 Check = Callable[[Machine], None]
@@ -238,6 +244,12 @@ def cell_for(variant: str, ev: str) -> Cell:
         if restart_wanted:
             return Cell(State.BACKOFF, lambda t: [CancelTimer(), SetTimer(t + D1)], _early_death(ev))
         return Cell(State.EXITED, lambda t: [CancelTimer()], _no_pid)
+    if ev in ("ready", "ping"):  # P has no readiness check and no watchdog: both are noise
+        return Cell(st_, lambda t: [], _deadline_kept(variant))
+    if ev == "withdrawn":
+        if variant == "stopping_inflight":  # the put-off spawn is dropped: the stop is done
+            return Cell(State.STOPPED, lambda t: [CancelTimer()], _no_deadline)
+        return Cell(st_, lambda t: [], _deadline_kept(variant))
     if ev == "timer":
         if variant == "starting":
             return Cell(State.RUNNING, lambda t: [], _no_deadline)
@@ -324,7 +336,7 @@ def test_every_state_event_pair(variant: str, ev: str, cell: Cell) -> None:
         event = Timer()
     elif event == TIMER_EARLY:
         event = Timer()
-    assert isinstance(event, Start | Stop | Restart | Spawned | SpawnFailed | Exited | Timer)
+    assert not isinstance(event, str)
     actions = m.handle(event, t, J)
     assert isinstance(m.state, State)
     if cell.state is None:
@@ -749,6 +761,157 @@ def test_stray_exit_in_backoff_keeps_the_retry() -> None:
     assert m.handle(Timer(), deadline or 0.0, J) == [Spawn()]
 
 
+# Readiness and the watchdog ------------------------------------------------------------------
+
+RP = Policy(start_seconds=1.0, backoff_min=1.0, max_restarts=1, needs_ready=True, ready_timeout=30.0)
+
+
+def spawned_at_zero(policy: Policy) -> Machine:
+    m = Machine(policy)
+    assert m.handle(Start(), 0.0, J) == [Spawn()]
+    m.handle(Spawned(7), 0.0, J)
+    return m
+
+
+def test_ready_before_start_seconds_waits_for_start_seconds() -> None:
+    m = spawned_at_zero(RP)
+    assert m.deadline == 1.0
+    assert m.handle(Ready(), 0.2, J) == []  # ready, but not up long enough yet
+    assert m.state is State.STARTING
+    assert m.handle(Timer(), 1.0, J) == []
+    assert (m.state, m.since, m.failures) == (State.RUNNING, 1.0, 0)
+
+
+def test_not_ready_at_start_seconds_stays_starting_until_ready() -> None:
+    m = spawned_at_zero(RP)
+    assert m.handle(Timer(), 1.0, J) == [SetTimer(30.0)]  # now waiting for ready, up to 30 s
+    assert m.state is State.STARTING
+    assert m.handle(Ready(), 12.5, J) == [CancelTimer()]
+    assert (m.state, m.since, m.deadline) == (State.RUNNING, 12.5, None)
+
+
+def test_ready_with_start_seconds_zero_is_running_at_once() -> None:
+    m = spawned_at_zero(msgspec_replace(RP, start_seconds=0.0))
+    assert (m.state, m.deadline) == (State.STARTING, 30.0)
+    assert m.handle(Ready(), 0.05, J) == [CancelTimer()]
+    assert m.state is State.RUNNING
+
+
+def test_never_ready_is_stopped_and_counts_as_a_failed_start() -> None:
+    m = spawned_at_zero(RP)
+    m.handle(Timer(), 1.0, J)
+    assert m.handle(Timer(), 30.0, J) == [SendStopSignal(), SetTimer(40.0)]
+    assert (m.state, m.error) == (State.STOPPING, "not ready within 30s")
+    assert m.handle(Exited(None, signal=15), 30.1, J) == [CancelTimer(), SetTimer(30.1 + D1)]
+    assert (m.state, m.failures, m.error) == (State.BACKOFF, 1, "not ready within 30s")
+    # the next try fails the same way: max_restarts = 1 is used up
+    m.handle(Timer(), 30.1 + D1, J)
+    t = 30.1 + D1
+    m.handle(Spawned(8), t, J)
+    m.handle(Timer(), t + 1.0, J)
+    m.handle(Timer(), t + 30.0, J)
+    assert m.handle(Exited(None, signal=15), t + 30.5, J) == [CancelTimer()]
+    assert m.state is State.FATAL
+    assert m.error == "gave up after 2 failed starts: not ready within 30s"
+
+
+def test_stop_while_stopping_an_unready_instance_leaves_it_stopped() -> None:
+    m = spawned_at_zero(RP)
+    m.handle(Timer(), 1.0, J)
+    m.handle(Timer(), 30.0, J)
+    assert m.handle(Stop(), 30.05, J) == []
+    assert m.handle(Exited(None, signal=15), 30.1, J) == [CancelTimer()]
+    assert (m.state, m.failures) == (State.STOPPED, 0)
+
+
+def test_restart_while_stopping_an_unready_instance_starts_afresh() -> None:
+    m = spawned_at_zero(RP)
+    m.handle(Timer(), 1.0, J)
+    m.handle(Timer(), 30.0, J)
+    assert m.handle(Restart(), 30.05, J) == []
+    assert m.handle(Exited(None, signal=15), 30.1, J) == [CancelTimer(), Spawn()]
+    assert (m.state, m.failures) == (State.STARTING, 0)
+
+
+def test_ready_from_an_old_process_or_outside_starting_is_ignored() -> None:
+    m = Machine(RP)
+    assert m.handle(Ready(), 0.0, J) == []  # stopped
+    m.handle(Start(), 0.0, J)
+    assert m.handle(Ready(), 0.0, J) == []  # spawn in flight: no process to be ready
+    m.handle(Spawned(7), 0.0, J)
+    m.handle(Ready(), 0.5, J)
+    m.handle(Timer(), 1.0, J)
+    assert m.handle(Ready(), 2.0, J) == []  # already running
+    m.handle(Exited(1), 5.0, J)  # crash: restarted at once
+    m.handle(Spawned(8), 5.0, J)
+    m.handle(Timer(), 6.0, J)
+    assert m.state is State.STARTING  # the new process must say ready itself
+
+
+def test_ready_is_ignored_without_a_readiness_check() -> None:
+    m = spawned_at_zero(P)
+    assert m.handle(Ready(), 0.5, J) == []
+    assert m.state is State.STARTING
+
+
+WP = Policy(start_seconds=0.0, backoff_min=1.0, watchdog=5.0)
+
+
+def test_watchdog_starts_when_running_and_pings_push_it_back() -> None:
+    m = spawned_at_zero(WP)
+    assert (m.state, m.deadline) == (State.RUNNING, 5.0)
+    assert m.handle(WatchdogPing(), 3.0, J) == [SetTimer(8.0)]
+    assert m.handle(Timer(), 5.0, J) == []  # stale: the ping moved the deadline
+    assert m.state is State.RUNNING
+
+
+def test_silent_watchdog_stops_and_restarts_at_once() -> None:
+    m = spawned_at_zero(WP)
+    assert m.handle(Timer(), 5.0, J) == [SendStopSignal(), SetTimer(15.0)]
+    assert (m.state, m.error) == (State.STOPPING, "watchdog: no ping within 5s")
+    assert m.handle(Timer(), 15.0, J) == [KillGroup()]  # hung hard: SIGKILL at stop_timeout
+    assert m.handle(Exited(None, signal=9), 15.1, J) == [Spawn()]
+    assert (m.state, m.restarts, m.failures) == (State.STARTING, 1, 0)
+
+
+def test_silent_watchdog_with_restart_never_is_exited() -> None:
+    m = spawned_at_zero(msgspec_replace(WP, restart="never"))
+    m.handle(Timer(), 5.0, J)
+    assert m.handle(Exited(None, signal=15), 5.1, J) == [CancelTimer()]
+    assert (m.state, m.error) == (State.EXITED, "watchdog: no ping within 5s")
+
+
+def test_operator_stop_during_a_watchdog_restart_wins() -> None:
+    m = spawned_at_zero(WP)
+    m.handle(Timer(), 5.0, J)
+    m.handle(Stop(), 5.05, J)
+    assert m.handle(Exited(None, signal=15), 5.1, J) == [CancelTimer()]
+    assert m.state is State.STOPPED
+
+
+def test_pings_are_ignored_outside_running_or_without_a_watchdog() -> None:
+    m = Machine(WP)
+    assert m.handle(WatchdogPing(), 0.0, J) == []
+    r = spawned_at_zero(P)
+    r.handle(Timer(), 1.0, J)
+    assert r.handle(WatchdogPing(), 2.0, J) == []
+    assert r.deadline is None
+
+
+def test_withdrawn_spawn_after_a_restart_spawns_again() -> None:
+    m = Machine(P)
+    m.handle(Start(), 0.0, J)  # the shell puts the spawn off
+    assert m.handle(Restart(), 0.5, J) == [SetTimer(10.5)]
+    assert m.handle(Withdrawn(), 0.6, J) == [CancelTimer(), Spawn()]
+    assert m.state is State.STARTING
+
+
+def msgspec_replace(policy: Policy, **changes: object) -> Policy:
+    from dataclasses import replace
+
+    return replace(policy, **changes)  # type: ignore[arg-type]
+
+
 # Random physically sensible event sequences -----------------------------------------------------
 
 policies = st.builds(
@@ -760,6 +923,9 @@ policies = st.builds(
     backoff_max=st.sampled_from([5.0, 60.0]),
     max_restarts=st.integers(0, 4),
     stop_timeout=st.sampled_from([0.0, 0.5, 10.0]),
+    needs_ready=st.booleans(),
+    ready_timeout=st.sampled_from([0.5, 2.0, 60.0]),
+    watchdog=st.sampled_from([0.0, 0.0, 1.0, 30.0]),
 )
 
 
@@ -850,6 +1016,23 @@ class RandomLife(RuleBasedStateMachine):
         self.sh.proc = None
         self.sh.send(Exited(code, None if code is not None else sig), jitter)
 
+    @precondition(lambda self: self.sh.in_flight and self.sh.m.state is State.STOPPING)
+    @rule(jitter=jitters)
+    def withdrawn(self, jitter: float) -> None:
+        # the shell had put the spawn off (a dependency not ready) and drops it on the stop
+        self.sh.in_flight = False
+        self.sh.send(Withdrawn(), jitter)
+
+    @precondition(lambda self: self.sh.proc is not None)
+    @rule()
+    def ready(self) -> None:
+        self.sh.send(Ready())
+
+    @precondition(lambda self: self.sh.proc is not None)
+    @rule()
+    def ping(self) -> None:
+        self.sh.send(WatchdogPing())
+
     @precondition(lambda self: self.sh.timer is not None)
     @rule(jitter=jitters)
     def timer_fires(self, jitter: float) -> None:
@@ -888,11 +1071,13 @@ class RandomLife(RuleBasedStateMachine):
         # awaiting something time-bound: a timer is set
         if m.state is State.BACKOFF:
             assert sh.timer is not None
-        if m.state is State.STARTING and m.pid is not None and pol.start_seconds > 0:
+        if m.state is State.STARTING and m.pid is not None and (pol.start_seconds > 0 or pol.needs_ready):
             assert sh.timer is not None
         if m.state is State.STOPPING:
             assert sh.timer is not None or sh.killed
-        if m.state in (State.RUNNING, State.STOPPED, State.EXITED, State.FATAL):
+        if m.state is State.RUNNING:
+            assert (sh.timer is not None) == (pol.watchdog > 0)
+        if m.state in (State.STOPPED, State.EXITED, State.FATAL):
             assert sh.timer is None
         # counters
         assert m.failures >= 0

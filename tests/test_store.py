@@ -1,4 +1,6 @@
-"""The Store contract, against a real SQLite file (PostgreSQL joins the parametrization later)."""
+"""The Store contract: every test runs against both stores, a real SQLite file and a real
+PostgreSQL server (tests/postgres.py), unless it is marked SQLite-only at the bottom (the file,
+its pragmas, its query plans). PostgreSQL's own matters are in test_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +26,27 @@ NODE = "node-a"
 T0 = 1_800_000_000.0
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One store's database: `make()` gives a new, unopened store on it (the same data each time)."""
+
+    name: str
+    make: Callable[[], Store]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return sqlite_backend(tmp_path)
+    from stoker.store.postgres import PostgresStore
+
+    url = request.getfixturevalue("postgres_url")  # only here: the SQLite runs need no server
+    return Backend("postgres", lambda: PostgresStore(url))
+
+
 @asynccontextmanager
-async def opened(path: Path) -> AsyncIterator[Store]:
-    store = SqliteStore(str(path / "stoker.db"))
+async def opened(backend: Backend) -> AsyncIterator[Store]:
+    store = backend.make()
     await store.open()
     try:
         yield store
@@ -33,12 +54,16 @@ async def opened(path: Path) -> AsyncIterator[Store]:
         await store.close()
 
 
-def run(tmp_path: Path, body: Callable[[Store], Awaitable[Any]]) -> Any:
+def run(backend: Backend, body: Callable[[Store], Awaitable[Any]]) -> Any:
     async def main() -> Any:
-        async with opened(tmp_path) as store:
+        async with opened(backend) as store:
             return await body(store)
 
     return asyncio.run(main())
+
+
+def sqlite_backend(tmp_path: Path) -> Backend:
+    return Backend("sqlite", lambda: SqliteStore(str(tmp_path / "stoker.db")))
 
 
 def new(task: str = "t", queue: str = "q", **kw: Any) -> NewJob:
@@ -67,7 +92,7 @@ async def finish(store: Store, job: Job, outcome: Outcome, nxt: Next, **kw: Any)
     return await store.finish(job, end(job, outcome, nxt, **kw))
 
 
-def test_enqueue_then_get(tmp_path: Path) -> None:
+def test_enqueue_then_get(backend: Backend) -> None:
     async def body(store: Store) -> None:
         [(job, created)] = await store.enqueue([new(params={"to": "a@b.c", "n": 2})], T0)
         assert created and job.id == 1 and job.state is JobState.QUEUED
@@ -77,10 +102,10 @@ def test_enqueue_then_get(tmp_path: Path) -> None:
         assert again == job
         assert await store.get(999) is None
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
+def test_claim_by_priority_then_due_time_then_id(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue(
             [
@@ -100,20 +125,20 @@ def test_claim_by_priority_then_due_time_then_id(tmp_path: Path) -> None:
         later, _ = await claim(store, "q", 10, T0 + 100, NODE)
         assert [j.params["n"] for j in later] == [5]
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_claim_respects_limit(tmp_path: Path) -> None:
+def test_claim_respects_limit(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
         assert len((await claim(store, "q", 2, T0, NODE))[0]) == 2
         assert len((await claim(store, "q", 2, T0, NODE))[0]) == 2
         assert len((await claim(store, "q", 2, T0, NODE))[0]) == 1
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_start_only_a_job_still_queued_at_that_attempt(tmp_path: Path) -> None:
+def test_start_only_a_job_still_queued_at_that_attempt(backend: Backend) -> None:
     async def body(store: Store) -> None:
         [(a, _), (b, _), (c, _)] = await store.enqueue([new(), new(), new()], T0)
         running = await store.start(started(a, T0 + 1, NODE))
@@ -128,10 +153,10 @@ def test_start_only_a_job_still_queued_at_that_attempt(tmp_path: Path) -> None:
         stale_copy = started(msgspec.structs.replace(stale, attempt=3), T0, NODE)
         assert await store.start(stale_copy) is None  # is not this attempt
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_operations_take_effect_in_the_order_they_are_submitted(tmp_path: Path) -> None:
+def test_operations_take_effect_in_the_order_they_are_submitted(backend: Backend) -> None:
     """The dispatcher starts a job without waiting and relies on a later read seeing it."""
 
     async def body(store: Store) -> None:
@@ -142,10 +167,10 @@ def test_operations_take_effect_in_the_order_they_are_submitted(tmp_path: Path) 
         assert [j.id for j in after] == [due[1].id]
         assert (await starting) is not None
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
+def test_dedup_key_returns_the_live_job(backend: Backend) -> None:
     async def body(store: Store) -> None:
         [(first, created)] = await store.enqueue([new(key="k")], T0)
         [(second, created2)] = await store.enqueue([new(key="k", params={"other": 1})], T0)
@@ -157,10 +182,10 @@ def test_dedup_key_returns_the_live_job(tmp_path: Path) -> None:
         [(fourth, created4)] = await store.enqueue([new(key="k")], T0)
         assert created4 and fourth.id != first.id
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
+def test_failed_attempt_goes_back_then_fails(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(max_attempts=2)], T0)
         [job], _ = await claim(store, "q", 1, T0, NODE)
@@ -185,10 +210,10 @@ def test_failed_attempt_goes_back_then_fails(tmp_path: Path) -> None:
         # an end for an attempt that is not running is refused
         assert await finish(store, job2, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED)) is None
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_result_is_stored_as_json(tmp_path: Path) -> None:
+def test_result_is_stored_as_json(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
         [job], _ = await claim(store, "q", 1, T0, NODE)
@@ -198,10 +223,10 @@ def test_result_is_stored_as_json(tmp_path: Path) -> None:
         assert done is not None and done.result == {"a": [1, None]}
         assert await store.get(job.id) == done
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_cancel_queued_and_running(tmp_path: Path) -> None:
+def test_cancel_queued_and_running(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(), new()], T0)
         queued = await store.cancel(1, T0 + 1)
@@ -213,10 +238,10 @@ def test_cancel_queued_and_running(tmp_path: Path) -> None:
         assert done is not None and done.state is JobState.CANCELLED and not done.cancel_requested
         assert await store.cancel(42, T0) is None
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
+def test_retry_only_failed_or_cancelled(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(max_attempts=1), new()], T0)
         assert await store.retry(1, T0) is None  # queued
@@ -226,10 +251,10 @@ def test_retry_only_failed_or_cancelled(tmp_path: Path) -> None:
         assert again is not None and again.state is JobState.QUEUED and again.attempt == 0
         assert again.run_at == T0 + 50 and again.finished_at is None
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_requeue_running_records_an_interrupted_attempt(tmp_path: Path) -> None:
+def test_requeue_running_records_an_interrupted_attempt(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(), new(), new()], T0)
         claimed, _ = await claim(store, "q", 2, T0, NODE)
@@ -244,10 +269,10 @@ def test_requeue_running_records_an_interrupted_attempt(tmp_path: Path) -> None:
             assert attempt.outcome is Outcome.INTERRUPTED and attempt.number == 1
         assert await store.requeue_running("other-node", T0, "x") == []
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_requeue_running_honours_cancels_and_gives_up_after_three_crashes(tmp_path: Path) -> None:
+def test_requeue_running_honours_cancels_and_gives_up_after_three_crashes(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(), new()], T0)
         for crash in range(1, 4):
@@ -267,10 +292,10 @@ def test_requeue_running_honours_cancels_and_gives_up_after_three_crashes(tmp_pa
         assert cancelled is not None and cancelled.state is JobState.CANCELLED
         assert [a.outcome for a in await store.attempts(2)] == [Outcome.INTERRUPTED]
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_paused_queues_persist(tmp_path: Path) -> None:
+def test_paused_queues_persist(backend: Backend) -> None:
     async def first(store: Store) -> None:
         await store.set_paused("build", True)
         await store.set_paused("build", True)
@@ -280,11 +305,11 @@ def test_paused_queues_persist(tmp_path: Path) -> None:
     async def second(store: Store) -> set[str]:
         return await store.paused_queues()
 
-    run(tmp_path, first)
-    assert run(tmp_path, second) == {"build"}
+    run(backend, first)
+    assert run(backend, second) == {"build"}
 
 
-def test_counts_due_and_listing(tmp_path: Path) -> None:
+def test_counts_due_and_listing(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new(run_at=T0 + 9), new(run_at=T0 + 3), new(queue="b", task="u")], T0)
         assert await claim(store, "q", 5, T0, NODE) == ([], T0 + 3)  # nothing due yet; when to look
@@ -300,10 +325,10 @@ def test_counts_due_and_listing(tmp_path: Path) -> None:
         assert [j.id for j in await store.jobs(state="running")] == [3]
         assert [j.id for j in await store.jobs(task="u")] == [3]
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
+def test_prune_deletes_only_old_finished_jobs(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new() for _ in range(5)], T0)
         jobs, _ = await claim(store, "q", 3, T0, NODE)
@@ -316,10 +341,10 @@ def test_prune_deletes_only_old_finished_jobs(tmp_path: Path) -> None:
         assert {j.id for j in await store.jobs()} == {4, 5}
         assert await store.attempts(first[0]) == []
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_ids_are_never_reused_after_pruning(tmp_path: Path) -> None:
+def test_ids_are_never_reused_after_pruning(backend: Backend) -> None:
     async def body(store: Store) -> None:
         await store.enqueue([new()], T0)
         [j], _ = await claim(store, "q", 1, T0, NODE)
@@ -328,10 +353,10 @@ def test_ids_are_never_reused_after_pruning(tmp_path: Path) -> None:
         [(again, _)] = await store.enqueue([new()], T0)
         assert again.id == 2
 
-    run(tmp_path, body)
+    run(backend, body)
 
 
-def test_one_failing_operation_spoils_only_itself(tmp_path: Path) -> None:
+def test_one_failing_operation_spoils_only_itself(backend: Backend) -> None:
     async def body(store: Store) -> None:
         good = store.enqueue([new()], T0)
         bad = store.enqueue([new(params={"x": object()})], T0)  # not JSON
@@ -340,11 +365,14 @@ def test_one_failing_operation_spoils_only_itself(tmp_path: Path) -> None:
         assert isinstance(results[1], TypeError)
         assert len(await store.jobs()) == 2
 
-    run(tmp_path, body)
+    run(backend, body)
+
+
+# SQLite-only: the file, its pragmas and its query plans ------------------------------------
 
 
 def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
-    run(tmp_path, lambda store: store.jobs())
+    run(sqlite_backend(tmp_path), lambda store: store.jobs())
     db = sqlite3.connect(tmp_path / "stoker.db")
     assert db.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -352,7 +380,7 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
     db.commit()
     db.close()
     with pytest.raises(StoreError, match="newer than this stoker"):
-        run(tmp_path, lambda store: store.jobs())
+        run(sqlite_backend(tmp_path), lambda store: store.jobs())
 
 
 def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -372,7 +400,7 @@ def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_reading_due_jobs_walks_the_claim_index_in_order(tmp_path: Path) -> None:
     """With a million queued jobs a sort of every due job costs seconds per read: the read must
     read jobs_claim in its order and stop after LIMIT rows (checked on the query plan, not time)."""
-    run(tmp_path, lambda store: store.jobs())
+    run(sqlite_backend(tmp_path), lambda store: store.jobs())
     db = sqlite3.connect(tmp_path / "stoker.db")
     plan = db.execute("EXPLAIN QUERY PLAN " + DUE, ("q", T0, 5)).fetchall()
     db.close()
@@ -425,7 +453,7 @@ def test_starts_and_ends_in_one_batch_each_answer_for_themselves(tmp_path: Path)
         assert [(x.number, x.exit_code) for x in await store.attempts(b.id)] == [(1, 1)]
         assert await store.attempts(c.id) == []
 
-    run(tmp_path, body)
+    run(sqlite_backend(tmp_path), body)
 
 
 def test_starts_and_ends_in_one_batch_take_effect_in_submission_order(tmp_path: Path) -> None:
@@ -459,7 +487,7 @@ def test_starts_and_ends_in_one_batch_take_effect_in_submission_order(tmp_path: 
         assert await too_early is None and await starting == running_early
         assert (await store.get(early.id)) == running_early
 
-    run(tmp_path, body)
+    run(sqlite_backend(tmp_path), body)
 
 
 def test_only_starts_and_ends_wait_for_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -469,7 +497,7 @@ def test_only_starts_and_ends_wait_for_company(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(sqlite_store, "LINGER", 60.0)
 
     async def main() -> None:
-        async with opened(tmp_path) as store:
+        async with opened(sqlite_backend(tmp_path)) as store:
             [(job, _)] = await store.enqueue([new()], T0)
             starting = store.start(started(job, T0, NODE))
             [(other, _)] = await asyncio.wait_for(store.enqueue([new()], T0), 10)

@@ -300,3 +300,17 @@ def test_cron_command_prints_the_next_times() -> None:
 def test_cron_command_refuses_bad_input(args: list[str], message: str) -> None:
     result = _cron_cli(*args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fire_times_until_stops_at_a_time() -> None:
+    every = Every(10)
+    assert fire_times(every, 100, 5, until=130) == [110, 120, 130]  # at or before it
+    assert fire_times(every, 100, 2, until=1000) == [110, 120]  # the count comes first
+    assert fire_times(every, 100, 5, until=105) == []
+    daily = parse_cron("0 3 * * *", UTC)
+    start = at(UTC, 2026, 11, 20, 12, 0)
+    assert local(fire_times(daily, start, 10, until=at(UTC, 2026, 11, 23, 3, 0)), UTC) == [
+        "2026-11-21T03:00:00+00:00",
+        "2026-11-22T03:00:00+00:00",
+        "2026-11-23T03:00:00+00:00",
+    ]

@@ -111,11 +111,34 @@ def check(ctx: Context, args: argparse.Namespace) -> None:
                 "instances": instances,
                 "tasks": len(config.tasks),
                 "queues": len(config.queues),
+                "webhooks": len(config.notify),
             }
         )
         return
     jobs = f", {len(config.tasks)} task(s), {len(config.queues)} queue(s)" if config.tasks else ""
-    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}")
+    hooks = f", {len(config.notify)} webhook(s)" if config.notify else ""
+    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}{hooks}")
+
+
+def import_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Print a commented stoker.toml made from a supervisord .conf, a pm2 ecosystem file or a Procfile."""
+    from stoker.importing import InputError, convert, read
+
+    path = os.path.abspath(args.file)
+    try:
+        text = convert(read(path), path, format=args.format)
+    except InputError as e:
+        _fail(str(e), EXIT_USAGE)
+    sys.stdout.write(text)
+
+
+def systemd(ctx: Context, args: argparse.Namespace) -> None:
+    """Print a systemd unit that runs this config's daemon (install it as the comments say)."""
+    import getpass
+
+    from stoker.systemd import stoker_command, unit
+
+    sys.stdout.write(unit(ctx.config, stoker_command(), user=args.user, username=getpass.getuser()))
 
 
 # the daemon ----------------------------------------------------------------------------------
@@ -193,6 +216,12 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
         note = r["error"] or ""
         if not note and r["state"] == "exited" and r["exit_code"] is not None:
             note = f"exit code {r['exit_code']}"
+        if r.get("waiting_for"):
+            note = "waiting for " + ", ".join(r["waiting_for"])
+        elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":
+            note = "stopped by hand"
+        elif not note and r.get("status_text"):
+            note = r["status_text"]
         table.append(
             (
                 r["name"],
@@ -201,10 +230,12 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
                 _human_duration(r["uptime"]),
                 str(r["restarts"]),
                 _human_bytes(r["memory"]),
+                "-" if r.get("cpu") is None else f"{r['cpu']:.0f}%",
                 note,
             )
         )
-    _print_table(("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", ""), table, colours=_STATE_COLOURS)
+    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "")
+    _print_table(header, table, colours=_STATE_COLOURS)
 
 
 # ANSI foreground colours; every coloured cell ends with a reset (click.style did the same).
@@ -653,6 +684,22 @@ _OK_RUNNING = ("running", "starting")
 COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "init": (init, [_arg("--force", action="store_true", help="Overwrite an existing file.")]),
     "check": (check, [_JSON]),
+    "import": (
+        import_command,
+        [
+            _arg("file", metavar="FILE"),
+            _arg(
+                "--format",
+                choices=["supervisord", "pm2", "procfile"],
+                metavar="FORMAT",
+                help="supervisord, pm2 or procfile (default: told by the file's name or contents).",
+            ),
+        ],
+    ),
+    "systemd": (
+        systemd,
+        [_arg("--user", action="store_true", help="A user unit (systemctl --user), not a system one.")],
+    ),
     "up": (
         up,
         [_arg("-d", "--detach", action="store_true", help="Run in the background; return once it answers.")],

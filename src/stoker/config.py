@@ -41,6 +41,8 @@ from stoker.durations import (
     parse_size,
 )
 from stoker.locate import DEFAULT_STATE_DIR, find_config_path, resolve_relative
+from stoker.supervise.readiness import EXPECTED as READY_EXPECTED
+from stoker.supervise.readiness import ReadyError, parse_ready
 
 __all__ = [
     "STARTER_TOML",
@@ -50,6 +52,7 @@ __all__ = [
     "DaemonConfig",
     "InstanceSpec",
     "LogConfig",
+    "NotifyConfig",
     "ProgramConfig",
     "find_config_path",
     "load_config",
@@ -64,15 +67,9 @@ _RESERVED_JOB_ENV = ("STOKER_JOB_ID", "STOKER_JOB_ATTEMPT", "STOKER_JOB_PARAMS",
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _CALL = re.compile(f"{_DOTTED}:{_DOTTED}")  # package.module:function
 DEFAULT_QUEUE = "default"
-_UNSUPPORTED_TABLES = ("notify",)
-_TABLES = ("daemon", "programs", "tasks", "queues", "schedules")
+_TABLES = ("daemon", "programs", "tasks", "queues", "schedules", "notify")
 SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
 _UNSUPPORTED_PROGRAM_KEYS = (
-    "max_memory",
-    "watch",
-    "depends_on",
-    "ready",
-    "watchdog",
     "singleton",
     "nodes",
 )
@@ -234,6 +231,7 @@ class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     argv: tuple[str, ...]
     environment: dict[str, str]
     directory: str
+    ready: str | None = None  # the readiness check, as written (see stoker.supervise.readiness)
 
 
 class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -265,6 +263,13 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     stop_timeout: float = 10.0
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     cron_restart: str | None = None  # a cron expression, read in [daemon] timezone
+    max_memory: int | None = None  # bytes of RSS of the whole process tree
+    watch: tuple[str, ...] = ()  # absolute paths; a change restarts the program
+    watch_ignore: tuple[str, ...] = ()  # glob patterns of paths whose changes do not count
+    depends_on: tuple[str, ...] = ()  # programs that must be running before this one starts
+    ready: str | None = None  # a readiness check; {instance} is expanded per instance
+    ready_timeout: float = 60.0
+    watchdog: float | None = None  # seconds between sd_notify WATCHDOG=1 pings, at most
 
     def instance_names(self) -> list[str]:
         """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
@@ -294,6 +299,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
             argv=tuple(expand(arg) for arg in self.command),
             environment=environment,
             directory=expand(self.directory),
+            ready=None if self.ready is None else expand(self.ready),
         )
 
 
@@ -315,6 +321,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_timeout: float = 30.0
     keep_jobs: float = 7 * 86400.0
     worker_max_jobs: int = 1000
+    node_timeout: float = 30.0
 
     @property
     def listen_host(self) -> str | None:
@@ -326,13 +333,19 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
         """TCP port to bind, or ``None`` when TCP is off."""
         return None if self.listen is None else _split_listen(self.listen)[1]
 
+    @property
+    def store_shown(self) -> str:
+        """`store` as it may be shown (status, logs): a password in the URL is `***`."""
+        return _without_password(self.store)
+
     def __repr__(self) -> str:
         token = None if self.token is None else "'***'"
         return (
             f"DaemonConfig(state_dir={self.state_dir!r}, listen={self.listen!r}, "
-            f"token={token}, store={self.store!r}, node={self.node!r}, "
+            f"token={token}, store={self.store_shown!r}, node={self.node!r}, "
             f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r}, "
-            f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r})"
+            f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r}, "
+            f"node_timeout={self.node_timeout!r})"
         )
 
 
@@ -403,6 +416,47 @@ class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
         return parse_cron(self.cron, zone_named(self.timezone))
 
 
+NOTIFY_EVENTS = ("program_fatal", "crash_loop", "job_failed", "schedule_missed")
+
+
+class CrashLoopConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """An instance is in a crash loop once it ended unexpectedly ``count`` times ``within``
+    seconds (failed starts and crashes after a good start alike)."""
+
+    count: int = 5
+    within: float = 300.0
+
+
+class NotifyConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``[notify.NAME]`` webhook: ``events`` are POSTed to ``url`` as JSON.
+
+    ``url`` and the ``headers`` values are resolved (``env:``/``file:`` already read) and may
+    hold secrets, so ``repr`` shows only the URL's scheme and host.
+    """
+
+    name: str
+    url: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    headers: dict[str, str] = {}
+    timeout: float = 5.0
+    crash_loop: CrashLoopConfig = msgspec.field(default_factory=CrashLoopConfig)
+
+    @property
+    def host(self) -> str:
+        """``https://hooks.example.com``: what logs may show of the URL."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+    def __repr__(self) -> str:
+        return (
+            f"NotifyConfig(name={self.name!r}, url='{self.host}/***', events={self.events!r}, "
+            f"headers={ {k: '***' for k in self.headers}!r}, timeout={self.timeout!r}, "
+            f"crash_loop={self.crash_loop!r})"
+        )
+
+
 class Config(msgspec.Struct, frozen=True, kw_only=True):
     """A whole stoker.toml: ``path`` is the absolute file, ``directory`` its folder (the base
     of every relative path in it); ``programs`` keeps file order."""
@@ -414,6 +468,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     tasks: dict[str, TaskConfig] = {}
     queues: dict[str, QueueConfig] = {}
     schedules: dict[str, ScheduleConfig] = {}
+    notify: dict[str, NotifyConfig] = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,6 +510,13 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     stop_timeout: _Duration = 10.0
     log: _RawLog = msgspec.field(default_factory=_RawLog)
     cron_restart: str | None = None
+    max_memory: _Size | None = None
+    watch: list[str] = []
+    watch_ignore: list[str] = []
+    depends_on: list[str] = []
+    ready: str | None = None
+    ready_timeout: _Duration = 60.0
+    watchdog: _Duration | None = None
 
 
 class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -487,6 +549,7 @@ class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     shutdown_timeout: _Duration = 30.0
     keep_jobs: _Duration = "7d"
     worker_max_jobs: int = 1000
+    node_timeout: _Duration = "30s"
 
 
 _DURATION = DURATION_EXPECTED
@@ -518,6 +581,13 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "log.stderr": 'one of "merge", "separate"',
     "log.timestamps": "true or false",
     "cron_restart": 'a cron expression like "0 4 * * *" (restart the program at those times)',
+    "max_memory": _SIZE + " (RSS of the program's whole process tree)",
+    "watch": 'an array of paths to watch, like ["src/", "config.php"]',
+    "watch_ignore": 'an array of glob patterns, like ["*.log", "cache/*"]',
+    "depends_on": 'an array of program names, like ["redis"]',
+    "ready": READY_EXPECTED,
+    "ready_timeout": _DURATION,
+    "watchdog": _DURATION + ' (the longest silence between WATCHDOG=1 pings, like "30s")',
 }
 _DAEMON_EXPECTED: dict[str, str] = {
     "state_dir": "a path string",
@@ -529,6 +599,7 @@ _DAEMON_EXPECTED: dict[str, str] = {
     "shutdown_timeout": _DURATION,
     "keep_jobs": _DURATION + " (how long finished jobs are kept)",
     "worker_max_jobs": "a whole number, 1 or more (jobs a Python worker runs before it is replaced)",
+    "node_timeout": _DURATION + " (a node silent this long is taken for dead: others re-queue its jobs)",
 }
 _TASK_EXPECTED: dict[str, str] = {
     "command": 'an array of strings like ["php", "send.php", "{to}"] or a command string (never a shell)',
@@ -609,13 +680,17 @@ def _bad_environment(environment: dict[str, Any], where: _Where) -> ConfigError:
 # --------------------------------------------------------------------------------------------
 
 
+MAX_CONFIG_SIZE = 10 * 2**20  # a config of a thousand programs is about 100 KB
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file. Raises :class:`ConfigError`, and only that, for any
     problem with the file or its contents."""
     absolute = Path(os.path.abspath(os.fspath(path)))
     file = str(absolute)
     try:
-        data = absolute.read_bytes()
+        with open(absolute, "rb") as f:
+            data = f.read(MAX_CONFIG_SIZE + 1)  # not all of /dev/zero, or of a log named by mistake
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file", file=file, expected="a stoker.toml file") from None
     except IsADirectoryError:
@@ -626,6 +701,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(
             f"{file}: cannot read: {exc.strerror or exc}", file=file, expected="a readable file"
         ) from None
+    if len(data) > MAX_CONFIG_SIZE:
+        raise ConfigError(
+            f"{file}: larger than {MAX_CONFIG_SIZE // 2**20} MB, which no config is",
+            file=file,
+            expected="a stoker.toml file",
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -654,6 +735,12 @@ def _parse_toml(text: str, file: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _toml_error(str(exc), text, file) from None
+    except RecursionError:  # tomllib recurses once per level of [[[…]]] or {a = {…}}
+        raise ConfigError(
+            f"{file}: invalid TOML: arrays or inline tables nested too deeply",
+            file=file,
+            expected="valid TOML",
+        ) from None
 
 
 def _toml_error(message: str, text: str, file: str) -> ConfigError:
@@ -694,8 +781,15 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
         schedules[name] = _build_schedule(
             name, raw, top.at(f"schedules.{name}"), directory, daemon, tasks, queues
         )
+    _check_dependencies(programs, top)
     for task in tasks.values():  # a queue no table declares runs with the defaults
         queues.setdefault(task.queue, QueueConfig(name=task.queue))
+    notify: dict[str, NotifyConfig] = {}
+    for name, raw in _table(data, "notify", top).items():
+        if not isinstance(raw, dict):  # [notify] url = …: one webhook, but without its name
+            raise top.at("notify").bad(name, 'one table per webhook, like [notify.ops] with url = "…"', raw)
+        _check_entry("webhook", name, raw, top.at("notify"))
+        notify[name] = _build_notify(name, raw, top.at(f"notify.{name}"), directory)
     return Config(
         path=file,
         directory=directory,
@@ -704,22 +798,65 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
         tasks=tasks,
         queues=queues,
         schedules=schedules,
+        notify=notify,
     )
+
+
+def _check_dependencies(programs: Mapping[str, ProgramConfig], top: _Where) -> None:
+    """Every `depends_on` names another program of this file, and they form no cycle."""
+    for program in programs.values():
+        where = top.at(f"programs.{program.name}")
+        for other in program.depends_on:
+            if other == program.name:
+                raise where.error("depends_on", "a program cannot depend on itself", "other program names")
+            if other not in programs:
+                close = difflib.get_close_matches(other, list(programs), n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else ""
+                said = f'no program "{other}" in this file{hint}'
+                raise where.error("depends_on", said, "names of [programs.NAME] tables")
+    cycle = find_cycle({name: program.depends_on for name, program in programs.items()})
+    if cycle:
+        raise top.at(f"programs.{cycle[0]}").error(
+            "depends_on",
+            "the programs depend on each other in a circle: " + " → ".join(cycle),
+            "dependencies without a cycle",
+        )
+
+
+def find_cycle(graph: Mapping[str, Iterable[str]]) -> list[str]:
+    """A dependency cycle as a path that ends where it began (`[a, b, a]`), or `[]`."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(node: str) -> list[str]:
+        if node in on_path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        path.append(node)
+        on_path.add(node)
+        for nxt in graph.get(node, ()):
+            found = visit(nxt)
+            if found:
+                return found
+        path.pop()
+        on_path.discard(node)
+        done.add(node)
+        return []
+
+    for start in graph:
+        found = visit(start)
+        if found:
+            return found
+    return []
 
 
 def _check_top_level(data: dict[str, Any], top: _Where) -> None:
     for key, value in data.items():
         if key in _TABLES:
             continue
-        if key in _UNSUPPORTED_TABLES:
-            raise ConfigError(
-                f"{top.file}: [{key}] is {_NOT_YET}",
-                file=top.file,
-                table=key,
-                expected="[daemon], [programs.NAME], [tasks.NAME] and [queues.NAME] tables",
-            )
-        candidates = (*_TABLES, *_UNSUPPORTED_TABLES)
-        raise top.unknown(key, candidates, what="table" if isinstance(value, dict) else "key")
+        raise top.unknown(key, _TABLES, what="table" if isinstance(value, dict) else "key")
 
 
 def _table(data: dict[str, Any], key: str, top: _Where) -> dict[str, Any]:
@@ -775,7 +912,15 @@ def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonC
         shutdown_timeout=_duration(parsed.shutdown_timeout, where, "shutdown_timeout"),
         keep_jobs=_duration(parsed.keep_jobs, where, "keep_jobs"),
         worker_max_jobs=_positive(parsed.worker_max_jobs, where, "worker_max_jobs", _DAEMON_EXPECTED),
+        node_timeout=_node_timeout(parsed.node_timeout, where),
     )
+
+
+def _node_timeout(value: float | str, where: _Where) -> float:
+    seconds = _duration(value, where, "node_timeout")
+    if seconds < 1:  # heartbeats go every third of it: below a second a busy node would seem dead
+        raise where.bad("node_timeout", "a duration of 1s or more", value)
+    return seconds
 
 
 def _positive(value: int, where: _Where, key: str, expected: Mapping[str, str]) -> int:
@@ -829,44 +974,56 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _resolve_token(value: str, where: _Where, directory: str) -> str:
+def _resolve_token(value: str, where: _Where, directory: str, key: str = "token") -> str:
     """``env:NAME`` and ``file:PATH`` keep secrets out of the config file itself."""
     if value.startswith("env:"):
         name = value[4:]
         token = os.environ.get(name) if name else None
         if token is None:
             raise where.error(
-                "token",
+                key,
                 f"environment variable {_show(name)} is not set",
                 "a set environment variable",
             )
         source = f"environment variable {name}"
     elif value.startswith("file:"):
-        token = _read_token_file(value[5:], where, directory)
+        token = _read_token_file(value[5:], where, directory, key)
         source = f"file {value[5:]}"
     else:
-        token, source = value, "token"
+        token, source = value, "the value"
     token = token.strip()
     if not token:
-        raise where.error("token", f"{source} is empty", "a non-empty token")
+        raise where.error(key, f"{source} is empty", f"a non-empty {key}")
     return token
 
 
-def _read_token_file(name: str, where: _Where, directory: str) -> str:
-    path = _resolve_path(name, where, "token", directory)
+def _read_token_file(name: str, where: _Where, directory: str, key: str = "token") -> str:
+    path = _resolve_path(name, where, key, directory)
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise where.error("token", f"no such file: {path}", "an existing token file") from None
+        raise where.error(key, f"no such file: {path}", "an existing file") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise where.error("token", f"cannot read {path}: {reason}", "a readable UTF-8 token file") from None
+        raise where.error(key, f"cannot read {path}: {reason}", "a readable UTF-8 file") from None
 
 
 def _check_store(value: str, where: _Where) -> str:
     if value == "sqlite" or value.startswith(("postgresql://", "postgres://")):
         return value
     raise where.bad("store", _DAEMON_EXPECTED["store"], value)
+
+
+def _without_password(url: str) -> str:
+    """A postgresql:// URL with its password (user:PASSWORD@ or ?password=) as `***`."""
+    if "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at and ":" in userinfo:
+        authority = f"{userinfo.partition(':')[0]}:***@{host}"
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", f"{scheme}://{authority}{slash}{tail}")
 
 
 def _check_node(value: str | None, where: _Where) -> str:
@@ -894,7 +1051,7 @@ def _check_timezone(value: str | None, where: _Where) -> str | None:
 
 def _check_entry(kind: str, name: str, raw: object, where: _Where) -> None:
     """Name and shape checks of a ``[programs|tasks|queues.NAME]`` table, before looking inside."""
-    table = f"{kind}s"
+    table = "notify" if kind == "webhook" else f"{kind}s"
     if not _PROGRAM_NAME.fullmatch(name) or not name.isascii():
         raise where.error(
             None,
@@ -947,7 +1104,56 @@ def _build_program(
         stop_timeout=_duration(parsed.stop_timeout, where, "stop_timeout"),
         log=_log(parsed.log, where),
         cron_restart=_cron_restart(parsed.cron_restart, where, daemon_timezone),
+        max_memory=_max_memory(parsed.max_memory, where),
+        watch=tuple(_watch_path(path, where, directory) for path in parsed.watch),
+        watch_ignore=tuple(_non_empty(pattern, where, "watch_ignore") for pattern in parsed.watch_ignore),
+        depends_on=tuple(_non_empty(other, where, "depends_on") for other in parsed.depends_on),
+        ready=_ready(parsed.ready, where),
+        ready_timeout=_positive_duration(parsed.ready_timeout, where, "ready_timeout"),
+        watchdog=None if parsed.watchdog is None else _positive_duration(parsed.watchdog, where, "watchdog"),
     )
+
+
+def _max_memory(value: int | float | str | None, where: _Where) -> int | None:
+    if value is None:
+        return None
+    try:
+        size = parse_size(value, where="max_memory")
+    except InvalidValue as exc:
+        raise where.bad("max_memory", exc.expected, value) from None
+    if size <= 0:
+        raise where.bad("max_memory", "a size greater than zero", value)
+    return size
+
+
+def _watch_path(value: str, where: _Where, directory: str) -> str:
+    path = _resolve_path(value, where, "watch", directory)
+    if not os.path.exists(path):
+        raise where.bad("watch", "paths that exist (relative to the config file's folder)", value)
+    return path
+
+
+def _non_empty(value: str, where: _Where, key: str) -> str:
+    if not value.strip():
+        raise where.bad(key, _PROGRAM_EXPECTED[key] + " (no empty strings)", value)
+    return value
+
+
+def _ready(value: str | None, where: _Where) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_ready(value.replace("{instance}", "0"))
+    except ReadyError as e:
+        raise where.error("ready", str(e), READY_EXPECTED) from None
+    return value.strip()
+
+
+def _positive_duration(value: float | str, where: _Where, key: str) -> float:
+    seconds = _duration(value, where, key)
+    if seconds <= 0:
+        raise where.bad(key, "a duration greater than zero", value)
+    return seconds
 
 
 def _cron_restart(value: str | None, where: _Where, timezone: str | None) -> str | None:
@@ -1281,6 +1487,118 @@ def _build_queue(name: str, raw: dict[str, Any], where: _Where) -> QueueConfig:
 
 
 # --------------------------------------------------------------------------------------------
+# [notify.NAME]
+# --------------------------------------------------------------------------------------------
+
+_NOTIFY_EXPECTED: dict[str, str] = {
+    "url": 'an http:// or https:// URL, "env:NAME" or "file:PATH"',
+    "events": "an array of event names: " + ", ".join(f'"{e}"' for e in NOTIFY_EVENTS),
+    "headers": 'a table of header values, like { Authorization = "env:HOOK_TOKEN" }',
+    "timeout": _DURATION,
+    "crash_loop": 'a table like { count = 5, within = "5m" }',
+    "crash_loop.count": "a whole number, 1 or more (unexpected exits that make a crash loop)",
+    "crash_loop.within": _DURATION,
+}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_FIXED_HEADERS = frozenset({"content-length", "host", "transfer-encoding", "connection"})
+
+
+class _RawCrashLoop(msgspec.Struct, forbid_unknown_fields=True):
+    count: int = 5
+    within: _Duration = "5m"
+
+
+class _RawNotify(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    events: list[str] = msgspec.field(default_factory=lambda: list(NOTIFY_EVENTS))
+    headers: dict[str, str] = {}
+    timeout: _Duration = "5s"
+    crash_loop: _RawCrashLoop = msgspec.field(default_factory=_RawCrashLoop)
+
+
+def _build_notify(name: str, raw: dict[str, Any], where: _Where, directory: str) -> NotifyConfig:
+    top_keys = [key for key in _NOTIFY_EXPECTED if "." not in key]
+    _check_keys(raw, where, top_keys, {"crash_loop": ("count", "within")})
+    if "url" not in raw:
+        raise where.error("url", f"missing; expected {_NOTIFY_EXPECTED['url']}", "a url")
+    parsed = _convert(raw, _RawNotify, where, _NOTIFY_EXPECTED)
+    events = _notify_events(parsed.events, where)
+    if "crash_loop" in raw and "crash_loop" not in events:
+        raise where.error(
+            "crash_loop", 'is set, but events does not include "crash_loop"', 'events with "crash_loop"'
+        )
+    timeout = _duration(parsed.timeout, where, "timeout")
+    if timeout <= 0:
+        raise where.bad("timeout", "a duration greater than zero", parsed.timeout)
+    count = parsed.crash_loop.count
+    if count < 1:
+        raise where.bad("crash_loop.count", _NOTIFY_EXPECTED["crash_loop.count"], count)
+    within = _duration(parsed.crash_loop.within, where, "crash_loop.within")
+    if within <= 0:
+        raise where.bad("crash_loop.within", "a duration greater than zero", parsed.crash_loop.within)
+    return NotifyConfig(
+        name=name,
+        url=_notify_url(parsed.url, where, directory),
+        events=events,
+        headers=_notify_headers(parsed.headers, where, directory),
+        timeout=timeout,
+        crash_loop=CrashLoopConfig(count=count, within=within),
+    )
+
+
+def _notify_events(values: list[str], where: _Where) -> tuple[str, ...]:
+    if not values:
+        raise where.bad("events", "at least one event (remove the key to get them all)", values)
+    for value in values:
+        if value not in NOTIFY_EVENTS:
+            close = difflib.get_close_matches(value, NOTIFY_EVENTS, n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            raise where.error("events", f"unknown event {_show(value)}{hint}", _NOTIFY_EXPECTED["events"])
+    return tuple(dict.fromkeys(values))
+
+
+def _notify_url(value: str, where: _Where, directory: str) -> str:
+    """The webhook's URL; like a token it may come from ``env:``/``file:`` (many webhook URLs
+    carry their secret in the path), and then an error names the source, not the secret."""
+    expected = "an http:// or https:// URL"
+    url = _resolve_token(value, where, directory, "url")
+    if _is_http_url(url):
+        return url
+    if value.startswith(("env:", "file:")):
+        raise where.error("url", f"{_show(value)} does not hold {expected}", expected)
+    raise where.bad("url", _NOTIFY_EXPECTED["url"], value)
+
+
+def _is_http_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises ValueError here
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _notify_headers(values: dict[str, str], where: _Where, directory: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for header, value in values.items():
+        key = f"headers.{header}"
+        if not _HEADER_NAME.fullmatch(header):
+            raise where.error(key, "is not a valid HTTP header name", "letters, digits and -")
+        if header.lower() in _FIXED_HEADERS:
+            raise where.error(key, "is set by stoker itself", "another header")
+        resolved = _resolve_token(value, where, directory, key)
+        if not (resolved.isprintable() and all(ord(c) < 256 for c in resolved)):
+            # a line break would start another header; http.client sends Latin-1 only
+            raise where.bad(key, "a header value on one line, in Latin-1 characters", value)
+        headers[header] = resolved
+    return headers
+
+
+# --------------------------------------------------------------------------------------------
 # Starter config
 # --------------------------------------------------------------------------------------------
 
@@ -1301,6 +1619,7 @@ STARTER_TOML = """\
 # shutdown_timeout = "30s"         # how long running jobs may finish when the daemon stops
 # keep_jobs = "7d"                 # finished jobs older than this are deleted
 # worker_max_jobs = 1000           # jobs a Python worker runs before a fresh one replaces it
+# node_timeout = "30s"             # PostgreSQL: a node silent this long is dead; others re-queue its jobs
 
 # A long-running program, in any language. Replace it with your own.
 [programs.worker]
@@ -1324,6 +1643,13 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # stop_timeout = "10s"             # then SIGKILL
 # log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
 # cron_restart = "0 4 * * *"      # also restart it at these times (cron, [daemon] timezone)
+# depends_on = ["redis"]           # start once these programs are running; stop before them
+# ready = "tcp:8080"               # running once this passes: "tcp:PORT", "http://…/health", "notify"
+# ready_timeout = "60s"            # not ready by then: a failed start
+# watchdog = "30s"                 # with sd_notify: restart it when WATCHDOG=1 pings stop this long
+# max_memory = "512MB"             # RSS of its process tree; above it, a graceful restart
+# watch = ["."]                    # restart when files under these paths change
+# watch_ignore = ["*.log"]         # changes to these (glob patterns) do not count
 
 # A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
 # {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.

@@ -41,10 +41,18 @@ class Subscription:
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def publish(self, event: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            listener(event)
         for subscriber in self._subscribers:
             subscriber.offer(event)
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener(event)` with every event, synchronously, for the daemon's life (for
+        in-process observers such as /metrics: they must be quick and must not raise)."""
+        self._listeners.append(listener)
 
     @contextmanager
     def subscribe(self, where: Callable[[dict[str, Any]], bool] | None = None) -> Iterator[Subscription]:

@@ -6,6 +6,7 @@ answers with `Changes.as_json()`. A program counts as changed only if something 
 its processes changed; its instance count alone is a resize, which starts or stops only the
 instances added or removed. `[daemon]` settings that are bound once at start (the socket,
 the TCP door, the store…) cannot change under a running daemon: they are reported, not applied.
+`[notify.*]` webhooks are applied live.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import msgspec
 
 from stoker.config import Config
 
-RESTART_ONLY = ("state_dir", "listen", "token", "store", "node")  # [daemon] keys bound at start
+# [daemon] keys bound at start
+RESTART_ONLY = ("state_dir", "listen", "token", "store", "node", "node_timeout")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Changes:
     unchanged: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)  # "task mail", "queue builds", "schedule report"…
     needs_restart: list[str] = field(default_factory=list)  # "[daemon] listen"
+    notify: list[str] = field(default_factory=list)  # webhooks added, removed or changed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class Changes:
             "unchanged": self.unchanged,
             "jobs": self.jobs,
             "needs_restart": self.needs_restart,
+            "notify": self.notify,
         }
 
 
@@ -61,6 +65,9 @@ def diff(old: Config, new: Config) -> Changes:
         for name in sorted(before_all.keys() | after_all.keys()):
             if before_all.get(name) != after_all.get(name):
                 changes.jobs.append(f"{kind[:-1]} {name}")
+    for name in sorted(old.notify.keys() | new.notify.keys()):
+        if old.notify.get(name) != new.notify.get(name):
+            changes.notify.append(name)
     changes.needs_restart.extend(
         f"[daemon] {key}" for key in RESTART_ONLY if getattr(old.daemon, key) != getattr(new.daemon, key)
     )
@@ -79,6 +86,8 @@ def describe(changes: dict[str, Any]) -> str:
         parts.append(f"{len(changes['unchanged'])} program(s) left as they were")
     if changes["jobs"]:
         parts.append(f"updated {', '.join(changes['jobs'])}")
+    if changes.get("notify"):  # .get: a daemon older than this CLI does not send it
+        parts.append(f"updated notify {', '.join(changes['notify'])}")
     if changes["needs_restart"]:
         parts.append(f"not applied until the daemon restarts: {', '.join(changes['needs_restart'])}")
     return "; ".join(parts) or "nothing changed"

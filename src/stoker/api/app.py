@@ -20,9 +20,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker import __version__
-from stoker.api import jobs, schemas
+from stoker.api import dashboard, jobs, schemas
 from stoker.api import schedules as schedule_routes
+from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event
+from stoker.api.usage import CpuMeter
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.schedule.scheduler import Scheduler
@@ -30,7 +32,7 @@ from stoker.signals import parse_signal
 from stoker.store import StoreError
 from stoker.supervise.instance import Instance
 from stoker.supervise.logs import LogFile, tail
-from stoker.supervise.procs import group_memory
+from stoker.supervise.procs import group_usage
 from stoker.supervise.supervisor import Supervisor, UnknownName
 
 MAX_TAIL = 100_000
@@ -46,10 +48,21 @@ class DaemonInfo:
     dispatcher: Dispatcher | None = None  # None: no tasks in the config
     scheduler: Scheduler | None = None  # None: no schedules in the config
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set once the daemon runs
+    cpu: CpuMeter = field(default_factory=CpuMeter)  # `cpu` of the program JSON: since the previous look
 
 
-def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstance]:
-    memory = group_memory(i.pid for i in instances if i.pid is not None)
+def describe(
+    instances: list[Instance], node: str, sup: Supervisor, meter: CpuMeter | None = None
+) -> list[schemas.ProgramInstance]:
+    """The instances as JSON. With `meter`, memory and CPU are measured (one pass over /proc);
+    without, they are null: a state-change event must not cost a scan."""
+    usage = group_usage(i.pid for i in instances if i.pid is not None) if meter is not None else {}
+    cpu: dict[int, float | None] = {}
+    if meter is not None:
+        wall = time.time()
+        lifetimes = {i.pid: wall - i.started_wall for i in instances if i.pid and i.started_wall}
+        cpu = meter.look({pid: u.cpu_seconds for pid, u in usage.items()}, lifetimes, time.monotonic())
+        meter.keep_only(i.pid for i in sup.instances.values() if i.pid is not None)
     out = []
     for inst in instances:
         m = inst.machine
@@ -65,9 +78,13 @@ def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstan
                 restarts=m.restarts,
                 started_at=iso(inst.started_wall) if m.pid is not None else None,
                 uptime=None if up is None else round(up, 3),
-                memory=memory.get(m.pid) if m.pid is not None else None,
+                memory=usage[m.pid].memory if m.pid in usage else None,
                 node=node,
                 error=m.error,
+                waiting_for=list(inst.waiting_for),
+                status_text=inst.status_text,
+                stopped_by_hand=inst.name in sup.holds,
+                cpu=cpu.get(m.pid) if m.pid is not None else None,
             )
         )
     return out
@@ -76,6 +93,12 @@ def describe(instances: list[Instance], node: str) -> list[schemas.ProgramInstan
 def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
     sup = info.supervisor
     node = sup.config.daemon.node
+
+    def program_changed(inst: Instance) -> None:
+        [row] = describe([inst], node, sup)  # no memory, no CPU: a state change costs no scan
+        info.events.publish({"type": "program", "program": row})
+
+    sup.subscribe(program_changed)
 
     def select(name: str) -> list[Instance]:
         try:
@@ -92,7 +115,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
                 pid=os.getpid(),
                 uptime=round(time.time() - info.started_at, 3),
                 started_at=iso(info.started_at) or dt.datetime.now().astimezone(),
-                store=cfg.daemon.store,
+                store=cfg.daemon.store_shown,
                 config=cfg.path,
                 state_dir=cfg.daemon.state_dir,
                 programs=len(cfg.programs),
@@ -101,33 +124,33 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         )
 
     async def programs(request: Request) -> Response:
-        return json_response(describe(list(sup.instances.values()), node))
+        return json_response(describe(list(sup.instances.values()), node, sup, info.cpu))
 
     async def program(request: Request) -> Response:
-        return json_response(describe(select(request.path_params["name"]), node))
+        return json_response(describe(select(request.path_params["name"]), node, sup, info.cpu))
 
     async def act(request: Request) -> Response:
         operations: dict[str, Callable[[list[Instance]], Awaitable[None]]] = {
-            "start": sup.start,
-            "stop": sup.stop,
-            "restart": sup.restart,
+            "start": sup.start_by_hand,
+            "stop": sup.stop_by_hand,
+            "restart": sup.restart_by_hand,
         }
         action = request.path_params["action"]
         if action not in operations:
             raise ApiError(404, "not_found", f"no action {action!r}: use start, stop or restart")
         instances = select(request.path_params["name"])
         await operations[action](instances)
-        return json_response(describe(instances, node))
+        return json_response(describe(instances, node, sup, info.cpu))
 
     async def send_signal(request: Request) -> Response:
         instances = select(request.path_params["name"])
         try:
             body = msgspec.json.decode(await request.body(), type=schemas.SignalRequest)
             sig = parse_signal(body.signal)
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as e:
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError) as e:
             raise ApiError(400, "bad_request", f'expected {{"signal": "HUP"}}: {e}') from None
         sup.signal(instances, sig)
-        return json_response(describe(instances, node))
+        return json_response(describe(instances, node, sup, info.cpu))
 
     async def logs(request: Request) -> Response:
         instances = select(request.path_params["name"])
@@ -164,6 +187,14 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         info.request_shutdown()
         return json_response(schemas.Accepted(True, "shutting down"), 202)
 
+    from stoker.api.metrics import CONTENT_TYPE, Metrics
+
+    observed = Metrics(info)
+    info.events.listen(observed.observe)
+
+    async def metrics(request: Request) -> Response:
+        return Response(await observed.render(), media_type=CONTENT_TYPE)
+
     async def openapi(request: Request) -> Response:
         from stoker.api.openapi import document
 
@@ -179,13 +210,18 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         Route("/api/v1/reload", reload, methods=["POST"]),
         Route("/api/v1/shutdown", shutdown, methods=["POST"]),
         Route("/api/v1/openapi.json", openapi),
+        Route("/metrics", metrics),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
         *schedule_routes.routes(lambda: info.scheduler),
+        *dashboard.routes(),
     ]
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        if exc.status == 413:  # the rest of a body too large is not worth reading: close
+            response.headers["Connection"] = "close"
+        return response
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -200,7 +236,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         routes=routes,
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error, StoreError: on_store_error},
     )
-    return BearerAuth(app, token)
+    return BearerAuth(BodyLimit(app), token)
 
 
 def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:
@@ -246,14 +282,24 @@ async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool
 
 
 class BearerAuth:
-    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode."""
+    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode.
+
+    The dashboard's own files are the exception: a browser cannot add a header to the request
+    that opens a page, and they hold no data (the page asks for the token, then sends it with
+    every API call).
+    """
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app = app
         self.token = token.encode() if token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token is not None and not _is_unix(scope):
+        if (
+            scope["type"] == "http"
+            and self.token is not None
+            and not _is_unix(scope)
+            and not dashboard.is_public(scope)
+        ):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from stoker.api import schemas
 from stoker.api.common import ApiError, iso, json_response, output_event, sse
+from stoker.api.rates import FinishCounts
 from stoker.durations import InvalidValue, parse_duration
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
@@ -30,6 +31,8 @@ from stoker.supervise.logs import tail
 MAX_LIST = 1000
 LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
 MAX_WAIT = 300.0
+ID_LIMIT = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
+LATEST = 221845392000.0  # 9000-01-01 UTC: any later run_at could not be shown as a date
 MAX_BATCH = 10_000
 MAX_TAIL = 100_000
 FOLLOW_EVERY = 0.25
@@ -86,9 +89,12 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
         raise ApiError(422, "invalid", "give run_at or delay, not both")
     if delay is not None:
         try:
-            return now + parse_duration(delay, where="delay")
+            seconds = parse_duration(delay, where="delay")
         except InvalidValue as e:
             raise ApiError(422, "invalid", f"delay: expected {e.expected}") from None
+        if now + seconds >= LATEST:
+            raise ApiError(422, "invalid", "delay: it would end after the year 9000")
+        return now + seconds
     if run_at is not None:
         try:
             when = dt.datetime.fromisoformat(run_at.strip().replace("Z", "+00:00"))
@@ -96,12 +102,18 @@ def parse_when(run_at: str | None, delay: str | float | None, now: float) -> flo
             raise ApiError(422, "invalid", f"run_at: expected an ISO 8601 time, got {run_at!r}") from None
         if when.tzinfo is None:
             when = when.astimezone()  # the daemon's local time
-        return when.timestamp()
+        at = when.timestamp()
+        if not 0 <= at < LATEST:
+            raise ApiError(422, "invalid", "run_at: between 1970 and the year 9000")
+        return at
     return None
 
 
 def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_dir: str) -> list[Route]:
     """`dispatcher()` is None when the config has no tasks (and no job was ever stored)."""
+
+    finishes = FinishCounts()
+    events.listen(finishes.observe)
 
     def need() -> Dispatcher:
         d = dispatcher()
@@ -117,6 +129,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             raise ApiError(422, "invalid", str(e)) from None
         except msgspec.DecodeError as e:
             raise ApiError(400, "bad_request", f"the body is not JSON: {e}") from None
+        except RecursionError:  # msgspec's own depth limit, not a bug of ours
+            raise ApiError(400, "bad_request", "the body's JSON is nested too deeply") from None
 
     def new_job(d: Dispatcher, task: str, params: Any, **options: Any) -> NewJob:
         try:
@@ -157,6 +171,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             raise ApiError(422, "invalid", f"state must be one of {choices}")
         limit = _int(q.get("limit"), "limit", 100)
         before = _int(q.get("before"), "before", None)
+        if before is not None:
+            before = max(-1, min(before, ID_LIMIT))
         jobs = await d.store.jobs(
             state=state,
             queue=q.get("queue") or None,
@@ -237,6 +253,8 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
                     paused=name in d.paused,
                     queued=c.queued if c else 0,
                     running=c.running if c else 0,
+                    done_per_minute=finishes.last_minute(name, "succeeded"),
+                    failed_per_minute=finishes.last_minute(name, "failed"),
                 )
             )
         return json_response(out)
@@ -251,6 +269,26 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         await d.pause(name, action == "pause")
         return await queues(request)
 
+    async def tasks(request: Request) -> Response:
+        d = dispatcher()
+        if d is None:
+            return json_response([])
+        return json_response(
+            [
+                schemas.Task(
+                    name=name,
+                    kind="command" if task.command is not None else "call",
+                    queue=task.queue,
+                    required=list(task.required),
+                    optional=list(task.optional),
+                    open_ended=task.open_ended,
+                    max_attempts=task.max_attempts,
+                    timeout=task.timeout,
+                )
+                for name, task in d.config.tasks.items()
+            ]
+        )
+
     async def stream_events(request: Request) -> Response:
         return StreamingResponse(_sse(events), media_type="text/event-stream")
 
@@ -262,6 +300,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         Route("/api/v1/jobs/{id:int}/cancel", cancel, methods=["POST"]),
         Route("/api/v1/jobs/{id:int}/retry", retry, methods=["POST"]),
         Route("/api/v1/jobs/{id:int}/logs", job_logs),
+        Route("/api/v1/tasks", tasks),
         Route("/api/v1/queues", queues),
         Route("/api/v1/queues/{name}/{action}", queue_action, methods=["POST"]),
         Route("/api/v1/events", stream_events),
@@ -333,7 +372,10 @@ async def _sse(events: EventBus) -> AsyncIterator[bytes]:
 
 
 def _job_id(request: Request) -> int:
-    return int(request.path_params["id"])
+    job_id = int(request.path_params["id"])
+    if job_id > ID_LIMIT:  # the route takes any digits; the store could not even look it up
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job_id
 
 
 def _int(value: str | None, name: str, default: Any) -> Any:

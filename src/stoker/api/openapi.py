@@ -30,8 +30,21 @@ _RELOAD = {
         "unchanged": _NAMES,
         "jobs": _NAMES,
         "needs_restart": _NAMES,
+        "notify": _NAMES,
     },
-    "required": ["added", "removed", "changed", "resized", "unchanged", "jobs", "needs_restart"],
+    "required": ["added", "removed", "changed", "resized", "unchanged", "jobs", "needs_restart", "notify"],
+}
+
+
+# A server-sent event as a client sees it (`event:` defaults to "message"; `data:` is JSON).
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
 }
 
 
@@ -81,6 +94,7 @@ def document() -> dict[str, Any]:
             schemas.EnqueueManyRequest,
             schemas.Queue,
             schemas.Schedule,
+            schemas.Task,
         ],
         ref_template=_REF,
     )
@@ -115,6 +129,7 @@ def document() -> dict[str, Any]:
                 "responses": {
                     "200": _INSTANCES,
                     "400": _json(_ref("ErrorBody"), "Not a signal"),
+                    "413": _json(_ref("ErrorBody"), "A body over 16 MB"),
                     **_ERRORS,
                 },
             }
@@ -142,7 +157,7 @@ def document() -> dict[str, Any]:
                         'events carry JSON {"name": instance, "text": output}',
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": _SSE_EVENT},
                         },
                     },
                     "400": _json(_ref("ErrorBody"), "Bad query"),
@@ -166,8 +181,48 @@ def document() -> dict[str, Any]:
             }
         },
         **_job_paths(),
+        "/api/v1/tasks": {
+            "get": {
+                "summary": "The tasks of the config and the parameters each takes",
+                "responses": {"200": _json({"type": "array", "items": _ref("Task")})},
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "The dashboard (no token needed for its files; they hold no data)",
+                "security": [{}],
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }
+        },
+        "/dashboard/{file}": {
+            "get": {
+                "summary": "A file of the dashboard (script, style)",
+                "security": [{}],
+                "parameters": [
+                    {"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {"text/javascript": {}, "text/css": {}, "text/html": {}},
+                    },
+                    "404": _json(_ref("ErrorBody"), "No such file"),
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Programs, queues, job attempts and schedule lateness in Prometheus' text format",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
         },
     }
     return {
@@ -182,14 +237,17 @@ def document() -> dict[str, Any]:
     }
 
 
-_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_ID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_JOB_ID = {"name": "id", "in": "path", "required": True, "schema": _ID}
 _JOB_ERRORS = {
     "404": _json(_ref("ErrorBody"), "No such job, or no tasks in the config"),
     "409": _json(_ref("ErrorBody"), "Not possible in the job's state"),
 }
+_BAD_QUERY = {"422": _json(_ref("ErrorBody"), "A query parameter that is not valid")}
 _INVALID = {
     "400": _json(_ref("ErrorBody"), "Not JSON"),
     "404": _json(_ref("ErrorBody"), "Unknown task"),
+    "413": _json(_ref("ErrorBody"), "A body over 16 MB"),
     "422": _json(_ref("ErrorBody"), "Parameters or options that do not fit the task"),
 }
 _QUEUES = _json({"type": "array", "items": _ref("Queue")})
@@ -204,7 +262,7 @@ def _body(name: str) -> dict[str, Any]:
 
 
 def _job_paths() -> dict[str, Any]:
-    states = {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}
+    states = {"type": "string", "enum": ["", "queued", "running", "succeeded", "failed", "cancelled"]}
     return {
         "/api/v1/jobs": {
             "get": {
@@ -214,9 +272,9 @@ def _job_paths() -> dict[str, Any]:
                     _query("queue", {"type": "string"}),
                     _query("task", {"type": "string"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                    _query("before", {"type": "integer"}, "an id: jobs older than it (paging)"),
+                    _query("before", _ID, "an id: jobs older than it (paging)"),
                 ],
-                "responses": {"200": _json({"type": "array", "items": _ref("Job")})},
+                "responses": {"200": _json({"type": "array", "items": _ref("Job")}), **_BAD_QUERY},
             },
             "post": {
                 "summary": "Queue a job of a task from the config",
@@ -234,8 +292,8 @@ def _job_paths() -> dict[str, Any]:
                 "requestBody": _body("EnqueueManyRequest"),
                 "responses": {
                     "201": _json({"type": "array", "items": _ref("Job")}, "Queued"),
-                    "413": _json(_ref("ErrorBody"), "Too many jobs in one request"),
                     **_INVALID,
+                    "413": _json(_ref("ErrorBody"), "Too many jobs in one request, or a body over 16 MB"),
                 },
             }
         },
@@ -243,7 +301,7 @@ def _job_paths() -> dict[str, Any]:
             "get": {
                 "summary": "One job with its attempts; wait=S answers once it finished (at most 300 s)",
                 "parameters": [_JOB_ID, _query("wait", {"type": "number", "minimum": 0})],
-                "responses": {"200": _json(_ref("JobDetail")), **_JOB_ERRORS},
+                "responses": {"200": _json(_ref("JobDetail")), **_JOB_ERRORS, **_BAD_QUERY},
             }
         },
         "/api/v1/jobs/{id}/cancel": {
@@ -273,10 +331,11 @@ def _job_paths() -> dict[str, Any]:
                         "description": "text/plain; with follow=1 text/event-stream",
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
+                            "text/event-stream": {"schema": _SSE_EVENT},
                         },
                     },
                     **_JOB_ERRORS,
+                    **_BAD_QUERY,
                 },
             }
         },
@@ -323,12 +382,15 @@ def _job_paths() -> dict[str, Any]:
         },
         "/api/v1/events": {
             "get": {
-                "summary": 'State changes as server-sent events: {"type": "job", "job": {…}}, '
-                '{"type": "queue", "queue", "paused"}, {"type": "lagged", "missed"}',
+                "summary": 'State changes as server-sent events: {"type": "connected"} first, then '
+                '{"type": "job", "job": {…}}, {"type": "program", "program": {…}} (memory and cpu '
+                'null: not measured for an event), {"type": "queue", "queue", "paused"}, '
+                '{"type": "schedule", "schedule", "paused"}, {"type": "schedule_missed", "schedule", '
+                '"reason", "slots", "missed", "in_a_row", "job", "error"}, {"type": "lagged", "missed"}',
                 "responses": {
                     "200": {
                         "description": "text/event-stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                     }
                 },
             }

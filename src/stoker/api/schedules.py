@@ -2,45 +2,49 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from stoker.api import schemas
-from stoker.api.common import ApiError, iso, json_response
+from stoker.api.common import ApiError, json_response
 from stoker.api.jobs import job_json
-from stoker.schedule.scheduler import Scheduler, UnknownSchedule
+from stoker.schedule.scheduler import Scheduler, UnknownSchedule, slot_time
+
+
+async def describe(s: Scheduler, names: Iterable[str] | None = None) -> list[schemas.Schedule]:
+    """Schedules in the contract's JSON shape: all of them, or those `names` (that exist)."""
+    last = await s.store.last_slots()
+    wanted = s.config.schedules if names is None else [n for n in names if n in s.config.schedules]
+    out = []
+    for name in wanted:
+        config = s.config.schedules[name]
+        trigger = s.triggers[name]
+        slot, outcome, job_id = last.get(name, (None, None, None))
+        last_state = outcome if outcome == "skipped" else None
+        if job_id is not None:
+            job = await s.store.get(job_id)
+            last_state = str(job.state) if job is not None else None  # None: pruned
+        next_run = None if name in s.paused else s.next_run.get(name)
+        out.append(
+            schemas.Schedule(
+                name=name,
+                trigger=trigger.describe(),
+                timezone=config.timezone if config.cron is not None else None,
+                task=config.task,
+                paused=name in s.paused,
+                next_run=None if next_run is None else slot_time(trigger, next_run),
+                last_run=None if slot is None else slot_time(trigger, slot),
+                last_state=last_state,
+                last_job=job_id,
+            )
+        )
+    return out
 
 
 def routes(scheduler: Callable[[], Scheduler | None]) -> list[Route]:
-    async def describe(s: Scheduler) -> list[schemas.Schedule]:
-        last = await s.store.last_slots()
-        out = []
-        for name, config in s.config.schedules.items():
-            slot, outcome, job_id = last.get(name, (None, None, None))
-            zone = getattr(s.triggers[name], "zone", None)  # a cron schedule's own zone
-            last_state = outcome if outcome == "skipped" else None
-            if job_id is not None:
-                job = await s.store.get(job_id)
-                last_state = str(job.state) if job is not None else None  # None: pruned
-            out.append(
-                schemas.Schedule(
-                    name=name,
-                    trigger=s.triggers[name].describe(),
-                    timezone=config.timezone if config.cron is not None else None,
-                    task=config.task,
-                    paused=name in s.paused,
-                    next_run=None if name in s.paused else _in_zone(s.next_run.get(name), zone),
-                    last_run=_in_zone(slot, zone),
-                    last_state=last_state,
-                    last_job=job_id,
-                )
-            )
-        return out
-
     async def list_schedules(request: Request) -> Response:
         s = scheduler()
         return json_response([] if s is None else await describe(s))
@@ -65,10 +69,3 @@ def routes(scheduler: Callable[[], Scheduler | None]) -> list[Route]:
         Route("/api/v1/schedules", list_schedules),
         Route("/api/v1/schedules/{name}/{action}", act, methods=["POST"]),
     ]
-
-
-def _in_zone(t: float | None, zone: dt.tzinfo | None) -> dt.datetime | None:
-    """A cron schedule's times in its own zone ("03:00+08:00" reads as what was asked for)."""
-    if t is None or zone is None:
-        return iso(t)
-    return dt.datetime.fromtimestamp(t, zone)

@@ -7,7 +7,7 @@ document cannot drift from what the daemon really sends.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,6 +25,10 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     memory: int | None
     node: str
     error: str | None
+    waiting_for: list[str] = []  # programs it waits for before it starts (depends_on)
+    status_text: str | None = None  # the program's own last sd_notify STATUS=
+    stopped_by_hand: bool = False  # stays stopped, across daemon restarts, until started by hand
+    cpu: float | None = None  # percent of one core since the previous look (api/usage.py)
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):
@@ -97,13 +101,17 @@ class JobDetail(Job, kw_only=True):
     attempts: list[Attempt]
 
 
+# What SQLite's INTEGER holds: a priority past it would be refused by the store (a 500), not here.
+Priority = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     task: str
     params: dict[str, Any] = {}
     run_at: str | None = None  # ISO 8601; without an offset, the daemon's local time
     delay: str | float | None = None  # "5m" or seconds
     key: str | None = None
-    priority: int = 0
+    priority: Priority = 0
 
 
 class EnqueueManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -113,7 +121,7 @@ class EnqueueManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     params: list[dict[str, Any]]
     run_at: str | None = None
     delay: str | float | None = None
-    priority: int = 0
+    priority: Priority = 0
 
 
 class Queue(msgspec.Struct, kw_only=True):
@@ -122,6 +130,21 @@ class Queue(msgspec.Struct, kw_only=True):
     paused: bool
     queued: int
     running: int
+    done_per_minute: int = 0  # jobs that ended succeeded on this node in the last 60 s
+    failed_per_minute: int = 0  # jobs that ended failed (no attempt left) on this node in the last 60 s
+
+
+class Task(msgspec.Struct, kw_only=True):
+    """A task of the config: what a job may run, and the parameters it takes."""
+
+    name: str
+    kind: str  # "command" or "call"
+    queue: str
+    required: list[str]  # parameters it needs (a command's {placeholders})
+    optional: list[str]  # parameters it also accepts (`params` in the config)
+    open_ended: bool  # a call task without `params`: any keyword parameters
+    max_attempts: int
+    timeout: float | None  # seconds
 
 
 class Schedule(msgspec.Struct, kw_only=True):

@@ -17,6 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -90,29 +91,98 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+OPEN_FILES_WANTED = 65536  # enough for ~15,000 instances; not "infinity", which children inherit
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files towards the hard one and return it. Each instance holds
+    a log file, a pipe and a pidfd, so systemd's default soft limit of 1024 would stop a config
+    of a few hundred programs. Programs and jobs inherit the raised limit, as they do under
+    supervisord (minfds) and pm2 (node raises its own)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES_WANTED:
+        return OPEN_FILES_WANTED if soft == resource.RLIM_INFINITY else soft
+    wanted = OPEN_FILES_WANTED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_WANTED)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open file limit from %d to %d: %s", soft, wanted, e)
+            return soft
+        return wanted
+    return soft
+
+
+def _systemd_watchdog_seconds() -> float | None:
+    """WatchdogSec= of systemd's unit for us, if it set one (and meant us, not a parent)."""
+    usec, pid = os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")
+    if not usec or not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 1_000_000
+
+
+async def _ping_systemd(every: float) -> None:
+    from stoker import sdnotify
+
+    while sdnotify.tell_systemd(WATCHDOG=1):
+        await asyncio.sleep(every)
+
+
 async def serve(config: Config, ready: Callable[[], None]) -> None:
     """Run until asked to stop: programs, API; then stop every program and return."""
     import uvicorn
 
+    from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app
+    from stoker.daemon.cluster import SharedStore, keep_alive, listen
     from stoker.jobs.dispatcher import Dispatcher
+    from stoker.notify.notifier import Notifier
+    from stoker.store import StoreError
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    systemd_watchdog = _systemd_watchdog_seconds()
+    sdnotify.take_from_environment()  # before anything is started: none of it may speak for us
     kill_orphans(config.daemon.state_dir)
+    open_files = raise_open_file_limit()
     supervisor = Supervisor(config)
+    if (needed := 4 * len(supervisor.instances) + 256) > open_files:
+        log.warning(
+            "%d program instances may need %d open files, but the limit is %d"
+            " (raise LimitNOFILE= or ulimit -n)",
+            len(supervisor.instances),
+            needed,
+            open_files,
+        )
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
+    # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
+    notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
     store = await _open_store(config)
-    if store is not None:
-        info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
-        await info.dispatcher.start()
-        if config.schedules:
-            from stoker.schedule.scheduler import Scheduler
+    shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
+    try:
+        if shared is not None:
+            try:
+                await shared.join(config.daemon.node, config.daemon.node_timeout)
+            except StoreError as e:
+                raise StartupError(str(e)) from None
+        if store is not None:
+            info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
+            await info.dispatcher.start()
+            if config.schedules:
+                from stoker.schedule.scheduler import Scheduler
 
-            info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
-            await info.scheduler.start()
+                info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
+                await info.scheduler.start()
+            if shared is not None:
+                listen(shared, store, info.dispatcher, info.scheduler)
+    except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
+        if store is not None:
+            await store.close()
+        raise
 
     sockets = [_bind_unix(socket_path(config))]
     d = config.daemon
@@ -137,7 +207,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
     await server.startup(sockets=sockets)
 
-    jobs_task = schedules_task = cron_task = None
+    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = None
+    notify_task = asyncio.create_task(notifier.run(), name="notify")
     reloading = asyncio.Lock()
 
     def start_cron_restarts() -> asyncio.Task[None] | None:
@@ -150,36 +221,44 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     async def reload() -> dict[str, Any]:
         """Re-read the config file and apply what changed; ConfigError (nothing changed) if
         the file is not valid."""
+        async with reloading:
+            sdnotify.tell_systemd(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
+            try:
+                return await apply_reload()
+            finally:
+                sdnotify.tell_systemd(READY=1)
+
+    async def apply_reload() -> dict[str, Any]:
         nonlocal jobs_task, cron_task
         from stoker.config import load_config
         from stoker.reload import RESTART_ONLY, describe, diff
 
-        async with reloading:
-            current = supervisor.config
-            new = load_config(current.path)
-            changes = diff(current, new)
-            # what is bound at start stays as it is until the daemon restarts
-            kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
-            new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
-            if (new.tasks or new.schedules) and info.dispatcher is None:
-                changes.needs_restart.append("tasks (the daemon started without any, and without its store)")
-            if new.schedules and info.scheduler is None and info.dispatcher is not None:
-                changes.needs_restart.append("schedules (the daemon started without any)")
-            if info.dispatcher is not None:
-                info.dispatcher.reconfigure(new)
-                if new.tasks and jobs_task is None:
-                    jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
-            if info.scheduler is not None:
-                info.scheduler.reconfigure(new)
-            await supervisor.apply(new, changes)
-            if cron_task is not None:
-                cron_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await cron_task
-            cron_task = start_cron_restarts()
-            report = changes.as_json()
-            log.info("reloaded %s: %s", new.path, describe(report))
-            return report
+        current = supervisor.config
+        new = load_config(current.path)
+        changes = diff(current, new)
+        # what is bound at start stays as it is until the daemon restarts
+        kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
+        new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
+        if (new.tasks or new.schedules) and info.dispatcher is None:
+            changes.needs_restart.append("tasks (the daemon started without any, and without its store)")
+        if new.schedules and info.scheduler is None and info.dispatcher is not None:
+            changes.needs_restart.append("schedules (the daemon started without any)")
+        if info.dispatcher is not None:
+            info.dispatcher.reconfigure(new)
+            if new.tasks and jobs_task is None:
+                jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
+        if info.scheduler is not None:
+            info.scheduler.reconfigure(new)
+        notifier.reconfigure(new)
+        await supervisor.apply(new, changes)
+        if cron_task is not None:
+            cron_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cron_task
+        cron_task = start_cron_restarts()
+        report = changes.as_json()
+        log.info("reloaded %s: %s", new.path, describe(report))
+        return report
 
     async def reload_on_signal() -> None:
         from stoker.config import ConfigError
@@ -194,6 +273,14 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         loop.add_signal_handler(sig, stopping.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_signal()))
     try:
+        if shared is not None and store is not None and info.dispatcher is not None:
+            from stoker.jobs.dispatcher import DIED
+
+            cluster_task = asyncio.create_task(
+                keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
+                           requeued=partial(info.dispatcher.queued_elsewhere, None)),
+                name="cluster",
+            )  # fmt: skip
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
@@ -209,8 +296,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             f", http://{d.listen}" if d.listen else "",
         )
         ready()
+        status = f"{len(supervisor.instances)} program instance(s)"
+        sdnotify.tell_systemd(READY=1, MAINPID=os.getpid(), STATUS=status)
+        if systemd_watchdog:
+            watchdog_task = asyncio.create_task(_ping_systemd(systemd_watchdog / 2), name="systemd watchdog")
         await stopping.wait()
         log.info("shutting down")
+        sdnotify.tell_systemd(STOPPING=1)
         if cron_task is not None:
             cron_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -224,7 +316,17 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
         if jobs_task is not None:
             await jobs_task
+        if cluster_task is not None and shared is not None:  # its jobs are ended or queued again
+            cluster_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cluster_task
+            with contextlib.suppress(StoreError):
+                await shared.leave(d.node)
+        notifier.close()  # after the programs and jobs: what they did on the way out is sent too
+        await notify_task
     finally:
+        if watchdog_task is not None:
+            watchdog_task.cancel()
         if cron_task is not None and not cron_task.done():
             cron_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,6 +339,14 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             jobs_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await jobs_task
+        if cluster_task is not None and not cluster_task.done():
+            cluster_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await cluster_task
+        if not notify_task.done():
+            notify_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notify_task
         if store is not None:
             await store.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -248,12 +358,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
 
 async def _open_store(config: Config) -> Store | None:
-    """The job store, when there are tasks or jobs from earlier runs to show; a programs-only
-    daemon never opens a database."""
+    """The job store, when there are tasks or jobs to show: SQLite's from earlier runs, or a
+    PostgreSQL store's (named in the config, shared with other nodes); a programs-only daemon
+    on SQLite never opens a database."""
     from stoker.store import StoreError, open_store
 
     d = config.daemon
-    if not config.tasks and not (d.store == "sqlite" and (Path(d.state_dir) / "stoker.db").exists()):
+    if not config.tasks and d.store == "sqlite" and not (Path(d.state_dir) / "stoker.db").exists():
         return None
     try:
         store = open_store(d.store, d.state_dir)
@@ -271,6 +382,23 @@ def _version() -> str:
 
 def run(config: Config, *, detach: bool = False) -> int:
     """`stoker up`: returns the exit code."""
+    if os.getpid() == 1 and not detach:
+        from stoker.daemon.init import run_as_init
+
+        return run_as_init(lambda: _run_reporting(config))
+    return _run(config, detach=detach)
+
+
+def _run_reporting(config: Config) -> int:
+    """The daemon under the PID 1 shim: a startup error is said here (the CLI is not above)."""
+    try:
+        return _run(config, detach=False)
+    except StartupError as e:
+        print(f"stoker: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(config: Config, *, detach: bool) -> int:
     state_dir = prepare_state_dir(config)
     try:
         lock_fd = lock.acquire(state_dir)

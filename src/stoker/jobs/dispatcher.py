@@ -21,9 +21,13 @@ running job. If the worker dies before it answers, the job sent ahead goes back 
 
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
 sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
-the store again as a safety net for writers it cannot hear (none with SQLite today; other
-nodes with PostgreSQL). With no tasks in the config it never runs, so a programs-only daemon
-stays idle.
+the store again as a safety net for writers it cannot hear (none with SQLite; with PostgreSQL
+other nodes are heard through LISTEN/NOTIFY: `queued_elsewhere`). With no tasks in the config
+it never runs, so a programs-only daemon stays idle.
+
+On a store shared with other nodes (`confirm_starts`), which read the same jobs, a job begins
+only once the store has confirmed its start as this node's, and nothing is sent ahead: the
+hand-off before the commit, and prefetch, are for a store this daemon has to itself.
 """
 
 from __future__ import annotations
@@ -132,6 +136,10 @@ class Dispatcher:
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
         self._next_on: dict[Worker, _Prefetch] = {}  # by the worker it was sent to
         self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker has no next job
+        # Other nodes may read and start the same job: run one only once the store has said it
+        # is ours (on SQLite, alone, the run starts while the store records it).
+        self.confirm_starts = config.daemon.store != "sqlite"
+        self._confirming: dict[int, bool] = {}  # job id → a cancel came while its start was unconfirmed
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -200,6 +208,30 @@ class Dispatcher:
         else:  # started at once if there is room (a round through run()'s loop is a wake-up later)
             self._fill_queue(job.queue, ready, now)
 
+    def queued_elsewhere(self, queue: str | None) -> None:
+        """Another node queued jobs of `queue` (None: perhaps of any queue) in the store this
+        daemon shares with it: read the store again."""
+        for name, ready in self.ready.items():
+            if queue is None or name == queue:
+                ready.stale()
+        self._wake.set()
+
+    def apply_paused(self, paused: set[str]) -> None:
+        """The paused queues as the store holds them (another node paused or resumed one)."""
+        for queue in sorted(paused ^ self.paused):
+            self.publish({"type": "queue", "queue": queue, "paused": queue in paused})
+        self.paused = set(paused)
+        self._wake.set()
+
+    def cancel_asked(self, job_id: int) -> None:
+        """Another node was asked to cancel a running job (the store has recorded the request):
+        if it runs here, stop it; its end is recorded as cancelled."""
+        if job_id in self._confirming:
+            self._confirming[job_id] = True
+        run = self.running.get(job_id)
+        if run is not None:
+            run.stop(Outcome.CANCELLED, "cancelled")
+
     def _due_later(self, queue: str, run_at: float) -> None:
         """A job of `queue` is due at `run_at`: look again then, if not sooner."""
         if run_at < self._later.get(queue, run_at + 1):
@@ -253,7 +285,13 @@ class Dispatcher:
         while room > 0 and len(ready):
             self._begin(ready.take(), now)
             room -= 1
-        if room == 0 and len(ready) and queue in self._lanes and self._open(queue):
+        if (
+            room == 0
+            and len(ready)
+            and queue in self._lanes
+            and self._open(queue)
+            and not self.confirm_starts
+        ):
             self._prefetch(queue, ready, now)
         # read ahead (a slot that frees should find its job here), not for a paused queue
         if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
@@ -287,13 +325,46 @@ class Dispatcher:
 
     def _held(self, job_id: int) -> bool:
         """Held here though the store may still say queued: sent ahead, or just begun from there."""
-        return job_id in self.prefetched or job_id in self.running
+        return job_id in self.prefetched or job_id in self.running or job_id in self._confirming
+
+    def _settle(self) -> None:
+        if not self.running and not self._confirming:
+            self._idle.set()
 
     def _begin(self, queued: Job, now: float, sent: _Prefetch | None = None) -> None:
         """Start `queued` (or record that its worker began it: `sent` ahead)."""
-        assert self._group is not None
         job = started(queued, now, self.node)
         recorded = self.store.start(job)  # while the job starts
+        self.running_per_queue[job.queue] += 1
+        self._idle.clear()
+        if self.confirm_starts:  # (never `sent`: nothing is sent ahead then)
+            self._confirming[job.id] = False
+            recorded.add_done_callback(lambda answer: self._confirmed(answer, job))
+        else:
+            self._launch(job, recorded, sent)
+
+    def _confirmed(self, answer: asyncio.Future[Job | None], job: Job) -> None:
+        """The store's answer to a start on a shared store: the job runs here, or it does not
+        (another node started it first, both having read it; or it was cancelled meanwhile)."""
+        cancel = self._confirming.pop(job.id, False)
+        if answer.cancelled() or answer.exception() is not None or answer.result() is None:
+            if not answer.cancelled() and (error := answer.exception()) is not None:
+                log.error("jobs: the store could not record the start of job %d: %s", job.id, error)
+            else:
+                log.debug("job %d: not started here (another node has it, or it was cancelled)", job.id)
+            self.running_per_queue[job.queue] -= 1
+            if job.queue in self.ready:  # whatever became of it, the store knows
+                self.ready[job.queue].stale()
+            self._settle()
+            self._wake.set()
+            return
+        self._launch(job, answer, None)
+        if cancel:
+            self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
+
+    def _launch(self, job: Job, recorded: asyncio.Future[Job | None], sent: _Prefetch | None) -> None:
+        """Run the attempt `_begin` recorded."""
+        assert self._group is not None
         task = sent.task if sent is not None else self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
         run: AttemptRun
@@ -307,8 +378,6 @@ class Dispatcher:
                 base_environment=self.base_environment,
             )  # fmt: skip
         self.running[job.id] = run
-        self.running_per_queue[job.queue] += 1
-        self._idle.clear()
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
@@ -329,7 +398,7 @@ class Dispatcher:
         run = CallRun(job, task, pool=self.pool, worker=worker, answer=answer, output=output)
         self._lanes.setdefault(job.queue, set()).add(run)
         ready = self.ready.get(job.queue)
-        if ready is not None and len(ready) and self._room(job.queue) == 1:  # this one fills it
+        if ready is not None and len(ready) and self._room(job.queue) == 0 and not self.confirm_starts:
             self._prefetch(job.queue, ready, job.started_at or time.time())
         return run
 
@@ -447,10 +516,10 @@ class Dispatcher:
             finished = None
         finally:
             del self.running[job.id]
-            if not self.running:
-                self._idle.set()
+            self._settle()
         if finished is not None:
-            self.publish({"type": "job", "job": finished})
+            ended = {"outcome": str(end.outcome), "seconds": max(0.0, now - (job.started_at or now))}
+            self.publish({"type": "job", "job": finished, "attempt_ended": ended})
             self.queued(finished)  # another attempt later
 
     # requests ------------------------------------------------------------------------------
@@ -504,6 +573,8 @@ class Dispatcher:
         if sent is not None:
             sent.cancelled = True
             sent.worker.revoke(job_id)
+        if job_id in self._confirming:  # (its start is ahead of this cancel in the store)
+            self._confirming[job_id] = True
         job = await self.store.cancel(job_id, time.time())
         if job is None:
             raise JobNotFound(f"no job {job_id}")

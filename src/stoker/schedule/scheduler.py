@@ -11,11 +11,19 @@ the store to record the slot and enqueue its job in one transaction: a slot alre
 - `jitter`: each job's run_at is its slot plus a random delay up to `jitter`.
 - `@reboot`: fires once per machine boot (its slot is the boot time), when the daemon starts.
 - pause/resume is persisted; `run` fires at once, outside the slots.
+
+A slot that did not run is published as a `schedule_missed` event (what `[notify]` webhooks and
+`/api/v1/events` hear): `reason` is "overlap" (skipped: the previous run was still going),
+"down" (the daemon was not running; found at start), "late" (the daemon could not fire it in
+time: the machine was suspended, or the daemon stopped), or "error" (the store refused it).
+`missed` counts the slots of the event (MISSED_LIMIT of them are listed in `slots`, counting
+stops one after), `in_a_row` the schedule's missed slots since its last slot that fired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import time
@@ -26,11 +34,13 @@ from typing import Any
 from stoker.config import Config, ScheduleConfig
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.jobs.rules import LIVE
-from stoker.schedule.triggers import Reboot, Trigger
+from stoker.schedule.triggers import Reboot, Trigger, fire_times
 from stoker.store import Job, Store
 from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
+
+MISSED_LIMIT = 1000  # missed slots counted and listed at most in one schedule_missed event
 
 
 class UnknownSchedule(LookupError):
@@ -64,6 +74,7 @@ class Scheduler:
         self.triggers: dict[str, Trigger] = {name: s.trigger() for name, s in config.schedules.items()}
         self.next_run: dict[str, float | None] = {}
         self.paused: set[str] = set()
+        self.missed_in_a_row: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -81,11 +92,18 @@ class Scheduler:
                 booted = boot_time()
                 if booted is not None:
                     await self.fire(name, booted)
-            elif schedule.catch_up == "latest" and name in last:
-                missed = trigger.latest_at_or_before(now)
-                if missed is not None and missed > last[name][0]:
-                    log.info("schedule %s: catching up the slot missed at %s", name, _iso(missed))
-                    await self.fire(name, missed)
+                continue
+            missed = fire_times(trigger, last[name][0], MISSED_LIMIT + 1, until=now) if name in last else []
+            if schedule.catch_up == "latest" and missed:
+                latest = trigger.latest_at_or_before(now)
+                assert latest is not None  # there are slots up to now
+                lost = [slot for slot in missed if slot != latest]
+                if lost:
+                    self._missed(name, lost, "down")
+                log.info("schedule %s: catching up the slot missed at %s", name, _iso(latest))
+                await self.fire(name, latest)
+            elif missed:
+                self._missed(name, missed, "down")
 
     async def run(self) -> None:
         while not self._stopping:
@@ -96,8 +114,12 @@ class Scheduler:
                     self.next_run[name] = self.triggers[name].next_after(max(due, now))
                     try:
                         await self.fire(name, due)
-                    except Exception:  # the store refused: log it; the next slot is another chance
+                    except Exception as e:  # the store refused: log it; the next slot is another chance
                         log.exception("schedule %s: could not fire the slot at %s", name, _iso(due))
+                        self._missed(name, [due], "error", error=str(e) or type(e).__name__)
+                    late = fire_times(self.triggers[name], due, MISSED_LIMIT + 1, until=now)
+                    if late:  # woken after more than one slot: only the first one fired
+                        self._missed(name, late, "late")
             waiting = [t for n, t in self.next_run.items() if t is not None and n not in self.paused]
             if not waiting:
                 await self._wake.wait()
@@ -114,6 +136,7 @@ class Scheduler:
         for name in [n for n in self.triggers if n not in config.schedules]:
             del self.triggers[name]
             self.next_run.pop(name, None)
+            self.missed_in_a_row.pop(name, None)
         for name, schedule in config.schedules.items():
             if before.get(name) != schedule:
                 self.triggers[name] = schedule.trigger()
@@ -136,6 +159,7 @@ class Scheduler:
                 if fired:
                     log.info("schedule %s: slot %s skipped: job %d is still %s", name, _iso(slot), latest.id,
                              latest.state)  # fmt: skip
+                    self._missed(name, [slot], "overlap", job=latest)
                 return None
             if schedule.overlap == "replace":
                 log.info("schedule %s: replacing job %d", name, latest.id)
@@ -145,9 +169,30 @@ class Scheduler:
                                       now=now, schedule=name)  # fmt: skip
         fired, job = await self.store.fire(name, slot, replace(new, slot=slot), now)
         if job is not None:
-            self.publish({"type": "job", "job": job})
+            if not manual:
+                self.missed_in_a_row.pop(name, None)
+            self.publish({"type": "job", "job": job, "fired": True})
             self.dispatcher.queued(job)
         return job
+
+    def _missed(self, name: str, slots: list[float], reason: str, *, job: Job | None = None,
+                error: str | None = None) -> None:  # fmt: skip
+        """Publish slots of `name` that did not run (at most MISSED_LIMIT of them are listed;
+        `missed` counts them all, as far as they were counted)."""
+        in_a_row = self.missed_in_a_row.get(name, 0) + len(slots)
+        self.missed_in_a_row[name] = in_a_row
+        self.publish(
+            {
+                "type": "schedule_missed",
+                "schedule": name,
+                "reason": reason,
+                "slots": [slot_time(self.triggers.get(name), slot) for slot in slots[:MISSED_LIMIT]],
+                "missed": len(slots),
+                "in_a_row": in_a_row,
+                "job": job,  # the run still going, for "overlap"
+                "error": error,
+            }
+        )
 
     async def run_now(self, name: str) -> Job:
         self._known(name)
@@ -166,6 +211,17 @@ class Scheduler:
         self.publish({"type": "schedule", "schedule": name, "paused": paused})
         self._wake.set()
 
+    def apply_paused(self, paused: set[str]) -> None:
+        """The paused schedules as the store holds them (another node paused or resumed one); a
+        schedule resumed fires from its next slot on, as after `pause(name, False)`."""
+        now = time.time()
+        for name in sorted(paused ^ self.paused):
+            self.publish({"type": "schedule", "schedule": name, "paused": name in paused})
+            if name not in paused and name in self.triggers:
+                self.next_run[name] = self.triggers[name].next_after(now)
+        self.paused = set(paused)
+        self._wake.set()
+
     def _known(self, name: str) -> ScheduleConfig:
         schedule = self.config.schedules.get(name)
         if schedule is None:
@@ -175,7 +231,14 @@ class Scheduler:
         return schedule
 
 
-def _iso(t: float) -> str:
-    import datetime as dt
+def slot_time(trigger: Trigger | None, t: float) -> dt.datetime:
+    """A slot as an aware time: a cron schedule's in its own zone ("03:00+08:00" reads as what
+    was asked for), others in the daemon's local zone."""
+    zone = getattr(trigger, "zone", None)
+    if zone is None:
+        return dt.datetime.fromtimestamp(t).astimezone()
+    return dt.datetime.fromtimestamp(t, zone)
 
+
+def _iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")

@@ -153,13 +153,14 @@ def system_zone() -> dt.tzinfo:
         return dt.UTC
 
 
-def fire_times(trigger: Trigger, after: float, count: int) -> list[float]:
-    """The next `count` fire times after `after` (fewer if the trigger runs out)."""
+def fire_times(trigger: Trigger, after: float, count: int, until: float | None = None) -> list[float]:
+    """The next `count` fire times after `after` (fewer if the trigger runs out, or if `until`
+    is given and comes first: times at or before it)."""
     times: list[float] = []
     t = after
     while len(times) < count:
         nxt = trigger.next_after(t)
-        if nxt is None:
+        if nxt is None or (until is not None and nxt > until):
             break
         times.append(nxt)
         t = nxt

@@ -13,4 +13,13 @@ def open_store(url: str, state_dir: str) -> Store:
         from stoker.store.sqlite import SqliteStore
 
         return SqliteStore(os.path.join(state_dir, "stoker.db"))
-    raise StoreError(f'store {url!r} is not supported by this version of stoker yet (use "sqlite")')
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from stoker.store.postgres import PostgresStore
+        except ImportError as e:  # the optional extra is not installed
+            raise StoreError(
+                f"the PostgreSQL store needs {e.name or 'psycopg'}, which is not installed: "
+                "pip install 'stoker[postgres]'"
+            ) from None
+        return PostgresStore(url)
+    raise StoreError('[daemon] store: expected "sqlite" or a "postgresql://…" URL')

@@ -116,6 +116,42 @@ def ended(job: Job, end: AttemptEnd) -> Job:
     )
 
 
+JOB_COLUMNS = (
+    "id, task, queue, state, params, priority, attempt, max_attempts, run_at, created_at, started_at, "
+    "finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested, slot"
+)
+"""The columns every store reads a job as, in the order its row decoder expects."""
+
+
+def listing_query(
+    table: str,
+    mark: str,
+    *,
+    state: str | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    before: int | None,
+) -> tuple[str, list[str | int]]:
+    """`Store.jobs`' SELECT on `table` with `mark` as the parameter placeholder ("?" or "%s"),
+    and its arguments: newest first, the given filters only."""
+    where: list[str] = []
+    args: list[str | int] = []
+    for column, value in (("state", state), ("queue", queue), ("task", task)):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            args.append(value)
+    if before is not None:
+        where.append(f"id < {mark}")
+        args.append(before)
+    sql = f"SELECT {JOB_COLUMNS} FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY id DESC LIMIT {mark}"
+    args.append(limit)
+    return sql, args
+
+
 @dataclass(frozen=True, slots=True)
 class QueueCounts:
     queued: int = 0

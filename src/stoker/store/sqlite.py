@@ -26,7 +26,8 @@ from typing import Any, TypeVar, Union
 import msgspec
 
 from stoker.jobs.rules import JobState, Outcome
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, ended
+from stoker.store.base import JOB_COLUMNS as _JOB_COLUMNS
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, ended, listing_query
 
 log = logging.getLogger("stoker")
 
@@ -101,11 +102,6 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN slot REAL;  -- the schedule slot a job fired for
     """,
 ]
-
-_JOB_COLUMNS = (
-    "id, task, queue, state, params, priority, attempt, max_attempts, run_at, created_at, started_at, "
-    "finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested, slot"
-)
 
 
 # INDEXED BY: left alone the planner picks jobs_due and sorts every due job (with a million
@@ -504,20 +500,9 @@ class SqliteStore:
         limit: int = 100,
         before: int | None = None,
     ) -> list[Job]:
-        where: list[str] = []
-        args: list[str | int] = []
-        for column, value in (("state", state), ("queue", queue), ("task", task)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if before is not None:
-            where.append("id < ?")
-            args.append(before)
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
+        sql, args = listing_query(
+            "jobs", "?", state=state, queue=queue, task=task, limit=limit, before=before
+        )
 
         def operation(conn: sqlite3.Connection) -> list[Job]:
             return [_job(row) for row in conn.execute(sql, args).fetchall()]

@@ -12,13 +12,10 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
-from stoker.supervise.state import State
-from stoker.supervise.supervisor import Supervisor
+from stoker.supervise.supervisor import RESTARTABLE, Supervisor
 from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
-
-RESTARTABLE = frozenset({State.STARTING, State.RUNNING, State.BACKOFF})
 
 
 class _Trigger(Protocol):  # what stoker.schedule.triggers' Cron and Every offer

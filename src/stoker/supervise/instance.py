@@ -19,9 +19,12 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from stoker import sdnotify
 from stoker.config import InstanceSpec, ProgramConfig
 from stoker.supervise import state as sm
 from stoker.supervise.logs import LogFile
+from stoker.supervise.probes import until_ready
+from stoker.supervise.readiness import ReadyCheck, parse_ready
 from stoker.supervise.reap import describe_exit, watch_exit
 from stoker.supervise.spawn import SUPERVISOR_ENV, Child, describe_spawn_error, spawn
 
@@ -39,7 +42,14 @@ def policy_of(program: ProgramConfig) -> sm.Policy:
         backoff_max=program.backoff.max,
         max_restarts=program.max_restarts,
         stop_timeout=program.stop_timeout,
+        needs_ready=program.ready is not None,
+        ready_timeout=program.ready_timeout,
+        watchdog=program.watchdog or 0.0,
     )
+
+
+Gate = Callable[["Instance"], list[str]]
+"""What an instance must wait for before its process may start (program names; [] = go)."""
 
 
 def log_path(log_dir: Path, spec: InstanceSpec, stream: str = "out") -> Path:
@@ -60,12 +70,21 @@ class Instance:
         state_dir: str,
         on_change: Callable[[Instance], None],
         base_environment: dict[str, str] | None = None,
+        gate: Gate | None = None,
+        notify_address: str | None = None,
     ) -> None:
         self.program = program
         self.spec = program.spec(instance)
         self.name = self.spec.name
         self.machine = sm.Machine(policy_of(program))
         self._on_change = on_change
+        self._gate = gate
+        self._notify_address = notify_address
+        self.ready_check: ReadyCheck | None = parse_ready(self.spec.ready) if self.spec.ready else None
+        self.waiting_for: list[str] = []  # programs this instance waits for before it spawns
+        self._deferred = False  # the machine asked for a spawn that the gate holds back
+        self._probe: asyncio.Task[None] | None = None
+        self.status_text: str | None = None  # the program's last sd_notify STATUS=
         self._state_dir = state_dir
         self._base_env = os.environ.copy() if base_environment is None else base_environment
         self._loop = asyncio.get_running_loop()
@@ -129,8 +148,31 @@ class Instance:
             return False
         return True
 
+    def notified(self, fields: dict[str, str]) -> None:
+        """A datagram from this instance's processes on the notify socket (sd_notify)."""
+        if "STATUS" in fields:
+            self.status_text = fields["STATUS"] or None
+        if fields.get("READY") == "1" and self.ready_check is not None and self.ready_check.kind == "notify":
+            self.dispatch(sm.Ready())
+        if fields.get("WATCHDOG") == "1":
+            self.dispatch(sm.WatchdogPing())
+
+    def release(self) -> None:
+        """Spawn now if a spawn was held back and the gate has opened (the supervisor calls
+        this when another instance's state changes)."""
+        if not self._deferred or self._gate is None:
+            return
+        waiting = self._gate(self)
+        if waiting:
+            self.waiting_for = waiting
+            return
+        self._deferred = False
+        self.waiting_for = []
+        self._spawn()
+
     def close(self) -> None:
         """Release the log files (the process must be gone)."""
+        self._stop_probe()
         self._cancel_timer()
         self.stdout_log.close()
         if self.stderr_log is not None:
@@ -150,6 +192,13 @@ class Instance:
                 actions = self.machine.handle(self._events.popleft(), self._loop.time(), random.random())
                 for action in actions:
                     self._perform(action)
+                if self._deferred and self.machine.state is not sm.State.STARTING:
+                    # stopped (or restarted) while waiting: the held-back spawn is dropped
+                    self._deferred = False
+                    self.waiting_for = []
+                    self._events.append(sm.Withdrawn())
+                if self.machine.state is not sm.State.STARTING:
+                    self._stop_probe()
                 if (self.machine.state, self.machine.pid) != before:
                     self._on_change(self)
         finally:
@@ -158,8 +207,16 @@ class Instance:
     def _perform(self, action: sm.Action) -> None:
         match action:
             case sm.Spawn():
-                self._spawn()
+                waiting = self._gate(self) if self._gate is not None else []
+                if waiting:
+                    log.info("%s: waiting for %s to be running", self.name, ", ".join(waiting))
+                    self._deferred = True
+                    self.waiting_for = waiting
+                else:
+                    self._spawn()
             case sm.SendStopSignal():
+                if self.machine.error and self.machine.state is sm.State.STOPPING:
+                    log.warning("%s: %s, stopping it", self.name, self.machine.error)
                 self.send_signal(self.program.stop_signal)
             case sm.KillGroup():
                 log.warning(
@@ -187,6 +244,13 @@ class Instance:
         env = dict(self._base_env)
         env.update(self.spec.environment)
         env[SUPERVISOR_ENV] = self._state_dir
+        for name in sdnotify.ENV_NAMES:
+            env.pop(name, None)
+        wants_notify = self.ready_check is not None and self.ready_check.kind == "notify"
+        if self._notify_address is not None and (wants_notify or self.program.watchdog):
+            env["NOTIFY_SOCKET"] = self._notify_address
+            if self.program.watchdog:
+                env["WATCHDOG_USEC"] = str(round(self.program.watchdog * 1_000_000))
         try:
             child = spawn(
                 self.spec.argv,
@@ -203,9 +267,26 @@ class Instance:
             self.dispatch(sm.SpawnFailed(reason))
             return
         self.started_wall = time.time()
+        self.status_text = None
         self._watch(child)
         log.info("%s: started, pid %d", self.name, child.pid)
         self.dispatch(sm.Spawned(child.pid))
+        check = self.ready_check
+        if check is not None and check.kind != "notify" and self.machine.state is sm.State.STARTING:
+            probe = self._wait_ready(check, child.pid)
+            self._probe = self._loop.create_task(probe, name=f"ready {self.name}")
+
+    async def _wait_ready(self, check: ReadyCheck, pid: int) -> None:
+        await until_ready(check)
+        self._probe = None
+        if self.machine.pid == pid:  # still the process this check was for
+            log.info("%s: ready (%s)", self.name, check)
+            self.dispatch(sm.Ready())
+
+    def _stop_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
 
     # the child's pipes and exit -----------------------------------------------------------
 

@@ -6,32 +6,49 @@ import logging
 import os
 import signal
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from stoker.supervise.spawn import SUPERVISOR_ENV
 
 log = logging.getLogger("stoker")
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class GroupUsage(NamedTuple):
+    memory: int  # RSS in bytes of every process in the group
+    cpu_seconds: float  # user + system time of those processes and of the children they reaped
 
 
 def group_memory(pgids: Iterable[int]) -> dict[int, int]:
-    """RSS in bytes of each process group (the program and everything it started).
+    """RSS in bytes of each process group (the program and everything it started)."""
+    return {pgid: usage.memory for pgid, usage in group_usage(pgids).items()}
+
+
+def group_usage(pgids: Iterable[int]) -> dict[int, GroupUsage]:
+    """Memory and CPU time of each process group (the program and everything it started).
 
     One pass over /proc for all groups at once: asking per program would cost a scan each.
     """
     wanted = set(pgids)
-    totals = dict.fromkeys(wanted, 0)
     if not wanted:
-        return totals
+        return {}
+    memory = dict.fromkeys(wanted, 0)
+    ticks = dict.fromkeys(wanted, 0)
     if not os.path.isdir("/proc/self"):  # pragma: no cover - macOS: leaders only
         import psutil
 
+        usage = {}
         for pgid in wanted:
             try:
-                totals[pgid] = psutil.Process(pgid).memory_info().rss
+                process = psutil.Process(pgid)
+                times = process.cpu_times()
+                cpu = times.user + times.system + times.children_user + times.children_system
+                usage[pgid] = GroupUsage(process.memory_info().rss, cpu)
             except psutil.Error:
-                pass
-        return totals
+                usage[pgid] = GroupUsage(0, 0.0)
+        return usage
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -46,12 +63,16 @@ def group_memory(pgids: Iterable[int]) -> dict[int, int]:
             continue
         finally:
             os.close(fd)
-        # Fields after the command name, which is in parentheses and may hold spaces.
+        # Fields after the command name, which is in parentheses and may hold spaces:
+        # fields[0] is stat's field 3 (state), so field N of proc(5) is fields[N - 3].
         fields = stat[stat.rfind(b")") + 2 :].split()
         pgrp = int(fields[2])
         if pgrp in wanted:
-            totals[pgrp] += int(fields[21]) * _PAGE
-    return totals
+            memory[pgrp] += int(fields[21]) * _PAGE
+            # utime, stime, cutime, cstime: a reaped child's time moves into its parent's
+            # cutime/cstime, so short-lived helpers a program runs still count.
+            ticks[pgrp] += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return {pgid: GroupUsage(memory[pgid], ticks[pgid] / _TICKS) for pgid in wanted}
 
 
 def kill_orphans(state_dir: str) -> int:

@@ -22,6 +22,11 @@ The rules:
 - `max_restarts` consecutive failed starts (when > 0) make it fatal.
 - `restart` decides whether an exit is followed by a new start at all: always; on-failure
   (an exit code outside `success_exit_codes`, or death by a signal); never.
+- With a readiness check (`needs_ready`), an instance is `running` only once it has been up
+  `start_seconds` *and* reported ready. Not ready within `ready_timeout` of its spawn, it is
+  stopped and counts as a failed start.
+- With a `watchdog`, a running instance must ping at least that often; one that falls silent
+  is stopped and, unless `restart = "never"`, started again at once, like a crash.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class Policy:
     backoff_max: float = 60.0
     max_restarts: int = 0  # consecutive failed starts before fatal; 0 = never give up
     stop_timeout: float = 10.0
+    needs_ready: bool = False  # running only after a Ready event
+    ready_timeout: float = 60.0  # from the spawn; then a failed start
+    watchdog: float = 0.0  # a running instance pings at least this often; 0 = no watchdog
 
 
 def backoff_delay(policy: Policy, failures: int, jitter: float) -> float:
@@ -113,7 +121,22 @@ class Timer:
     """The deadline the machine asked for has come (stale timers are ignored)."""
 
 
-Event = Start | Stop | Restart | Spawned | SpawnFailed | Exited | Timer
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The current process passed its readiness check."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogPing:
+    """The current process said it is alive (sd_notify WATCHDOG=1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """The shell dropped a spawn it had put off (a stop came while it waited to spawn)."""
+
+
+Event = Start | Stop | Restart | Spawned | SpawnFailed | Exited | Timer | Ready | WatchdogPing | Withdrawn
 
 
 # Actions -----------------------------------------------------------------------------------
@@ -164,7 +187,10 @@ class Machine:
         self.started_at: float | None = None  # monotonic time of the current spawn
         self.since: float = 0.0  # monotonic time the state was entered
         self.deadline: float | None = None
-        self._then_start = False  # a restart is waiting for the stop to finish
+        # What follows the stop in progress: "stop" (stay stopped), "start" (a restart),
+        # "fail" (a failed start: it was not ready in time), "exit" (a hang, and restart=never).
+        self._then: str = "stop"
+        self._ready = False  # the current process reported ready
         self._spawned_once = False
 
     def __repr__(self) -> str:
@@ -176,14 +202,14 @@ class Machine:
             case Start():
                 return self._on_start(now)
             case Stop():
-                self._then_start = False
+                self._then = "stop"
                 return self._on_stop(now)
             case Restart():
                 if self.state in (State.STARTING, State.RUNNING):
-                    self._then_start = True
+                    self._then = "start"
                     return self._on_stop(now)
                 if self.state is State.STOPPING:
-                    self._then_start = True
+                    self._then = "start"
                     return []
                 return self._on_start(now)
             case Spawned(pid):
@@ -197,6 +223,16 @@ class Machine:
                     return []
                 self.deadline = None
                 return self._on_deadline(now)
+            case Ready():
+                return self._on_ready(now)
+            case WatchdogPing():
+                if self.state is State.RUNNING and self.policy.watchdog > 0:
+                    return [self._set_timer(now + self.policy.watchdog)]
+                return []
+            case Withdrawn():
+                if self.state is State.STOPPING and self.pid is None:
+                    return self._cancel_timer() + self._after_stop(now, jitter)
+                return []
         raise TypeError(f"not an event: {event!r}")  # pragma: no cover
 
     # transitions ---------------------------------------------------------------------------
@@ -208,6 +244,10 @@ class Machine:
     def _set_timer(self, at: float) -> SetTimer:
         self.deadline = at
         return SetTimer(at)
+
+    def _timer_at(self, at: float) -> list[Action]:
+        """A timer for `at`, unless that one is already set."""
+        return [] if self.deadline == at else [self._set_timer(at)]
 
     def _cancel_timer(self) -> list[Action]:
         if self.deadline is None:
@@ -227,7 +267,7 @@ class Machine:
         if self.state in (State.STARTING, State.RUNNING):
             return []
         if self.state is State.STOPPING:
-            self._then_start = True
+            self._then = "start"
             return []
         # An operator's start is a fresh chance: forget the streak of failures.
         self.failures = 0
@@ -254,18 +294,42 @@ class Machine:
         self.exit_code = None
         self.exit_signal = None
         self.error = None
+        self._ready = False
         if self.state is State.STOPPING:
             # Stopped while the spawn was in flight: stop what just started.
             deadline = self.deadline if self.deadline is not None else now + self.policy.stop_timeout
             return [SendStopSignal(), self._set_timer(deadline)]
-        if self.policy.start_seconds <= 0:
-            return self._became_running(now)
-        return [self._set_timer(now + self.policy.start_seconds)]
+        return self._check_started(now)
+
+    def _check_started(self, now: float) -> list[Action]:
+        """In `starting` with a process: running once up `start_seconds` and (if it has a
+        readiness check) ready; a failed start once `ready_timeout` passed without ready;
+        otherwise a timer for whichever of the two comes next."""
+        assert self.started_at is not None
+        up_at = self.started_at + self.policy.start_seconds
+        if now < up_at:
+            return self._timer_at(up_at)
+        if self._ready or not self.policy.needs_ready:
+            return self._cancel_timer() + self._became_running(now)
+        give_up_at = self.started_at + self.policy.ready_timeout
+        if now < give_up_at:
+            return self._timer_at(give_up_at)
+        self.error = f"not ready within {self.policy.ready_timeout:g}s"
+        self._then = "fail"
+        return self._on_stop(now)
+
+    def _on_ready(self, now: float) -> list[Action]:
+        if self.state is not State.STARTING or self.pid is None or not self.policy.needs_ready:
+            return []
+        self._ready = True
+        return self._check_started(now)
 
     def _became_running(self, now: float) -> list[Action]:
         self._enter(State.RUNNING, now)
         if self.policy.start_seconds > 0:
             self.failures = 0  # it has run start_seconds: the streak of failed starts is over
+        if self.policy.watchdog > 0:
+            return [self._set_timer(now + self.policy.watchdog)]
         return []
 
     def _on_spawn_failed(self, error: str, now: float, jitter: float) -> list[Action]:
@@ -275,7 +339,7 @@ class Machine:
         self.error = error
         if self.state is State.STOPPING:
             actions = self._cancel_timer()
-            return actions + self._after_stop(now)
+            return actions + self._after_stop(now, jitter)
         return self._failed_start(now, jitter)
 
     def _failed_start(self, now: float, jitter: float) -> list[Action]:
@@ -298,7 +362,7 @@ class Machine:
         self.exit_signal = sig
         actions = self._cancel_timer()
         if was is State.STOPPING:
-            return actions + self._after_stop(now)
+            return actions + self._after_stop(now, jitter)
         if ran_long_enough:
             self.failures = 0
         if not wants_restart(self.policy, code):
@@ -321,9 +385,14 @@ class Machine:
         limit = self.policy.start_seconds if self.policy.start_seconds > 0 else self.policy.backoff_min
         return now - self.started_at >= limit
 
-    def _after_stop(self, now: float) -> list[Action]:
-        if self._then_start:
-            self._then_start = False
+    def _after_stop(self, now: float, jitter: float) -> list[Action]:
+        then, self._then = self._then, "stop"
+        if then == "fail":
+            return self._failed_start(now, jitter)
+        if then == "exit":
+            self._enter(State.EXITED, now)
+            return []
+        if then == "start":
             self.failures = 0
             return self._spawn(now)
         self._enter(State.STOPPED, now)
@@ -331,7 +400,13 @@ class Machine:
 
     def _on_deadline(self, now: float) -> list[Action]:
         if self.state is State.STARTING:
-            return self._became_running(now)
+            return self._check_started(now)
+        if self.state is State.RUNNING and self.policy.watchdog > 0:
+            # Silent for a whole watchdog period: treat it as hung. Stop it, then restart at
+            # once unless its policy says never (a hang is a failure, like death by a signal).
+            self.error = f"watchdog: no ping within {self.policy.watchdog:g}s"
+            self._then = "start" if wants_restart(self.policy, None) else "exit"
+            return self._on_stop(now)
         if self.state is State.BACKOFF:
             return self._spawn(now)
         if self.state is State.STOPPING:

@@ -1,23 +1,42 @@
-"""All program instances of one daemon, addressed by name: `all`, `mailer`, `mailer:3`."""
+"""All program instances of one daemon, addressed by name: `all`, `mailer`, `mailer:3`.
+
+Besides starting and stopping, the supervisor owns what concerns several instances at once:
+- `depends_on`: an instance's process starts only while every instance of the programs it
+  depends on is running (ready, when they have a readiness check); a stop of several programs
+  stops dependents first.
+- the notify socket (sd_notify): a datagram is routed to the instance whose process tree sent it.
+- `max_memory`: one scan of /proc every few seconds for all instances that have a limit.
+- `watch`: one file watcher per program that has one.
+- what an operator stopped by hand, kept across daemon restarts (holds.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import psutil
+
+from stoker import sdnotify
 from stoker.config import Config, ProgramConfig
+from stoker.durations import format_size
 from stoker.reload import Changes
+from stoker.supervise.holds import Holds
 from stoker.supervise.instance import Instance
+from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State
 
 log = logging.getLogger("stoker")
 
 RESTING = frozenset({State.STOPPED, State.EXITED, State.FATAL})
 SETTLED_AFTER_START = frozenset({State.RUNNING, State.BACKOFF, State.EXITED, State.FATAL, State.STOPPED})
+RESTARTABLE = frozenset({State.STARTING, State.RUNNING, State.BACKOFF})
+MEMORY_CHECK_SECONDS = 2.0
 
 
 class UnknownName(LookupError):
@@ -32,6 +51,12 @@ class Supervisor:
         self._changed = asyncio.Event()  # set and replaced on every change
         self._listeners: list[Callable[[Instance], None]] = []
         self._base_env = os.environ.copy()
+        self.holds = Holds(config.daemon.state_dir)
+        self._notify_address = sdnotify.address_for(config.daemon.state_dir)
+        self._notify: sdnotify.Listener | None = None
+        self._background: dict[object, asyncio.Task[None]] = {}  # "memory", ("watch", program)
+        self._releasing = False
+        self._release_again = False
         for program in config.programs.values():
             for i in range(program.instances):
                 inst = self._new_instance(program, i)
@@ -45,6 +70,8 @@ class Supervisor:
             state_dir=self.config.daemon.state_dir,
             on_change=self._instance_changed,
             base_environment=self._base_env,
+            gate=self._waiting_for,
+            notify_address=self._notify_address,
         )
 
     # names ---------------------------------------------------------------------------------
@@ -76,8 +103,49 @@ class Supervisor:
     def _instance_changed(self, inst: Instance) -> None:
         for listener in list(self._listeners):
             listener(inst)
+        self._release_waiting()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    # dependencies ----------------------------------------------------------------------------
+
+    def _waiting_for(self, inst: Instance) -> list[str]:
+        """The programs `inst` depends on that are not running yet (all their instances)."""
+        return [name for name in inst.program.depends_on if not self._program_running(name)]
+
+    def _program_running(self, name: str) -> bool:
+        found = [i for i in self.instances.values() if i.spec.program == name]
+        return bool(found) and all(i.state is State.RUNNING for i in found)
+
+    def _release_waiting(self) -> None:
+        """Let instances whose dependencies just came up spawn (a release changes states, which
+        may release more: loop here rather than recurse)."""
+        if self._releasing:
+            self._release_again = True
+            return
+        self._releasing = True
+        try:
+            self._release_again = True
+            while self._release_again:
+                self._release_again = False
+                for inst in list(self.instances.values()):
+                    if inst.waiting_for:
+                        inst.release()
+        finally:
+            self._releasing = False
+
+    def _depth(self, program: str) -> int:
+        """0 for a program that depends on nothing, else 1 + the deepest dependency."""
+        seen: set[str] = set()
+
+        def depth(name: str) -> int:
+            config = self.config.programs.get(name)
+            if config is None or name in seen:  # (cycles are refused by the config)
+                return 0
+            seen.add(name)
+            return 1 + max((depth(d) for d in config.depends_on), default=-1)
+
+        return depth(program)
 
     async def wait_until(
         self, instances: list[Instance], done: Callable[[Instance], bool], timeout: float
@@ -97,30 +165,66 @@ class Supervisor:
     # operations ----------------------------------------------------------------------------
 
     def autostart(self) -> None:
+        """Start every autostart instance, except those an operator stopped by hand (they stay
+        stopped across daemon restarts), and the notify socket, memory checks and watchers."""
+        self._sync_background()
+        held = [inst.name for inst in self.instances.values() if inst.name in self.holds]
+        if held:
+            log.info("kept stopped, as stopped by hand: %s", ", ".join(held))
         for inst in self.instances.values():
-            if inst.program.autostart:
+            if inst.program.autostart and inst.name not in self.holds:
                 inst.start()
 
     async def start(self, instances: list[Instance]) -> None:
         for inst in instances:
             inst.start()
-        limit = max((i.program.start_seconds for i in instances), default=0) + 5
+        limit = self._start_limit(instances)
         await self.wait_until(instances, lambda i: i.state in SETTLED_AFTER_START, limit)
 
     async def stop(self, instances: list[Instance]) -> None:
+        """Stop, dependents before what they depend on: each wave is stopped before the next."""
+        waves: dict[int, list[Instance]] = {}
         for inst in instances:
-            inst.stop()
-        await self.wait_until(instances, lambda i: i.state in RESTING, _stop_limit(instances))
+            waves.setdefault(self._depth(inst.spec.program), []).append(inst)
+        for depth in sorted(waves, reverse=True):
+            wave = waves[depth]
+            for inst in wave:
+                inst.stop()
+            await self.wait_until(wave, lambda i: i.state in RESTING, _stop_limit(wave))
 
     async def restart(self, instances: list[Instance]) -> None:
         for inst in instances:
             inst.restart()
-        limit = _stop_limit(instances) + max((i.program.start_seconds for i in instances), default=0)
         await self.wait_until(
             instances,
             lambda i: i.state in SETTLED_AFTER_START and i.state is not State.STOPPED,
-            limit + 5,
+            _stop_limit(instances) + self._start_limit(instances),
         )
+
+    # what an operator asks for: remembered across daemon restarts ------------------------------
+
+    async def start_by_hand(self, instances: list[Instance]) -> None:
+        self.holds.release(inst.name for inst in instances)
+        await self.start(instances)
+
+    async def stop_by_hand(self, instances: list[Instance]) -> None:
+        self.holds.hold(inst.name for inst in instances)
+        await self.stop(instances)
+
+    async def restart_by_hand(self, instances: list[Instance]) -> None:
+        self.holds.release(inst.name for inst in instances)
+        await self.restart(instances)
+
+    def _start_limit(self, instances: list[Instance]) -> float:
+        """How long a start may take to settle: each level of dependencies may have to come up
+        first, and each level may wait for its readiness check."""
+
+        def worst(program: ProgramConfig) -> float:
+            return program.start_seconds + (program.ready_timeout if program.ready is not None else 0.0)
+
+        levels = 1 + max((self._depth(i.spec.program) for i in instances), default=0)
+        slowest = max((worst(p) for p in self.config.programs.values()), default=0.0)
+        return levels * slowest + 5
 
     async def apply(self, config: Config, changes: Changes) -> None:
         """Bring the instances in line with a reloaded config: stop what was removed, start
@@ -145,6 +249,8 @@ class Supervisor:
                     kept.program = program  # the same processes; only the instance count differs
                 instances[name] = kept
         self.instances = instances
+        self.holds.keep_only(instances)
+        self._sync_background()
         for name in changes.changed:
             for inst in [i for i in instances.values() if i.spec.program == name and i not in fresh]:
                 await self._replace(inst, config.programs[name])
@@ -167,8 +273,107 @@ class Supervisor:
         """Send `sig`; return the names of the instances that had a process to receive it."""
         return [inst.name for inst in instances if inst.send_signal(sig)]
 
+    # the notify socket, memory checks and file watchers ---------------------------------------
+
+    def _sync_background(self) -> None:
+        """Run what the current config needs, and only that: the notify socket (always: it is
+        one socket), the memory check (when a program has max_memory), a watcher per program
+        with `watch` (restarted when its settings change)."""
+        if self._notify is None:
+            try:
+                self._notify = sdnotify.Listener(self._notify_address, self._on_notify)
+            except OSError as e:
+                address = self._notify_address
+                log.error("notify socket %s: %s (ready = notify and watchdog cannot work)", address, e)
+        wanted: dict[object, ProgramConfig | None] = {}  # None: the memory check
+        if any(p.max_memory for p in self.config.programs.values()):
+            wanted["memory"] = None
+        for program in self.config.programs.values():
+            if program.watch:
+                wanted[("watch", program.name, program.watch, program.watch_ignore)] = program
+        for key in [k for k in self._background if k not in wanted]:
+            self._background.pop(key).cancel()
+        for key, watched in wanted.items():
+            if key in self._background:
+                continue
+            if watched is None:
+                task = asyncio.create_task(self._check_memory(), name="max_memory")
+            else:
+                task = asyncio.create_task(self._watch(watched), name=f"watch {watched.name}")
+            self._background[key] = task
+
+    def _on_notify(self, pid: int, fields: dict[str, str]) -> None:
+        inst = self._instance_of(pid)
+        if inst is None:
+            log.debug("notify socket: ignored a message from pid %d (not a program's process)", pid)
+            return
+        inst.notified(fields)
+
+    def _instance_of(self, pid: int) -> Instance | None:
+        """The instance whose process tree `pid` belongs to: its leader, its process group, or
+        (for a process that left the group) an ancestor."""
+        leaders = {i.pid: i for i in self.instances.values() if i.pid is not None}
+        if pid in leaders:
+            return leaders[pid]
+        with contextlib.suppress(OSError):
+            group = os.getpgid(pid)
+            if group in leaders:
+                return leaders[group]
+        with contextlib.suppress(psutil.Error):
+            for parent in psutil.Process(pid).parents():
+                if parent.pid in leaders:
+                    return leaders[parent.pid]
+        return None
+
+    async def _check_memory(self) -> None:
+        while True:
+            await asyncio.sleep(MEMORY_CHECK_SECONDS)
+            watched = {
+                i.pid: i
+                for i in self.instances.values()
+                if i.program.max_memory and i.state is State.RUNNING and i.pid is not None
+            }
+            if not watched:
+                continue
+            usage = await asyncio.to_thread(group_memory, list(watched))
+            for pid, inst in watched.items():
+                limit = inst.program.max_memory
+                if limit and usage.get(pid, 0) > limit and inst.pid == pid and inst.state is State.RUNNING:
+                    log.warning(
+                        "%s: uses %s, over max_memory %s: restarting it",
+                        inst.name,
+                        format_size(usage[pid]),
+                        format_size(limit),
+                    )
+                    inst.restart()
+
+    async def _watch(self, program: ProgramConfig) -> None:
+        from stoker.supervise import watch
+
+        async for paths in watch.changes(
+            program.watch,
+            state_dir=self.config.daemon.state_dir,
+            ignore=program.watch_ignore,
+            base=self.config.directory,
+        ):
+            shown = ", ".join(os.path.relpath(p, self.config.directory) for p in paths[:3])
+            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            log.info("%s: %s changed: restarting it", program.name, shown + more)
+            for inst in [i for i in self.instances.values() if i.spec.program == program.name]:
+                if inst.state in RESTARTABLE:
+                    await self.restart([inst])  # one at a time: the others keep serving
+
     async def shutdown(self) -> None:
         """Stop everything (stop signal, then SIGKILL at each stop_timeout) and release files."""
+        for task in self._background.values():
+            task.cancel()
+        for task in self._background.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        if self._notify is not None:
+            self._notify.close()
+            self._notify = None
         running = [i for i in self.instances.values() if i.state not in RESTING]
         if running:
             log.info("stopping %d program instance(s)", len(running))

@@ -1,0 +1,196 @@
+// Programs: every instance with its state, pid, uptime, restarts, memory and CPU; start, stop
+// and restart per instance and per program; a log that follows.
+
+import * as api from "./api.js";
+import { badge, coalesce, fill, grid, h, serial } from "./dom.js";
+import * as fmt from "./format.js";
+import { Follower } from "./output.js";
+
+const COLUMNS = ["Name", "State", "PID", "Uptime", "Restarts", "Memory", "CPU", "Actions"];
+const ACTIONS = { start: "Started", stop: "Stopped", restart: "Restarted" };
+const COUNTING = new Set(["starting", "running", "stopping"]); // states whose uptime grows
+
+export class ProgramsView {
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.load = serial(() => this.read());
+    this.rows = new Map(); // instance name → {tr, cells, data, at}
+    this.names = null; // the instances the table was built for
+    this.table = grid("programs", COLUMNS); // a tbody per program
+    this.measured = h("span", { class: "muted" });
+    this.logTitle = h("h3", { id: "log-title" });
+    this.log = new Follower("Program output");
+    this.logPanel = h(
+      "section",
+      { class: "panel", hidden: true, "aria-labelledby": "log-title" },
+      h("div", { class: "panel-head" }, this.logTitle,
+        h("button", { type: "button", onclick: () => this.closeLog() }, "Close")),
+      this.log.element,
+    );
+    this.element = h(
+      "section",
+      { "aria-labelledby": "programs-title" },
+      h("div", { class: "view-head" },
+        h("h2", { id: "programs-title" }, "Programs"),
+        this.measured,
+        h("button", { type: "button", onclick: () => this.load().catch(ctx.failed) }, "Refresh")),
+      this.table,
+      this.logPanel,
+    );
+    // An event carries no memory or CPU (measuring costs a pass over /proc): look once
+    // after a burst of changes.
+    this.lookAgain = coalesce(() => this.load().catch(ctx.failed), 1000);
+  }
+
+  async show() {
+    await this.load();
+  }
+
+  hide() {
+    this.closeLog();
+  }
+
+  async read() {
+    const list = await api.get(api.path("programs"));
+    const names = list.map((p) => p.name).join("\n");
+    if (names !== this.names) this.build(list);
+    this.names = names;
+    for (const p of list) this.update(p, true);
+    fill(this.measured, `memory and CPU as of ${fmt.time(new Date().toISOString())}`);
+  }
+
+  event(e) {
+    if (e.type !== "program") return;
+    this.update(e.program, false);
+    this.lookAgain();
+  }
+
+  tick() {
+    const now = performance.now();
+    for (const row of this.rows.values()) showUptime(row, now);
+  }
+
+  build(list) {
+    for (const body of this.table.querySelectorAll("tbody")) body.remove();
+    this.rows.clear();
+    const programs = new Map();
+    for (const p of list) {
+      if (!programs.has(p.program)) programs.set(p.program, []);
+      programs.get(p.program).push(p);
+    }
+    if (!list.length) {
+      const none = h("tr", { class: "empty" }, h("td", { colspan: COLUMNS.length }, "No programs in the config."));
+      this.table.append(h("tbody", {}, none));
+    }
+    for (const [program, instances] of programs) {
+      const body = h("tbody", { dataset: { program } });
+      if (instances.length > 1) {
+        body.append(
+          h("tr", { class: "program-row" },
+            h("th", { scope: "rowgroup", colspan: COLUMNS.length - 1 },
+              program, " ", h("span", { class: "muted" }, `${instances.length} instances`)),
+            h("td", { "data-label": "All" }, this.buttons(program, `every instance of ${program}`))),
+        );
+      }
+      for (const p of instances) body.append(this.row(p));
+      this.table.append(body);
+    }
+  }
+
+  row(p) {
+    const cell = (label) => h("td", { "data-label": label });
+    const cells = {
+      state: cell("State"),
+      pid: cell("PID"),
+      uptime: cell("Uptime"),
+      restarts: cell("Restarts"),
+      memory: cell("Memory"),
+      cpu: cell("CPU"),
+    };
+    const note = h("div", { class: "note" });
+    const logs = h("button", {
+      type: "button",
+      "aria-label": `Logs of ${p.name}`,
+      onclick: () => this.openLog(p.name),
+    }, "Logs");
+    const tr = h(
+      "tr",
+      { dataset: { name: p.name } },
+      h("th", { scope: "row" }, h("span", { class: "name" }, p.name), note),
+      Object.values(cells),
+      h("td", { "data-label": "Actions" }, this.buttons(p.name, p.name, logs)),
+    );
+    this.rows.set(p.name, { tr, cells, note, data: p, at: performance.now() });
+    return tr;
+  }
+
+  buttons(target, label, ...more) {
+    return h(
+      "div",
+      { class: "actions" },
+      Object.keys(ACTIONS).map((action) => {
+        const name = action[0].toUpperCase() + action.slice(1);
+        return h("button", {
+          type: "button",
+          "aria-label": `${name} ${label}`,
+          onclick: (ev) => this.act(ev.currentTarget, target, action),
+        }, name);
+      }),
+      more,
+    );
+  }
+
+  // `measured`: the JSON came from a look (memory and CPU are figures), not from an event.
+  update(p, measured) {
+    const row = this.rows.get(p.name);
+    if (!row) {
+      this.lookAgain(); // a program added or removed by a reload
+      return;
+    }
+    const old = row.data;
+    const data = measured || old.pid !== p.pid ? p : { ...p, memory: old.memory, cpu: old.cpu };
+    row.data = data;
+    row.at = performance.now();
+    const { cells } = row;
+    fill(cells.state, badge(data.state));
+    fill(cells.pid, data.pid ?? "—");
+    fill(cells.restarts, data.restarts);
+    fill(cells.memory, fmt.bytes(data.memory));
+    fill(cells.cpu, fmt.percent(data.cpu));
+    const notes = [
+      data.error,
+      data.status_text,
+      data.waiting_for?.length ? `waiting for ${data.waiting_for.join(", ")}` : null,
+      data.stopped_by_hand ? "stopped by hand" : null,
+    ];
+    fill(row.note, notes.filter(Boolean).join(" · "));
+    showUptime(row, row.at);
+  }
+
+  async act(button, target, action) {
+    await this.ctx.act(button, async () => {
+      const rows = await api.post(api.path("programs", target, action));
+      for (const p of rows) this.update(p, true);
+      return `${ACTIONS[action]} ${target}`;
+    });
+  }
+
+  openLog(name) {
+    this.logPanel.hidden = false;
+    fill(this.logTitle, `Output of ${name}`);
+    this.log.follow(`${api.path("programs", name, "logs")}?tail=200&follow=1`);
+    this.logPanel.scrollIntoView({ block: "nearest" });
+  }
+
+  closeLog() {
+    this.log.stop();
+    this.logPanel.hidden = true;
+  }
+}
+
+// The uptime of the last look, grown by the time since (a clock on the page, not a request).
+function showUptime(row, now) {
+  const { data } = row;
+  const counting = data.uptime !== null && COUNTING.has(data.state);
+  fill(row.cells.uptime, fmt.duration(counting ? data.uptime + (now - row.at) / 1000 : null));
+}

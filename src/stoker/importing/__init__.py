@@ -1,0 +1,97 @@
+"""`stoker import`: a supervisord ini, a pm2 ecosystem file or a Procfile → stoker.toml.
+
+Each format has its own module that turns text into :class:`~stoker.importing.model.Converted`
+(programs, settings, notes); :mod:`~stoker.importing.toml_writer` writes that as commented
+TOML. All of it is pure: text in, text out; only :func:`read` touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from stoker.importing import pm2, procfile, supervisord, toml_writer
+from stoker.importing.model import InputError, Machine
+
+__all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read"]
+
+FORMATS = ("supervisord", "pm2", "procfile")
+_JAVASCRIPT = (".js", ".cjs", ".mjs")
+
+
+def detect_format(file: str, text: str) -> str:
+    """The format of `file`, by its name, else by what it holds. InputError when unsure."""
+    base = os.path.basename(file)
+    extension = os.path.splitext(base)[1].lower()
+    if base == "Procfile" or base.startswith("Procfile."):
+        return "procfile"
+    if extension in (".conf", ".ini"):
+        return "supervisord"
+    if extension in (".json", *_JAVASCRIPT):
+        return "pm2"
+    if re.search(r"^\s*\[(program:|supervisord\]|include\])", text, re.MULTILINE):
+        return "supervisord"
+    if text.lstrip().startswith(("{", "[")) or "module.exports" in text:
+        return "pm2"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if lines and all(re.match(r"[A-Za-z0-9_-]+\s*:\s*\S", line) for line in lines):
+        return "procfile"
+    raise InputError(
+        file,
+        None,
+        None,
+        "cannot tell its format from its name or contents; expected a supervisord .conf/.ini, "
+        "a pm2 ecosystem .json/.js or a Procfile (or say which with --format supervisord|pm2|procfile)",
+    )
+
+
+def convert(text: str, file: str, *, format: str | None = None, machine: Machine | None = None) -> str:
+    """The stoker.toml for `text`, read from `file` (an absolute path: supervisord's
+    %(here)s is its folder). InputError for anything that cannot be converted."""
+    machine = machine or Machine.this_one()
+    chosen = format or detect_format(file, text)
+    if chosen == "supervisord":
+        converted = supervisord.convert(text, file, machine)
+    elif chosen == "pm2":
+        javascript = os.path.splitext(file)[1].lower() in _JAVASCRIPT or not text.lstrip().startswith(
+            ("{", "[")
+        )
+        converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine)
+    elif chosen == "procfile":
+        converted = procfile.convert(text, file)
+    else:
+        raise ValueError(f"unknown format {chosen!r}; expected one of {', '.join(FORMATS)}")
+    output = toml_writer.render(converted)
+    _check(output, file)
+    return output
+
+
+def _check(output: str, file: str) -> None:
+    """What we print must pass `stoker check` where it will likely live (beside `file`); a
+    value the converters let through but the config refuses is still said plainly."""
+    from stoker.config import ConfigError, parse_config
+
+    try:
+        parse_config(output, os.path.join(os.path.dirname(file), "stoker.toml"))
+    except ConfigError as e:
+        problem = str(e).split(": ", 1)[-1]
+        raise InputError(
+            file, None, None, f"converted, but the result does not pass stoker check: {problem}"
+        ) from None
+
+
+def read(path: str) -> str:
+    """The file's text; InputError naming it when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise InputError(path, None, None, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(path, None, None, "is a directory, not a file to import") from None
+    except OSError as e:
+        raise InputError(path, None, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(path, None, None, f"not UTF-8 text (bad byte at offset {e.start})") from None

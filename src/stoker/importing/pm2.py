@@ -1,0 +1,476 @@
+"""A pm2 ecosystem file (``ecosystem.config.json`` / ``.js`` / ``.cjs``) → programs.
+
+Each entry of ``apps`` becomes a program. pm2's times are milliseconds; its interpreter is
+guessed from the script's extension as pm2 does; ``instances: "max"`` becomes this machine's
+CPU count (stoker has no "max": the number is written down, with a note). Everything pm2 has
+and stoker has not (cluster mode, ``env_production``, ``ignore_watch`` …) becomes a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from typing import Any
+
+from stoker.durations import InvalidValue, parse_size
+from stoker.importing import js
+from stoker.importing.model import (
+    Converted,
+    InputError,
+    Machine,
+    Program,
+    Value,
+    duration_from_ms,
+    program_name,
+    seconds,
+)
+from stoker.signals import parse_signal
+
+FORMAT = "pm2"
+DEFAULT_MAX_RESTARTS = 16  # pm2's: unstable restarts (up less than min_uptime) before "errored"
+EXP_BACKOFF_CAP = 15.0  # pm2's exp_backoff_restart_delay stops growing at 15 s
+# How pm2 picks an interpreter from the script's extension (Common.js, extItps); .py is
+# "python" in pm2, which Debian no longer ships: python3 is what such a machine runs.
+INTERPRETERS = {
+    ".js": "node",
+    ".cjs": "node",
+    ".mjs": "node",
+    ".ts": "ts-node",
+    ".tsx": "ts-node",
+    ".coffee": "coffee",
+    ".ls": "lsc",
+    ".py": "python3",
+    ".sh": "bash",
+    ".rb": "ruby",
+    ".php": "php",
+    ".pl": "perl",
+}
+
+
+def load(text: str, file: str, *, javascript: bool) -> Any:
+    """The ecosystem's data: JSON, or the plain data a .js file exports."""
+    if javascript:
+        try:
+            return js.exported(text)
+        except js.JSError as e:
+            message = str(e).replace("./FILE", "./" + os.path.basename(file))
+            raise InputError(file, None if e.line is None else f"line {e.line}", None, message) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            file, f"line {e.lineno}", None, f"invalid JSON: {e.msg} (column {e.colno})"
+        ) from None
+
+
+def convert(data: Any, file: str, machine: Machine) -> Converted:
+    converted = Converted(file=file, format=FORMAT)
+    apps = _apps(data, file)
+    converted.notes.append(
+        f"Relative paths (script, cwd) were relative to where pm2 was started; here they are "
+        f"relative to this file's folder: keep it beside {os.path.basename(file)}."
+    )
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key == "deploy":
+                converted.notes.append(
+                    f"deploy ({', '.join(value) if isinstance(value, dict) else 'set'}): stoker does not "
+                    "deploy code; after your deploy step has updated it, `stoker reload` applies a "
+                    "changed stoker.toml and `stoker restart NAME` restarts a program."
+                )
+            elif key != "apps":
+                converted.notes.append(f"{key} = {_compact(value)}: not a pm2 ecosystem key stoker knows.")
+    seen: set[str] = set()
+    for index, app in enumerate(apps):
+        program = _App(app, index, file, machine).program()
+        if program.name in seen:
+            raise InputError(
+                file,
+                f"apps[{index}]",
+                "name",
+                f"expected a name no other app has, got {_compact(program.name)}",
+            )
+        seen.add(program.name)
+        converted.programs.append(program)
+    return converted
+
+
+def _apps(data: Any, file: str) -> list[Any]:
+    """pm2 takes ``{apps: [...]}``, ``{apps: {...}}``, a bare list, or one app."""
+    if isinstance(data, dict) and "apps" in data:
+        apps = data["apps"]
+        return apps if isinstance(apps, list) else [apps]
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and "script" in data:
+        return [data]
+    raise InputError(file, None, None, "expected a pm2 ecosystem: { apps: [ { name, script, … } ] }")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class _App:
+    """One entry of ``apps``, converted option by option into a Program."""
+
+    def __init__(self, app: Any, index: int, file: str, machine: Machine) -> None:
+        self.file = file
+        self.index = index
+        self.machine = machine
+        if not isinstance(app, dict):
+            raise InputError(
+                file, f"apps[{index}]", None, f"expected an object {{ name, script, … }}, got {_compact(app)}"
+            )
+        self.app: dict[str, Any] = app
+        self.where = f"apps[{index}]"
+        script = app.get("script")
+        if not isinstance(script, str) or not script.strip():
+            raise self.error("script", f"expected the script or program to run, got {_compact(script)}")
+        self.script = script.strip()
+        original = app.get("name")
+        if original is None:  # pm2 names an app after its script
+            original = os.path.splitext(os.path.basename(self.script))[0]
+        if not isinstance(original, str) or not original.strip():
+            raise self.error("name", f"expected a name, got {_compact(original)}")
+        self.where = f'apps[{index}] "{original}"'
+        name, renamed = program_name(original.strip())
+        self.out = Program(name=name, source=f"{self.where} in {os.path.basename(file)}")
+        if renamed:
+            self.out.note(renamed)
+        self.done: set[str] = {"name", "script"}
+
+    def error(self, key: str | None, problem: str) -> InputError:
+        return InputError(self.file, self.where, key, problem)
+
+    def get(self, key: str) -> Any:
+        self.done.add(key)
+        return self.app.get(key)
+
+    def note(self, key: str, text: str) -> None:
+        self.out.note(f"{key} = {_compact(self.app[key])}: {text}")
+
+    def ms(self, key: str) -> float | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        try:
+            return duration_from_ms(value)
+        except ValueError as e:
+            raise self.error(key, f"{e}, got {_compact(value)}") from None
+
+    def whole(self, key: str, minimum: int) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.error(key, f"expected a whole number, {minimum} or more, got {_compact(value)}")
+        return value
+
+    def program(self) -> Program:
+        self.out.set("command", self.command())
+        directory = self.get("cwd")
+        if directory is not None:
+            if not isinstance(directory, str) or not directory:
+                raise self.error("cwd", f"expected a folder path, got {_compact(directory)}")
+            self.out.set("directory", directory)
+        instances = self.instances()
+        self.environment(instances)
+        self.restarts()
+        self.stopping()
+        self.memory_and_watch()
+        self.logs()
+        user, uid = self.get("user"), self.get("uid")  # the same option
+        if user is not None or uid is not None:
+            self.out.set("user", str(user if user is not None else uid))
+        if self.get("gid") is not None:
+            self.out.set("group", str(self.app["gid"]))
+        self.rest()
+        return self.out
+
+    # the command ------------------------------------------------------------------------------
+
+    def command(self) -> str:
+        """``[interpreter, interpreter_args…, script, args…]`` as one string stoker splits back."""
+        named, older = self.get("interpreter"), self.get("exec_interpreter")  # the same option
+        interpreter = named if named is not None else older
+        if interpreter is not None and not isinstance(interpreter, str):
+            raise self.error("interpreter", f"expected a program name like node, got {_compact(interpreter)}")
+        interpreter_args = self.words("interpreter_args") + self.words("node_args")
+        if interpreter is None:
+            interpreter = INTERPRETERS.get(os.path.splitext(self.script)[1].lower(), "none")
+            if interpreter == "python3":
+                self.out.note(
+                    f"script = {_compact(self.script)}: pm2 ran .py files with python; here python3."
+                )
+        argv = [] if interpreter == "none" else [interpreter, *interpreter_args]
+        argv += [self.script, *self.words("args")]
+        return shlex.join(argv)
+
+    def words(self, key: str) -> list[str]:
+        value = self.get(key)
+        if value is None:
+            return []
+        if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+            return [str(v) for v in value]
+        if isinstance(value, str):
+            try:
+                return shlex.split(value)
+            except ValueError as e:
+                raise self.error(key, f"expected arguments with balanced quotes ({e})") from None
+        raise self.error(key, f"expected a string or an array of strings, got {_compact(value)}")
+
+    # instances and environment ----------------------------------------------------------------
+
+    def instances(self) -> int:
+        value = self.get("instances")
+        count = 1
+        cpus = self.machine.cpu_count
+        if value in ("max", 0, "0", -1, "-1"):
+            count = max(1, cpus - 1) if value in (-1, "-1") else cpus
+            self.note(
+                "instances",
+                f"{'all CPUs but one' if value in (-1, '-1') else 'one per CPU'} in pm2; stoker takes a "
+                f"number: this machine has {cpus} CPU(s), so {count}; change it for another machine.",
+            )
+        elif value is not None:
+            count = self.whole("instances", 1) or 1
+        if count != 1:
+            self.out.set("instances", count)
+        mode = self.get("exec_mode")
+        if isinstance(mode, str) and mode.startswith("cluster"):
+            self.note(
+                "exec_mode",
+                "pm2's cluster mode shared one listening port between node processes; stoker runs "
+                "independent instances, which cannot share a port unless each binds its own "
+                '(e.g. PORT = "300{instance}" in environment) or they use SO_REUSEPORT.',
+            )
+        elif mode not in (None, "fork", "fork_mode"):
+            raise self.error("exec_mode", f'expected "fork" or "cluster", got {_compact(mode)}')
+        return count
+
+    def environment(self, instances: int) -> None:
+        env = self.get("env")
+        if env is not None and not isinstance(env, dict):
+            raise self.error("env", f"expected an object of variables, got {_compact(env)}")
+        environment = {
+            name: self.env_value(name, value) for name, value in (env or {}).items() if value is not None
+        }
+        variable = self.get("instance_var") or "NODE_APP_INSTANCE"
+        note = ""
+        if instances > 1 and variable not in environment:
+            environment[str(variable)] = "{instance}"
+            note = f"{variable}: the instance number, as pm2 set it"
+        if environment:
+            self.out.set("environment", environment, note)
+        for key in sorted(k for k in self.app if k.startswith("env_")):
+            self.done.add(key)
+            self.note(
+                key,
+                f"`pm2 start --env {key[4:]}` added these; stoker has one environment per program: "
+                "merge the variables of the environment you deploy into environment above.",
+            )
+
+    def env_value(self, name: str, value: Any) -> str:
+        if isinstance(value, bool):  # how node turns them into variables
+            return "true" if value else "false"
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, str | int | float):
+            return str(value)
+        raise self.error(f"env.{name}", f"expected a string, number or boolean, got {_compact(value)}")
+
+    # restarting and stopping ------------------------------------------------------------------
+
+    def restarts(self) -> None:
+        autorestart = self.get("autorestart")
+        codes = self.get("stop_exit_codes")
+        if autorestart is not None and not isinstance(autorestart, bool):
+            raise self.error("autorestart", f"expected true or false, got {_compact(autorestart)}")
+        if autorestart is False:
+            self.out.set("restart", "never", "autorestart: false")
+        elif codes is not None:
+            listed = codes if isinstance(codes, list) else [codes]
+            if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in listed):
+                raise self.error("stop_exit_codes", f"expected exit codes 0-255, got {_compact(codes)}")
+            self.out.set("restart", "on-failure", "stop_exit_codes: these exits are not restarted")
+            self.out.set("success_exit_codes", listed)
+        elif autorestart is True:
+            self.out.set("restart", "always")
+        uptime = self.ms("min_uptime")
+        if uptime is not None:
+            self.out.set("start_seconds", seconds(uptime), f"min_uptime: {_compact(self.app['min_uptime'])}")
+        most = self.whole("max_restarts", 0)
+        if most is None:
+            self.out.set("max_restarts", DEFAULT_MAX_RESTARTS, "pm2's default; 0 = never give up")
+        elif most == 0:
+            self.out.set(
+                "max_restarts", 1, "max_restarts: 0 in pm2; stoker retries at least once (0 = never give up)"
+            )
+        else:
+            self.out.set("max_restarts", most)
+        delay, growing = self.ms("restart_delay"), self.ms("exp_backoff_restart_delay")
+        if growing:
+            top = max(growing, EXP_BACKOFF_CAP)
+            self.out.set(
+                "backoff",
+                {"min": seconds(growing), "max": seconds(top)},
+                "exp_backoff_restart_delay, up to pm2's 15s",
+            )
+        elif delay:
+            self.out.set(
+                "backoff", {"min": seconds(delay), "max": seconds(max(delay, 60.0))}, "restart_delay"
+            )
+        if delay:
+            self.note(
+                "restart_delay",
+                "pm2 waited before every restart; stoker restarts a program that had been up at once "
+                "and waits (backoff, doubling) only after starts that failed.",
+            )
+        if self.app.get("cron_restart") is not None:
+            self.cron_restart()
+
+    def cron_restart(self) -> None:
+        from stoker.schedule.triggers import Reboot, TriggerError, parse_cron, zone_named
+
+        value = self.get("cron_restart")
+        if not isinstance(value, str):
+            raise self.error(
+                "cron_restart", f'expected a cron expression like "0 4 * * *", got {_compact(value)}'
+            )
+        try:
+            trigger = parse_cron(value, zone_named("UTC"))
+        except TriggerError as e:
+            self.note("cron_restart", f"stoker's cron_restart takes a 5-field cron expression: {e}.")
+            return
+        if isinstance(trigger, Reboot):
+            self.note("cron_restart", "a program starts with the daemon anyway.")
+            return
+        self.out.set("cron_restart", " ".join(value.split()), "in [daemon] timezone (default: the system's)")
+
+    def stopping(self) -> None:
+        timeout = self.ms("kill_timeout")
+        if timeout is not None:
+            self.out.set(
+                "stop_timeout", seconds(timeout), f"kill_timeout: {_compact(self.app['kill_timeout'])}"
+            )
+        signal = self.get("kill_signal")
+        if signal is not None:
+            try:
+                parse_signal(signal)
+            except ValueError as e:
+                raise self.error("kill_signal", str(e)) from None
+            self.out.set("stop_signal", str(signal).strip().upper().removeprefix("SIG"))
+        if self.get("treekill") is False:
+            self.note("treekill", "stoker always signals the whole process group (children included).")
+
+    # memory, watching, logs -------------------------------------------------------------------
+
+    def memory_and_watch(self) -> None:
+        limit = self.get("max_memory_restart")
+        if limit is not None:
+            try:
+                size = parse_size(limit, where="")
+            except InvalidValue:
+                raise self.error(
+                    "max_memory_restart", f'expected a size like "300M", got {_compact(limit)}'
+                ) from None
+            text = limit.strip() if isinstance(limit, str) else ""
+            shown: Value = text + "B" if re.fullmatch(r"[\d.]+\s*[KMGkmg]", text) else (text or size)
+            self.out.set("max_memory", shown, f"max_memory_restart: {_compact(limit)}")
+        watch = self.get("watch")
+        cwd = self.app.get("cwd") if isinstance(self.app.get("cwd"), str) else None
+        if watch is True:
+            paths: list[str] = [cwd or "."]
+        elif isinstance(watch, str):
+            paths = [watch]
+        elif isinstance(watch, list) and all(isinstance(p, str) for p in watch):
+            paths = list(watch)
+        elif watch in (None, False):
+            paths = []
+        else:
+            raise self.error("watch", f"expected true, a path or an array of paths, got {_compact(watch)}")
+        if paths:
+            # pm2 reads them from the app's cwd; stoker from the config's folder
+            paths = [os.path.join(cwd, p) if cwd and watch is not True else p for p in paths]
+            self.out.set("watch", paths, f"watch: {_compact(watch)}")
+        ignored = self.get("ignore_watch")
+        if ignored is not None:
+            self.ignore_watch(ignored)
+        for key, text in (
+            ("watch_delay", "stoker restarts once the changes have settled (300 ms apart); nothing to set."),
+            ("watch_options", "stoker watches with inotify; no chokidar options."),
+        ):
+            if key in self.app:
+                self.done.add(key)
+                self.note(key, text)
+
+    def ignore_watch(self, ignored: Any) -> None:
+        """pm2's ignore_watch (chokidar patterns) → watch_ignore (glob patterns matched against
+        the path relative to the config's folder, the file name and the full path): a plain
+        name also stands for everything under it."""
+        entries = [ignored] if isinstance(ignored, str) else ignored
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+            raise self.error(
+                "ignore_watch", f"expected a pattern or an array of patterns, got {_compact(ignored)}"
+            )
+        patterns: list[str] = []
+        for entry in entries:
+            patterns.append(entry)
+            if not re.search(r"[*?\[\\]", entry):
+                patterns.append(entry.rstrip("/") + "/*")
+        self.out.set("watch_ignore", patterns, "ignore_watch; a folder F is also F/*")
+
+    def logs(self) -> None:
+        out, err = self.get("out_file"), self.get("error_file")
+        merged = out is not None and out == err
+        log: dict[str, Value] = {"stderr": "merge" if merged else "separate"}
+        if self.get("time") is True or self.get("log_date_format") is not None:
+            log["timestamps"] = True
+        why = "out_file = error_file" if merged else "as pm2: stderr in a file of its own"
+        self.out.set(
+            "log", log, why + ("; timestamps as pm2's time / log_date_format" if "timestamps" in log else "")
+        )
+        name = self.out.name
+        places = {
+            "out_file": f"stoker writes <state_dir>/logs/{name}.N.log; read it with `stoker logs {name}`.",
+            "error_file": f"stoker writes <state_dir>/logs/{name}.N.err.log; `stoker logs {name} --stderr`.",
+            "log_file": 'stoker keeps no extra combined file; log.stderr = "merge" interleaves both streams.',
+            "merge_logs": f"each instance writes its own {name}.N.log; `stoker logs {name}` reads them.",
+            "combine_logs": f"each instance writes its own {name}.N.log; `stoker logs {name}` reads them.",
+            "log_date_format": "stoker's timestamps are ISO 8601 (log.timestamps above).",
+            "log_type": "stoker writes output as it comes, not JSON lines.",
+            "disable_logs": "stoker always keeps a log, rotated by log.max_size and log.keep.",
+            "pid_file": "`stoker status --json` shows each instance's pid.",
+        }
+        for key, text in places.items():
+            if key in self.app and not (key == "error_file" and merged):
+                self.done.add(key)
+                self.note(key, text)
+
+    def rest(self) -> None:
+        """Every option not converted above, as a note saying what stoker has instead."""
+        texts = {
+            "wait_ready": 'pm2 waited for process.send("ready"); stoker\'s ready = "tcp:PORT", '
+            '"http://…/health" or "notify" (sd_notify READY=1) waits for the app instead.',
+            "listen_timeout": "with ready, stoker's ready_timeout is how long to wait for it.",
+            "shutdown_with_message": "stoker stops a program with stop_signal (a signal, not a message).",
+            "source_map_support": "node option; add --enable-source-maps to the command if needed.",
+            "vizion": "stoker does not track git versions.",
+            "pmx": "stoker has no pm2 metrics module; see GET /metrics.",
+            "automation": "stoker has no pm2 metrics module; see GET /metrics.",
+            "namespace": "stoker has no namespaces; name programs accordingly.",
+            "increment_var": "set the variable in environment with {instance} instead.",
+            "filter_env": "programs get the daemon's environment plus environment; nothing is filtered.",
+            "force": "stoker never starts a program twice.",
+            "append_env_to_name": "stoker names instances NAME:N.",
+            "kill_retry_time": "stoker sends SIGKILL once stop_timeout has passed.",
+            "post_update": "run these in your deploy step, then `stoker restart NAME`.",
+        }
+        for key in self.app:
+            if key not in self.done:
+                self.note(key, texts.get(key, "not a pm2 option stoker knows; left out."))

@@ -1,0 +1,331 @@
+"""The dashboard in a real browser (Debian's chromium, driven by Playwright) on a real daemon.
+
+One daemon and one browser serve the whole module; each test opens a fresh browser context (a
+new tab: empty sessionStorage) and signs in with the token. Nothing here sleeps: Playwright's
+expect() waits for what the page shows, with a deadline. The screenshots the tests take are
+the README's: `make screenshots` writes them to docs/screenshots/ (STOKER_SCREENSHOTS=DIR);
+a plain test run keeps them in its temp dir, so running the tests leaves the tree clean.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Stoker, free_port, need
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+PY = sys.executable
+TOKEN = "dashboard-test-token"
+SHOTS_TO = os.environ.get("STOKER_SCREENSHOTS")
+TICKER = "import itertools, time\nfor i in itertools.count():\n    print(f'tick {i}', flush=True)\n    time.sleep(0.2)\n"
+GREET = "import sys, time\nprint('hello', sys.argv[1], flush=True)\ntime.sleep(1.5)\n"
+CHECK_DISK = (
+    "import sys\nprint('checking disk')\nprint('disk full: 100% used', file=sys.stderr)\nsys.exit(3)\n"
+)
+
+expect.set_options(timeout=15_000)  # a shared 2-core machine: generous, never a fixed wait
+
+
+@dataclass
+class Site:
+    stoker: Stoker
+    url: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("dashboard")
+    stoker = Stoker(root)
+    port = free_port()
+    (root / "ticker.py").write_text(TICKER)
+    (root / "greet.py").write_text(GREET)
+    (root / "check_disk.py").write_text(CHECK_DISK)
+    (root / "token").write_text(TOKEN + "\n")
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{port}"
+        token = "file:token"
+
+        [programs.ticker]
+        command = ["{PY}", "ticker.py"]
+        start_seconds = "1s"
+        [programs.worker]
+        command = "sleep 1000"
+        instances = 2
+
+        [tasks.greet]
+        command = ["{PY}", "greet.py", "{{name}}"]
+        queue = "fast"
+        [tasks.check_disk]
+        command = ["{PY}", "check_disk.py"]
+        max_attempts = 2
+        backoff = {{ min = "100ms", max = "100ms" }}
+        [tasks.send_mail]
+        command = ["true"]
+        queue = "mail"
+
+        [queues.fast]
+        concurrency = 2
+        [queues.mail]
+        concurrency = 4
+
+        [schedules.nightly]
+        cron = "0 3 * * *"
+        timezone = "UTC"
+        task = "greet"
+        params = {{ name = "night" }}
+        """
+    )
+    try:
+        stoker.up()
+        yield Site(stoker, f"http://127.0.0.1:{port}/")
+    finally:
+        leftovers = stoker.cleanup()
+        assert not leftovers, f"processes survived the daemon: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    chromium = need("chromium")  # Debian's; Playwright's own browser builds are never downloaded
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, site: Site) -> Iterator[Any]:
+    """open_page(**context options) → a page in a new context; every context is closed after,
+    and a script error on any page fails the test."""
+    contexts = []
+    errors: list[str] = []
+
+    def open_page(**options: Any) -> Page:
+        context = browser.new_context(timezone_id="UTC", **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(open_page: Any) -> Page:
+    result: Page = open_page(viewport={"width": 1200, "height": 760})
+    return result
+
+
+def sign_in(page: Page, site: Site, hash: str = "") -> None:
+    page.goto(site.url + hash)
+    page.get_by_label("Token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")  # events are flowing
+    page.evaluate("window.sameDocument = true")  # gone if anything reloads the page
+
+
+def still_same_document(page: Page) -> bool:
+    return bool(page.evaluate("window.sameDocument === true"))
+
+
+def shot(page: Page, name: str) -> None:
+    folder = Path(SHOTS_TO) if SHOTS_TO else Path(tempfile.gettempdir()) / "stoker-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), full_page=True)
+
+
+def state_of(page: Page, row: str) -> Any:
+    return page.locator(f"tr[data-name='{row}'] .state")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_sign_in_with_the_token(page: Page, site: Site) -> None:
+    requests: list[Any] = []
+    page.on("request", lambda request: requests.append(request))
+    page.goto(site.url)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Token").fill("not-the-token")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#login-error")).to_have_text("The daemon did not accept that token.")
+    shot(page, "sign-in.png")
+
+    page.get_by_label("Token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_role("heading", name="Programs")).to_be_visible()
+    expect(page.locator("#live")).to_have_text("live")
+    # Kept for this tab only, sent in a header, never in a URL; no cookie at all.
+    assert page.evaluate("sessionStorage.getItem('stoker.token')") == TOKEN
+    assert page.context.cookies() == []
+    assert not [r.url for r in requests if TOKEN in r.url]
+    api_calls = [r for r in requests if "/api/v1/" in r.url]
+    authorized = {
+        r.url.split("/api/v1/")[1]
+        for r in api_calls
+        if r.all_headers().get("authorization") == f"Bearer {TOKEN}"
+    }
+    assert {"status", "programs", "events"} <= authorized
+
+    page.reload()  # the same tab keeps its token
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.get_by_role("button", name="Sign out", exact=True).click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('stoker.token')") is None
+
+
+def test_restart_a_program_and_watch_its_state_change_live(page: Page, site: Site) -> None:
+    sign_in(page, site)
+    ticker = page.locator("tr[data-name='ticker:0']")
+    expect(state_of(page, "ticker:0")).to_have_text("running")
+    for row in ("worker:0", "worker:1"):
+        expect(state_of(page, row)).to_have_text("running")
+    pid = ticker.locator("td[data-label='PID']").inner_text()
+    assert pid.isdigit()
+
+    page.get_by_role("button", name="Restart ticker:0", exact=True).click()
+    # The restart answers once the program has run start_seconds again: "starting" can only
+    # have come from the event stream.
+    expect(state_of(page, "ticker:0")).to_have_text("starting")
+    expect(state_of(page, "ticker:0")).to_have_text("running")
+    expect(ticker.locator("td[data-label='PID']")).not_to_have_text(pid)
+    expect(ticker.locator("td[data-label='Restarts']")).to_have_text("1")
+    expect(page.locator("#notice")).to_have_text("Restarted ticker:0")
+
+    # A change made elsewhere (the CLI) shows too.
+    assert site.stoker.cli("stop", "worker").returncode == 0
+    for row in ("worker:0", "worker:1"):
+        expect(state_of(page, row)).to_have_text("stopped")
+    expect(page.locator("tr[data-name='worker:0'] .note")).to_have_text("stopped by hand")
+    page.get_by_role("button", name="Start every instance of worker", exact=True).click()
+    for row in ("worker:0", "worker:1"):
+        expect(state_of(page, row)).to_have_text("running")
+    expect(page.locator("tr[data-name='worker:0'] td[data-label='Memory']")).to_have_text(
+        re.compile(r"\d+(\.\d)? [KMG]?B")
+    )
+    expect(page.locator("tr[data-name='worker:0'] td[data-label='CPU']")).to_have_text(
+        re.compile(r"\d+\.\d%|—")
+    )
+    shot(page, "programs.png")
+    assert still_same_document(page)
+
+
+def test_a_program_log_follows(page: Page, site: Site) -> None:
+    sign_in(page, site)
+    page.get_by_role("button", name="Logs of ticker:0", exact=True).click()
+    expect(page.get_by_role("heading", name="Output of ticker:0")).to_be_visible()
+    output = page.get_by_label("Program output")
+    expect(output).to_contain_text("tick")
+    seen = output.inner_text()
+    expect(output).not_to_have_text(seen)  # a line the ticker printed after the tail was read
+    assert output.inner_text().startswith(seen.strip().splitlines()[0])  # appended, not replaced
+    page.get_by_role("button", name="Close", exact=True).click()
+    expect(output).to_be_hidden()
+
+
+def test_enqueue_a_job_from_the_form_and_watch_it_succeed(page: Page, site: Site) -> None:
+    sign_in(page, site)
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_text("Enqueue a job").click()
+    form = page.get_by_role("form", name="Enqueue a job")
+    form.get_by_label("Task", exact=True).select_option("greet")
+    # Markup in a parameter is text to the page, never HTML.
+    form.get_by_label("name", exact=True).fill("<b>world</b>")
+    form.get_by_role("button", name="Enqueue", exact=True).click()
+
+    expect(page.get_by_role("heading", name=re.compile(r"^Job #\d+$"))).to_be_visible()
+    state = page.locator(".job-state")
+    output = page.get_by_label("Job output")
+    expect(state).to_have_text("running")
+    expect(output).to_have_text("hello <b>world</b>")  # followed while it runs
+    expect(state).to_have_text("succeeded")
+    expect(page.locator("table.params td")).to_have_text("<b>world</b>")
+    expect(page.locator("table.attempts tbody tr")).to_have_count(1)
+    expect(page.locator("table.attempts tbody .state")).to_have_text("succeeded")
+    assert page.locator("#views b").count() == 0
+    job_id = int(page.get_by_role("heading", name=re.compile(r"^Job #")).inner_text().removeprefix("Job #"))
+    assert site.stoker.client.job(job_id)["params"] == {"name": "<b>world</b>"}
+    shot(page, "job.png")
+    assert still_same_document(page)
+
+
+def test_open_a_failed_job_and_read_its_error_output(page: Page, site: Site) -> None:
+    sign_in(page, site, "#/jobs")
+    page.get_by_role("form", name="Filter jobs").get_by_label("State").select_option("failed")
+    job = site.stoker.client.enqueue("check_disk")
+    row = page.locator(f"tr[data-id='{job.id}']")
+    expect(row.locator(".state")).to_have_text("failed")  # it joins the filtered list live
+    expect(row.locator("td[data-label='Error']")).to_have_text("exited with code 3: disk full: 100% used")
+    shot(page, "jobs.png")
+    row.get_by_role("link", name=f"#{job.id}").click()
+
+    expect(page.get_by_label("Error text")).to_have_text("exited with code 3: disk full: 100% used")
+    expect(page.get_by_label("Job output")).to_have_text("checking disk\ndisk full: 100% used")
+    attempts = page.locator("table.attempts tbody tr")
+    expect(attempts).to_have_count(2)
+    expect(attempts.locator(".state")).to_have_text(["failed", "failed"])
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_hidden()
+    shot(page, "failed-job.png")
+    page.get_by_role("button", name="Retry", exact=True).click()
+    expect(page.locator("#notice")).to_have_text(f"Queued again: job #{job.id}")
+    expect(page.locator(".job-state")).to_have_text("failed")
+    assert site.stoker.client.wait(job.id, timeout=20)["state"] == "failed"
+
+
+def test_pause_a_queue(page: Page, site: Site) -> None:
+    sign_in(page, site, "#/queues")
+    row = page.locator("tr[data-name='mail']")
+    expect(row.locator(".state")).to_have_text("active")
+    page.get_by_role("button", name="Pause queue mail", exact=True).click()
+    expect(row.locator(".state")).to_have_text("paused")
+    assert {q["name"]: q["paused"] for q in site.stoker.client.queues()}["mail"] is True
+
+    job = site.stoker.client.enqueue("send_mail")
+    expect(row.locator("td[data-label='Queued']")).to_have_text("1")  # live: it waits
+    shot(page, "queues.png")
+    page.get_by_role("button", name="Resume queue mail", exact=True).click()
+    expect(row.locator(".state")).to_have_text("active")
+    expect(row.locator("td[data-label='Queued']")).to_have_text("0")
+    expect(row.locator("td[data-label='Done/min']")).to_have_text("1")
+    assert site.stoker.client.wait(job.id, timeout=20)["state"] == "succeeded"
+
+
+def test_schedules_run_now_and_pause(page: Page, site: Site) -> None:
+    sign_in(page, site, "#/schedules")
+    row = page.locator("tr[data-name='nightly']")
+    expect(row.locator("td[data-label='Trigger']")).to_have_text("cron 0 3 * * * (UTC)")
+    expect(row.locator("td[data-label='Next run']")).to_contain_text("03:00")
+    page.get_by_role("button", name="Run nightly now", exact=True).click()
+    expect(page.locator("#notice")).to_have_text(re.compile(r"^Queued job #\d+ of schedule nightly$"))
+    job_id = int(re.findall(r"#(\d+)", page.locator("#notice").inner_text())[0])
+    result = row.locator("td[data-label='Last result']")
+    expect(result.get_by_role("link", name=f"#{job_id}")).to_be_visible()
+    expect(result.locator(".state")).to_have_text("succeeded")
+    page.get_by_role("button", name="Pause schedule nightly", exact=True).click()
+    expect(row.locator("td[data-label='Next run']")).to_have_text("paused")
+    shot(page, "schedules.png")
+    page.get_by_role("button", name="Resume schedule nightly", exact=True).click()
+    expect(row.locator("td[data-label='Next run']")).to_contain_text("03:00")
+
+
+def test_readable_on_a_phone(open_page: Any, site: Site) -> None:
+    phone = open_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    sign_in(phone, site)
+    expect(state_of(phone, "ticker:0")).to_be_visible()
+    expect(phone.locator("table.programs thead")).to_be_hidden()  # rows are cards, cells labelled
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(phone, "phone.png")

@@ -1,0 +1,382 @@
+"""What only the PostgreSQL store has: its schema and migrations, its connection errors, several
+daemons (stores) on one database at once, and the values PostgreSQL cannot hold as given. The
+protocol's contract runs on it in test_store.py."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from stoker.jobs.rules import JobState, Next, Outcome
+from stoker.store import AttemptEnd, NewJob, StoreError
+from stoker.store.base import started
+from stoker.store.postgres import MIGRATIONS, PostgresStore
+
+T0 = 1_800_000_000.0
+
+
+def new(**kw: Any) -> NewJob:
+    options: dict[str, Any] = {"task": "t", "queue": "q", "params": {}, "max_attempts": 3, "run_at": T0}
+    options.update(kw)
+    return NewJob(**options)
+
+
+@asynccontextmanager
+async def nodes(url: str, count: int) -> AsyncIterator[list[PostgresStore]]:
+    """`count` stores on one database, as that many daemons would open it (at the same time)."""
+    stores = [PostgresStore(url) for _ in range(count)]
+    async with AsyncExitStack() as stack:
+        for store in stores:
+            stack.push_async_callback(store.close)
+        await asyncio.gather(*(store.open() for store in stores))
+        yield stores
+
+
+def scalar(url: str, sql: str) -> Any:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql).fetchone()
+        return None if row is None else row[0]
+
+
+def test_nodes_starting_at_once_migrate_once(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 6) as stores:
+            [(job, _)] = await stores[0].enqueue([new()], T0)
+            assert await stores[5].get(job.id) == job
+
+    asyncio.run(main())
+    assert scalar(postgres_url, "SELECT count(*) FROM stoker.schema_version") == 1
+    assert scalar(postgres_url, "SELECT version FROM stoker.schema_version") == len(MIGRATIONS)
+
+
+def test_tables_live_in_their_own_schema(postgres_url: str) -> None:
+    """An application's own `jobs` table in the same database is not touched."""
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE TABLE public.jobs (id int, payload text)")
+        conn.execute("INSERT INTO public.jobs VALUES (1, 'theirs')")
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            await store.enqueue([new(), new()], T0)
+
+    asyncio.run(main())
+    assert scalar(postgres_url, "SELECT count(*) FROM public.jobs") == 1
+    assert scalar(postgres_url, "SELECT count(*) FROM stoker.jobs") == 2
+
+
+def test_a_newer_schema_is_refused(postgres_url: str) -> None:
+    asyncio.run(_open_and_close(postgres_url))
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE stoker.schema_version SET version = 99")
+    with pytest.raises(StoreError, match="newer than this stoker"):
+        asyncio.run(_open_and_close(postgres_url))
+
+
+async def _open_and_close(url: str) -> None:
+    store = PostgresStore(url)
+    await store.open()
+    await store.close()
+
+
+def test_an_unreachable_server_is_named_without_its_password(postgres_server: Any) -> None:
+    from conftest import free_port
+
+    url = f"postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/orders"
+    with pytest.raises(StoreError) as raised:
+        asyncio.run(_open_and_close(url))
+    message = str(raised.value)
+    assert "database orders on 127.0.0.1" in message and "as app" in message, message
+    assert "s3cret-pw" not in message
+
+
+def test_a_missing_database_is_named(postgres_server: Any) -> None:
+    with pytest.raises(StoreError, match=r"database no_such_db on .*does not exist"):
+        asyncio.run(_open_and_close(postgres_server.url("no_such_db")))
+
+
+def test_without_psycopg_the_error_says_what_to_install() -> None:
+    """As on a machine where stoker was installed without the postgres extra."""
+    program = (
+        "import sys; sys.modules['psycopg'] = None\n"  # what an absent package looks like to import
+        "from stoker.store import StoreError, open_store\n"
+        "try:\n"
+        "    open_store('postgresql://app@db/orders', '.')\n"
+        "except StoreError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert "pip install 'stoker[postgres]'" in done.stdout, done
+
+
+def test_nodes_claiming_at_once_never_share_a_job(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 3) as stores:
+            await stores[0].enqueue([new(params={"n": n}) for n in range(300)], T0)
+
+            async def drain(store: PostgresStore, node: str) -> list[int]:
+                mine: list[int] = []
+                while claimed := await store.claim("q", 7, T0, node):
+                    assert all(j.state is JobState.RUNNING and j.node == node for j in claimed)
+                    mine += [j.id for j in claimed]
+                return mine
+
+            claimed = await asyncio.gather(*(drain(s, f"node-{i}") for i, s in enumerate(stores)))
+        ids = [job_id for per_node in claimed for job_id in per_node]
+        assert sorted(ids) == list(range(1, 301))  # every job once: none shared, none left
+
+    asyncio.run(main())
+
+
+def test_claim_takes_jobs_in_order(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            await store.enqueue(
+                [new(params={"n": 1}), new(params={"n": 2}, priority=5), new(params={"n": 3}, run_at=T0 - 5),
+                 new(params={"n": 4}, run_at=T0 + 1)],
+                T0,
+            )  # fmt: skip
+            first = await store.claim("q", 2, T0, "a")
+            rest = await store.claim("q", 5, T0, "a")
+            assert [j.params["n"] for j in first] == [2, 3] and [j.params["n"] for j in rest] == [1]
+            assert [j.attempt for j in first + rest] == [1, 1, 1]
+            assert await store.get(first[0].id) == first[0]
+
+    asyncio.run(main())
+
+
+def test_one_node_wins_a_job_both_read(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            await a.enqueue([new()], T0)
+            [seen_by_a], _ = await a.due("q", 5, T0)
+            [seen_by_b], _ = await b.due("q", 5, T0)
+            answers = await asyncio.gather(
+                a.start(started(seen_by_a, T0, "a")), b.start(started(seen_by_b, T0, "b"))
+            )
+            [winner] = [job for job in answers if job is not None]
+            assert await a.get(winner.id) == winner
+            # the loser ends the attempt it never started, as the dispatcher does: no effect
+            loser = b if winner.node == "a" else a
+            cancelled = AttemptEnd(winner.id, 1, Outcome.CANCELLED, Next(JobState.CANCELLED), T0 + 1)
+            assert await loser.finish(winner, cancelled) is None
+            assert await a.get(winner.id) == winner
+            owner = a if winner.node == "a" else b
+            succeeded = AttemptEnd(winner.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), T0 + 2)
+            done = await owner.finish(winner, succeeded)
+            assert done is not None and done.state is JobState.SUCCEEDED and done.node == winner.node
+
+    asyncio.run(main())
+
+
+def test_a_slot_fires_once_across_nodes(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 3) as stores:
+            job = new(schedule="tick", slot=T0)
+            answers = await asyncio.gather(*(s.fire("tick", T0, job, T0) for s in stores))
+            assert sorted(fired for fired, _ in answers) == [False, False, True]
+            assert len(await stores[0].jobs()) == 1
+            assert (await stores[1].last_slots())["tick"][:2] == (T0, "fired")
+
+    asyncio.run(main())
+
+
+def test_one_live_job_per_key_across_nodes(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 3) as stores:
+            answers = await asyncio.gather(*(s.enqueue([new(key="invoice-7")], T0) for s in stores))
+            jobs = [pair for [pair] in answers]
+            assert sorted(created for _, created in jobs) == [False, False, True]
+            assert len({job.id for job, _ in jobs}) == 1
+
+    asyncio.run(main())
+
+
+def test_values_postgresql_cannot_hold_are_stored_as_near_as_it_can(postgres_url: str) -> None:
+    """A program's output with NUL bytes, a result with NaN: the end is recorded, not refused."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            [(queued, _)] = await store.enqueue([new(params={"s": "a\x00b"})], T0)
+            assert queued.params == {"s": "a\ufffdb"}
+            running = await store.start(started(queued, T0, "a"))
+            assert running is not None
+            done = await store.finish(
+                running,
+                AttemptEnd(
+                    job_id=running.id, attempt=1, outcome=Outcome.SUCCEEDED, next=Next(JobState.SUCCEEDED),
+                    finished_at=T0 + 1, output="bin\x00ary", error="e\x00", result={"x": math.nan, "y": [1.5]},
+                    has_result=True,
+                )
+            )  # fmt: skip
+            assert done is not None and done.state is JobState.SUCCEEDED
+            assert (done.output, done.error, done.result) == (
+                "bin\ufffdary",
+                "e\ufffd",
+                {"x": None, "y": [1.5]},
+            )
+
+    asyncio.run(main())
+
+
+def test_a_server_that_went_away_is_an_error_then_is_reconnected(postgres_server: Any) -> None:
+    """On a server of its own: it is stopped as a crash would stop it, then started again."""
+    from postgres import fresh_database, run_server
+
+    servers = run_server(postgres_server.bindir)
+    server = next(servers)
+    try:
+        url = fresh_database(server)
+
+        async def main() -> None:
+            async with nodes(url, 1) as [store]:
+                [(job, _)] = await store.enqueue([new()], T0)
+                server.stop()
+                with pytest.raises(StoreError, match=r"PostgreSQL \(database t_\w+ on "):
+                    await store.enqueue([new()], T0)
+                server.start()
+                assert await store.get(job.id) == job
+                [(again, created)] = await store.enqueue([new()], T0)
+                assert created and again.id > job.id
+
+        asyncio.run(main())
+    finally:
+        servers.close()
+
+
+def test_a_node_hears_the_jobs_cancels_and_pauses_of_another(postgres_url: str) -> None:
+    """Enqueued, retried or fired on one node: the others are told which queue, at once (LISTEN);
+    a cancel of a running job: which job; a pause: that pauses changed. A node is not told of
+    its own."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            heard: dict[str, asyncio.Queue[str | int | None]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
+            for name, store in (("a", a), ("b", b)):
+                said = heard[name]
+
+                async def pauses_changed(said: asyncio.Queue[str | int | None] = said) -> None:
+                    said.put_nowait("pauses")
+
+                store.subscribe(queued_elsewhere=said.put_nowait, cancel_asked=said.put_nowait,
+                                pauses_changed=pauses_changed)  # fmt: skip
+            for name in ("a", "b"):  # connected: whatever was said before is unknown
+                assert await asyncio.wait_for(heard[name].get(), 10) is None
+                assert await asyncio.wait_for(heard[name].get(), 10) == "pauses"
+
+            await a.enqueue([new(queue="mail"), new(queue="mail"), new(queue="build")], T0)
+            assert {await asyncio.wait_for(heard["b"].get(), 10) for _ in range(2)} == {"mail", "build"}
+            [(job, _)] = await b.enqueue([new(queue="mail", max_attempts=1)], T0)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == "mail"
+            await b.cancel(job.id, T0)  # queued: cancelled at once, nobody to tell
+            await a.retry(job.id, T0)
+            assert await asyncio.wait_for(heard["b"].get(), 10) == "mail"
+            await b.fire("tick", T0, new(queue="cron", schedule="tick", slot=T0), T0)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == "cron"
+            [running] = await a.claim("build", 1, T0, "a")
+            await b.cancel(running.id, T0)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == running.id
+            await a.set_paused("mail", True)
+            assert await asyncio.wait_for(heard["b"].get(), 10) == "pauses"
+            await b.set_schedule_paused("tick", True)
+            assert await asyncio.wait_for(heard["a"].get(), 10) == "pauses"
+            assert heard["a"].empty() and heard["b"].empty()  # nobody heard itself
+
+    asyncio.run(main())
+
+
+def add_node(url: str, name: str, host: str, pid: int, silent_for: float) -> None:
+    """A node row as another daemon would have left it, its last heartbeat `silent_for` ago."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO stoker.nodes (name, member, host, pid, joined_at, heartbeat_at) VALUES"
+            " (%s, 'elsewhere', %s, %s, 0, extract(epoch FROM clock_timestamp()) - %s)",
+            (name, host, pid, silent_for),
+        )
+
+
+def test_a_name_held_by_a_live_daemon_is_refused(postgres_url: str) -> None:
+    import os
+    import socket
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            add_node(postgres_url, "web-1", "other-host", 4242, silent_for=1)
+            add_node(postgres_url, "web-2", "other-host", 4242, silent_for=60)
+            add_node(postgres_url, "web-3", socket.gethostname(), os.getppid(), silent_for=1)  # alive here
+            with pytest.raises(
+                StoreError, match=r"node 'web-1' is already running on other-host \(pid 4242\)"
+            ):
+                await store.join("web-1", 30)
+            await store.join("web-2", 30)  # silent for longer than the timeout: taken over
+            with pytest.raises(StoreError, match="node 'web-3' is already running on"):
+                await store.join("web-3", 30)
+            assert await store.heartbeat("web-2", 30) == []
+            await store.leave("web-2")
+            assert scalar(postgres_url, "SELECT count(*) FROM stoker.nodes WHERE name = 'web-2'") == 0
+
+    asyncio.run(main())
+
+
+def test_a_name_left_by_a_daemon_that_died_here_is_taken_at_once(postgres_url: str) -> None:
+    import socket
+
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid is free now: a daemon that died on this host
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            add_node(postgres_url, "web-1", socket.gethostname(), child.pid, silent_for=1)
+            await store.join("web-1", 30)
+            assert await store.heartbeat("web-1", 30) == []
+
+    asyncio.run(main())
+
+
+def test_heartbeat_names_the_silent_nodes_that_have_jobs_running(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            await a.join("a", 30)
+            await b.join("b", 30)
+            add_node(postgres_url, "gone", "other-host", 4242, silent_for=60)
+            add_node(postgres_url, "idle-gone", "other-host", 4343, silent_for=60)
+            await a.enqueue([new(), new(), new()], T0)
+            for node in ("a", "b", "gone"):
+                await a.claim("q", 1, T0, node)
+            assert await a.heartbeat("a", 30) == ["gone"]  # not idle-gone: nothing of it runs
+            assert await b.heartbeat("b", 30) == ["gone"]
+            requeued = await a.requeue_running("gone", T0, "interrupted: its node died")
+            assert len(requeued) == 1 and await b.requeue_running("gone", T0, "x") == []
+            assert await a.heartbeat("a", 30) == []
+            # b is taken for dead and its name taken over: b must not go on as if it held it
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("UPDATE stoker.nodes SET member = 'another daemon' WHERE name = 'b'")
+            with pytest.raises(StoreError, match="no longer this daemon's"):
+                await b.heartbeat("b", 30)
+
+    asyncio.run(main())
+
+
+def test_an_operation_the_server_refuses_spoils_only_itself(postgres_url: str) -> None:
+    """Submitted together, the three run in one transaction; the server refuses the second (a
+    priority beyond bigint): it is rolled back and the other two run again without it."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            results = await asyncio.gather(
+                store.enqueue([new(params={"n": 1})], T0),
+                store.enqueue([new(params={"n": 2}, priority=2**70)], T0),
+                store.enqueue([new(params={"n": 3})], T0),
+                return_exceptions=True,
+            )
+            assert isinstance(results[1], psycopg.errors.NumericValueOutOfRange), results[1]
+            assert sorted(j.params["n"] for j in await store.jobs()) == [1, 3]
+
+    asyncio.run(main())
