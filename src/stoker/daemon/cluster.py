@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from stoker.store import Store, StoreError
+from stoker.store import Job, Store, StoreError
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
@@ -41,6 +41,11 @@ class SharedStore(Protocol):
         cancel_asked: Callable[[int], None],
         pauses_changed: Callable[[], Awaitable[None]],
     ) -> None: ...
+
+    async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
+        """Start up to `limit` due jobs of `queue` on `node` at once; rows another node is
+        claiming at that moment are skipped, not waited for."""
+        ...
 
     async def join(self, node: str, timeout: float) -> None: ...
 

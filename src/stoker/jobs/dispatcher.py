@@ -25,9 +25,11 @@ the store again as a safety net for writers it cannot hear (none with SQLite; wi
 other nodes are heard through LISTEN/NOTIFY: `queued_elsewhere`). With no tasks in the config
 it never runs, so a programs-only daemon stays idle.
 
-On a store shared with other nodes (`confirm_starts`), which read the same jobs, a job begins
-only once the store has confirmed its start as this node's, and nothing is sent ahead: the
-hand-off before the commit, and prefetch, are for a store this daemon has to itself.
+On a store shared with other nodes (`shared`), which read the same jobs, the free slots of a
+queue are filled by one claim (`SharedStore.claim`: the next due jobs, rows other nodes are
+claiming skipped), and a job begins once the claim answers it as this node's. Nothing is sent
+ahead there: the hand-off before the commit, and prefetch, are for a store this daemon has to
+itself. What `Ready` holds then is only a sign that jobs are due.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from stoker.config import Config, TaskConfig
+from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.command import CommandRun
 from stoker.jobs.output import output_path
@@ -136,10 +139,10 @@ class Dispatcher:
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
         self._next_on: dict[Worker, _Prefetch] = {}  # by the worker it was sent to
         self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker has no next job
-        # Other nodes may read and start the same job: run one only once the store has said it
-        # is ours (on SQLite, alone, the run starts while the store records it).
-        self.confirm_starts = config.daemon.store != "sqlite"
-        self._confirming: dict[int, bool] = {}  # job id → a cancel came while its start was unconfirmed
+        # Other nodes read the same jobs: claim them (on SQLite, alone, a job read is ours).
+        self.shared = store if isinstance(store, SharedStore) else None
+        self._claiming = 0  # slots reserved by claims not answered yet
+        self._cancelled_unseen: set[int] = set()  # cancels of jobs a claim has not answered yet
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -226,11 +229,7 @@ class Dispatcher:
     def cancel_asked(self, job_id: int) -> None:
         """Another node was asked to cancel a running job (the store has recorded the request):
         if it runs here, stop it; its end is recorded as cancelled."""
-        if job_id in self._confirming:
-            self._confirming[job_id] = True
-        run = self.running.get(job_id)
-        if run is not None:
-            run.stop(Outcome.CANCELLED, "cancelled")
+        self._stop_cancelled(job_id)
 
     def _due_later(self, queue: str, run_at: float) -> None:
         """A job of `queue` is due at `run_at`: look again then, if not sooner."""
@@ -282,17 +281,15 @@ class Dispatcher:
             del self._later[queue]
             ready.stale()
         room = self._room(queue)
-        while room > 0 and len(ready):
-            self._begin(ready.take(), now)
-            room -= 1
-        if (
-            room == 0
-            and len(ready)
-            and queue in self._lanes
-            and self._open(queue)
-            and not self.confirm_starts
-        ):
-            self._prefetch(queue, ready, now)
+        if self.shared is not None:
+            if room > 0 and len(ready):
+                self._claim(self.shared, queue, ready, min(room, len(ready)), now)
+        else:
+            while room > 0 and len(ready):
+                self._begin(ready.take(), now)
+                room -= 1
+            if room == 0 and len(ready) and queue in self._lanes and self._open(queue):
+                self._prefetch(queue, ready, now)
         # read ahead (a slot that frees should find its job here), not for a paused queue
         if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
             ready.begin_read()
@@ -325,10 +322,10 @@ class Dispatcher:
 
     def _held(self, job_id: int) -> bool:
         """Held here though the store may still say queued: sent ahead, or just begun from there."""
-        return job_id in self.prefetched or job_id in self.running or job_id in self._confirming
+        return job_id in self.prefetched or job_id in self.running
 
     def _settle(self) -> None:
-        if not self.running and not self._confirming:
+        if not self.running and not self._claiming:
             self._idle.set()
 
     def _begin(self, queued: Job, now: float, sent: _Prefetch | None = None) -> None:
@@ -337,30 +334,49 @@ class Dispatcher:
         recorded = self.store.start(job)  # while the job starts
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
-        if self.confirm_starts:  # (never `sent`: nothing is sent ahead then)
-            self._confirming[job.id] = False
-            recorded.add_done_callback(lambda answer: self._confirmed(answer, job))
-        else:
-            self._launch(job, recorded, sent)
+        self._launch(job, recorded, sent)
 
-    def _confirmed(self, answer: asyncio.Future[Job | None], job: Job) -> None:
-        """The store's answer to a start on a shared store: the job runs here, or it does not
-        (another node started it first, both having read it; or it was cancelled meanwhile)."""
-        cancel = self._confirming.pop(job.id, False)
-        if answer.cancelled() or answer.exception() is not None or answer.result() is None:
-            if not answer.cancelled() and (error := answer.exception()) is not None:
-                log.error("jobs: the store could not record the start of job %d: %s", job.id, error)
-            else:
-                log.debug("job %d: not started here (another node has it, or it was cancelled)", job.id)
-            self.running_per_queue[job.queue] -= 1
-            if job.queue in self.ready:  # whatever became of it, the store knows
-                self.ready[job.queue].stale()
-            self._settle()
-            self._wake.set()
-            return
-        self._launch(job, answer, None)
-        if cancel:
-            self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
+    def _claim(self, shared: SharedStore, queue: str, ready: Ready, count: int, now: float) -> None:
+        """Fill `count` free slots of `queue` with the jobs one claim gets (`shared` store)."""
+        for _ in range(count):
+            ready.take()  # a sign of due jobs: the claim picks which, skipping other nodes' picks
+        self.running_per_queue[queue] += count
+        self._claiming += count
+        self._idle.clear()
+        assert self._group is not None
+        self._group.create_task(self._claimed(shared.claim(queue, count, now, self.node), queue, count))
+
+    async def _claimed(self, claim: Awaitable[list[Job]], queue: str, count: int) -> None:
+        jobs: list[Job] = []
+        try:
+            jobs = await claim
+        except Exception as e:  # the fallback poll, or the next wake-up, claims again
+            log.error("jobs: cannot claim jobs of queue %s: %s", queue, e)
+        finally:
+            self.running_per_queue[queue] -= count - len(jobs)
+            self._claiming -= count
+        for job in jobs:
+            recorded: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
+            recorded.set_result(job)
+            self._launch(job, recorded, None)
+            if job.id in self._cancelled_unseen or job.cancel_requested:
+                self._cancelled_unseen.discard(job.id)
+                self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
+        if len(jobs) < count and queue in self.ready:  # others took some: what is left, the store knows
+            self.ready[queue].stale()
+        if not self._claiming:  # a claim after the cancel could not take the job
+            self._cancelled_unseen.clear()
+        self._settle()
+        self._wake.set()
+
+    def _stop_cancelled(self, job_id: int) -> None:
+        """A cancel of a job running on this node, recorded in the store: stop it (its end is
+        recorded as cancelled); if a claim of it has not answered yet, once it has."""
+        run = self.running.get(job_id)
+        if run is not None:
+            run.stop(Outcome.CANCELLED, "cancelled")
+        elif self._claiming:
+            self._cancelled_unseen.add(job_id)
 
     def _launch(self, job: Job, recorded: asyncio.Future[Job | None], sent: _Prefetch | None) -> None:
         """Run the attempt `_begin` recorded."""
@@ -398,7 +414,7 @@ class Dispatcher:
         run = CallRun(job, task, pool=self.pool, worker=worker, answer=answer, output=output)
         self._lanes.setdefault(job.queue, set()).add(run)
         ready = self.ready.get(job.queue)
-        if ready is not None and len(ready) and self._room(job.queue) == 0 and not self.confirm_starts:
+        if ready is not None and len(ready) and self._room(job.queue) == 0 and self.shared is None:
             self._prefetch(job.queue, ready, job.started_at or time.time())
         return run
 
@@ -573,8 +589,6 @@ class Dispatcher:
         if sent is not None:
             sent.cancelled = True
             sent.worker.revoke(job_id)
-        if job_id in self._confirming:  # (its start is ahead of this cancel in the store)
-            self._confirming[job_id] = True
         job = await self.store.cancel(job_id, time.time())
         if job is None:
             raise JobNotFound(f"no job {job_id}")
@@ -583,9 +597,7 @@ class Dispatcher:
                 f"job {job_id} already {job.state}: only queued or running jobs can be cancelled"
             )
         if job.state is JobState.RUNNING:
-            run = self.running.get(job_id)
-            if run is not None:
-                run.stop(Outcome.CANCELLED, "cancelled")
+            self._stop_cancelled(job_id)
         else:
             self.publish({"type": "job", "job": job})
         return job
