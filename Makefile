@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test screenshots lint bench bench-programs bench-jobs bench-schedules bench-scale venv clean
+.PHONY: demo test screenshots lint bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy
+	MYPYPATH=tests $(BIN)/mypy bench
 
-## bench: every performance target, each against its anchors in the same run (about 20 minutes)
-bench: bench-programs bench-jobs bench-schedules
+## bench: every performance target, each against its anchors in the same run (about 25 minutes)
+bench: bench-programs bench-jobs bench-schedules bench-cluster
 
 ## bench-programs: stoker against supervisord and pm2 on the same programs (installs them into bench/.work)
 bench-programs: $(STAMP)
@@ -46,6 +47,11 @@ bench-jobs: $(STAMP)
 ## bench-schedules: firing lateness of an every-1s schedule against APScheduler (installs it into bench/.work)
 bench-schedules: $(STAMP)
 	$(BIN)/python bench/schedules.py
+
+## bench-cluster: jobs on PostgreSQL, 1 and 3 nodes, against procrastinate on the same server
+## (starts its own PostgreSQL; installs procrastinate into bench/.work; about 6 minutes)
+bench-cluster: $(STAMP)
+	$(BIN)/python bench/cluster.py
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

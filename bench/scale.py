@@ -19,6 +19,7 @@ bench/run.py's supervisors, installers and process helpers (standard library, ps
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -528,7 +529,7 @@ def main() -> int:
             for name in tools:
                 attempt(
                     name,
-                    lambda name=name: thousand_programs(session, name, args.programs, status_runs, idle_s),
+                    functools.partial(thousand_programs, session, name, args.programs, status_runs, idle_s),
                 )
                 programs[name] = results.pop(name)
         if "million" in parts:
