@@ -165,6 +165,18 @@ CLAIM = (
     "  ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
     f" RETURNING {_JOB_COLUMNS}"
 )
+# An attempt's end: the job's row and the attempt's record in one statement (one round trip),
+# the record only if the row was running that attempt.
+FINISH = (
+    "WITH ended AS (UPDATE stoker.jobs SET state = %s, run_at = COALESCE(%s, run_at),"
+    " attempt = attempt - %s, finished_at = %s, exit_code = %s, error = %s, output = %s,"
+    " result = %s::jsonb, cancel_requested = false"
+    " WHERE id = %s AND state = 'running' AND attempt = %s AND node = %s AND started_at = %s"
+    f" RETURNING {_JOB_COLUMNS}),"
+    " recorded AS (INSERT INTO stoker.attempts (job_id, number, started_at, finished_at, outcome,"
+    " exit_code, error, node) SELECT id, %s, started_at, %s, %s, %s, %s, node FROM ended)"
+    f" SELECT {_JOB_COLUMNS} FROM ended"
+)
 _INSERT_JOB = (
     "INSERT INTO stoker.jobs (task, queue, state, params, priority, max_attempts, run_at, created_at, key,"
     " schedule, slot) VALUES (%s, %s, 'queued', %s::jsonb, %s, %s, %s, %s, %s, %s, %s)"
@@ -371,12 +383,94 @@ class _Lane:
             await conn.execute("ROLLBACK")  # the failed one's effects, and the others': run those again
 
 
+class _StatementLane:
+    """The lane of the operations that are one statement each and need only survive the
+    daemon's death, not the server's (claims and attempt ends): each runs on its own in
+    autocommit, in order, on a connection of the lane's own whose commits do not wait for the
+    disk (synchronous_commit = off for its session). One round trip each, where the main lane's
+    transaction takes three; and a claim never waits behind what the main lane is committing.
+    The connection is not the pool's: its session setting must never reach a durable commit.
+    """
+
+    def __init__(self, conninfo: str, where: str) -> None:
+        self.conninfo = conninfo
+        self.where = where
+        self.requests: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self.closing = False
+        self.conn: _Conn | None = None
+        self.task = asyncio.create_task(self._run(), name="stoker-postgres-statements")
+
+    def submit(self, operation: Callable[[_Conn], Awaitable[_T]]) -> asyncio.Future[_T]:
+        if self.closing:
+            raise StoreError("the store is closed")
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self.requests.put_nowait(_Request(operation, future, durable=False))
+        return future
+
+    async def close(self) -> None:
+        """Run what was submitted, then stop."""
+        self.closing = True
+        self.requests.put_nowait(None)
+        await self.task
+
+    async def _run(self) -> None:
+        try:
+            while (request := await self.requests.get()) is not None:
+                await self._run_one(request)
+        finally:  # cancelled, or a bug: whoever still waits learns it rather than hanging
+            while not self.requests.empty():
+                left = self.requests.get_nowait()
+                if left is not None and not left.future.done():
+                    left.future.set_exception(StoreError("the store was closed"))
+            if self.conn is not None:
+                await self.conn.close()
+
+    async def _connection(self) -> _Conn:
+        if self.conn is None or self.conn.broken or self.conn.closed:
+            if self.conn is not None:
+                await self.conn.close()
+                self.conn = None
+            conn = await AsyncConnection.connect(self.conninfo, autocommit=True)
+            await conn.execute("SET synchronous_commit = off")
+            self.conn = conn
+        return self.conn
+
+    async def _run_one(self, request: _Request) -> None:
+        error: BaseException
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                value = await request.operation(await self._connection())
+            except (errors.DeadlockDetected, errors.SerializationFailure) as e:  # with another node: again
+                error = StoreError(f"PostgreSQL ({self.where}): {_reason(e)}")
+                if attempt < _RETRIES:
+                    continue
+            except (
+                psycopg.Error
+            ) as e:  # the server or the connection (the next one reconnects), or the statement
+                error = StoreError(f"PostgreSQL ({self.where}): {_reason(e)}")
+            except Exception as e:  # the operation's own
+                error = e
+            else:
+                if not request.future.done():
+                    request.future.set_result(value)
+                return
+            break
+        if not request.future.done():
+            request.future.set_exception(error)
+
+
 class PostgresStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = describe(url)
         self._pool: AsyncConnectionPool[_Conn] | None = None
         self._lane: _Lane | None = None
+        # Claims and attempt ends have a lane of their own (`_StatementLane`). Nothing orders
+        # them after an operation still in the main lane, nor the other way round: a claim takes
+        # only queued, due rows, an end only the row of the attempt this store started; an
+        # enqueue, a retry or a cancel that must come first has been answered (committed) before
+        # the dispatcher claims or ends anything it affects.
+        self._statements: _StatementLane | None = None
         # (job id, attempt) → (node, started_at) of each attempt this store started and has not
         # seen end: whose attempt an end belongs to
         self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
@@ -414,6 +508,7 @@ class PostgresStore:
         await pool.open()
         self._pool = pool
         self._lane = _Lane(pool, self.where)
+        self._statements = _StatementLane(conninfo, self.where)
 
     async def _warn_if_not_durable(self, conn: _Conn) -> None:
         cursor = await conn.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
@@ -431,6 +526,9 @@ class PostgresStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+        if self._statements is not None:
+            await self._statements.close()
+            self._statements = None
         if self._lane is not None:
             await self._lane.close()
             self._lane = None
@@ -577,6 +675,12 @@ class PostgresStore:
             raise StoreError("the store is not open")
         return self._lane.submit(operation, durable)
 
+    def _statement(self, operation: Callable[[_Conn], Awaitable[_T]]) -> asyncio.Future[_T]:
+        """Run `operation`, one statement, on the statement lane (`_StatementLane`)."""
+        if self._statements is None:
+            raise StoreError("the store is not open")
+        return self._statements.submit(operation)
+
     # jobs ----------------------------------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
@@ -623,7 +727,7 @@ class PostgresStore:
             jobs = [_job(row) for row in await cursor.fetchall()]
             return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))
 
-        claimed = await self._do(operation, durable=False)
+        claimed = await self._statement(operation)
         for job in claimed:
             self._started[(job.id, job.attempt)] = (job.node, job.started_at)
         return claimed
@@ -643,11 +747,7 @@ class PostgresStore:
         async def operation(conn: _Conn) -> Job | None:
             finished = end.next.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
             cursor = await conn.execute(
-                "UPDATE stoker.jobs SET state = %s, run_at = COALESCE(%s, run_at), attempt = attempt - %s,"
-                " finished_at = %s, exit_code = %s, error = %s, output = %s, result = %s::jsonb,"
-                " cancel_requested = false"
-                " WHERE id = %s AND state = 'running' AND attempt = %s AND node = %s AND started_at = %s"
-                f" RETURNING {_JOB_COLUMNS}",
+                FINISH,
                 (
                     str(end.next.state),
                     end.next.run_at,
@@ -661,21 +761,17 @@ class PostgresStore:
                     end.attempt,
                     node,
                     started_at,
+                    end.attempt,
+                    end.finished_at,
+                    str(end.outcome),
+                    end.exit_code,
+                    _text(end.error),
                 ),
             )
-            row = await cursor.fetchone()
-            if row is None:  # not running this attempt (any more): nothing to record
-                return None
-            job = _job(row)
-            await conn.execute(
-                "INSERT INTO stoker.attempts (job_id, number, started_at, finished_at, outcome, exit_code,"
-                " error, node) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (end.job_id, end.attempt, job.started_at, end.finished_at, str(end.outcome), end.exit_code,
-                 _text(end.error), job.node),
-            )  # fmt: skip
-            return job
+            row = await cursor.fetchone()  # None: not running this attempt (any more), nothing recorded
+            return None if row is None else _job(row)
 
-        return self._do(operation, durable=False)
+        return self._statement(operation)
 
     async def get(self, job_id: int) -> Job | None:
         async def operation(conn: _Conn) -> Job | None:
