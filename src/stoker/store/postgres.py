@@ -471,6 +471,7 @@ class PostgresStore:
         # enqueue, a retry or a cancel that must come first has been answered (committed) before
         # the dispatcher claims or ends anything it affects.
         self._statements: _StatementLane | None = None
+        self._claims: _StatementLane | None = None  # (claims apart: a freed slot waits for no end)
         # (job id, attempt) → (node, started_at) of each attempt this store started and has not
         # seen end: whose attempt an end belongs to
         self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
@@ -509,6 +510,7 @@ class PostgresStore:
         self._pool = pool
         self._lane = _Lane(pool, self.where)
         self._statements = _StatementLane(conninfo, self.where)
+        self._claims = _StatementLane(conninfo, self.where)
 
     async def _warn_if_not_durable(self, conn: _Conn) -> None:
         cursor = await conn.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
@@ -526,9 +528,10 @@ class PostgresStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        if self._statements is not None:
-            await self._statements.close()
-            self._statements = None
+        for lane in (self._claims, self._statements):
+            if lane is not None:
+                await lane.close()
+        self._statements = self._claims = None
         if self._lane is not None:
             await self._lane.close()
             self._lane = None
@@ -675,11 +678,14 @@ class PostgresStore:
             raise StoreError("the store is not open")
         return self._lane.submit(operation, durable)
 
-    def _statement(self, operation: Callable[[_Conn], Awaitable[_T]]) -> asyncio.Future[_T]:
-        """Run `operation`, one statement, on the statement lane (`_StatementLane`)."""
-        if self._statements is None:
+    def _statement(
+        self, operation: Callable[[_Conn], Awaitable[_T]], *, claim: bool = False
+    ) -> asyncio.Future[_T]:
+        """Run `operation`, one statement, on a statement lane (`_StatementLane`)."""
+        lane = self._claims if claim else self._statements
+        if lane is None:
             raise StoreError("the store is not open")
-        return self._statements.submit(operation)
+        return lane.submit(operation)
 
     # jobs ----------------------------------------------------------------------------------
 
@@ -727,7 +733,7 @@ class PostgresStore:
             jobs = [_job(row) for row in await cursor.fetchall()]
             return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))
 
-        claimed = await self._statement(operation)
+        claimed = await self._statement(operation, claim=True)
         for job in claimed:
             self._started[(job.id, job.attempt)] = (job.node, job.started_at)
         return claimed
