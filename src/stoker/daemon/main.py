@@ -325,7 +325,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
         if jobs_task is not None:
             await jobs_task
-        if publish_task is not None:  # the programs' stops were published: now the node leaves
+        # Others saw the programs stopping (published on each change); the node now leaves, and
+        # its row with it: a publish still pending would be for nobody.
+        if publish_task is not None:
             publish_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publish_task
