@@ -175,7 +175,7 @@ def test_sign_in_with_the_token(page: Page, site: Site) -> None:
     assert not [r.url for r in requests if TOKEN in r.url]
     api_calls = [r for r in requests if "/api/v1/" in r.url]
     authorized = {
-        r.url.split("/api/v1/")[1]
+        r.url.split("/api/v1/")[1].split("?")[0]
         for r in api_calls
         if r.all_headers().get("authorization") == f"Bearer {TOKEN}"
     }
@@ -329,3 +329,55 @@ def test_readable_on_a_phone(open_page: Any, site: Site) -> None:
     expect(phone.locator("table.programs thead")).to_be_hidden()  # rows are cards, cells labelled
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(phone, "phone.png")
+
+
+def test_another_nodes_programs_show_read_only_and_lapse(
+    browser: Browser, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two daemons on one PostgreSQL: a's dashboard shows b's programs under b, without buttons,
+    filters by node, and marks b lapsed once b is killed."""
+    a, b = Stoker(tmp_path_factory.mktemp("node-a")), Stoker(tmp_path_factory.mktemp("node-b"))
+    port = free_port()
+    cluster = f'store = "{postgres_url}"\nnode_timeout = "3s"'
+    a.write(f'[daemon]\nnode = "web-a"\nlisten = "127.0.0.1:{port}"\n{cluster}\n'
+            '[programs.api]\ncommand = "sleep 300"\n')  # fmt: skip
+    b.write(f'[daemon]\nnode = "web-b"\n{cluster}\n'
+            '[programs.mailer]\ncommand = "sleep 300"\ninstances = 2\n')  # fmt: skip
+    context = browser.new_context(timezone_id="UTC", viewport={"width": 1200, "height": 760})
+    errors: list[str] = []
+    try:
+        a.up()
+        b.up()
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"http://127.0.0.1:{port}/")  # loopback without a token: nothing asked
+        mailer = page.locator("tr[data-node='web-b'][data-name='mailer:1']")
+        expect(mailer.locator(".state")).to_have_text("running")
+        expect(mailer).to_contain_text("read-only · web-b")
+        expect(mailer.get_by_role("button")).to_have_count(0)  # no start, stop, restart or logs
+        api = page.locator("tr[data-node='web-a'][data-name='api:0']")
+        expect(api.locator(".state")).to_have_text("running")
+        expect(page.get_by_role("button", name="Restart api:0", exact=True)).to_be_visible()
+        expect(page.locator("tbody.node-head[data-node='web-a']")).to_contain_text("this node")
+        expect(page.locator("tbody.node-head[data-node='web-b']")).to_contain_text("heard from")
+
+        page.get_by_label("Node").select_option("web-b")
+        expect(api).to_be_hidden()
+        expect(mailer).to_be_visible()
+        shot(page, "nodes.png")
+        page.get_by_label("Node").select_option("")
+        expect(api).to_be_visible()
+
+        assert b.cli("stop", "mailer:0").returncode == 0  # a change on b: a's page sees it
+        expect(page.locator("tr[data-node='web-b'][data-name='mailer:0'] .state")).to_have_text("stopped")
+        b.kill()  # SIGKILL: b lapses once node_timeout passes, and the page says so
+        expect(page.locator("tbody.node-head[data-node='web-b'] .lapsed")).to_contain_text(
+            "lapsed: silent for"
+        )
+        expect(page.get_by_role("button", name="Restart api:0", exact=True)).to_be_enabled()
+    finally:
+        context.close()
+        b.cleanup()
+        leftovers = a.cleanup()
+        assert not leftovers
+    assert not errors, f"script errors on the page: {errors}"

@@ -207,7 +207,14 @@ def _human_duration(seconds: float | None) -> str:
     return f"{s}s"
 
 
-def _print_instances(rows: list[dict[str, Any]]) -> None:
+def _node_cell(row: dict[str, Any]) -> str:
+    """The NODE column: the name, and for a lapsed node how long it has been silent."""
+    if row.get("node_lapsed"):
+        return f"{row['node']} (silent {_human_duration(row.get('node_silent_for'))})"
+    return str(row["node"])
+
+
+def _print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None:
     if not rows:
         print("no programs")
         return
@@ -222,20 +229,21 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
             note = "stopped by hand"
         elif not note and r.get("status_text"):
             note = r["status_text"]
-        table.append(
-            (
-                r["name"],
-                r["state"],
-                str(r["pid"] or "-"),
-                _human_duration(r["uptime"]),
-                str(r["restarts"]),
-                _human_bytes(r["memory"]),
-                "-" if r.get("cpu") is None else f"{r['cpu']:.0f}%",
-                note,
-            )
+        cells = (
+            r["name"],
+            r["state"],
+            str(r["pid"] or "-"),
+            _human_duration(r["uptime"]),
+            str(r["restarts"]),
+            _human_bytes(r["memory"]),
+            "-" if r.get("cpu") is None else f"{r['cpu']:.0f}%",
+            note,
         )
-    header = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "")
-    _print_table(header, table, colours=_STATE_COLOURS)
+        table.append((_node_cell(r), *cells) if nodes else cells)
+    header: tuple[str, ...] = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "")
+    if nodes:
+        header = ("NODE", *header)
+    _print_table(header, table, colours=_STATE_COLOURS, state_at=2 if nodes else 1)
 
 
 # ANSI foreground colours; every coloured cell ends with a reset (click.style did the same).
@@ -250,12 +258,26 @@ _STATE_COLOURS = {
 _RESET = "\x1b[0m"
 
 
+def _selected(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows NAMEs select (all, a program, program:N), on any node; exit 2 naming one that
+    selects none."""
+    if not names or "all" in names:
+        return rows
+    for name in names:
+        if not any(name in (r["name"], r["program"]) for r in rows):
+            _fail(f"no program or instance named {name!r} on any node", EXIT_USAGE)
+    return [r for r in rows if r["name"] in names or r["program"] in names]
+
+
 def status(ctx: Context, args: argparse.Namespace) -> None:
     """Programs: name, state, pid, uptime, restarts, memory."""
+    rows: list[dict[str, Any]]
     with _talking():
         client = ctx.client()
-        if args.names:
-            rows: list[dict[str, Any]] = []
+        if args.all_nodes:  # every node's, as each last published them (on SQLite: this node's)
+            rows = _selected(client.programs(all_nodes=True), args.names)
+        elif args.names:
+            rows = []
             seen: set[str] = set()
             for name in args.names:
                 for row in client.programs(name):
@@ -267,7 +289,28 @@ def status(ctx: Context, args: argparse.Namespace) -> None:
     if args.as_json:
         _print_json(rows)
     else:
-        _print_instances(rows)
+        _print_instances(rows, nodes=args.all_nodes)
+
+
+def nodes_command(ctx: Context, args: argparse.Namespace) -> None:
+    """The nodes sharing this daemon's store: alive or lapsed, last heard from, programs."""
+    with _talking():
+        rows = ctx.client().nodes()
+    if args.as_json:
+        _print_json(rows)
+        return
+    table = []
+    for r in rows:
+        if r["local"]:
+            state, seen = "this node", "-"
+        else:
+            state = "alive" if r["alive"] else "lapsed"
+            seen = f"{_human_duration(r['silent_for'])} ago"
+        counts = ", ".join(f"{n} {s}" for s, n in r["states"].items()) or "no programs"
+        table.append((r["name"], state, seen, r["host"] or "-", str(r["pid"] or "-"), r["version"] or "-",
+                      counts))  # fmt: skip
+    header = ("NODE", "STATE", "HEARTBEAT", "HOST", "PID", "VERSION", "PROGRAMS")
+    _print_table(header, table, colours={"alive": "\x1b[32m", "lapsed": "\x1b[31m"})
 
 
 def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) -> Handler:
@@ -396,10 +439,14 @@ def _short_time(iso: str | None) -> str:
 
 
 def _print_table(
-    header: tuple[str, ...], rows: Sequence[tuple[str, ...]], *, colours: Mapping[str, str] | None = None
+    header: tuple[str, ...],
+    rows: Sequence[tuple[str, ...]],
+    *,
+    colours: Mapping[str, str] | None = None,
+    state_at: int = 1,
 ) -> None:
     """Columns padded to fit (the last one, a free-form note, is not); with `colours`, the
-    second column (a state) is coloured on a terminal unless NO_COLOR is set."""
+    column `state_at` (a state) is coloured on a terminal unless NO_COLOR is set."""
     table = [header, *rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     color = colours is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -407,7 +454,7 @@ def _print_table(
         cells = [row[i].ljust(widths[i]) for i in range(len(widths))]
         if color and n:
             assert colours is not None
-            cells[1] = f"{colours.get(row[1], '')}{cells[1]}{_RESET}"
+            cells[state_at] = f"{colours.get(row[state_at], '')}{cells[state_at]}{_RESET}"
         print("  ".join([*cells, row[-1]]).rstrip())
 
 
@@ -708,7 +755,20 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         down,
         [_arg("--timeout", type=float, metavar="FLOAT", help="Seconds to wait for the daemon to exit.")],
     ),
-    "status": (status, [_arg("names", nargs="*", metavar="NAMES"), _JSON]),
+    "status": (
+        status,
+        [
+            _arg("names", nargs="*", metavar="NAMES"),
+            _arg(
+                "--all-nodes",
+                dest="all_nodes",
+                action="store_true",
+                help="Every node sharing the store (PostgreSQL), as each last published; a NODE column.",
+            ),
+            _JSON,
+        ],
+    ),
+    "nodes": (nodes_command, [_JSON]),
     "start": (
         _program_action(
             "start",

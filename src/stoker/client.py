@@ -236,9 +236,19 @@ class Client:
         result: dict[str, Any] = self.request("GET", "/api/v1/status")
         return result
 
-    def programs(self, name: str | None = None) -> list[dict[str, Any]]:
-        path = "/api/v1/programs" if name is None else f"/api/v1/programs/{_quote(name)}"
+    def programs(self, name: str | None = None, *, all_nodes: bool = False) -> list[dict[str, Any]]:
+        """This daemon's instances (those NAME selects); `all_nodes`: every node's sharing its
+        store, as each last published them (NAME is not taken then)."""
+        if all_nodes:
+            path = "/api/v1/programs?all_nodes=1"
+        else:
+            path = "/api/v1/programs" if name is None else f"/api/v1/programs/{_quote(name)}"
         result: list[dict[str, Any]] = self.request("GET", path)
+        return result
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The nodes sharing this daemon's store (on SQLite: this one)."""
+        result: list[dict[str, Any]] = self.request("GET", "/api/v1/nodes")
         return result
 
     def program_action(self, name: str, action: str) -> list[dict[str, Any]]:

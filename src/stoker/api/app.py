@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import hmac
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,10 +22,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker import __version__
 from stoker.api import dashboard, jobs, schemas
+from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
 from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event
 from stoker.api.usage import CpuMeter
+from stoker.daemon.cluster import SharedStore
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.schedule.scheduler import Scheduler
@@ -32,7 +35,7 @@ from stoker.signals import parse_signal
 from stoker.store import StoreError
 from stoker.supervise.instance import Instance
 from stoker.supervise.logs import LogFile, tail
-from stoker.supervise.procs import group_usage
+from stoker.supervise.procs import GroupUsage, group_usage
 from stoker.supervise.supervisor import Supervisor, UnknownName
 
 MAX_TAIL = 100_000
@@ -49,14 +52,21 @@ class DaemonInfo:
     scheduler: Scheduler | None = None  # None: no schedules in the config
     reload: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set once the daemon runs
     cpu: CpuMeter = field(default_factory=CpuMeter)  # `cpu` of the program JSON: since the previous look
+    shared: SharedStore | None = None  # the store other nodes share (PostgreSQL): the cluster view
 
 
 def describe(
-    instances: list[Instance], node: str, sup: Supervisor, meter: CpuMeter | None = None
+    instances: list[Instance],
+    node: str,
+    sup: Supervisor,
+    meter: CpuMeter | None = None,
+    usage: dict[int, GroupUsage] | None = None,
 ) -> list[schemas.ProgramInstance]:
-    """The instances as JSON. With `meter`, memory and CPU are measured (one pass over /proc);
-    without, they are null: a state-change event must not cost a scan."""
-    usage = group_usage(i.pid for i in instances if i.pid is not None) if meter is not None else {}
+    """The instances as JSON. With `meter`, memory and CPU are measured (one pass over /proc,
+    unless `usage` holds its result already); without, they are null: a state-change event
+    must not cost a scan."""
+    if usage is None:
+        usage = group_usage(i.pid for i in instances if i.pid is not None) if meter is not None else {}
     cpu: dict[int, float | None] = {}
     if meter is not None:
         wall = time.time()
@@ -88,6 +98,37 @@ def describe(
             )
         )
     return out
+
+
+def program_snapshots(info: DaemonInfo) -> Callable[[bool], Awaitable[bytes]]:
+    """What this node publishes for the cluster view (daemon/cluster.py's Publisher): every
+    instance as JSON. Measured (memory and CPU over the heartbeat's interval, with a meter of its
+    own so API looks and publishes do not shorten each other's windows; the /proc pass in a
+    thread), or, between heartbeats, with the last measured figures of each process kept."""
+    sup = info.supervisor
+    meter = CpuMeter()
+    measured: dict[int, tuple[int | None, float | None]] = {}  # pid → (memory, cpu) of the last measure
+
+    async def snapshot(measure: bool) -> bytes:
+        nonlocal measured
+        node = sup.config.daemon.node
+        if measure:
+            pids = [i.pid for i in sup.instances.values() if i.pid is not None]
+            usage = await asyncio.to_thread(group_usage, pids)
+            rows = describe(list(sup.instances.values()), node, sup, meter, usage)
+            measured = {row.pid: (row.memory, row.cpu) for row in rows if row.pid is not None}
+        else:
+            rows = describe(list(sup.instances.values()), node, sup)
+            for row in rows:
+                if row.pid in measured:  # the same process: its figures of the last measure
+                    row.memory, row.cpu = measured[row.pid]
+        return msgspec.json.encode(rows)
+
+    return snapshot
+
+
+def _yes(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
 
 
 def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
@@ -124,7 +165,28 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         )
 
     async def programs(request: Request) -> Response:
-        return json_response(describe(list(sup.instances.values()), node, sup, info.cpu))
+        local = describe(list(sup.instances.values()), node, sup, info.cpu)
+        if not _yes(request.query_params.get("all_nodes")) or info.shared is None:  # SQLite: this node only
+            return json_response(local)
+        records = await info.shared.nodes(nodes_view.FORGET_AFTER)
+        return json_response(nodes_view.all_programs(local, node, records, sup.config.daemon.node_timeout))
+
+    async def nodes(request: Request) -> Response:
+        local = describe(list(sup.instances.values()), node, sup)  # counts only: no measuring
+        this = schemas.Node(
+            name=node,
+            local=True,
+            alive=True,
+            silent_for=None,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            joined_at=iso(info.started_at),
+            instances=0,
+            states={},
+        )
+        records = [] if info.shared is None else await info.shared.nodes(nodes_view.FORGET_AFTER)
+        return json_response(nodes_view.all_nodes(local, this, records, sup.config.daemon.node_timeout))
 
     async def program(request: Request) -> Response:
         return json_response(describe(select(request.path_params["name"]), node, sup, info.cpu))
@@ -203,6 +265,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
     routes = [
         Route("/api/v1/status", status),
         Route("/api/v1/programs", programs),
+        Route("/api/v1/nodes", nodes),
         Route("/api/v1/programs/{name}", program),
         Route("/api/v1/programs/{name}/logs", logs),
         Route("/api/v1/programs/{name}/signal", send_signal, methods=["POST"]),

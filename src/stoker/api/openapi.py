@@ -84,6 +84,7 @@ def document() -> dict[str, Any]:
     (_, components) = msgspec.json.schema_components(
         [
             schemas.ProgramInstance,
+            schemas.Node,
             schemas.DaemonStatus,
             schemas.SignalRequest,
             schemas.ErrorBody,
@@ -104,8 +105,30 @@ def document() -> dict[str, Any]:
         },
         "/api/v1/programs": {
             "get": {
-                "summary": "Every program instance",
-                "responses": {"200": _json({"type": "array", "items": _ref("ProgramInstance")})},
+                "summary": "Every program instance; with all_nodes=1, every node's (a shared store)",
+                "parameters": [
+                    {
+                        "name": "all_nodes",
+                        "in": "query",
+                        "description": "1: this node's instances, then those every other node sharing the "
+                        "store last published (node_silent_for, node_lapsed set); on SQLite, this node's",
+                        "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("ProgramInstance")}),
+                    "503": _json(_ref("ErrorBody"), "all_nodes: the shared store cannot be reached"),
+                },
+            }
+        },
+        "/api/v1/nodes": {
+            "get": {
+                "summary": "The nodes sharing the store: this one first, then the others heard from "
+                "within a day (alive, or lapsed: silent for longer than node_timeout)",
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("Node")}),
+                    "503": _json(_ref("ErrorBody"), "The shared store cannot be reached"),
+                },
             }
         },
         "/api/v1/programs/{name}": {

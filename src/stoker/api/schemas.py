@@ -29,6 +29,11 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     status_text: str | None = None  # the program's own last sd_notify STATUS=
     stopped_by_hand: bool = False  # stays stopped, across daemon restarts, until started by hand
     cpu: float | None = None  # percent of one core since the previous look (api/usage.py)
+    # the cluster view (?all_nodes=1) only, for another node's instances: seconds since that node
+    # last heartbeated (null: this daemon's own, live), and whether that is over node_timeout
+    # (lapsed: this is the last state it published, not known to hold)
+    node_silent_for: float | None = None
+    node_lapsed: bool = False
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):
@@ -42,6 +47,21 @@ class DaemonStatus(msgspec.Struct, kw_only=True):
     state_dir: str
     programs: int
     instances: int
+
+
+class Node(msgspec.Struct, kw_only=True):
+    """A daemon sharing the store (PostgreSQL); on SQLite, only this one."""
+
+    name: str
+    local: bool  # this daemon
+    alive: bool  # heard from within node_timeout
+    silent_for: float | None  # seconds since its last heartbeat (the store's clock); null for this daemon
+    host: str | None
+    pid: int | None
+    version: str | None  # of stoker, as it last published
+    joined_at: dt.datetime | None  # when it took its name (this daemon: when it started)
+    instances: int  # program instances it runs (as it last published)
+    states: dict[str, int]  # instances per state
 
 
 class SignalRequest(msgspec.Struct, forbid_unknown_fields=True):

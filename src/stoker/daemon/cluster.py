@@ -11,6 +11,12 @@ the ends of those attempts refused (they were queued again: jobs are at-least-on
 
 This wakes the daemon every `node_timeout / 3` seconds: a node that others may take for dead
 cannot stay silent. A daemon on SQLite runs none of it.
+
+The cluster view: each node publishes its program instances (the JSON of GET /api/v1/programs)
+to its row in the store, so that any node can show every node's (api/nodes.py). It publishes
+with each heartbeat (memory and CPU measured then), and on a change of state, at most once per
+PUBLISH_GAP (a crash loop costs a few writes a second, not one per exit). Nothing changes, no
+write but the heartbeat's.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from stoker.store import Job, Store, StoreError
+from stoker.store import Job, NodeRecord, Store, StoreError
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
@@ -53,6 +59,62 @@ class SharedStore(Protocol):
 
     async def leave(self, node: str) -> None: ...
 
+    async def publish(self, node: str, programs: bytes, version: str) -> None: ...
+
+    async def nodes(self, forget: float) -> list[NodeRecord]: ...
+
+
+PUBLISH_GAP = 0.5  # seconds between two publishes on change, at least
+
+
+class Publisher:
+    """Publishes this node's program instances: `changed()` on every change of state, `now()`
+    with each heartbeat. `snapshot(measure)` encodes the instances (measured: with memory and
+    CPU, which costs a pass over /proc, so only the heartbeat's are)."""
+
+    def __init__(
+        self,
+        shared: SharedStore,
+        node: str,
+        version: str,
+        snapshot: Callable[[bool], Awaitable[bytes]],
+        *,
+        gap: float = PUBLISH_GAP,
+    ) -> None:
+        self.shared, self.node, self.version = shared, node, version
+        self.snapshot = snapshot
+        self.gap = gap
+        self._changed = asyncio.Event()
+        self._last = -gap  # monotonic time of the last publish
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    async def now(self, *, measure: bool = True) -> None:
+        self._changed.clear()  # this snapshot holds the change too
+        programs = await self.snapshot(measure)
+        self._last = time.monotonic()
+        await self.shared.publish(self.node, programs, self.version)
+
+    async def run(self) -> None:
+        """Until cancelled: publish each burst of changes, one write per `gap` at most."""
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(max(0.0, self._last + self.gap - time.monotonic()))
+            if not self._changed.is_set():  # a heartbeat published it meanwhile
+                continue
+            await self.now_or_log(measure=False)
+
+    async def now_or_log(self, *, measure: bool = True) -> None:
+        """`now()`, and a failure only logged: the view must never stop the heartbeat (the
+        other nodes would take this one for dead) nor the daemon."""
+        try:
+            await self.now(measure=measure)
+        except StoreError as e:  # the next heartbeat's publish is the next chance
+            log.warning("cluster: publishing the programs of node %s failed: %s", self.node, e)
+        except Exception:
+            log.exception("cluster: publishing the programs of node %s failed", self.node)
+
 
 async def keep_alive(
     shared: SharedStore,
@@ -62,10 +124,14 @@ async def keep_alive(
     *,
     reason: str,
     requeued: Callable[[], None],
+    publisher: Publisher | None = None,
 ) -> None:
-    """Heartbeat until cancelled; re-queue the jobs of lapsed nodes (recorded with `reason`),
-    then call `requeued()` (this node does not hear its own re-queueing)."""
+    """Heartbeat until cancelled (publishing the programs first, with `publisher`); re-queue the
+    jobs of lapsed nodes (recorded with `reason`), then call `requeued()` (this node does not
+    hear its own re-queueing)."""
     while True:
+        if publisher is not None:
+            await publisher.now_or_log()
         try:
             for other in await shared.heartbeat(node, timeout):
                 ids = await store.requeue_running(other, time.time(), reason)

@@ -135,8 +135,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     import uvicorn
 
     from stoker import sdnotify
-    from stoker.api.app import DaemonInfo, build_app
-    from stoker.daemon.cluster import SharedStore, keep_alive, listen
+    from stoker.api.app import DaemonInfo, build_app, program_snapshots
+    from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
@@ -163,6 +163,11 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
     store = await _open_store(config)
     shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
+    info.shared = shared
+    publisher = None
+    if shared is not None:  # the cluster view: this node's programs, for the others to show
+        publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(info))
+        supervisor.subscribe(lambda inst: publisher.changed())
     try:
         if shared is not None:
             try:
@@ -207,7 +212,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
     await server.startup(sockets=sockets)
 
-    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = None
+    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = publish_task = None
     notify_task = asyncio.create_task(notifier.run(), name="notify")
     reloading = asyncio.Lock()
 
@@ -256,6 +261,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await cron_task
         cron_task = start_cron_restarts()
+        if publisher is not None:  # programs added or removed change no instance's state
+            publisher.changed()
         report = changes.as_json()
         log.info("reloaded %s: %s", new.path, describe(report))
         return report
@@ -278,9 +285,11 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
             cluster_task = asyncio.create_task(
                 keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
-                           requeued=partial(info.dispatcher.queued_elsewhere, None)),
+                           requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher),
                 name="cluster",
             )  # fmt: skip
+        if publisher is not None:
+            publish_task = asyncio.create_task(publisher.run(), name="cluster view")
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
@@ -316,6 +325,12 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
         if jobs_task is not None:
             await jobs_task
+        # Others saw the programs stopping (published on each change); the node now leaves, and
+        # its row with it: a publish still pending would be for nobody.
+        if publish_task is not None:
+            publish_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publish_task
         if cluster_task is not None and shared is not None:  # its jobs are ended or queued again
             cluster_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -343,6 +358,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             cluster_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await cluster_task
+        if publish_task is not None and not publish_task.done():
+            publish_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publish_task
         if not notify_task.done():
             notify_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,8 +1,18 @@
 """Where jobs, their attempts and queue state live: the Store protocol and its backends."""
 
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, Store, StoreError
+from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, NodeRecord, QueueCounts, Store, StoreError
 
-__all__ = ["Attempt", "AttemptEnd", "Job", "NewJob", "QueueCounts", "Store", "StoreError", "open_store"]
+__all__ = [
+    "Attempt",
+    "AttemptEnd",
+    "Job",
+    "NewJob",
+    "NodeRecord",
+    "QueueCounts",
+    "Store",
+    "StoreError",
+    "open_store",
+]
 
 
 def open_store(url: str, state_dir: str) -> Store:

@@ -116,6 +116,20 @@ def ended(job: Job, end: AttemptEnd) -> Job:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A daemon sharing the store (PostgreSQL), as the store last heard from it."""
+
+    name: str
+    host: str
+    pid: int
+    joined_at: float
+    silent_for: float  # seconds since its last heartbeat, by the store server's clock
+    version: str | None  # of stoker; None before its first publish
+    programs: bytes | None  # its last published program instances (a JSON array); None before that
+    published_ago: float | None  # seconds since it published them
+
+
 JOB_COLUMNS = (
     "id, task, queue, state, params, priority, attempt, max_attempts, run_at, created_at, started_at, "
     "finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested, slot"

@@ -50,7 +50,16 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from stoker.jobs.rules import JobState, Outcome
 from stoker.store.base import JOB_COLUMNS as _JOB_COLUMNS
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, StoreError, listing_query
+from stoker.store.base import (
+    Attempt,
+    AttemptEnd,
+    Job,
+    NewJob,
+    NodeRecord,
+    QueueCounts,
+    StoreError,
+    listing_query,
+)
 
 log = logging.getLogger("stoker")
 
@@ -140,6 +149,15 @@ MIGRATIONS: list[str] = [
         joined_at double precision NOT NULL,
         heartbeat_at double precision NOT NULL
     );
+    """,
+    """
+    -- the cluster view: each node's program instances as it last published them (a JSON array
+    -- of the API's program objects), when (the server's clock) and by which stoker version;
+    -- NULL until the node's first publish
+    ALTER TABLE stoker.nodes
+        ADD COLUMN programs jsonb,
+        ADD COLUMN published_at double precision,
+        ADD COLUMN version text;
     """,
 ]
 
@@ -667,6 +685,42 @@ class PostgresStore:
             )
 
         await self._do(operation)
+
+    async def publish(self, node: str, programs: bytes, version: str) -> None:
+        """Store `programs` (a JSON array of program instances) as what `node` (joined by this
+        store) runs now, for the other nodes' view; nothing if the name is no longer ours."""
+        text = programs.decode()
+        if "\\u0000" in text:  # jsonb holds no NUL (a program's status text might carry one)
+            text = _json(json.loads(text))
+
+        async def operation(conn: _Conn) -> None:
+            await conn.execute(
+                f"UPDATE stoker.nodes SET programs = %s::jsonb, published_at = {_NOW}, version = %s"
+                " WHERE name = %s AND member = %s",
+                (text, version, node, self._origin),
+            )
+
+        # not durable: a snapshot lost in a crash of the server is replaced by the next one
+        await self._do(operation, durable=False)
+
+    async def nodes(self, forget: float) -> list[NodeRecord]:
+        """The nodes heard from within `forget` seconds, by name, with their published programs;
+        ages by the server's clock (the nodes' clocks may disagree)."""
+
+        async def operation(conn: _Conn) -> list[NodeRecord]:
+            cursor = await conn.execute(
+                f"SELECT name, host, pid, joined_at, {_NOW} - heartbeat_at, version, programs::text,"
+                f" {_NOW} - published_at FROM stoker.nodes WHERE heartbeat_at >= {_NOW} - %s ORDER BY name",
+                (forget,),
+            )
+            return [
+                NodeRecord(name, host, pid, joined_at, max(0.0, silent), version,
+                           None if programs is None else programs.encode(), published)
+                for (name, host, pid, joined_at, silent, version, programs,
+                     published) in await cursor.fetchall()
+            ]  # fmt: skip
+
+        return await self._do(operation, durable=False)
 
     async def _tell(self, conn: _Conn, queues: Iterable[str]) -> None:
         """Tell the nodes that listen: jobs of `queues` were queued (they hear it at the commit)."""

@@ -1,5 +1,11 @@
 // Programs: every instance with its state, pid, uptime, restarts, memory and CPU; start, stop
 // and restart per instance and per program; a log that follows.
+//
+// On a shared store (PostgreSQL) it shows every node's instances, grouped by node, with a node
+// filter: this node's live and controllable, the others' as each last published them and
+// read-only (their processes are not this daemon's to start, stop or read the logs of). Those
+// change without an event here: while any are shown, the view reads them again every few
+// seconds (no request at all on a single node).
 
 import * as api from "./api.js";
 import { badge, coalesce, fill, grid, h, serial } from "./dom.js";
@@ -9,15 +15,22 @@ import { Follower } from "./output.js";
 const COLUMNS = ["Name", "State", "PID", "Uptime", "Restarts", "Memory", "CPU", "Actions"];
 const ACTIONS = { start: "Started", stop: "Stopped", restart: "Restarted" };
 const COUNTING = new Set(["starting", "running", "stopping"]); // states whose uptime grows
+const OTHERS_EVERY = 5000; // ms between reads while other nodes' instances are shown
+const key = (p) => `${p.node}\n${p.name}`;
 
 export class ProgramsView {
   constructor(ctx) {
     this.ctx = ctx;
     this.load = serial(() => this.read());
-    this.rows = new Map(); // instance name → {tr, cells, data, at}
+    this.rows = new Map(); // node + instance name → {tr, cells, data, at}
     this.names = null; // the instances the table was built for
-    this.table = grid("programs", COLUMNS); // a tbody per program
+    this.table = grid("programs", COLUMNS); // a tbody per program (per node and program)
     this.measured = h("span", { class: "muted" });
+    this.heads = new Map(); // node → the cell that says how long ago it was heard from
+    this.others = false; // other nodes' instances are shown
+    this.readAt = 0;
+    this.nodeFilter = h("select", { "aria-label": "Node", onchange: () => this.filter() });
+    this.nodeField = h("span", { hidden: true }, this.nodeFilter);
     this.logTitle = h("h3", { id: "log-title" });
     this.log = new Follower("Program output");
     this.logPanel = h(
@@ -32,6 +45,7 @@ export class ProgramsView {
       { "aria-labelledby": "programs-title" },
       h("div", { class: "view-head" },
         h("h2", { id: "programs-title" }, "Programs"),
+        this.nodeField,
         this.measured,
         h("button", { type: "button", onclick: () => this.load().catch(ctx.failed) }, "Refresh")),
       this.table,
@@ -51,12 +65,43 @@ export class ProgramsView {
   }
 
   async read() {
-    const list = await api.get(api.path("programs"));
-    const names = list.map((p) => p.name).join("\n");
+    this.readAt = performance.now();
+    let list;
+    try {
+      list = await api.get(`${api.path("programs")}?all_nodes=1`);
+    } catch (error) {
+      if (error.status !== 503) throw error;
+      // The shared store is away: this node's own programs stay in view and controllable.
+      list = await api.get(api.path("programs"));
+      this.ctx.notify(`Other nodes not shown: ${error.message}`, "error");
+    }
+    const names = list.map(key).join("\n");
     if (names !== this.names) this.build(list);
     this.names = names;
     for (const p of list) this.update(p, true);
+    this.showNodes(list);
     fill(this.measured, `memory and CPU as of ${fmt.time(new Date().toISOString())}`);
+  }
+
+  local(p) {
+    return p.node_silent_for === null || p.node_silent_for === undefined;
+  }
+
+  showNodes(list) {
+    for (const [node, cell] of this.heads) {
+      const p = list.find((q) => q.node === node);
+      if (!p) continue;
+      const ago = `heard from ${fmt.duration(p.node_silent_for)} ago`;
+      fill(cell, p.node_lapsed ? h("span", { class: "lapsed" }, `lapsed: silent for ${fmt.duration(p.node_silent_for)}`)
+        : this.local(p) ? "this node" : ago);
+    }
+  }
+
+  filter() {
+    const chosen = this.nodeFilter.value;
+    for (const body of this.table.querySelectorAll("tbody")) {
+      body.hidden = Boolean(chosen) && body.dataset.node !== chosen;
+    }
   }
 
   event(e) {
@@ -68,36 +113,58 @@ export class ProgramsView {
   tick() {
     const now = performance.now();
     for (const row of this.rows.values()) showUptime(row, now);
+    if (this.others && !this.load.busy && now - this.readAt > OTHERS_EVERY) this.load().catch(this.ctx.failed);
   }
 
   build(list) {
     for (const body of this.table.querySelectorAll("tbody")) body.remove();
     this.rows.clear();
-    const programs = new Map();
+    this.heads.clear();
+    const nodes = new Map(); // node → program → instances, in the API's order (this node first)
     for (const p of list) {
+      if (!nodes.has(p.node)) nodes.set(p.node, new Map());
+      const programs = nodes.get(p.node);
       if (!programs.has(p.program)) programs.set(p.program, []);
       programs.get(p.program).push(p);
     }
+    this.others = list.some((p) => !this.local(p));
+    const several = nodes.size > 1;
+    this.nodeField.hidden = !several;
+    const chosen = this.nodeFilter.value;
+    fill(this.nodeFilter, h("option", { value: "" }, "All nodes"),
+      [...nodes.keys()].map((node) => h("option", { value: node }, node)));
+    this.nodeFilter.value = nodes.has(chosen) ? chosen : "";
     if (!list.length) {
       const none = h("tr", { class: "empty" }, h("td", { colspan: COLUMNS.length }, "No programs in the config."));
       this.table.append(h("tbody", {}, none));
     }
-    for (const [program, instances] of programs) {
-      const body = h("tbody", { dataset: { program } });
-      if (instances.length > 1) {
-        body.append(
-          h("tr", { class: "program-row" },
-            h("th", { scope: "rowgroup", colspan: COLUMNS.length - 1 },
-              program, " ", h("span", { class: "muted" }, `${instances.length} instances`)),
-            h("td", { "data-label": "All" }, this.buttons(program, `every instance of ${program}`))),
-        );
+    for (const [node, programs] of nodes) {
+      const local = this.local(programs.values().next().value[0]);
+      if (several) {
+        const seen = h("span", { class: "muted" });
+        this.heads.set(node, seen);
+        this.table.append(h("tbody", { class: "node-head", dataset: { node } },
+          h("tr", {}, h("th", { scope: "rowgroup", colspan: COLUMNS.length }, `Node ${node} `, seen))));
       }
-      for (const p of instances) body.append(this.row(p));
-      this.table.append(body);
+      for (const [program, instances] of programs) {
+        const body = h("tbody", { dataset: { program, node } });
+        if (instances.length > 1) {
+          body.append(
+            h("tr", { class: "program-row" },
+              h("th", { scope: "rowgroup", colspan: COLUMNS.length - 1 },
+                program, " ", h("span", { class: "muted" }, `${instances.length} instances`)),
+              h("td", { "data-label": "All" },
+                local ? this.buttons(program, `every instance of ${program}`) : null)),
+          );
+        }
+        for (const p of instances) body.append(this.row(p, local));
+        this.table.append(body);
+      }
     }
+    this.filter();
   }
 
-  row(p) {
+  row(p, local = true) {
     const cell = (label) => h("td", { "data-label": label });
     const cells = {
       state: cell("State"),
@@ -115,12 +182,12 @@ export class ProgramsView {
     }, "Logs");
     const tr = h(
       "tr",
-      { dataset: { name: p.name } },
+      { dataset: { name: p.name, node: p.node } },
       h("th", { scope: "row" }, h("span", { class: "name" }, p.name), note),
       Object.values(cells),
-      h("td", { "data-label": "Actions" }, this.buttons(p.name, p.name, logs)),
+      h("td", { "data-label": "Actions" }, local ? this.buttons(p.name, p.name, logs) : readOnly(p.node)),
     );
-    this.rows.set(p.name, { tr, cells, note, data: p, at: performance.now() });
+    this.rows.set(key(p), { tr, cells, note, data: p, at: performance.now() });
     return tr;
   }
 
@@ -142,7 +209,7 @@ export class ProgramsView {
 
   // `measured`: the JSON came from a look (memory and CPU are figures), not from an event.
   update(p, measured) {
-    const row = this.rows.get(p.name);
+    const row = this.rows.get(key(p));
     if (!row) {
       this.lookAgain(); // a program added or removed by a reload
       return;
@@ -186,6 +253,11 @@ export class ProgramsView {
     this.log.stop();
     this.logPanel.hidden = true;
   }
+}
+
+// Another node's instance: shown, not controlled from here.
+function readOnly(node) {
+  return h("span", { class: "muted", title: `Control it through the daemon on ${node}` }, `read-only · ${node}`);
 }
 
 // The uptime of the last look, grown by the time since (a clock on the page, not a request).
