@@ -218,6 +218,8 @@ def _print_instances(rows: list[dict[str, Any]]) -> None:
             note = f"exit code {r['exit_code']}"
         if r.get("waiting_for"):
             note = "waiting for " + ", ".join(r["waiting_for"])
+        elif r.get("placement") and r["state"] in ("stopped", "stopping"):
+            note = ("stopped by hand; " if r.get("stopped_by_hand") else "") + r["placement"]
         elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":
             note = "stopped by hand"
         elif not note and r.get("status_text"):
@@ -268,6 +270,12 @@ def status(ctx: Context, args: argparse.Namespace) -> None:
         _print_json(rows)
     else:
         _print_instances(rows)
+
+
+def _started(row: dict[str, Any]) -> bool:
+    """A start did its part: the instance runs, or it waits for this node to be allowed to run
+    it (`nodes`, a singleton held elsewhere: the row says why); the start is remembered."""
+    return row["state"] in _OK_RUNNING or (row["state"] == "stopped" and bool(row.get("placement")))
 
 
 def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) -> Handler:
@@ -712,7 +720,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "start": (
         _program_action(
             "start",
-            lambda r: r["state"] in _OK_RUNNING,
+            _started,
             "Start programs (NAME: program, program:instance, or all); wait until running.",
         ),
         [_NAMES, _JSON],
@@ -726,7 +734,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         [_NAMES, _JSON],
     ),
     "restart": (
-        _program_action("restart", lambda r: r["state"] in _OK_RUNNING, "Stop then start programs."),
+        _program_action("restart", _started, "Stop then start programs."),
         [_NAMES, _JSON],
     ),
     "signal": (signal_command, [_arg("sig", metavar="SIG"), _NAMES, _JSON]),

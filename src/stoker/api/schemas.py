@@ -29,6 +29,9 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     status_text: str | None = None  # the program's own last sd_notify STATUS=
     stopped_by_hand: bool = False  # stays stopped, across daemon restarts, until started by hand
     cpu: float | None = None  # percent of one core since the previous look (api/usage.py)
+    singleton: bool = False  # one node of the cluster runs it at a time
+    holder: str | None = None  # a singleton's node: the one that holds its lease (None: nobody, or unknown)
+    placement: str | None = None  # why this node keeps it stopped: `nodes`, or a singleton held elsewhere
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

@@ -10,7 +10,8 @@ them re-queues and the others find nothing left. A node that was only cut off, n
 the ends of those attempts refused (they were queued again: jobs are at-least-once).
 
 This wakes the daemon every `node_timeout / 3` seconds: a node that others may take for dead
-cannot stay silent. A daemon on SQLite runs none of it.
+cannot stay silent. A daemon on SQLite runs none of it. The leases of singleton programs are
+renewed at the same pace by daemon/singletons.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stoker.store import Store, StoreError
@@ -40,6 +41,7 @@ class SharedStore(Protocol):
         queued_elsewhere: Callable[[str | None], None],
         cancel_asked: Callable[[int], None],
         pauses_changed: Callable[[], Awaitable[None]],
+        leases_released: Callable[[], None] | None = None,
     ) -> None: ...
 
     async def join(self, node: str, timeout: float) -> None: ...
@@ -47,6 +49,10 @@ class SharedStore(Protocol):
     async def heartbeat(self, node: str, timeout: float) -> list[str]: ...
 
     async def leave(self, node: str) -> None: ...
+
+    async def renew_leases(
+        self, node: str, lease: float, names: Sequence[str], want: Sequence[str], drop: Sequence[str]
+    ) -> tuple[dict[str, str], dict[str, float]]: ...
 
 
 async def keep_alive(
@@ -74,8 +80,15 @@ async def keep_alive(
         await asyncio.sleep(timeout / 3)
 
 
-def listen(shared: SharedStore, store: Store, dispatcher: Dispatcher, scheduler: Scheduler | None) -> None:
-    """Hear the other nodes: their jobs, their cancels, their pauses (`SharedStore.subscribe`)."""
+def listen(
+    shared: SharedStore,
+    store: Store,
+    dispatcher: Dispatcher,
+    scheduler: Scheduler | None,
+    leases_released: Callable[[], None] | None = None,
+) -> None:
+    """Hear the other nodes: their jobs, their cancels, their pauses, the singleton leases they
+    give up (`SharedStore.subscribe`)."""
 
     async def pauses_changed() -> None:  # the store has them all: apply what it holds
         dispatcher.apply_paused(await store.paused_queues())
@@ -86,4 +99,5 @@ def listen(shared: SharedStore, store: Store, dispatcher: Dispatcher, scheduler:
         queued_elsewhere=dispatcher.queued_elsewhere,
         cancel_asked=dispatcher.cancel_asked,
         pauses_changed=pauses_changed,
+        leases_released=leases_released,
     )

@@ -137,6 +137,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app
     from stoker.daemon.cluster import SharedStore, keep_alive, listen
+    from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
@@ -163,6 +164,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
     store = await _open_store(config)
     shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
+    d = config.daemon
+    # singletons run where this node holds their lease (without a shared store: here)
+    keeper = None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
     try:
         if shared is not None:
             try:
@@ -178,14 +182,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
                 await info.scheduler.start()
             if shared is not None:
-                listen(shared, store, info.dispatcher, info.scheduler)
+                listen(shared, store, info.dispatcher, info.scheduler, keeper.wake if keeper else None)
     except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
         if store is not None:
             await store.close()
         raise
 
     sockets = [_bind_unix(socket_path(config))]
-    d = config.daemon
     if d.listen_host is not None and d.listen_port is not None:
         sockets.append(_bind_tcp(d.listen_host, d.listen_port))
     app = build_app(info, d.token)
@@ -207,7 +210,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
     await server.startup(sockets=sockets)
 
-    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = None
+    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = leases_task = None
     notify_task = asyncio.create_task(notifier.run(), name="notify")
     reloading = asyncio.Lock()
 
@@ -281,6 +284,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                            requeued=partial(info.dispatcher.queued_elsewhere, None)),
                 name="cluster",
             )  # fmt: skip
+        if keeper is not None:  # before autostart: it starts the singletons once it has their leases
+            leases_task = asyncio.create_task(keeper.run(), name="singleton leases")
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
@@ -316,6 +321,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
         if jobs_task is not None:
             await jobs_task
+        if leases_task is not None:  # the programs are stopped: leave() gives their leases up
+            leases_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases_task
         if cluster_task is not None and shared is not None:  # its jobs are ended or queued again
             cluster_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -343,6 +352,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             cluster_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await cluster_task
+        if leases_task is not None and not leases_task.done():
+            leases_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases_task
         if not notify_task.done():
             notify_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
