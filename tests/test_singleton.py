@@ -266,18 +266,26 @@ def test_a_graceful_down_hands_the_singleton_over_at_once(
 def test_a_singleton_stopped_by_hand_moves_to_another_node(
     three: dict[str, Stoker], postgres_url: str, shared: Path
 ) -> None:
-    """A stop by hand is this node's (like every stop by hand): it gives the lease up, and
-    another node that wants the program runs it. `stoker start` here again waits its turn."""
+    """A stop by hand is this node's (like every stop by hand): it gives the lease up once its
+    copy has stopped, and another node that wants the program runs it. `stoker start` here
+    again waits its turn. The copy here takes longer than the lease (3 s) to stop: the lease is
+    renewed meanwhile, so the other node cannot start a second copy before it has gone."""
     two = {"a": three["a"], "b": three["b"]}
+    slow = (
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *_: (time.sleep(4), sys.exit(0)))\n"
+    )
+    (shared / "single.py").write_text(slow + SINGLE)
     for node, daemon in two.items():
-        daemon.write(cluster_config(postgres_url, node, shared, timeout="20s"))
+        daemon.write(cluster_config(postgres_url, node, shared))
         daemon.up()
     [first] = wait_for(lambda: running_on(two) or None, 20, f"the singleton to run; {logs(two)}")
     other = "b" if first == "a" else "a"
     assert two[first].cli("stop", "single").returncode == 0
     wait_for(lambda: running_on(two) == [other], 10, f"{other} to take it; {logs(two)}")
-    here = row(two[first])
-    assert here["stopped_by_hand"] and here["holder"] == other
+    here = wait_for(
+        lambda: (r := row(two[first]))["holder"] == other and r, 5, "the news at the next renewal"
+    )
+    assert here["stopped_by_hand"]
     assert f"stopped by hand; singleton: runs on {other}" in two[first].cli("status").stdout
     assert two[first].cli("start", "single").returncode == 0
     assert row(two[first])["state"] == "stopped"  # the lease is the other node's

@@ -49,7 +49,9 @@ class LeaseKeeper:
         try:
             while True:
                 self._wake.clear()
-                await self._renew()
+                if not await self._renew():  # no singleton: nothing to renew until a reload adds one
+                    await self._wake.wait()
+                    continue
                 wanted, _ = self.supervisor.lease_needs()
                 delay = self.book.next_renewal(loop.time(), wanted) - loop.time()
                 with contextlib.suppress(TimeoutError):
@@ -58,14 +60,16 @@ class LeaseKeeper:
             if self._fence is not None:
                 self._fence.cancel()
 
-    async def _renew(self) -> None:
+    async def _renew(self) -> bool:
+        """One round trip to the store, then the supervisor acts on it; False if there was
+        nothing to ask (no singleton in the config, no lease held)."""
         loop = asyncio.get_running_loop()
         config = self.supervisor.config
         wanted, drop = self.supervisor.lease_needs()
         # the config's singletons, and any lease still held of a program a reload took away
         names = sorted({name for name, p in config.programs.items() if p.singleton} | set(self.book.holders))
         if not names:
-            return
+            return False
         sent = loop.time()
         try:
             holders, remaining = await self.shared.renew_leases(
@@ -87,17 +91,25 @@ class LeaseKeeper:
                     log.info("singletons: %s runs on %s", name, holders[name])
         self.supervisor.placement_changed()
         self._arm_fence()
+        return True
 
     def _arm_fence(self) -> None:
+        """A timer at the fence of the last successful renewal (after a failed one: the same
+        time, still ahead or already acted on)."""
         if self._fence is not None:
             self._fence.cancel()
             self._fence = None
+        loop = asyncio.get_running_loop()
         times = self.book.fence_times()
-        if times is not None:
-            self._fence = asyncio.get_running_loop().call_at(times[0], self._fenced)
+        if times is not None and times[0] > loop.time():
+            self._fence = loop.call_at(times[0], self._fenced)
 
     def _fenced(self) -> None:
         self._fence = None
+        loop = asyncio.get_running_loop()
+        if not self.book.fenced(loop.time()):  # the loop may run a timer a hair early: not yet
+            self._fence = loop.call_later(0.001, self._fenced)
+            return
         held = sorted(name for name, holder in self.book.holders.items() if holder == self.node)
         log.warning("singletons: the leases of %s were not renewed in time: stopping them here",
                     ", ".join(held))  # fmt: skip

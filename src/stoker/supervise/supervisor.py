@@ -175,22 +175,24 @@ class Supervisor:
         self._leases_may_have_changed()
 
     def lease_needs(self) -> tuple[frozenset[str], tuple[str, ...]]:
-        """(the singletons this node wants the lease of, the leases it holds and may give up):
-        it wants a lease while an instance placed here is wanted; it gives one up once no
-        instance is wanted and every one has stopped."""
-        wanted = frozenset(
+        """(the singletons whose lease this node must take or renew, the leases it holds and
+        may give up): it wants a lease while an instance placed here is wanted, and keeps one
+        it holds while a copy here has not stopped (a stop by hand takes up to stop_timeout:
+        the lease must not lapse under a copy still stopping); it gives one up once neither."""
+        wanted = {
             inst.spec.program
             for inst in self.instances.values()
             if inst.wanted
             and not self._closing
             and inst.program.singleton
             and placed_here(inst.program.nodes, self.config.daemon.node)
-        )
+        }
         if self.leases is None:
-            return wanted, ()
+            return frozenset(wanted), ()
         busy = {inst.spec.program for inst in self.instances.values() if inst.state not in RESTING}
-        resting = [name for name in self.leases.holders if name not in busy]
-        return wanted, tuple(releasable(self.leases, wanted, resting))
+        held = {name for name, holder in self.leases.holders.items() if holder == self.leases.node}
+        keep = frozenset(wanted | (held & busy))
+        return keep, tuple(releasable(self.leases, keep, held - busy))
 
     def _leases_may_have_changed(self) -> None:
         if self._wake_leases is None:
