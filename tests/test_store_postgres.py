@@ -450,3 +450,23 @@ def test_a_node_hears_that_leases_were_given_up(postgres_url: str) -> None:
             await asyncio.wait_for(heard.wait(), 10)
 
     asyncio.run(main())
+
+
+def test_a_daemon_that_took_a_nodes_name_waits_for_that_nodes_leases_to_lapse(postgres_url: str) -> None:
+    """The daemon before it may be alive and cut off, still stopping its copy: its leases are
+    its own (by daemon, not by node name) until they lapse."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [before, after]:
+            await before.join("web-1", 30)
+            assert (await before.renew_leases("web-1", 30, ["cron"], ["cron"], []))[0] == {"cron": "web-1"}
+            with psycopg.connect(postgres_url) as conn:  # silent for longer than the timeout
+                conn.execute("UPDATE stoker.nodes SET heartbeat_at = heartbeat_at - 60")
+            await after.join("web-1", 30)
+            holders, _ = await after.renew_leases("web-1", 30, ["cron"], ["cron"], [])
+            assert holders == {"cron": "web-1 (its previous daemon)"}
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("UPDATE stoker.leases SET expires_at = expires_at - 1000")
+            assert (await after.renew_leases("web-1", 30, ["cron"], ["cron"], []))[0] == {"cron": "web-1"}
+
+    asyncio.run(main())

@@ -148,6 +148,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE stoker.leases (
         name text PRIMARY KEY,  -- the program
         holder text NOT NULL,  -- the node (stoker.nodes.name) that runs it
+        member text NOT NULL,  -- the daemon that holds the node's name (stoker.nodes.member)
         acquired_at double precision NOT NULL,
         expires_at double precision NOT NULL
     );
@@ -588,8 +589,8 @@ class PostgresStore:
                 "DELETE FROM stoker.nodes WHERE name = %s AND member = %s RETURNING name",
                 (node, self._origin),
             )
-            if await cursor.fetchone() is not None:  # the name was ours, so are its leases
-                await self._release(conn, node, None)
+            if await cursor.fetchone() is not None:
+                await self._release(conn, None)
 
         await self._do(operation)
 
@@ -611,26 +612,34 @@ class PostgresStore:
             if await cursor.fetchone() is None:
                 raise _NotOurs(node)
             if drop:
-                await self._release(conn, node, drop)
+                await self._release(conn, drop)
             for name in sorted(want):  # one order on every node: no deadlock between them
-                # the row lock decides between nodes taking a lapsed lease at once: the second
-                # waits for the first's commit, then finds the lease live and not its own
+                # The row lock decides between nodes taking a lapsed lease at once: the second
+                # waits for the first's commit, then finds the lease live and not its own. A
+                # lease is renewed by the daemon (member) that took it, not by the node name:
+                # a daemon that took the name of one taken for dead waits for that one's
+                # leases to lapse, since it may be alive, cut off, and still stopping its copy.
                 await conn.execute(
-                    f"INSERT INTO stoker.leases AS l (name, holder, acquired_at, expires_at)"
-                    f" VALUES (%s, %s, {_NOW}, {_NOW} + %s) ON CONFLICT (name) DO UPDATE"
-                    " SET holder = excluded.holder, expires_at = excluded.expires_at,"
-                    "  acquired_at = CASE WHEN l.holder = excluded.holder THEN l.acquired_at"
+                    f"INSERT INTO stoker.leases AS l (name, holder, member, acquired_at, expires_at)"
+                    f" VALUES (%s, %s, %s, {_NOW}, {_NOW} + %s) ON CONFLICT (name) DO UPDATE"
+                    " SET holder = excluded.holder, member = excluded.member,"
+                    "  expires_at = excluded.expires_at,"
+                    "  acquired_at = CASE WHEN l.member = excluded.member THEN l.acquired_at"
                     "   ELSE excluded.acquired_at END"
-                    " WHERE l.holder = excluded.holder OR l.expires_at < excluded.acquired_at",
-                    (name, node, lease),
+                    " WHERE l.member = excluded.member OR l.expires_at < excluded.acquired_at",
+                    (name, node, self._origin, lease),
                 )
             cursor = await conn.execute(
-                f"SELECT name, holder, expires_at - {_NOW} FROM stoker.leases"
+                f"SELECT name, holder, member, expires_at - {_NOW} FROM stoker.leases"
                 f" WHERE name = ANY(%s) AND expires_at >= {_NOW}",
                 (list(names),),
             )
-            rows = await cursor.fetchall()
-            return {name: holder for name, holder, _ in rows}, {name: left for name, _, left in rows}
+            holders, remaining = {}, {}
+            for name, holder, member, left in await cursor.fetchall():
+                if holder == node and member != self._origin:  # this node's name, an earlier daemon
+                    holder = f"{node} (its previous daemon)"
+                holders[name], remaining[name] = holder, left
+            return holders, remaining
 
         try:
             return await self._do(operation, durable=False)
@@ -639,14 +648,16 @@ class PostgresStore:
                 f"node {node!r} is no longer this daemon's: another daemon took the name"
             ) from None
 
-    async def _release(self, conn: _Conn, node: str, names: Sequence[str] | None) -> None:
-        """Give up `node`'s leases of `names` (None: all), and tell the other nodes."""
+    async def _release(self, conn: _Conn, names: Sequence[str] | None) -> None:
+        """Give up this daemon's leases of `names` (None: all), and tell the other nodes."""
         if names is None:
-            cursor = await conn.execute("DELETE FROM stoker.leases WHERE holder = %s RETURNING name", (node,))
+            cursor = await conn.execute(
+                "DELETE FROM stoker.leases WHERE member = %s RETURNING name", (self._origin,)
+            )
         else:
             cursor = await conn.execute(
-                "DELETE FROM stoker.leases WHERE holder = %s AND name = ANY(%s) RETURNING name",
-                (node, list(names)),
+                "DELETE FROM stoker.leases WHERE member = %s AND name = ANY(%s) RETURNING name",
+                (self._origin, list(names)),
             )
         if await cursor.fetchall():
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} leases -"))
