@@ -651,22 +651,43 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert str(err) == f'{err.file}: unknown key "version"'
 
 
+def test_singleton_and_nodes(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [programs.cron_like]
+        command = "x"
+        singleton = true
+        nodes = ["web-*", "worker-[12]", "db.internal"]
+        [programs.plain]
+        command = "x"
+        """,
+    )
+    assert config.programs["cron_like"].singleton is True
+    assert config.programs["cron_like"].nodes == ("web-*", "worker-[12]", "db.internal")
+    assert (config.programs["plain"].singleton, config.programs["plain"].nodes) == (False, ())
+
+
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("value", "expected"),
     [
-        ("singleton", "true"),
-        ("nodes", '["web-1"]'),
+        ("[]", "remove the key to run on every node"),
+        ('["web-*", ""]', "no empty or unprintable patterns"),
+        ('["web-*", "  "]', "no empty or unprintable patterns"),
+        ('"web-*"', "a non-empty array of node names or glob patterns"),
+        ("[1]", "a non-empty array of node names or glob patterns"),
     ],
 )
-def test_unsupported_program_keys(tmp_path: Path, key: str, value: str) -> None:
-    err = error(tmp_path, f'[programs.X]\ncommand = "x"\n{key} = {value}\n')
-    assert str(err) == f"{err.file}: [programs.X] {key}: not supported by this version of stoker yet"
-    assert (err.table, err.key) == ("programs.X", key)
+def test_bad_nodes_are_refused(tmp_path: Path, value: str, expected: str) -> None:
+    err = error(tmp_path, f'[programs.X]\ncommand = "x"\nnodes = {value}\n')
+    assert (err.table, err.key) == ("programs.X", "nodes")
+    assert expected in str(err), str(err)
 
 
-def test_unsupported_key_reported_even_without_command(tmp_path: Path) -> None:
-    err = error(tmp_path, "[programs.X]\nsingleton = true\n")
-    assert err.key == "singleton"
+def test_bad_singleton_is_refused(tmp_path: Path) -> None:
+    err = error(tmp_path, '[programs.X]\ncommand = "x"\nsingleton = "yes"\n')
+    assert (err.table, err.key) == ("programs.X", "singleton")
+    assert "true or false" in str(err)
 
 
 # --------------------------------------------------------------------------------------------

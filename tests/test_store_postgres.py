@@ -380,3 +380,94 @@ def test_an_operation_the_server_refuses_spoils_only_itself(postgres_url: str) -
             assert sorted(j.params["n"] for j in await store.jobs()) == [1, 3]
 
     asyncio.run(main())
+
+
+def test_singleton_leases_go_to_one_node_lapse_and_are_released(postgres_url: str) -> None:
+    """Several nodes asking for one lease at once: exactly one holds it; the others see who.
+    It is renewed by its holder, free for another only once lapsed (server clock) or given up;
+    a node that leaves gives its leases up; a node whose name was taken renews nothing."""
+
+    def lapse(name: str) -> None:
+        with psycopg.connect(postgres_url) as conn:
+            conn.execute("UPDATE stoker.leases SET expires_at = expires_at - 1000 WHERE name = %s", (name,))
+
+    async def main() -> None:
+        async with nodes(postgres_url, 3) as stores:
+            names = ["a", "b", "c"]
+            for store, name in zip(stores, names, strict=True):
+                await store.join(name, 30)
+            answers = await asyncio.gather(
+                *(
+                    s.renew_leases(n, 30, ["cron", "other"], ["cron"], [])
+                    for s, n in zip(stores, names, strict=True)
+                )
+            )
+            holders = {holders["cron"] for holders, _ in answers}
+            assert len(holders) == 1 and "other" not in answers[0][0]
+            [holder] = holders
+            left = answers[names.index(holder)][1]["cron"]
+            assert 29 < left <= 30
+            a, b, _ = stores
+            # the holder renews; the others keep seeing it
+            if holder != "a":
+                assert (await a.renew_leases("a", 30, ["cron"], ["cron"], []))[0] == {"cron": holder}
+            lapse("cron")  # its node stopped renewing: it is anyone's
+            taken, _ = await a.renew_leases("a", 30, ["cron"], ["cron"], [])
+            assert taken == {"cron": "a"}
+            assert (await b.renew_leases("b", 30, ["cron"], ["cron"], []))[0] == {"cron": "a"}
+            # given up: another takes it at its next try
+            assert (await a.renew_leases("a", 30, ["cron"], [], ["cron"]))[0] == {}
+            assert (await b.renew_leases("b", 30, ["cron"], ["cron"], []))[0] == {"cron": "b"}
+            await b.leave("b")  # leaving gives every lease up
+            assert scalar(postgres_url, "SELECT count(*) FROM stoker.leases") == 0
+            # a name taken over by another daemon: no renewing in its name
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("UPDATE stoker.nodes SET member = 'another daemon' WHERE name = 'a'")
+            with pytest.raises(StoreError, match="no longer this daemon's"):
+                await a.renew_leases("a", 30, ["cron"], ["cron"], [])
+
+    asyncio.run(main())
+
+
+def test_a_node_hears_that_leases_were_given_up(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            heard = asyncio.Event()
+            listening = asyncio.Event()
+
+            async def pauses_changed() -> None:
+                listening.set()
+
+            b.subscribe(
+                queued_elsewhere=lambda _: None,
+                cancel_asked=lambda _: None,
+                pauses_changed=pauses_changed,
+                leases_released=heard.set,
+            )
+            await asyncio.wait_for(listening.wait(), 10)
+            await a.join("a", 30)
+            await a.renew_leases("a", 30, ["cron"], ["cron"], [])
+            await a.renew_leases("a", 30, ["cron"], [], ["cron"])
+            await asyncio.wait_for(heard.wait(), 10)
+
+    asyncio.run(main())
+
+
+def test_a_daemon_that_took_a_nodes_name_waits_for_that_nodes_leases_to_lapse(postgres_url: str) -> None:
+    """The daemon before it may be alive and cut off, still stopping its copy: its leases are
+    its own (by daemon, not by node name) until they lapse."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [before, after]:
+            await before.join("web-1", 30)
+            assert (await before.renew_leases("web-1", 30, ["cron"], ["cron"], []))[0] == {"cron": "web-1"}
+            with psycopg.connect(postgres_url) as conn:  # silent for longer than the timeout
+                conn.execute("UPDATE stoker.nodes SET heartbeat_at = heartbeat_at - 60")
+            await after.join("web-1", 30)
+            holders, _ = await after.renew_leases("web-1", 30, ["cron"], ["cron"], [])
+            assert holders == {"cron": "web-1 (its previous daemon)"}
+            with psycopg.connect(postgres_url) as conn:
+                conn.execute("UPDATE stoker.leases SET expires_at = expires_at - 1000")
+            assert (await after.renew_leases("web-1", 30, ["cron"], ["cron"], []))[0] == {"cron": "web-1"}
+
+    asyncio.run(main())

@@ -225,6 +225,8 @@ def _print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None
             note = f"exit code {r['exit_code']}"
         if r.get("waiting_for"):
             note = "waiting for " + ", ".join(r["waiting_for"])
+        elif r.get("placement") and r["state"] in ("stopped", "stopping"):
+            note = ("stopped by hand; " if r.get("stopped_by_hand") else "") + r["placement"]
         elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":
             note = "stopped by hand"
         elif not note and r.get("status_text"):
@@ -311,6 +313,12 @@ def nodes_command(ctx: Context, args: argparse.Namespace) -> None:
                       counts))  # fmt: skip
     header = ("NODE", "STATE", "HEARTBEAT", "HOST", "PID", "VERSION", "PROGRAMS")
     _print_table(header, table, colours={"alive": "\x1b[32m", "lapsed": "\x1b[31m"})
+
+
+def _started(row: dict[str, Any]) -> bool:
+    """A start did its part: the instance runs, or it waits for this node to be allowed to run
+    it (`nodes`, a singleton held elsewhere: the row says why); the start is remembered."""
+    return row["state"] in _OK_RUNNING or (row["state"] == "stopped" and bool(row.get("placement")))
 
 
 def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) -> Handler:
@@ -772,7 +780,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "start": (
         _program_action(
             "start",
-            lambda r: r["state"] in _OK_RUNNING,
+            _started,
             "Start programs (NAME: program, program:instance, or all); wait until running.",
         ),
         [_NAMES, _JSON],
@@ -786,7 +794,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         [_NAMES, _JSON],
     ),
     "restart": (
-        _program_action("restart", lambda r: r["state"] in _OK_RUNNING, "Stop then start programs."),
+        _program_action("restart", _started, "Stop then start programs."),
         [_NAMES, _JSON],
     ),
     "signal": (signal_command, [_arg("sig", metavar="SIG"), _NAMES, _JSON]),

@@ -69,10 +69,7 @@ _CALL = re.compile(f"{_DOTTED}:{_DOTTED}")  # package.module:function
 DEFAULT_QUEUE = "default"
 _TABLES = ("daemon", "programs", "tasks", "queues", "schedules", "notify")
 SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
-_UNSUPPORTED_PROGRAM_KEYS = (
-    "singleton",
-    "nodes",
-)
+_UNSUPPORTED_PROGRAM_KEYS: tuple[str, ...] = ()  # keys of the design refused until built, by name
 _NOT_YET = "not supported by this version of stoker yet"
 _MISSING: Any = object()
 
@@ -270,6 +267,8 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     ready: str | None = None  # a readiness check; {instance} is expanded per instance
     ready_timeout: float = 60.0
     watchdog: float | None = None  # seconds between sd_notify WATCHDOG=1 pings, at most
+    singleton: bool = False  # cluster: run on one node at a time, the holder of its lease
+    nodes: tuple[str, ...] = ()  # fnmatch globs of the node names that may run it; () = every node
 
     def instance_names(self) -> list[str]:
         """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
@@ -517,6 +516,8 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     ready: str | None = None
     ready_timeout: _Duration = 60.0
     watchdog: _Duration | None = None
+    singleton: bool = False
+    nodes: list[str] | None = None
 
 
 class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -588,6 +589,8 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "ready": READY_EXPECTED,
     "ready_timeout": _DURATION,
     "watchdog": _DURATION + ' (the longest silence between WATCHDOG=1 pings, like "30s")',
+    "singleton": "true or false (true: one node of the cluster runs it at a time)",
+    "nodes": 'a non-empty array of node names or glob patterns, like ["web-*", "worker-1"]',
 }
 _DAEMON_EXPECTED: dict[str, str] = {
     "state_dir": "a path string",
@@ -1111,7 +1114,24 @@ def _build_program(
         ready=_ready(parsed.ready, where),
         ready_timeout=_positive_duration(parsed.ready_timeout, where, "ready_timeout"),
         watchdog=None if parsed.watchdog is None else _positive_duration(parsed.watchdog, where, "watchdog"),
+        singleton=parsed.singleton,
+        nodes=_nodes(parsed.nodes, where),
     )
+
+
+def _nodes(value: list[str] | None, where: _Where) -> tuple[str, ...]:
+    """`nodes`: globs matched against `[daemon] node` (fnmatch, case-sensitive). An empty array
+    would place the program nowhere, which is never what was meant: refused, as is a pattern
+    that no node name could match (`[daemon] node` is non-empty and printable)."""
+    if value is None:
+        return ()
+    if not value:
+        raise where.bad("nodes", _PROGRAM_EXPECTED["nodes"] + " (remove the key to run on every node)", value)
+    for pattern in value:
+        if not pattern.strip() or not pattern.isprintable():
+            expected = _PROGRAM_EXPECTED["nodes"] + " (no empty or unprintable patterns)"
+            raise where.bad("nodes", expected, pattern)
+    return tuple(value)
 
 
 def _max_memory(value: int | float | str | None, where: _Where) -> int | None:
@@ -1650,6 +1670,8 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # max_memory = "512MB"             # RSS of its process tree; above it, a graceful restart
 # watch = ["."]                    # restart when files under these paths change
 # watch_ignore = ["*.log"]         # changes to these (glob patterns) do not count
+# singleton = true                 # cluster (PostgreSQL): one node runs it at a time; failover
+# nodes = ["web-*"]                # only nodes whose [daemon] node matches run it
 
 # A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
 # {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.

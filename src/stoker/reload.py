@@ -4,8 +4,10 @@ Pure: two validated configs in, a plan out. The daemon applies it (programs thro
 supervisor, tasks and queues through the dispatcher, schedules through the scheduler) and
 answers with `Changes.as_json()`. A program counts as changed only if something that shapes
 its processes changed; its instance count alone is a resize, which starts or stops only the
-instances added or removed. `[daemon]` settings that are bound once at start (the socket,
-the TCP door, the store…) cannot change under a running daemon: they are reported, not applied.
+instances added or removed; its placement alone (`singleton`, `nodes`) is applied to the running
+instances: a node that may still run the program keeps its processes. `[daemon]` settings
+that are bound once at start (the socket, the TCP door, the store…) cannot change under a
+running daemon: they are reported, not applied.
 `[notify.*]` webhooks are applied live.
 """
 
@@ -32,6 +34,7 @@ class Changes:
     jobs: list[str] = field(default_factory=list)  # "task mail", "queue builds", "schedule report"…
     needs_restart: list[str] = field(default_factory=list)  # "[daemon] listen"
     notify: list[str] = field(default_factory=list)  # webhooks added, removed or changed
+    placement: list[str] = field(default_factory=list)  # programs whose singleton or nodes changed
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +46,7 @@ class Changes:
             "jobs": self.jobs,
             "needs_restart": self.needs_restart,
             "notify": self.notify,
+            "placement": self.placement,
         }
 
 
@@ -53,8 +57,13 @@ def diff(old: Config, new: Config) -> Changes:
         if before is None:
             changes.added.append(name)
             continue
-        if msgspec.structs.replace(before, instances=program.instances) != program:
+        placed = (program.singleton, program.nodes) != (before.singleton, before.nodes)
+        like = msgspec.structs.replace(before, instances=program.instances, singleton=program.singleton,
+                                       nodes=program.nodes)  # fmt: skip
+        if like != program:
             changes.changed.append(name)
+        elif placed:
+            changes.placement.append(name)
         elif before.instances == program.instances:
             changes.unchanged.append(name)
         if before.instances != program.instances:
@@ -88,6 +97,8 @@ def describe(changes: dict[str, Any]) -> str:
         parts.append(f"updated {', '.join(changes['jobs'])}")
     if changes.get("notify"):  # .get: a daemon older than this CLI does not send it
         parts.append(f"updated notify {', '.join(changes['notify'])}")
+    if changes.get("placement"):
+        parts.append(f"placed anew {', '.join(changes['placement'])} (singleton, nodes)")
     if changes["needs_restart"]:
         parts.append(f"not applied until the daemon restarts: {', '.join(changes['needs_restart'])}")
     return "; ".join(parts) or "nothing changed"

@@ -95,6 +95,9 @@ def describe(
                 status_text=inst.status_text,
                 stopped_by_hand=inst.name in sup.holds,
                 cpu=cpu.get(m.pid) if m.pid is not None else None,
+                singleton=inst.program.singleton,
+                holder=sup.holder(inst.program),
+                placement=sup.placement_of(inst),
             )
         )
     return out

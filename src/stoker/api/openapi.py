@@ -31,8 +31,19 @@ _RELOAD = {
         "jobs": _NAMES,
         "needs_restart": _NAMES,
         "notify": _NAMES,
+        "placement": _NAMES,
     },
-    "required": ["added", "removed", "changed", "resized", "unchanged", "jobs", "needs_restart", "notify"],
+    "required": [
+        "added",
+        "removed",
+        "changed",
+        "resized",
+        "unchanged",
+        "jobs",
+        "needs_restart",
+        "notify",
+        "placement",
+    ],
 }
 
 

@@ -34,6 +34,9 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     # (lapsed: this is the last state it published, not known to hold)
     node_silent_for: float | None = None
     node_lapsed: bool = False
+    singleton: bool = False  # one node of the cluster runs it at a time
+    holder: str | None = None  # a singleton's node: the one that holds its lease (None: nobody, or unknown)
+    placement: str | None = None  # why this node keeps it stopped: `nodes`, or a singleton held elsewhere
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

@@ -10,7 +10,8 @@ them re-queues and the others find nothing left. A node that was only cut off, n
 the ends of those attempts refused (they were queued again: jobs are at-least-once).
 
 This wakes the daemon every `node_timeout / 3` seconds: a node that others may take for dead
-cannot stay silent. A daemon on SQLite runs none of it.
+cannot stay silent. A daemon on SQLite runs none of it. The leases of singleton programs are
+renewed at the same pace by daemon/singletons.py.
 
 The cluster view: each node publishes its program instances (the JSON of GET /api/v1/programs)
 to its row in the store, so that any node can show every node's (api/nodes.py). It publishes
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from stoker.store import Job, NodeRecord, Store, StoreError
@@ -46,6 +47,7 @@ class SharedStore(Protocol):
         queued_elsewhere: Callable[[str | None], None],
         cancel_asked: Callable[[int], None],
         pauses_changed: Callable[[], Awaitable[None]],
+        leases_released: Callable[[], None] | None = None,
     ) -> None: ...
 
     async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
@@ -62,6 +64,10 @@ class SharedStore(Protocol):
     async def publish(self, node: str, programs: bytes, version: str) -> None: ...
 
     async def nodes(self, forget: float) -> list[NodeRecord]: ...
+
+    async def renew_leases(
+        self, node: str, lease: float, names: Sequence[str], want: Sequence[str], drop: Sequence[str]
+    ) -> tuple[dict[str, str], dict[str, float]]: ...
 
 
 PUBLISH_GAP = 0.5  # seconds between two publishes on change, at least
@@ -145,8 +151,15 @@ async def keep_alive(
         await asyncio.sleep(timeout / 3)
 
 
-def listen(shared: SharedStore, store: Store, dispatcher: Dispatcher, scheduler: Scheduler | None) -> None:
-    """Hear the other nodes: their jobs, their cancels, their pauses (`SharedStore.subscribe`)."""
+def listen(
+    shared: SharedStore,
+    store: Store,
+    dispatcher: Dispatcher,
+    scheduler: Scheduler | None,
+    leases_released: Callable[[], None] | None = None,
+) -> None:
+    """Hear the other nodes: their jobs, their cancels, their pauses, the singleton leases they
+    give up (`SharedStore.subscribe`)."""
 
     async def pauses_changed() -> None:  # the store has them all: apply what it holds
         dispatcher.apply_paused(await store.paused_queues())
@@ -157,4 +170,5 @@ def listen(shared: SharedStore, store: Store, dispatcher: Dispatcher, scheduler:
         queued_elsewhere=dispatcher.queued_elsewhere,
         cancel_asked=dispatcher.cancel_asked,
         pauses_changed=pauses_changed,
+        leases_released=leases_released,
     )

@@ -137,6 +137,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app, program_snapshots
     from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
+    from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
@@ -168,6 +169,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     if shared is not None:  # the cluster view: this node's programs, for the others to show
         publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(info))
         supervisor.subscribe(lambda inst: publisher.changed())
+    d = config.daemon
+    # singletons run where this node holds their lease (without a shared store: here)
+    keeper = None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
     try:
         if shared is not None:
             try:
@@ -183,14 +187,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
                 await info.scheduler.start()
             if shared is not None:
-                listen(shared, store, info.dispatcher, info.scheduler)
+                listen(shared, store, info.dispatcher, info.scheduler, keeper.wake if keeper else None)
     except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
         if store is not None:
             await store.close()
         raise
 
     sockets = [_bind_unix(socket_path(config))]
-    d = config.daemon
     if d.listen_host is not None and d.listen_port is not None:
         sockets.append(_bind_tcp(d.listen_host, d.listen_port))
     app = build_app(info, d.token)
@@ -213,6 +216,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     await server.startup(sockets=sockets)
 
     jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = publish_task = None
+    leases_task = None
     notify_task = asyncio.create_task(notifier.run(), name="notify")
     reloading = asyncio.Lock()
 
@@ -290,6 +294,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             )  # fmt: skip
         if publisher is not None:
             publish_task = asyncio.create_task(publisher.run(), name="cluster view")
+        if keeper is not None:  # before autostart: it starts the singletons once it has their leases
+            leases_task = asyncio.create_task(keeper.run(), name="singleton leases")
         if info.scheduler is not None:
             schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
         if info.dispatcher is not None and config.tasks:
@@ -331,6 +337,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             publish_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publish_task
+        if leases_task is not None:  # the programs are stopped: leave() gives their leases up
+            leases_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases_task
         if cluster_task is not None and shared is not None:  # its jobs are ended or queued again
             cluster_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -362,6 +372,10 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             publish_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await publish_task
+        if leases_task is not None and not leases_task.done():
+            leases_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases_task
         if not notify_task.done():
             notify_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -72,7 +72,8 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 POOL_TIMEOUT = 10.0  # seconds a batch waits for a connection before it fails
 MAX_CRASHES = 3  # as in the SQLite store: a job running when its daemon died this often is not run again
 MIGRATION_LOCK = 0x73746F6B6572  # pg_advisory_xact_lock key: "stoker" in ASCII
-CHANNEL = "stoker_jobs"  # NOTIFY "<origin> queued <queue>", "<origin> cancel <job id>", "<origin> paused -"
+# NOTIFY "<origin> queued <queue>", "<origin> cancel <job id>", "<origin> paused -", "<origin> leases -"
+CHANNEL = "stoker_jobs"
 LISTEN_RETRY_MAX = 30.0  # seconds between attempts to listen again, at most
 
 # Each entry migrates from version N to N+1; never edit one that has shipped, add another.
@@ -158,6 +159,17 @@ MIGRATIONS: list[str] = [
         ADD COLUMN programs jsonb,
         ADD COLUMN published_at double precision,
         ADD COLUMN version text;
+    """,
+    """
+    -- singleton programs: which node runs each, until when (the server's clock); a lease whose
+    -- expires_at has passed is free for any node to take
+    CREATE TABLE stoker.leases (
+        name text PRIMARY KEY,  -- the program
+        holder text NOT NULL,  -- the node (stoker.nodes.name) that runs it
+        member text NOT NULL,  -- the daemon that holds the node's name (stoker.nodes.member)
+        acquired_at double precision NOT NULL,
+        expires_at double precision NOT NULL
+    );
     """,
 ]
 
@@ -286,6 +298,10 @@ def _reason(error: BaseException) -> str:
     """A psycopg error's message on one line (libpq's carry hints on lines of their own)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return "; ".join(lines) or type(error).__name__
+
+
+class _NotOurs(Exception):
+    """A node name this store no longer holds (an operation's own failure, not the batch's)."""
 
 
 @dataclass(slots=True)
@@ -565,17 +581,20 @@ class PostgresStore:
         queued_elsewhere: Callable[[str | None], None],
         cancel_asked: Callable[[int], None],
         pauses_changed: Callable[[], Awaitable[None]],
+        leases_released: Callable[[], None] | None = None,
     ) -> None:
         """Hear what other stores (other nodes) say: `queued_elsewhere(queue)` when they queue
         jobs of `queue`, `cancel_asked(job_id)` when they are asked to cancel a running job
         (whichever node runs it stops it), `pauses_changed()` when they pause or resume a
-        queue or a schedule. LISTEN on a connection of its own, woken by the server, never
-        polling. After the connection is (re)made it calls `queued_elsewhere(None)` and
-        `pauses_changed()`: what was said while nobody listened is unknown (a cancel said
-        then is not heard: that job runs to its end)."""
+        queue or a schedule, `leases_released()` when they give up singleton leases. LISTEN
+        on a connection of its own, woken by the server, never polling. After the connection
+        is (re)made it calls `queued_elsewhere(None)` and `pauses_changed()`: what was said
+        while nobody listened is unknown (a cancel said then is not heard: that job runs to
+        its end; a release said then is found at the next renewal)."""
         assert self._listener is None, "one subscriber"
         self._listener = asyncio.create_task(
-            self._listen(queued_elsewhere, cancel_asked, pauses_changed), name="stoker-postgres-listen"
+            self._listen(queued_elsewhere, cancel_asked, pauses_changed, leases_released),
+            name="stoker-postgres-listen",
         )
 
     async def _listen(
@@ -583,6 +602,7 @@ class PostgresStore:
         queued_elsewhere: Callable[[str | None], None],
         cancel_asked: Callable[[int], None],
         pauses_changed: Callable[[], Awaitable[None]],
+        leases_released: Callable[[], None] | None,
     ) -> None:
         delay = 0.5
         while True:
@@ -602,6 +622,8 @@ class PostgresStore:
                             cancel_asked(int(what))
                         elif kind == "paused":
                             await pauses_changed()
+                        elif kind == "leases" and leases_released is not None:
+                            leases_released()
             except (psycopg.Error, StoreError) as e:  # StoreError: pauses_changed could not read
                 log.warning("store: not hearing other nodes (%s): trying again in %.1fs",
                             _reason(e), delay)  # fmt: skip
@@ -677,12 +699,17 @@ class PostgresStore:
         return [name for name in lapsed if name != node]
 
     async def leave(self, node: str) -> None:
-        """Give the name up (the daemon stops; its jobs were ended or queued again)."""
+        """Give the name up (the daemon stops; its jobs were ended or queued again), and the
+        singleton leases it holds (its programs were stopped): the other nodes, told at once,
+        take them without waiting for them to lapse."""
 
         async def operation(conn: _Conn) -> None:
-            await conn.execute(
-                "DELETE FROM stoker.nodes WHERE name = %s AND member = %s", (node, self._origin)
+            cursor = await conn.execute(
+                "DELETE FROM stoker.nodes WHERE name = %s AND member = %s RETURNING name",
+                (node, self._origin),
             )
+            if await cursor.fetchone() is not None:
+                await self._release(conn, None)
 
         await self._do(operation)
 
@@ -721,6 +748,74 @@ class PostgresStore:
             ]  # fmt: skip
 
         return await self._do(operation, durable=False)
+
+    async def renew_leases(
+        self, node: str, lease: float, names: Sequence[str], want: Sequence[str], drop: Sequence[str]
+    ) -> tuple[dict[str, str], dict[str, float]]:
+        """For node `node` (joined by this store): take or renew the leases of the singleton
+        programs `want` for `lease` seconds (server clock): each is taken when free or lapsed,
+        renewed when `node` holds it, left alone when another node's is live; give up those of
+        `drop`. Answer, for `names`, the live leases: (program → holder, program → seconds
+        left). StoreError when the name `node` is no longer this store's: it must not renew
+        leases for the daemon that took the name over."""
+
+        async def operation(conn: _Conn) -> tuple[dict[str, str], dict[str, float]]:
+            # FOR SHARE: a daemon taking the name over waits for this transaction's end
+            cursor = await conn.execute(
+                "SELECT 1 FROM stoker.nodes WHERE name = %s AND member = %s FOR SHARE", (node, self._origin)
+            )
+            if await cursor.fetchone() is None:
+                raise _NotOurs(node)
+            if drop:
+                await self._release(conn, drop)
+            for name in sorted(want):  # one order on every node: no deadlock between them
+                # The row lock decides between nodes taking a lapsed lease at once: the second
+                # waits for the first's commit, then finds the lease live and not its own. A
+                # lease is renewed by the daemon (member) that took it, not by the node name:
+                # a daemon that took the name of one taken for dead waits for that one's
+                # leases to lapse, since it may be alive, cut off, and still stopping its copy.
+                await conn.execute(
+                    f"INSERT INTO stoker.leases AS l (name, holder, member, acquired_at, expires_at)"
+                    f" VALUES (%s, %s, %s, {_NOW}, {_NOW} + %s) ON CONFLICT (name) DO UPDATE"
+                    " SET holder = excluded.holder, member = excluded.member,"
+                    "  expires_at = excluded.expires_at,"
+                    "  acquired_at = CASE WHEN l.member = excluded.member THEN l.acquired_at"
+                    "   ELSE excluded.acquired_at END"
+                    " WHERE l.member = excluded.member OR l.expires_at < excluded.acquired_at",
+                    (name, node, self._origin, lease),
+                )
+            cursor = await conn.execute(
+                f"SELECT name, holder, member, expires_at - {_NOW} FROM stoker.leases"
+                f" WHERE name = ANY(%s) AND expires_at >= {_NOW}",
+                (list(names),),
+            )
+            holders, remaining = {}, {}
+            for name, holder, member, left in await cursor.fetchall():
+                if holder == node and member != self._origin:  # this node's name, an earlier daemon
+                    holder = f"{node} (its previous daemon)"
+                holders[name], remaining[name] = holder, left
+            return holders, remaining
+
+        try:
+            return await self._do(operation, durable=False)
+        except _NotOurs:
+            raise StoreError(
+                f"node {node!r} is no longer this daemon's: another daemon took the name"
+            ) from None
+
+    async def _release(self, conn: _Conn, names: Sequence[str] | None) -> None:
+        """Give up this daemon's leases of `names` (None: all), and tell the other nodes."""
+        if names is None:
+            cursor = await conn.execute(
+                "DELETE FROM stoker.leases WHERE member = %s RETURNING name", (self._origin,)
+            )
+        else:
+            cursor = await conn.execute(
+                "DELETE FROM stoker.leases WHERE member = %s AND name = ANY(%s) RETURNING name",
+                (self._origin, list(names)),
+            )
+        if await cursor.fetchall():
+            await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self._origin} leases -"))
 
     async def _tell(self, conn: _Conn, queues: Iterable[str]) -> None:
         """Tell the nodes that listen: jobs of `queues` were queued (they hear it at the commit)."""

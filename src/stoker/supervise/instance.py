@@ -51,6 +51,10 @@ def policy_of(program: ProgramConfig) -> sm.Policy:
 Gate = Callable[["Instance"], list[str]]
 """What an instance must wait for before its process may start (program names; [] = go)."""
 
+Permit = Callable[["Instance"], "str | None"]
+"""Why this node may not run an instance now (`nodes` placement, a singleton's lease elsewhere),
+or None if it may."""
+
 
 def log_path(log_dir: Path, spec: InstanceSpec, stream: str = "out") -> Path:
     """`logs/mailer.0.log` (merged or stdout), `logs/mailer.0.err.log` (separate stderr)."""
@@ -71,6 +75,7 @@ class Instance:
         on_change: Callable[[Instance], None],
         base_environment: dict[str, str] | None = None,
         gate: Gate | None = None,
+        permit: Permit | None = None,
         notify_address: str | None = None,
     ) -> None:
         self.program = program
@@ -79,6 +84,13 @@ class Instance:
         self.machine = sm.Machine(policy_of(program))
         self._on_change = on_change
         self._gate = gate
+        self._permit = permit
+        # Whether someone wants it running (autostart, start, restart; a stop says no). An
+        # instance this node may not run (see Permit) stays stopped but keeps being wanted, so
+        # that it starts when it may: `placement` says why it waits.
+        self.wanted = False
+        self.placement: str | None = None
+        self._kill_timer: asyncio.TimerHandle | None = None
         self._notify_address = notify_address
         self.ready_check: ReadyCheck | None = parse_ready(self.spec.ready) if self.spec.ready else None
         self.waiting_for: list[str] = []  # programs this instance waits for before it spawns
@@ -129,13 +141,48 @@ class Instance:
     # control ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.dispatch(sm.Start())
+        self.wanted = True
+        if not self._held_back():
+            self.dispatch(sm.Start())
 
     def stop(self) -> None:
+        self.wanted = False
         self.dispatch(sm.Stop())
 
     def restart(self) -> None:
-        self.dispatch(sm.Restart())
+        self.wanted = True
+        if not self._held_back():
+            self.dispatch(sm.Restart())
+
+    def _held_back(self) -> bool:
+        self.placement = self._permit(self) if self._permit is not None else None
+        return self.placement is not None
+
+    def placement_changed(self, reason: str | None, *, kill_at: float | None = None) -> None:
+        """This node may now run the instance (`reason` None) or may not (why): start it if it
+        is wanted, or stop it while it stays wanted; `kill_at` (monotonic): SIGKILL what is
+        left of it then, whatever its stop_timeout (a singleton whose lease this node could
+        not renew must be gone before another node may take it)."""
+        before, self.placement = self.placement, reason
+        if reason is None:
+            if self._kill_timer is not None:
+                self._kill_timer.cancel()
+                self._kill_timer = None
+            if before is not None and self.wanted and self.state in (sm.State.STOPPED, sm.State.STOPPING):
+                self.dispatch(sm.Start())  # (while stopping: once stopped)
+            return
+        if self.state is not sm.State.STOPPED:  # exited and fatal too: the next tenure starts afresh
+            if self.state in sm.ACTIVE or self.state is sm.State.BACKOFF:
+                log.warning("%s: stopping it: %s", self.name, reason)
+            self.dispatch(sm.Stop())
+        if kill_at is not None and self.machine.pid is not None and self._kill_timer is None:
+            self._kill_timer = self._loop.call_at(kill_at, self._fence_kill)
+
+    def _fence_kill(self) -> None:
+        self._kill_timer = None
+        if self.machine.pid is not None and self.placement is not None:
+            log.warning("%s: still running at its lease's deadline: SIGKILL", self.name)
+            self.send_signal(signal.SIGKILL)
 
     def send_signal(self, sig: int) -> bool:
         """Send `sig` to the instance's process group; False when it has no process."""
@@ -174,6 +221,9 @@ class Instance:
         """Release the log files (the process must be gone)."""
         self._stop_probe()
         self._cancel_timer()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+            self._kill_timer = None
         self.stdout_log.close()
         if self.stderr_log is not None:
             self.stderr_log.close()

@@ -8,6 +8,9 @@ Besides starting and stopping, the supervisor owns what concerns several instanc
 - `max_memory`: one scan of /proc every few seconds for all instances that have a limit.
 - `watch`: one file watcher per program that has one.
 - what an operator stopped by hand, kept across daemon restarts (holds.py).
+- where a program may run: `nodes` placement, and the leases of singletons (placement.py).
+  On a shared store the daemon's lease keeper (daemon/singletons.py) renews the leases and
+  tells the supervisor (`placement_changed`); without one, every singleton is this node's.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from stoker.durations import format_size
 from stoker.reload import Changes
 from stoker.supervise.holds import Holds
 from stoker.supervise.instance import Instance
+from stoker.supervise.placement import LeaseBook, not_placed_reason, placed_here, releasable
 from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State
 
@@ -57,6 +61,11 @@ class Supervisor:
         self._background: dict[object, asyncio.Task[None]] = {}  # "memory", ("watch", program)
         self._releasing = False
         self._release_again = False
+        # singleton leases on a shared store (None: this node is the only one)
+        self.leases: LeaseBook | None = None
+        self._wake_leases: Callable[[], None] | None = None
+        self._lease_needs: tuple[frozenset[str], tuple[str, ...]] | None = None  # what it last heard
+        self._closing = False
         for program in config.programs.values():
             for i in range(program.instances):
                 inst = self._new_instance(program, i)
@@ -71,6 +80,7 @@ class Supervisor:
             on_change=self._instance_changed,
             base_environment=self._base_env,
             gate=self._waiting_for,
+            permit=self._permit,
             notify_address=self._notify_address,
         )
 
@@ -106,6 +116,91 @@ class Supervisor:
         self._release_waiting()
         self._changed.set()
         self._changed = asyncio.Event()
+        if inst.program.singleton:
+            self._leases_may_have_changed()
+
+    # placement and singletons -----------------------------------------------------------------
+
+    def use_leases(self, book: LeaseBook, wake: Callable[[], None]) -> None:
+        """Run singletons only where `book` says this node holds the lease; call `wake()` when
+        what this node wants of the leases may have changed (see `lease_needs`)."""
+        self.leases, self._wake_leases = book, wake
+
+    def _reason(self, program: ProgramConfig) -> str | None:
+        """Why this node does not run `program` now, or None if it may."""
+        node = self.config.daemon.node
+        if not placed_here(program.nodes, node):
+            return not_placed_reason(program.nodes, node)
+        if program.singleton and self.leases is not None:
+            return self.leases.reason(program.name, asyncio.get_running_loop().time())
+        return None
+
+    def _permit(self, inst: Instance) -> str | None:
+        return "the daemon is stopping" if self._closing else self._reason(inst.program)
+
+    def placement_of(self, inst: Instance) -> str | None:
+        """Why this node keeps `inst` stopped, for the operator: the reason it was held back or
+        stopped for, or, for one at rest, why it would be held back now."""
+        if inst.state in RESTING and not self._closing:
+            return self._reason(inst.program)
+        return inst.placement
+
+    def holder(self, program: ProgramConfig) -> str | None:
+        """The node that runs a singleton (None: nobody, or not known; or not a singleton)."""
+        if not program.singleton:
+            return None
+        if self.leases is None:
+            return self.config.daemon.node if placed_here(program.nodes, self.config.daemon.node) else None
+        return self.leases.holder(program.name, asyncio.get_running_loop().time())
+
+    def placement_changed(self) -> None:
+        """Leases (or the config) changed: start what this node may now run and someone wants,
+        stop what it may no longer run (keeping it wanted, so it comes back when it may)."""
+        if self._closing:
+            return
+        fence = self.leases.fence_times() if self.leases is not None else None
+        for inst in list(self.instances.values()):
+            program = inst.program
+            reason = self._reason(program)
+            if (
+                reason is not None
+                and program.singleton
+                and self.leases is not None
+                and not self.leases.decided(program.name)
+                and inst.state not in RESTING
+            ):
+                continue  # just became a singleton: it runs on until the store has answered
+            kill_at = fence[1] if fence is not None and program.singleton else None
+            inst.placement_changed(reason, kill_at=kill_at)
+        self._leases_may_have_changed()
+
+    def lease_needs(self) -> tuple[frozenset[str], tuple[str, ...]]:
+        """(the singletons whose lease this node must take or renew, the leases it holds and
+        may give up): it wants a lease while an instance placed here is wanted, and keeps one
+        it holds while a copy here has not stopped (a stop by hand takes up to stop_timeout:
+        the lease must not lapse under a copy still stopping); it gives one up once neither."""
+        wanted = {
+            inst.spec.program
+            for inst in self.instances.values()
+            if inst.wanted
+            and not self._closing
+            and inst.program.singleton
+            and placed_here(inst.program.nodes, self.config.daemon.node)
+        }
+        if self.leases is None:
+            return frozenset(wanted), ()
+        busy = {inst.spec.program for inst in self.instances.values() if inst.state not in RESTING}
+        held = {name for name, holder in self.leases.holders.items() if holder == self.leases.node}
+        keep = frozenset(wanted | (held & busy))
+        return keep, tuple(releasable(self.leases, keep, held - busy))
+
+    def _leases_may_have_changed(self) -> None:
+        if self._wake_leases is None:
+            return
+        needs = self.lease_needs()
+        if needs != self._lease_needs:
+            self._lease_needs = needs
+            self._wake_leases()
 
     # dependencies ----------------------------------------------------------------------------
 
@@ -174,10 +269,12 @@ class Supervisor:
         for inst in self.instances.values():
             if inst.program.autostart and inst.name not in self.holds:
                 inst.start()
+        self._leases_may_have_changed()
 
     async def start(self, instances: list[Instance]) -> None:
         for inst in instances:
             inst.start()
+        self._leases_may_have_changed()
         limit = self._start_limit(instances)
         await self.wait_until(instances, lambda i: i.state in SETTLED_AFTER_START, limit)
 
@@ -190,14 +287,19 @@ class Supervisor:
             wave = waves[depth]
             for inst in wave:
                 inst.stop()
+            self._leases_may_have_changed()
             await self.wait_until(wave, lambda i: i.state in RESTING, _stop_limit(wave))
 
     async def restart(self, instances: list[Instance]) -> None:
         for inst in instances:
             inst.restart()
+        self._leases_may_have_changed()
         await self.wait_until(
             instances,
-            lambda i: i.state in SETTLED_AFTER_START and i.state is not State.STOPPED,
+            # (one this node may not run stays stopped: see its placement)
+            lambda i: (
+                i.state in SETTLED_AFTER_START and (i.state is not State.STOPPED or i.placement is not None)
+            ),
             _stop_limit(instances) + self._start_limit(instances),
         )
 
@@ -257,11 +359,12 @@ class Supervisor:
         for inst in fresh:
             if inst.program.autostart:
                 inst.start()
+        self.placement_changed()  # `nodes` or `singleton` may have changed
 
     async def _replace(self, inst: Instance, program: ProgramConfig) -> None:
         """One instance of a changed program: stop it, start its successor (unless it was
         stopped, by hand or for lack of autostart: then the successor waits the same way)."""
-        was_stopped = inst.state is State.STOPPED
+        was_stopped = inst.state is State.STOPPED and not inst.wanted  # (not: waiting for this node)
         await self.stop([inst])
         inst.close()
         successor = self._new_instance(program, inst.spec.instance)
@@ -365,6 +468,7 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         """Stop everything (stop signal, then SIGKILL at each stop_timeout) and release files."""
+        self._closing = True  # nothing starts from here on, and no lease is wanted
         for task in self._background.values():
             task.cancel()
         for task in self._background.values():

@@ -229,6 +229,7 @@ export class ProgramsView {
       data.status_text,
       data.waiting_for?.length ? `waiting for ${data.waiting_for.join(", ")}` : null,
       data.stopped_by_hand ? "stopped by hand" : null,
+      data.placement,
     ];
     fill(row.note, notes.filter(Boolean).join(" · "));
     showUptime(row, row.at);
