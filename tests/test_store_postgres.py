@@ -471,3 +471,31 @@ def test_a_daemon_that_took_a_nodes_name_waits_for_that_nodes_leases_to_lapse(po
             assert (await after.renew_leases("web-1", 30, ["cron"], ["cron"], []))[0] == {"cron": "web-1"}
 
     asyncio.run(main())
+
+
+def test_an_end_and_the_claim_of_the_slot_it_frees_in_one_statement(postgres_url: str) -> None:
+    async def main() -> None:
+        async with nodes(postgres_url, 2) as [a, b]:
+            await a.enqueue([new(params={"n": n}) for n in range(4)], T0)
+            [first] = await a.claim("q", 1, T0, "a")
+            succeeded = AttemptEnd(
+                first.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), T0 + 1, output="ok"
+            )
+            done, claimed = await a.finish_and_claim(first, succeeded, "q", 2, T0 + 1, "a")
+            assert done is not None and done.state is JobState.SUCCEEDED and done.output == "ok"
+            assert await a.get(first.id) == done
+            assert [(x.number, x.outcome) for x in await a.attempts(first.id)] == [(1, Outcome.SUCCEEDED)]
+            assert [j.params["n"] for j in claimed] == [1, 2]
+            assert all(j.state is JobState.RUNNING and j.node == "a" and j.attempt == 1 for j in claimed)
+            # the claimed jobs are this store's to end; an end of an attempt it did not start
+            # (another node's) records nothing, and the claim still happens
+            [last] = await b.claim("q", 1, T0, "b")
+            foreign = AttemptEnd(last.id, 1, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), T0 + 2)
+            done, more = await a.finish_and_claim(last, foreign, "q", 2, T0 + 2, "a")
+            assert done is None and more == [] and (await a.get(last.id)) == last
+            for job in claimed:
+                end = AttemptEnd(job.id, 1, Outcome.FAILED, Next(JobState.QUEUED, run_at=T0 + 60), T0 + 3)
+                done, again = await a.finish_and_claim(job, end, "q", 1, T0 + 3, "a")
+                assert done is not None and done.state is JobState.QUEUED and again == []
+
+    asyncio.run(main())

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from stoker.store import Job, NodeRecord, Store, StoreError
+from stoker.store import AttemptEnd, Job, NodeRecord, Store, StoreError
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
@@ -53,6 +53,12 @@ class SharedStore(Protocol):
     async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
         """Start up to `limit` due jobs of `queue` on `node` at once; rows another node is
         claiming at that moment are skipped, not waited for."""
+        ...
+
+    def finish_and_claim(
+        self, job: Job, end: AttemptEnd, queue: str, limit: int, now: float, node: str
+    ) -> asyncio.Future[tuple[Job | None, list[Job]]]:
+        """`Store.finish(job, end)` and `claim(queue, limit, now, node)` at once."""
         ...
 
     async def join(self, node: str, timeout: float) -> None: ...

@@ -143,6 +143,10 @@ class Dispatcher:
         self.shared = store if isinstance(store, SharedStore) else None
         self._claiming = 0  # slots reserved by claims not answered yet
         self._cancelled_unseen: set[int] = set()  # cancels of jobs a claim has not answered yet
+        # An attempt's end on its way to a shared store, which the claim of the slot it frees
+        # carries (one statement), and that claim's answer (`_attempt`, `_claim`).
+        self._carry: tuple[Job, AttemptEnd] | None = None
+        self._carried: asyncio.Future[tuple[Job | None, list[Job]]] | None = None
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -344,7 +348,15 @@ class Dispatcher:
         self._claiming += count
         self._idle.clear()
         assert self._group is not None
-        self._group.create_task(self._claimed(shared.claim(queue, count, now, self.node), queue, count))
+        claim: Awaitable[list[Job]]
+        if self._carry is not None:  # an end on its way: it goes with this claim
+            job, end = self._carry
+            self._carry = None
+            self._carried = shared.finish_and_claim(job, end, queue, count, now, self.node)
+            claim = _claimed_part(self._carried)
+        else:
+            claim = shared.claim(queue, count, now, self.node)
+        self._group.create_task(self._claimed(claim, queue, count))
 
     async def _claimed(self, claim: Awaitable[list[Job]], queue: str, count: int) -> None:
         jobs: list[Job] = []
@@ -524,9 +536,13 @@ class Dispatcher:
             self._successor(run, now)  # the job its worker has begun takes the slot
         ready = self.ready.get(job.queue)
         if ready is not None:
+            if self.shared is not None:  # the claim of the slot it frees may carry the end
+                self._carry, self._carried = (job, end), None
             self._fill_queue(job.queue, ready, now)  # (what it finds due later, run() knows of)
+        recorded = self.store.finish(job, end) if self._carried is None else _ended_part(self._carried)
+        self._carry = self._carried = None
         try:
-            finished = await self.store.finish(job, end)
+            finished = await recorded
         except Exception:  # it stays "running" in the store; the next start queues it again
             log.exception("job %d: could not record the end of attempt %d", job.id, job.attempt)
             finished = None
@@ -664,6 +680,14 @@ class _Refused:
 
     def stop(self, outcome: Outcome, reason: str) -> None:
         pass
+
+
+async def _claimed_part(both: Awaitable[tuple[Job | None, list[Job]]]) -> list[Job]:
+    return (await both)[1]
+
+
+async def _ended_part(both: Awaitable[tuple[Job | None, list[Job]]]) -> Job | None:
+    return (await both)[0]
 
 
 def _is_rerun(job: Job) -> bool:

@@ -197,15 +197,22 @@ CLAIM = (
 )
 # An attempt's end: the job's row and the attempt's record in one statement (one round trip),
 # the record only if the row was running that attempt.
-FINISH = (
-    "WITH ended AS (UPDATE stoker.jobs SET state = %s, run_at = COALESCE(%s, run_at),"
+_ENDED = (
+    "ended AS (UPDATE stoker.jobs SET state = %s, run_at = COALESCE(%s, run_at),"
     " attempt = attempt - %s, finished_at = %s, exit_code = %s, error = %s, output = %s,"
     " result = %s::jsonb, cancel_requested = false"
     " WHERE id = %s AND state = 'running' AND attempt = %s AND node = %s AND started_at = %s"
     f" RETURNING {_JOB_COLUMNS}),"
     " recorded AS (INSERT INTO stoker.attempts (job_id, number, started_at, finished_at, outcome,"
     " exit_code, error, node) SELECT id, %s, started_at, %s, %s, %s, %s, node FROM ended)"
-    f" SELECT {_JOB_COLUMNS} FROM ended"
+)
+FINISH = f"WITH {_ENDED} SELECT {_JOB_COLUMNS} FROM ended"
+# An end and the claim of the slot it frees, one statement: the ended job's row (if it was
+# running that attempt) first, marked true, then the claimed ones. The claim cannot take the
+# ended row (one statement sees one snapshot, in which that row is running).
+FINISH_AND_CLAIM = (
+    f"WITH {_ENDED}, claimed AS ({CLAIM})"
+    f" SELECT true, {_JOB_COLUMNS} FROM ended UNION ALL SELECT false, {_JOB_COLUMNS} FROM claimed"
 )
 _INSERT_JOB = (
     "INSERT INTO stoker.jobs (task, queue, state, params, priority, max_attempts, run_at, created_at, key,"
@@ -879,13 +886,34 @@ class PostgresStore:
 
         async def operation(conn: _Conn) -> list[Job]:
             cursor = await conn.execute(CLAIM, (now, node, queue, now, limit))
-            jobs = [_job(row) for row in await cursor.fetchall()]
-            return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))
+            return self._claimed([_job(row) for row in await cursor.fetchall()])
 
-        claimed = await self._statement(operation, claim=True)
-        for job in claimed:
+        return await self._statement(operation, claim=True)
+
+    def _claimed(self, jobs: list[Job]) -> list[Job]:
+        for job in jobs:
             self._started[(job.id, job.attempt)] = (job.node, job.started_at)
-        return claimed
+        return sorted(jobs, key=lambda job: (-job.priority, job.run_at, job.id))
+
+    def finish_and_claim(
+        self, job: Job, end: AttemptEnd, queue: str, limit: int, now: float, node: str
+    ) -> asyncio.Future[tuple[Job | None, list[Job]]]:
+        """`finish(job, end)` and `claim(queue, limit, now, node)` in one statement (one round
+        trip where there were two): the job as its end recorded it, and the jobs claimed."""
+        owner = self._started.pop((end.job_id, end.attempt), None)
+
+        async def operation(conn: _Conn) -> tuple[Job | None, list[Job]]:
+            if owner is None:  # not an attempt this store started: only the claim
+                cursor = await conn.execute(CLAIM, (now, node, queue, now, limit))
+                return None, self._claimed([_job(row) for row in await cursor.fetchall()])
+            cursor = await conn.execute(
+                FINISH_AND_CLAIM, (*_end_values(end, *owner), now, node, queue, now, limit)
+            )
+            rows = await cursor.fetchall()
+            ended = [_job(row[1:]) for row in rows if row[0]]
+            return (ended[0] if ended else None), self._claimed([_job(row[1:]) for row in rows if not row[0]])
+
+        return self._statement(operation, claim=True)
 
     def finish(self, job: Job, end: AttemptEnd) -> asyncio.Future[Job | None]:
         # Only an attempt this store started: with several nodes, a node that lost the race for
@@ -900,29 +928,7 @@ class PostgresStore:
         node, started_at = owner
 
         async def operation(conn: _Conn) -> Job | None:
-            finished = end.next.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-            cursor = await conn.execute(
-                FINISH,
-                (
-                    str(end.next.state),
-                    end.next.run_at,
-                    0 if end.next.counts else 1,
-                    end.finished_at if finished else None,
-                    end.exit_code,
-                    _text(end.error),
-                    _text(end.output),
-                    _json(end.result) if end.has_result else None,
-                    end.job_id,
-                    end.attempt,
-                    node,
-                    started_at,
-                    end.attempt,
-                    end.finished_at,
-                    str(end.outcome),
-                    end.exit_code,
-                    _text(end.error),
-                ),
-            )
+            cursor = await conn.execute(FINISH, _end_values(end, node, started_at))
             row = await cursor.fetchone()  # None: not running this attempt (any more), nothing recorded
             return None if row is None else _job(row)
 
@@ -1141,6 +1147,30 @@ class PostgresStore:
             return [row[0] for row in await cursor.fetchall()]
 
         return await self._do(operation, durable=False)
+
+
+def _end_values(end: AttemptEnd, node: str | None, started_at: float | None) -> tuple[Any, ...]:
+    """The parameters of `_ENDED` for `end` of the attempt `node` started at `started_at`."""
+    finished = end.next.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+    return (
+        str(end.next.state),
+        end.next.run_at,
+        0 if end.next.counts else 1,
+        end.finished_at if finished else None,
+        end.exit_code,
+        _text(end.error),
+        _text(end.output),
+        _json(end.result) if end.has_result else None,
+        end.job_id,
+        end.attempt,
+        node,
+        started_at,
+        end.attempt,
+        end.finished_at,
+        str(end.outcome),
+        end.exit_code,
+        _text(end.error),
+    )
 
 
 def _job_values(new: NewJob, now: float) -> tuple[Any, ...]:
