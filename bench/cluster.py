@@ -824,8 +824,8 @@ def main() -> int:
             print("\n" + text)
     print(
         "\nstoker's durability: an enqueue commits with the server's synchronous_commit (on); its claims"
-        " and ends commit in batches with synchronous_commit = off. procrastinate commits each fetch and"
-        " each end on its own, with the database's setting (both columns are shown)."
+        " and ends are single autocommit statements with synchronous_commit = off. procrastinate commits"
+        " each fetch and each end on its own, with the database's setting (both columns are shown)."
     )
     if meta.get("error"):
         print(f"failed: {meta['error']}")
