@@ -11,13 +11,15 @@ meanwhile) stops it.
 
 A Python job's worker is sent the queue's next job while it runs one, when the queue is full
 (prefetch: the worker begins it the moment it answers, instead of idling through a round trip
-to the daemon). The job stays queued in the store, and out of every read of it, until that
-answer arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
+to the daemon); while its jobs are quick (each took under stoker.jobs.pool.QUICK by the worker's
+clock) it is sent up to PREFETCH, since a round trip would be most of such a job's time. A job
+sent ahead stays queued in the store, and out of every read of it, until the answer to the job
+before it arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
 reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say whether that
 came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to its queue, or
 stays cancelled. If not, the worker had already begun it when the daemon asked, and it is
 treated as the running job it is: a cancel stops it, a paused queue lets it finish like any
-running job. If the worker dies before it answers, the job sent ahead goes back to its queue.
+running job. If the worker dies before it answers, the jobs sent ahead go back to their queue.
 
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
 sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
@@ -68,6 +70,9 @@ FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
+# Jobs sent ahead to a busy worker at most: one, or PREFETCH while its jobs are quick
+# (stoker.jobs.pool.QUICK), where a round trip to the daemon would be most of a job's time.
+PREFETCH = 4
 READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
 STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
@@ -96,12 +101,10 @@ class _Prefetch:
     answer: asyncio.Future[dict[str, Any]]
     cancelled: bool = False  # taken back by a cancel (rather than a pause, a reload, the shutdown)
 
-    def begun(self, before: CallRun) -> bool:
-        """Whether the worker began it: it answered the job before, and not with this one
-        revoked first (which it would have answered ahead of that answer)."""
-        if not _answered(before.answer):
-            return False  # died (or was stopped) first: it never got to this one
-        return not (_answered(self.answer) and self.answer.result().get(REVOKED))
+    @property
+    def revoked(self) -> bool:
+        """Taken back in time: the worker answered that it will not begin it."""
+        return _answered(self.answer) and bool(self.answer.result().get(REVOKED))
 
 
 def _answered(future: asyncio.Future[dict[str, Any]]) -> bool:
@@ -137,7 +140,7 @@ class Dispatcher:
         self._group: asyncio.TaskGroup | None = None  # run()'s: every attempt and read is its task
         self._interrupting = False  # shutdown() is stopping what runs: so is whatever begins now
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
-        self._next_on: dict[Worker, _Prefetch] = {}  # by the worker it was sent to
+        self._next_on: dict[Worker, list[_Prefetch]] = {}  # by the worker, in the order sent
         self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker has no next job
         # Other nodes read the same jobs: claim them (on SQLite, alone, a job read is ours).
         self.shared = store if isinstance(store, SharedStore) else None
@@ -424,25 +427,33 @@ class Dispatcher:
         )
 
     def _prefetch(self, queue: str, ready: Ready, now: float) -> None:
-        """The queue is full and has more due: send each of its running Python jobs' workers
-        the next job, so it begins it as soon as it answers (see the module's docstring)."""
+        """The queue is full and has more due: send its running Python jobs' workers the next
+        jobs, one to each in turn, up to PREFETCH each, so each begins the next as soon as it
+        answers (see the module's docstring)."""
         lanes = self._lanes[queue]
         while lanes and len(ready):
-            run = lanes.pop()
-            worker = run.worker
-            if run.stopped is not None or run.answer.done() or worker in self._next_on:
-                continue
-            if not self.pool.can_take_another(worker):
-                continue
-            queued = ready.first()
-            task = self.config.tasks.get(queued.task)
-            if task is None or task.call is None or profile_of(task) != worker.profile:
-                lanes.add(run)  # the next job needs a slot of its own: it waits for one
-                return
-            ready.take()
-            output = output_path(self.log_dir, queued.id)
-            answer = worker.send(queued.id, self._request(started(queued, now, self.node), task, output))
-            self.prefetched[queued.id] = self._next_on[worker] = _Prefetch(queued, task, worker, answer)
+            for run in list(lanes):
+                worker = run.worker
+                ahead = PREFETCH if worker.quick else 1
+                if (
+                    run.stopped is not None
+                    or run.answer.done()
+                    or not self.pool.can_take_another(worker, ahead)
+                ):
+                    lanes.discard(run)  # (the run its worker begins next comes back here)
+                    continue
+                if not len(ready):
+                    return
+                queued = ready.first()
+                task = self.config.tasks.get(queued.task)
+                if task is None or task.call is None or profile_of(task) != worker.profile:
+                    return  # the next job needs a slot of its own: it waits for one
+                ready.take()
+                output = output_path(self.log_dir, queued.id)
+                answer = worker.send(queued.id, self._request(started(queued, now, self.node), task, output))
+                sent = _Prefetch(queued, task, worker, answer)
+                self.prefetched[queued.id] = sent
+                self._next_on.setdefault(worker, []).append(sent)
 
     def _revoke(self, which: Callable[[_Prefetch], bool]) -> None:
         """Take back the jobs sent ahead that `which` names (see the module's docstring)."""
@@ -451,24 +462,37 @@ class Dispatcher:
                 sent.worker.revoke(sent.job.id)
 
     def _successor(self, run: CallRun, now: float) -> None:
-        """`run` has ended: the job sent ahead to its worker takes its slot if the worker began
-        it, or goes back to its queue (unless it was cancelled meanwhile); a worker that
-        answered and has begun nothing else is free."""
+        """`run` has ended: the first job sent ahead to its worker that it did not take back in
+        time has begun, and takes the slot; the ones it took back go back to their queue
+        (unless cancelled meanwhile), the rest stay sent ahead. A worker that answered and has
+        begun nothing else is free; one that died began none of them."""
         self._lanes.get(run.job.queue, set()).discard(run)
         sent = self._next_on.pop(run.worker, None)
-        if sent is not None:
-            del self.prefetched[sent.job.id]
-            if sent.begun(run):
-                self._begin(sent.job, now, sent)
-                return
-        if _answered(run.answer):
-            self.pool.release(run.worker)  # (first: the job sent ahead may go to it again)
-        if sent is None:
+        if not sent:
+            if _answered(run.answer):
+                self.pool.release(run.worker)
             return
-        if not sent.cancelled:
-            self.queued(sent.job)
-        elif sent.job.queue in self.ready:  # in case the cancel did not reach the store
-            self.ready[sent.job.queue].stale()
+        back: list[_Prefetch] = []
+        if _answered(run.answer):  # its answer came after those of the requests it took back
+            while sent and sent[0].revoked:
+                back.append(sent.pop(0))
+        else:  # died (or was stopped) first: it never got to them
+            back, sent = sent, []
+        for gone in back:
+            del self.prefetched[gone.job.id]
+        if sent:
+            begun = sent.pop(0)
+            del self.prefetched[begun.job.id]
+            if sent:
+                self._next_on[run.worker] = sent
+            self._begin(begun.job, now, begun)
+        elif _answered(run.answer):
+            self.pool.release(run.worker)  # (first: a job sent back may go to it again)
+        for gone in back:
+            if not gone.cancelled:
+                self.queued(gone.job)
+            elif gone.job.queue in self.ready:  # in case the cancel did not reach the store
+                self.ready[gone.job.queue].stale()
 
     def _started(self, answer: asyncio.Future[Job | None], run: AttemptRun) -> None:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
