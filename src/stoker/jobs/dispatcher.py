@@ -400,7 +400,19 @@ class Dispatcher:
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
-        self._group.create_task(self._attempt(job, task, run))
+        if isinstance(run, CallRun):  # ended by a callback on the worker's answer, as a rule
+            run.watch(lambda result: self._call_ended(job, task, run, result))
+        else:
+            self._group.create_task(self._attempt(job, task, run))
+
+    def _call_ended(
+        self, job: Job, task: TaskConfig | None, run: CallRun, result: AttemptResult | None
+    ) -> None:
+        if result is not None:
+            self._ended(job, task, run, result)
+        else:  # its worker died: learning why takes waiting for the exit
+            assert self._group is not None
+            self._group.create_task(self._attempt(job, task, run))
 
     def _call(self, job: Job, task: TaskConfig, output: str, sent: _Prefetch | None) -> AttemptRun:
         """A Python job's attempt: on the worker it was sent to ahead, or on a free one now."""
@@ -512,6 +524,10 @@ class Dispatcher:
         except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on
             log.exception("job %d: attempt failed to run", job.id)
             result = AttemptResult(Outcome.FAILED, error=f"stoker could not run it: {e}")
+        self._ended(job, task, run, result)
+
+    def _ended(self, job: Job, task: TaskConfig | None, run: AttemptRun, result: AttemptResult) -> None:
+        """The attempt is over: free its slot and record its end."""
         text = result.output
         if result.outcome is Outcome.FAILED and result.exit_code is not None and text.strip():
             # "exited with code 75: SMTP 451 greylisted": the reason is usually the last line
@@ -550,15 +566,34 @@ class Dispatcher:
         if ready is not None:
             self._fill_queue(job.queue, ready, now)  # (what it finds due later, run() knows of)
         try:
-            finished = await self.store.finish(job, end)
-        except Exception:  # it stays "running" in the store; the next start queues it again
-            log.exception("job %d: could not record the end of attempt %d", job.id, job.attempt)
-            finished = None
-        finally:
-            del self.running[job.id]
-            self._settle()
+            recorded = self.store.finish(job, end)
+        except Exception as e:
+            self._recorded(job, end, None, e)
+        else:
+            recorded.add_done_callback(lambda f: self._recorded(job, end, f, None))
+
+    def _recorded(
+        self,
+        job: Job,
+        end: AttemptEnd,
+        answer: asyncio.Future[Job | None] | None,
+        error: BaseException | None,
+    ) -> None:
+        """The store's answer to the end of an attempt (`error`: it could not be asked)."""
+        finished = None
+        if answer is not None and not answer.cancelled():
+            error = answer.exception()
+            if error is None:
+                finished = answer.result()
+        del self.running[job.id]
+        self._settle()
+        if error is not None:  # it stays "running" in the store; the next start queues it again
+            log.error("job %d: could not record the end of attempt %d", job.id, job.attempt, exc_info=error)
         if finished is not None:
-            ended = {"outcome": str(end.outcome), "seconds": max(0.0, now - (job.started_at or now))}
+            ended = {
+                "outcome": str(end.outcome),
+                "seconds": max(0.0, end.finished_at - (job.started_at or end.finished_at)),
+            }
             self.publish({"type": "job", "job": finished, "attempt_ended": ended})
             self.queued(finished)  # another attempt later
 

@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -326,6 +326,20 @@ class CallRun(GroupStop):
         self.worker.killed_for = self.job.id
         super().stop(outcome, reason)
 
+    def watch(self, ended: Callable[[AttemptResult | None], None]) -> None:
+        """Call `ended(result)` once the worker answers, without a task of its own (a short
+        job's bookkeeping is mostly this): the result, or None if the worker died first
+        (`run()` then says why, which takes waiting for its exit)."""
+        self.arm_timeout()
+        self.answer.add_done_callback(lambda _: ended(self._answered()))
+
+    def _answered(self) -> AttemptResult | None:
+        answer = self.answer
+        if answer.cancelled() or answer.exception() is not None:
+            return None
+        self.disarm()
+        return self._result(answer.result())
+
     async def run(self) -> AttemptResult:
         worker = self.worker
         self.arm_timeout()
@@ -346,6 +360,10 @@ class CallRun(GroupStop):
             raise
         finally:
             self.disarm()
+        return self._result(answer)
+
+    @staticmethod
+    def _result(answer: dict[str, Any]) -> AttemptResult:
         output = str(answer.get("output") or "")
         if answer.get("ok"):
             return AttemptResult(
