@@ -216,6 +216,9 @@ class CommandRun(GroupStop):
         self.state_dir = state_dir
         self.base_environment = base_environment
 
+    def abandon(self) -> None:
+        pass  # (its task, cancelled, has killed the group already)
+
     async def run(self) -> AttemptResult:
         assert self.task.command is not None
         loop = asyncio.get_running_loop()

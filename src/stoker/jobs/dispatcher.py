@@ -160,13 +160,17 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Claim and run until `shutdown()`; then wait for (or stop) what is running."""
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            group.create_task(self._prune_forever())
-            while not self._stop.is_set():
-                self._wake.clear()
-                await self._sleep(self._fill())
-            await self._idle.wait()  # shutdown() ends what still runs
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                group.create_task(self._prune_forever())
+                while not self._stop.is_set():
+                    self._wake.clear()
+                    await self._sleep(self._fill())
+                await self._idle.wait()  # shutdown() ends what still runs
+        finally:
+            for run in list(self.running.values()):  # (cancelled, or a bug: nothing waits for them)
+                run.abandon()
 
     async def shutdown(self, timeout: float) -> None:
         """Stop claiming; give running jobs `timeout` seconds, then stop them (they are queued
@@ -722,6 +726,9 @@ class _Refused:
         return AttemptResult(Outcome.FAILED, error=self.reason)
 
     def stop(self, outcome: Outcome, reason: str) -> None:
+        pass
+
+    def abandon(self) -> None:
         pass
 
 

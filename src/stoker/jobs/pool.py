@@ -333,6 +333,12 @@ class CallRun(GroupStop):
         self.arm_timeout()
         self.answer.add_done_callback(lambda _: ended(self._answered()))
 
+    def abandon(self) -> None:
+        """The daemon is leaving without waiting for its end: the job must not outlive it."""
+        if not self.answer.done():
+            self.pool.retire(self.worker)
+            self.worker.kill(signal.SIGKILL)
+
     def _answered(self) -> AttemptResult | None:
         answer = self.answer
         if answer.cancelled() or answer.exception() is not None:
