@@ -141,7 +141,7 @@ class Dispatcher:
         self._interrupting = False  # shutdown() is stopping what runs: so is whatever begins now
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
         self._next_on: dict[Worker, list[_Prefetch]] = {}  # by the worker, in the order sent
-        self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker has no next job
+        self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker may be sent more
         # Other nodes read the same jobs: claim them (on SQLite, alone, a job read is ours).
         self.shared = store if isinstance(store, SharedStore) else None
         self._claiming = 0  # slots reserved by claims not answered yet
@@ -336,12 +336,17 @@ class Dispatcher:
             self._idle.set()
 
     def _begin(self, queued: Job, now: float, sent: _Prefetch | None = None) -> None:
-        """Start `queued` (or record that its worker began it: `sent` ahead)."""
+        """Start `queued` (or record that its worker began it: `sent` ahead). One sent ahead
+        and cancelled whose worker had begun it before the revoke arrived is recorded as the
+        attempt it is, and stopped like any running job that is cancelled."""
         job = started(queued, now, self.node)
-        recorded = self.store.start(job)  # while the job starts
+        begun_cancelled = sent is not None and sent.cancelled
+        recorded = self.store.start(job, begun=begun_cancelled)  # while the job starts
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
         self._launch(job, recorded, sent)
+        if begun_cancelled:
+            self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
 
     def _claim(self, shared: SharedStore, queue: str, ready: Ready, count: int, now: float) -> None:
         """Fill `count` free slots of `queue` with the jobs one claim gets (`shared` store)."""
