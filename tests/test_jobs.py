@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -586,3 +587,59 @@ def _restart(stoker: Stoker) -> bool:
     assert stoker.terminate() == 0
     stoker.up()
     return False
+
+
+def test_a_command_is_spawned_as_popen_would(tmp_path: Path) -> None:
+    """The daemon's posix_spawn path (stoker.jobs.command._PosixSpawn, where glibc has it):
+    the child leads its own process group in the task's directory, with the job's
+    environment, stdin from /dev/null, output to the job's file, no other fd of the daemon's,
+    and SIGPIPE at its default; what it cannot pass on exactly is left to Popen."""
+    from stoker.jobs.command import _posix_spawn
+
+    if _posix_spawn.libc is None:
+        import pytest
+
+        pytest.skip("no glibc posix_spawn with addchdir_np and addclosefrom_np here")
+    report = tmp_path / "report.py"
+    report.write_text(
+        "import os, json\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'pgid': os.getpgid(0), 'pid': os.getpid(),\n"
+        "  'env': os.environ.get('STOKER_JOB_ID'), 'stdin': os.path.realpath('/proc/self/fd/0'),\n"
+        "  'fds': sorted(int(fd) for fd in os.listdir('/proc/self/fd'))}))\n"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    output = os.open(tmp_path / "out.log", os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    leak_r, leak_w = os.pipe()  # inheritable: a plain fork/exec would pass these on
+    os.set_inheritable(leak_r, True)
+    try:
+        env = {"STOKER_JOB_ID": "42", "PATH": os.environ.get("PATH", "")}
+        pid = _posix_spawn.spawn(PY, [PY, "-S", str(report)], env, str(work), stdin, output)
+        assert pid is not None
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        status_file = os.open(tmp_path / "status", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:  # (cat, unlike Python, leaves its signals as it finds them)
+            cat = _posix_spawn.spawn(
+                "/bin/cat", ["cat", "/proc/self/status"], env, str(work), stdin, status_file
+            )
+            assert cat is not None
+            os.waitpid(cat, 0)
+        finally:
+            os.close(status_file)
+        # what Popen has to report itself (and so reports as Popen does)
+        assert _posix_spawn.spawn(PY, [PY, "a\0b"], env, str(work), stdin, output) is None
+    finally:
+        for fd in (output, stdin, leak_r, leak_w):
+            os.close(fd)
+    got = json.loads((tmp_path / "out.log").read_text())
+    assert got["cwd"] == str(work) and got["pgid"] == got["pid"] == pid
+    assert got["env"] == "42" and got["stdin"] == os.devnull
+    [ignored] = [
+        line.split()[1]
+        for line in (tmp_path / "status").read_text().splitlines()
+        if line.startswith("SigIgn:")
+    ]
+    assert not int(ignored, 16) & (1 << (signal.SIGPIPE - 1))  # Python ignores it: the job must not
+    assert [fd for fd in got["fds"] if fd > 2] == [3]  # (3: listdir's own)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 import psutil
 from conftest import Stoker, pid_alive, wait_for
 
+from stoker.client import ClientError
 from stoker.jobs.pool import REVOKED, Worker
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -101,14 +103,14 @@ concurrency = 1
 """
 
 
-def setup(stoker: Stoker, extra: str = "", daemon: str = "") -> None:
+def setup(stoker: Stoker, extra: str = "", daemon: str = "", max_jobs: int = 3) -> None:
     (stoker.root / "mytasks.py").write_text(TASKS)
     (stoker.root / "sub").mkdir(exist_ok=True)
     stoker.write(
         """
         [daemon]
         DAEMON
-        worker_max_jobs = 3
+        worker_max_jobs = MAX_JOBS
         [tasks.add]
         call = "mytasks:add"
         [tasks.boom]
@@ -137,7 +139,7 @@ def setup(stoker: Stoker, extra: str = "", daemon: str = "") -> None:
         params = ["who"]
         [queues.default]
         concurrency = 2
-        """.replace("DAEMON", daemon)
+        """.replace("DAEMON", daemon).replace("MAX_JOBS", str(max_jobs))
         + textwrap.dedent(extra)
     )
 
@@ -471,3 +473,57 @@ def test_worker_an_idle_worker_begins_what_it_is_sent_whatever_follows(tmp_path:
             assert answer["ok"] and not answer.get(REVOKED) and began.exists()
 
     asyncio.run(main())
+
+
+def test_worker_several_requests_ahead_the_revoked_ones_are_answered_first(tmp_path: Path) -> None:
+    """Jobs sent ahead several deep: those taken back before the worker began them are
+    answered `revoked` ahead of the answer they follow; the others run in the order sent."""
+
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            flag, began, notes = tmp_path / "go", tmp_path / "began", tmp_path / "notes"
+            first = worker.send(1, request(tmp_path, 1, "hold", flag=str(flag), began=str(began)))
+            ahead = [worker.send(i, request(tmp_path, i, "note", path=str(notes))) for i in (2, 3, 4)]
+            order = answered_in_order(first, *ahead)
+            worker.revoke(3)
+            await until(began.exists, "the first job to begin")
+            flag.touch()
+            answers = [await first] + [await answer for answer in ahead]
+            await asyncio.sleep(0)
+            assert order == [3, 1, 2, 4]
+            assert [bool(a.get(REVOKED)) for a in answers] == [False, False, True, False]
+            assert [line.split()[0] for line in notes.read_text().splitlines()] == ["2", "4"]
+            assert worker.jobs == 3 and worker.pending == []
+
+    asyncio.run(main())
+
+
+def test_many_quick_jobs_with_cancels_and_a_pause_each_run_at_most_once(
+    stoker: Stoker, tmp_path: Path
+) -> None:
+    """Quick jobs on one worker, sent ahead of it several at a time, taken back by cancels
+    and a pause while they flow: every job that succeeds ran once, a job cancelled before its
+    attempt never ran, and nothing is lost."""
+    setup(stoker, ONE_AT_A_TIME, max_jobs=1000)
+    stoker.up()
+    notes = tmp_path / "notes"
+    client = stoker.client
+    client.pause("one")
+    ids = client.enqueue_many("note", [{"path": str(notes)} for _ in range(300)])
+    client.resume("one")
+    for i, job_id in enumerate(ids[10:150:7]):
+        with contextlib.suppress(ClientError):  # it finished first
+            client.cancel(job_id)
+        if i == 10:
+            client.pause("one")
+            client.resume("one")
+    for job_id in ids:
+        client.wait(job_id, timeout=60)
+    ran = [int(line.split()[0]) for line in notes.read_text().splitlines()]
+    assert len(ran) == len(set(ran)), "a job ran twice"
+    for job in (client.job(job_id) for job_id in ids):
+        assert job.state in ("succeeded", "cancelled"), (job.id, job.state, job.error)
+        if job.state == "succeeded":
+            assert job.attempt == 1 and job.id in ran
+        elif job.attempt == 0:
+            assert job.id not in ran

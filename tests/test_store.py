@@ -156,6 +156,27 @@ def test_start_only_a_job_still_queued_at_that_attempt(backend: Backend) -> None
     run(backend, body)
 
 
+def test_a_job_begun_before_its_cancel_reached_the_worker_is_started_all_the_same(tmp_path: Path) -> None:
+    """A job sent ahead to a worker, cancelled while the worker was already beginning it: the
+    dispatcher records the attempt it is (`begun`), so the record tells that it ran; only a
+    job cancelled at the attempt before, and only when asked so (SQLite: where jobs are sent
+    ahead)."""
+
+    async def body(store: Store) -> None:
+        [(a, _), (b, _)] = await store.enqueue([new(), new()], T0)
+        await store.cancel(a.id, T0)
+        await store.cancel(b.id, T0)
+        assert await store.start(started(a, T0 + 1, NODE)) is None  # a cancel holds, as a rule
+        running = await store.start(started(a, T0 + 1, NODE), begun=True)
+        assert running is not None and await store.get(a.id) == running
+        assert running.state is JobState.RUNNING and running.attempt == 1 and running.finished_at is None
+        stale = started(msgspec.structs.replace(b, attempt=2), T0, NODE)
+        assert await store.start(stale, begun=True) is None  # not at that attempt
+        assert await store.start(started(a, T0 + 2, NODE), begun=True) is None  # running already
+
+    run(sqlite_backend(tmp_path), body)
+
+
 def test_operations_take_effect_in_the_order_they_are_submitted(backend: Backend) -> None:
     """The dispatcher starts a job without waiting and relies on a later read seeing it."""
 

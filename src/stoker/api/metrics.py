@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stoker.jobs.rules import FINISHED
+from stoker.jobs.rules import FINISHED, JobState
 from stoker.store.base import Job, QueueCounts
 from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State
@@ -58,6 +58,7 @@ class Metrics:
             buckets=ATTEMPT_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, str, JobState], tuple[Any, Any, Any]] = {}
         self.lateness = Histogram(
             "stoker_schedule_lateness_seconds",
             "How late each schedule slot was turned into a job, after its time (jitter excluded).",
@@ -73,10 +74,21 @@ class Metrics:
             return
         ended = event.get("attempt_ended")
         if ended:
-            self.attempts.labels(job.queue, job.task, ended["outcome"]).inc()
-            self.attempt_seconds.labels(job.queue, job.task).observe(ended["seconds"])
-            if job.state in FINISHED:
-                self.finished.labels(job.queue, job.task, str(job.state)).inc()
+            key = (job.queue, job.task, ended["outcome"], job.state)
+            children = self._children.get(key)
+            if children is None:  # (labels() checks and locks each time: a job's end is frequent)
+                children = self._children[key] = (
+                    self.attempts.labels(job.queue, job.task, ended["outcome"]),
+                    self.attempt_seconds.labels(job.queue, job.task),
+                    self.finished.labels(job.queue, job.task, str(job.state))
+                    if job.state in FINISHED
+                    else None,
+                )
+            attempts, seconds, finished = children
+            attempts.inc()
+            seconds.observe(ended["seconds"])
+            if finished is not None:
+                finished.inc()
         elif event.get("fired") and job.schedule is not None and job.slot is not None:
             self.lateness.labels(job.schedule).observe(max(0.0, job.created_at - job.slot))
 

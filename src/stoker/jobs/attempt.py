@@ -29,6 +29,9 @@ class AttemptRun(Protocol):
     def stop(self, outcome: Outcome, reason: str) -> None:
         """End the attempt early (cancel, timeout, shutdown): it ends with `outcome`."""
 
+    def abandon(self) -> None:
+        """The daemon is leaving without waiting for the attempt's end: kill what it runs."""
+
 
 class GroupStop:
     """What every runner whose attempt is one process group shares: the task's timeout, and

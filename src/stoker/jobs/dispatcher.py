@@ -11,13 +11,15 @@ meanwhile) stops it.
 
 A Python job's worker is sent the queue's next job while it runs one, when the queue is full
 (prefetch: the worker begins it the moment it answers, instead of idling through a round trip
-to the daemon). The job stays queued in the store, and out of every read of it, until that
-answer arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
+to the daemon); while its jobs are quick (each took under stoker.jobs.pool.QUICK by the worker's
+clock) it is sent up to PREFETCH, since a round trip would be most of such a job's time. A job
+sent ahead stays queued in the store, and out of every read of it, until the answer to the job
+before it arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
 reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say whether that
 came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to its queue, or
 stays cancelled. If not, the worker had already begun it when the daemon asked, and it is
 treated as the running job it is: a cancel stops it, a paused queue lets it finish like any
-running job. If the worker dies before it answers, the job sent ahead goes back to its queue.
+running job. If the worker dies before it answers, the jobs sent ahead go back to their queue.
 
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
 sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
@@ -68,6 +70,9 @@ FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
+# Jobs sent ahead to a busy worker at most: one, or PREFETCH while its jobs are quick
+# (stoker.jobs.pool.QUICK), where a round trip to the daemon would be most of a job's time.
+PREFETCH = 4
 READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
 STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
@@ -96,12 +101,10 @@ class _Prefetch:
     answer: asyncio.Future[dict[str, Any]]
     cancelled: bool = False  # taken back by a cancel (rather than a pause, a reload, the shutdown)
 
-    def begun(self, before: CallRun) -> bool:
-        """Whether the worker began it: it answered the job before, and not with this one
-        revoked first (which it would have answered ahead of that answer)."""
-        if not _answered(before.answer):
-            return False  # died (or was stopped) first: it never got to this one
-        return not (_answered(self.answer) and self.answer.result().get(REVOKED))
+    @property
+    def revoked(self) -> bool:
+        """Taken back in time: the worker answered that it will not begin it."""
+        return _answered(self.answer) and bool(self.answer.result().get(REVOKED))
 
 
 def _answered(future: asyncio.Future[dict[str, Any]]) -> bool:
@@ -137,8 +140,8 @@ class Dispatcher:
         self._group: asyncio.TaskGroup | None = None  # run()'s: every attempt and read is its task
         self._interrupting = False  # shutdown() is stopping what runs: so is whatever begins now
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
-        self._next_on: dict[Worker, _Prefetch] = {}  # by the worker it was sent to
-        self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker has no next job
+        self._next_on: dict[Worker, list[_Prefetch]] = {}  # by the worker, in the order sent
+        self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker may be sent more
         # Other nodes read the same jobs: claim them (on SQLite, alone, a job read is ours).
         self.shared = store if isinstance(store, SharedStore) else None
         self._claiming = 0  # slots reserved by claims not answered yet
@@ -161,13 +164,17 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Claim and run until `shutdown()`; then wait for (or stop) what is running."""
-        async with asyncio.TaskGroup() as group:
-            self._group = group
-            group.create_task(self._prune_forever())
-            while not self._stop.is_set():
-                self._wake.clear()
-                await self._sleep(self._fill())
-            await self._idle.wait()  # shutdown() ends what still runs
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                group.create_task(self._prune_forever())
+                while not self._stop.is_set():
+                    self._wake.clear()
+                    await self._sleep(self._fill())
+                await self._idle.wait()  # shutdown() ends what still runs
+        finally:
+            for run in list(self.running.values()):  # (cancelled, or a bug: nothing waits for them)
+                run.abandon()
 
     async def shutdown(self, timeout: float) -> None:
         """Stop claiming; give running jobs `timeout` seconds, then stop them (they are queued
@@ -333,12 +340,17 @@ class Dispatcher:
             self._idle.set()
 
     def _begin(self, queued: Job, now: float, sent: _Prefetch | None = None) -> None:
-        """Start `queued` (or record that its worker began it: `sent` ahead)."""
+        """Start `queued` (or record that its worker began it: `sent` ahead). One sent ahead
+        and cancelled whose worker had begun it before the revoke arrived is recorded as the
+        attempt it is, and stopped like any running job that is cancelled."""
         job = started(queued, now, self.node)
-        recorded = self.store.start(job)  # while the job starts
+        begun_cancelled = sent is not None and sent.cancelled
+        recorded = self.store.start(job, begun=begun_cancelled)  # while the job starts
         self.running_per_queue[job.queue] += 1
         self._idle.clear()
         self._launch(job, recorded, sent)
+        if begun_cancelled:
+            self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
 
     def _claim(self, shared: SharedStore, queue: str, ready: Ready, count: int, now: float) -> None:
         """Fill `count` free slots of `queue` with the jobs one claim gets (`shared` store)."""
@@ -353,7 +365,7 @@ class Dispatcher:
             job, end = self._carry
             self._carry = None
             self._carried = shared.finish_and_claim(job, end, queue, count, now, self.node)
-            claim = _claimed_part(self._carried)
+            claim = _part(self._carried, 1)
         else:
             claim = shared.claim(queue, count, now, self.node)
         self._group.create_task(self._claimed(claim, queue, count))
@@ -409,7 +421,19 @@ class Dispatcher:
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
-        self._group.create_task(self._attempt(job, task, run))
+        if isinstance(run, CallRun):  # ended by a callback on the worker's answer, as a rule
+            run.watch(lambda result: self._call_ended(job, task, run, result))
+        else:
+            self._group.create_task(self._attempt(job, task, run))
+
+    def _call_ended(
+        self, job: Job, task: TaskConfig | None, run: CallRun, result: AttemptResult | None
+    ) -> None:
+        if result is not None:
+            self._ended(job, task, run, result)
+        else:  # its worker died: learning why takes waiting for the exit
+            assert self._group is not None
+            self._group.create_task(self._attempt(job, task, run))
 
     def _call(self, job: Job, task: TaskConfig, output: str, sent: _Prefetch | None) -> AttemptRun:
         """A Python job's attempt: on the worker it was sent to ahead, or on a free one now."""
@@ -436,25 +460,33 @@ class Dispatcher:
         )
 
     def _prefetch(self, queue: str, ready: Ready, now: float) -> None:
-        """The queue is full and has more due: send each of its running Python jobs' workers
-        the next job, so it begins it as soon as it answers (see the module's docstring)."""
+        """The queue is full and has more due: send its running Python jobs' workers the next
+        jobs, one to each in turn, up to PREFETCH each, so each begins the next as soon as it
+        answers (see the module's docstring)."""
         lanes = self._lanes[queue]
         while lanes and len(ready):
-            run = lanes.pop()
-            worker = run.worker
-            if run.stopped is not None or run.answer.done() or worker in self._next_on:
-                continue
-            if not self.pool.can_take_another(worker):
-                continue
-            queued = ready.first()
-            task = self.config.tasks.get(queued.task)
-            if task is None or task.call is None or profile_of(task) != worker.profile:
-                lanes.add(run)  # the next job needs a slot of its own: it waits for one
-                return
-            ready.take()
-            output = output_path(self.log_dir, queued.id)
-            answer = worker.send(queued.id, self._request(started(queued, now, self.node), task, output))
-            self.prefetched[queued.id] = self._next_on[worker] = _Prefetch(queued, task, worker, answer)
+            for run in list(lanes):
+                worker = run.worker
+                ahead = PREFETCH if worker.quick else 1
+                if (
+                    run.stopped is not None
+                    or run.answer.done()
+                    or not self.pool.can_take_another(worker, ahead)
+                ):
+                    lanes.discard(run)  # (the run its worker begins next comes back here)
+                    continue
+                if not len(ready):
+                    return
+                queued = ready.first()
+                task = self.config.tasks.get(queued.task)
+                if task is None or task.call is None or profile_of(task) != worker.profile:
+                    return  # the next job needs a slot of its own: it waits for one
+                ready.take()
+                output = output_path(self.log_dir, queued.id)
+                answer = worker.send(queued.id, self._request(started(queued, now, self.node), task, output))
+                sent = _Prefetch(queued, task, worker, answer)
+                self.prefetched[queued.id] = sent
+                self._next_on.setdefault(worker, []).append(sent)
 
     def _revoke(self, which: Callable[[_Prefetch], bool]) -> None:
         """Take back the jobs sent ahead that `which` names (see the module's docstring)."""
@@ -463,24 +495,37 @@ class Dispatcher:
                 sent.worker.revoke(sent.job.id)
 
     def _successor(self, run: CallRun, now: float) -> None:
-        """`run` has ended: the job sent ahead to its worker takes its slot if the worker began
-        it, or goes back to its queue (unless it was cancelled meanwhile); a worker that
-        answered and has begun nothing else is free."""
+        """`run` has ended: the first job sent ahead to its worker that it did not take back in
+        time has begun, and takes the slot; the ones it took back go back to their queue
+        (unless cancelled meanwhile), the rest stay sent ahead. A worker that answered and has
+        begun nothing else is free; one that died began none of them."""
         self._lanes.get(run.job.queue, set()).discard(run)
         sent = self._next_on.pop(run.worker, None)
-        if sent is not None:
-            del self.prefetched[sent.job.id]
-            if sent.begun(run):
-                self._begin(sent.job, now, sent)
-                return
-        if _answered(run.answer):
-            self.pool.release(run.worker)  # (first: the job sent ahead may go to it again)
-        if sent is None:
+        if not sent:
+            if _answered(run.answer):
+                self.pool.release(run.worker)
             return
-        if not sent.cancelled:
-            self.queued(sent.job)
-        elif sent.job.queue in self.ready:  # in case the cancel did not reach the store
-            self.ready[sent.job.queue].stale()
+        back: list[_Prefetch] = []
+        if _answered(run.answer):  # its answer came after those of the requests it took back
+            while sent and sent[0].revoked:
+                back.append(sent.pop(0))
+        else:  # died (or was stopped) first: it never got to them
+            back, sent = sent, []
+        for gone in back:
+            del self.prefetched[gone.job.id]
+        if sent:
+            begun = sent.pop(0)
+            del self.prefetched[begun.job.id]
+            if sent:
+                self._next_on[run.worker] = sent
+            self._begin(begun.job, now, begun)
+        elif _answered(run.answer):
+            self.pool.release(run.worker)  # (first: a job sent back may go to it again)
+        for gone in back:
+            if not gone.cancelled:
+                self.queued(gone.job)
+            elif gone.job.queue in self.ready:  # in case the cancel did not reach the store
+                self.ready[gone.job.queue].stale()
 
     def _started(self, answer: asyncio.Future[Job | None], run: AttemptRun) -> None:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
@@ -500,6 +545,10 @@ class Dispatcher:
         except Exception as e:  # a bug, or the disk: the attempt failed, the daemon goes on
             log.exception("job %d: attempt failed to run", job.id)
             result = AttemptResult(Outcome.FAILED, error=f"stoker could not run it: {e}")
+        self._ended(job, task, run, result)
+
+    def _ended(self, job: Job, task: TaskConfig | None, run: AttemptRun, result: AttemptResult) -> None:
+        """The attempt is over: free its slot and record its end."""
         text = result.output
         if result.outcome is Outcome.FAILED and result.exit_code is not None and text.strip():
             # "exited with code 75: SMTP 451 greylisted": the reason is usually the last line
@@ -539,18 +588,36 @@ class Dispatcher:
             if self.shared is not None:  # the claim of the slot it frees may carry the end
                 self._carry, self._carried = (job, end), None
             self._fill_queue(job.queue, ready, now)  # (what it finds due later, run() knows of)
-        recorded = self.store.finish(job, end) if self._carried is None else _ended_part(self._carried)
-        self._carry = self._carried = None
+        carried, self._carry, self._carried = self._carried, None, None
         try:
-            finished = await recorded
-        except Exception:  # it stays "running" in the store; the next start queues it again
-            log.exception("job %d: could not record the end of attempt %d", job.id, job.attempt)
-            finished = None
-        finally:
-            del self.running[job.id]
-            self._settle()
+            recorded = self.store.finish(job, end) if carried is None else _part(carried, 0)
+        except Exception as e:
+            self._recorded(job, end, None, e)
+        else:
+            recorded.add_done_callback(lambda f: self._recorded(job, end, f, None))
+
+    def _recorded(
+        self,
+        job: Job,
+        end: AttemptEnd,
+        answer: asyncio.Future[Job | None] | None,
+        error: BaseException | None,
+    ) -> None:
+        """The store's answer to the end of an attempt (`error`: it could not be asked)."""
+        finished = None
+        if answer is not None and not answer.cancelled():
+            error = answer.exception()
+            if error is None:
+                finished = answer.result()
+        del self.running[job.id]
+        self._settle()
+        if error is not None:  # it stays "running" in the store; the next start queues it again
+            log.error("job %d: could not record the end of attempt %d", job.id, job.attempt, exc_info=error)
         if finished is not None:
-            ended = {"outcome": str(end.outcome), "seconds": max(0.0, now - (job.started_at or now))}
+            ended = {
+                "outcome": str(end.outcome),
+                "seconds": max(0.0, end.finished_at - (job.started_at or end.finished_at)),
+            }
             self.publish({"type": "job", "job": finished, "attempt_ended": ended})
             self.queued(finished)  # another attempt later
 
@@ -681,13 +748,26 @@ class _Refused:
     def stop(self, outcome: Outcome, reason: str) -> None:
         pass
 
+    def abandon(self) -> None:
+        pass
 
-async def _claimed_part(both: Awaitable[tuple[Job | None, list[Job]]]) -> list[Job]:
-    return (await both)[1]
 
+def _part(both: asyncio.Future[tuple[Any, Any]], index: int) -> asyncio.Future[Any]:
+    """A future of `both`'s answer's `index`th part (`finish_and_claim`'s end or claim)."""
+    part: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
-async def _ended_part(both: Awaitable[tuple[Job | None, list[Job]]]) -> Job | None:
-    return (await both)[0]
+    def copy(answer: asyncio.Future[tuple[Any, Any]]) -> None:
+        if part.done():
+            return
+        if answer.cancelled():
+            part.cancel()
+        elif (error := answer.exception()) is not None:
+            part.set_exception(error)
+        else:
+            part.set_result(answer.result()[index])
+
+    both.add_done_callback(copy)
+    return part
 
 
 def _is_rerun(job: Job) -> bool:

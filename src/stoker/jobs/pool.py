@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -43,6 +43,7 @@ class WorkerDied(Exception):
     pass
 
 
+QUICK = 0.002  # seconds: a worker whose last job took less (by its own clock) is sent more ahead
 REVOKED = "revoked"  # the key of the answer to a request taken back before the worker began it
 
 
@@ -57,6 +58,7 @@ class Worker:
         self.profile = profile
         self.jobs = 0  # jobs it has answered
         self.killed_for: int | None = None  # the job a stop killed it for
+        self.quick = False  # its last job took next to no time (the dispatcher sends more ahead)
         self.loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = self.loop.create_future()
         self._socket = channel
@@ -71,6 +73,11 @@ class Worker:
     def pending(self) -> list[int]:
         """The jobs sent and not answered yet, in order."""
         return list(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        """How many jobs it has been sent and has not answered."""
+        return len(self._pending)
 
     def on_exit(self, _pid: int, status: int) -> None:
         if not self.exited.done():
@@ -164,6 +171,7 @@ class Worker:
                 continue
             if not answer.get(REVOKED):
                 self.jobs += 1
+                self.quick = answer.get("took", QUICK) < QUICK
             if not future.done():
                 future.set_result(answer)
 
@@ -244,10 +252,12 @@ class Pool:
         worker.close()
         worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
 
-    def can_take_another(self, worker: Worker) -> bool:
-        """Whether `worker`, running a job, may be sent the next one (prefetch): it is alive and
-        both fit in what it may run before it is replaced."""
-        return len(worker.pending) == 1 and worker.jobs + 2 <= self.max_jobs and not worker.exited.done()
+    def can_take_another(self, worker: Worker, ahead: int) -> bool:
+        """Whether `worker`, running a job, may be sent one more (prefetch): it is alive, has
+        fewer than `ahead` sent ahead already, and all of them fit in what it may run before it
+        is replaced."""
+        sent = worker.in_flight
+        return sent <= ahead and worker.jobs + sent + 1 <= self.max_jobs and not worker.exited.done()
 
     def prewarm(self, profile: Profile, count: int) -> None:
         have = len(self.idle.get(profile, []))
@@ -316,6 +326,26 @@ class CallRun(GroupStop):
         self.worker.killed_for = self.job.id
         super().stop(outcome, reason)
 
+    def watch(self, ended: Callable[[AttemptResult | None], None]) -> None:
+        """Call `ended(result)` once the worker answers, without a task of its own (a short
+        job's bookkeeping is mostly this): the result, or None if the worker died first
+        (`run()` then says why, which takes waiting for its exit)."""
+        self.arm_timeout()
+        self.answer.add_done_callback(lambda _: ended(self._answered()))
+
+    def abandon(self) -> None:
+        """The daemon is leaving without waiting for its end: the job must not outlive it."""
+        if not self.answer.done():
+            self.pool.retire(self.worker)
+            self.worker.kill(signal.SIGKILL)
+
+    def _answered(self) -> AttemptResult | None:
+        answer = self.answer
+        if answer.cancelled() or answer.exception() is not None:
+            return None
+        self.disarm()
+        return self._result(answer.result())
+
     async def run(self) -> AttemptResult:
         worker = self.worker
         self.arm_timeout()
@@ -336,6 +366,10 @@ class CallRun(GroupStop):
             raise
         finally:
             self.disarm()
+        return self._result(answer)
+
+    @staticmethod
+    def _result(answer: dict[str, Any]) -> AttemptResult:
         output = str(answer.get("output") or "")
         if answer.get("ok"):
             return AttemptResult(

@@ -9,13 +9,15 @@ land in the job's output. Imports stay here (warm) from one job to the next; the
 replaces a worker after `worker_max_jobs` jobs. Kept free of the daemon's imports: a worker
 should start fast and stay small.
 
-The daemon may send the next request while one runs (prefetch: the worker goes on without
-waiting for a round trip), and may take it back with ``{"revoke": id}``. The rule that keeps
-both sides agreed on whether that job ran: just before it answers a job, the worker takes in
-whatever has arrived, answers each revoked request it has not begun with ``{"id": …,
-"revoked": true}``, and only then sends the answer. So when the daemon reads an answer, the
-next request it had sent is running unless its "revoked" answer came first; a revoke that
-arrives later is too late and ignored.
+The daemon may send the next requests while one runs (prefetch: the worker goes on without
+waiting for a round trip; they run in the order sent), and may take any back with
+``{"revoke": id}``. The rule that keeps both sides agreed on whether a job ran: just before it
+answers a job, the worker takes in whatever has arrived, answers each revoked request it has
+not begun with ``{"id": …, "revoked": true}``, and only then sends the answer. So when the
+daemon reads an answer, the first request it had sent after that job and not seen answered
+"revoked" is running; a revoke that arrives after its job began is too late and ignored. Each
+answer also says how long the job took (`took`, seconds), which tells the daemon how far ahead
+to send.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def main() -> None:
         request = channel.next_request()
         if request is None:
             return  # the daemon closed the channel: leave quietly
+        began = time.monotonic()
         answer = _run(request, environment, quiet)
         answer["id"] = request["id"]
+        answer["took"] = time.monotonic() - began
         channel.answer(answer)
 
 

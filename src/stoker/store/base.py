@@ -187,12 +187,16 @@ class Store(Protocol):
         run (highest priority, then earliest run_at, then oldest); and the earliest run_at of
         the queue's jobs not due yet (when to look again). Reads only: see `start`."""
 
-    def start(self, job: Job) -> asyncio.Future[Job | None]:
+    def start(self, job: Job, *, begun: bool = False) -> asyncio.Future[Job | None]:
         """Record `job` running: a job read by `due` (or just enqueued) as `started()` makes it.
         Answers `job`, or None if the stored one is not queued at the attempt before any more
         (cancelled meanwhile). Not a coroutine: the operation is submitted when this is called, in order
         with every other one, so the dispatcher can hand the job to a worker at once and learn
-        the outcome later; a read submitted after it sees the job running."""
+        the outcome later; a read submitted after it sees the job running. `begun`: the job
+        is running already, whatever the store says (a worker began it before the cancel that
+        the store has recorded reached it), so one cancelled at the attempt before is started
+        too: its record then tells that it ran (only where jobs are sent ahead: not on a
+        shared store)."""
 
     def finish(self, job: Job, end: AttemptEnd) -> asyncio.Future[Job | None]:
         """Record the end of `job`'s running attempt (`job` as `started()` made it); answers the

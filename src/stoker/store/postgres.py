@@ -866,7 +866,8 @@ class PostgresStore:
 
         return await self._do(operation, durable=False)
 
-    def start(self, job: Job) -> asyncio.Future[Job | None]:
+    def start(self, job: Job, *, begun: bool = False) -> asyncio.Future[Job | None]:
+        # (`begun`: never here; jobs are not sent ahead on a shared store)
         # The guard makes the row equal to `job`, so it is not read back.
         async def operation(conn: _Conn) -> Job | None:
             cursor = await conn.execute(START, (job.started_at, job.node, job.id, job.attempt - 1))

@@ -114,7 +114,7 @@ DUE = (
 START = (
     "UPDATE jobs SET state = 'running', attempt = attempt + 1, started_at = ?, node = ?,"
     " finished_at = NULL, exit_code = NULL"
-    " WHERE id = ? AND state = 'queued' AND attempt = ?"
+    " WHERE id = ? AND attempt = ? AND (state = 'queued' OR (state = 'cancelled' AND ?))"
 )
 FINISH = (
     "UPDATE jobs SET state = ?, run_at = ?, attempt = ?, finished_at = ?, exit_code = ?, error = ?,"
@@ -131,10 +131,11 @@ class _Start(msgspec.Struct, frozen=True):
     """Record `job` running (as `started()` made it), if it is still queued at the attempt before."""
 
     job: Job
+    begun: bool = False  # running already: one cancelled at the attempt before is started too
 
     def row(self) -> tuple[Any, ...]:
         job = self.job
-        return (job.started_at, job.node, job.id, job.attempt - 1)
+        return (job.started_at, job.node, job.id, job.attempt - 1, self.begun)
 
     def answer(self) -> Job:
         return self.job  # the guard makes the row equal to it: not read back
@@ -462,8 +463,8 @@ class SqliteStore:
 
         return await self._do(operation, durable=False)
 
-    def start(self, job: Job) -> asyncio.Future[Job | None]:
-        return self._submit(_Start(job), durable=False)
+    def start(self, job: Job, *, begun: bool = False) -> asyncio.Future[Job | None]:
+        return self._submit(_Start(job, begun), durable=False)
 
     def finish(self, job: Job, end: AttemptEnd) -> asyncio.Future[Job | None]:
         if (job.id, job.attempt) != (end.job_id, end.attempt):
