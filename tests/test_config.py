@@ -971,7 +971,9 @@ def test_starter_toml_with_every_example_uncommented_parses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STOKER_TOKEN", "example")
-    setting = re.compile(r"^# ([a-z_]+ = .*)$")
+    monkeypatch.setenv("OPS_HOOK_URL", "https://hooks.example.com/stoker")
+    monkeypatch.setenv("OPS_HOOK_TOKEN", "secret")
+    setting = re.compile(r"^# ([a-z_]+ = .*|\[[a-z_.]+\].*)$")  # a setting, or a table's header
     lines = [setting.sub(r"\1", line) for line in STARTER_TOML.splitlines()]
     # (a program's two spellings of command, and a task's command or call, exclude each other;
     # depends_on names a program the starter does not have)
@@ -988,6 +990,7 @@ def test_starter_toml_with_every_example_uncommented_parses(
     )
     assert config.daemon.token == "example"
     assert config.programs["worker"].command[0] == "php"
+    assert config.notify["ops"].url == "https://hooks.example.com/stoker"
 
 
 # --------------------------------------------------------------------------------------------

@@ -272,8 +272,10 @@ def test_environment_instances_and_directory(stoker: Stoker) -> None:
     (stoker.root / "work").mkdir()
     stoker.write(
         f"""
+        [daemon]
+        node = "web-7"
         [programs.crawler]
-        command = ["{PY}", "-c", "import os, time; print(os.getcwd(), os.environ['STOKER_PROGRAM'], os.environ['STOKER_INSTANCE'], os.environ['MERCHANT'], flush=True); time.sleep(1000)"]
+        command = ["{PY}", "-c", "import os, time; print(os.getcwd(), os.environ['STOKER_PROGRAM'], os.environ['STOKER_INSTANCE'], os.environ['MERCHANT'], os.environ['STOKER_NODE'], flush=True); time.sleep(1000)"]
         instances = 3
         directory = "work"
         environment = {{ MERCHANT = "shop-{{instance}}" }}
@@ -284,7 +286,7 @@ def test_environment_instances_and_directory(stoker: Stoker) -> None:
     for i in range(3):
         stoker.wait_state(f"crawler:{i}", "running")
     for i in range(3):
-        expected = f"{stoker.root / 'work'} crawler {i} shop-{i}\n"
+        expected = f"{stoker.root / 'work'} crawler {i} shop-{i} web-7\n"
         wait_for(
             lambda i=i, e=expected: stoker.cli("logs", f"crawler:{i}").stdout == e,
             what=f"crawler:{i} output",

@@ -425,6 +425,7 @@ def test_job_environment(stoker: Stoker, tmp_path: Path) -> None:
     assert env["APP_ENV"] == "prod" and env["STOKER_TASK"] == "env"
     assert env["STOKER_JOB_ID"] == str(job.id) and env["STOKER_JOB_ATTEMPT"] == "1"
     assert json.loads(env["STOKER_JOB_PARAMS"]) == {}
+    assert env["STOKER_NODE"] == stoker.client.status()["node"]
     assert os.path.samefile(env["PWD"], stoker.root)
 
 

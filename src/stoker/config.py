@@ -69,8 +69,6 @@ _CALL = re.compile(f"{_DOTTED}:{_DOTTED}")  # package.module:function
 DEFAULT_QUEUE = "default"
 _TABLES = ("daemon", "programs", "tasks", "queues", "schedules", "notify")
 SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
-_UNSUPPORTED_PROGRAM_KEYS: tuple[str, ...] = ()  # keys of the design refused until built, by name
-_NOT_YET = "not supported by this version of stoker yet"
 _MISSING: Any = object()
 
 
@@ -1079,11 +1077,8 @@ def _check_program_entry(name: str, raw: object, where: _Where) -> None:
 def _build_program(
     name: str, raw: dict[str, Any], where: _Where, directory: str, daemon_timezone: str | None = None
 ) -> ProgramConfig:
-    for key in raw:
-        if key in _UNSUPPORTED_PROGRAM_KEYS:
-            raise where.error(key, _NOT_YET, "a supported key")
     top_keys = [key for key in _PROGRAM_EXPECTED if "." not in key]
-    _check_keys(raw, where, (*top_keys, *_UNSUPPORTED_PROGRAM_KEYS), _NESTED_PROGRAM_TABLES)
+    _check_keys(raw, where, top_keys, _NESTED_PROGRAM_TABLES)
     if "command" not in raw:
         raise where.error("command", f"missing; expected {_PROGRAM_EXPECTED['command']}", "a command")
     parsed = _convert(raw, _RawProgram, where, _PROGRAM_EXPECTED)
@@ -1687,4 +1682,9 @@ command = "php report.php {day}"   # {day}: a parameter; it fills one argument, 
 
 [queues.default]
 # concurrency = 2                  # jobs of this queue at once (default 1)
+
+# [notify.ops]                     # a webhook: POSTs a JSON object when something needs a person
+# url = "env:OPS_HOOK_URL"         # or a literal https:// URL, or "file:PATH"
+# events = ["program_fatal", "crash_loop", "job_failed", "schedule_missed"]   # the default: all four
+# headers = { Authorization = "env:OPS_HOOK_TOKEN" }
 """

@@ -148,6 +148,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     stopping = asyncio.Event()
     systemd_watchdog = _systemd_watchdog_seconds()
     sdnotify.take_from_environment()  # before anything is started: none of it may speak for us
+    # Every program and job learns which node runs it (a singleton may want to say where it is).
+    # (Set before the supervisor and the dispatcher copy the environment; a reload keeps it.)
+    os.environ["STOKER_NODE"] = config.daemon.node
     kill_orphans(config.daemon.state_dir)
     open_files = raise_open_file_limit()
     supervisor = Supervisor(config)
