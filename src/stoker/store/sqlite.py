@@ -22,6 +22,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, Union
+from urllib.parse import quote
 
 import msgspec
 
@@ -536,19 +537,33 @@ class SqliteStore:
         return await self._do(operation)
 
     async def queue_counts(self) -> dict[str, QueueCounts]:
-        def operation(conn: sqlite3.Connection) -> dict[str, QueueCounts]:
-            counts: dict[str, QueueCounts] = {}
-            for name, queued in conn.execute(
-                "SELECT queue, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY queue"
-            ).fetchall():
-                counts[name] = QueueCounts(queued=queued)
-            for name, running in conn.execute(
-                "SELECT queue, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY queue"
-            ).fetchall():
-                counts[name] = QueueCounts(queued=counts.get(name, QueueCounts()).queued, running=running)
-            return counts
+        """Counted on a read-only connection of its own, off the writer's thread: counting a
+        million queued jobs takes half a second, which the writer would otherwise spend not
+        starting or ending any (WAL: a reader sees the last commit and blocks no writer). What
+        it sees is what was committed when it began; the writer's uncommitted batch (a few
+        milliseconds of starts and ends at most) is not in it."""
 
-        return await self._do(operation, durable=False)
+        def count() -> dict[str, QueueCounts]:
+            conn = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True)
+            try:
+                counts: dict[str, QueueCounts] = {}
+                for name, queued in conn.execute(
+                    "SELECT queue, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY queue"
+                ).fetchall():
+                    counts[name] = QueueCounts(queued=queued)
+                for name, running in conn.execute(
+                    "SELECT queue, COUNT(*) FROM jobs WHERE state = 'running' GROUP BY queue"
+                ).fetchall():
+                    counts[name] = QueueCounts(queued=counts.get(name, QueueCounts()).queued, running=running)
+                return counts
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from None
+            finally:
+                conn.close()
+
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        return await asyncio.to_thread(count)
 
     async def paused_queues(self) -> set[str]:
         return await self._names_in("paused_queues")
