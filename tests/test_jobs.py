@@ -590,57 +590,101 @@ def _restart(stoker: Stoker) -> bool:
     return False
 
 
-def test_a_command_is_spawned_as_popen_would(tmp_path: Path) -> None:
-    """The daemon's posix_spawn path (stoker.jobs.command._PosixSpawn, where glibc has it):
-    the child leads its own process group in the task's directory, with the job's
-    environment, stdin from /dev/null, output to the job's file, no other fd of the daemon's,
-    and SIGPIPE at its default; what it cannot pass on exactly is left to Popen."""
-    from stoker.jobs.command import _posix_spawn
-
-    if _posix_spawn.libc is None:
-        import pytest
-
-        pytest.skip("no glibc posix_spawn with addchdir_np and addclosefrom_np here")
+def test_a_command_is_spawned_as_popen_would(stoker: Stoker, tmp_path: Path) -> None:
+    """A command job, spawned by a pool worker: it leads its own process group in the task's
+    directory, with the job's environment, stdin from /dev/null, output to the job's file, no
+    descriptor of the worker's (not even one a Python call on the same worker left
+    inheritable), SIGPIPE at its default, and its parent is a worker, not the daemon."""
     report = tmp_path / "report.py"
     report.write_text(
         "import os, json\n"
         "print(json.dumps({'cwd': os.getcwd(), 'pgid': os.getpgid(0), 'pid': os.getpid(),\n"
-        "  'env': os.environ.get('STOKER_JOB_ID'), 'stdin': os.path.realpath('/proc/self/fd/0'),\n"
+        "  'ppid': os.getppid(), 'env': os.environ.get('STOKER_JOB_ID'),\n"
+        "  'stdin': os.path.realpath('/proc/self/fd/0'),\n"
+        "  'out': os.path.realpath('/proc/self/fd/1'), 'err': os.path.realpath('/proc/self/fd/2'),\n"
         "  'fds': sorted(int(fd) for fd in os.listdir('/proc/self/fd'))}))\n"
     )
-    work = tmp_path / "work"
-    work.mkdir()
-    output = os.open(tmp_path / "out.log", os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-    leak_r, leak_w = os.pipe()  # inheritable: a plain fork/exec would pass these on
-    os.set_inheritable(leak_r, True)
+    (stoker.root / "leaky.py").write_text(
+        "import os\n\ndef leak():\n    r, w = os.pipe()\n    os.set_inheritable(w, True)\n    return w\n"
+    )
+    (stoker.root / "work").mkdir()
+    stoker.write(
+        f"""
+        [tasks.leak]
+        call = "leaky:leak"
+        [tasks.report]
+        # (sh reports the signals it was given as it found them; Python would ignore SIGPIPE)
+        command = ["sh", "-c", "grep SigIgn: /proc/$$/status; exec {PY} -S {report}"]
+        directory = "work"
+        [queues.default]
+        concurrency = 1
+        """
+    )
+    stoker.up()
+    client = stoker.client
+    leaked = finished(stoker, client.enqueue("leak").id)
+    assert leaked["state"] == "succeeded"
+    job = finished(stoker, client.enqueue("report").id)
+    assert job["state"] == "succeeded", job
+    sigign, report_line = job["output"].splitlines()
+    got = json.loads(report_line)
+    assert got["cwd"] == str(stoker.root / "work") and got["pgid"] == got["pid"]
+    assert got["env"] == str(job["id"]) and got["stdin"] == os.devnull
+    log = str(stoker.root / ".stoker" / "logs" / "jobs" / f"{job['id']}.log")
+    assert got["out"] == got["err"] == log
+    assert not int(sigign.split()[1], 16) & (1 << (signal.SIGPIPE - 1))  # the worker ignores it
+    assert [fd for fd in got["fds"] if fd > 2] == [3]  # (3: listdir's own): not the leaked pipe
+    assert got["ppid"] != stoker.client.status()["pid"]  # a worker's child
+
+
+def _hanging_command(stoker: Stoker, pids: Path, stop_timeout: str = "10s") -> None:
+    """A task whose shell records its pid, its parent's (the worker) and its child's, then waits."""
+    script = f"sleep 300 & echo $$ $PPID $! > {pids}.tmp && mv {pids}.tmp {pids}; wait"
+    stoker.write(
+        f"""
+        [tasks.hang]
+        command = ["sh", "-c", "{script}"]
+        stop_timeout = "{stop_timeout}"
+        [tasks.ok]
+        command = ["true"]
+        """
+    )
+
+
+def test_a_command_whose_worker_dies_is_stopped_with_all_it_started(stoker: Stoker, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    _hanging_command(stoker, pids)
+    stoker.up()
+    job = stoker.client.enqueue("hang")
+    wait_for(pids.exists, what="the command to start")
+    shell, worker, sleeper = map(int, pids.read_text().split())
+    os.kill(worker, signal.SIGKILL)
+    done = finished(stoker, job.id)
+    assert done["state"] == "failed" and done["error"] == "the worker was killed by SIGKILL"
+    for pid in (shell, sleeper):
+        wait_for(lambda pid=pid: not pid_alive(pid), 5, f"pid {pid} to die")
+    assert finished(stoker, stoker.client.enqueue("ok").id)["state"] == "succeeded"
+
+
+def test_a_worker_that_does_not_stop_its_command_is_killed_and_so_is_the_command(
+    stoker: Stoker, tmp_path: Path
+) -> None:
+    """A stopped (frozen) worker cannot pass a cancel on: after the SIGKILL it was asked to
+    send and a grace, the daemon kills the worker and the command itself."""
+    pids = tmp_path / "pids"
+    _hanging_command(stoker, pids, stop_timeout="200ms")
+    stoker.up()
+    job = stoker.client.enqueue("hang")
+    wait_for(pids.exists, what="the command to start")
+    shell, worker, sleeper = map(int, pids.read_text().split())
+    os.kill(worker, signal.SIGSTOP)
     try:
-        env = {"STOKER_JOB_ID": "42", "PATH": os.environ.get("PATH", "")}
-        pid = _posix_spawn.spawn(PY, [PY, "-S", str(report)], env, str(work), stdin, output)
-        assert pid is not None
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-        status_file = os.open(tmp_path / "status", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:  # (cat, unlike Python, leaves its signals as it finds them)
-            cat = _posix_spawn.spawn(
-                "/bin/cat", ["cat", "/proc/self/status"], env, str(work), stdin, status_file
-            )
-            assert cat is not None
-            os.waitpid(cat, 0)
-        finally:
-            os.close(status_file)
-        # what Popen has to report itself (and so reports as Popen does)
-        assert _posix_spawn.spawn(PY, [PY, "a\0b"], env, str(work), stdin, output) is None
+        stoker.client.cancel(job.id)
+        done = finished(stoker, job.id, timeout=30)
     finally:
-        for fd in (output, stdin, leak_r, leak_w):
-            os.close(fd)
-    got = json.loads((tmp_path / "out.log").read_text())
-    assert got["cwd"] == str(work) and got["pgid"] == got["pid"] == pid
-    assert got["env"] == "42" and got["stdin"] == os.devnull
-    [ignored] = [
-        line.split()[1]
-        for line in (tmp_path / "status").read_text().splitlines()
-        if line.startswith("SigIgn:")
-    ]
-    assert not int(ignored, 16) & (1 << (signal.SIGPIPE - 1))  # Python ignores it: the job must not
-    assert [fd for fd in got["fds"] if fd > 2] == [3]  # (3: listdir's own)
+        if pid_alive(worker):  # (undo what the test did, should the daemon not have killed it)
+            os.kill(worker, signal.SIGCONT)
+    assert done["state"] == "cancelled"
+    for pid in (shell, sleeper, worker):
+        wait_for(lambda pid=pid: not pid_alive(pid), 5, f"pid {pid} to die")
+    assert finished(stoker, stoker.client.enqueue("ok").id)["state"] == "succeeded"

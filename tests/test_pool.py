@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -410,6 +412,16 @@ def request(tmp_path: Path, job_id: int, call: str, **params: Any) -> dict[str, 
             "environment": {"STOKER_JOB_ID": str(job_id)}}  # fmt: skip
 
 
+def command(tmp_path: Path, job_id: int, *argv: str) -> dict[str, Any]:
+    return {"command": list(argv), "output": str(tmp_path / f"{job_id}.log"), "attempt": 1,
+            "rerun": False, "directory": str(tmp_path), "environment": {"STOKER_JOB_ID": str(job_id)}}  # fmt: skip
+
+
+def wait_until_file(flag: str) -> list[str]:
+    """A shell command that runs until the test creates `flag`."""
+    return ["sh", "-c", f"until [ -e {flag} ]; do sleep 0.01; done"]
+
+
 async def until(predicate: Any, what: str) -> None:
     deadline = asyncio.get_running_loop().time() + 15
     while not predicate():
@@ -527,3 +539,64 @@ def test_many_quick_jobs_with_cancels_and_a_pause_each_run_at_most_once(
             assert job.attempt == 1 and job.id in ran
         elif job.attempt == 0:
             assert job.id not in ran
+
+
+def test_worker_a_commands_held_answer_goes_while_the_next_one_runs(tmp_path: Path) -> None:
+    """A command's answer may wait a moment for the next job's (one write for both), but not
+    for as long as the next one runs: it goes while that one still runs."""
+
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            go = tmp_path / "go"
+            first = worker.send(1, command(tmp_path, 1, "sh", "-c", "echo one"))
+            second = worker.send(2, command(tmp_path, 2, *wait_until_file(str(go))))
+            answer = await asyncio.wait_for(first, 15)
+            assert answer["ok"] and answer["status"] == 0 and answer["output"] == "one\n"
+            assert not second.done()
+            go.touch()
+            assert (await asyncio.wait_for(second, 15))["ok"] and worker.jobs == 0  # (calls count)
+
+    asyncio.run(main())
+
+
+def test_worker_a_stop_reaches_the_commands_whole_group(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            pids = tmp_path / "pids"
+            script = f"sleep 300 & echo $! > {pids}.tmp && mv {pids}.tmp {pids}; wait"
+            answer = worker.send(1, command(tmp_path, 1, "sh", "-c", script))
+            await until(pids.exists, "the command to start")
+            worker.signal_job(1, signal.SIGTERM)
+            got = await asyncio.wait_for(answer, 15)
+            assert os.waitstatus_to_exitcode(got["status"]) == -signal.SIGTERM and not got["ok"]
+            sleeper = int(pids.read_text())
+            await until(lambda: not pid_alive(sleeper), "the command's child to die with it")
+            # the worker lives on: the next command runs on it
+            assert (await worker.send(2, command(tmp_path, 2, "true")))["status"] == 0
+
+    asyncio.run(main())
+
+
+def test_worker_a_stop_that_comes_with_its_command_runs_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            marker = tmp_path / "ran"
+            answer = worker.send(1, command(tmp_path, 1, "touch", str(marker)))
+            worker.signal_job(1, signal.SIGTERM)  # written with the request: read at once
+            got = await asyncio.wait_for(answer, 15)
+            assert got["status"] is None and not marker.exists()
+
+    asyncio.run(main())
+
+
+def test_worker_a_command_that_cannot_start_is_a_spawn_error(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with bare_worker(tmp_path) as worker:
+            missing = await worker.send(1, command(tmp_path, 1, "no-such-program-here"))
+            assert missing["spawn_error"][0] == errno.ENOENT
+            request = command(tmp_path, 2, "true")
+            request["directory"] = str(tmp_path / "gone")
+            gone = await worker.send(2, request)
+            assert gone["spawn_error"] == [errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / "gone")]
+
+    asyncio.run(main())

@@ -53,10 +53,9 @@ import msgspec
 from stoker.config import Config, TaskConfig
 from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
-from stoker.jobs.command import CommandRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import REVOKED, CallRun, Pool, Worker, call_request, profile_of
+from stoker.jobs.pool import REVOKED, Pool, Worker, WorkerRun, attempt_request, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.store import AttemptEnd, Job, NewJob, Store
@@ -99,6 +98,7 @@ class _Prefetch:
     task: TaskConfig  # as the request was made (a reload meanwhile may have changed it)
     worker: Worker
     answer: asyncio.Future[dict[str, Any]]
+    sent_at: float  # when it was sent (it cannot have begun before)
     cancelled: bool = False  # taken back by a cancel (rather than a pause, a reload, the shutdown)
 
     @property
@@ -141,7 +141,7 @@ class Dispatcher:
         self._interrupting = False  # shutdown() is stopping what runs: so is whatever begins now
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
         self._next_on: dict[Worker, list[_Prefetch]] = {}  # by the worker, in the order sent
-        self._lanes: dict[str, set[CallRun]] = {}  # per queue, runs whose worker may be sent more
+        self._lanes: dict[str, set[WorkerRun]] = {}  # per queue, runs whose worker may be sent more
         # Other nodes read the same jobs: claim them (on SQLite, alone, a job read is ours).
         self.shared = store if isinstance(store, SharedStore) else None
         self._claiming = 0  # slots reserved by claims not answered yet
@@ -248,12 +248,11 @@ class Dispatcher:
             self._later[queue] = run_at
 
     def _prewarm(self) -> None:
-        """Start a worker for every slot a Python task could use, so the first jobs do not wait
-        for an interpreter to start (each profile: the queues' summed concurrency)."""
+        """Start a worker for every slot a task could use, so the first jobs do not wait for an
+        interpreter to start (each profile: the queues' summed concurrency)."""
         slots: dict[tuple[str | None, str | None, int | None], set[str]] = {}
         for task in self.config.tasks.values():
-            if task.call is not None:
-                slots.setdefault(profile_of(task), set()).add(task.queue)
+            slots.setdefault(profile_of(task), set()).add(task.queue)
         for profile, queues in slots.items():
             count = sum(self.config.queues[q].concurrency for q in queues if q in self.config.queues)
             self.pool.prewarm(profile, count)
@@ -410,24 +409,19 @@ class Dispatcher:
         run: AttemptRun
         if task is None:
             run = _Refused(f"task {job.task!r} is not in the config ({self.config.path})")
-        elif task.call is not None:  # (always, for one sent ahead)
-            run = self._call(job, task, output, sent)
         else:
-            run = CommandRun(
-                job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir,
-                base_environment=self.base_environment,
-            )  # fmt: skip
+            run = self._on_worker(job, task, output, sent)
         self.running[job.id] = run
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
-        if isinstance(run, CallRun):  # ended by a callback on the worker's answer, as a rule
-            run.watch(lambda result: self._call_ended(job, task, run, result))
+        if isinstance(run, WorkerRun):  # ended by a callback on the worker's answer, as a rule
+            run.watch(lambda result: self._worker_ended(job, task, run, result))
         else:
             self._group.create_task(self._attempt(job, task, run))
 
-    def _call_ended(
-        self, job: Job, task: TaskConfig | None, run: CallRun, result: AttemptResult | None
+    def _worker_ended(
+        self, job: Job, task: TaskConfig | None, run: WorkerRun, result: AttemptResult | None
     ) -> None:
         if result is not None:
             self._ended(job, task, run, result)
@@ -435,19 +429,26 @@ class Dispatcher:
             assert self._group is not None
             self._group.create_task(self._attempt(job, task, run))
 
-    def _call(self, job: Job, task: TaskConfig, output: str, sent: _Prefetch | None) -> AttemptRun:
-        """A Python job's attempt: on the worker it was sent to ahead, or on a free one now."""
+    def _on_worker(self, job: Job, task: TaskConfig, output: str, sent: _Prefetch | None) -> AttemptRun:
+        """A job's attempt: on the worker it was sent to ahead, or on a free one now."""
         if sent is not None:
             worker, answer = sent.worker, sent.answer
         else:
+            try:
+                request = self._request(job, task, output)
+            except ParamError as e:  # the config changed since the job was accepted
+                return _Refused(str(e))
             try:
                 worker = self.pool.acquire(profile_of(task))
             except Exception as e:
                 return _Refused(
                     f"cannot start a worker: {describe_spawn_error(e, [sys.executable], task.directory)}"
                 )
-            answer = worker.send(job.id, self._request(job, task, output))
-        run = CallRun(job, task, pool=self.pool, worker=worker, answer=answer, output=output)
+            answer = worker.send(job.id, request)
+        run = WorkerRun(
+            job, task, pool=self.pool, worker=worker, answer=answer, output=output,
+            state_dir=self.config.daemon.state_dir,
+        )  # fmt: skip
         self._lanes.setdefault(job.queue, set()).add(run)
         ready = self.ready.get(job.queue)
         if ready is not None and len(ready) and self._room(job.queue) == 0 and self.shared is None:
@@ -455,14 +456,14 @@ class Dispatcher:
         return run
 
     def _request(self, job: Job, task: TaskConfig, output: str) -> dict[str, Any]:
-        return call_request(
+        return attempt_request(
             job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir
         )
 
     def _prefetch(self, queue: str, ready: Ready, now: float) -> None:
-        """The queue is full and has more due: send its running Python jobs' workers the next
-        jobs, one to each in turn, up to PREFETCH each, so each begins the next as soon as it
-        answers (see the module's docstring)."""
+        """The queue is full and has more due: send its running jobs' workers the next jobs, one
+        to each in turn, up to PREFETCH each, so each begins the next as soon as it answers (see
+        the module's docstring)."""
         lanes = self._lanes[queue]
         while lanes and len(ready):
             for run in list(lanes):
@@ -479,12 +480,16 @@ class Dispatcher:
                     return
                 queued = ready.first()
                 task = self.config.tasks.get(queued.task)
-                if task is None or task.call is None or profile_of(task) != worker.profile:
+                if task is None or profile_of(task) != worker.profile:
                     return  # the next job needs a slot of its own: it waits for one
-                ready.take()
                 output = output_path(self.log_dir, queued.id)
-                answer = worker.send(queued.id, self._request(started(queued, now, self.node), task, output))
-                sent = _Prefetch(queued, task, worker, answer)
+                try:
+                    request = self._request(started(queued, now, self.node), task, output)
+                except ParamError:
+                    return  # (it fails in a slot of its own, saying why)
+                ready.take()
+                answer = worker.send(queued.id, request)
+                sent = _Prefetch(queued, task, worker, answer, now)
                 self.prefetched[queued.id] = sent
                 self._next_on.setdefault(worker, []).append(sent)
 
@@ -494,7 +499,7 @@ class Dispatcher:
             if which(sent):
                 sent.worker.revoke(sent.job.id)
 
-    def _successor(self, run: CallRun, now: float) -> None:
+    def _successor(self, run: WorkerRun, now: float) -> None:
         """`run` has ended: the first job sent ahead to its worker that it did not take back in
         time has begun, and takes the slot; the ones it took back go back to their queue
         (unless cancelled meanwhile), the rest stay sent ahead. A worker that answered and has
@@ -518,7 +523,7 @@ class Dispatcher:
             del self.prefetched[begun.job.id]
             if sent:
                 self._next_on[run.worker] = sent
-            self._begin(begun.job, now, begun)
+            self._begin(begun.job, max(now, begun.sent_at), begun)
         elif _answered(run.answer):
             self.pool.release(run.worker)  # (first: a job sent back may go to it again)
         for gone in back:
@@ -555,6 +560,7 @@ class Dispatcher:
             last = text.strip().splitlines()[-1].strip()
             result = msgspec.structs.replace(result, error=f"{result.error}: {last[:200]}")
         now = time.time()
+        ended_at = now if result.ended_at is None else min(now, result.ended_at)
         backoff = task.backoff if task is not None else None
         verdict = after_attempt(
             result.outcome,
@@ -562,7 +568,7 @@ class Dispatcher:
             job.max_attempts,
             backoff.min if backoff else 1.0,
             backoff.max if backoff else 1.0,
-            now,
+            ended_at,
             random.random(),
         )
         end = AttemptEnd(
@@ -570,7 +576,7 @@ class Dispatcher:
             attempt=job.attempt,
             outcome=result.outcome,
             next=verdict,
-            finished_at=now,
+            finished_at=ended_at,
             exit_code=result.exit_code,
             error=result.error,
             output=text,
@@ -581,8 +587,8 @@ class Dispatcher:
         # Its process is gone, so its slot is free now: the next job starts at once (sharing a
         # transaction with this finish), here rather than on a round through the loop in run().
         self.running_per_queue[job.queue] -= 1
-        if isinstance(run, CallRun):
-            self._successor(run, now)  # the job its worker has begun takes the slot
+        if isinstance(run, WorkerRun):
+            self._successor(run, ended_at)  # the job its worker has begun takes the slot
         ready = self.ready.get(job.queue)
         if ready is not None:
             if self.shared is not None:  # the claim of the slot it frees may carry the end

@@ -1,11 +1,20 @@
-"""The warm pool of Python workers that runs `call` tasks, and the attempt that uses it.
+"""The warm pool of workers that runs every job's attempt, and the attempt that uses it.
 
 Workers are processes (`stoker.jobs.worker`), one job at a time each, started like programs
 (own process group, tied to the daemon's life, as the task's user). They are kept per
 (user, group, umask), since a process cannot change user twice; the directory and environment
-are set per job. A worker that dies or overruns its task's timeout is killed and its job's
-attempt fails; a fresh one is started for the next job. After `worker_max_jobs` jobs a worker is
-retired, so leaks in task code do not accumulate.
+are set per job. A `call` task runs in the worker's interpreter; a command task runs as the
+worker's child, in a process group of its own (stoker.jobs.launch).
+
+Stopping an attempt (cancel, timeout, shutdown): a call's worker is what runs the job, so its
+process group gets SIGTERM, SIGKILL after the task's stop_timeout, and a fresh worker takes the
+next job. A command's worker is asked to send those signals to the command's group and lives
+on; one that does not answer UNRESPONSIVE seconds after the SIGKILL is killed itself. A worker
+that dies while a command runs leaves the command without a parent that would stop it: the
+daemon kills it (and all it started) by the job's marker in their environment.
+
+After `worker_max_jobs` Python calls a worker is retired, so leaks in task code do not
+accumulate (commands run no task code in it, and do not count).
 """
 
 from __future__ import annotations
@@ -23,12 +32,13 @@ import msgspec
 
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
-from stoker.jobs.command import job_environment
 from stoker.jobs.output import current_output
+from stoker.jobs.params import fill
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
+from stoker.supervise.procs import kill_job_processes
 from stoker.supervise.reap import describe_exit, kill_group, watch_exit
-from stoker.supervise.spawn import SUPERVISOR_ENV, spawn
+from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
 
 log = logging.getLogger("stoker")
 
@@ -45,6 +55,7 @@ class WorkerDied(Exception):
 
 QUICK = 0.002  # seconds: a worker whose last job took less (by its own clock) is sent more ahead
 REVOKED = "revoked"  # the key of the answer to a request taken back before the worker began it
+UNRESPONSIVE = 5.0  # seconds after a command's SIGKILL before its silent worker is killed too
 
 
 class Worker:
@@ -56,7 +67,7 @@ class Worker:
     def __init__(self, pid: int, channel: socket.socket, profile: Profile) -> None:
         self.pid = pid
         self.profile = profile
-        self.jobs = 0  # jobs it has answered
+        self.jobs = 0  # Python calls it has answered (what recycling counts)
         self.killed_for: int | None = None  # the job a stop killed it for
         self.quick = False  # its last job took next to no time (the dispatcher sends more ahead)
         self.loop = asyncio.get_running_loop()
@@ -66,6 +77,7 @@ class Worker:
         self._incoming = bytearray()
         self._outgoing = bytearray()  # what the socket did not take at once
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}  # by job id, in the order sent
+        self._calls: set[int] = set()  # which of those are Python calls
         self._lost = False
         self.loop.add_reader(self._fd, self._readable)
 
@@ -91,6 +103,8 @@ class Worker:
             answer.set_exception(ConnectionError("the worker closed its channel"))
             return answer
         self._pending[job_id] = answer
+        if "call" in request:
+            self._calls.add(job_id)
         self._write(msgspec.json.encode({"id": job_id, **request}))
         return answer
 
@@ -99,13 +113,19 @@ class Worker:
         if job_id in self._pending and not self._lost:
             self._write(msgspec.json.encode({"revoke": job_id}))
 
+    def signal_job(self, job_id: int, sig: int) -> None:
+        """Have the worker send `sig` to the process group of job `job_id`'s command."""
+        if job_id in self._pending and not self._lost:
+            self._write(msgspec.json.encode({"stop": job_id, "signal": int(sig)}))
+
     async def death(self) -> str:
         """Why the channel closed: the worker's exit, as far as it can be learned."""
         try:
             status = await asyncio.wait_for(asyncio.shield(self.exited), 5)
         except TimeoutError:
             return "the worker closed its channel"
-        return f"the worker {describe_exit(status)[2]}"
+        code, _, how = describe_exit(status)
+        return f"the worker {how}" if code is not None else f"the worker was {how}"
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         kill_group(self.pid, sig)
@@ -166,11 +186,15 @@ class Worker:
                 self.kill()
                 return
             del incoming[: 4 + size]
-            future = self._pending.pop(answer.get("id"), None)  # type: ignore[arg-type]
+            job_id = answer.get("id")
+            future = self._pending.pop(job_id, None)  # type: ignore[arg-type]
             if future is None:
                 continue
+            if job_id in self._calls:
+                self._calls.discard(job_id)
+                if not answer.get(REVOKED):
+                    self.jobs += 1
             if not answer.get(REVOKED):
-                self.jobs += 1
                 self.quick = answer.get("took", QUICK) < QUICK
             if not future.done():
                 future.set_result(answer)
@@ -183,6 +207,7 @@ class Worker:
         if self._outgoing:
             self.loop.remove_writer(self._fd)
         pending, self._pending = self._pending, {}
+        self._calls.clear()
         for future in pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("the worker closed its channel"))
@@ -246,11 +271,13 @@ class Pool:
             return
         self.idle.setdefault(worker.profile, []).append(worker)
 
-    def retire(self, worker: Worker) -> None:
-        """Close its channel (a healthy worker exits on EOF) and kill what is left of its group."""
+    def retire(self, worker: Worker, *, kill: bool = True) -> None:
+        """Close its channel (a healthy worker exits on EOF) and kill what is left of its group
+        (`kill=False`: let it leave by itself, stopping the command it runs on the way)."""
         self.busy.discard(worker)
         worker.close()
-        worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
+        if kill:
+            worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
 
     def can_take_another(self, worker: Worker, ahead: int) -> bool:
         """Whether `worker`, running a job, may be sent one more (prefetch): it is alive, has
@@ -286,28 +313,45 @@ def _own_path() -> list[str]:
     return [os.path.dirname(os.path.dirname(os.path.abspath(stoker.__file__)))]
 
 
-def call_request(job: Job, task: TaskConfig, *, output: str, rerun: bool, state_dir: str) -> dict[str, Any]:
-    """What a worker needs to run an attempt of `job` (as `started()` made it)."""
-    assert task.call is not None
-    return {
-        "call": task.call,
-        "params": job.params,
-        "output": output,
-        "attempt": job.attempt,
-        "rerun": rerun,
-        "directory": task.directory,
-        "environment": job_environment(job, task, {}, state_dir),
-    }
+def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_dir: str) -> dict[str, str]:
+    env = dict(base)
+    env.update(task.environment)
+    env["STOKER_TASK"] = task.name
+    env["STOKER_JOB_ID"] = str(job.id)
+    env["STOKER_JOB_ATTEMPT"] = str(job.attempt)
+    env["STOKER_JOB_PARAMS"] = msgspec.json.encode(job.params).decode()
+    env[SUPERVISOR_ENV] = state_dir
+    return env
 
 
-class CallRun(GroupStop):
-    """One attempt of a `call` task, whose request has gone to `worker` (`answer` is its answer).
-    A worker that answered is released by the dispatcher, which knows whether it has begun a
+def attempt_request(
+    job: Job, task: TaskConfig, *, output: str, rerun: bool, state_dir: str
+) -> dict[str, Any]:
+    """What a worker needs to run an attempt of `job` (as `started()` made it): a call, or a
+    command (ParamError if the command's parameters no longer fit: the config changed since
+    the job was accepted)."""
+    request: dict[str, Any]
+    if task.call is not None:
+        request = {"call": task.call, "params": job.params}
+    else:
+        assert task.command is not None
+        request = {"command": fill(task.command, job.params)}
+    request["output"] = output
+    request["attempt"] = job.attempt
+    request["rerun"] = rerun
+    request["directory"] = task.directory
+    request["environment"] = job_environment(job, task, {}, state_dir)
+    return request
+
+
+class WorkerRun(GroupStop):
+    """One attempt of a job whose request has gone to `worker` (`answer` is its answer). A
+    worker that answered is released by the dispatcher, which knows whether it has begun a
     next job sent ahead; one that died is retired here."""
 
     def __init__(
         self, job: Job, task: TaskConfig, *, pool: Pool, worker: Worker,
-        answer: asyncio.Future[dict[str, Any]], output: str,
+        answer: asyncio.Future[dict[str, Any]], output: str, state_dir: str,
     ) -> None:  # fmt: skip
         super().__init__(task)
         self.job = job
@@ -315,16 +359,38 @@ class CallRun(GroupStop):
         self.worker = worker
         self.answer = answer
         self.output = output
-        self.pid = worker.pid  # a stop or a timeout reaches the worker's group
+        self.state_dir = state_dir
+        self.command = task.call is None  # its own process group, under the worker
+        if not self.command:
+            self.pid = worker.pid  # a stop or a timeout reaches the worker's group
 
     def stop(self, outcome: Outcome, reason: str) -> None:
         if self.answer.done():  # it has ended: the worker may be running the next job already
+            return
+        if self.command:
+            if self.stopped is None:
+                self.stopped = (outcome, reason)
+                self.worker.signal_job(self.job.id, signal.SIGTERM)
+                self._later(self.task.stop_timeout, self._kill)
             return
         for job_id in self.worker.pending:  # the next job, if sent ahead, is not to go down with it
             if job_id != self.job.id:
                 self.worker.revoke(job_id)
         self.worker.killed_for = self.job.id
         super().stop(outcome, reason)
+
+    def _kill(self) -> None:
+        self.worker.signal_job(self.job.id, signal.SIGKILL)
+        self._later(UNRESPONSIVE, self._kill_worker)
+
+    def _kill_worker(self) -> None:
+        log.warning("job %d: its worker (pid %d) did not answer a SIGKILL of the job; killing it",
+                    self.job.id, self.worker.pid)  # fmt: skip
+        self.worker.killed_for = self.job.id
+        self.worker.kill()
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
 
     def watch(self, ended: Callable[[AttemptResult | None], None]) -> None:
         """Call `ended(result)` once the worker answers, without a task of its own (a short
@@ -336,6 +402,10 @@ class CallRun(GroupStop):
     def abandon(self) -> None:
         """The daemon is leaving without waiting for its end: the job must not outlive it."""
         if not self.answer.done():
+            if self.command:  # (the worker kills what runs when its channel closes)
+                self.worker.signal_job(self.job.id, signal.SIGKILL)
+                self.pool.retire(self.worker, kill=False)
+                return
             self.pool.retire(self.worker)
             self.worker.kill(signal.SIGKILL)
 
@@ -353,6 +423,8 @@ class CallRun(GroupStop):
             answer = await self.answer
         except ConnectionError:
             self.pool.retire(worker)
+            if self.command:  # its process group lives on without the worker that would stop it
+                await asyncio.to_thread(kill_job_processes, self.state_dir, self.job.id)
             output = current_output(self.output)
             if self.stopped is not None:
                 return self.stopped_result(output=output)
@@ -363,16 +435,41 @@ class CallRun(GroupStop):
         except BaseException:
             self.pool.retire(worker)  # cancelled: the job must not outlive us
             worker.kill(signal.SIGKILL)
+            if self.command:
+                kill_job_processes(self.state_dir, self.job.id)
             raise
         finally:
             self.disarm()
         return self._result(answer)
 
-    @staticmethod
-    def _result(answer: dict[str, Any]) -> AttemptResult:
+    def _result(self, answer: dict[str, Any]) -> AttemptResult:
         output = str(answer.get("output") or "")
+        ended = answer.get("ended")
+        ended_at = float(ended) if isinstance(ended, (int, float)) else None
+        if self.command:
+            return self._command_result(answer, output, ended_at)
         if answer.get("ok"):
             return AttemptResult(
-                Outcome.SUCCEEDED, result=answer.get("result"), has_result=True, output=output
-            )
-        return AttemptResult(Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output)
+                Outcome.SUCCEEDED, result=answer.get("result"), has_result=True, output=output,
+                ended_at=ended_at,
+            )  # fmt: skip
+        return AttemptResult(
+            Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output, ended_at=ended_at
+        )
+
+    def _command_result(self, answer: dict[str, Any], output: str, ended_at: float | None) -> AttemptResult:
+        spawn_error = answer.get("spawn_error")
+        if spawn_error is not None:
+            number, text, filename = spawn_error
+            error = OSError(number, text, filename) if filename is not None else OSError(number, text)
+            reason = describe_spawn_error(error, self.task.command or ("?",), self.task.directory)
+            return AttemptResult(Outcome.FAILED, error=reason, ended_at=ended_at)
+        status = answer.get("status")
+        exit_code = None if status is None else describe_exit(status)[0]
+        if self.stopped is not None:
+            return self.stopped_result(exit_code=exit_code, output=output, ended_at=ended_at)
+        assert status is not None
+        exit_code, _, how = describe_exit(status)
+        if exit_code == 0:
+            return AttemptResult(Outcome.SUCCEEDED, exit_code=0, output=output, ended_at=ended_at)
+        return AttemptResult(Outcome.FAILED, exit_code=exit_code, error=how, output=output, ended_at=ended_at)

@@ -1,13 +1,16 @@
-"""A worker of the Python pool: runs `call` tasks one at a time, in its own process.
+"""A worker of the pool: runs jobs one at a time, in its own process: `call` tasks in its own
+interpreter, command tasks as its child (stoker.jobs.launch).
 
 Started by the daemon (`python -m stoker.jobs.worker`) with a socket on the fd named by
 STOKER_WORKER_FD. Frames both ways are length-prefixed JSON objects. A request names its job
 (`id`), the callable, its parameters, the job's output file, working directory and
 environment; its answer is ``{"id": …, "ok": true, "result": …}`` or ``{"id": …, "ok": false,
-"error": "…"}``. While a job runs, fds 1 and 2 are its output file, so prints and tracebacks
-land in the job's output. Imports stay here (warm) from one job to the next; the daemon
-replaces a worker after `worker_max_jobs` jobs. Kept free of the daemon's imports: a worker
-should start fast and stay small.
+"error": "…"}``. A command request names the argv instead of the callable; its answer holds the
+child's wait `status` (or `spawn_error`), and ``{"stop": id, "signal": n}`` sends a signal to
+that command's process group while it runs. While a call runs, fds 1 and 2 are its output
+file, so prints and tracebacks land in the job's output. Imports stay here (warm) from one job
+to the next; the daemon replaces a worker after `worker_max_jobs` calls. Kept free of the
+daemon's imports: a worker should start fast and stay small.
 
 The daemon may send the next requests while one runs (prefetch: the worker goes on without
 waiting for a round trip; they run in the order sent), and may take any back with
@@ -17,7 +20,13 @@ not begun with ``{"id": …, "revoked": true}``, and only then sends the answer.
 daemon reads an answer, the first request it had sent after that job and not seen answered
 "revoked" is running; a revoke that arrives after its job began is too late and ignored. Each
 answer also says how long the job took (`took`, seconds), which tells the daemon how far ahead
-to send.
+to send, and when it ended (`ended`, the epoch).
+
+A command's answer may wait up to LINGER for the answers of the next jobs sent ahead, so that
+one write (and one wake-up of the daemon) carries several: it goes at once when nothing more is
+here to run, and while a command runs the worker sends what is held as soon as it is due. A
+call's answer, and those held before it, go at once: a Python call cannot be interrupted to send
+them.
 """
 
 from __future__ import annotations
@@ -33,9 +42,11 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any
 
+from stoker.jobs.launch import Launcher
 from stoker.jobs.output import close_output, open_output
 
 MAX_RESULT = 1024 * 1024  # bytes of JSON a result may take in the job record
+LINGER = 0.002  # seconds a command's answer may wait for company (see the module's docstring)
 
 
 def main() -> None:
@@ -45,52 +56,100 @@ def main() -> None:
         if path and path not in sys.path:
             sys.path.insert(0, path)
     environment = Environment()
+    launcher = Launcher(environment.base)
     channel = Channel(socket.socket(fileno=fd))
-    quiet = os.open(os.devnull, os.O_WRONLY)
+    quiet = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     while True:
         request = channel.next_request()
         if request is None:
             return  # the daemon closed the channel: leave quietly
         began = time.monotonic()
-        answer = _run(request, environment, quiet)
+        command = "command" in request
+        if command:
+            answer = _command(request, launcher, channel)
+        else:
+            channel.flush()  # a call may take long: what is held goes first
+            answer = _run(request, environment, quiet)
+            launcher.descriptors_trusted = False  # its code may have opened inheritable ones
         answer["id"] = request["id"]
         answer["took"] = time.monotonic() - began
-        channel.answer(answer)
+        answer["ended"] = time.time()
+        channel.answer(answer, hold=command)
 
 
 class Channel:
-    """The worker's end of the socket: requests in order, revokes applied as the module says."""
+    """The worker's end of the socket: requests in order, revokes applied as the module says,
+    answers held back as it says too (`held`, sent by `flush`)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
         self.pending: collections.deque[dict[str, Any]] = collections.deque()  # not begun yet
         self.revoked: set[int] = set()
+        self.stops: dict[int, int] = {}  # job id -> the signal a stop asks for
+        self.current: int | None = None  # the job begun last
+        self.held: list[bytes] = []  # frames not sent yet, in order
+        self.held_since = 0.0
         self.closed = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
     def next_request(self) -> dict[str, Any] | None:
         """The next job to run (blocking while there is none); None once the daemon is gone.
         Begun whatever revokes say: the answer before it (or its arrival at an idle worker)
         told the daemon it would run."""
+        if not self.pending:
+            self.flush()  # nothing to do until the daemon hears: it may send more
         while not self.pending and not self.closed:
             self._receive(block=True)
-        return None if self.closed else self.pending.popleft()
+        if self.closed:
+            return None
+        request = self.pending.popleft()
+        self.current = request["id"]
+        return request
 
-    def answer(self, answer: dict[str, Any]) -> None:
+    def answer(self, answer: dict[str, Any], hold: bool = False) -> None:
+        """Send `answer` (revoked requests first); with `hold`, it may wait (LINGER) for company."""
         self._receive(block=False)
         if self.revoked:
             for request in [r for r in self.pending if r["id"] in self.revoked]:
                 self.pending.remove(request)
-                self._send({"id": request["id"], "revoked": True})
+                self._hold({"id": request["id"], "revoked": True})
             self.revoked.clear()  # the rest name jobs begun already: too late
-        self._send(answer)
+        self.stops.pop(answer["id"], None)
+        self.current = None
+        self._hold(answer)
+        if not hold or not self.pending or self.flush_in() == 0:
+            self.flush()
 
-    def _send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode()
+    def take_in(self) -> None:
+        self._receive(block=False)
+
+    def stop_for(self, job_id: int) -> int | None:
+        return self.stops.pop(job_id, None)
+
+    def flush_in(self) -> float | None:
+        """Seconds until what is held must be sent (0: now); None: nothing is held."""
+        if not self.held:
+            return None
+        return max(0.0, self.held_since + LINGER - time.monotonic())
+
+    def flush(self) -> None:
+        if not self.held:
+            return
+        data = b"".join(self.held)
+        self.held.clear()
         try:
-            self.sock.sendall(len(data).to_bytes(4, "big") + data)
+            self.sock.sendall(data)
         except OSError:  # the daemon is gone
             self.closed = True
+
+    def _hold(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode()
+        if not self.held:
+            self.held_since = time.monotonic()
+        self.held.append(len(data).to_bytes(4, "big") + data)
 
     def _receive(self, block: bool) -> None:
         """Take in what has arrived (waiting for something if `block`)."""
@@ -113,8 +172,16 @@ class Channel:
             del self.buffer[: 4 + size]
             if "revoke" in message:
                 self.revoked.add(message["revoke"])
+            elif "stop" in message:
+                self._stop(message["stop"], message["signal"])
             else:
                 self.pending.append(message)
+
+    def _stop(self, job_id: int, sig: int) -> None:
+        """Kept for the command that runs (or is sent and not begun); one already answered is
+        done with, and nothing is kept for it."""
+        if job_id == self.current or any(request["id"] == job_id for request in self.pending):
+            self.stops[job_id] = sig
 
 
 class Environment:
@@ -147,6 +214,16 @@ class Environment:
                 os.environ[name] = value
         self.applied = dict(variables)
         self.snapshot = self._raw()
+
+
+def _command(request: dict[str, Any], launcher: Launcher, channel: Channel) -> dict[str, Any]:
+    out, offset = open_output(request["output"], request["attempt"], request["rerun"], time.time())
+    try:
+        answer = launcher.run(request, out, channel)
+    finally:
+        output = close_output(out, request["output"], offset)
+    answer["output"] = output
+    return answer
 
 
 def _run(request: dict[str, Any], environment: Environment, quiet: int) -> dict[str, Any]:

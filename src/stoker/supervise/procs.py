@@ -82,9 +82,25 @@ def kill_orphans(state_dir: str) -> int:
     STOKER_SUPERVISOR=<state dir> in their environment, which is how we know them. Returns how
     many processes were found.
     """
+    found = _kill_marked(state_dir, None)
+    if found:
+        log.warning("killed %d process(es) left behind by a previous daemon", found)
+    return found
+
+
+def kill_job_processes(state_dir: str, job_id: int) -> int:
+    """SIGKILL the process groups of job `job_id`'s command (found by the job's marker:
+    STOKER_SUPERVISOR and STOKER_JOB_ID in their environment), whose worker died under it.
+    Returns how many processes were found."""
+    found = _kill_marked(state_dir, str(job_id))
+    if found:
+        log.warning("job %d: killed %d process(es) its worker left behind", job_id, found)
+    return found
+
+
+def _kill_marked(state_dir: str, job_id: str | None) -> int:
     import psutil
 
-    marker = state_dir
     me = os.getpid()
     groups: set[int] = set()
     found = 0
@@ -92,7 +108,10 @@ def kill_orphans(state_dir: str) -> int:
         if proc.pid == me:
             continue
         try:
-            if proc.environ().get(SUPERVISOR_ENV) != marker:
+            env = proc.environ()
+            if env.get(SUPERVISOR_ENV) != state_dir:
+                continue
+            if job_id is not None and env.get("STOKER_JOB_ID") != job_id:
                 continue
             groups.add(os.getpgid(proc.pid))
             found += 1
@@ -105,6 +124,4 @@ def kill_orphans(state_dir: str) -> int:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
-    if found:
-        log.warning("killed %d process(es) left behind by a previous daemon", found)
     return found

@@ -108,7 +108,7 @@ def spawn(
     descriptor), straight into that file with no pipe and no work for the daemon.
     `tie_to_daemon=False` skips the death signal, and with it setpriv's second exec, which
     doubles the cost of a short command; for children whose leftovers the next daemon's orphan
-    sweep may handle (jobs: see stoker.jobs.command).
+    sweep may handle.
     """
     preexec = None
     if not tie_to_daemon:
