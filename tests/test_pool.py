@@ -387,14 +387,18 @@ def test_a_job_sent_ahead_waits_through_a_shutdown(stoker: Stoker, tmp_path: Pat
 async def bare_worker(tmp_path: Path) -> AsyncIterator[Worker]:
     (tmp_path / "mytasks.py").write_text(TASKS)
     ours, theirs = socket.socketpair()
-    env = dict(os.environ, STOKER_WORKER_FD=str(theirs.fileno()), STOKER_IMPORT_PATH=str(tmp_path))
+    our_stops, their_stops = socket.socketpair()
+    env = dict(os.environ, STOKER_WORKER_FD=str(theirs.fileno()), STOKER_IMPORT_PATH=str(tmp_path),
+               STOKER_WORKER_STOP_FD=str(their_stops.fileno()))  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "stoker.jobs.worker"], env=env, cwd=tmp_path, pass_fds=(theirs.fileno(),),
-        start_new_session=True,
+        [sys.executable, "-m", "stoker.jobs.worker"], env=env, cwd=tmp_path,
+        pass_fds=(theirs.fileno(), their_stops.fileno()), start_new_session=True,
     )  # fmt: skip
     theirs.close()
+    their_stops.close()
     ours.setblocking(False)
-    worker = Worker(process.pid, ours, (None, None, None))
+    our_stops.setblocking(False)
+    worker = Worker(process.pid, ours, our_stops, (None, None, None))
     try:
         yield worker
     finally:

@@ -511,6 +511,37 @@ def test_starts_and_ends_in_one_batch_take_effect_in_submission_order(tmp_path: 
     run(sqlite_backend(tmp_path), body)
 
 
+def test_a_start_and_its_end_in_one_batch_are_one_change(tmp_path: Path) -> None:
+    """A short job's start and end, committed together, take the row from queued to its end in
+    one update (the record is as if each had applied: the attempt is on record, `started_at`
+    is the start's); one cancelled before either applied is refused whole, each answering
+    None; one begun before its cancel arrived is started and ended all the same."""
+
+    async def body(store: Store) -> None:
+        [(ok, _), (gone, _), (begun, _)] = await store.enqueue([new(), new(), new()], T0)
+        await store.cancel(gone.id, T0)
+        await store.cancel(begun.id, T0)
+        running = [started(job, T0 + 1, NODE) for job in (ok, gone, begun)]
+        ends = [end(job, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), exit_code=0) for job in running]
+        async with held(store):
+            answers = await asyncio.gather(
+                store.start(running[0]), store.start(running[1]), store.start(running[2], begun=True),
+                *(store.finish(job, e) for job, e in zip(running, ends, strict=True)),
+            )  # fmt: skip
+        assert [answer is None for answer in answers] == [False, True, False, False, True, False]
+        for finished in (answers[3], answers[5]):
+            assert finished is not None and finished.state is JobState.SUCCEEDED
+            stored = await store.get(finished.id)
+            assert stored == finished and stored.started_at == T0 + 1 and stored.finished_at == T0 + 10
+            [attempt] = await store.attempts(finished.id)
+            assert (attempt.number, attempt.outcome, attempt.started_at) == (1, Outcome.SUCCEEDED, T0 + 1)
+        left = await store.get(gone.id)
+        assert left is not None and left.state is JobState.CANCELLED and left.attempt == 0
+        assert await store.attempts(gone.id) == []
+
+    run(sqlite_backend(tmp_path), body)
+
+
 def test_only_starts_and_ends_wait_for_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Starts and ends wait a little before a commit, to share it; an enqueue or a read queued
     behind them ends the wait, and so does closing the store (here the wait is stretched to a

@@ -15,14 +15,16 @@ environment and the file descriptors:
   defaults (Python ignores them; the job must not), the job's environment and nothing else of
   the worker's: its own descriptors are all close-on-exec, and after a Python call (whose code
   may have opened inheritable ones) they are made so again before the next command;
-- the worker waits on the child's pidfd and on its channel at once, so a stop from the daemon
-  (cancel, timeout, shutdown) reaches the command's process group while it runs;
+- the worker waits on the child's pidfd and on its stop channel at once, so a stop from the
+  daemon (cancel, timeout, shutdown) reaches the command's process group while it runs;
 - when the child exits, whatever is left in its group is killed before it is reaped (its pid
   still names the group), as for the daemon's own children (stoker.supervise.reap).
 
 Like the daemon's children a job carries STOKER_SUPERVISOR, and no death signal: if the daemon
-and its workers are killed, the next daemon kills what a job left behind before it queues the
-job again. Only `os`, `select`, `signal`: the worker imports this and should start fast.
+and its workers are killed, a running job goes on, and the next daemon kills what is left of it
+before it queues the job again. So a worker that finds its channel closed while a command runs
+lets it run (the daemon that closes a channel on purpose stops the command first). Only `os`,
+`select`, `signal`: the worker imports this and should start fast.
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ class Channel(Protocol):
 
     closed: bool
 
-    def fileno(self) -> int: ...
+    def stop_fd(self) -> int:
+        """What to poll for stops (and for the daemon letting go: end of file)."""
 
     def take_in(self) -> None:
-        """Read what has arrived, without waiting."""
+        """Read the stops that have arrived, without waiting."""
 
     def stop_for(self, job_id: int) -> int | None:
         """The signal a stop asks `job_id`'s command to get, if one has arrived (taken)."""
@@ -79,6 +82,7 @@ class Launcher:
         if not self.descriptors_trusted:
             _close_on_exec_all()
             self.descriptors_trusted = True
+        channel.take_in()
         sig = channel.stop_for(job_id)
         if sig is not None:
             return {"ok": False, "status": None}
@@ -142,15 +146,15 @@ class Launcher:
 
 def _wait(pid: int, job_id: int, channel: Channel) -> int:
     """Wait for `pid` to exit while hearing the channel: stops signal the process group, held
-    answers go when due, and a daemon that closed the channel takes the job down with it.
-    Returns the wait status, once the rest of its group is killed and it is reaped."""
+    answers go when due. Returns the wait status, once the rest of its group is killed and it
+    is reaped."""
     pidfd = _pidfd(pid)
     poller = select.poll()
     if pidfd is not None:
         poller.register(pidfd, select.POLLIN)
     listening = not channel.closed
     if listening:
-        poller.register(channel.fileno(), select.POLLIN)
+        poller.register(channel.stop_fd(), select.POLLIN)
     try:
         while True:
             due = channel.flush_in()
@@ -160,17 +164,16 @@ def _wait(pid: int, job_id: int, channel: Channel) -> int:
             ready = {fd for fd, _ in poller.poll(timeout)}
             if pidfd in ready if pidfd is not None else _exited(pid):
                 break
-            if listening and channel.fileno() in ready:
+            if listening and channel.stop_fd() in ready:
                 channel.take_in()
             if channel.flush_in() == 0:
                 channel.flush()
             sig = channel.stop_for(job_id)
             if sig is not None:
                 _signal_group(pid, sig)
-            if listening and channel.closed:  # the daemon let go: nothing begun here outlives that
-                poller.unregister(channel.fileno())
+            if listening and channel.closed:  # the daemon is gone (or let go): the job runs on
+                poller.unregister(channel.stop_fd())  # (see the module's docstring)
                 listening = False
-                _signal_group(pid, signal.SIGKILL)
     finally:
         if pidfd is not None:
             os.close(pidfd)

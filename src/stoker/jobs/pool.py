@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -55,6 +56,7 @@ class WorkerDied(Exception):
 
 QUICK = 0.002  # seconds: a worker whose last job took less (by its own clock) is sent more ahead
 REVOKED = "revoked"  # the key of the answer to a request taken back before the worker began it
+STOP_FRAME = struct.Struct("!qi")  # a stop on a worker's stop channel: job id, signal
 UNRESPONSIVE = 5.0  # seconds after a command's SIGKILL before its silent worker is killed too
 
 
@@ -64,7 +66,7 @@ class Worker:
     is answered `revoked` instead). Plain reader and writer callbacks rather than a transport:
     a short job's bookkeeping is mostly this exchange."""
 
-    def __init__(self, pid: int, channel: socket.socket, profile: Profile) -> None:
+    def __init__(self, pid: int, channel: socket.socket, stops: socket.socket, profile: Profile) -> None:
         self.pid = pid
         self.profile = profile
         self.jobs = 0  # Python calls it has answered (what recycling counts)
@@ -73,6 +75,7 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = self.loop.create_future()
         self._socket = channel
+        self._stops = stops  # (stoker.jobs.worker: a channel of its own, so requests wake nobody)
         self._fd = channel.fileno()
         self._incoming = bytearray()
         self._outgoing = bytearray()  # what the socket did not take at once
@@ -116,7 +119,10 @@ class Worker:
     def signal_job(self, job_id: int, sig: int) -> None:
         """Have the worker send `sig` to the process group of job `job_id`'s command."""
         if job_id in self._pending and not self._lost:
-            self._write(msgspec.json.encode({"stop": job_id, "signal": int(sig)}))
+            try:
+                self._stops.send(STOP_FRAME.pack(job_id, int(sig)))
+            except OSError as e:  # (a worker that reads none is killed: WorkerRun._kill_worker)
+                log.warning("pool: cannot ask worker %d to stop job %d: %s", self.pid, job_id, e)
 
     async def death(self) -> str:
         """Why the channel closed: the worker's exit, as far as it can be learned."""
@@ -133,6 +139,7 @@ class Worker:
     def close(self) -> None:
         self._lose()
         self._socket.close()
+        self._stops.close()
 
     def _write(self, data: bytes) -> None:
         frame = len(data).to_bytes(4, "big") + data
@@ -223,8 +230,10 @@ class Pool:
 
     def _spawn(self, profile: Profile) -> Worker:
         ours, theirs = socket.socketpair()
+        our_stops, their_stops = socket.socketpair()
         env = dict(self.base_environment)
         env["STOKER_WORKER_FD"] = str(theirs.fileno())
+        env["STOKER_WORKER_STOP_FD"] = str(their_stops.fileno())
         env["STOKER_IMPORT_PATH"] = os.pathsep.join([self.config.directory, *_own_path()])
         env[SUPERVISOR_ENV] = self.config.daemon.state_dir
         quiet = os.open(os.devnull, os.O_WRONLY)
@@ -238,16 +247,19 @@ class Pool:
                 group=group,
                 umask=umask,
                 output=quiet,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), their_stops.fileno()),
             )
         except BaseException:
             ours.close()
+            our_stops.close()
             raise
         finally:
             theirs.close()
+            their_stops.close()
             os.close(quiet)
         ours.setblocking(False)
-        worker = Worker(child.pid, ours, profile)
+        our_stops.setblocking(False)
+        worker = Worker(child.pid, ours, our_stops, profile)
         watch_exit(asyncio.get_running_loop(), child.pid, worker.on_exit)
         return worker
 

@@ -122,6 +122,12 @@ FINISH = (
     " output = ?, result = ?, cancel_requested = 0"
     " WHERE id = ? AND state = 'running' AND attempt = ?"
 )
+# START and then FINISH of the same attempt, in one: guarded as START is
+START_TO_END = (
+    "UPDATE jobs SET state = ?, run_at = ?, attempt = ?, started_at = ?, node = ?, finished_at = ?,"
+    " exit_code = ?, error = ?, output = ?, result = ?, cancel_requested = 0"
+    " WHERE id = ? AND attempt = ? AND (state = 'queued' OR (state = 'cancelled' AND ?))"
+)
 ATTEMPT = (
     "INSERT INTO attempts (job_id, number, started_at, finished_at, outcome, exit_code, error, node)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -155,6 +161,13 @@ class _Finish(msgspec.Struct, frozen=True):
         return (str(job.state), job.run_at, job.attempt, job.finished_at, job.exit_code, job.error,
                 job.output, self.result, end.job_id, end.attempt)  # fmt: skip
 
+    def whole_row(self, start: _Start) -> tuple[Any, ...]:
+        """START_TO_END's row: `start` (of this attempt) and this end, in one."""
+        job, began = self.job, start.job
+        return (str(job.state), job.run_at, job.attempt, began.started_at, began.node, job.finished_at,
+                job.exit_code, job.error, job.output, self.result, job.id, began.attempt - 1,
+                start.begun)  # fmt: skip
+
     def attempt_row(self) -> tuple[Any, ...]:
         end = self.end
         return (end.job_id, end.attempt, self.job.started_at, end.finished_at, str(end.outcome),
@@ -176,15 +189,35 @@ def _apply_one(conn: sqlite3.Connection, change: _Start | _Finish) -> Job | None
 
 def _apply_all(conn: sqlite3.Connection, changes: Sequence[_Start | _Finish]) -> bool:
     """All of `changes` at once, starts before ends (see `_run_of_changes` for why that keeps
-    their order); False if any guard did not hold (the caller rolls back and goes one by one)."""
-    starts = [change.row() for change in changes if isinstance(change, _Start)]
-    ends = [change for change in changes if isinstance(change, _Finish)]
-    if starts and conn.executemany(START, starts).rowcount != len(starts):
-        return False
-    if ends:
-        if conn.executemany(FINISH, [end.row() for end in ends]).rowcount != len(ends):
+    their order); False if any guard did not hold (the caller rolls back and goes one by one).
+    A start and the end of that same attempt (a short job, or one a worker began and ended
+    between two of its answers) are one update from queued to its end: the row, and the
+    indexes on its state, change once instead of twice."""
+    starts: dict[int, _Start] = {}
+    for change in changes:
+        if isinstance(change, _Start):
+            starts[change.job.id] = change
+    whole: list[tuple[Any, ...]] = []  # started and ended here
+    finishes: list[tuple[Any, ...]] = []  # ended here, started before
+    attempts: list[tuple[Any, ...]] = []
+    for change in changes:
+        if isinstance(change, _Finish):
+            start = starts.get(change.end.job_id)
+            if start is not None and start.job.attempt == change.end.attempt:
+                del starts[change.end.job_id]
+                whole.append(change.whole_row(start))
+            else:
+                finishes.append(change.row())
+            attempts.append(change.attempt_row())
+    for sql, rows in (
+        (START, [start.row() for start in starts.values()]),
+        (START_TO_END, whole),
+        (FINISH, finishes),
+    ):
+        if rows and conn.executemany(sql, rows).rowcount != len(rows):
             return False
-        conn.executemany(ATTEMPT, [end.attempt_row() for end in ends])
+    if attempts:
+        conn.executemany(ATTEMPT, attempts)
     return True
 
 
