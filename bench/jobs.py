@@ -49,6 +49,7 @@ WORKERS = 2  # stoker queue concurrency, huey -w, rq worker-pool -n
 BATCH = 500  # enqueue_many batch size
 GAP = (0.005, 0.025)  # idle time before each latency job (random, seeded; the same for every tool)
 LATENCY_WARMUP = 3
+ROUNDS = 3  # throughput rounds (--quick: 1); see main()
 SEED = 20261123
 
 SH = common.SH
@@ -490,10 +491,10 @@ class StokerBench:
             },
         }
 
-    def measure(self) -> dict[str, Any]:
-        res: dict[str, Any] = {"notes": {}}
+    def throughputs(self, res: dict[str, Any]) -> dict[str, float]:
+        """One round of the throughput measurements; their rates (details go into `res`)."""
         s = self.sizes
-
+        rates: dict[str, float] = {}
         # 1. no-op Python jobs: a `call` task, where this stoker accepts one
         d = self.session.fresh_dir("stoker-noop")
         (d / "benchtasks.py").write_text(BENCHTASKS_PY)
@@ -507,7 +508,8 @@ class StokerBench:
         else:
             log(f"stoker: {s['noop']} no-op call jobs, concurrency {WORKERS}")
             t = self.throughput(d, "noop", s["noop"])
-            res["noop_rate"], res["noop"] = t["rate"], t
+            rates["noop_rate"] = t["rate"]
+            res.setdefault("noop", []).append(t)
             log(
                 f"stoker: no-op {t['rate']:.0f} jobs/s; daemon CPU {t['daemon_cpu_ms_per_job']:.2f} ms/job,"
                 f" {t['daemon_cpu_share']:.0%} of a core"
@@ -519,12 +521,17 @@ class StokerBench:
             self.write(d, f"[tasks.true]\ncommand = {toml_list([TRUE])}\n", concurrency=conc)
             log(f"stoker: {s['command']} `true` jobs, concurrency {conc}")
             t = self.throughput(d, "true", s["command"])
-            res[f"true_c{conc}_rate"], res[f"true_c{conc}"] = t["rate"], t
+            rates[f"true_c{conc}_rate"] = t["rate"]
+            res.setdefault(f"true_c{conc}", []).append(t)
             log(
                 f"stoker: `true` at concurrency {conc}: {t['rate']:.0f} jobs/s; daemon CPU"
                 f" {t['daemon_cpu_ms_per_job']:.2f} ms/job, {t['daemon_cpu_share']:.0%} of a core"
             )
+        return rates
 
+    def measure(self, res: dict[str, Any]) -> None:
+        """The measurements taken once: enqueue rates and latencies."""
+        s = self.sizes
         # 3. enqueue rate (queue paused: nothing runs)
         d = self.session.fresh_dir("stoker-enqueue")
         self.write(d, f"[tasks.noop_cmd]\ncommand = {toml_list([TRUE])}\n")
@@ -580,7 +587,6 @@ class StokerBench:
                 f"stoker: call task latency: client→first line p50 {sm['p50']:.2f} ms p99 {sm['p99']:.2f} ms;"
                 f" created→started p50 {lat['p50']['created_to_started']:.2f} ms"
             )
-        return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -688,19 +694,22 @@ class AnchorBench:
             "jobs": n,
         }
 
-    def measure(self) -> dict[str, Any]:
-        res: dict[str, Any] = {"notes": {}}
+    def throughputs(self, res: dict[str, Any]) -> dict[str, float]:
         s = self.sizes
         log(f"{self.name}: {s['noop']} no-op jobs, {WORKERS} workers")
         t = self.throughput("noop", "noop", s["noop"])
-        res["noop_rate"], res["noop"] = t["rate"], t
+        res.setdefault("noop", []).append(t)
         log(f"{self.name}: no-op {t['rate']:.0f} jobs/s")
+        noop = t["rate"]
 
         log(f"{self.name}: {s['command']} subprocess.run(['true']) jobs, {WORKERS} workers")
         t = self.throughput("true", "run_true", s["command"])
-        res["true_c2_rate"], res["true_c2"] = t["rate"], t
+        res.setdefault("true_c2", []).append(t)
         log(f"{self.name}: `true` {t['rate']:.0f} jobs/s")
+        return {"noop_rate": noop, "true_c2_rate": t["rate"]}
 
+    def measure(self, res: dict[str, Any]) -> None:
+        s = self.sizes
         d = self.fresh("enqueue")
         self.reset(d)
         self.driver(d, "enqueue", self.name, 1, 0)  # warm-up (creates the tables / connection)
@@ -735,7 +744,6 @@ class AnchorBench:
         else:
             res["notes"]["lat_daemon_p50"] = res["notes"]["lat_daemon_p99"] = "no such record"
         log(f"{self.name}: latency enqueue call→first line p50 {sm['p50']:.2f} ms")
-        return res
 
 
 class HueyBench(AnchorBench):
@@ -820,24 +828,43 @@ def cell(res: dict[str, Any] | None, key: str, fmt: str, ran: bool, why: str = "
 
 
 def ratio(other: dict[str, Any] | None, st: dict[str, Any] | None, key: str, better: str) -> str:
-    """Oriented so that above 1× means stoker does better."""
+    """Oriented so that above 1× means stoker does better (a throughput measured in rounds:
+    the median of the rounds' ratios)."""
     if not other or not st or other.get(key) is None or st.get(key) is None:
         return "—"
+    paired = per_round(st, key, [r.get(key, 0.0) for r in other.get("rounds", [])])
+    if len(paired) > 1:
+        return f"{statistics.median(paired):.2f}×"
     a, b = (st[key], other[key]) if better == "high" else (other[key], st[key])
     if b == 0:
         return "∞"
     return f"{a / b:.2f}×"
 
 
+def per_round(st: dict[str, Any] | None, key: str, against: list[float]) -> list[float]:
+    """stoker's figure over the anchor's, round by round (rounds both completed)."""
+    mine = [r[key] for r in (st or {}).get("rounds", []) if key in r]
+    return [a / b for a, b in zip(mine, against, strict=False) if b]
+
+
+def spread(values: list[float], fmt: str) -> str:
+    if len(values) < 2:
+        return ""
+    return f", median of {len(values)} rounds: {fmt.format(min(values))}–{fmt.format(max(values))}"
+
+
 def target_cell(
     st: dict[str, Any] | None, key: str, meta: dict[str, Any], huey: dict[str, Any] | None = None
 ) -> str:
-    if key == "noop_rate":  # the throughput target is relative: huey's rate in the same run
+    if key == "noop_rate":  # the throughput target is relative: huey's rate in the same rounds
         text = "≥ 3× huey"
         if not st or st.get(key) is None or not huey or not huey.get(key):
             return text
-        times = st[key] / huey[key]
-        return f"{text}: {'met' if times >= 3 else 'missed'} ({times:.2f}×)"
+        times = per_round(st, key, [r.get(key, 0.0) for r in huey.get("rounds", [])])
+        if not times:
+            return text
+        median = statistics.median(times)
+        return f"{text}: {'met' if median >= 3 else 'missed'} ({median:.2f}×{spread(times, '{:.2f}×')})"
     if key == "true_c2_rate":
         bare = meta.get("bare_fork_exec", {}).get("threads_2")
         if bare is None:
@@ -845,8 +872,11 @@ def target_cell(
         text = f"≥ 80% of bare ×2 ({bare:.0f}/s)"
         if not st or st.get(key) is None:
             return text
-        share = st[key] / bare
-        return f"{text}: {'met' if share >= 0.8 else 'missed'} ({share:.0%})"
+        shares = per_round(st, key, meta["bare_fork_exec"].get("threads_2_rounds", [bare]))
+        if not shares:
+            return text
+        median = statistics.median(shares)
+        return f"{text}: {'met' if median >= 0.8 else 'missed'} ({median:.0%}{spread(shares, '{:.0%}')})"
     limits = {"lat_daemon_p50": 2.0, "lat_daemon_p99": 10.0}
     if key not in limits:
         return ""
@@ -897,8 +927,10 @@ def main() -> int:
 
     if args.quick:
         sizes = {"noop": 1000, "command": 500, "enqueue": 500, "batch": 2000, "latency": 50}
+        rounds = 1
     else:
         sizes = {"noop": 5000, "command": 2000, "enqueue": 2000, "batch": 5000, "latency": 200}
+        rounds = ROUNDS
     bare_n = sizes["command"]
     floor_n = 20 if args.quick else 50
 
@@ -923,6 +955,7 @@ def main() -> int:
             "latency_warmup": LATENCY_WARMUP,
             "seed": SEED,
             "bare_fork_exec_jobs": bare_n,
+            "rounds": rounds,
             "pycache_prefix": str(common.PYCACHE),
             "environment_had_PYTHONDONTWRITEBYTECODE": "PYTHONDONTWRITEBYTECODE" in os.environ,
         },
@@ -935,21 +968,12 @@ def main() -> int:
     failed = False
     started = time.monotonic()
     try:
-        log(f"baseline: {bare_n} × subprocess.run(['true']), 1 and 2 threads")
-        meta["bare_fork_exec"] = {
-            "threads_1": bare_fork_exec(bare_n, 1),
-            "threads_2": bare_fork_exec(bare_n, 2),
-        }
-        log(
-            f"baseline: {meta['bare_fork_exec']['threads_1']:.0f}/s sequential,"
-            f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads"
-        )
         meta["sh_date_floor_ms"] = sh_date_floor(session, floor_n)
         log(f"floor: sh -c 'date >> F' spawned directly: {meta['sh_date_floor_ms']:.2f} ms")
 
+        benches: dict[str, StokerBench | AnchorBench] = {}
         anchors: dict[str, str] | None = None
         for name in only:
-            res: dict[str, Any] = {}
             bench: StokerBench | AnchorBench | None = None
             try:
                 if name == "stoker":
@@ -976,9 +1000,16 @@ def main() -> int:
                 if isinstance(bench, RqBench):
                     bench.stop_redis()
                 continue
-            results[name] = res
+            benches[name] = bench
+            results[name] = {"notes": {}, "rounds": []}
+
+        def attempt(name: str, step: Callable[[dict[str, Any]], Any]) -> Any:
+            """Run one of `name`'s measurements; a failure ends that tool's part of the run."""
+            nonlocal failed
+            res = results[name]
+            assert res is not None
             try:
-                res.update(bench.measure())
+                return step(res)
             except (BenchError, subprocess.TimeoutExpired, OSError, psutil.Error, TimeoutError) as e:
                 failed = True
                 log(f"{name}: measurement failed: {e}")
@@ -987,11 +1018,45 @@ def main() -> int:
                 failed = True
                 log(f"{name}: measurement failed: {type(e).__name__}: {e}")
                 res["error"] = f"{type(e).__name__}: {e}"
-            finally:
-                if isinstance(bench, RqBench):
-                    bench.stop_redis()
-                procs.stop_all()
-                meta["leftovers"][name] = common.sweep(name)
+            return None
+
+        # Throughput: ROUNDS rounds, each taking every tool's figures and the baseline's one after
+        # the other, so that a slow spell of this shared machine weighs on all of them alike;
+        # each figure is the median over the rounds, each ratio the median of the rounds' ratios.
+        bare_rounds: list[float] = []
+        log(f"baseline: {bare_n} × subprocess.run(['true']), 1 thread")
+        meta["bare_fork_exec"] = {"threads_1": bare_fork_exec(bare_n, 1)}
+        for number in range(1, rounds + 1):
+            log(f"round {number} of {rounds}")
+            bare_rounds.append(bare_fork_exec(bare_n, 2))
+            log(f"baseline: {bare_rounds[-1]:.0f}/s with 2 threads")
+            for name, bench in benches.items():
+                res = results[name]
+                if res is None or "error" in res:
+                    continue
+                got = attempt(name, bench.throughputs)
+                if got is not None:
+                    res["rounds"].append(got)
+        meta["bare_fork_exec"]["threads_2_rounds"] = bare_rounds
+        meta["bare_fork_exec"]["threads_2"] = statistics.median(bare_rounds)
+        for name in benches:
+            res = results[name]
+            if res is not None and res["rounds"]:
+                for key in res["rounds"][0]:
+                    res[key] = statistics.median(r[key] for r in res["rounds"] if key in r)
+        log(
+            f"baseline: {meta['bare_fork_exec']['threads_1']:.0f}/s sequential,"
+            f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads (median of {rounds})"
+        )
+
+        for name, bench in benches.items():
+            res = results[name]
+            if res is not None and "error" not in res:
+                attempt(name, bench.measure)
+            if isinstance(bench, RqBench):
+                bench.stop_redis()
+            procs.stop_all()
+            meta["leftovers"][name] = common.sweep(name)
     except KeyboardInterrupt:
         failed = True
         log("interrupted; stopping everything")
@@ -1006,11 +1071,17 @@ def main() -> int:
     report = table(results, meta)
     print(report)
     bare = meta.get("bare_fork_exec")
-    if bare:
+    if bare and "threads_2" in bare:
+        each = ", ".join(f"{x:.0f}" for x in bare.get("threads_2_rounds", []))
         print(
             f"\nBare fork/exec of `true` from Python (subprocess.run): {bare['threads_1']:.0f}/s"
-            f" sequential, {bare['threads_2']:.0f}/s with 2 threads."
+            f" sequential, {bare['threads_2']:.0f}/s with 2 threads (rounds: {each})."
         )
+    for name, r in results.items():
+        if r and len(r.get("rounds", [])) > 1:
+            for key in r["rounds"][0]:
+                each = ", ".join(f"{x[key]:.0f}" for x in r["rounds"] if key in x)
+                print(f"{name} {key} by round: {each}")
     floor = meta.get("sh_date_floor_ms")
     if floor is not None:
         print(f"Floor of stoker's client-side latency (sh + date spawned directly): {floor:.2f} ms.")
