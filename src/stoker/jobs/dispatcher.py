@@ -71,7 +71,7 @@ PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
 # Jobs sent ahead to a busy worker at most: one, or PREFETCH while its jobs are quick
 # (stoker.jobs.pool.QUICK), where a round trip to the daemon would be most of a job's time.
-PREFETCH = 4
+PREFETCH = 8  # (a command's answer may wait 5 ms for the next ones': enough to run on meanwhile)
 READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
 STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop

@@ -50,7 +50,7 @@ from stoker.jobs.launch import Launcher
 from stoker.jobs.output import close_output, open_output
 
 MAX_RESULT = 1024 * 1024  # bytes of JSON a result may take in the job record
-LINGER = 0.002  # seconds a command's answer may wait for company (see the module's docstring)
+LINGER = 0.005  # seconds a command's answer may wait for company (see the module's docstring)
 STOP_FRAME = struct.Struct("!qi")  # a stop: job id, signal
 ANSWERED_KEPT = 256  # jobs answered whose late stops are recognised as moot
 
