@@ -26,10 +26,10 @@ answer also says how long the job took (`took`, seconds), which tells the daemon
 to send, and when it ended (`ended`, the epoch).
 
 A command's answer may wait up to LINGER for the answers of the next jobs sent ahead, so that
-one write (and one wake-up of the daemon) carries several: it goes at once when nothing more is
-here to run, and while a command runs the worker sends what is held as soon as it is due. A
-call's answer, and those held before it, go at once: a Python call cannot be interrupted to send
-them.
+one write (and one wake-up of the daemon) carries several: it goes at once when fewer than two
+jobs are left here to run (so that the daemon sends more before the worker runs dry), and while
+a command runs the worker sends what is held as soon as it is due. A call's answer, and those
+held before it, go at once: a Python call cannot be interrupted to send them.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Channel:
         if len(self.answered) > ANSWERED_KEPT:
             del self.answered[next(iter(self.answered))]
         self._hold(answer)
-        if not hold or not self.pending or self.flush_in() == 0:
+        if not hold or len(self.pending) < 2 or self.flush_in() == 0:
             self.flush()
 
     def take_in(self) -> None:
