@@ -61,10 +61,12 @@ UNRESPONSIVE = 5.0  # seconds after a command's SIGKILL before its silent worker
 
 
 class Worker:
-    """A worker process and the daemon's end of its socket. Requests go out at once, in order,
-    each with its job's id; each gets one answer (see stoker.jobs.worker for when a revoked one
-    is answered `revoked` instead). Plain reader and writer callbacks rather than a transport:
-    a short job's bookkeeping is mostly this exchange."""
+    """A worker process and the daemon's end of its socket. Requests go out in order, each with
+    its job's id; each gets one answer (see stoker.jobs.worker for when a revoked one is
+    answered `revoked` instead). What is written in one turn of the event loop goes out in one
+    send at its end: a batch of answers tops a worker up with one message, which it reads at
+    once, rather than one wake-up per job each way. Plain reader and writer callbacks rather
+    than a transport: a short job's bookkeeping is mostly this exchange."""
 
     def __init__(self, pid: int, channel: socket.socket, stops: socket.socket, profile: Profile) -> None:
         self.pid = pid
@@ -79,6 +81,7 @@ class Worker:
         self._fd = channel.fileno()
         self._incoming = bytearray()
         self._outgoing = bytearray()  # what the socket did not take at once
+        self._batch: list[bytes] = []  # frames written in this turn of the loop, sent at its end
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}  # by job id, in the order sent
         self._calls: set[int] = set()  # which of those are Python calls
         self._lost = False
@@ -142,7 +145,16 @@ class Worker:
         self._stops.close()
 
     def _write(self, data: bytes) -> None:
-        frame = len(data).to_bytes(4, "big") + data
+        self._batch.append(len(data).to_bytes(4, "big") + data)
+        if len(self._batch) == 1:
+            self.loop.call_soon(self._send_batch)
+
+    def _send_batch(self) -> None:
+        if self._lost or not self._batch:
+            self._batch.clear()
+            return
+        frame = b"".join(self._batch)
+        self._batch.clear()
         if not self._outgoing:
             try:
                 sent = self._socket.send(frame)
