@@ -1,15 +1,16 @@
 """The dispatcher: starts due jobs while their queues have room, runs them, records the outcome.
 
 Each queue's next due jobs are held in memory (`Ready`, read from the store a page at a time
-and added to by every enqueue), so a slot that frees is filled at once: the job goes to its
-process or worker while the store records it as running, and its end is recorded the same
+and added to by every enqueue), so a slot that frees is filled at once: the job goes to a pool
+worker (stoker.jobs.pool: every job's attempt, a Python call or a command, runs on one) while
+the store records it as running, and its end is recorded the same
 way, without the slot waiting for the commit. The store's writer commits whatever has queued
 up in one transaction, so under load one commit carries many starts and ends. The store takes
 operations in the order they are submitted, which keeps this honest: a read submitted after a
 start sees the job running, and a start that finds its job no longer queued (cancelled
 meanwhile) stops it.
 
-A Python job's worker is sent the queue's next job while it runs one, when the queue is full
+A job's worker is sent the queue's next job while it runs one, when the queue is full
 (prefetch: the worker begins it the moment it answers, instead of idling through a round trip
 to the daemon); while its jobs are quick (each took under stoker.jobs.pool.QUICK by the worker's
 clock) it is sent up to PREFETCH, since a round trip would be most of such a job's time. A job
