@@ -49,7 +49,7 @@ WORKERS = 2  # stoker queue concurrency, huey -w, rq worker-pool -n
 BATCH = 500  # enqueue_many batch size
 GAP = (0.005, 0.025)  # idle time before each latency job (random, seeded; the same for every tool)
 LATENCY_WARMUP = 3
-ROUNDS = 3  # throughput rounds (--quick: 1); see main()
+ROUNDS = 5  # throughput rounds (--quick: 1); see main()
 SEED = 20261123
 
 SH = common.SH
