@@ -63,10 +63,11 @@ UNRESPONSIVE = 5.0  # seconds after a command's SIGKILL before its silent worker
 class Worker:
     """A worker process and the daemon's end of its socket. Requests go out in order, each with
     its job's id; each gets one answer (see stoker.jobs.worker for when a revoked one is
-    answered `revoked` instead). What is written in one turn of the event loop goes out in one
-    send at its end: a batch of answers tops a worker up with one message, which it reads at
-    once, rather than one wake-up per job each way. Plain reader and writer callbacks rather
-    than a transport: a short job's bookkeeping is mostly this exchange."""
+    answered `revoked` instead). What is written to a busy worker in one turn of the event loop
+    goes out in one send at its end: a batch of answers tops a worker up with one message, which
+    it reads at once, rather than one wake-up per job each way (to an idle one, at once). Plain
+    reader and writer callbacks rather than a transport: a short job's bookkeeping is mostly
+    this exchange."""
 
     def __init__(self, pid: int, channel: socket.socket, stops: socket.socket, profile: Profile) -> None:
         self.pid = pid
@@ -147,7 +148,10 @@ class Worker:
     def _write(self, data: bytes) -> None:
         self._batch.append(len(data).to_bytes(4, "big") + data)
         if len(self._batch) == 1:
-            self.loop.call_soon(self._send_batch)
+            if len(self._pending) <= 1:  # an idle worker waits for this one: no company to wait for
+                self._send_batch()
+            else:
+                self.loop.call_soon(self._send_batch)
 
     def _send_batch(self) -> None:
         if self._lost or not self._batch:
