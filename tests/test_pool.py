@@ -239,6 +239,30 @@ def test_directory_environment_and_recycling(stoker: Stoker) -> None:
     assert len(workers(stoker)) <= 2
 
 
+def test_a_worker_sent_its_last_call_has_its_successor_started_beside_it(stoker: Stoker) -> None:
+    """Recycling never leaves a slot waiting for an interpreter: while a worker runs the last
+    call it may (worker_max_jobs = 1 here), a fresh one is already up; once it has answered it
+    leaves, and the pool is as warm as before (3 workers: the queues' slots)."""
+    setup(stoker, ONE_AT_A_TIME, max_jobs=1)
+    stoker.up()
+
+    def just(count: int) -> list[int] | None:
+        found = workers(stoker)
+        return found if len(found) == count else None
+
+    before = wait_for(lambda: just(3), what="3 warm workers")
+    flag, began = stoker.root / "flag", stoker.root / "began"
+    job = stoker.client.enqueue("hold", {"flag": str(flag), "began": str(began)})
+    wait_for(began.exists, what="the call to begin")
+    running = int(began.read_text())
+    during = wait_for(lambda: just(4), what="a fourth worker")
+    assert running in before and running in during
+    flag.touch()
+    assert stoker.client.wait(job.id, timeout=30).state == "succeeded"
+    after = wait_for(lambda: just(3), what="the old one to leave")
+    assert running not in after and set(after) <= set(during)
+
+
 def test_a_job_does_not_leave_its_environment_or_directory_to_the_next(stoker: Stoker) -> None:
     setup(stoker)
     stoker.up()

@@ -542,6 +542,49 @@ def test_a_start_and_its_end_in_one_batch_are_one_change(tmp_path: Path) -> None
     run(sqlite_backend(tmp_path), body)
 
 
+def test_a_hundred_starts_and_ends_in_one_batch(tmp_path: Path) -> None:
+    """A hundred changes of a kind in one batch: each row as it would be on its own, every
+    attempt on record; a guard that fails among them (a job cancelled meanwhile) spoils only
+    its own change."""
+
+    async def body(store: Store) -> None:
+        jobs = [job for job, _ in await store.enqueue([new(max_attempts=2) for _ in range(300)], T0)]
+        running = [started(job, T0 + 1, NODE) for job in jobs]
+        ends = [
+            end(job, Outcome.FAILED, Next(JobState.QUEUED, run_at=T0 + 30), exit_code=3) for job in running
+        ]
+        async with held(store):  # the first hundred start in one batch, and end in another
+            starts = [store.start(job) for job in running[:100]]
+        assert all(answer is not None for answer in await asyncio.gather(*starts))
+        async with held(store):  # the next hundred start and end in that one
+            changes = [store.finish(job, e) for job, e in zip(running[:100], ends[:100], strict=True)]
+            changes += [store.start(job) for job in running[100:200]]
+            changes += [store.finish(job, e) for job, e in zip(running[100:200], ends[100:200], strict=True)]
+        answers = await asyncio.gather(*changes)
+        assert all(answer is not None for answer in answers)
+        await store.cancel(jobs[270].id, T0)
+        async with held(store):  # the last hundred start in one batch, one of them cancelled
+            starts = [store.start(job) for job in running[200:]]
+        assert [answer is None for answer in await asyncio.gather(*starts)] == [i == 70 for i in range(100)]
+        for i, job in enumerate(jobs):
+            stored = await store.get(job.id)
+            assert stored is not None
+            if i == 270:
+                assert stored.state is JobState.CANCELLED and stored.attempt == 0
+            elif i >= 200:
+                assert stored == running[i]
+            else:
+                assert stored == answers[i if i < 100 else i + 100]
+                assert (stored.state, stored.attempt, stored.run_at) == (JobState.QUEUED, 1, T0 + 30)
+                assert (stored.started_at, stored.exit_code, stored.node) == (T0 + 1, 3, NODE)
+                [attempt] = await store.attempts(job.id)
+                assert (attempt.number, attempt.outcome, attempt.exit_code, attempt.started_at) == (
+                    1, Outcome.FAILED, 3, T0 + 1,
+                )  # fmt: skip
+
+    run(sqlite_backend(tmp_path), body)
+
+
 def test_only_starts_and_ends_wait_for_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Starts and ends wait a little before a commit, to share it; an enqueue or a read queued
     behind them ends the wait, and so does closing the store (here the wait is stretched to a

@@ -317,7 +317,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str | None = None
     shutdown_timeout: float = 30.0
     keep_jobs: float = 7 * 86400.0
-    worker_max_jobs: int = 1000
+    worker_max_jobs: int = 10000
     node_timeout: float = 30.0
 
     @property
@@ -547,7 +547,7 @@ class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     timezone: str | None = None
     shutdown_timeout: _Duration = 30.0
     keep_jobs: _Duration = "7d"
-    worker_max_jobs: int = 1000
+    worker_max_jobs: int = 10000
     node_timeout: _Duration = "30s"
 
 
@@ -1633,7 +1633,7 @@ STARTER_TOML = """\
 # timezone = "UTC"                 # default zone for schedules (default: the system zone)
 # shutdown_timeout = "30s"         # how long running jobs may finish when the daemon stops
 # keep_jobs = "7d"                 # finished jobs older than this are deleted
-# worker_max_jobs = 1000           # jobs a Python worker runs before a fresh one replaces it
+# worker_max_jobs = 10000          # jobs a Python worker runs before a fresh one replaces it
 # node_timeout = "30s"             # PostgreSQL: a node silent this long is dead; others re-queue its jobs
 
 # A long-running program, in any language. Replace it with your own.

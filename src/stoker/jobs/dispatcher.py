@@ -445,7 +445,7 @@ class Dispatcher:
                 return _Refused(
                     f"cannot start a worker: {describe_spawn_error(e, [sys.executable], task.directory)}"
                 )
-            answer = worker.send(job.id, request)
+            answer = self.pool.send(worker, job.id, request)
         run = WorkerRun(
             job, task, pool=self.pool, worker=worker, answer=answer, output=output,
             state_dir=self.config.daemon.state_dir,
@@ -489,7 +489,7 @@ class Dispatcher:
                 except ParamError:
                     return  # (it fails in a slot of its own, saying why)
                 ready.take()
-                answer = worker.send(queued.id, request)
+                answer = self.pool.send(worker, queued.id, request)
                 sent = _Prefetch(queued, task, worker, answer, now)
                 self.prefetched[queued.id] = sent
                 self._next_on.setdefault(worker, []).append(sent)

