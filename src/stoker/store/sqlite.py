@@ -32,6 +32,12 @@ from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, QueueCounts, Sto
 
 log = logging.getLogger("stoker")
 
+# sqlite3 binds an exact int, float, str or bytearray as it is; anything else (None, a bool)
+# first goes through its adapter lookup, which misses: a third of the cost of binding a start's
+# or an end's row. Registered, each is one dict hit (what they bind as is unchanged).
+sqlite3.register_adapter(type(None), lambda value: value)
+sqlite3.register_adapter(bool, int)
+
 _T = TypeVar("_T")
 _Operation = Union[Callable[[sqlite3.Connection], Any], "_Start", "_Finish"]
 _Request = tuple[_Operation, "asyncio.Future[Any]", bool]  # op, its answer, durable
