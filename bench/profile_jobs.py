@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ WORKERS = 2  # the queue's concurrency: one warm worker per slot
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def wait_until(what: str, check: Any, timeout: float) -> Any:
+def wait_until(what: str, check: Callable[[], Any], timeout: float) -> Any:
     """Poll `check()` until it returns something truthy; give up at the deadline."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -161,7 +162,10 @@ def run(task: str, jobs: int, callgrind: bool) -> dict[str, Any]:
                 try:
                     client.queues()
                 except NotRunning:
-                    return daemon.poll() is not None and _fail(root, "the daemon exited")
+                    if daemon.poll() is not None:
+                        log = (root / "daemon.log").read_text()[-2000:]
+                        raise SystemExit(f"profile_jobs: the daemon exited:\n{log}") from None
+                    return False
                 return True
 
             wait_until("the daemon to answer", answers, 120 if callgrind else 30)
@@ -211,10 +215,6 @@ def run(task: str, jobs: int, callgrind: bool) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait()
-
-
-def _fail(root: Path, what: str) -> bool:
-    raise SystemExit(f"profile_jobs: {what}:\n{(root / 'daemon.log').read_text()[-2000:]}")
 
 
 def _dumped_instructions(dump: Path) -> float:
