@@ -133,6 +133,8 @@ def per_job(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]],
         sw = [b - a for a, b in zip(start["switches"], end["switches"], strict=True)]
         row = {
             "cpu_ms": (ticks[0] + ticks[1]) * 1000.0 / HZ / jobs,
+            "user_ms": ticks[0] * 1000.0 / HZ / jobs,
+            "system_ms": ticks[1] * 1000.0 / HZ / jobs,
             "voluntary": sw[0] / jobs,
             "involuntary": sw[1] / jobs,
         }
@@ -246,7 +248,8 @@ def main() -> int:
     for key, row in result["per_job"].items():
         extra = f", its commands {row['children_cpu_ms']:.3f} ms" if "children_cpu_ms" in row else ""
         print(
-            f"  {key}: {row['cpu_ms']:.3f} ms CPU{extra}; slept {row['voluntary']:.2f},"
+            f"  {key}: {row['cpu_ms']:.3f} ms CPU (user {row['user_ms']:.3f}, system"
+            f" {row['system_ms']:.3f}){extra}; slept {row['voluntary']:.2f},"
             f" preempted {row['involuntary']:.2f} times"
         )
     if "daemon_instructions_per_job" in result:

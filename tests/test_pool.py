@@ -408,12 +408,12 @@ def test_a_job_sent_ahead_waits_through_a_shutdown(stoker: Stoker, tmp_path: Pat
 
 
 @asynccontextmanager
-async def bare_worker(tmp_path: Path) -> AsyncIterator[Worker]:
+async def bare_worker(tmp_path: Path, **environment: str) -> AsyncIterator[Worker]:
     (tmp_path / "mytasks.py").write_text(TASKS)
     ours, theirs = socket.socketpair()
     our_stops, their_stops = socket.socketpair()
     env = dict(os.environ, STOKER_WORKER_FD=str(theirs.fileno()), STOKER_IMPORT_PATH=str(tmp_path),
-               STOKER_WORKER_STOP_FD=str(their_stops.fileno()))  # fmt: skip
+               STOKER_WORKER_STOP_FD=str(their_stops.fileno()), **environment)  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "stoker.jobs.worker"], env=env, cwd=tmp_path,
         pass_fds=(theirs.fileno(), their_stops.fileno()), start_new_session=True,
@@ -626,5 +626,23 @@ def test_worker_a_command_that_cannot_start_is_a_spawn_error(tmp_path: Path) -> 
             request["directory"] = str(tmp_path / "gone")
             gone = await worker.send(2, request)
             assert gone["spawn_error"] == [errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / "gone")]
+
+    asyncio.run(main())
+
+
+def test_worker_a_command_gets_the_workers_environment_byte_for_byte_and_the_jobs_over_it(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        raw = os.fsdecode(b"caf\xe9")  # not UTF-8: the daemon's environment may hold such bytes
+        async with bare_worker(tmp_path, STOKER_TEST_RAW=raw, STOKER_TEST_OVER="worker") as worker:
+            out = tmp_path / "env"
+            script = f'printf "%s|%s|%s" "$STOKER_TEST_RAW" "$STOKER_TEST_OVER" "$STOKER_JOB_ID" > {out}'
+            for job_id, over in ((1, "job"), (2, None)):  # the second: nothing left from the first
+                request = command(tmp_path, job_id, "sh", "-c", script)
+                if over is not None:
+                    request["environment"]["STOKER_TEST_OVER"] = over
+                assert (await asyncio.wait_for(worker.send(job_id, request), 15))["status"] == 0
+                assert out.read_bytes() == b"caf\xe9|%s|%d" % ((over or "worker").encode(), job_id)
 
     asyncio.run(main())

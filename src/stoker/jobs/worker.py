@@ -39,6 +39,7 @@ import collections
 import importlib
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -104,6 +105,13 @@ class Channel:
         self.held: list[bytes] = []  # frames not sent yet, in order
         self.held_since = 0.0
         self.closed = False
+        # Whether a socket has something to read, asked before a recv that must not wait: a recv
+        # that finds nothing raises BlockingIOError, whose making (its message decoded through
+        # the locale) takes 1.2 µs where the poll takes 0.35.
+        self.request_waiting = select.poll()
+        self.request_waiting.register(sock, select.POLLIN)
+        self.stop_waiting = select.poll()
+        self.stop_waiting.register(stop_sock, select.POLLIN)
 
     def stop_fd(self) -> int:
         return self.stop_sock.fileno()
@@ -138,6 +146,8 @@ class Channel:
 
     def take_in(self) -> None:
         """Read the stops that have arrived (without waiting)."""
+        if not self.stop_waiting.poll(0):
+            return
         try:
             data = self.stop_sock.recv(1 << 12, socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -182,6 +192,8 @@ class Channel:
 
     def _receive(self, block: bool) -> None:
         """Take in what has arrived (waiting for something if `block`)."""
+        if not block and not self.request_waiting.poll(0):
+            return
         try:
             data = self.sock.recv(1 << 16, 0 if block else socket.MSG_DONTWAIT)
         except BlockingIOError:
