@@ -75,6 +75,25 @@ def stat_ticks(path: str) -> tuple[int, int, int, int]:
     return int(fields[11]), int(fields[12]), int(fields[13]), int(fields[14])
 
 
+def machine_ticks() -> list[int]:
+    """The first line of /proc/stat: the machine's user, nice, system, idle, iowait, irq,
+    softirq and steal time, in clock ticks, summed over its CPUs."""
+    return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def machine_shares(before: list[int], after: list[int]) -> dict[str, float]:
+    """How the machine's CPUs spent the time between two machine_ticks()."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    user, nice, system, idle, iowait, irq, softirq, steal = spent
+    total = max(1, user + nice + system + idle + iowait + irq + softirq + steal)
+    return {
+        "user": (user + nice) / total,
+        "system": (system + irq + softirq) / total,
+        "idle": (idle + iowait) / total,
+        "steal": steal / total,
+    }
+
+
 def switches(path: str) -> tuple[int, int]:
     """Voluntary and involuntary context switches of /proc/PID[/task/TID]."""
     voluntary = involuntary = 0
@@ -184,6 +203,7 @@ def run(task: str, jobs: int, callgrind: bool) -> dict[str, Any]:
             if callgrind:
                 subprocess.run(["callgrind_control", "-z", str(daemon.pid)], check=True, capture_output=True)
             before = snapshot(daemon.pid, workers)
+            machine_before = machine_ticks()
             began = time.monotonic()
             client.resume("default")
             client.wait(ids[-1], timeout=jobs / 5 + 60)
@@ -194,6 +214,7 @@ def run(task: str, jobs: int, callgrind: bool) -> dict[str, Any]:
 
             wait_until("the last jobs to end", idle, 60)
             wall = time.monotonic() - began
+            machine_after = machine_ticks()
             after = snapshot(daemon.pid, workers)
             if callgrind:
                 subprocess.run(["callgrind_control", "-d", str(daemon.pid)], check=True, capture_output=True)
@@ -205,6 +226,7 @@ def run(task: str, jobs: int, callgrind: bool) -> dict[str, Any]:
                 "jobs": jobs,
                 "jobs_per_second": jobs / wall,
                 "load_average": os.getloadavg()[0],
+                "machine": machine_shares(machine_before, machine_after),
                 "per_job": per_job(before, after, jobs),
             }
             if callgrind:
@@ -244,6 +266,8 @@ def main() -> int:
         return 0
     rate, load = result["jobs_per_second"], result["load_average"]
     print(f"{jobs} {args.task} jobs: {rate:.0f} jobs/s (load {load:.2f});")
+    shares = ", ".join(f"{what} {share:.0%}" for what, share in result["machine"].items())
+    print(f"the machine's CPUs meanwhile (all processes): {shares};")
     print("per job of the batch (a worker runs a share of them):")
     for key, row in result["per_job"].items():
         extra = f", its commands {row['children_cpu_ms']:.3f} ms" if "children_cpu_ms" in row else ""

