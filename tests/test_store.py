@@ -591,6 +591,7 @@ def test_only_starts_and_ends_wait_for_company(tmp_path: Path, monkeypatch: pyte
     behind them ends the wait, and so does closing the store (here the wait is stretched to a
     minute: nothing may sit it out)."""
     monkeypatch.setattr(sqlite_store, "LINGER", 60.0)
+    monkeypatch.setattr(sqlite_store, "LINGER_QUIET", 60.0)
 
     async def main() -> None:
         async with opened(sqlite_backend(tmp_path)) as store:
@@ -621,3 +622,34 @@ def test_params_json_msgspec_refuses_read_back_as_stored(tmp_path: Path) -> None
             assert (read.params["y"], read.params["s"], read.params["n"]) == (float("inf"), "\ud800", 10**30)
 
     run(sqlite_backend(tmp_path), body)
+
+
+def test_a_lone_start_or_end_is_not_held_for_company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starts and ends wait LINGER for company only while they come thick (the batch before
+    carried at least BUSY of them); a lone job's are committed after LINGER_QUIET, so a client
+    waiting for its end is not kept waiting for company that is not coming (LINGER stretched to
+    a minute here: a lone start or end answered at all has not sat it out)."""
+    monkeypatch.setattr(sqlite_store, "LINGER", 60.0)
+
+    async def main() -> None:
+        async with opened(sqlite_backend(tmp_path)) as store:
+            [(job, _)] = await store.enqueue([new()], T0)
+            running = await asyncio.wait_for(store.start(started(job, T0, NODE)), 10)
+            assert running is not None
+            done = await asyncio.wait_for(
+                store.finish(running, end(running, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))), 10
+            )
+            assert done is not None and done.state is JobState.SUCCEEDED
+            # a burst, queued while an operation holds the writer so that it is there all
+            # together: its batch carries BUSY changes, and the next ones wait for company
+            burst = [j for j, _ in await store.enqueue([new() for _ in range(sqlite_store.BUSY)], T0)]
+            assert isinstance(store, SqliteStore) and store._writer is not None
+            entered, gate = threading.Event(), threading.Event()
+            holding = store._do(lambda conn: entered.set() or gate.wait(10))
+            assert await asyncio.to_thread(entered.wait, 10)
+            starts = [store.start(started(j, T0, NODE)) for j in burst]
+            gate.set()
+            await asyncio.wait_for(asyncio.gather(holding, *starts), 10)
+            assert store._writer.linger == sqlite_store.LINGER
+
+    asyncio.run(main())
