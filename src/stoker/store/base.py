@@ -12,7 +12,7 @@ daemon's work per short job. Change them with `msgspec.structs.replace`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -60,6 +60,23 @@ class Job(msgspec.Struct, frozen=True):
     schedule: str | None = None
     cancel_requested: bool = False
     slot: float | None = None
+
+
+_STATES = {str(state): state for state in JobState}  # a lookup; JobState(…) costs more per row
+
+
+def job_from_row(row: Sequence[Any], decode: Callable[[Any], Any]) -> Job:
+    """A row of a store's job columns, which are in Job's field order, as a Job. Built
+    positionally (0.27 µs where keywords take 1.17: every job read goes through here);
+    `decode` makes values of params and result as the database hands them back."""
+    (id_, task, queue_, state, params, priority, attempt, max_attempts, run_at, created_at,
+     started_at, finished_at, exit_code, error, output, result, key, node, schedule, cancel_requested,
+     slot) = row  # fmt: skip
+    return Job(
+        id_, task, queue_, _STATES[state], decode(params), priority, attempt, max_attempts, run_at,
+        created_at, started_at, finished_at, exit_code, error, output,
+        None if result is None else decode(result), key, node, schedule, bool(cancel_requested), slot,
+    )  # fmt: skip
 
 
 def started(job: Job, now: float, node: str) -> Job:
