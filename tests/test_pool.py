@@ -18,9 +18,12 @@ from typing import Any
 
 import psutil
 from conftest import Stoker, pid_alive, wait_for
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stoker.client import ClientError
-from stoker.jobs.pool import REVOKED, Worker
+from stoker.jobs.dispatcher import ANSWER_HOLD, PREFETCH, ahead_for
+from stoker.jobs.pool import QUICK, REVOKED, Worker
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -646,3 +649,20 @@ def test_worker_a_command_gets_the_workers_environment_byte_for_byte_and_the_job
                 assert out.read_bytes() == b"caf\xe9|%s|%d" % ((over or "worker").encode(), job_id)
 
     asyncio.run(main())
+
+
+def test_a_worker_that_ran_nothing_yet_or_slow_jobs_is_sent_one_ahead() -> None:
+    assert ahead_for(None) == 1
+    assert ahead_for(QUICK) == ahead_for(QUICK * 2) == ahead_for(3600.0) == 1
+    assert ahead_for(0.0) == ahead_for(1e-9) == PREFETCH  # (a clock that saw no time pass)
+
+
+@given(st.floats(min_value=0.0, max_value=QUICK, exclude_max=True))
+def test_quick_jobs_are_sent_ahead_to_fill_the_answers_hold_and_no_more(took: float) -> None:
+    ahead = ahead_for(took)
+    assert 2 <= ahead <= PREFETCH
+    # enough to run on through the hold with two left over (unless capped) ...
+    assert ahead == PREFETCH or (ahead - 2) * took >= ANSWER_HOLD
+    # ... and not much more: what waits on the worker is about the hold's worth
+    assert (ahead - 3) * took < ANSWER_HOLD
+    assert ahead >= ahead_for(min(QUICK * 0.999, took * 1.5))  # quicker jobs, no fewer ahead

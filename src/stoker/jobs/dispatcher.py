@@ -13,7 +13,8 @@ meanwhile) stops it.
 A job's worker is sent the queue's next job while it runs one, when the queue is full
 (prefetch: the worker begins it the moment it answers, instead of idling through a round trip
 to the daemon); while its jobs are quick (each took under stoker.jobs.pool.QUICK by the worker's
-clock) it is sent up to PREFETCH, since a round trip would be most of such a job's time. A job
+clock) it is sent more, up to PREFETCH (`ahead_for`), since a round trip would be most of such a
+job's time. A job
 sent ahead stays queued in the store, and out of every read of it, until the answer to the job
 before it arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
 reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say whether that
@@ -40,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import random
 import sys
@@ -56,9 +58,10 @@ from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import REVOKED, Pool, Worker, WorkerRun, attempt_request, profile_of
+from stoker.jobs.pool import QUICK, REVOKED, Pool, Worker, WorkerRun, attempt_request, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
+from stoker.jobs.worker import LINGER as ANSWER_HOLD
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.store.base import started
 from stoker.supervise.spawn import describe_spawn_error
@@ -70,13 +73,28 @@ FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
-# Jobs sent ahead to a busy worker at most: one, or PREFETCH while its jobs are quick
-# (stoker.jobs.pool.QUICK), where a round trip to the daemon would be most of a job's time.
-PREFETCH = 8  # (a command's answer may wait 5 ms for the next ones': enough to run on meanwhile)
+PREFETCH = 24  # jobs sent ahead to a busy worker at most (ahead_for)
 READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
 STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
+
+
+def ahead_for(took: float | None) -> int:
+    """How many jobs a busy worker is sent ahead, by how long its last job took (seconds, by its
+    clock; None: it has run none). One; while its jobs are quick (under QUICK, where a round
+    trip to the daemon would be most of a job's time), enough to run on through the time it may
+    hold a command's answer for company (ANSWER_HOLD) and two more, since it sends what it holds
+    once fewer than two are left: at most PREFETCH. So what waits on a worker ahead of a job of
+    higher priority enqueued meanwhile is about ANSWER_HOLD's worth, never more than ~40 ms.
+
+    Why so deep: each message from a worker wakes the daemon, and each wake-up costs the machine
+    more than its CPU shows (2 cores, `true` commands: idle 9% of the time at a 5 ms hold and 8
+    ahead, 3% at 20 ms and 24; 76% of bare fork/exec x2 against 91%, median of 6 alternated
+    pairs each, bench/profile_jobs.py)."""
+    if took is None or took >= QUICK:
+        return 1
+    return min(PREFETCH, 2 + math.ceil(ANSWER_HOLD / max(took, 1e-6)))
 
 
 class UnknownTask(LookupError):
@@ -463,13 +481,13 @@ class Dispatcher:
 
     def _prefetch(self, queue: str, ready: Ready, now: float) -> None:
         """The queue is full and has more due: send its running jobs' workers the next jobs, one
-        to each in turn, up to PREFETCH each, so each begins the next as soon as it answers (see
+        to each in turn, up to `ahead_for` each, so each begins the next as soon as it answers (see
         the module's docstring)."""
         lanes = self._lanes[queue]
         while lanes and len(ready):
             for run in list(lanes):
                 worker = run.worker
-                ahead = PREFETCH if worker.quick else 1
+                ahead = ahead_for(worker.took)
                 if (
                     run.stopped is not None
                     or run.answer.done()

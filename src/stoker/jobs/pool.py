@@ -75,7 +75,8 @@ class Worker:
         self.jobs = 0  # Python calls it has answered (what recycling counts)
         self.replaced = False  # its successor has been started (it has been sent its last call)
         self.killed_for: int | None = None  # the job a stop killed it for
-        self.quick = False  # its last job took next to no time (the dispatcher sends more ahead)
+        self.took: float | None = None  # seconds its last job took, by its clock (how far ahead
+        # the dispatcher sends: stoker.jobs.dispatcher.ahead_for)
         self.loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = self.loop.create_future()
         self._socket = channel
@@ -224,7 +225,8 @@ class Worker:
                 if not answer.get(REVOKED):
                     self.jobs += 1
             if not answer.get(REVOKED):
-                self.quick = answer.get("took", QUICK) < QUICK
+                took = answer.get("took")
+                self.took = float(took) if isinstance(took, (int, float)) else None
             if not future.done():
                 future.set_result(answer)
 
