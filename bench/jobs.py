@@ -766,14 +766,15 @@ class HueyBench(AnchorBench):
 class RqBench(AnchorBench):
     name = "rq"
 
-    def __init__(self, session: common.Session, procs: Procs, sizes: dict[str, int]) -> None:
+    def __init__(self, session: common.Session, procs: Procs, sizes: dict[str, int], exe: str) -> None:
         super().__init__(session, procs, sizes)
+        self.exe = exe
         self.redis_dir = session.fresh_dir("redis")
         self.redis: subprocess.Popen[bytes] | None = None
         self.url = f"unix://{self.redis_dir / 'redis.sock'}"
 
-    def start_redis(self, exe: str) -> str:
-        d = self.redis_dir
+    def start_redis(self) -> str:
+        d, exe = self.redis_dir, self.exe
         argv = [exe, "--port", "0", "--unixsocket", str(d / "redis.sock"), "--unixsocketperm", "700",
                 "--dir", str(d), "--daemonize", "no"]  # fmt: skip
         self.redis = self.procs.start(
@@ -787,6 +788,11 @@ class RqBench(AnchorBench):
         if self.redis is not None:
             self.procs.stop(self.redis)
             self.redis = None
+
+    def measure(self, res: dict[str, Any]) -> None:
+        if self.redis is None:  # (stopped after the rounds: the others' clean-up would end it)
+            self.start_redis()
+        super().measure(res)
 
     def env(self, d: Path) -> dict[str, str]:
         return anchor_env(d, BENCH_REDIS_URL=self.url)
@@ -994,10 +1000,10 @@ def main() -> int:
                         exe = shutil.which("redis-server")
                         if exe is None:
                             raise Unavailable("no redis-server")
-                        bench = RqBench(session, procs, sizes)
+                        bench = RqBench(session, procs, sizes, exe)
                         meta["versions"]["rq"] = anchors["rq"]
                         meta["versions"]["redis-py"] = anchors["redis"]
-                        meta["versions"]["redis-server"] = bench.start_redis(exe)
+                        meta["versions"]["redis-server"] = bench.start_redis()
             except (Unavailable, BenchError, OSError, subprocess.TimeoutExpired) as e:
                 log(f"{name}: not available: {e}")
                 meta["unavailable"][name] = str(e)
@@ -1054,6 +1060,12 @@ def main() -> int:
             f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads (median of {rounds})"
         )
 
+        # Each tool's measurements end with a sweep of whatever the run started that is still
+        # alive: redis-server waits for RQ's turn stopped, not swept away by stoker's (it was,
+        # and RQ's enqueue and latency rows failed).
+        for bench in benches.values():
+            if isinstance(bench, RqBench):
+                bench.stop_redis()
         for name, bench in benches.items():
             res = results[name]
             if res is not None and "error" not in res:
