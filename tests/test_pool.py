@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.client import ClientError
-from stoker.jobs.dispatcher import ANSWER_HOLD, PREFETCH, ahead_for
-from stoker.jobs.pool import QUICK, REVOKED, Worker
+from stoker.jobs.dispatcher import ANSWER_HOLD, PREFETCH, QUICK, ahead_for
+from stoker.jobs.pool import REVOKED, Worker
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

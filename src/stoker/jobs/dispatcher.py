@@ -12,13 +12,12 @@ meanwhile) stops it.
 
 A job's worker is sent the queue's next job while it runs one, when the queue is full
 (prefetch: the worker begins it the moment it answers, instead of idling through a round trip
-to the daemon); while its jobs are quick (each took under stoker.jobs.pool.QUICK by the worker's
-clock) it is sent more, up to PREFETCH (`ahead_for`), since a round trip would be most of such a
-job's time. A job
-sent ahead stays queued in the store, and out of every read of it, until the answer to the job
-before it arrives: then it is started, in the slot its predecessor leaves. A cancel, a pause, a
-reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say whether that
-came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to its queue, or
+to the daemon); while its jobs are quick (each took under QUICK by the worker's clock) it is
+sent more, up to PREFETCH (`ahead_for`), since a round trip would be most of such a job's time.
+A job sent ahead stays queued in the store, and out of every read of it, until the answer to
+the job before it arrives: then it is started, in the slot its predecessor leaves. A cancel, a
+pause, a reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say
+whether that came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to its queue, or
 stays cancelled. If not, the worker had already begun it when the daemon asked, and it is
 treated as the running job it is: a cancel stops it, a paused queue lets it finish like any
 running job. If the worker dies before it answers, the jobs sent ahead go back to their queue.
@@ -58,7 +57,7 @@ from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import QUICK, REVOKED, Pool, Worker, WorkerRun, attempt_request, profile_of
+from stoker.jobs.pool import REVOKED, Pool, Worker, WorkerRun, attempt_request, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.jobs.worker import LINGER as ANSWER_HOLD
@@ -73,6 +72,7 @@ FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
+QUICK = 0.010  # seconds: a worker whose last job took less (by its clock) is sent more ahead
 PREFETCH = 24  # jobs sent ahead to a busy worker at most (ahead_for)
 READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
 STORE_RETRY = 1.0  # seconds before reading again after the store failed a read

@@ -54,7 +54,6 @@ class WorkerDied(Exception):
     pass
 
 
-QUICK = 0.010  # seconds: a worker whose last job took less (by its own clock) is sent more ahead
 REVOKED = "revoked"  # the key of the answer to a request taken back before the worker began it
 STOP_FRAME = struct.Struct("!qi")  # a stop on a worker's stop channel: job id, signal
 UNRESPONSIVE = 5.0  # seconds after a command's SIGKILL before its silent worker is killed too
