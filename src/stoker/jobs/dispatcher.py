@@ -17,10 +17,11 @@ sent more, up to PREFETCH (`ahead_for`), since a round trip would be most of suc
 A job sent ahead stays queued in the store, and out of every read of it, until the answer to
 the job before it arrives: then it is started, in the slot its predecessor leaves. A cancel, a
 pause, a reload or the shutdown takes it back (`Worker.revoke`); the worker's answers say
-whether that came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to its queue, or
-stays cancelled. If not, the worker had already begun it when the daemon asked, and it is
-treated as the running job it is: a cancel stops it, a paused queue lets it finish like any
-running job. If the worker dies before it answers, the jobs sent ahead go back to their queue.
+whether that came in time (stoker.jobs.worker). If it did, the job never ran: it goes back to
+its queue, or stays cancelled. If not, the worker had already begun it when the daemon asked,
+and it is treated as the running job it is: a cancel stops it, a paused queue lets it finish
+like any running job. If the worker dies before it answers, the jobs sent ahead go back to
+their queue.
 
 Event-driven: an enqueue, a finished job, a resume or a cancel wakes it at once; otherwise it
 sleeps until the earliest delayed job is due, or at most FALLBACK_POLL, after which it reads
