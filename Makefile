@@ -1,21 +1,31 @@
 # The two commands of the quick start: `make demo` and `make test`.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# Two stamps, one venv: `make demo` needs stoker and what it runs on (about 40 MB); `make test`
+# adds the test and lint tools (playwright, mypy, schemathesis…: some 330 MB more). Either
+# order works: the dev install includes the runtime, so it stamps both.
+RUNTIME := $(VENV)/.runtime
+STAMP   := $(VENV)/.installed
 
-.PHONY: demo test screenshots lint bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale venv clean
+.PHONY: demo test screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale venv clean
+
+$(RUNTIME): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME)
 
 venv: $(STAMP)
 
 ## demo: run the daemon in the foreground on examples/demo/stoker.toml (Ctrl-C stops it)
-demo: $(STAMP)
+demo: $(RUNTIME)
 	@$(BIN)/python examples/demo/banner.py
 	$(BIN)/stoker -c examples/demo/stoker.toml up
 
@@ -26,6 +36,13 @@ test: lint
 ## screenshots: retake the README's dashboard screenshots (docs/screenshots/) in a real browser
 screenshots: $(STAMP)
 	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
+
+## dist: build stoker's wheel into dist/, to install on a server (see the README's Install)
+## (pip builds it with setuptools in an isolated environment: from PyPI, or pip's cache)
+dist: $(RUNTIME)
+	rm -rf dist build
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -60,4 +77,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py --soak-minutes $(SOAK_MINUTES)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work

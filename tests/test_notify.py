@@ -144,7 +144,8 @@ def test_reload_lists_the_webhooks_that_changed(tmp_path: Path) -> None:
     )
     changes = diff(old, new)
     assert changes.notify == ["a", "b", "c"]
-    assert describe(changes.as_json()) == "updated notify a, b, c"
+    assert changes.as_json()["webhooks"] == {"added": ["c"], "updated": ["b"], "removed": ["a"]}
+    assert describe(changes.as_json()) == "added webhook c; updated webhook b; removed webhook a"
     assert diff(new, new).notify == []
 
 
@@ -674,7 +675,7 @@ def test_reload_applies_notify_live(stoker: Stoker, receiver: Receiver) -> None:
     stoker.up()
     stoker.write(base + hook(receiver))
     result = stoker.cli("reload")
-    assert result.returncode == 0 and "updated notify ops" in result.stdout, result
+    assert result.returncode == 0 and "added webhook ops" in result.stdout, result
     job = stoker.client.enqueue("bad")
     [body] = receiver.wait("job_failed")
     assert body["job"]["id"] == job.id

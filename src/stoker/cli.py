@@ -344,14 +344,36 @@ def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str)
 def reload_command(ctx: Context, args: argparse.Namespace) -> None:
     """Re-read the config and apply only what changed (as SIGHUP does); a config that is not
     valid changes nothing (exit 2, with the reason)."""
+    from stoker.locate import config_file
     from stoker.reload import describe
 
+    client = ctx.client(timeout=None)
     with _talking():
-        changes = ctx.client(timeout=None).request("POST", "/api/v1/reload")
+        # The daemon re-reads the file it was started with; `-c` only found its socket.
+        running, mine = client.status()["config"], config_file(ctx.config_option)
+        if os.path.realpath(running) != os.path.realpath(mine):
+            _fail(
+                f"the daemon runs {running}; reload re-reads that file, not {mine}"
+                f" (edit {running}, or restart the daemon with -c {mine})",
+                EXIT_USAGE,
+            )
+        changes = client.reload(progress=_say_progress)  # to stderr: --json stays one document
     if args.as_json:
         _print_json(changes)
     else:
-        print(f"reloaded: {describe(changes)}")
+        print(f"reloaded {changes.get('config', running)}: {describe(changes)}")
+
+
+def _say_progress(event: dict[str, Any]) -> None:
+    """A reload's progress: each instance it stops, as it stops."""
+    from stoker.durations import format_duration
+
+    name = event.get("name")
+    if event.get("type") == "stopping":
+        limit = format_duration(event["stop_timeout"])
+        print(f"stopping {name} (up to {limit})…", file=sys.stderr, flush=True)
+    elif event.get("type") in ("stopped", "started"):
+        print(f"{event['type']} {name}", file=sys.stderr, flush=True)
 
 
 def signal_command(ctx: Context, args: argparse.Namespace) -> None:

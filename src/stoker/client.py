@@ -17,6 +17,7 @@ from collections.abc import Iterator
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any, BinaryIO, Protocol
     from urllib.parse import SplitResult
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
         status: int
 
         def read(self) -> bytes: ...
+
+        def getheader(self, name: str) -> str | None: ...
 
         def __iter__(self) -> Iterator[bytes]: ...
 
@@ -80,6 +83,9 @@ class _UnixResponse:
 
     def read(self) -> bytes:
         return b"".join(self._chunks())
+
+    def getheader(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
     def __iter__(self) -> Iterator[bytes]:
         """The body line by line (for server-sent events), as it arrives."""
@@ -214,21 +220,7 @@ class Client:
     def events(self, path: str = "/api/v1/events") -> Iterator[dict[str, Any]]:
         """Follow a server-sent event stream; yields each event's JSON data (with "event": NAME
         added for named events)."""
-        response = self._send("GET", path, timeout=0)  # 0: no timeout while following
-        data: list[str] = []
-        name = None
-        for raw in response:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if line.startswith("data:"):
-                data.append(line[5:].lstrip())
-            elif line.startswith("event:"):
-                name = line[6:].strip()
-            elif not line and data:
-                event = json.loads("\n".join(data))
-                if name is not None and isinstance(event, dict):
-                    event["event"] = name
-                yield event
-                data, name = [], None
+        yield from _server_sent(self._send("GET", path, timeout=0))  # 0: no timeout while following
 
     # the API -------------------------------------------------------------------------------
 
@@ -266,6 +258,24 @@ class Client:
 
     def follow_logs(self, name: str, tail: int = 100, stream: str = "out") -> Iterator[dict[str, Any]]:
         return self.events(f"/api/v1/programs/{_quote(name)}/logs?tail={tail}&stream={stream}&follow=1")
+
+    def reload(self, progress: Callable[[dict[str, Any]], None] | None = None) -> Record:
+        """Have the daemon re-read its config file and apply what changed (`stoker reload`);
+        returns what changed, with the file it read (`config`). `progress(event)` hears each
+        instance the reload stops, as it stops: {"type": "stopping", "name", "stop_timeout"},
+        then {"type": "stopped", "name"} (and {"type": "started", "name"} for a restart)."""
+        if progress is None:
+            return Record(self.request("POST", "/api/v1/reload"))
+        response = self._send("POST", "/api/v1/reload?progress=1")
+        if not (response.getheader("content-type") or "").startswith("text/event-stream"):
+            return Record(json.loads(response.read()))  # a daemon from before progress
+        for event in _server_sent(response):
+            if event.get("type") == "reloaded":
+                return Record(event["changes"])
+            if event.get("type") == "error":
+                raise ClientError(event["error"]["message"], code=event["error"]["code"])
+            progress(event)
+        raise ClientError("the daemon's answer to the reload ended early")
 
     def shutdown(self) -> None:
         self.request("POST", "/api/v1/shutdown")
@@ -371,6 +381,25 @@ class Client:
     def schedule_action(self, name: str, action: str) -> Record:
         """`run` (returns the job it queued), `pause` or `resume` (return the schedule)."""
         return Record(self.request("POST", f"/api/v1/schedules/{_quote(name)}/{action}"))
+
+
+def _server_sent(response: _Response) -> Iterator[dict[str, Any]]:
+    """The JSON data of each server-sent event of `response`, as it comes (with "event": NAME
+    added for named events)."""
+    data: list[str] = []
+    name = None
+    for raw in response:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif not line and data:
+            event = json.loads("\n".join(data))
+            if name is not None and isinstance(event, dict):
+                event["event"] = name
+            yield event
+            data, name = [], None
 
 
 def _when(body: dict[str, Any], delay: str | float | None, run_at: str | dt.datetime | None) -> None:

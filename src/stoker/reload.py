@@ -8,11 +8,13 @@ instances added or removed; its placement alone (`singleton`, `nodes`) is applie
 instances: a node that may still run the program keeps its processes. `[daemon]` settings
 that are bound once at start (the socket, the TCP door, the store…) cannot change under a
 running daemon: they are reported, not applied.
-`[notify.*]` webhooks are applied live.
+Tasks, queues, schedules and `[notify.*]` webhooks are applied live, each listed as added,
+updated or removed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,32 @@ from stoker.config import Config
 
 # [daemon] keys bound at start
 RESTART_ONLY = ("state_dir", "listen", "token", "store", "node", "node_timeout")
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Named things of one kind (tasks, queues, schedules, webhooks) that came, changed or went."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @classmethod
+    def between(cls, before: Mapping[str, object], after: Mapping[str, object]) -> Delta:
+        return cls(
+            added=sorted(after.keys() - before.keys()),
+            updated=sorted(name for name in after.keys() & before.keys() if after[name] != before[name]),
+            removed=sorted(before.keys() - after.keys()),
+        )
+
+    def names(self) -> list[str]:
+        return sorted([*self.added, *self.updated, *self.removed])
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"added": self.added, "updated": self.updated, "removed": self.removed}
+
+
+JOB_KINDS = ("task", "queue", "schedule")  # in the order a person reads them
 
 
 @dataclass(frozen=True)
@@ -35,6 +63,9 @@ class Changes:
     needs_restart: list[str] = field(default_factory=list)  # "[daemon] listen"
     notify: list[str] = field(default_factory=list)  # webhooks added, removed or changed
     placement: list[str] = field(default_factory=list)  # programs whose singleton or nodes changed
+    # the same as `jobs` and `notify`, told apart: {"task": Delta, "queue": …, "schedule": …}
+    kinds: dict[str, Delta] = field(default_factory=dict)
+    webhooks: Delta = field(default_factory=Delta)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -47,11 +78,20 @@ class Changes:
             "needs_restart": self.needs_restart,
             "notify": self.notify,
             "placement": self.placement,
+            **{f"{kind}s": self.kinds.get(kind, Delta()).as_json() for kind in JOB_KINDS},
+            "webhooks": self.webhooks.as_json(),
         }
 
 
 def diff(old: Config, new: Config) -> Changes:
-    changes = Changes()
+    kinds = {kind: Delta.between(getattr(old, f"{kind}s"), getattr(new, f"{kind}s")) for kind in JOB_KINDS}
+    webhooks = Delta.between(old.notify, new.notify)
+    changes = Changes(
+        jobs=[f"{kind} {name}" for kind, delta in kinds.items() for name in delta.names()],  # by kind
+        notify=webhooks.names(),
+        kinds=kinds,
+        webhooks=webhooks,
+    )
     for name, program in new.programs.items():
         before = old.programs.get(name)
         if before is None:
@@ -69,14 +109,6 @@ def diff(old: Config, new: Config) -> Changes:
         if before.instances != program.instances:
             changes.resized[name] = (before.instances, program.instances)
     changes.removed.extend(name for name in old.programs if name not in new.programs)
-    for kind in ("tasks", "queues", "schedules"):
-        before_all, after_all = getattr(old, kind), getattr(new, kind)
-        for name in sorted(before_all.keys() | after_all.keys()):
-            if before_all.get(name) != after_all.get(name):
-                changes.jobs.append(f"{kind[:-1]} {name}")
-    for name in sorted(old.notify.keys() | new.notify.keys()):
-        if old.notify.get(name) != new.notify.get(name):
-            changes.notify.append(name)
     changes.needs_restart.extend(
         f"[daemon] {key}" for key in RESTART_ONLY if getattr(old.daemon, key) != getattr(new.daemon, key)
     )
@@ -93,10 +125,19 @@ def describe(changes: dict[str, Any]) -> str:
         parts.append(f"resized {name} {size['from']}→{size['to']}")
     if changes["unchanged"]:
         parts.append(f"{len(changes['unchanged'])} program(s) left as they were")
-    if changes["jobs"]:
-        parts.append(f"updated {', '.join(changes['jobs'])}")
-    if changes.get("notify"):  # .get: a daemon older than this CLI does not send it
-        parts.append(f"updated notify {', '.join(changes['notify'])}")
+    if "tasks" in changes:  # (a daemon older than this CLI sends only `jobs` and `notify`)
+        for how in ("added", "updated", "removed"):
+            named = [f"{kind} {name}" for kind in JOB_KINDS for name in changes[f"{kind}s"][how]]
+            if named:
+                parts.append(f"{how} {', '.join(named)}")
+        for how in ("added", "updated", "removed"):
+            if changes["webhooks"][how]:
+                parts.append(f"{how} webhook {', '.join(changes['webhooks'][how])}")
+    else:
+        if changes["jobs"]:
+            parts.append(f"updated {', '.join(changes['jobs'])}")
+        if changes.get("notify"):
+            parts.append(f"updated notify {', '.join(changes['notify'])}")
     if changes.get("placement"):
         parts.append(f"placed anew {', '.join(changes['placement'])} (singleton, nodes)")
     if changes["needs_restart"]:

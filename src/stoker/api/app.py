@@ -8,7 +8,7 @@ import hmac
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from stoker.api import dashboard, jobs, schemas
 from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
 from stoker.api.body_limit import BodyLimit
-from stoker.api.common import ApiError, error_response, iso, json_response, output_event
+from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
 from stoker.api.usage import CpuMeter
 from stoker.daemon.cluster import SharedStore
 from stoker.events import EventBus
@@ -42,15 +42,19 @@ MAX_TAIL = 100_000
 FOLLOW_BUFFER = 1024  # chunks a slow follower may lag before it is told it missed output
 
 
+# The daemon's reload; its argument, if any, hears each instance it stops as it stops.
+Reload = Callable[[Callable[[dict[str, Any]], None] | None], Coroutine[Any, Any, dict[str, Any]]]
+
+
 @dataclass
 class DaemonInfo:
     supervisor: Supervisor
     started_at: float  # wall clock
     request_shutdown: Callable[[], None]
     events: EventBus = field(default_factory=EventBus)
-    dispatcher: Dispatcher | None = None  # None: no tasks in the config
-    scheduler: Scheduler | None = None  # None: no schedules in the config
-    reload: Callable[[], Awaitable[dict[str, Any]]] | None = None  # set once the daemon runs
+    dispatcher: Dispatcher | None = None  # None: no tasks yet (a reload may add the first)
+    scheduler: Scheduler | None = None  # None: no schedules yet (a reload may add the first)
+    reload: Reload | None = None  # set once the daemon runs
     cpu: CpuMeter = field(default_factory=CpuMeter)  # `cpu` of the program JSON: since the previous look
     shared: SharedStore | None = None  # the store other nodes share (PostgreSQL): the cluster view
 
@@ -243,10 +247,34 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
 
         if info.reload is None:
             raise ApiError(503, "unavailable", "the daemon is still starting")
-        try:
-            return json_response(await info.reload())
-        except ConfigError as e:
-            raise ApiError(422, "invalid_config", f"{e} (nothing was changed)") from None
+        if not _yes(request.query_params.get("progress")):
+            try:
+                return json_response(await info.reload(None))
+            except ConfigError as e:
+                raise ApiError(422, "invalid_config", f"{e} (nothing was changed)") from None
+        # progress=1: server-sent events, each instance it stops as it stops, then the changes.
+        # The reload runs as a task of its own, so a caller who leaves does not cut it short.
+        said: asyncio.Queue[bytes | None] = asyncio.Queue()
+        applying = asyncio.create_task(info.reload(lambda event: said.put_nowait(sse(event))))
+        applying.add_done_callback(lambda _: said.put_nowait(None))
+        first = await said.get()
+        if first is None:  # over before it stopped anything: perhaps refused (422, as without progress)
+            try:
+                applying.result()
+            except ConfigError as e:
+                raise ApiError(422, "invalid_config", f"{e} (nothing was changed)") from None
+
+        async def stream(item: bytes | None) -> AsyncIterator[bytes]:
+            while item is not None:
+                yield item
+                item = await said.get()
+            if (failed := applying.exception()) is not None:  # the file was valid: not a 422
+                error = {"code": "reload_failed", "message": str(failed) or type(failed).__name__}
+                yield sse({"type": "error", "error": error})
+            else:
+                yield sse({"type": "reloaded", "changes": applying.result()})
+
+        return StreamingResponse(stream(first), media_type="text/event-stream")
 
     async def shutdown(request: Request) -> Response:
         info.request_shutdown()

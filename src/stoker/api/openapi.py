@@ -14,6 +14,11 @@ _REF = "#/components/schemas/{name}"
 
 
 _NAMES = {"type": "array", "items": {"type": "string"}}
+_DELTA = {  # tasks, queues, schedules or webhooks a reload added, updated, removed
+    "type": "object",
+    "properties": {"added": _NAMES, "updated": _NAMES, "removed": _NAMES},
+    "required": ["added", "updated", "removed"],
+}
 _RELOAD = {
     "type": "object",
     "properties": {
@@ -32,6 +37,11 @@ _RELOAD = {
         "needs_restart": _NAMES,
         "notify": _NAMES,
         "placement": _NAMES,
+        "tasks": _DELTA,
+        "queues": _DELTA,
+        "schedules": _DELTA,
+        "webhooks": _DELTA,
+        "config": {"type": "string", "description": "the file the daemon read (its own)"},
     },
     "required": [
         "added",
@@ -43,6 +53,11 @@ _RELOAD = {
         "needs_restart",
         "notify",
         "placement",
+        "tasks",
+        "queues",
+        "schedules",
+        "webhooks",
+        "config",
     ],
 }
 
@@ -202,8 +217,24 @@ def document() -> dict[str, Any]:
         "/api/v1/reload": {
             "post": {
                 "summary": "Re-read the config file and apply only what changed",
+                "parameters": [
+                    _query(
+                        "progress",
+                        {"type": "string", "enum": ["0", "1"]},
+                        "1: answer with server-sent events: each instance the reload stops, as it "
+                        'stops ({"type": "stopping", "name", "stop_timeout"}, {"type": "stopped", '
+                        '"name"}, {"type": "started", "name"} for a restart), then {"type": '
+                        '"reloaded", "changes": what changed} or {"type": "error", "error"}',
+                    )
+                ],
                 "responses": {
-                    "200": _json(_RELOAD, "What changed"),
+                    "200": {
+                        "description": "What changed; with progress=1 text/event-stream",
+                        "content": {
+                            "application/json": {"schema": _RELOAD},
+                            "text/event-stream": {"schema": _SSE_EVENT},
+                        },
+                    },
                     "422": _json(_ref("ErrorBody"), "The config is not valid: nothing was changed"),
                 },
             }

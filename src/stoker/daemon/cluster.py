@@ -161,15 +161,16 @@ def listen(
     shared: SharedStore,
     store: Store,
     dispatcher: Dispatcher,
-    scheduler: Scheduler | None,
+    get_scheduler: Callable[[], Scheduler | None],
     leases_released: Callable[[], None] | None = None,
 ) -> None:
     """Hear the other nodes: their jobs, their cancels, their pauses, the singleton leases they
-    give up (`SharedStore.subscribe`)."""
+    give up (`SharedStore.subscribe`). `get_scheduler()`: the daemon's scheduler, if it has one
+    yet (a reload adds one with the first schedule)."""
 
     async def pauses_changed() -> None:  # the store has them all: apply what it holds
         dispatcher.apply_paused(await store.paused_queues())
-        if scheduler is not None:
+        if (scheduler := get_scheduler()) is not None:
             scheduler.apply_paused(await store.paused_schedules())
 
     shared.subscribe(

@@ -191,7 +191,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
                 await info.scheduler.start()
             if shared is not None:
-                listen(shared, store, info.dispatcher, info.scheduler, keeper.wake if keeper else None)
+                wake_leases = keeper.wake if keeper else None
+                listen(shared, store, info.dispatcher, lambda: info.scheduler, wake_leases)
     except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
         if store is not None:
             await store.close()
@@ -231,19 +232,52 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
         return asyncio.create_task(restart_on_schedule(supervisor, triggers_of(supervisor)))
 
-    async def reload() -> dict[str, Any]:
+    async def reload(progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Re-read the config file and apply what changed; ConfigError (nothing changed) if
-        the file is not valid."""
+        the file is not valid. `progress` hears each instance the reload stops, as it stops."""
         async with reloading:
             sdnotify.tell_systemd(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
             try:
-                return await apply_reload()
+                return await apply_reload(progress)
             finally:
                 sdnotify.tell_systemd(READY=1)
 
-    async def apply_reload() -> dict[str, Any]:
-        nonlocal jobs_task, cron_task
+    async def gain_jobs(new: Config) -> str | None:
+        """What the first task or schedule needs, if the daemon lacks it: the store (a daemon
+        started without tasks on SQLite opened none), the dispatcher, the scheduler. They stay
+        once made (a config without tasks leaves them idle). None, or why it cannot."""
+        nonlocal store, jobs_task, schedules_task
+        if not new.tasks:  # (a schedule's inline command is a task too)
+            return None
+        if store is None:
+            try:
+                store = await _open_store(new)
+            except StartupError as e:
+                log.error("reload: cannot add tasks and schedules: %s", e)
+                return f"tasks and schedules (the store cannot be opened: {e})"
+        assert store is not None
+        if info.dispatcher is None:
+            dispatcher = Dispatcher(new, store, publish=info.events.publish)
+            await dispatcher.start()
+            info.dispatcher = dispatcher
+        if jobs_task is None:
+            jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
+        if new.schedules and info.scheduler is None:
+            from stoker.schedule.scheduler import Scheduler
+
+            # born without schedules, then given them as any reload gives a running scheduler
+            # new ones (planned from now: no catch-up, no @reboot, as for every added schedule)
+            scheduler = Scheduler(msgspec.structs.replace(new, schedules={}), store, info.dispatcher,
+                                  publish=info.events.publish)  # fmt: skip
+            await scheduler.start()
+            info.scheduler = scheduler
+            schedules_task = asyncio.create_task(scheduler.run(), name="schedules")
+        return None
+
+    async def apply_reload(progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+        nonlocal cron_task
         from stoker.config import load_config
+        from stoker.daemon.reload_progress import StopReporter
         from stoker.reload import RESTART_ONLY, describe, diff
 
         current = supervisor.config
@@ -252,18 +286,20 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         # what is bound at start stays as it is until the daemon restarts
         kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
         new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
-        if (new.tasks or new.schedules) and info.dispatcher is None:
-            changes.needs_restart.append("tasks (the daemon started without any, and without its store)")
-        if new.schedules and info.scheduler is None and info.dispatcher is not None:
-            changes.needs_restart.append("schedules (the daemon started without any)")
+        if (cannot := await gain_jobs(new)) is not None:
+            changes.needs_restart.append(cannot)
         if info.dispatcher is not None:
             info.dispatcher.reconfigure(new)
-            if new.tasks and jobs_task is None:
-                jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         if info.scheduler is not None:
             info.scheduler.reconfigure(new)
         notifier.reconfigure(new)
-        await supervisor.apply(new, changes)
+        touched = {*changes.removed, *changes.changed, *changes.resized}
+        unsubscribe = supervisor.subscribe(StopReporter(touched, progress)) if progress else None
+        try:
+            await supervisor.apply(new, changes)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
         if cron_task is not None:
             cron_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -271,7 +307,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         cron_task = start_cron_restarts()
         if publisher is not None:  # programs added or removed change no instance's state
             publisher.changed()
-        report = changes.as_json()
+        report = {**changes.as_json(), "config": new.path}
         log.info("reloaded %s: %s", new.path, describe(report))
         return report
 
