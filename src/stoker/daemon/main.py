@@ -51,6 +51,34 @@ def prepare_state_dir(config: Config) -> Path:
     return state_dir
 
 
+def keep_private(state_dir: Path) -> None:
+    """Tighten a state dir that others may enter (made by hand, `mkdir -p` under umask 022, an
+    older stoker) to 0700: a fresh one is born so, and its files are ours alone. Said in the log,
+    since it may change what someone relied on; one we do not own is left as it is, with a warning.
+    """
+    from stoker.sdnotify import drop_acl
+
+    with contextlib.suppress(OSError):  # (not ours to change: said below)
+        if drop_acl(state_dir):  # the notify socket's grant (sdnotify): renewed once programs run
+            os.chmod(state_dir, stat.S_IMODE(state_dir.stat().st_mode) & ~0o070)
+    st = state_dir.stat()
+    if not st.st_mode & 0o077:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.geteuid():
+        log.warning(
+            "state dir %s is mode %04o and owned by uid %d, not us: others may read the database and logs",
+            state_dir, mode, st.st_uid,
+        )  # fmt: skip
+        return
+    try:
+        os.chmod(state_dir, 0o700)
+    except OSError as e:
+        log.warning("state dir %s is mode %04o and cannot be made 0700: %s", state_dir, mode, e.strerror)
+        return
+    log.info("state dir %s was mode %04o, now 0700: the daemon's files are not for others", state_dir, mode)
+
+
 def _setup_logging(stream: TextIO) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -452,6 +480,7 @@ def _run_here(config: Config, state_dir: Path, ready: Callable[[], None]) -> int
     from setproctitle import setproctitle
 
     setproctitle(f"stoker: daemon {config.path}")
+    keep_private(state_dir)
     lock.write_pid(state_dir)
     # The young objects are collected after 10,000 allocations, not 700: a job's objects live
     # some milliseconds (until its store commit), and at 700 they were traversed, promoted and

@@ -254,8 +254,8 @@ class LogFile:
     def _open(self) -> None:
         # O_RDWR (not O_WRONLY) so that a rotation can read back the unfinished last line it
         # moves to the fresh file. O_APPEND keeps writes at the end even if someone else
-        # appends too.
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # appends too. 0600: program output is the daemon's to show (the umask only removes bits).
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
         except OSError:
