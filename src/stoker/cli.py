@@ -100,24 +100,41 @@ def init(ctx: Context, args: argparse.Namespace) -> None:
 
 def check(ctx: Context, args: argparse.Namespace) -> None:
     """Validate the config. Exit 0, or 2 naming the file, the key and what was expected."""
+    from stoker.config import SCHEDULE_TASK_PREFIX
+
     config = ctx.config
     instances = sum(p.instances for p in config.programs.values())
+    # What the user declared: an inline schedule command is an internal task schedule.NAME, on
+    # an internal queue of that name unless it names one.
+    inline = {
+        SCHEDULE_TASK_PREFIX + name
+        for name, s in config.schedules.items()
+        if s.task == SCHEDULE_TASK_PREFIX + name
+    }
+    tasks = [name for name in config.tasks if name not in inline]
+    queues = [name for name in config.queues if name not in inline]
+    counts = {
+        "programs": len(config.programs),
+        "instances": instances,
+        "tasks": len(tasks),
+        "queues": len(queues),
+        "schedules": len(config.schedules),
+        "webhooks": len(config.notify),
+    }
     if args.as_json:
-        _print_json(
-            {
-                "ok": True,
-                "config": config.path,
-                "programs": len(config.programs),
-                "instances": instances,
-                "tasks": len(config.tasks),
-                "queues": len(config.queues),
-                "webhooks": len(config.notify),
-            }
-        )
+        _print_json({"ok": True, "config": config.path, **counts})
         return
-    jobs = f", {len(config.tasks)} task(s), {len(config.queues)} queue(s)" if config.tasks else ""
-    hooks = f", {len(config.notify)} webhook(s)" if config.notify else ""
-    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}{hooks}")
+    said = [_count(counts["programs"], "program")]
+    if instances != counts["programs"]:
+        said[0] += f" ({_count(instances, 'instance')})"
+    said += [
+        _count(n, kind[:-1]) for kind, n in counts.items() if n and kind not in ("programs", "instances")
+    ]
+    print(f"{config.path}: ok, {', '.join(said)}")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def import_command(ctx: Context, args: argparse.Namespace) -> None:

@@ -120,6 +120,13 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _unbind(config: Config, sockets: list[socket.socket]) -> None:
+    """Close the sockets of a start that failed; no stale stoker.sock stays to mislead."""
+    for sock in sockets:
+        sock.close()
+    socket_path(config).unlink(missing_ok=True)
+
+
 OPEN_FILES_WANTED = 65536  # enough for ~15,000 instances; not "infinity", which children inherit
 
 
@@ -194,14 +201,24 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
     # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
-    store = await _open_store(config)
+    d = config.daemon
+    # Bound before anything is opened: a port in use ends the start with nothing to undo but
+    # these (TCP first, so that it leaves no socket file behind).
+    sockets = []
+    if d.listen_host is not None and d.listen_port is not None:
+        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
+    sockets.insert(0, _bind_unix(socket_path(config)))
+    try:
+        store = await _open_store(config)
+    except BaseException:
+        _unbind(config, sockets)
+        raise
     shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
     info.shared = shared
     publisher = None
     if shared is not None:  # the cluster view: this node's programs, for the others to show
         publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(info))
         supervisor.subscribe(lambda inst: publisher.changed())
-    d = config.daemon
     # singletons run where this node holds their lease (without a shared store: here)
     keeper = None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
     try:
@@ -223,11 +240,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
         if store is not None:
             await store.close()
+        _unbind(config, sockets)
         raise
 
-    sockets = [_bind_unix(socket_path(config))]
-    if d.listen_host is not None and d.listen_port is not None:
-        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
     app = build_app(info, d.token)
     server = uvicorn.Server(
         uvicorn.Config(
