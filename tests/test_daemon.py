@@ -77,7 +77,9 @@ def test_failed_starts_back_off_then_fatal(stoker: Stoker) -> None:
     row = stoker.wait_state("broken:0", "fatal")
     assert row["restarts"] == 3  # 1 start + 3 retries
     assert row["exit_code"] == 3
-    assert row["error"].startswith("gave up after 4 failed starts: exited with code 3 after")
+    assert row["error"].startswith(
+        "gave up after 4 failed starts (the first and max_restarts = 3 restarts): exited with code 3 after"
+    )
     # `start` gives it a fresh chance: it fails again the same way.
     result = stoker.cli("start", "broken")
     assert result.returncode == 1
@@ -133,7 +135,10 @@ def test_spawn_errors_are_shown(stoker: Stoker) -> None:
     row = stoker.wait_state("noexec:0", "fatal")
     assert row["error"].endswith(f"permission denied: {script}")
     row = stoker.wait_state("missing:0", "fatal")
-    assert row["error"] == "gave up after 2 failed starts: command not found: /nonexistent/bin/worker"
+    assert row["error"] == (
+        "gave up after 2 failed starts (the first and max_restarts = 1 restart):"
+        " command not found: /nonexistent/bin/worker"
+    )
     row = stoker.wait_state("nodir:0", "fatal")
     assert "directory not found" in row["error"]
     text = stoker.cli("status").stdout
@@ -440,7 +445,9 @@ def test_user_group_and_umask(stoker: Stoker) -> None:
     expected = f"{nobody.pw_uid} {grp.getgrnam('nogroup').gr_gid} 0027\n"
     wait_for(lambda: stoker.cli("logs", "dropped").stdout == expected, what="the dropped program's ids")
     row = stoker.wait_state("nosuchuser:0", "fatal")
-    assert row["error"] == "gave up after 2 failed starts: unknown user: no-such-user-here"
+    assert row["error"] == (
+        "gave up after 2 failed starts (the first and max_restarts = 1 restart): unknown user: no-such-user-here"
+    )
 
 
 def test_cron_restart_restarts_running_instances_only(tmp_path: Path) -> None:
