@@ -227,15 +227,24 @@ def test_programs_users_and_only_they_may_send_to_the_notify_socket(open_stoker:
             os.getxattr(path, sdnotify.ACL_XATTR)
     assert send_as("nobody", address) == "PermissionError"
 
-    # And a restart with such a program again grants them afresh (the old grant was dropped at
-    # the start, not reported as a state dir made too wide).
+    # Such a program again: granted again.
     stoker.write(config)
     assert stoker.cli("reload").returncode == 0
-    stoker.wait_state("dropped:0", "running")
+    assert send_as("nobody", address) == "sent"
     assert stoker.terminate() == 0
+    assert_private(stoker.state_dir)  # a stopped daemon takes its grant back
+    with pytest.raises(OSError):
+        os.getxattr(stoker.state_dir, sdnotify.ACL_XATTR)
     stoker.up()
     stoker.wait_state("dropped:0", "running")
     assert send_as("nobody", address) == "sent"
+    # killed, it could not: the next start drops the grant (not a state dir made too wide) and
+    # grants afresh
+    stoker.kill()
+    assert sdnotify.acl_users(os.getxattr(stoker.state_dir, sdnotify.ACL_XATTR)) == {nobody: 0o1}
+    stoker.up()
+    stoker.wait_state("dropped:0", "running")
+    assert send_as("nobody", stoker.state_dir / "notify.sock") == "sent"
     assert "now 0700" not in stoker.log_text()
 
 

@@ -21,6 +21,7 @@ granted exactly that, each by uid in a POSIX ACL: write on the socket, search on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -191,6 +192,11 @@ class Listener:
                 os.unlink(self.address)
             except FileNotFoundError:
                 pass
+            if self._allowed:  # the state dir is the daemon's alone again
+                with contextlib.suppress(OSError):
+                    directory = os.path.dirname(self.address)
+                    drop_acl(directory)
+                    os.chmod(directory, 0o700)
 
 
 def _user_name(uid: int) -> str:
