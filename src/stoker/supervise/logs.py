@@ -169,7 +169,7 @@ class LogFile:
         self._lost = 0
         self._rotate_warned = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._open()
         except OSError as exc:
             # Not fatal: the first write retries, and the program runs meanwhile.
@@ -277,7 +277,7 @@ class LogFile:
         assert self._error is not None
         if self._fd is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._open()
             except OSError:
                 return False
