@@ -193,6 +193,12 @@ def test_programs_users_and_only_they_may_send_to_the_notify_socket(open_stoker:
         pytest.skip("needs /usr/bin/python3 (a python every user may run)")
     stoker = open_stoker
     nobody = pwd.getpwnam("nobody").pw_uid
+    try:
+        os.setxattr(stoker.root, sdnotify.ACL_XATTR, sdnotify.acl(0o7, {nobody}, 0o5))
+    except OSError as e:
+        pytest.skip(f"the filesystem of {stoker.root} takes no POSIX ACLs: {e.strerror}")
+    sdnotify.drop_acl(stoker.root)
+    os.chmod(stoker.root, 0o755)
     config = f"""
         [programs.dropped]
         command = ["/usr/bin/python3", "-c", {NOTIFY!r}]
