@@ -120,10 +120,17 @@ def test_detached_daemon_log_is_private_with_umask_0(stoker: Stoker) -> None:
 def test_an_existing_wide_state_dir_is_made_0700(stoker: Stoker) -> None:
     stoker.state_dir.mkdir(mode=0o755)
     os.chmod(stoker.state_dir, 0o755)  # whatever the test's umask
+    for name in ("stoker.log", "stopped.json", "stoker.lock"):  # as an older stoker made them
+        (stoker.state_dir / name).write_text("" if name != "stopped.json" else '{"stopped_by_hand": []}')
+        os.chmod(stoker.state_dir / name, 0o644)
     stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
     stoker.up()
     assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o700
     assert f"state dir {stoker.state_dir} was mode 0755, now 0700" in stoker.log_text()
+    assert (
+        f"made private (0600) in {stoker.state_dir}: stoker.lock, stoker.log, stopped.json"
+        in stoker.log_text()
+    )
     assert_private(stoker.state_dir)
     stoker.terminate()
     stoker.up()  # already private: nothing to say

@@ -61,6 +61,17 @@ def keep_private(state_dir: Path) -> None:
     with contextlib.suppress(OSError):  # (not ours to change: said below)
         if drop_acl(state_dir):  # the notify socket's grant (sdnotify): renewed once programs run
             os.chmod(state_dir, stat.S_IMODE(state_dir.stat().st_mode) & ~0o070)
+    # Files an older stoker made 0644: programs' users may be granted a way in (the notify
+    # socket's), and would find the database readable. (logs/ gets no grant: not needed there.)
+    tightened = []
+    for entry in os.scandir(state_dir):
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.chmod(entry.path, stat.S_IMODE(st.st_mode) & 0o700)
+                tightened.append(entry.name)
+    if tightened:
+        log.info("made private (0600) in %s: %s", state_dir, ", ".join(sorted(tightened)))
     st = state_dir.stat()
     if not st.st_mode & 0o077:
         return
