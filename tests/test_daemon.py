@@ -77,7 +77,9 @@ def test_failed_starts_back_off_then_fatal(stoker: Stoker) -> None:
     row = stoker.wait_state("broken:0", "fatal")
     assert row["restarts"] == 3  # 1 start + 3 retries
     assert row["exit_code"] == 3
-    assert row["error"].startswith("gave up after 4 failed starts: exited with code 3 after")
+    assert row["error"].startswith(
+        "gave up after 4 failed starts (the first and max_restarts = 3 restarts): exited with code 3 after"
+    )
     # `start` gives it a fresh chance: it fails again the same way.
     result = stoker.cli("start", "broken")
     assert result.returncode == 1
@@ -133,7 +135,10 @@ def test_spawn_errors_are_shown(stoker: Stoker) -> None:
     row = stoker.wait_state("noexec:0", "fatal")
     assert row["error"].endswith(f"permission denied: {script}")
     row = stoker.wait_state("missing:0", "fatal")
-    assert row["error"] == "gave up after 2 failed starts: command not found: /nonexistent/bin/worker"
+    assert row["error"] == (
+        "gave up after 2 failed starts (the first and max_restarts = 1 restart):"
+        " command not found: /nonexistent/bin/worker"
+    )
     row = stoker.wait_state("nodir:0", "fatal")
     assert "directory not found" in row["error"]
     text = stoker.cli("status").stdout
@@ -440,7 +445,9 @@ def test_user_group_and_umask(stoker: Stoker) -> None:
     expected = f"{nobody.pw_uid} {grp.getgrnam('nogroup').gr_gid} 0027\n"
     wait_for(lambda: stoker.cli("logs", "dropped").stdout == expected, what="the dropped program's ids")
     row = stoker.wait_state("nosuchuser:0", "fatal")
-    assert row["error"] == "gave up after 2 failed starts: unknown user: no-such-user-here"
+    assert row["error"] == (
+        "gave up after 2 failed starts (the first and max_restarts = 1 restart): unknown user: no-such-user-here"
+    )
 
 
 def test_cron_restart_restarts_running_instances_only(tmp_path: Path) -> None:
@@ -521,3 +528,76 @@ def test_status_shows_cpu(stoker: Stoker) -> None:
     cells = wait_for(cpu_column, what="CPU figures in stoker status")
     assert cells["idler:0"] == "0%"
     assert int(cells["spinner:0"].rstrip("%")) > 0
+
+
+def test_a_listen_port_in_use_fails_the_start_and_leaves_nothing(stoker: Stoker) -> None:
+    import socket
+
+    from conftest import free_port
+
+    port = free_port()
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{port}"
+        [programs.p]
+        command = "sleep 1000"
+        [tasks.t]
+        command = "true"
+        """
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        for detach in ([], ["-d"]):
+            up = stoker.cli("up", *detach)
+            assert up.returncode == 1, up.stderr
+            assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in up.stderr
+            left = sorted(p.name for p in stoker.state_dir.iterdir())
+            assert "stoker.sock" not in left and "stoker.pid" not in left, left
+            status = stoker.cli("status")
+            assert status.returncode == 3 and "not running" in status.stderr, status
+            assert not marked_pids(str(stoker.state_dir))  # no program was started
+
+
+def test_check_counts_what_the_user_declared(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [schedules.nightly]
+        cron = "0 3 * * *"
+        command = "true"
+        """
+    )
+    out = stoker.cli("check")
+    assert out.returncode == 0, out.stderr
+    # the inline command is the internal task schedule.nightly, on a queue of its own: not the user's
+    assert out.stdout == f"{stoker.config}: ok, 0 programs, 1 schedule\n"
+    assert stoker.json("check") == {
+        "ok": True, "config": str(stoker.config), "programs": 0, "instances": 0, "tasks": 0,
+        "queues": 0, "schedules": 1, "webhooks": 0,
+    }  # fmt: skip
+    stoker.write(
+        """
+        [programs.web]
+        command = "sleep 1000"
+        instances = 3
+        [programs.mailer]
+        command = "sleep 1000"
+        [tasks.build]
+        command = "true"
+        queue = "builds"
+        [tasks.mail]
+        command = "true"
+        [schedules.nightly]
+        cron = "0 3 * * *"
+        task = "build"
+        [schedules.hourly]
+        every = "1h"
+        command = "true"
+        queue = "builds"
+        """
+    )
+    out = stoker.cli("check")
+    assert out.stdout == f"{stoker.config}: ok, 2 programs (4 instances), 2 tasks, 2 queues, 2 schedules\n"
+    stoker.write('[programs.one]\ncommand = "sleep 1000"\n[tasks.t]\ncommand = "true"\n')
+    assert stoker.cli("check").stdout == f"{stoker.config}: ok, 1 program, 1 task, 1 queue\n"

@@ -489,7 +489,11 @@ def test_max_restarts_makes_fatal_after_the_failed_start_after_the_last_restart(
     assert crash_early(m, now, pid=4) == [CancelTimer()]  # the 4th failed start
     assert m.state is State.FATAL
     assert m.failures == 4
-    assert m.error  # says why
+    # says why, and which count is which: 4 failed starts are the first and the 3 restarts
+    assert (
+        m.error
+        == "gave up after 4 failed starts (the first and max_restarts = 3 restarts): exited with code 1 after 0.00s"
+    )
     assert m.deadline is None
     assert m.restarts == 3
     # fatal stays fatal until asked
@@ -506,7 +510,7 @@ def test_max_restarts_with_spawn_failures() -> None:
     m.handle(Timer(), m.deadline or 0.0, J)
     assert m.handle(SpawnFailed("ENOENT"), 5.0, J) == []
     assert m.state is State.FATAL
-    assert m.error == "gave up after 2 failed starts: ENOENT"
+    assert m.error == "gave up after 2 failed starts (the first and max_restarts = 1 restart): ENOENT"
 
 
 def test_max_restarts_zero_never_gives_up() -> None:
@@ -812,7 +816,10 @@ def test_never_ready_is_stopped_and_counts_as_a_failed_start() -> None:
     m.handle(Timer(), t + 30.0, J)
     assert m.handle(Exited(None, signal=15), t + 30.5, J) == [CancelTimer()]
     assert m.state is State.FATAL
-    assert m.error == "gave up after 2 failed starts: not ready within 30s"
+    assert (
+        m.error
+        == "gave up after 2 failed starts (the first and max_restarts = 1 restart): not ready within 30s"
+    )
 
 
 def test_stop_while_stopping_an_unready_instance_leaves_it_stopped() -> None:

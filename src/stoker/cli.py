@@ -99,29 +99,47 @@ def init(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def check(ctx: Context, args: argparse.Namespace) -> None:
-    """Validate the config; exit 0, or 2 naming file, key and what was expected."""
+    """Validate the config. Exit 0, or 2 naming the file, the key and what was expected."""
+    from stoker.config import SCHEDULE_TASK_PREFIX
+
     config = ctx.config
     instances = sum(p.instances for p in config.programs.values())
+    # What the user declared: an inline schedule command is an internal task schedule.NAME, on
+    # an internal queue of that name unless it names one.
+    inline = {
+        SCHEDULE_TASK_PREFIX + name
+        for name, s in config.schedules.items()
+        if s.task == SCHEDULE_TASK_PREFIX + name
+    }
+    tasks = [name for name in config.tasks if name not in inline]
+    queues = [name for name in config.queues if name not in inline]
+    counts = {
+        "programs": len(config.programs),
+        "instances": instances,
+        "tasks": len(tasks),
+        "queues": len(queues),
+        "schedules": len(config.schedules),
+        "webhooks": len(config.notify),
+    }
     if args.as_json:
-        _print_json(
-            {
-                "ok": True,
-                "config": config.path,
-                "programs": len(config.programs),
-                "instances": instances,
-                "tasks": len(config.tasks),
-                "queues": len(config.queues),
-                "webhooks": len(config.notify),
-            }
-        )
+        _print_json({"ok": True, "config": config.path, **counts})
         return
-    jobs = f", {len(config.tasks)} task(s), {len(config.queues)} queue(s)" if config.tasks else ""
-    hooks = f", {len(config.notify)} webhook(s)" if config.notify else ""
-    print(f"{config.path}: ok, {len(config.programs)} program(s), {instances} instance(s){jobs}{hooks}")
+    said = [_count(counts["programs"], "program")]
+    if instances != counts["programs"]:
+        said[0] += f" ({_count(instances, 'instance')})"
+    said += [
+        _count(n, kind[:-1]) for kind, n in counts.items() if n and kind not in ("programs", "instances")
+    ]
+    print(f"{config.path}: ok, {', '.join(said)}")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def import_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Print a commented stoker.toml made from a supervisord .conf, a pm2 ecosystem file or a Procfile."""
+    """Turn a supervisord, pm2 or Procfile config into a stoker.toml. It is printed, commented:
+    FILE is a supervisord .conf/.ini, a pm2 ecosystem .json/.js or a Procfile."""
     from stoker.importing import InputError, convert, read
 
     path = os.path.abspath(args.file)
@@ -133,7 +151,7 @@ def import_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def systemd(ctx: Context, args: argparse.Namespace) -> None:
-    """Print a systemd unit that runs this config's daemon (install it as the comments say)."""
+    """Print a systemd unit that runs this config's daemon. Install it as its comments say."""
     import getpass
 
     from stoker.systemd import stoker_command, unit
@@ -295,7 +313,7 @@ def status(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def nodes_command(ctx: Context, args: argparse.Namespace) -> None:
-    """The nodes sharing this daemon's store: alive or lapsed, last heard from, programs."""
+    """The nodes sharing this daemon's store. Each alive or lapsed, last heard from, programs."""
     with _talking():
         rows = ctx.client().nodes()
     if args.as_json:
@@ -342,7 +360,7 @@ def _program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str)
 
 
 def reload_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Re-read the config and apply only what changed (as SIGHUP does); a config that is not
+    """Re-read the config and apply only what changed. As SIGHUP does; a config that is not
     valid changes nothing (exit 2, with the reason)."""
     from stoker.locate import config_file
     from stoker.reload import describe
@@ -377,7 +395,7 @@ def _say_progress(event: dict[str, Any]) -> None:
 
 
 def signal_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Send a signal (HUP, USR1, 15 …) to the process group of each instance."""
+    """Send a signal (HUP, USR1, 15 …) to programs. To the process group of each instance."""
     from stoker.signals import parse_signal
 
     try:
@@ -400,7 +418,7 @@ def signal_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def logs(ctx: Context, args: argparse.Namespace) -> None:
-    """Output of a program (NAME: program or program:instance) or of a job (job:ID)."""
+    """Show the output of a program or a job. NAME: program, program:instance, or job:ID."""
     stream = "err" if args.stderr_stream else "out"
     out = sys.stdout.buffer
     if args.name.startswith("job:"):
@@ -563,7 +581,7 @@ def _job_exit(job: dict[str, Any]) -> None:
 
 
 def enqueue(ctx: Context, args: argparse.Namespace) -> None:
-    """Queue a job of a task from the config: stoker enqueue TASK name=value name:=JSON…"""
+    """Queue a job of a task from the config. Like: stoker enqueue TASK name=value name:=JSON…"""
     if args.delay is not None and args.at is not None:
         _fail("give --in or --at, not both", EXIT_USAGE)
     params = _params(args.params)
@@ -598,7 +616,7 @@ def jobs_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def job_command(ctx: Context, args: argparse.Namespace) -> None:
-    """One job: its state, every attempt, its output; --wait until it has finished."""
+    """One job: its state, every attempt, its output. With --wait, once it has finished."""
     with _talking():
         client = ctx.client(timeout=None if args.wait else 120.0)
         job = client.wait(args.id) if args.wait else client.job(args.id)
@@ -654,7 +672,7 @@ def queues_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def queue_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Pause or resume a queue (persisted: it stays paused across restarts)."""
+    """Pause or resume a queue. Persisted: it stays paused across restarts."""
     with _talking():
         client = ctx.client()
         rows = client.pause(args.queue) if args.action == "pause" else client.resume(args.queue)
@@ -694,7 +712,7 @@ def schedules_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def schedule_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Run a schedule's job now, or pause / resume it (persisted)."""
+    """Run a schedule's job now, or pause or resume it. Pausing is persisted."""
     with _talking():
         result = ctx.client().schedule_action(args.name, args.action)
     if args.as_json:
@@ -706,7 +724,7 @@ def schedule_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cron(ctx: Context, args: argparse.Namespace) -> None:
-    """Next fire times of a cron expression (Debian cron's rules, DST included), to check one."""
+    """Print the next fire times of a cron expression. Debian cron's rules, DST included."""
     import datetime as dt
 
     from stoker.schedule.triggers import Reboot, TriggerError, fire_times, parse_cron, zone_named
@@ -803,7 +821,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         _program_action(
             "start",
             _started,
-            "Start programs (NAME: program, program:instance, or all); wait until running.",
+            "Start programs and wait until they run. NAME: program, program:instance, or all.",
         ),
         [_NAMES, _JSON],
     ),
@@ -811,7 +829,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         _program_action(
             "stop",
             lambda r: r["state"] in ("stopped", "exited", "fatal"),
-            "Stop programs gracefully (stop_signal, SIGKILL after stop_timeout).",
+            "Stop programs gracefully. Each gets stop_signal, then SIGKILL after stop_timeout.",
         ),
         [_NAMES, _JSON],
     ),
@@ -853,9 +871,13 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "jobs": (
         jobs_command,
         [
-            _arg("--state", choices=["queued", "running", "succeeded", "failed", "cancelled"]),
-            _arg("--queue", metavar="QUEUE"),
-            _arg("--task", metavar="TASK"),
+            _arg(
+                "--state",
+                choices=["queued", "running", "succeeded", "failed", "cancelled"],
+                help="Only jobs in this state.",
+            ),
+            _arg("--queue", metavar="QUEUE", help="Only jobs of this queue."),
+            _arg("--task", metavar="TASK", help="Only jobs of this task."),
             _arg("-n", "--limit", type=int, default=50, metavar="N", help="How many (default 50)."),
             _JSON,
         ],
@@ -932,7 +954,7 @@ class _Parser(argparse.ArgumentParser):
         words = ["[OPTIONS]"]
         for action in self._get_positional_actions():
             many = {"*": "[{}]...", "+": "{}...", argparse.REMAINDER: "[{}]..."}  # "?": COMMAND, required
-            words.append(many.get(str(action.nargs), "{}").format(action.metavar))
+            words.append(many.get(str(action.nargs), "{}").format(_metavar(action)))
         self.usage = " ".join(words)
 
     def format_usage(self) -> str:
@@ -954,8 +976,8 @@ class _Parser(argparse.ArgumentParser):
                 continue
             term = ", ".join(action.option_strings)
             if action.nargs != 0:
-                term += f" {action.metavar}"
-            text = str(action.help)
+                term += f" {_metavar(action)}"
+            text = action.help or ""
             if action.nargs != 0 and action.default not in (None, argparse.SUPPRESS):
                 text += f"  [default: {action.default}]"
             options.append((term, text))
@@ -965,16 +987,22 @@ class _Parser(argparse.ArgumentParser):
             "Options:\n" + _definitions(options, width),
         ]
         if self.commands:
-            limit = width - 6 - max(map(len, self.commands))
-            rows = [
-                (name, _short_help(str(COMMANDS[name][0].__doc__), limit)) for name in sorted(self.commands)
-            ]
+            rows = [(name, _short_help(str(COMMANDS[name][0].__doc__))) for name in sorted(self.commands)]
             sections.append("Commands:\n" + _definitions(rows, width))
         return "\n".join(sections)
 
     def error(self, message: str) -> NoReturn:
         hint = f"Try '{self.prog} --help' for help."
         self.exit(EXIT_USAGE, f"{self.format_usage()}{hint}\n\nError: {message[:1].upper()}{message[1:]}\n")
+
+
+def _metavar(action: argparse.Action) -> str:
+    """What an argument's value is called in the help: its metavar, or its choices (a|b)."""
+    if action.metavar is not None:
+        return str(action.metavar)
+    if action.choices is not None:
+        return "|".join(map(str, action.choices))
+    return action.dest.upper()
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -1005,16 +1033,15 @@ def _definitions(rows: list[tuple[str, str]], width: int) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _short_help(doc: str, limit: int) -> str:
-    """The first sentence of a command's help, shortened to fit the command list."""
-    import textwrap
-
+def _short_help(doc: str) -> str:
+    """The first sentence of a command's help, whole, for the command list (keep it short: a
+    test holds each to one line)."""
     words = doc.split()
     for i, word in enumerate(words):
         if word.endswith(".") and (i == len(words) - 1 or not words[i + 1][0].islower()):
             words = words[: i + 1]
             break
-    return textwrap.shorten(" ".join(words), limit, placeholder="...", break_on_hyphens=False)
+    return " ".join(words)
 
 
 def _top_parser() -> _Parser:
@@ -1028,6 +1055,12 @@ def _top_parser() -> _Parser:
         commands=list(COMMANDS),
     )
     return parser
+
+
+def command_parser(name: str) -> _Parser:
+    """The parser of one command: its arguments, and its handler's docstring as its help."""
+    handler, args = COMMANDS[name]
+    return _Parser(f"stoker {name}", str(handler.__doc__), [*args, _CONFIG_AFTER])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -1045,8 +1078,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         close = sorted(difflib.get_close_matches(namespace.command, COMMANDS))
         hint = {0: "", 1: " Did you mean {}?"}.get(len(close), " (Did you mean one of: {}?)")
         top.error(f"No such command {namespace.command!r}.{hint.format(', '.join(map(repr, close)))}")
-    handler, args = COMMANDS[namespace.command]
-    command = _Parser(f"stoker {namespace.command}", str(handler.__doc__), [*args, _CONFIG_AFTER])
+    handler = COMMANDS[namespace.command][0]
+    command = command_parser(namespace.command)
     # intermixed: options may come between the names, as they could with click
     command.parse_intermixed_args(namespace.rest, namespace)
     try:

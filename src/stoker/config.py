@@ -1653,7 +1653,7 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # success_exit_codes = [0]         # exits that are not failures (for on-failure)
 # start_seconds = "1s"             # must stay up this long to count as started
 # backoff = { min = "1s", max = "60s" }   # delay between failed starts, doubling
-# max_restarts = 0                 # failed starts in a row before giving up; 0 = never
+# max_restarts = 0                 # restarts of a failed start before giving up; 0 = never
 # stop_signal = "TERM"             # sent to the whole process group to stop it
 # stop_timeout = "10s"             # then SIGKILL
 # log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }

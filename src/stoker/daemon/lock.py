@@ -54,7 +54,12 @@ def read_pid(state_dir: Path) -> int | None:
 
 def write_pid(state_dir: Path) -> None:
     tmp = state_dir / "stoker.pid.tmp"
-    tmp.write_text(f"{os.getpid()}\n")
+    tmp.unlink(missing_ok=True)  # a dead daemon's, perhaps made wider: O_CREAT keeps a file's mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
     tmp.replace(state_dir / "stoker.pid")
 
 

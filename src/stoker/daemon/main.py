@@ -51,6 +51,45 @@ def prepare_state_dir(config: Config) -> Path:
     return state_dir
 
 
+def keep_private(state_dir: Path) -> None:
+    """Tighten a state dir that others may enter (made by hand, `mkdir -p` under umask 022, an
+    older stoker) to 0700: a fresh one is born so, and its files are ours alone. Said in the log,
+    since it may change what someone relied on; one we do not own is left as it is, with a warning.
+    """
+    from stoker.sdnotify import drop_acl
+
+    with contextlib.suppress(OSError):  # (not ours to change: said below)
+        if drop_acl(state_dir):  # the notify socket's grant (sdnotify): renewed once programs run
+            os.chmod(state_dir, stat.S_IMODE(state_dir.stat().st_mode) & ~0o070)
+    # Files an older stoker made 0644: programs' users may be granted a way in (the notify
+    # socket's), and would find the database readable. (logs/ gets no grant: not needed there.)
+    tightened = []
+    for entry in os.scandir(state_dir):
+        with contextlib.suppress(OSError):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                os.chmod(entry.path, stat.S_IMODE(st.st_mode) & 0o700)
+                tightened.append(entry.name)
+    if tightened:
+        log.info("made private (0600) in %s: %s", state_dir, ", ".join(sorted(tightened)))
+    st = state_dir.stat()
+    if not st.st_mode & 0o077:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.geteuid():
+        log.warning(
+            "state dir %s is mode %04o and owned by uid %d, not us: others may read the database and logs",
+            state_dir, mode, st.st_uid,
+        )  # fmt: skip
+        return
+    try:
+        os.chmod(state_dir, 0o700)
+    except OSError as e:
+        log.warning("state dir %s is mode %04o and cannot be made 0700: %s", state_dir, mode, e.strerror)
+        return
+    log.info("state dir %s was mode %04o, now 0700: the daemon's files are not for others", state_dir, mode)
+
+
 def _setup_logging(stream: TextIO) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
@@ -90,6 +129,13 @@ def _bind_tcp(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+def _unbind(config: Config, sockets: list[socket.socket]) -> None:
+    """Close the sockets of a start that failed; no stale stoker.sock stays to mislead."""
+    for sock in sockets:
+        sock.close()
+    socket_path(config).unlink(missing_ok=True)
 
 
 OPEN_FILES_WANTED = 65536  # enough for ~15,000 instances; not "infinity", which children inherit
@@ -166,14 +212,24 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
     # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
-    store = await _open_store(config)
+    d = config.daemon
+    # Bound before anything is opened: a port in use ends the start with nothing to undo but
+    # these (TCP first, so that it leaves no socket file behind).
+    sockets = []
+    if d.listen_host is not None and d.listen_port is not None:
+        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
+    sockets.insert(0, _bind_unix(socket_path(config)))
+    try:
+        store = await _open_store(config)
+    except BaseException:
+        _unbind(config, sockets)
+        raise
     shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
     info.shared = shared
     publisher = None
     if shared is not None:  # the cluster view: this node's programs, for the others to show
         publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(info))
         supervisor.subscribe(lambda inst: publisher.changed())
-    d = config.daemon
     # singletons run where this node holds their lease (without a shared store: here)
     keeper = None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
     try:
@@ -196,11 +252,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
         if store is not None:
             await store.close()
+        _unbind(config, sockets)
         raise
 
-    sockets = [_bind_unix(socket_path(config))]
-    if d.listen_host is not None and d.listen_port is not None:
-        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
     app = build_app(info, d.token)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -488,6 +542,7 @@ def _run_here(config: Config, state_dir: Path, ready: Callable[[], None]) -> int
     from setproctitle import setproctitle
 
     setproctitle(f"stoker: daemon {config.path}")
+    keep_private(state_dir)
     lock.write_pid(state_dir)
     # The young objects are collected after 10,000 allocations, not 700: a job's objects live
     # some milliseconds (until its store commit), and at 700 they were traversed, promoted and

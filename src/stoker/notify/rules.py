@@ -2,7 +2,7 @@
 
 The events (the names `[notify.NAME] events` takes):
 
-- `program_fatal`: an instance reached `fatal` (it gave up after `max_restarts` failed starts).
+- `program_fatal`: an instance reached `fatal` (its first start and `max_restarts` restarts failed).
 - `crash_loop`: an instance ended unexpectedly `count` times within `within` seconds, whether
   each was a failed start (died before `start_seconds`, could not be spawned, or was not ready
   within `ready_timeout`), a crash after a good start (restarted at once, so no backoff slows

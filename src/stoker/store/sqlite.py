@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -314,6 +315,9 @@ class _Writer(threading.Thread):
             conn.close()
 
     def _connect(self) -> sqlite3.Connection:
+        # SQLite would create the database 0644 less the umask, and it gives the -wal, -shm and
+        # -journal files the database's mode: made here first, 0600, all of them are private.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")

@@ -8,6 +8,7 @@ lives beside the node's logs rather than in a store that a cluster shares.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,7 +45,11 @@ class Holds:
             return
         self._names = names
         tmp = f"{self.path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a crash: O_CREAT would keep its mode
+        # 0600 whatever the umask: the state dir's files are the daemon's alone
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             json.dump({"stopped_by_hand": sorted(names)}, f, indent=1)
             f.write("\n")
             f.flush()

@@ -169,7 +169,7 @@ class LogFile:
         self._lost = 0
         self._rotate_warned = False
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._open()
         except OSError as exc:
             # Not fatal: the first write retries, and the program runs meanwhile.
@@ -254,8 +254,8 @@ class LogFile:
     def _open(self) -> None:
         # O_RDWR (not O_WRONLY) so that a rotation can read back the unfinished last line it
         # moves to the fresh file. O_APPEND keeps writes at the end even if someone else
-        # appends too.
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # appends too. 0600: program output is the daemon's to show (the umask only removes bits).
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
         except OSError:
@@ -277,7 +277,7 @@ class LogFile:
         assert self._error is not None
         if self._fd is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._open()
             except OSError:
                 return False

@@ -12,14 +12,15 @@ States (the contract's names):
     backoff   a start failed; waiting before the next try
     stopping  stop signal sent; waiting for the exit (SIGKILL at the deadline)
     exited    ended and the restart policy says leave it
-    fatal     gave up after `max_restarts` consecutive failed starts
+    fatal     gave up: the first start and `max_restarts` restarts after it all failed
 
 The rules:
 - A program that ran at least `start_seconds` and exits is restarted at once: a crash costs a
   spawn, not a delay.
 - One that dies sooner (or cannot be spawned at all) is a failed start: it is retried after an
   exponential, jittered backoff; the streak resets once an instance has run `start_seconds`.
-- `max_restarts` consecutive failed starts (when > 0) make it fatal.
+- When `max_restarts` (> 0) restarts after a failed start fail too, it is fatal: the error
+  says "gave up after N+1 failed starts (the first and max_restarts = N restarts)".
 - `restart` decides whether an exit is followed by a new start at all: always; on-failure
   (an exit code outside `success_exit_codes`, or death by a signal); never.
 - With a readiness check (`needs_ready`), an instance is `running` only once it has been up
@@ -347,7 +348,10 @@ class Machine:
         if self.policy.max_restarts and self.failures > self.policy.max_restarts:
             self._enter(State.FATAL, now)
             last = f": {self.error}" if self.error else ""
-            self.error = f"gave up after {self.failures} failed starts{last}"
+            # The count is of failed starts, the setting of restarts: say how the two add up.
+            n = self.policy.max_restarts
+            restarts = f"max_restarts = {n} restart{'s' if n != 1 else ''}"
+            self.error = f"gave up after {self.failures} failed starts (the first and {restarts}){last}"
             return self._cancel_timer()
         self._enter(State.BACKOFF, now)
         return [self._set_timer(now + backoff_delay(self.policy, self.failures, jitter))]

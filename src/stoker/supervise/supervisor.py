@@ -388,6 +388,8 @@ class Supervisor:
             except OSError as e:
                 address = self._notify_address
                 log.error("notify socket %s: %s (ready = notify and watchdog cannot work)", address, e)
+        if self._notify is not None:
+            self._notify.allow(sdnotify.users_of(p.user for p in self.config.programs.values()))
         wanted: dict[object, ProgramConfig | None] = {}  # None: the memory check
         if any(p.max_memory for p in self.config.programs.values()):
             wanted["memory"] = None

@@ -1,0 +1,290 @@
+"""Files on disk: what the daemon makes in its state dir is its own (docs/security.md)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Stoker, kill_marked, wait_for
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stoker import sdnotify
+
+PY = sys.executable
+
+
+def modes(state_dir: Path) -> dict[str, int]:
+    """Every path under the state dir (relative) and its permission bits."""
+    found = {}
+    for top, dirs, files in os.walk(state_dir):
+        for name in dirs + files:
+            path = Path(top) / name
+            found[str(path.relative_to(state_dir))] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+def assert_private(state_dir: Path) -> dict[str, int]:
+    """Directories 0700, everything else (files, sockets) 0600: all of them, so that a new kind
+    of file cannot slip through."""
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    found = modes(state_dir)
+    wrong = {
+        name: oct(mode)
+        for name, mode in found.items()
+        if mode != (0o700 if (state_dir / name).is_dir() else 0o600)
+    }
+    assert not wrong, f"not private: {wrong}"
+    return found
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_every_file_the_daemon_makes_is_private_whatever_the_umask(stoker: Stoker, umask: int) -> None:
+    (stoker.root / "chatty.py").write_text(
+        "import sys, time\n"
+        "for _ in range(3):\n"
+        "    print('x' * 999, flush=True)\n"
+        "print('e', file=sys.stderr, flush=True)\n"
+        "time.sleep(1000)\n"
+    )
+    stoker.write(
+        f"""
+        [programs.chatty]
+        command = ["{PY}", "chatty.py"]
+        start_seconds = 0
+        log = {{ max_size = "1KB", keep = 2, stderr = "separate" }}
+        [programs.quiet]
+        command = "sleep 1000"
+        [tasks.hello]
+        command = ["echo", "hello"]
+        [schedules.tick]
+        every = "1d"
+        command = "true"
+        """
+    )
+    stoker.up(preexec_fn=lambda: os.umask(umask))
+    stoker.wait_state("chatty:0", "running")
+    job = stoker.json("enqueue", "hello", "--wait")
+    assert job["output"] == "hello\n"
+    assert stoker.cli("stop", "quiet").returncode == 0  # stopped.json
+    wait_for(lambda: (stoker.state_dir / "logs" / "chatty.0.log.2").exists(), what="the log to rotate")
+    wait_for(lambda: (stoker.state_dir / "logs" / "chatty.0.err.log").exists(), what="the stderr log")
+    found = assert_private(stoker.state_dir)
+    for kind in (
+        "stoker.sock",
+        "notify.sock",
+        "stoker.pid",
+        "stoker.lock",
+        "stoker.db",
+        "stoker.db-wal",
+        "stoker.db-shm",
+        "stopped.json",
+        "logs",
+        "logs/chatty.0.log",
+        "logs/chatty.0.log.1",
+        "logs/chatty.0.err.log",
+        "logs/jobs",
+        f"logs/jobs/{job['id']}.log",
+    ):
+        assert kind in found, f"{kind} was not made: the test proves nothing about it ({sorted(found)})"
+    assert stoker.terminate() == 0
+    assert_private(stoker.state_dir)  # what a stopped daemon leaves (the database, the logs)
+
+
+def test_detached_daemon_log_is_private_with_umask_0(stoker: Stoker) -> None:
+    stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
+    up = subprocess.run(
+        [PY, "-m", "stoker", "-c", str(stoker.config), "up", "-d"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.umask(0),
+    )
+    try:
+        assert up.returncode == 0, up.stderr
+        assert (stoker.state_dir / "stoker.log").exists()
+        assert_private(stoker.state_dir)
+    finally:
+        assert stoker.cli("down").returncode == 0
+        assert not kill_marked(str(stoker.state_dir))
+
+
+def test_an_existing_wide_state_dir_is_made_0700(stoker: Stoker) -> None:
+    stoker.state_dir.mkdir(mode=0o755)
+    os.chmod(stoker.state_dir, 0o755)  # whatever the test's umask
+    for name in ("stoker.log", "stopped.json", "stoker.lock"):  # as an older stoker made them
+        (stoker.state_dir / name).write_text("" if name != "stopped.json" else '{"stopped_by_hand": []}')
+        os.chmod(stoker.state_dir / name, 0o644)
+    stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
+    stoker.up()
+    assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o700
+    assert f"state dir {stoker.state_dir} was mode 0755, now 0700" in stoker.log_text()
+    assert (
+        f"made private (0600) in {stoker.state_dir}: stoker.lock, stoker.log, stopped.json"
+        in stoker.log_text()
+    )
+    assert_private(stoker.state_dir)
+    stoker.terminate()
+    stoker.up()  # already private: nothing to say
+    assert stoker.log_text().count("now 0700") == 1
+
+
+def test_a_state_dir_owned_by_someone_else_is_left_with_a_warning(stoker: Stoker) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("giving a dir to another user needs root")
+    nobody = pwd.getpwnam("nobody")
+    stoker.state_dir.mkdir()
+    os.chmod(stoker.state_dir, 0o755)
+    os.chown(stoker.state_dir, nobody.pw_uid, nobody.pw_gid)
+    stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
+    stoker.up()
+    assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o755
+    expected = f"state dir {stoker.state_dir} is mode 0755 and owned by uid {nobody.pw_uid}, not us"
+    assert expected in stoker.log_text()
+
+
+# the notify socket: exactly the programs' users may send -------------------------------------
+
+NOTIFY = (
+    "import os, socket, time\n"
+    "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+    "time.sleep(1000)\n"
+)
+
+
+@pytest.fixture
+def open_stoker() -> Iterator[Stoker]:
+    """A daemon in a dir that other users may reach (/tmp, 0755), unlike pytest's tmp_path."""
+    root = Path(tempfile.mkdtemp(prefix="stoker-files-"))
+    os.chmod(root, 0o755)
+    s = Stoker(root)
+    try:
+        yield s
+    finally:
+        leftovers = s.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+        assert not leftovers, f"processes survived the daemon: {leftovers}"
+
+
+def send_as(user: str, address: Path) -> str:
+    """Send READY=1 to `address` as `user` (no supplementary groups): "sent" or the error."""
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "try:\n"
+        f"    s.sendto(b'READY=1', {str(address)!r})\n"
+        "except OSError as e:\n"
+        "    sys.exit(type(e).__name__)\n"
+        "print('sent')\n"
+    )
+    run = subprocess.run(
+        ["/usr/bin/python3", "-c", code], user=user, group=pwd.getpwnam(user).pw_gid, extra_groups=[],
+        capture_output=True, text=True, timeout=30, cwd="/",
+    )  # fmt: skip
+    return run.stdout.strip() or run.stderr.strip()
+
+
+def test_programs_users_and_only_they_may_send_to_the_notify_socket(open_stoker: Stoker) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("programs run as other users only under root")
+    if not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs /usr/bin/python3 (a python every user may run)")
+    stoker = open_stoker
+    nobody = pwd.getpwnam("nobody").pw_uid
+    try:
+        os.setxattr(stoker.root, sdnotify.ACL_XATTR, sdnotify.acl(0o7, {nobody}, 0o5))
+    except OSError as e:
+        pytest.skip(f"the filesystem of {stoker.root} takes no POSIX ACLs: {e.strerror}")
+    sdnotify.drop_acl(stoker.root)
+    os.chmod(stoker.root, 0o755)
+    config = f"""
+        [programs.dropped]
+        command = ["/usr/bin/python3", "-c", {NOTIFY!r}]
+        user = "nobody"
+        start_seconds = 0
+        ready = "notify"
+        [programs.own]
+        command = ["{PY}", "-c", {NOTIFY!r}]
+        start_seconds = 0
+        ready = "notify"
+        """
+    stoker.write(config)
+    stoker.up()
+    stoker.wait_state("dropped:0", "running")  # it could send READY=1
+    stoker.wait_state("own:0", "running")
+    address = stoker.state_dir / "notify.sock"
+    assert sdnotify.acl_users(os.getxattr(address, sdnotify.ACL_XATTR)) == {nobody: 0o2}
+    assert sdnotify.acl_users(os.getxattr(stoker.state_dir, sdnotify.ACL_XATTR)) == {nobody: 0o1}
+    assert stat.S_IMODE(address.stat().st_mode) == 0o620  # the group bits show the ACL's mask
+    assert send_as("nobody", address) == "sent"
+    assert send_as("daemon", address) == "PermissionError"  # another user: not even the dir
+    # nobody may reach the socket, nothing else: the dir cannot be listed, its files not read
+    assert send_as("nobody", stoker.state_dir / "stoker.sock") == "PermissionError"
+
+    # Without programs of other users, the grants go.
+    stoker.write(config.replace('user = "nobody"\n', ""))
+    assert stoker.cli("reload").returncode == 0
+    wait_for(lambda: stat.S_IMODE(address.stat().st_mode) == 0o600, what="the socket to be 0600 again")
+    assert_private(stoker.state_dir)
+    for path in (address, stoker.state_dir):
+        with pytest.raises(OSError):
+            os.getxattr(path, sdnotify.ACL_XATTR)
+    assert send_as("nobody", address) == "PermissionError"
+
+    # Such a program again: granted again.
+    stoker.write(config)
+    assert stoker.cli("reload").returncode == 0
+    assert send_as("nobody", address) == "sent"
+    assert stoker.terminate() == 0
+    assert_private(stoker.state_dir)  # a stopped daemon takes its grant back
+    with pytest.raises(OSError):
+        os.getxattr(stoker.state_dir, sdnotify.ACL_XATTR)
+    stoker.up()
+    stoker.wait_state("dropped:0", "running")
+    assert send_as("nobody", address) == "sent"
+    # killed, it could not: the next start drops the grant (not a state dir made too wide) and
+    # grants afresh
+    stoker.kill()
+    assert sdnotify.acl_users(os.getxattr(stoker.state_dir, sdnotify.ACL_XATTR)) == {nobody: 0o1}
+    stoker.up()
+    stoker.wait_state("dropped:0", "running")
+    assert send_as("nobody", stoker.state_dir / "notify.sock") == "sent"
+    assert "now 0700" not in stoker.log_text()
+
+
+@given(
+    owner=st.integers(0, 7),
+    users=st.sets(st.integers(0, 2**32 - 2), max_size=20),
+    perm=st.integers(0, 7),
+)
+def test_acl_round_trip(owner: int, users: set[int], perm: int) -> None:
+    data = sdnotify.acl(owner, users, perm)
+    assert sdnotify.acl_users(data) == dict.fromkeys(users, perm)
+    assert len(data) == 4 + 8 * (len(users) + 4)
+
+
+def test_notify_socket_is_born_private(tmp_path: Path) -> None:
+    """Bound under a umask of 0 it is still 0600, with no moment of being wider."""
+    import asyncio
+
+    async def bind() -> int:
+        listener = sdnotify.Listener(str(tmp_path / "notify.sock"), lambda pid, fields: None)
+        try:
+            return stat.S_IMODE(os.stat(tmp_path / "notify.sock").st_mode)
+        finally:
+            listener.close()
+
+    old = os.umask(0)
+    try:
+        assert asyncio.run(bind()) == 0o600
+    finally:
+        os.umask(old)
