@@ -352,6 +352,26 @@ def test_no_child_inherits_the_daemons_secrets(stoker: Stoker, monkeypatch: pyte
     assert stoker.client.status()  # (the daemon itself read them all)
 
 
+def test_no_child_inherits_the_stores_password(
+    stoker: Stoker, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libpq reads the daemon's password from PGPASSWORD: a program must not find it there."""
+    monkeypatch.setenv("PGPASSWORD", "pg-s3cret")  # (the test server trusts: it never asks for it)
+    stoker.write(
+        f"""
+        [daemon]
+        store = "{postgres_url}"
+
+        [programs.app]
+        command = ["sleep", "1000"]
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    env = proc_environ(running_pid(stoker, "app:0"))
+    assert "PGPASSWORD" not in env and env["PATH"] == os.environ["PATH"]
+
+
 def test_inherit_environment_false_starts_from_a_clean_environment(
     stoker: Stoker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
