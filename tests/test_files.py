@@ -33,14 +33,17 @@ def modes(state_dir: Path) -> dict[str, int]:
 
 
 def assert_private(state_dir: Path) -> dict[str, int]:
-    """Directories 0700, everything else (files, sockets) 0600: all of them, so that a new kind
-    of file cannot slip through."""
+    """Directories 0700 (but `logs/jobs`, 0711: a worker running as a task's user opens its own
+    output files there through a descriptor, see docs/security.md), everything else (files,
+    sockets) 0600: all of them, so that a new kind of file cannot slip through."""
     assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
     found = modes(state_dir)
     wrong = {
         name: oct(mode)
         for name, mode in found.items()
-        if mode != (0o700 if (state_dir / name).is_dir() else 0o600)
+        if mode != (
+            (0o711 if name == "logs/jobs" else 0o700) if (state_dir / name).is_dir() else 0o600
+        )
     }
     assert not wrong, f"not private: {wrong}"
     return found

@@ -415,17 +415,20 @@ async def bare_worker(tmp_path: Path, **environment: str) -> AsyncIterator[Worke
     (tmp_path / "mytasks.py").write_text(TASKS)
     ours, theirs = socket.socketpair()
     our_stops, their_stops = socket.socketpair()
+    output_dir = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # where request() puts outputs
     env = dict(os.environ, STOKER_WORKER_FD=str(theirs.fileno()), STOKER_IMPORT_PATH=str(tmp_path),
-               STOKER_WORKER_STOP_FD=str(their_stops.fileno()), **environment)  # fmt: skip
+               STOKER_WORKER_STOP_FD=str(their_stops.fileno()),
+               STOKER_WORKER_OUTPUT_DIR_FD=str(output_dir), **environment)  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "stoker.jobs.worker"], env=env, cwd=tmp_path,
-        pass_fds=(theirs.fileno(), their_stops.fileno()), start_new_session=True,
+        pass_fds=(theirs.fileno(), their_stops.fileno(), output_dir), start_new_session=True,
     )  # fmt: skip
     theirs.close()
     their_stops.close()
+    os.close(output_dir)
     ours.setblocking(False)
     our_stops.setblocking(False)
-    worker = Worker(process.pid, ours, our_stops, (None, None, None))
+    worker = Worker(process.pid, ours, our_stops, (None, None, None, True))
     try:
         yield worker
     finally:

@@ -116,9 +116,11 @@ class ConfigError(Exception):
 class _Where:
     """A position in the config (file + table) that builds errors located there."""
 
-    def __init__(self, file: str, table: str | None) -> None:
+    def __init__(self, file: str, table: str | None, env_read: set[str] | None = None) -> None:
         self.file = file
         self.table = table
+        # the variables `env:` has read secrets from, anywhere in the file (Config.env_secrets)
+        self.env_read: set[str] = set() if env_read is None else env_read
 
     def _prefix(self) -> str:
         return f"{self.file}: [{self.table}] " if self.table else f"{self.file}: "
@@ -157,7 +159,7 @@ class _Where:
         )
 
     def at(self, table: str) -> _Where:
-        return _Where(self.file, table)
+        return _Where(self.file, table, self.env_read)
 
 
 def _show(value: object, limit: int = 60) -> str:
@@ -245,6 +247,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     instances: int = 1
     directory: str
     environment: dict[str, str] = {}
+    inherit_environment: bool = True  # false: a clean environment (stoker.supervise.environment)
     user: str | None = None
     group: str | None = None
     umask: int | None = None
@@ -365,6 +368,7 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
     stop_timeout: float = 10.0
     directory: str
     environment: dict[str, str] = {}
+    inherit_environment: bool = True  # false: a clean environment (stoker.supervise.environment)
     user: str | None = None
     group: str | None = None
     umask: int | None = None
@@ -466,6 +470,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     queues: dict[str, QueueConfig] = {}
     schedules: dict[str, ScheduleConfig] = {}
     notify: dict[str, NotifyConfig] = {}
+    env_secrets: frozenset[str] = frozenset()  # variables `env:` read secrets from: kept from children
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,6 +499,7 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     instances: int = 1
     directory: str = "."
     environment: dict[str, str] = {}
+    inherit_environment: bool = True
     user: str | None = None
     group: str | None = None
     umask: int | str | None = None
@@ -529,6 +535,7 @@ class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
     stop_timeout: _Duration = 10.0
     directory: str = "."
     environment: dict[str, str] = {}
+    inherit_environment: bool = True
     user: str | None = None
     group: str | None = None
     umask: int | str | None = None
@@ -561,6 +568,7 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "instances": "a whole number, 1 or more",
     "directory": "a path string",
     "environment": 'a table of strings, like { APP_ENV = "prod" }',
+    "inherit_environment": "true or false (false: a clean environment, not the daemon's)",
     "user": "a user name string",
     "group": "a group name string",
     "umask": 'an octal umask like 0o022 or "022"',
@@ -615,6 +623,7 @@ _TASK_EXPECTED: dict[str, str] = {
     "stop_timeout": _DURATION,
     "directory": "a path string",
     "environment": 'a table of strings, like { APP_ENV = "prod" }',
+    "inherit_environment": "true or false (false: a clean environment, not the daemon's)",
     "user": "a user name string",
     "group": "a group name string",
     "umask": 'an octal umask like 0o022 or "022"',
@@ -800,6 +809,7 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
         queues=queues,
         schedules=schedules,
         notify=notify,
+        env_secrets=frozenset(top.env_read),
     )
 
 
@@ -987,6 +997,7 @@ def _resolve_token(value: str, where: _Where, directory: str, key: str = "token"
                 "a set environment variable",
             )
         source = f"environment variable {name}"
+        where.env_read.add(name)  # a secret: children do not inherit it (stoker.supervise.environment)
     elif value.startswith("file:"):
         token = _read_token_file(value[5:], where, directory, key)
         source = f"file {value[5:]}"
@@ -1089,6 +1100,7 @@ def _build_program(
         instances=_at_least(parsed.instances, 1, where, "instances"),
         directory=_resolve_path(parsed.directory, where, "directory", directory),
         environment=_environment(parsed.environment, where),
+        inherit_environment=parsed.inherit_environment,
         user=_name_or_none(parsed.user, where, "user"),
         group=_name_or_none(parsed.group, where, "group"),
         umask=_umask(parsed.umask, where),
@@ -1370,6 +1382,7 @@ def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -
         stop_timeout=_duration(parsed.stop_timeout, where, "stop_timeout"),
         directory=_resolve_path(parsed.directory, where, "directory", directory),
         environment=environment,
+        inherit_environment=parsed.inherit_environment,
         user=_name_or_none(parsed.user, where, "user"),
         group=_name_or_none(parsed.group, where, "group"),
         umask=_umask(parsed.umask, where),
@@ -1645,7 +1658,8 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # instances = 1                    # >1 runs worker:0 … worker:N-1; "{instance}" expands
 # directory = "."                  # working directory
 # environment = { APP_ENV = "production", WORKER_ID = "{instance}" }
-# user = "www-data"                # drop privileges (when the daemon runs as root)
+# inherit_environment = true       # false: a clean environment (PATH, LANG…), not the daemon's
+# user = "www-data"                # drop privileges (when the daemon runs as root): its groups, HOME…
 # group = "www-data"
 # umask = "022"
 # autostart = true                 # start with `stoker up`

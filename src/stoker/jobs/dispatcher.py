@@ -58,12 +58,13 @@ from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import REVOKED, Pool, Worker, WorkerRun, attempt_request, profile_of
+from stoker.jobs.pool import REVOKED, Pool, Profile, Worker, WorkerRun, attempt_request, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.jobs.worker import LINGER as ANSWER_HOLD
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.store.base import started
+from stoker.supervise.environment import inherited
 from stoker.supervise.spawn import describe_spawn_error
 from stoker.timers import wait_event
 
@@ -145,7 +146,8 @@ class Dispatcher:
         self.node = config.daemon.node
         self.log_dir = os.path.join(config.daemon.state_dir, "logs")
         self.publish = publish
-        self.base_environment = dict(os.environ if base_environment is None else base_environment)
+        self._environ = dict(os.environ if base_environment is None else base_environment)
+        self.base_environment = inherited(self._environ, config)  # what jobs inherit: no secrets
         self.running: dict[int, AttemptRun] = {}
         self.running_per_queue: Counter[str] = Counter()
         self.paused: set[str] = set()
@@ -174,7 +176,11 @@ class Dispatcher:
     # lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        os.makedirs(os.path.join(self.log_dir, "jobs"), mode=0o700, exist_ok=True)
+        jobs = os.path.join(self.log_dir, "jobs")
+        os.makedirs(jobs, mode=0o700, exist_ok=True)
+        # Searchable by workers running as a task's `user`, through the descriptor of it they are
+        # given (its parents stay closed; each output file is 0600, its job's user's).
+        os.chmod(jobs, 0o711)
         self.paused = await self.store.paused_queues()
         self._prewarm()
         requeued = await self.store.requeue_running(self.node, time.time(), DIED)
@@ -221,6 +227,8 @@ class Dispatcher:
         self.config = config
         self.pool.config = config
         self.pool.max_jobs = config.daemon.worker_max_jobs
+        self.base_environment = inherited(self._environ, config)  # a webhook's `env:` may be new
+        self.pool.use_environment(self.base_environment)
         self.ready = {queue: self.ready.get(queue) or Ready() for queue in config.queues}
         self._revoke(lambda sent: True)  # sent under the old tasks and concurrency
         self._wake.set()
@@ -270,7 +278,7 @@ class Dispatcher:
     def _prewarm(self) -> None:
         """Start a worker for every slot a task could use, so the first jobs do not wait for an
         interpreter to start (each profile: the queues' summed concurrency)."""
-        slots: dict[tuple[str | None, str | None, int | None], set[str]] = {}
+        slots: dict[Profile, set[str]] = {}
         for task in self.config.tasks.values():
             slots.setdefault(profile_of(task), set()).add(task.queue)
         for profile, queues in slots.items():

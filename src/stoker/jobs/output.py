@@ -5,6 +5,11 @@ the current attempt's output can be told from earlier ones. Whoever runs the att
 daemon for a command, the pool worker for a Python call) opens the file, hands it to the job as
 stdout and stderr, and at the end takes the last 64 KB written since the attempt began as the
 job's `output`; a job that printed nothing leaves no file. Only `os`: pool workers import this.
+
+A worker running as a task's `user` cannot reach `logs/jobs` by its path (the state dir is
+root's, 0700): it opens the file relative to a descriptor of that folder, which the daemon
+gave it when it started (`dir_fd`), in a file the daemon created for it and gave to that user
+(stoker.jobs.pool.give_output). Such a worker cannot remove an empty file: the daemon does.
 """
 
 from __future__ import annotations
@@ -20,10 +25,17 @@ def output_path(log_dir: str, job_id: int) -> str:
     return f"{log_dir}{os.sep}jobs{os.sep}{job_id}.log"  # (os.path.join: 4 times the cost, per job)
 
 
-def open_output(path: str, attempt: int, rerun: bool, now: float) -> tuple[int, int]:
-    """Open for a new attempt: (fd, the offset where this attempt's output begins)."""
+def open_output(
+    path: str, attempt: int, rerun: bool, now: float, dir_fd: int | None = None
+) -> tuple[int, int]:
+    """Open for a new attempt: (fd, the offset where this attempt's output begins). With
+    `dir_fd` (the folder `path` is in), the file is opened relative to it."""
     # read-write: the end of the attempt reads its output back through the same descriptor
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    if dir_fd is None:
+        fd = os.open(path, flags, 0o600)
+    else:
+        fd = os.open(path.rpartition(os.sep)[2], flags, 0o600, dir_fd=dir_fd)
     offset = _size(fd)
     if offset > 0 or rerun:
         when = dt.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds")
@@ -34,14 +46,18 @@ def open_output(path: str, attempt: int, rerun: bool, now: float) -> tuple[int, 
     return fd, offset
 
 
-def close_output(fd: int, path: str, offset: int) -> str:
-    """The attempt's output (its last 64 KB) as text; closes `fd`, removes an empty file."""
+def close_output(fd: int, path: str, offset: int, dir_fd: int | None = None) -> str:
+    """The attempt's output (its last 64 KB) as text; closes `fd`, removes an empty file (if
+    it may: see the module's docstring)."""
     try:
         size = _size(fd)
         if size == 0:
             try:
-                os.unlink(path)
-            except FileNotFoundError:
+                if dir_fd is None:
+                    os.unlink(path)
+                else:
+                    os.unlink(path.rpartition(os.sep)[2], dir_fd=dir_fd)
+            except (FileNotFoundError, PermissionError):
                 pass
             return ""
         start = max(offset, size - OUTPUT_TAIL)

@@ -1,9 +1,11 @@
 """The warm pool of workers that runs every job's attempt, and the attempt that uses it.
 
 Workers are processes (`stoker.jobs.worker`), one job at a time each, started like programs
-(own process group, tied to the daemon's life, as the task's user). They are kept per
-(user, group, umask), since a process cannot change user twice; the directory and environment
-are set per job. A `call` task runs in the worker's interpreter; a command task runs as the
+(own process group, tied to the daemon's life, as the task's user, with its groups and
+environment: stoker.supervise.identity, stoker.supervise.environment). They are kept per
+(user, group, umask, inherit_environment), since a process cannot change user twice and the
+commands it spawns inherit its environment; the directory and the task's variables are set
+per job. A `call` task runs in the worker's interpreter; a command task runs as the
 worker's child, in a process group of its own (stoker.jobs.launch).
 
 Stopping an attempt (cancel, timeout, shutdown): a call's worker is what runs the job, so its
@@ -37,17 +39,19 @@ from stoker.jobs.output import current_output
 from stoker.jobs.params import fill
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
+from stoker.supervise.environment import child_base
+from stoker.supervise.identity import resolve
 from stoker.supervise.procs import kill_job_processes
 from stoker.supervise.reap import describe_exit, kill_group, watch_exit
 from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
 
 log = logging.getLogger("stoker")
 
-Profile = tuple[str | None, str | None, int | None]  # user, group, umask
+Profile = tuple[str | None, str | None, int | None, bool]  # user, group, umask, inherit_environment
 
 
 def profile_of(task: TaskConfig) -> Profile:
-    return (task.user, task.group, task.umask)
+    return (task.user, task.group, task.umask, task.inherit_environment)
 
 
 class WorkerDied(Exception):
@@ -73,6 +77,8 @@ class Worker:
         self.profile = profile
         self.jobs = 0  # Python calls it has answered (what recycling counts)
         self.replaced = False  # its successor has been started (it has been sent its last call)
+        self.generation = 0  # of the pool's base environment it was started with
+        self.owner: tuple[int, int] | None = None  # (uid, gid) when not the daemon's: see give_output
         self.killed_for: int | None = None  # the job a stop killed it for
         self.took: float | None = None  # seconds its last job took, by its clock (how far ahead
         # the dispatcher sends: stoker.jobs.dispatcher.ahead_for)
@@ -250,27 +256,42 @@ class Pool:
         self.max_jobs = config.daemon.worker_max_jobs
         self.idle: dict[Profile, list[Worker]] = {}
         self.busy: set[Worker] = set()
+        self.generation = 0  # of base_environment: a worker started with another one is retired
+        self.output_dir = os.path.join(config.daemon.state_dir, "logs", "jobs")
+
+    def use_environment(self, base_environment: Mapping[str, str]) -> None:
+        """What workers inherit from now on (a reload may have read a new `env:` secret):
+        workers started with something else are replaced, idle ones at once."""
+        if dict(base_environment) == self.base_environment:
+            return
+        self.base_environment = dict(base_environment)
+        self.generation += 1
+        for worker in [w for idle in self.idle.values() for w in idle]:
+            self.retire(worker)
+        self.idle.clear()
 
     def _spawn(self, profile: Profile) -> Worker:
+        user, group, umask, inherit = profile
+        identity = resolve(user, group)  # (KeyError, CannotDrop: the job's error says which)
         ours, theirs = socket.socketpair()
         our_stops, their_stops = socket.socketpair()
-        env = dict(self.base_environment)
+        env = child_base(self.base_environment, inherit=inherit, identity=identity)
         env["STOKER_WORKER_FD"] = str(theirs.fileno())
         env["STOKER_WORKER_STOP_FD"] = str(their_stops.fileno())
+        output_dir = os.open(self.output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        env["STOKER_WORKER_OUTPUT_DIR_FD"] = str(output_dir)
         env["STOKER_IMPORT_PATH"] = os.pathsep.join([self.config.directory, *_own_path()])
         env[SUPERVISOR_ENV] = self.config.daemon.state_dir
         quiet = os.open(os.devnull, os.O_WRONLY)
-        user, group, umask = profile
         try:
             child = spawn(
                 [sys.executable, "-m", "stoker.jobs.worker"],
                 directory=self.config.directory,
                 environment=env,
-                user=user,
-                group=group,
+                identity=identity,
                 umask=umask,
                 output=quiet,
-                pass_fds=(theirs.fileno(), their_stops.fileno()),
+                pass_fds=(theirs.fileno(), their_stops.fileno(), output_dir),
             )
         except BaseException:
             ours.close()
@@ -280,9 +301,13 @@ class Pool:
             theirs.close()
             their_stops.close()
             os.close(quiet)
+            os.close(output_dir)
         ours.setblocking(False)
         our_stops.setblocking(False)
         worker = Worker(child.pid, ours, our_stops, profile)
+        worker.generation = self.generation
+        if identity.uid is not None:
+            worker.owner = (identity.uid, identity.gid if identity.gid is not None else os.getegid())
         watch_exit(asyncio.get_running_loop(), child.pid, worker.on_exit)
         return worker
 
@@ -303,6 +328,8 @@ class Pool:
         the last it may run has its successor started at once, idle by the time it is needed:
         a fresh worker takes about 85 ms of CPU to start (measured), a stall of the slot a
         hundred times as long as a short job."""
+        if worker.owner is not None:
+            give_output(request["output"], *worker.owner)
         answer = worker.send(job_id, request)
         if worker.calls >= self.max_jobs and not worker.replaced:
             worker.replaced = True
@@ -312,7 +339,7 @@ class Pool:
     def release(self, worker: Worker) -> None:
         """It answered its job and has no other: back to the idle ones (or replaced)."""
         self.busy.discard(worker)
-        if worker.exited.done() or worker.jobs >= self.max_jobs:
+        if worker.exited.done() or worker.jobs >= self.max_jobs or worker.generation != self.generation:
             self.retire(worker)
             return
         self.idle.setdefault(worker.profile, []).append(worker)
@@ -350,6 +377,29 @@ class Pool:
             await asyncio.wait([w.exited for w in workers], timeout=5)
         for worker in workers:
             worker.kill(signal.SIGKILL)
+
+
+def give_output(path: str, uid: int, gid: int) -> None:
+    """Create the job's output file for a worker running as another user, and make it theirs:
+    that worker could not create it in the daemon's folder (stoker.jobs.output)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchown(fd, uid, gid)
+        finally:
+            os.close(fd)
+    except OSError as e:  # (the worker's own open fails next, and the attempt with it)
+        log.error("pool: cannot prepare the output file %s for uid %d: %s", path, uid, e)
+
+
+def remove_if_empty(path: str) -> None:
+    """A worker running as another user cannot remove the empty output file of a job that
+    printed nothing: the daemon does, so that such a job leaves no file either."""
+    try:
+        if os.stat(path).st_size == 0:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _own_path() -> list[str]:
@@ -490,6 +540,8 @@ class WorkerRun(GroupStop):
 
     def _result(self, answer: dict[str, Any]) -> AttemptResult:
         output = str(answer.get("output") or "")
+        if not output and self.worker.owner is not None:
+            remove_if_empty(self.output)
         ended = answer.get("ended")
         ended_at = float(ended) if isinstance(ended, (int, float)) else None
         if self.command:

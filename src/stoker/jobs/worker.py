@@ -66,7 +66,8 @@ ANSWERED_KEPT = 256  # jobs answered whose late stops are recognised as moot
 def main() -> None:
     fd = int(os.environ.pop("STOKER_WORKER_FD"))
     stop_fd = int(os.environ.pop("STOKER_WORKER_STOP_FD"))
-    for channel_fd in (fd, stop_fd):  # a subprocess the task starts must not hold them open
+    output_dir = int(os.environ.pop("STOKER_WORKER_OUTPUT_DIR_FD"))  # logs/jobs (see stoker.jobs.output)
+    for channel_fd in (fd, stop_fd, output_dir):  # a subprocess the task starts must not hold them open
         os.set_inheritable(channel_fd, False)
     for path in reversed(os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep)):
         if path and path not in sys.path:
@@ -82,10 +83,10 @@ def main() -> None:
         began = time.monotonic()
         command = "command" in request
         if command:
-            answer = _command(request, launcher, channel)
+            answer = _command(request, launcher, channel, output_dir)
         else:
             channel.flush()  # a call may take long: what is held goes first
-            answer = _run(request, environment, quiet)
+            answer = _run(request, environment, quiet, output_dir)
             launcher.descriptors_trusted = False  # its code may have opened inheritable ones
         answer["id"] = request["id"]
         answer["took"] = time.monotonic() - began
@@ -253,22 +254,28 @@ class Environment:
         self.snapshot = self._raw()
 
 
-def _command(request: dict[str, Any], launcher: Launcher, channel: Channel) -> dict[str, Any]:
-    out, offset = open_output(request["output"], request["attempt"], request["rerun"], time.time())
+def _command(
+    request: dict[str, Any], launcher: Launcher, channel: Channel, output_dir: int
+) -> dict[str, Any]:
+    out, offset = open_output(
+        request["output"], request["attempt"], request["rerun"], time.time(), output_dir
+    )
     try:
         answer = launcher.run(request, out, channel)
     finally:
-        output = close_output(out, request["output"], offset)
+        output = close_output(out, request["output"], offset, output_dir)
     answer["output"] = output
     return answer
 
 
-def _run(request: dict[str, Any], environment: Environment, quiet: int) -> dict[str, Any]:
-    out, offset = open_output(request["output"], request["attempt"], request["rerun"], time.time())
+def _run(request: dict[str, Any], environment: Environment, quiet: int, output_dir: int) -> dict[str, Any]:
+    out, offset = open_output(
+        request["output"], request["attempt"], request["rerun"], time.time(), output_dir
+    )
     answer = _call(request, environment, out)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
-    answer["output"] = close_output(out, request["output"], offset)
+    answer["output"] = close_output(out, request["output"], offset, output_dir)
     return answer
 
 

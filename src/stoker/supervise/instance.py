@@ -22,6 +22,8 @@ from pathlib import Path
 from stoker import sdnotify
 from stoker.config import InstanceSpec, ProgramConfig
 from stoker.supervise import state as sm
+from stoker.supervise.environment import child_base
+from stoker.supervise.identity import CannotDrop, resolve
 from stoker.supervise.logs import LogFile
 from stoker.supervise.probes import until_ready
 from stoker.supervise.readiness import ReadyCheck, parse_ready
@@ -291,7 +293,12 @@ class Instance:
             self._timer = None
 
     def _spawn(self) -> None:
-        env = dict(self._base_env)
+        try:
+            identity = resolve(self.program.user, self.program.group)
+        except (KeyError, CannotDrop) as error:
+            self._spawn_failed(error)
+            return
+        env = child_base(self._base_env, inherit=self.program.inherit_environment, identity=identity)
         env.update(self.spec.environment)
         env[SUPERVISOR_ENV] = self._state_dir
         for name in sdnotify.ENV_NAMES:
@@ -306,15 +313,12 @@ class Instance:
                 self.spec.argv,
                 directory=self.spec.directory,
                 environment=env,
-                user=self.program.user,
-                group=self.program.group,
+                identity=identity,
                 umask=self.program.umask,
                 merge_stderr=self.stderr_log is None,
             )
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as error:
-            reason = describe_spawn_error(error, self.spec.argv, self.spec.directory)
-            log.error("%s: %s", self.name, reason)
-            self.dispatch(sm.SpawnFailed(reason))
+            self._spawn_failed(error)
             return
         self.started_wall = time.time()
         self.status_text = None
@@ -325,6 +329,11 @@ class Instance:
         if check is not None and check.kind != "notify" and self.machine.state is sm.State.STARTING:
             probe = self._wait_ready(check, child.pid)
             self._probe = self._loop.create_task(probe, name=f"ready {self.name}")
+
+    def _spawn_failed(self, error: BaseException) -> None:
+        reason = describe_spawn_error(error, self.spec.argv, self.spec.directory)
+        log.error("%s: %s", self.name, reason)
+        self.dispatch(sm.SpawnFailed(reason))
 
     async def _wait_ready(self, check: ReadyCheck, pid: int) -> None:
         await until_ready(check)

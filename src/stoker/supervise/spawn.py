@@ -1,7 +1,9 @@
 """Starting a program's process: its own process group, tied to the daemon's life.
 
 Everything the child needs is settled here, before exec: working directory, environment,
-user/group, umask, a new process group (so a stop reaches grandchildren too), and
+credentials (uid, gid and supplementary groups: stoker.supervise.identity resolves them, and
+the caller builds the environment, stoker.supervise.environment), umask, a new process group
+(so a stop reaches grandchildren too), and
 PR_SET_PDEATHSIG so that a daemon killed with SIGKILL takes its programs with it; the next
 daemon would otherwise start duplicates beside the orphans.
 
@@ -25,6 +27,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+from stoker.supervise.identity import SAME, CannotDrop, Identity
 
 SUPERVISOR_ENV = "STOKER_SUPERVISOR"
 """Set in every child to the daemon's state dir, so a new daemon can find a dead one's orphans."""
@@ -94,8 +98,7 @@ def spawn(
     *,
     directory: str,
     environment: Mapping[str, str],
-    user: str | None = None,
-    group: str | None = None,
+    identity: Identity = SAME,
     umask: int | None = None,
     merge_stderr: bool = True,
     output: int | None = None,
@@ -114,8 +117,8 @@ def spawn(
     if not tie_to_daemon:
         command = list(argv)
     elif _SETPRIV is not None:
-        # Popen drops to `user` first and setpriv runs as that user, so the death signal is
-        # set after the credential change (which would clear it).
+        # Popen drops to the child's user first and setpriv runs as that user, so the death
+        # signal is set after the credential change (which would clear it).
         _check_executable(argv[0], directory, environment)
         command = [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     else:
@@ -135,9 +138,10 @@ def spawn(
             stdout=out_w,
             stderr=err_w if err_w is not None else out_w,
             process_group=0,
-            user=user,
-            group=group,
-            extra_groups=[] if (group is not None and os.geteuid() == 0) else None,
+            # (in this order: setgroups, setregid, setreuid; each only when not None)
+            extra_groups=None if identity.groups is None else list(identity.groups),
+            group=identity.gid,
+            user=identity.uid,
             umask=-1 if umask is None else umask,
             preexec_fn=preexec,
             close_fds=True,
@@ -164,6 +168,8 @@ def spawn(
 
 def describe_spawn_error(error: BaseException, argv: Sequence[str], directory: str) -> str:
     """A one-line reason a person can act on."""
+    if isinstance(error, CannotDrop):
+        return str(error)
     if isinstance(error, FileNotFoundError):
         if error.filename == directory or not os.path.isdir(directory):
             return f"directory not found: {directory}"

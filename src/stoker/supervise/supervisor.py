@@ -29,6 +29,7 @@ from stoker import sdnotify
 from stoker.config import Config, ProgramConfig
 from stoker.durations import format_size
 from stoker.reload import Changes
+from stoker.supervise.environment import inherited
 from stoker.supervise.holds import Holds
 from stoker.supervise.instance import Instance
 from stoker.supervise.placement import LeaseBook, not_placed_reason, placed_here, releasable
@@ -54,7 +55,9 @@ class Supervisor:
         self.instances: dict[str, Instance] = {}
         self._changed = asyncio.Event()  # set and replaced on every change
         self._listeners: list[Callable[[Instance], None]] = []
-        self._base_env = os.environ.copy()
+        # what programs inherit of the daemon's environment: its secrets left out (shared by
+        # every instance, brought up to date in place by a reload)
+        self._base_env = inherited(os.environ, config)
         self.holds = Holds(config.daemon.state_dir)
         self._notify_address = sdnotify.address_for(config.daemon.state_dir)
         self._notify: sdnotify.Listener | None = None
@@ -333,6 +336,10 @@ class Supervisor:
         what was added, restart changed programs one instance at a time (each running again
         before the next stops), and leave everything else alone, processes and all."""
         old, self.config = self.instances, config
+        base_env = inherited(os.environ, config)  # a webhook's `env:` secret may be new
+        if base_env != self._base_env:
+            self._base_env.clear()
+            self._base_env.update(base_env)
         going = [inst for inst in old.values() if not _kept(inst, config)]
         await self.stop(going)
         for inst in going:
