@@ -357,6 +357,10 @@ class Client:
     def queues(self) -> list[Record]:
         return [Record(q) for q in self.request("GET", "/api/v1/queues")]
 
+    def tasks(self) -> list[Record]:
+        """The config's tasks, each with the parameters it takes and their rules."""
+        return [Record(t) for t in self.request("GET", "/api/v1/tasks")]
+
     def pause(self, queue: str) -> list[Record]:
         return [Record(q) for q in self.request("POST", f"/api/v1/queues/{_quote(queue)}/pause")]
 

@@ -100,7 +100,7 @@ class Param(msgspec.Struct, frozen=True, kw_only=True):
         if self.type == "string":
             if self.pattern is not None:
                 out["pattern"] = f"^(?:{self.pattern})$"
-            elif not _empty_allowed(self):
+            elif self.choices is None and not _empty_allowed(self):
                 out["minLength"] = 1
             if self.max_length is not None:
                 out["maxLength"] = self.max_length
@@ -385,7 +385,8 @@ def _declare_one(
         if kind == "bool":
             raise bad("choices", "a bool parameter is true or false already", "no choices")
         try:
-            values = tuple(_check_value(param, choice, starts and not allow_option) for choice in choices)
+            listed = msgspec.structs.replace(param, choices=tuple(choices))  # "" may be one
+            values = tuple(_check_value(listed, choice, starts and not allow_option) for choice in choices)
         except ParamError as e:
             raise bad("choices", f"a choice does not fit the parameter: {e}") from None
         param = msgspec.structs.replace(param, choices=values)
@@ -549,3 +550,20 @@ def _show(value: Any) -> str:
 def _takes(params: Sequence[Param]) -> str:
     names = [p.name if p.required else f"{p.name} (optional)" for p in params]
     return f"; it takes: {', '.join(names)}" if names else "; it takes none"
+
+
+def json_schema(
+    params: Sequence[Param], *, open_ended: bool, command: Sequence[str] | None
+) -> dict[str, Any]:
+    """The JSON Schema of a task's ``params`` object (string forms of typed values, which the
+    daemon also takes, are left out: this is the canonical shape)."""
+    starts = leading(command or ())
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {p.name: p.schema(leading=p.name in starts) for p in params},
+        "additionalProperties": open_ended,
+    }
+    required = [p.name for p in params if p.required]
+    if required:
+        schema["required"] = required
+    return schema
