@@ -32,12 +32,23 @@ if TYPE_CHECKING:
 
 
 class ClientError(Exception):
-    """The daemon refused (status >= 400) or could not be reached."""
+    """The daemon refused (status >= 400) or could not be reached. A refused request's
+    parameters: `param` names the parameter at fault, `index` the item of a batch."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        index: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.param = param
+        self.index = index
 
 
 class NotRunning(ClientError):
@@ -196,7 +207,13 @@ class Client:
             raw = response.read()
             try:
                 err = json.loads(raw)["error"]
-                raise ClientError(err["message"], status=response.status, code=err["code"])
+                raise ClientError(
+                    err["message"],
+                    status=response.status,
+                    code=err["code"],
+                    param=err.get("param"),
+                    index=err.get("index"),
+                )
             except (ValueError, KeyError, TypeError):
                 raise ClientError(
                     f"HTTP {response.status}: {raw[:200].decode(errors='replace')}",
