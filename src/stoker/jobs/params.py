@@ -459,7 +459,8 @@ def _check_value(param: Param, value: Any, leads: bool) -> Any:
         elif isinstance(value, str):
             text = value
         else:
-            raise ParamError(f"parameter {name!r} must be a string, not {_kind(value)}", name)
+            expected = "a string" if param.declared else "text or a number"
+            raise ParamError(f"parameter {name!r} must be {expected}, not {_kind(value)}", name)
         if "\0" in text:
             raise ParamError(f"parameter {name!r} must not contain NUL characters", name)
         if param.max_length is not None and len(text) > param.max_length:
