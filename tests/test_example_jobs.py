@@ -187,6 +187,11 @@ def test_apk_builds_two_at_once_with_dedup(stoker: Stoker, unused_tcp_port: int)
     assert status == 200 and job["id"] == ids["com.example.chat"]
     again = stoker.json("enqueue", "build_apk", "package=com.example.maps", "--key", "com.example.maps")
     assert again["id"] == ids["com.example.maps"]
+    # The package's pattern in stoker.toml: refused before anything is stored.
+    for bad in ("--help", "../../etc/passwd", "com", ""):
+        refused = stoker.cli("enqueue", "build_apk", f"package={bad}")
+        assert refused.returncode == 2 and "'package'" in refused.stderr, refused.stderr
+    assert len(stoker.json("jobs")) == len(ids)
     assert not (folder / "builds").exists(), "a build started in a paused queue"
 
     stoker.cli("queue", "resume", "build").check_returncode()

@@ -309,3 +309,16 @@ def test_schedule_params_are_stored_typed(stoker: Stoker) -> None:
     assert job["params"] == {"package": "com.n", "count": 7, "channel": "android"}
     wait_for(lambda: stoker.client.job(job["id"])["state"] == "succeeded", what="the scheduled job")
     assert argv_of(stoker.root, job["id"]) == [b"com.n", b"--channel=android", b"7"]
+
+
+def test_a_reload_that_tightens_the_rules_covers_queued_jobs(stoker: Stoker) -> None:
+    task = '[tasks.t]\ncommand = ["echo", "{v}"]\n[queues.default]\nconcurrency = 1\n'
+    stoker.write(task)
+    stoker.up()
+    stoker.client.pause("default")
+    job = stoker.client.enqueue("t", v="abc")
+    stoker.write(task + '[tasks.t.params.v]\npattern = "[0-9]+"\n')
+    assert stoker.cli("reload").returncode == 0
+    stoker.client.resume("default")
+    done = stoker.client.wait(job["id"], timeout=30)
+    assert done["state"] == "failed" and "does not match the pattern" in done["error"], done
