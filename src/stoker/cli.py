@@ -859,7 +859,13 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         enqueue,
         [
             _arg("task", metavar="TASK"),
-            _arg("params", nargs="*", metavar="NAME=VALUE", help="Parameters; NAME:=JSON for non-strings."),
+            _arg(
+                "params",
+                nargs="*",
+                metavar="NAME=VALUE",
+                help="Parameters: count=5 (converted for an int, number or bool parameter); "
+                "NAME:=JSON for other JSON.",
+            ),
             _arg("--in", dest="delay", metavar="DURATION", help='Run after this long ("5m", "2h", 30).'),
             _arg("--at", metavar="ISO", help="Run at this time (ISO 8601; without offset: local time)."),
             _arg("--key", metavar="KEY", help="Dedup: while a job with this key is live, return it."),

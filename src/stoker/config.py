@@ -1691,6 +1691,10 @@ command = "php report.php {day}"   # {day}: a parameter; it fills one argument, 
 # backoff = { min = "10s", max = "10m" }  # delay before a retry, doubling
 # timeout = "10m"                  # then the attempt is stopped and counts as failed
 # stop_timeout = "10s"             # after SIGTERM (timeout, cancel), SIGKILL
+# Rules for {day}, checked before any job is stored: a [tasks.report.params.day] table (instead
+# of the params list) with choices = ["monday", "friday"], or a pattern, or type = "int" with
+# min and max, a default… A value that would begin an argument with "-" is refused unless the
+# parameter has allow_option = true. See the README's "Typed parameters".
 
 [queues.default]
 # concurrency = 2                  # jobs of this queue at once (default 1)
