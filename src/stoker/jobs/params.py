@@ -20,6 +20,7 @@ anything is stored.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -294,7 +295,11 @@ def _declare_one(
 
     for key in table:
         if key not in PARAM_KEYS:
-            raise bad(key, f"unknown key (known: {', '.join(PARAM_KEYS)})", "one of " + ", ".join(PARAM_KEYS))
+            close = difflib.get_close_matches(key, PARAM_KEYS, 1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise bad(
+                key, f"unknown key ({hint}known: {', '.join(PARAM_KEYS)})", "one of " + ", ".join(PARAM_KEYS)
+            )
 
     def get(key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         value = table.get(key, default)
