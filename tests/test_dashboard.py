@@ -72,6 +72,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         [tasks.send_mail]
         command = ["true"]
         queue = "mail"
+        [tasks.build]
+        command = ["{PY}", "-c", "import sys; print(sys.argv[1:])", "{{package}}", "--channel={{channel}}",
+                   "{{count}}", "--debug={{debug}}"]
+        queue = "fast"
+        [tasks.build.params.package]
+        pattern = "^[a-z][a-z0-9_.]{{1,100}}$"
+        description = "the Android package name"
+        [tasks.build.params.channel]
+        choices = ["android", "ios"]
+        default = "android"
+        [tasks.build.params.count]
+        type = "int"
+        min = 1
+        max = 50
+        [tasks.build.params.debug]
+        type = "bool"
+        default = false
 
         [queues.fast]
         concurrency = 2
@@ -381,3 +398,45 @@ def test_another_nodes_programs_show_read_only_and_lapse(
         leftovers = a.cleanup()
         assert not leftovers
     assert not errors, f"script errors on the page: {errors}"
+
+
+def test_a_typed_form_and_a_refusal_beside_its_field(page: Page, site: Site) -> None:
+    sign_in(page, site)
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_text("Enqueue a job").click()
+    form = page.get_by_role("form", name="Enqueue a job")
+    form.get_by_label("Task", exact=True).select_option("build")
+    package = form.get_by_label("package", exact=True)
+    channel = form.get_by_label("channel (optional)", exact=True)
+    count = form.get_by_label("count", exact=True)
+    debug = form.get_by_label("debug (optional)", exact=True)
+    expect(channel).to_have_js_property("tagName", "SELECT")
+    expect(channel.locator("option")).to_have_text(["android", "ios"])
+    expect(count).to_have_attribute("type", "number")
+    expect(count).to_have_attribute("min", "1")
+    expect(debug).to_have_attribute("type", "checkbox")
+    expect(form.get_by_text("the Android package name")).to_be_visible()
+
+    before = [j["id"] for j in site.stoker.client.jobs(limit=1000)]
+    package.fill("--upload-pack=touch /tmp/pwned")
+    count.fill("3")
+    form.get_by_role("button", name="Enqueue", exact=True).click()
+    beside = page.locator("#param-error-package")
+    expect(beside).to_contain_text("'package'")
+    expect(beside).to_contain_text("does not match the pattern")
+    expect(package).to_have_attribute("aria-invalid", "true")
+    expect(package).to_have_attribute("aria-describedby", "param-error-package")
+    expect(form.locator(":scope > p.error")).to_be_empty()  # the form's own error line stays empty
+    shot(page, "enqueue-refused.png")
+    assert [j["id"] for j in site.stoker.client.jobs(limit=1000)] == before
+
+    package.fill("com.example.app")
+    channel.select_option("ios")
+    debug.check()
+    form.get_by_role("button", name="Enqueue", exact=True).click()
+    expect(page.locator(".job-state")).to_have_text("succeeded")
+    job_id = int(page.get_by_role("heading", name=re.compile(r"^Job #")).inner_text().removeprefix("Job #"))
+    job = site.stoker.client.job(job_id)
+    assert job["params"] == {"package": "com.example.app", "channel": "ios", "count": 3, "debug": True}
+    assert "['com.example.app', '--channel=ios', '3', '--debug=true']" in job["output"]
+    assert still_same_document(page)

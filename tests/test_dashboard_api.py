@@ -144,6 +144,23 @@ def test_tasks_queue_rates_and_program_events(stoker: Stoker) -> None:
         "required": ["name", "greeting"],
         "optional": [],
         "open_ended": False,
+        "params": [
+            {
+                "name": name,
+                "type": "string",
+                "required": True,
+                "default": None,
+                "choices": None,
+                "pattern": None,
+                "min": None,
+                "max": None,
+                "max_length": 4096,
+                "description": None,
+                "allow_option": False,
+                "extra": False,
+            }
+            for name in ("name", "greeting")
+        ],
         "max_attempts": 2,
         "timeout": 30.0,
     }

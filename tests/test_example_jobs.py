@@ -86,8 +86,11 @@ def test_mail_spool_retries_a_mail_at_most_3_times(stoker: Stoker) -> None:
         assert job["state"] == "queued" and job["max_attempts"] == 3
         return int(job["id"])
 
-    # A subject a shell would choke on arrives as one literal argument.
-    good = enqueue("ann@example.com", 'Your order #1042; $(reboot) "now"')
+    # A subject a shell would choke on arrives as one literal argument; it may begin with "-"
+    # (allow_option: send_mail.php has no options), a recipient may not.
+    good = enqueue("ann@example.com", '-10% on your order #1042; $(reboot) "now"')
+    refused = stoker.cli("enqueue", "send_mail", "to=--help", "subject=x")
+    assert refused.returncode == 2 and "'to' must not begin with '-'" in refused.stderr, refused.stderr
     flaky = enqueue("flaky.bob@example.com", "Greylisted twice")
     bounce = enqueue("bounce@example.com", "Never arrives")
 
@@ -129,7 +132,7 @@ def test_mail_spool_retries_a_mail_at_most_3_times(stoker: Stoker) -> None:
     assert sorted(p.name for p in outbox.iterdir()) == sorted([f"{good}.eml", f"{flaky}.eml"])
     mail = (outbox / f"{good}.eml").read_bytes().decode()
     assert "To: ann@example.com\r\n" in mail
-    assert 'Subject: Your order #1042; $(reboot) "now"\r\n' in mail
+    assert 'Subject: -10% on your order #1042; $(reboot) "now"\r\n' in mail
     assert "To: flaky.bob@example.com\r\n" in (outbox / f"{flaky}.eml").read_bytes().decode()
 
 
@@ -187,6 +190,11 @@ def test_apk_builds_two_at_once_with_dedup(stoker: Stoker, unused_tcp_port: int)
     assert status == 200 and job["id"] == ids["com.example.chat"]
     again = stoker.json("enqueue", "build_apk", "package=com.example.maps", "--key", "com.example.maps")
     assert again["id"] == ids["com.example.maps"]
+    # The package's pattern in stoker.toml: refused before anything is stored.
+    for bad in ("--help", "../../etc/passwd", "com", ""):
+        refused = stoker.cli("enqueue", "build_apk", f"package={bad}")
+        assert refused.returncode == 2 and "'package'" in refused.stderr, refused.stderr
+    assert len(stoker.json("jobs")) == len(ids)
     assert not (folder / "builds").exists(), "a build started in a paused queue"
 
     stoker.cli("queue", "resume", "build").check_returncode()

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.backoff import backoff_delay
-from stoker.jobs.params import ParamError, as_text, check, fill, placeholders
+from stoker.jobs.params import Param, ParamError, as_text, fill, normalize, placeholders
 from stoker.jobs.rules import JobState, Outcome, after_attempt
 
 NOW = 1000.0
@@ -82,20 +82,21 @@ def test_fill_missing_and_unfit() -> None:
 
 
 def test_check_names_missing_and_unknown() -> None:
-    check("t", {"a": 1, "b": 2}, required=["a"], optional=["b"], open_ended=False)
+    a, b = Param(name="a"), Param(name="b", type="any", required=False)
+    assert normalize("t", {"a": 1, "b": 2}, [a, b]) == {"a": 1, "b": 2}
     with pytest.raises(ParamError, match=r"needs parameter\(s\) 'a'; it takes: a, b \(optional\)"):
-        check("t", {"b": 1}, required=["a"], optional=["b"], open_ended=False)
+        normalize("t", {"b": 1}, [a, b])
     with pytest.raises(ParamError, match="has no parameter 'c'"):
-        check("t", {"a": 1, "c": 1}, required=["a"], optional=[], open_ended=False)
-    check("t", {"anything": 1}, required=[], optional=[], open_ended=True)
+        normalize("t", {"a": 1, "c": 1}, [a])
+    normalize("t", {"anything": 1}, [], open_ended=True)
     with pytest.raises(ParamError, match="not allowed"):
-        check("t", {"bad-name": 1}, required=[], optional=[], open_ended=True)
+        normalize("t", {"bad-name": 1}, [], open_ended=True)
     with pytest.raises(ParamError, match="it takes none"):
-        check("t", {"x": 1}, required=[], optional=[], open_ended=False)
+        normalize("t", {"x": 1}, [])
 
 
 @given(st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), st.text(), max_size=4))
 def test_fill_never_splits_or_joins_arguments(params: dict[str, str]) -> None:
     params = {k: v.replace("\0", "") for k, v in params.items()}
     template = [f"{{{name}}}" for name in params]
-    assert fill(template, params) == list(params.values())
+    assert fill(template, params, options=params) == list(params.values())

@@ -57,15 +57,20 @@ function stoker_request(string $method, string $path, ?array $body = null): arra
 /** Queue a build of $package; a build of it that is still queued or running is returned instead. */
 function submit_build(string $package): array
 {
-    // Refuse early what build.sh would refuse anyway, with a message the user can act on.
-    if (!preg_match('/^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+$/D', $package)) {
-        throw new StokerError("not an Android package name: '$package'", 422);
+    try {
+        return stoker_request('POST', '/api/v1/jobs', [
+            'task' => 'build_apk',
+            'params' => ['package' => $package],
+            'key' => $package, // dedup: one live build per package (HTTP 200 instead of 201)
+        ]);
+    } catch (StokerError $e) {
+        // stoker checks the package against the pattern in stoker.toml (the one place the
+        // rule is written) and refuses it with 422 before anything is queued.
+        if ($e->getCode() === 422) {
+            throw new StokerError("not an Android package name: '$package' ({$e->getMessage()})", 422);
+        }
+        throw $e;
     }
-    return stoker_request('POST', '/api/v1/jobs', [
-        'task' => 'build_apk',
-        'params' => ['package' => $package],
-        'key' => $package, // dedup: one live build per package (HTTP 200 instead of 201)
-    ]);
 }
 
 function job_finished(array $job): bool

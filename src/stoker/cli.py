@@ -671,6 +671,46 @@ def queues_command(ctx: Context, args: argparse.Namespace) -> None:
         _print_queues(rows)
 
 
+def _describe_param(p: Mapping[str, Any]) -> str:
+    """``count (int 1..50)``, ``channel (android|ios, default android)``: one parameter."""
+    rules = []
+    if p["choices"] is not None:
+        rules.append("|".join(json.dumps(c) if not isinstance(c, str) else c for c in p["choices"]))
+    elif p["type"] != "any":
+        rules.append(p["type"])
+    if p["min"] is not None or p["max"] is not None:
+        low, high = ("" if v is None else str(v) for v in (p["min"], p["max"]))
+        rules[-1:] = [f"{rules[-1]} {low}..{high}" if rules else f"{low}..{high}"]
+    if p["pattern"] is not None:
+        rules.append(f"pattern {p['pattern']}")
+    if p["default"] is not None:
+        rules.append(f"default {json.dumps(p['default'])}")
+    elif not p["required"]:
+        rules.append("optional")
+    if p["allow_option"]:
+        rules.append("may begin with -")
+    return f"{p['name']} ({', '.join(rules)})" if rules else p["name"]
+
+
+def tasks_command(ctx: Context, args: argparse.Namespace) -> None:
+    """Tasks a job may run, and each one's parameters: type, rules, default."""
+    with _talking():
+        rows = ctx.client().tasks()
+    if args.as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        print("no tasks")
+        return
+    table = []
+    for t in rows:
+        described = [_describe_param(p) for p in t["params"]]
+        if t["open_ended"]:
+            described.append("any others")
+        table.append((t["name"], t["queue"], t["kind"], ", ".join(described) or "-"))
+    _print_table(("TASK", "QUEUE", "KIND", "PARAMETERS"), table)
+
+
 def queue_command(ctx: Context, args: argparse.Namespace) -> None:
     """Pause or resume a queue. Persisted: it stays paused across restarts."""
     with _talking():
@@ -859,7 +899,13 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         enqueue,
         [
             _arg("task", metavar="TASK"),
-            _arg("params", nargs="*", metavar="NAME=VALUE", help="Parameters; NAME:=JSON for non-strings."),
+            _arg(
+                "params",
+                nargs="*",
+                metavar="NAME=VALUE",
+                help="Parameters: count=5 (converted for an int, number or bool parameter); "
+                "NAME:=JSON for other JSON.",
+            ),
             _arg("--in", dest="delay", metavar="DURATION", help='Run after this long ("5m", "2h", 30).'),
             _arg("--at", metavar="ISO", help="Run at this time (ISO 8601; without offset: local time)."),
             _arg("--key", metavar="KEY", help="Dedup: while a job with this key is live, return it."),
@@ -899,6 +945,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         [_arg("ids", type=int, nargs="+", metavar="ID"), _JSON],
     ),
     "queues": (queues_command, [_JSON]),
+    "tasks": (tasks_command, [_JSON]),
     "schedules": (schedules_command, [_JSON]),
     "schedule": (
         schedule_command,

@@ -35,12 +35,23 @@ if TYPE_CHECKING:
 
 
 class ClientError(Exception):
-    """The daemon refused (status >= 400) or could not be reached."""
+    """The daemon refused (status >= 400) or could not be reached. A refused request's
+    parameters: `param` names the parameter at fault, `index` the item of a batch."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        index: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.param = param
+        self.index = index
 
 
 class NotRunning(ClientError):
@@ -202,7 +213,13 @@ class Client:
             raw = response.read()
             try:
                 err = json.loads(raw)["error"]
-                raise ClientError(err["message"], status=response.status, code=err["code"])
+                raise ClientError(
+                    err["message"],
+                    status=response.status,
+                    code=err["code"],
+                    param=err.get("param"),
+                    index=err.get("index"),
+                )
             except (ValueError, KeyError, TypeError):
                 raise ClientError(
                     f"HTTP {response.status}: {raw[:200].decode(errors='replace')}",
@@ -366,6 +383,10 @@ class Client:
 
     def queues(self) -> list[Record]:
         return [Record(q) for q in self.request("GET", "/api/v1/queues")]
+
+    def tasks(self) -> list[Record]:
+        """The config's tasks, each with the parameters it takes and their rules."""
+        return [Record(t) for t in self.request("GET", "/api/v1/tasks")]
 
     def pause(self, queue: str) -> list[Record]:
         return [Record(q) for q in self.request("POST", f"/api/v1/queues/{_quote(queue)}/pause")]

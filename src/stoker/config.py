@@ -40,6 +40,7 @@ from stoker.durations import (
     parse_duration,
     parse_size,
 )
+from stoker.jobs.params import Param, SpecError, declare, fill, normalize
 from stoker.locate import DEFAULT_STATE_DIR, find_config_path, resolve_relative
 from stoker.supervise.readiness import EXPECTED as READY_EXPECTED
 from stoker.supervise.readiness import ReadyError, parse_ready
@@ -354,8 +355,8 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     Exactly one of ``command`` (an argv template: ``{param}`` fills part of one element) or
     ``call`` (``"package.module:function"``, run in the Python worker pool) is set.
-    ``required`` are the command's placeholders, ``optional`` the names listed in ``params``;
-    a call task without ``params`` takes any keyword arguments (``open_ended``).
+    ``params`` are the parameters it takes and their rules (stoker.jobs.params); a call task
+    without ``params`` takes any keyword arguments (``open_ended``).
     """
 
     name: str
@@ -372,17 +373,31 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
     user: str | None = None
     group: str | None = None
     umask: int | None = None
-    required: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
+    params: tuple[Param, ...] = ()
     open_ended: bool = False
 
-    def check_params(self, params: Mapping[str, Any]) -> None:
-        """Raise ``ParamError`` (a ValueError) when `params` do not fit this task."""
-        from stoker.jobs import params as p
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The parameters a job must be given."""
+        return tuple(p.name for p in self.params if p.required)
 
-        p.check(self.name, params, required=self.required, optional=self.optional, open_ended=self.open_ended)
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """The parameters a job may be given (a default or the program's own choice applies)."""
+        return tuple(p.name for p in self.params if not p.required)
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters to store for a job (typed values converted, defaults filled in), or
+        ``ParamError`` (a ValueError) naming the one that does not fit this task."""
+        values = normalize(self.name, params, self.params, open_ended=self.open_ended)
         if self.command is not None:
-            p.fill(self.command, params)
+            self.argv(values)
+        return values
+
+    def argv(self, params: Mapping[str, Any]) -> list[str]:
+        """The command's argv for a job's parameters (``ParamError`` if they do not fit)."""
+        assert self.command is not None
+        return fill(self.command, params, options={p.name for p in self.params if p.allow_option})
 
 
 class QueueConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -528,7 +543,7 @@ class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
     command: str | list[str] | None = None
     call: str | None = None
     queue: str = DEFAULT_QUEUE
-    params: list[str] = []
+    params: list[str] | dict[str, dict[str, Any]] | None = None
     max_attempts: int = 1
     backoff: _RawBackoff = msgspec.field(default_factory=lambda: _RawBackoff(min="10s", max="10m"))
     timeout: _Duration | None = None
@@ -614,7 +629,8 @@ _TASK_EXPECTED: dict[str, str] = {
     "command": 'an array of strings like ["php", "send.php", "{to}"] or a command string (never a shell)',
     "call": 'a Python callable like "myapp.mail:send_confirm"',
     "queue": "a queue name string",
-    "params": 'an array of parameter names, like ["to", "subject"]',
+    "params": 'an array of extra parameter names, like ["to", "subject"], or a table of '
+    '[tasks.NAME.params.PARAM] tables, like { count = { type = "int", min = 1 } }',
     "max_attempts": "a whole number, 1 or more (1 = no retry)",
     "backoff": 'a table like { min = "10s", max = "10m" }',
     "backoff.min": _DURATION,
@@ -1334,8 +1350,6 @@ def _log(raw: _RawLog, where: _Where) -> LogConfig:
 
 
 def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -> TaskConfig:
-    from stoker.jobs.params import NAME, placeholders
-
     top_keys = [key for key in _TASK_EXPECTED if "." not in key]
     _check_keys(raw, where, top_keys, {"backoff": ("min", "max")})
     if ("command" in raw) == ("call" in raw):
@@ -1346,18 +1360,17 @@ def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -
         )
     parsed = _convert(raw, _RawTask, where, _TASK_EXPECTED)
     command = call = None
-    required: tuple[str, ...] = ()
     if parsed.command is not None:
         command = _command(parsed.command, False, where)
-        required = placeholders(command)
     else:
         assert parsed.call is not None
         if not _CALL.fullmatch(parsed.call.strip()):
             raise where.bad("call", _TASK_EXPECTED["call"], parsed.call)
         call = parsed.call.strip()
-    for param in parsed.params:
-        if not NAME.fullmatch(param):
-            raise where.bad("params", "parameter names made of letters, digits and '_'", param)
+    try:
+        params, open_ended = declare(command, parsed.params)
+    except SpecError as e:
+        raise where.error(e.key, e.message, e.expected) from None
     if not _PROGRAM_NAME.fullmatch(parsed.queue):
         raise where.bad("queue", "a queue name matching [A-Za-z0-9_.-]+", parsed.queue)
     if parsed.max_attempts < 1:
@@ -1386,9 +1399,8 @@ def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -
         user=_name_or_none(parsed.user, where, "user"),
         group=_name_or_none(parsed.group, where, "group"),
         umask=_umask(parsed.umask, where),
-        required=required,
-        optional=tuple(p for p in dict.fromkeys(parsed.params) if p not in required),
-        open_ended=call is not None and "params" not in raw,
+        params=params,
+        open_ended=open_ended,
     )
 
 
@@ -1489,7 +1501,7 @@ def _build_schedule(
         task = _build_task(task_name, task_raw, where, directory)
         tasks[task_name] = task
     try:
-        task.check_params(parsed.params)
+        params = task.check_params(parsed.params)
     except ValueError as e:
         raise where.error("params", str(e), "parameters that fit the task") from None
     jitter = _duration(parsed.jitter, where, "jitter")
@@ -1499,7 +1511,7 @@ def _build_schedule(
         cron=" ".join(parsed.cron.split()) if parsed.cron is not None else None,
         timezone=timezone,
         task=task.name,
-        params=dict(parsed.params),
+        params=params,
         overlap=parsed.overlap,
         catch_up=parsed.catch_up,
         jitter=jitter,
@@ -1693,6 +1705,10 @@ command = "php report.php {day}"   # {day}: a parameter; it fills one argument, 
 # backoff = { min = "10s", max = "10m" }  # delay before a retry, doubling
 # timeout = "10m"                  # then the attempt is stopped and counts as failed
 # stop_timeout = "10s"             # after SIGTERM (timeout, cancel), SIGKILL
+# Rules for {day}, checked before any job is stored: a [tasks.report.params.day] table (instead
+# of the params list) with choices = ["monday", "friday"], or a pattern, or type = "int" with
+# min and max, a default… A value that would begin an argument with "-" is refused unless the
+# parameter has allow_option = true. See the README's "Typed parameters".
 
 [queues.default]
 # concurrency = 2                  # jobs of this queue at once (default 1)

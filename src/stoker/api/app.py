@@ -289,9 +289,9 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         return Response(await observed.render(), media_type=CONTENT_TYPE)
 
     async def openapi(request: Request) -> Response:
-        from stoker.api.openapi import document
+        from stoker.api.openapi import with_tasks
 
-        return json_response(document())
+        return json_response(with_tasks(info.dispatcher.config.tasks if info.dispatcher else {}))
 
     routes = [
         Route("/api/v1/status", status),
@@ -312,7 +312,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        response = error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message, param=exc.param, index=exc.index)
         if exc.status == 413:  # the rest of a body too large is not worth reading: close
             response.headers["Connection"] = "close"
         return response

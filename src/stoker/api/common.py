@@ -14,17 +14,22 @@ from stoker.api import schemas
 class ApiError(Exception):
     """Raised by a route; answered as ``{"error": {"code", "message"}}`` with `status`."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, param: str | None = None, index: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.param, self.index = param, index
 
 
 def json_response(data: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(data), status_code=status, media_type="application/json")
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response(schemas.ErrorBody(schemas.ErrorDetail(code, message)), status)
+def error_response(
+    status: int, code: str, message: str, *, param: str | None = None, index: int | None = None
+) -> Response:
+    return json_response(schemas.ErrorBody(schemas.ErrorDetail(code, message, param, index)), status)
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

@@ -23,7 +23,7 @@ from stoker.durations import InvalidValue, parse_duration
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
 from stoker.jobs.output import current_output, output_path
-from stoker.jobs.params import ParamError
+from stoker.jobs.params import Param, ParamError
 from stoker.jobs.rules import FINISHED, JobState
 from stoker.store import Attempt, Job, NewJob
 from stoker.supervise.logs import tail
@@ -132,13 +132,14 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         except RecursionError:  # msgspec's own depth limit, not a bug of ours
             raise ApiError(400, "bad_request", "the body's JSON is nested too deeply") from None
 
-    def new_job(d: Dispatcher, task: str, params: Any, **options: Any) -> NewJob:
+    def new_job(d: Dispatcher, task: str, params: Any, index: int | None = None, **options: Any) -> NewJob:
         try:
             return d.new_job(task, params, **options)
         except UnknownTask as e:
             raise ApiError(404, "unknown_task", str(e)) from None
         except ParamError as e:
-            raise ApiError(422, "invalid_params", str(e)) from None
+            message = str(e) if index is None else f"params[{index}]: {e} (no job was queued)"
+            raise ApiError(422, "invalid_params", message, param=e.param, index=index) from None
 
     async def enqueue(request: Request) -> Response:
         d = need()
@@ -156,7 +157,10 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             raise ApiError(413, "too_large", f"at most {MAX_BATCH} jobs per request")
         now = time.time()
         run_at = parse_when(body.run_at, body.delay, now)
-        news = [new_job(d, body.task, p, run_at=run_at, priority=body.priority, now=now) for p in body.params]
+        news = [
+            new_job(d, body.task, p, i, run_at=run_at, priority=body.priority, now=now)
+            for i, p in enumerate(body.params)
+        ]
         stored = await d.enqueue(news, now)
         return json_response([job_json(job) for job, _ in stored], 201)
 
@@ -282,6 +286,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
                     required=list(task.required),
                     optional=list(task.optional),
                     open_ended=task.open_ended,
+                    params=[task_param(p) for p in task.params],
                     max_attempts=task.max_attempts,
                     timeout=task.timeout,
                 )
@@ -395,3 +400,21 @@ def _float(value: str | None, name: str, default: float) -> float:
         if number >= 0:
             return number
     raise ApiError(422, "invalid", f"{name} must be a number of seconds")
+
+
+def task_param(p: Param) -> schemas.TaskParam:
+    """A task's parameter as the API shows it."""
+    return schemas.TaskParam(
+        name=p.name,
+        type=p.type,
+        required=p.required,
+        default=p.default if p.has_default else None,
+        choices=list(p.choices) if p.choices is not None else None,
+        pattern=p.pattern,
+        min=p.min,
+        max=p.max,
+        max_length=p.max_length,
+        description=p.description,
+        allow_option=p.allow_option,
+        extra=p.extra,
+    )

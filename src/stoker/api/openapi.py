@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from stoker import __version__
 from stoker.api import schemas
+from stoker.jobs.params import json_schema
+
+if TYPE_CHECKING:
+    from stoker.config import TaskConfig
 
 _REF = "#/components/schemas/{name}"
 
@@ -103,6 +108,17 @@ def _action(summary: str) -> dict[str, Any]:
             "responses": {"200": _INSTANCES, **_ERRORS},
         }
     }
+
+
+def with_tasks(tasks: Mapping[str, TaskConfig]) -> dict[str, Any]:
+    """The document with a JSON Schema of each task's ``params`` (``TaskParams.NAME``), so a
+    client can check a request, or build a form, before it sends it."""
+    doc = document()
+    found = dict(doc["components"]["schemas"])
+    for name, task in tasks.items():
+        schema = json_schema(task.params, open_ended=task.open_ended, command=task.command)
+        found[f"TaskParams.{name}"] = {"title": f"params of the task {name}", **schema}
+    return {**doc, "components": {**doc["components"], "schemas": found}}
 
 
 @cache
@@ -248,7 +264,8 @@ def document() -> dict[str, Any]:
         **_job_paths(),
         "/api/v1/tasks": {
             "get": {
-                "summary": "The tasks of the config and the parameters each takes",
+                "summary": "The tasks of the config and the parameters each takes (the JSON "
+                "Schema of a task's params is the component TaskParams.NAME)",
                 "responses": {"200": _json({"type": "array", "items": _ref("Task")})},
             }
         },

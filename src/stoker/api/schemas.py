@@ -71,9 +71,11 @@ class SignalRequest(msgspec.Struct, forbid_unknown_fields=True):
     signal: str | int
 
 
-class ErrorDetail(msgspec.Struct):
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
+    param: str | None = None  # invalid_params: the parameter at fault, when there is one
+    index: int | None = None  # a batch: the item of `params` at fault (nothing was stored)
 
 
 class ErrorBody(msgspec.Struct):
@@ -157,15 +159,33 @@ class Queue(msgspec.Struct, kw_only=True):
     failed_per_minute: int = 0  # jobs that ended failed (no attempt left) on this node in the last 60 s
 
 
+class TaskParam(msgspec.Struct, kw_only=True):
+    """One parameter of a task and the rules its value must meet (null: no such rule)."""
+
+    name: str
+    type: str  # "string", "int", "number", "bool"; "any": an extra listed in `params = [...]`
+    required: bool
+    default: Any = None  # the value a job gets when it is not given (null: none)
+    choices: list[Any] | None = None
+    pattern: str | None = None  # a regular expression (Python's) the whole value must match
+    min: int | float | None = None
+    max: int | float | None = None
+    max_length: int | None = None
+    description: str | None = None
+    allow_option: bool = False  # the value may begin a command argument with '-'
+    extra: bool = False  # not in the command's argv (the program reads STOKER_JOB_PARAMS)
+
+
 class Task(msgspec.Struct, kw_only=True):
     """A task of the config: what a job may run, and the parameters it takes."""
 
     name: str
     kind: str  # "command" or "call"
     queue: str
-    required: list[str]  # parameters it needs (a command's {placeholders})
-    optional: list[str]  # parameters it also accepts (`params` in the config)
+    required: list[str]  # parameters it needs (a command's {placeholders} without a default)
+    optional: list[str]  # parameters it also accepts
     open_ended: bool  # a call task without `params`: any keyword parameters
+    params: list[TaskParam]  # every parameter it takes, with its rules
     max_attempts: int
     timeout: float | None  # seconds
 

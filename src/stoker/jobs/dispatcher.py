@@ -678,11 +678,10 @@ class Dispatcher:
         """Check a request against the config; UnknownTask or ParamError (a ValueError) if it
         does not fit. Nothing is stored."""
         task = self.task(task_name)
-        task.check_params(params)
         return NewJob(
             task=task.name,
             queue=task.queue,
-            params=params,
+            params=task.check_params(params),
             max_attempts=task.max_attempts,
             run_at=now if run_at is None else run_at,
             priority=priority,

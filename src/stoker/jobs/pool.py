@@ -36,7 +36,6 @@ import msgspec
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import current_output
-from stoker.jobs.params import fill
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
 from stoker.supervise.environment import child_base
@@ -431,7 +430,8 @@ def attempt_request(
         request = {"call": task.call, "params": job.params}
     else:
         assert task.command is not None
-        request = {"command": fill(task.command, job.params)}
+        # checked again: a reload since the job was accepted may have tightened the rules
+        request = {"command": task.argv(task.check_params(job.params))}
     request["output"] = output
     request["attempt"] = job.attempt
     request["rerun"] = rerun

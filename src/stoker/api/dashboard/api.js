@@ -7,10 +7,12 @@
 const TOKEN_KEY = "stoker.token";
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  // param: the job parameter a refusal is about (shown beside its field), when there is one
+  constructor(status, code, message, param = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.param = param;
   }
 }
 
@@ -33,13 +35,15 @@ function headers(extra = {}) {
 async function failure(response) {
   let code = "http_error";
   let message = `${response.status} ${response.statusText}`;
+  let param = null;
   try {
     const body = await response.json();
     ({ code, message } = body.error);
+    param = body.error.param ?? null;
   } catch {
     // not the JSON error shape (a proxy's page): keep the status line
   }
-  const error = new ApiError(response.status, code, message);
+  const error = new ApiError(response.status, code, message, param);
   if (response.status === 401) on.unauthorized(error);
   return error;
 }

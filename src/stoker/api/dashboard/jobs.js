@@ -180,20 +180,19 @@ class EnqueueForm {
     this.shown = this.task.value;
     const task = this.tasks.get(this.task.value);
     if (!task) {
+      this.fields = new Map();
       fill(this.params, h("legend", {}, "Parameters"), h("p", { class: "muted" }, "No tasks in the config."));
       return;
     }
-    const input = (name, required) =>
-      field(required ? name : `${name} (optional)`, h("input", { name, required, dataset: { param: name } }));
+    this.fields = new Map(task.params.map((p) => [p.name, paramField(p)]));
     fill(
       this.params,
       h("legend", {}, "Parameters"),
-      task.required.map((n) => input(n, true)),
-      task.optional.map((n) => input(n, false)),
+      [...this.fields.values()].map((f) => f.element),
       task.open_ended
         ? field("Parameters as JSON", h("textarea", { name: "json", rows: "3", placeholder: '{"to": "a@b.example"}' }))
         : null,
-      task.required.length || task.optional.length || task.open_ended
+      task.params.length || task.open_ended
         ? null
         : h("p", { class: "muted" }, "This task takes no parameters."),
     );
@@ -202,6 +201,7 @@ class EnqueueForm {
   async submit(event) {
     event.preventDefault();
     fill(this.error);
+    for (const f of this.fields?.values() ?? []) f.refused(null);
     let params = {};
     const json = this.params.querySelector("textarea");
     if (json && json.value.trim()) {
@@ -212,8 +212,9 @@ class EnqueueForm {
         return;
       }
     }
-    for (const el of this.params.querySelectorAll("input[data-param]")) {
-      if (el.required || el.value !== "") params[el.dataset.param] = el.value; // sent as text
+    for (const [name, f] of this.fields ?? []) {
+      const value = f.value();
+      if (value !== undefined) params[name] = value;
     }
     const body = { task: this.task.value, params, priority: Number(this.priority.value || 0) };
     if (this.delay.value.trim()) body.delay = this.delay.value.trim();
@@ -225,11 +226,61 @@ class EnqueueForm {
       this.ctx.notify(`Queued job #${job.id} (${job.task})`);
       location.hash = `#/jobs/${job.id}`;
     } catch (e) {
-      if (e.status !== 401) fill(this.error, e.message);
+      const beside = e.param ? this.fields?.get(e.param) : undefined;
+      if (beside) beside.refused(e.message); // shown beside the field it is about
+      else if (e.status !== 401) fill(this.error, e.message);
     } finally {
       button.disabled = false;
     }
   }
+}
+
+// One parameter's field, typed by its rules: a select for choices, a number for int and number,
+// a checkbox for bool, text otherwise. value() is what to send (undefined: leave it out, so the
+// task's default applies); refused(message) shows the daemon's refusal beside it.
+function paramField(p) {
+  const optional = !p.required;
+  let control;
+  if (p.choices) {
+    control = h("select", { name: p.name, required: p.required },
+      optional && p.default === null ? h("option", { value: "" }, "—") : null,
+      p.choices.map((c) => h("option", { value: JSON.stringify(c), selected: c === p.default }, String(c))));
+  } else if (p.type === "bool") {
+    control = h("input", { name: p.name, type: "checkbox", checked: p.default === true });
+  } else if (p.type === "int" || p.type === "number") {
+    control = h("input", {
+      name: p.name, type: "number", required: p.required, step: p.type === "int" ? "1" : "any",
+      min: p.min ?? undefined, max: p.max ?? undefined, value: p.default ?? undefined,
+    });
+  } else {
+    control = h("input", {
+      name: p.name, required: p.required, maxlength: p.max_length ?? undefined,
+      value: p.default ?? undefined, placeholder: p.pattern ? `pattern ${p.pattern}` : undefined,
+    });
+  }
+  control.dataset.param = p.name;
+  const error = h("p", { class: "error field-error", role: "alert", id: `param-error-${p.name}` });
+  control.setAttribute("aria-describedby", error.id);
+  const label = optional ? `${p.name} (optional)` : p.name;
+  const element = h("div", { class: "param" }, field(label, control),
+    p.description ? h("p", { class: "muted hint" }, p.description) : null, error);
+  return {
+    element,
+    value() {
+      if (p.type === "bool") return control.checked;
+      if (control.value === "") return p.required && !p.choices ? "" : undefined;
+      if (p.choices) return JSON.parse(control.value);
+      if (p.type === "int" || p.type === "number") return Number(control.value);
+      return control.value; // text, as typed
+    },
+    refused(message) {
+      fill(error, message ?? "");
+      if (message) {
+        control.setAttribute("aria-invalid", "true");
+        control.focus();
+      } else control.removeAttribute("aria-invalid");
+    },
+  };
 }
 
 // One job, kept current by its events; a running job's output follows as it is written.
