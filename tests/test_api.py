@@ -82,6 +82,23 @@ def test_non_loopback_listen_without_token_is_refused(stoker: Stoker) -> None:
     assert "token" in result.stderr and "listen" in result.stderr
 
 
+def test_a_short_token_off_loopback_is_refused_by_check_and_up(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [daemon]
+        listen = "0.0.0.0:9100"
+        token = "x"
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    for command in ("check", "up"):
+        result = stoker.cli(command)
+        assert result.returncode == 2, result
+        assert f"{stoker.config}: [daemon] token: 1 character is too few to guard" in result.stderr
+        assert "at least 16" in result.stderr
+
+
 def test_errors_are_json(stoker: Stoker) -> None:
     stoker.write(
         """
