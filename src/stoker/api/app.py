@@ -26,6 +26,7 @@ from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
 from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event
+from stoker.api.doors import Doors, from_unix_socket
 from stoker.api.usage import CpuMeter
 from stoker.daemon.cluster import SharedStore
 from stoker.events import EventBus
@@ -302,7 +303,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         routes=routes,
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error, StoreError: on_store_error},
     )
-    return BearerAuth(BodyLimit(app), token)
+    return Doors(BearerAuth(BodyLimit(app), token))
 
 
 def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:
@@ -363,7 +364,7 @@ class BearerAuth:
         if (
             scope["type"] == "http"
             and self.token is not None
-            and not _is_unix(scope)
+            and not from_unix_socket(scope)
             and not dashboard.is_public(scope)
         ):
             header = dict(scope["headers"]).get(b"authorization", b"")
@@ -374,8 +375,3 @@ class BearerAuth:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _is_unix(scope: Scope) -> bool:
-    server = scope.get("server")
-    return server is None or server[1] is None

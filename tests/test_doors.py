@@ -1,0 +1,240 @@
+"""The HTTP doors against a browser's pages: another site's requests, bodies that are not JSON,
+DNS rebinding, and the headers on every answer (api/doors.py, daemon/token.py; issue 17)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+
+import pytest
+from conftest import Stoker, free_port
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stoker.api.doors import BODY_METHODS, cross_origin, not_json
+
+TOKEN = "doors-test-token"
+
+# --------------------------------------------------------------------------------------------
+# The judgments, as pure functions
+# --------------------------------------------------------------------------------------------
+
+HOST = {b"host": b"127.0.0.1:9100"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ({}, None),  # no browser: curl, the Python client, PHP
+        (HOST, None),
+        ({**HOST, b"origin": b"http://127.0.0.1:9100"}, None),  # the dashboard's own POSTs
+        ({**HOST, b"origin": b"HTTP://127.0.0.1:9100"}, None),
+        ({**HOST, b"origin": b"https://127.0.0.1:9100"}, None),  # behind a proxy that speaks TLS
+        ({b"host": b"localhost:9100", b"origin": b"http://localhost:9100"}, None),
+        ({**HOST, b"origin": b"http://127.0.0.1:8000"}, "Origin: http://127.0.0.1:8000"),  # another port
+        ({**HOST, b"origin": b"http://evil.example"}, "Origin: http://evil.example"),
+        ({**HOST, b"origin": b"null"}, "Origin: null"),  # a sandboxed frame, a file:// page
+        ({b"origin": b"http://127.0.0.1:9100"}, "Origin: http://127.0.0.1:9100"),  # no Host to be
+        # a proxy that rewrote Host says where the browser went
+        ({**HOST, b"origin": b"https://ops.example", b"x-forwarded-host": b"ops.example"}, None),
+        ({**HOST, b"origin": b"https://ops.example", b"x-forwarded-host": b"ops.example, x"}, None),
+        ({**HOST, b"origin": b"https://evil.example", b"x-forwarded-host": b"ops.example"}, "Origin: https://evil.example"),
+        # Sec-Fetch-Site, set by the browser (no page can), decides when it is there
+        ({**HOST, b"sec-fetch-site": b"same-origin", b"origin": b"https://ops.example"}, None),
+        ({**HOST, b"sec-fetch-site": b"none"}, None),  # the user typed the address
+        ({**HOST, b"sec-fetch-site": b"same-site", b"origin": b"http://127.0.0.1:8000"}, "Sec-Fetch-Site: same-site"),
+        ({**HOST, b"sec-fetch-site": b"cross-site", b"origin": b"http://127.0.0.1:9100"}, "Sec-Fetch-Site: cross-site"),
+    ],
+)  # fmt: skip
+def test_cross_origin(headers: dict[bytes, bytes], refused: str | None) -> None:
+    assert cross_origin(headers) == refused
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "refused"),
+    [
+        ("POST", {}, None),  # curl -X POST …/restart: no body, no type
+        ("POST", {b"content-length": b"0"}, None),  # the Python client, PHP
+        ("POST", {b"content-length": b"0", b"content-type": b"text/plain"}, None),
+        ("POST", {b"content-length": b"2", b"content-type": b"application/json"}, None),
+        ("POST", {b"content-length": b"2", b"content-type": b"Application/JSON; charset=utf-8"}, None),
+        ("POST", {b"content-length": b"2", b"content-type": b"text/plain"}, b"text/plain"),
+        ("POST", {b"content-length": b"2", b"content-type": b"text/plain; a=application/json"}, b"text/plain; a=application/json"),
+        ("POST", {b"content-length": b"2"}, b""),  # fetch() of an untyped Blob: a simple request
+        ("POST", {b"content-length": b"9", b"content-type": b"application/x-www-form-urlencoded"}, b"application/x-www-form-urlencoded"),
+        ("POST", {b"content-length": b"9", b"content-type": b"multipart/form-data; boundary=x"}, b"multipart/form-data; boundary=x"),
+        ("POST", {b"content-length": b"2", b"content-type": b"application/jsonp"}, b"application/jsonp"),
+        ("POST", {b"transfer-encoding": b"chunked", b"content-type": b"text/plain"}, b"text/plain"),
+        ("POST", {b"transfer-encoding": b"chunked", b"content-type": b"application/json"}, None),
+        ("PUT", {b"content-length": b"2", b"content-type": b"text/plain"}, b"text/plain"),
+        ("PATCH", {b"content-length": b"2"}, b""),
+        ("DELETE", {b"content-length": b"2", b"content-type": b"text/plain"}, b"text/plain"),
+        ("GET", {b"content-length": b"2", b"content-type": b"text/plain"}, None),  # no body is read
+        ("HEAD", {b"content-length": b"2"}, None),
+    ],
+)  # fmt: skip
+def test_not_json(method: str, headers: dict[bytes, bytes], refused: bytes | None) -> None:
+    assert not_json(method, headers) == refused
+
+
+_header_value = st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+@given(method=st.sampled_from(sorted(BODY_METHODS)), length=st.integers(1, 10**9), content_type=_header_value)
+def test_a_body_passes_only_as_json(method: str, length: int, content_type: bytes) -> None:
+    headers = {b"content-length": str(length).encode(), b"content-type": content_type}
+    is_json = content_type.split(b";")[0].strip().lower() == b"application/json"
+    assert (not_json(method, headers) is None) == is_json
+
+
+@given(
+    method=st.sampled_from(["GET", "HEAD", "OPTIONS"]), headers=st.dictionaries(_header_value, _header_value)
+)
+def test_a_method_without_a_body_is_never_refused_for_it(method: str, headers: dict[bytes, bytes]) -> None:
+    assert not_json(method, headers) is None
+
+
+@given(origin=_header_value, host=_header_value)
+def test_an_origin_passes_only_as_the_hosts(origin: bytes, host: bytes) -> None:
+    ours = host and origin.lower() in (b"http://" + host.lower(), b"https://" + host.lower())
+    assert (cross_origin({b"host": host, b"origin": origin}) is None) == bool(ours)
+
+
+# --------------------------------------------------------------------------------------------
+# A real daemon
+# --------------------------------------------------------------------------------------------
+
+
+def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw request on its own connection (the headers exactly as given)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(raw)
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    while len(body) < int(headers.get("content-length", "0")):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def raw(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+    if body or method in ("POST", "PUT", "PATCH", "DELETE"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+JOB = json.dumps({"task": "echo", "params": {"text": "hi"}}).encode()
+
+
+@pytest.fixture
+def daemon(stoker: Stoker) -> Iterator[int]:
+    port = free_port()
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{port}"
+        token = "{TOKEN}"
+        [programs.web]
+        command = "sleep 1000"
+        start_seconds = 0
+        [tasks.echo]
+        command = ["echo", "{{text}}"]
+        """
+    )
+    stoker.up()
+    yield port
+
+
+def test_another_sites_text_plain_post_is_refused_and_nothing_runs(stoker: Stoker, daemon: int) -> None:
+    """What Chromium sends for a page on 127.0.0.1:8000 doing fetch(…, {mode: "no-cors", body: text})."""
+    own = {"Host": f"127.0.0.1:{daemon}"}
+    site = {**own, "Origin": "http://127.0.0.1:8000", "Content-Type": "text/plain;charset=UTF-8"}
+    browser = {**site, "Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"}
+    with_token = {"Authorization": f"Bearer {TOKEN}"}  # as if something in front added it
+    for headers in (browser, {**browser, **with_token}, site, {**site, **with_token}):
+        status, answer_headers, body = exchange(daemon, raw("POST", "/api/v1/jobs", headers, JOB))
+        assert status == 403, (headers, body)
+        error = json.loads(body)["error"]
+        assert (
+            error["code"] == "cross_origin" and "a page of another site sent this request" in error["message"]
+        )
+        assert answer_headers["content-type"] == "application/json"
+    # Without an Origin (no browser) but not JSON either: 415, and the same for a form, an
+    # untyped body; the token does not change it.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {**own, **with_token, **({"Content-Type": content_type} if content_type else {})}
+        status, _, body = exchange(daemon, raw("POST", "/api/v1/jobs", headers, JOB))
+        assert status == 415, body
+        error = json.loads(body)["error"]
+        assert error["code"] == "unsupported_media_type"
+        assert error["message"].startswith("send the body as JSON with Content-Type: application/json (got ")
+    assert stoker.client.jobs() == []  # nothing was stored, nothing ran
+
+
+def test_json_from_clients_and_the_daemons_own_page_still_works(stoker: Stoker, daemon: int) -> None:
+    auth = {"Host": f"127.0.0.1:{daemon}", "Authorization": f"Bearer {TOKEN}"}
+    typed = {**auth, "Content-Type": "application/json; charset=utf-8"}
+    assert exchange(daemon, raw("POST", "/api/v1/jobs", typed, JOB))[0] == 201
+    own_page = {**typed, "Origin": f"http://127.0.0.1:{daemon}", "Sec-Fetch-Site": "same-origin"}
+    assert exchange(daemon, raw("POST", "/api/v1/jobs", own_page, JOB))[0] == 201
+    # A bare POST (curl -X POST, no body, no type) still restarts.
+    status, _, body = exchange(daemon, raw("POST", "/api/v1/programs/web/restart", auth))
+    assert status == 200 and json.loads(body)[0]["name"] == "web:0"
+    status, _, _ = exchange(
+        daemon,
+        f"POST /api/v1/programs/web/restart HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode(),
+    )
+    assert status == 200  # fmt: skip
+    assert len(stoker.client.jobs()) == 2
+
+
+def test_the_unix_socket_is_not_judged(stoker: Stoker, daemon: int) -> None:
+    """The socket's file mode is its door: a client there may send any type (curl -d)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(stoker.state_dir / "stoker.sock"))
+        headers = {"Host": "localhost", "Content-Type": "application/x-www-form-urlencoded"}
+        sock.sendall(raw("POST", "/api/v1/jobs", headers, JOB))
+        status, answer_headers, _ = read_answer(sock)
+    assert status == 201
+    assert (
+        answer_headers["x-content-type-options"] == "nosniff" and answer_headers["x-frame-options"] == "DENY"
+    )
+
+
+def test_every_answer_says_nosniff_and_deny(stoker: Stoker, daemon: int) -> None:
+    auth = {"Host": "h", "Authorization": f"Bearer {TOKEN}"}
+    requests = {
+        200: raw("GET", "/api/v1/status", auth),
+        401: raw("GET", "/api/v1/status", {"Host": "h"}),
+        403: raw("GET", "/api/v1/status", {"Host": "h", "Origin": "http://evil.example"}),
+        404: raw("GET", "/api/v1/nothing", auth),
+        413: raw("POST", "/api/v1/jobs", {**auth, "Content-Type": "application/json"}).replace(
+            b"Content-Length: 0", b"Content-Length: 999999999"
+        ),
+        415: raw("POST", "/api/v1/jobs", {**auth, "Content-Type": "text/plain"}, JOB),
+    }
+    for expected, request in requests.items():
+        status, headers, _ = exchange(daemon, request)
+        assert status == expected
+        assert headers["x-content-type-options"] == "nosniff", (status, headers)
+        assert headers["x-frame-options"] == "DENY", (status, headers)
+        assert headers["content-type"] == "application/json", (status, headers)
+    status, headers, _ = exchange(daemon, raw("GET", "/", {"Host": "h"}))  # the dashboard's page
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
