@@ -3,12 +3,15 @@ DNS rebinding, and the headers on every answer (api/doors.py, daemon/token.py; i
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from conftest import Stoker, free_port
+from conftest import Stoker, free_port, need
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -238,3 +241,109 @@ def test_every_answer_says_nosniff_and_deny(stoker: Stoker, daemon: int) -> None
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_a_foreign_host_reads_nothing_without_the_token(stoker: Stoker, unused_tcp_port: int) -> None:
+    """DNS rebinding: a page of attacker.example whose name now points at 127.0.0.1 asks the
+    daemon as attacker.example. Every TCP listen has a token (made when the config sets none),
+    which that page cannot have."""
+    stoker.write(
+        f'[daemon]\nlisten = "127.0.0.1:{unused_tcp_port}"\n[tasks.echo]\ncommand = ["echo", "{{text}}"]\n'
+    )
+    stoker.up()
+    stoker.client.enqueue("echo", text="secret output")
+    rebound = {"Host": f"attacker.example:{unused_tcp_port}", "Sec-Fetch-Site": "same-origin"}
+    for path in ("/api/v1/jobs", "/api/v1/jobs/1", "/api/v1/jobs/1/logs", "/api/v1/programs", "/metrics"):
+        status, _, body = exchange(unused_tcp_port, raw("GET", path, rebound))
+        assert status == 401 and b"secret" not in body, (path, body)
+    token = (stoker.state_dir / "token").read_text().strip()
+    status, _, _ = exchange(
+        unused_tcp_port, raw("GET", "/api/v1/jobs", {**rebound, "Authorization": f"Bearer {token}"})
+    )
+    assert status == 200  # with the token, Host is no one's business (a proxy in front may set any)
+
+
+# --------------------------------------------------------------------------------------------
+# In Chromium
+# --------------------------------------------------------------------------------------------
+
+ATTACK = """async ([url, job]) => {
+  const bodies = [
+    job,  // text/plain: a simple request, sent without asking the daemon first
+    new Blob([job]),  // no type at all
+    new URLSearchParams({task: "echo"}),  // a form
+  ];
+  const outcomes = [];
+  for (const body of bodies) {
+    try {
+      outcomes.push((await fetch(url, {method: "POST", mode: "no-cors", body})).type);
+    } catch (error) {
+      outcomes.push(String(error));
+    }
+  }
+  return outcomes;
+}"""
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>another site</title><p>hello"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def another_site() -> Iterator[str]:
+    """A page of another origin: a tiny http.server on another free port of 127.0.0.1."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def test_a_page_of_another_site_in_chromium_cannot_queue_a_job(
+    stoker: Stoker, unused_tcp_port: int, another_site: str
+) -> None:
+    """The finding itself: a loopback listen with no [daemon] token, a page of another origin
+    in Chromium POSTing text/plain with mode "no-cors", which asks the daemon nothing first.
+    Then the rebinding page: a name that resolves to 127.0.0.1, with the daemon's own port."""
+    chromium = need("chromium")
+    from playwright.sync_api import sync_playwright
+
+    port = unused_tcp_port
+    stoker.write(f'[daemon]\nlisten = "127.0.0.1:{port}"\n[tasks.echo]\ncommand = ["echo", "{{text}}"]\n')
+    stoker.up()
+    job = json.dumps({"task": "echo", "params": {"text": "from another site"}})
+    with sync_playwright() as playwright:
+        # attacker.example resolves to 127.0.0.1, as DNS rebinding makes it do
+        rules = "--host-resolver-rules=MAP attacker.example 127.0.0.1"
+        browser = playwright.chromium.launch(executable_path=chromium, args=[rules])
+        try:
+            page = browser.new_page()
+            page.goto(another_site)
+            for daemon in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+                # "opaque": sent, and answered (what the answer was, the page may not know)
+                assert page.evaluate(ATTACK, [f"{daemon}/api/v1/jobs", job]) == ["opaque"] * 3
+
+            page.goto(f"http://attacker.example:{port}/")  # the daemon's own page, under that name
+            same_origin = """async (job) => {
+              const read = await fetch("/api/v1/jobs");
+              const post = await fetch("/api/v1/jobs", {method: "POST", body: job,
+                                                         headers: {"Content-Type": "application/json"}});
+              return [read.status, post.status];
+            }"""
+            assert page.evaluate(same_origin, job) == [401, 401]
+        finally:
+            browser.close()
+    assert stoker.client.jobs() == []
