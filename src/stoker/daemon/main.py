@@ -137,6 +137,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app, program_snapshots
+    from stoker.api.connections import guarded_protocol
     from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
@@ -208,7 +209,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             lifespan="off",
             log_level="warning",
             access_log=False,
-            http="h11",
+            http=guarded_protocol(),  # h11, with a deadline and a bound on unfinished heads
             ws="none",
             date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
             server_header=False,
