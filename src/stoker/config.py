@@ -1644,7 +1644,7 @@ STARTER_TOML = """\
 [daemon]
 # state_dir = ".stoker"            # socket, pid file, database and logs
 # listen = "127.0.0.1:9100"        # HTTP API + dashboard over TCP (off by default)
-# token = "env:STOKER_TOKEN"       # literal, "env:NAME" or "file:PATH"; required off loopback
+# token = "env:STOKER_TOKEN"       # literal, "env:NAME" or "file:PATH"; unset: made (loopback only)
 # store = "sqlite"                 # or "postgresql://user@host/db"
 # node = "web-1"                   # this machine's name (default: the hostname)
 # timezone = "UTC"                 # default zone for schedules (default: the system zone)
