@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.api.doors import BODY_METHODS, cross_origin, not_json
+from stoker.client import Client
 
 TOKEN = "doors-test-token"
 
@@ -203,7 +204,20 @@ def test_json_from_clients_and_the_daemons_own_page_still_works(stoker: Stoker, 
         f"POST /api/v1/programs/web/restart HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode(),
     )
     assert status == 200  # fmt: skip
-    assert len(stoker.client.jobs()) == 2
+    # The Python client over TCP: bodies typed, bodiless POSTs with no type (the CLI uses it too,
+    # over the socket).
+    client = Client(url=f"http://127.0.0.1:{daemon}", token=TOKEN, timeout=30)
+    job = client.enqueue("echo", text="typed")
+    assert client.enqueue_many("echo", [{"text": "a"}, {"text": "b"}])
+    assert client.signal("web", "HUP")[0]["name"] == "web:0"
+    assert client.program_action("web", "restart")[0]["state"] == "running"
+    assert client.wait(job.id, timeout=30).state == "succeeded"
+    later = client.enqueue("echo", text="later", delay="1h")
+    assert client.cancel(later.id).state == "cancelled"
+    assert client.retry(later.id).state == "queued"
+    client.pause("default")
+    client.resume("default")
+    assert len(stoker.client.jobs()) == 6
 
 
 def test_the_unix_socket_is_not_judged(stoker: Stoker, daemon: int) -> None:
