@@ -103,17 +103,17 @@ def until_closed(socks: list[socket.socket], deadline: float) -> dict[socket.soc
     while still_open:
         assert time.monotonic() < deadline, f"{len(still_open)} of {len(socks)} connections still open"
         for key, _ in selector.select(timeout=1):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
             try:
-                chunk = sock.recv(65536)
+                chunk = ready.recv(65536)
             except ConnectionResetError:
                 chunk = b""
             if chunk:
-                received[sock] += chunk
+                received[ready] += chunk
             else:
-                selector.unregister(sock)
-                still_open.discard(sock)
+                selector.unregister(ready)
+                still_open.discard(ready)
     selector.close()
     return received
 
