@@ -52,7 +52,21 @@ HOST = {b"host": b"127.0.0.1:9100"}
     ],
 )  # fmt: skip
 def test_cross_origin(headers: dict[bytes, bytes], refused: str | None) -> None:
-    assert cross_origin(headers) == refused
+    assert cross_origin("POST", headers) == refused
+    # A GET is judged by its Origin only (unless Sec-Fetch-Site vouches for it): a link to the
+    # dashboard may be followed from anywhere.
+    if headers.get(b"sec-fetch-site") in (b"same-origin", b"none"):
+        assert cross_origin("GET", headers) is None
+    else:
+        without = {k: v for k, v in headers.items() if k != b"sec-fetch-site"}
+        assert cross_origin("GET", headers) == cross_origin("POST", without)
+
+
+@pytest.mark.parametrize("site", [b"cross-site", b"same-site"])
+def test_a_link_from_another_site_may_be_followed(site: bytes) -> None:
+    navigation = {**HOST, b"sec-fetch-site": site, b"sec-fetch-mode": b"navigate"}  # no Origin
+    assert cross_origin("GET", navigation) is None and cross_origin("HEAD", navigation) is None
+    assert cross_origin("POST", navigation) == f"Sec-Fetch-Site: {site.decode()}"  # a form posted
 
 
 @pytest.mark.parametrize(
@@ -102,7 +116,8 @@ def test_a_method_without_a_body_is_never_refused_for_it(method: str, headers: d
 @given(origin=_header_value, host=_header_value)
 def test_an_origin_passes_only_as_the_hosts(origin: bytes, host: bytes) -> None:
     ours = host and origin.lower() in (b"http://" + host.lower(), b"https://" + host.lower())
-    assert (cross_origin({b"host": host, b"origin": origin}) is None) == bool(ours)
+    for method in ("GET", "POST"):
+        assert (cross_origin(method, {b"host": host, b"origin": origin}) is None) == bool(ours)
 
 
 # --------------------------------------------------------------------------------------------
@@ -350,6 +365,12 @@ def test_a_page_of_another_site_in_chromium_cannot_queue_a_job(
             for daemon in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
                 # "opaque": sent, and answered (what the answer was, the page may not know)
                 assert page.evaluate(ATTACK, [f"{daemon}/api/v1/jobs", job]) == ["opaque"] * 3
+
+            # A link from that site to the dashboard is followed: its files need no token.
+            page.set_content(f'<a href="http://127.0.0.1:{port}/">stoker</a>')
+            page.get_by_role("link", name="stoker").click()
+            page.get_by_label("Token").wait_for()
+            assert page.url == f"http://127.0.0.1:{port}/"
 
             page.goto(f"http://attacker.example:{port}/")  # the daemon's own page, under that name
             same_origin = """async (job) => {

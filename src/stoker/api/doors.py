@@ -5,8 +5,9 @@ site cannot have it. These checks are the second wall, for the day something els
 a browser (a proxy in front that signs users in with a cookie and adds the token itself):
 
 - a request that a page of another origin sent is refused (403): by `Sec-Fetch-Site`, which
-  browsers set and no page can, else by an `Origin` that is not the origin the request was sent
-  to (`Host`, or the `X-Forwarded-Host` of a proxy). Clients that are not browsers send neither.
+  browsers set and no page can (but a link to the dashboard, a GET, may come from anywhere), else
+  by an `Origin` that is not the origin the request was sent to (`Host`, or the
+  `X-Forwarded-Host` of a proxy). Clients that are not browsers send neither.
 - a body (POST, PUT, PATCH, DELETE) must be `application/json` (415): a page of another site can
   send text/plain, a form or an untyped blob without asking the daemon first, never JSON.
 
@@ -24,6 +25,7 @@ from stoker.api.common import error_response
 
 ON_EVERY_ANSWER = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # a link, an image: never a change
 JSON = b"application/json"
 
 
@@ -32,13 +34,14 @@ def from_unix_socket(scope: Scope) -> bool:
     return server is None or server[1] is None
 
 
-def cross_origin(headers: Mapping[bytes, bytes]) -> str | None:
+def cross_origin(method: str, headers: Mapping[bytes, bytes]) -> str | None:
     """Why the request comes from a page of another origin, or None: it does not, or it comes
-    from no browser. (Go's net/http CrossOriginProtection judges the same way.)"""
-    site = headers.get(b"sec-fetch-site")
-    if site is not None:  # sent by every current browser to localhost and over https
-        if site in (b"same-origin", b"none"):  # "none": the user typed the address
-            return None
+    from no browser, or it is a link followed to here (a GET with no Origin). Go's net/http
+    CrossOriginProtection judges the same way, and here a foreign Origin is refused on a GET too."""
+    site = headers.get(b"sec-fetch-site")  # sent by every current browser to localhost and over https
+    if site in (b"same-origin", b"none"):  # "none": the user typed the address
+        return None  # (so a proxy in front that rewrites Host does not matter)
+    if site is not None and method not in SAFE_METHODS:
         return f"Sec-Fetch-Site: {site.decode('latin-1')}"
     origin = headers.get(b"origin")
     if origin is None:
@@ -87,7 +90,7 @@ class Doors:
 
         if not from_unix_socket(scope):
             headers = dict(scope["headers"])
-            if (why := cross_origin(headers)) is not None:
+            if (why := cross_origin(scope["method"], headers)) is not None:
                 refusal = error_response(
                     403, "cross_origin", f"refused: a page of another site sent this request ({why})"
                 )
