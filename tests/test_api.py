@@ -54,7 +54,9 @@ def test_tcp_requires_the_token(stoker: Stoker, unused_tcp_port: int) -> None:
     assert stoker.client.status()["pid"] == stoker.daemon.pid  # type: ignore[union-attr]
 
 
-def test_loopback_without_token_is_open(stoker: Stoker, unused_tcp_port: int) -> None:
+def test_loopback_without_a_token_gets_one_made_and_kept(stoker: Stoker, unused_tcp_port: int) -> None:
+    """127.0.0.1 is open to every user of the machine: with no [daemon] token the daemon makes
+    one (0600 in the state dir), names it, and asks for it like any other."""
     stoker.write(
         f"""
         [daemon]
@@ -63,9 +65,52 @@ def test_loopback_without_token_is_open(stoker: Stoker, unused_tcp_port: int) ->
         command = "sleep 1000"
         """
     )
+    result = stoker.cli("up", "-d")
+    assert result.returncode == 0, result.stderr
+    made = stoker.state_dir / "token"
+    assert f"http://127.0.0.1:{unused_tcp_port}/ (its token is in {made})" in result.stdout
+    try:
+        assert made.stat().st_mode & 0o777 == 0o600
+        token = made.read_text().strip()
+        assert len(token) >= 40  # 256 random bits
+        status, body = _tcp(unused_tcp_port, "GET", "/api/v1/status")
+        assert status == 401
+        assert json.loads(body)["error"]["message"] == (
+            f"send Authorization: Bearer TOKEN (no [daemon] token is set: the daemon made one, in {made})"
+        )
+        status, body = _tcp(unused_tcp_port, "GET", "/api/v1/status", token=token)
+        assert status == 200 and json.loads(body)["pid"] == stoker.client.status()["pid"]
+        assert stoker.cli("down").returncode == 0
+        # the next start keeps it: clients given it go on working
+        assert stoker.cli("up", "-d").returncode == 0
+        assert made.read_text().strip() == token
+        assert _tcp(unused_tcp_port, "GET", "/api/v1/status", token=token)[0] == 200
+    finally:
+        stoker.cli("down")
+
+
+def test_an_empty_token_file_is_made_again(stoker: Stoker, unused_tcp_port: int) -> None:
+    stoker.write(f'[daemon]\nlisten = "127.0.0.1:{unused_tcp_port}"\n')
+    stoker.state_dir.mkdir(mode=0o700)
+    (stoker.state_dir / "token").write_text("")  # a crash while it was written
+    (stoker.state_dir / "token").chmod(0o644)
     stoker.up()
-    status, _ = _tcp(unused_tcp_port, "GET", "/api/v1/status")
-    assert status == 200
+    token = (stoker.state_dir / "token").read_text().strip()
+    assert len(token) >= 40 and (stoker.state_dir / "token").stat().st_mode & 0o777 == 0o600
+    assert _tcp(unused_tcp_port, "GET", "/api/v1/status", token=token)[0] == 200
+    assert "(its token is in " in stoker.log_text()
+
+
+def test_a_token_in_the_config_makes_no_file(stoker: Stoker, unused_tcp_port: int) -> None:
+    stoker.write(f'[daemon]\nlisten = "127.0.0.1:{unused_tcp_port}"\ntoken = "s3cret"\n')
+    result = stoker.cli("up", "-d")
+    try:
+        assert result.returncode == 0 and f"http://127.0.0.1:{unused_tcp_port}/\n" in result.stdout
+        assert not (stoker.state_dir / "token").exists()
+        status, body = _tcp(unused_tcp_port, "GET", "/api/v1/status")
+        assert status == 401 and json.loads(body)["error"]["message"] == "send Authorization: Bearer TOKEN"
+    finally:
+        stoker.cli("down")
 
 
 def test_non_loopback_listen_without_token_is_refused(stoker: Stoker) -> None:
@@ -80,6 +125,23 @@ def test_non_loopback_listen_without_token_is_refused(stoker: Stoker) -> None:
     result = stoker.cli("up")
     assert result.returncode == 2
     assert "token" in result.stderr and "listen" in result.stderr
+
+
+def test_a_short_token_off_loopback_is_refused_by_check_and_up(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [daemon]
+        listen = "0.0.0.0:9100"
+        token = "x"
+        [programs.sleeper]
+        command = "sleep 1000"
+        """
+    )
+    for command in ("check", "up"):
+        result = stoker.cli(command)
+        assert result.returncode == 2, result
+        assert f"{stoker.config}: [daemon] token: 1 character is too few to guard" in result.stderr
+        assert "at least 16" in result.stderr
 
 
 def test_errors_are_json(stoker: Stoker) -> None:

@@ -851,9 +851,33 @@ def test_public_listen_requires_token(tmp_path: Path, listen: str) -> None:
     err = error(tmp_path, f'[daemon]\nlisten = "{listen}"\n')
     assert (err.table, err.key) == ("daemon", "listen")
     assert "token is required" in str(err)
-    daemon = load(tmp_path, f'[daemon]\nlisten = "{listen}"\ntoken = "t0ken"\n').daemon
+    daemon = load(tmp_path, f'[daemon]\nlisten = "{listen}"\ntoken = "0123456789abcdef"\n').daemon
     assert daemon.listen == listen
-    assert daemon.token == "t0ken"
+    assert daemon.token == "0123456789abcdef"
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9100", "[::]:9100", "10.0.0.5:80", "web-1:9100"])
+@pytest.mark.parametrize("token", ["x", "t0ken", "0123456789abcde", "  0123456789abcde  "])
+def test_a_short_token_is_refused_off_loopback(tmp_path: Path, listen: str, token: str) -> None:
+    err = error(tmp_path, f'[daemon]\nlisten = "{listen}"\ntoken = "{token}"\n')
+    assert (err.table, err.key) == ("daemon", "token")
+    assert err.expected == "a token of at least 16 characters"
+    count = len(token.strip())
+    assert f"{count} character{'s are' if count > 1 else ' is'} too few to guard " in str(err)
+    assert listen in str(err) and "at least 16" in str(err)
+    if count > 1:
+        assert token.strip() not in str(err)  # the secret is not shown
+
+
+def test_a_short_token_from_a_file_is_refused_off_loopback(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("s3cret\n")
+    err = error(tmp_path, '[daemon]\nlisten = "0.0.0.0:9100"\ntoken = "file:token"\n')
+    assert (err.table, err.key) == ("daemon", "token") and "6 characters are too few" in str(err)
+
+
+@pytest.mark.parametrize("listen", [":9100", "127.0.0.1:9100", "[::1]:9100", "localhost:9100"])
+def test_a_short_token_is_allowed_on_loopback(tmp_path: Path, listen: str) -> None:
+    assert load(tmp_path, f'[daemon]\nlisten = "{listen}"\ntoken = "t0ken"\n').daemon.token == "t0ken"
 
 
 @pytest.mark.parametrize(

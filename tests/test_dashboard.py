@@ -367,7 +367,9 @@ def test_another_nodes_programs_show_read_only_and_lapse(
         b.up()
         page = context.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://127.0.0.1:{port}/")  # loopback without a token: nothing asked
+        page.goto(f"http://127.0.0.1:{port}/")  # loopback without [daemon] token: the one a made
+        page.get_by_label("Token").fill((a.state_dir / "token").read_text().strip())
+        page.get_by_role("button", name="Sign in", exact=True).click()
         mailer = page.locator("tr[data-node='web-b'][data-name='mailer:1']")
         expect(mailer.locator(".state")).to_have_text("running")
         expect(mailer).to_contain_text("read-only · web-b")

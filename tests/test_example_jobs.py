@@ -147,11 +147,12 @@ def _apk_builds(stoker: Stoker, port: int) -> Path:
     )
 
 
-def _post_job(port: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _post_job(port: int, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST /api/v1/jobs over TCP, as a web app would; the HTTP status and the job."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        conn.request("POST", "/api/v1/jobs", json.dumps(body), {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        conn.request("POST", "/api/v1/jobs", json.dumps(body), headers)
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -175,18 +176,19 @@ def test_apk_builds_two_at_once_with_dedup(stoker: Stoker, unused_tcp_port: int)
     stoker.up()
     # Paused, so that all four wait and the duplicates below meet live jobs.
     stoker.cli("queue", "pause", "build").check_returncode()
+    token = (folder / ".stoker" / "token").read_text().strip()  # made: the example sets none
     packages = ["com.example.shop", "com.example.chat", "com.example.broken", "com.example.maps"]
     ids = {}
     for package in packages:
         status, job = _post_job(
-            unused_tcp_port, {"task": "build_apk", "params": {"package": package}, "key": package}
+            unused_tcp_port, token, {"task": "build_apk", "params": {"package": package}, "key": package}
         )
         assert status == 201 and job["state"] == "queued", job
         ids[package] = job["id"]
 
     # The same package again: the live job, not a new one (HTTP 200), by TCP and by the CLI.
     body = {"task": "build_apk", "params": {"package": "com.example.chat"}, "key": "com.example.chat"}
-    status, job = _post_job(unused_tcp_port, body)
+    status, job = _post_job(unused_tcp_port, token, body)
     assert status == 200 and job["id"] == ids["com.example.chat"]
     again = stoker.json("enqueue", "build_apk", "package=com.example.maps", "--key", "com.example.maps")
     assert again["id"] == ids["com.example.maps"]
@@ -198,7 +200,7 @@ def test_apk_builds_two_at_once_with_dedup(stoker: Stoker, unused_tcp_port: int)
     assert not (folder / "builds").exists(), "a build started in a paused queue"
 
     stoker.cli("queue", "resume", "build").check_returncode()
-    client = Client(url=f"http://127.0.0.1:{unused_tcp_port}", timeout=30)
+    client = Client(url=f"http://127.0.0.1:{unused_tcp_port}", token=token, timeout=30)
     jobs = {package: client.wait(job_id, timeout=30) for package, job_id in ids.items()}
 
     assert {p: j.state for p, j in jobs.items()} == {

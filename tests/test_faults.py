@@ -576,9 +576,13 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+API_TOKEN = "fault-finding-token"
+
+
 def request(port: int, method: str, path: str, body: bytes = b"", extra: str = "") -> bytes:
     return (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {API_TOKEN}\r\n"
         f"Content-Length: {len(body)}\r\n{extra}\r\n"
     ).encode() + body
 
@@ -591,12 +595,13 @@ def exchange(port: int, raw: bytes, timeout: float = 30) -> tuple[int, dict[str,
 
 @pytest.fixture
 def api(stoker: Stoker) -> Iterator[int]:
-    """A daemon listening on loopback TCP (no token), with programs, tasks and a call task."""
+    """A daemon listening on loopback TCP, with programs, tasks and a call task."""
     port = free_port()
     stoker.write(
         f"""
         [daemon]
         listen = "127.0.0.1:{port}"
+        token = "{API_TOKEN}"
 
         [programs.web]
         command = ["sleep", "1000"]
@@ -664,7 +669,7 @@ def test_a_huge_body_is_refused_without_being_read(stoker: Stoker, api: int) -> 
     # Chunked, with no length: refused once what came passes the limit; 64 MB are offered.
     head = (
         b"POST /api/v1/jobs/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"Authorization: Bearer " + API_TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     chunk = b"%x\r\n%s\r\n" % (1 << 20, b" " * (1 << 20))
     answer: tuple[int, dict[str, str], bytes] | None = None

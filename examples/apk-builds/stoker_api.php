@@ -3,7 +3,8 @@
 // defaults (file_get_contents and a stream context; allow_url_fopen is on by default).
 //
 // The address is [daemon] listen in the stoker.toml beside this file, unless STOKER_URL is set
-// (e.g. http://10.0.0.5:9190). STOKER_TOKEN, when set, is sent as the Bearer token.
+// (e.g. http://10.0.0.5:9190). The Bearer token is STOKER_TOKEN, else the one the daemon made
+// in .stoker/token beside this file (stoker.toml sets no [daemon] token).
 
 class StokerError extends RuntimeException
 {
@@ -22,6 +23,11 @@ function stoker_url(): string
     return "http://{$m[1]}";
 }
 
+function stoker_token(): string
+{
+    return getenv('STOKER_TOKEN') ?: trim((string)@file_get_contents(__DIR__ . '/.stoker/token'));
+}
+
 /** One API call: returns [HTTP status, decoded JSON]; throws StokerError on a refusal. */
 function stoker_request(string $method, string $path, ?array $body = null): array
 {
@@ -29,7 +35,7 @@ function stoker_request(string $method, string $path, ?array $body = null): arra
     if ($body !== null) {
         $headers[] = 'Content-Type: application/json';
     }
-    if ($token = getenv('STOKER_TOKEN')) {
+    if ($token = stoker_token()) {
         $headers[] = "Authorization: Bearer $token";
     }
     $context = stream_context_create(['http' => [

@@ -917,6 +917,9 @@ def _check_keys(
 # --------------------------------------------------------------------------------------------
 
 
+MIN_TOKEN = 16  # characters of a token that guards a listen address other machines can reach
+
+
 def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonConfig:
     _check_keys(raw, where, _DAEMON_EXPECTED)
     parsed = _convert(raw, _RawDaemon, where, _DAEMON_EXPECTED)
@@ -928,6 +931,20 @@ def _build_daemon(raw: dict[str, Any], where: _Where, directory: str) -> DaemonC
             f"{_show(listen)} is reachable from other machines, so a token is required: "
             'set [daemon] token (e.g. token = "env:STOKER_TOKEN") or listen on 127.0.0.1',
             "a loopback address, or a token",
+        )
+    # Off loopback a token is guessed from anywhere, at network speed.
+    if (
+        listen is not None
+        and token is not None
+        and len(token) < MIN_TOKEN
+        and not _is_loopback(_split_listen(listen)[0])
+    ):
+        count = f"{len(token)} character{'s are' if len(token) > 1 else ' is'}"
+        raise where.error(
+            "token",
+            f"{count} too few to guard {_show(listen)}, which other machines can reach: use at "
+            f"least {MIN_TOKEN} (`openssl rand -hex 16` makes one of 32)",
+            f"a token of at least {MIN_TOKEN} characters",
         )
     return DaemonConfig(
         state_dir=_resolve_path(parsed.state_dir, where, "state_dir", directory),
@@ -1652,7 +1669,7 @@ STARTER_TOML = """\
 [daemon]
 # state_dir = ".stoker"            # socket, pid file, database and logs
 # listen = "127.0.0.1:9100"        # HTTP API + dashboard over TCP (off by default)
-# token = "env:STOKER_TOKEN"       # literal, "env:NAME" or "file:PATH"; required off loopback
+# token = "env:STOKER_TOKEN"       # literal, "env:NAME" or "file:PATH"; unset: made (loopback only)
 # store = "sqlite"                 # or "postgresql://user@host/db"
 # node = "web-1"                   # this machine's name (default: the hostname)
 # timezone = "UTC"                 # default zone for schedules (default: the system zone)

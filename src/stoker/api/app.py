@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
 from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
+from stoker.api.doors import Doors, from_unix_socket
 from stoker.api.usage import CpuMeter
 from stoker.daemon.cluster import SharedStore
 from stoker.events import EventBus
@@ -138,7 +140,9 @@ def _yes(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
+def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> ASGIApp:
+    """The API. TCP requests need `token` (None: there is no TCP listen); `made` is the file
+    that keeps it when the daemon made it (no [daemon] token), named to a caller without it."""
     sup = info.supervisor
     node = sup.config.daemon.node
 
@@ -330,7 +334,7 @@ def build_app(info: DaemonInfo, token: str | None) -> ASGIApp:
         routes=routes,
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error, StoreError: on_store_error},
     )
-    return BearerAuth(BodyLimit(app), token)
+    return Doors(BearerAuth(BodyLimit(app), token, made))
 
 
 def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:
@@ -383,27 +387,25 @@ class BearerAuth:
     every API call).
     """
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, made: Path | None = None) -> None:
         self.app = app
         self.token = token.encode() if token else None
+        self.refusal = "send Authorization: Bearer TOKEN"
+        if made is not None:  # loopback only: [daemon] token is required elsewhere
+            self.refusal += f" (no [daemon] token is set: the daemon made one, in {made})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
             and self.token is not None
-            and not _is_unix(scope)
+            and not from_unix_socket(scope)
             and not dashboard.is_public(scope)
         ):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
-                response = error_response(401, "unauthorized", "send Authorization: Bearer TOKEN")
+                response = error_response(401, "unauthorized", self.refusal)
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _is_unix(scope: Scope) -> bool:
-    server = scope.get("server")
-    return server is None or server[1] is None

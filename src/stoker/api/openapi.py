@@ -90,6 +90,8 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 _ERRORS = {
     "404": _json(_ref("ErrorBody"), "No such program or instance"),
 }
+# over TCP, a body must say it is JSON (api/doors.py)
+_NOT_JSON = {"415": _json(_ref("ErrorBody"), "A body without Content-Type: application/json (TCP)")}
 _NAME = {
     "name": "name",
     "in": "path",
@@ -195,6 +197,7 @@ def document() -> dict[str, Any]:
                     "200": _INSTANCES,
                     "400": _json(_ref("ErrorBody"), "Not a signal"),
                     "413": _json(_ref("ErrorBody"), "A body over 16 MB"),
+                    **_NOT_JSON,
                     **_ERRORS,
                 },
             }
@@ -331,6 +334,7 @@ _INVALID = {
     "404": _json(_ref("ErrorBody"), "Unknown task"),
     "413": _json(_ref("ErrorBody"), "A body over 16 MB"),
     "422": _json(_ref("ErrorBody"), "Parameters or options that do not fit the task"),
+    **_NOT_JSON,
 }
 _QUEUES = _json({"type": "array", "items": _ref("Queue")})
 

@@ -183,6 +183,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app, program_snapshots
+    from stoker.api.connections import guarded_protocol
     from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
@@ -210,6 +211,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             open_files,
         )
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
+    token, made = _api_token(config)
     # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
     d = config.daemon
@@ -255,14 +257,14 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         _unbind(config, sockets)
         raise
 
-    app = build_app(info, d.token)
+    app = build_app(info, token, made)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             lifespan="off",
             log_level="warning",
             access_log=False,
-            http="h11",
+            http=guarded_protocol(),  # h11, with a deadline and a bound on unfinished heads
             ws="none",
             date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
             server_header=False,
@@ -397,12 +399,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         supervisor.autostart()
         cron_task = start_cron_restarts()
         log.info(
-            "stoker %s ready: %d program(s), %d instance(s), socket %s%s",
+            "stoker %s ready: %d program(s), %d instance(s), socket %s%s%s",
             _version(),
             len(config.programs),
             len(supervisor.instances),
             socket_path(config),
             f", http://{d.listen}" if d.listen else "",
+            f" (its token is in {made})" if made else "",
         )
         ready()
         status = f"{len(supervisor.instances)} program instance(s)"
@@ -482,6 +485,20 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         await server.shutdown(sockets=sockets)
         socket_path(config).unlink(missing_ok=True)
     log.info("stopped")
+
+
+def _api_token(config: Config) -> tuple[str | None, Path | None]:
+    """The token TCP requests need (None: no `listen`), and the file it was kept in when the
+    daemon made it (no [daemon] token: daemon/token.py)."""
+    from stoker.daemon.token import TokenError, made_token, token_file
+
+    d = config.daemon
+    if d.listen is None or d.token is not None:
+        return d.token, None
+    try:
+        return made_token(d.state_dir), token_file(d.state_dir)
+    except TokenError as e:
+        raise StartupError(str(e)) from None
 
 
 async def _open_store(config: Config) -> Store | None:
@@ -628,5 +645,11 @@ def _await_daemon(read_end: int, config: Config) -> int:
     except ClientError as e:
         print(f"stoker: daemon started but does not answer: {e}", file=sys.stderr)
         return 1
-    print(f"stoker: daemon running, pid {status['pid']}, socket {socket_path(config)}")
+    d = config.daemon
+    http = "" if d.listen is None else f", http://{d.listen}/"
+    if d.listen is not None and d.token is None:
+        from stoker.daemon.token import token_file
+
+        http += f" (its token is in {token_file(d.state_dir)})"
+    print(f"stoker: daemon running, pid {status['pid']}, socket {socket_path(config)}{http}")
     return 0
