@@ -233,6 +233,63 @@ def test_stop_while_waiting_for_a_dependency(stoker: Stoker) -> None:
     assert stoker.programs()["web:0"]["state"] == "stopped"  # stopped by hand stays stopped
 
 
+# Each program of STOP_ORDER leaves a line in ./stops at each step, and waits for files the
+# others leave, so the order is decided by the stops themselves, never by a delay:
+# - slow depends on db and does not stop on TERM until lone has had its TERM and db is gone;
+# - db exits (a crash: code 1) once slow has had its TERM, the moment a dependency dies under a
+#   dependent that is shutting down; it must not be started again;
+# - lone is unrelated to the others, and crashy crashes every 1.5 s (issue 22's repro).
+STOP_ORDER = """
+[programs.db]
+command = ["sh", "-c", "trap 'echo db-term >> stops; exit 0' TERM; until [ -e slow.term ]; do sleep 0.02; done; echo db-exit >> stops; touch db.gone; exit 1"]
+
+[programs.slow]
+command = ["sh", "-c", "trap 'echo slow-term >> stops; touch slow.term; until [ -e lone.term ] && [ -e db.gone ]; do sleep 0.02; done; echo slow-exit >> stops; exit 0' TERM; while true; do sleep 0.05; done"]
+depends_on = ["db"]
+stop_timeout = "5s"
+
+[programs.lone]
+command = ["sh", "-c", "trap 'echo lone-term >> stops; touch lone.term; exit 0' TERM; while true; do sleep 0.05; done"]
+
+[programs.crashy]
+command = ["sh", "-c", "sleep 1.5; exit 1"]
+"""
+
+
+@pytest.mark.parametrize("how", ["down", "stop all", "reload"])
+def test_a_stop_signals_unrelated_programs_at_once_and_starts_nothing(stoker: Stoker, how: str) -> None:
+    """Issue 22: stop waves came from a depth that was 0 for a dependency and for a program
+    unrelated to any other alike, so lone and crashy were signalled only once slow had exited
+    (SIGKILLed after its stop_timeout), and crashy and db were restarted meanwhile."""
+    keep = '[programs.keep]\ncommand = ["sleep", "1000"]\n'  # what a reload leaves
+    stoker.write(STOP_ORDER + keep)
+    stoker.up()
+    for name in ("db:0", "slow:0", "lone:0"):
+        stoker.wait_state(name, "running")
+    wait_for(lambda: stoker.programs()["crashy:0"]["restarts"] >= 1, 15, "crashy to crash once")
+    began = len(stoker.log_text())
+    if how == "down":
+        assert stoker.cli("down").returncode == 0
+        assert stoker.daemon is not None and stoker.daemon.wait(10) == 0
+        after = stoker.log_text()[began:]
+        after = after[after.index("shutting down") :]
+    else:
+        if how == "stop all":
+            assert stoker.cli("stop", "all").returncode == 0
+        else:
+            stoker.write(keep)
+            assert stoker.cli("reload").returncode == 0
+        wait_for(lambda: all(r["state"] == "stopped" for n, r in stoker.programs().items() if n != "keep:0"))
+        after = stoker.log_text()[began:]
+    stops = (stoker.root / "stops").read_text().split()
+    # lone (unrelated) had its stop signal before slow (its dependent's own stop) was over
+    assert "slow-exit" in stops, f"slow did not stop by itself: {stops}; log:\n{after}"
+    assert stops.index("lone-term") < stops.index("slow-exit")
+    assert stops.index("slow-term") < stops.index("db-exit") < stops.index("slow-exit")
+    assert "db-term" not in stops  # db was gone before its turn: it was never started again
+    assert ": started" not in after, after  # nothing, crashy and db included, started again
+
+
 # resource restarts ---------------------------------------------------------------------------
 
 

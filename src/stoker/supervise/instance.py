@@ -149,6 +149,12 @@ class Instance:
         self.wanted = False
         self.dispatch(sm.Stop())
 
+    def stop_pending(self) -> None:
+        """A stop of this instance has begun, its turn comes later (Supervisor.stop): it may run
+        on until then, but nothing starts it again."""
+        self.wanted = False
+        self.dispatch(sm.StopPending())
+
     def restart(self) -> None:
         self.wanted = True
         if not self._held_back():
