@@ -8,6 +8,7 @@ step happens when the test says, not after some guessed delay.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -288,6 +289,31 @@ def test_a_stop_signals_unrelated_programs_at_once_and_starts_nothing(stoker: St
     assert stops.index("slow-term") < stops.index("db-exit") < stops.index("slow-exit")
     assert "db-term" not in stops  # db was gone before its turn: it was never started again
     assert ": started" not in after, after  # nothing, crashy and db included, started again
+
+
+def test_a_slow_crash_loop_backs_off_and_says_so(stoker: Stoker) -> None:
+    """Issue 22: a program that started fine and died a moment later was restarted at once,
+    forever, and shown `running` with its restarts climbing. Its second end is a crash loop:
+    it waits in `backoff`, and status says so, until someone gives it a fresh start."""
+    stoker.write(
+        """
+        [programs.flaky]                   # dies 0.3 s after its start while ./crash exists
+        command = ["sh", "-c", "sleep 0.3; if [ -e crash ]; then exit 1; fi; exec sleep 1000"]
+        start_seconds = "0.1s"
+        backoff = { min = "30s", max = "60s" }
+        """
+    )
+    touch(stoker, "crash")
+    stoker.up()
+    row = stoker.wait_state("flaky:0", "backoff")
+    assert (row["restarts"], row["pid"], row["error"]) == (1, None, None)  # the first: at once
+    assert row["crash_loop"]["exits"] == 2 and 0.3 <= row["crash_loop"]["seconds"] < 30
+    status = stoker.cli("status", "flaky").stdout
+    assert re.search(r"flaky:0 +backoff .* crash loop: 2 exits in 0\.\d\ds", status), status
+    (stoker.root / "crash").unlink()  # fixed
+    assert stoker.cli("start", "flaky").returncode == 0  # a fresh chance: the loop is forgotten
+    row = stoker.wait_state("flaky:0", "running")
+    assert row["crash_loop"] is None and "crash loop" not in stoker.cli("status", "flaky").stdout
 
 
 # resource restarts ---------------------------------------------------------------------------

@@ -45,6 +45,7 @@ def policy_of(program: ProgramConfig) -> sm.Policy:
         needs_ready=program.ready is not None,
         ready_timeout=program.ready_timeout,
         watchdog=program.watchdog or 0.0,
+        stable_seconds=program.stable_seconds,
     )
 
 
@@ -132,6 +133,10 @@ class Instance:
     @property
     def pid(self) -> int | None:
         return self.machine.pid
+
+    def crash_loop(self) -> sm.Streak | None:
+        """The crash loop it is in now, if any (see the state machine)."""
+        return self.machine.crash_loop(self._loop.time())
 
     def uptime(self) -> float | None:
         if self.machine.pid is None or self.machine.started_at is None:
