@@ -418,8 +418,8 @@ NOTIFY_EVENTS = ("program_fatal", "crash_loop", "job_failed", "schedule_missed")
 
 
 class CrashLoopConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """An instance is in a crash loop once it ended unexpectedly ``count`` times ``within``
-    seconds (failed starts and crashes after a good start alike)."""
+    """A crash loop (the state machine's: unexpected ends since the last stable run) is worth
+    a notification once ``count`` of its ends fell within ``within`` seconds."""
 
     count: int = 5
     within: float = 300.0

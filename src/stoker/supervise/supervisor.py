@@ -292,10 +292,14 @@ class Supervisor:
         depends_on = {name: p.depends_on for name, p in self.config.programs.items()}
         depends_on |= {i.spec.program: i.program.depends_on for i in instances}
         loop = asyncio.get_running_loop()
-        limits: dict[str, float] = {}  # instance → when it stops holding up its dependencies
+        limits: dict[str, float] = {}  # signalled instance → when it stops holding up its dependencies
         while True:
             now = loop.time()
-            alive = [i for i in instances if i.state not in RESTING and limits.get(i.name, now + 1) > now]
+            alive = [
+                i
+                for i in instances
+                if i.state not in RESTING and (i.name not in limits or now < limits[i.name])
+            ]
             programs = {i.spec.program for i in alive}
             free = may_stop(programs, depends_on)
             # (one at rest whose program has nothing alive: no process to order, stopped at once)
