@@ -108,6 +108,12 @@ def reach(variant: str, policy: Policy = P) -> tuple[Machine, float]:
     assert m.state is State.RUNNING
     if variant == "running":
         return m, 5.0
+    if variant == "running_in_loop":  # crashed once after a good start (not stable): restarted
+        assert m.handle(Exited(1), 5.0, J) == [Spawn()]
+        m.handle(Spawned(101), 5.0, J)
+        assert m.handle(Timer(), 6.0, J) == []
+        assert (m.state, m.streak) == (State.RUNNING, Streak(1, 5.0, 5.0))
+        return m, 8.0
     if variant == "exited":
         assert m.handle(Exited(0), 5.0, J) == []
         return m, 6.0
@@ -124,6 +130,7 @@ VARIANT_STATE = {
     "starting_inflight": State.STARTING,
     "starting": State.STARTING,
     "running": State.RUNNING,
+    "running_in_loop": State.RUNNING,
     "backoff": State.BACKOFF,
     "stopping": State.STOPPING,
     "stopping_inflight": State.STOPPING,
@@ -137,7 +144,9 @@ VARIANT_STATE = {
 def test_reach_helper(variant: str) -> None:
     m, now = reach(variant)
     assert m.state is VARIANT_STATE[variant]
-    assert (m.pid is not None) == (variant in ("starting", "running", "stopping", "stopping_killed"))
+    assert (m.pid is not None) == (
+        variant in ("starting", "running", "running_in_loop", "stopping", "stopping_killed")
+    )
     assert m.deadline is None or now < m.deadline
 
 
@@ -195,7 +204,8 @@ def failed_once(m: Machine) -> None:
 def cell_for(variant: str, ev: str) -> Cell:
     st_ = VARIANT_STATE[variant]
     inflight = variant in ("starting_inflight", "stopping_inflight")
-    has_proc = variant in ("starting", "running", "stopping", "stopping_killed")
+    has_proc = variant in ("starting", "running", "running_in_loop", "stopping", "stopping_killed")
+    up = variant in ("starting", "running", "running_in_loop")
     restart_wanted = ev in ("exit1", "killed")  # on-failure policy
 
     if ev == "start":
@@ -213,7 +223,7 @@ def cell_for(variant: str, ev: str) -> Cell:
     if ev in ("stop", "restart"):
         if variant == "starting_inflight":
             return Cell(State.STOPPING, lambda t: [SetTimer(t + 10.0)])
-        if variant in ("starting", "running"):
+        if up:
             return Cell(State.STOPPING, lambda t: [SendStopSignal(), SetTimer(t + 10.0)])
         if st_ is State.STOPPING:
             return same(variant)
@@ -248,6 +258,10 @@ def cell_for(variant: str, ev: str) -> Cell:
         if variant == "running":
             if restart_wanted:
                 return Cell(State.STARTING, lambda t: [Spawn()], _restarted)
+            return Cell(State.EXITED, lambda t: [], _no_pid)
+        if variant == "running_in_loop":  # its second crash with no stable run between: a loop
+            if restart_wanted:
+                return Cell(State.BACKOFF, lambda t: [SetTimer(t + D1)], _crash_loop_of(2))
             return Cell(State.EXITED, lambda t: [], _no_pid)
         assert variant == "starting"  # died before start_seconds
         if restart_wanted:
@@ -291,6 +305,15 @@ def _error(text: str, failures: int) -> Check:
         assert m.error == text
         assert m.failures == failures
         assert m.pid is None
+
+    return check
+
+
+def _crash_loop_of(ends: int) -> Check:
+    def check(m: Machine) -> None:
+        assert m.streak is not None and m.streak.ends == ends
+        assert m.crash_loop(m.streak.last) is m.streak
+        assert (m.failures, m.pid) == (0, None)  # not a failed start
 
     return check
 
