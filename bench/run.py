@@ -317,6 +317,8 @@ class Stoker(Tool):
             "[programs.stamp]\n"
             f"command = [{', '.join(toml_str(a) for a in argv)}]\n"
             'start_seconds = "1s"\n'
+            # each kill comes after a stable run: the latency of a crash, not a crash loop's wait
+            'stable_seconds = "1s"\n'
             'backoff = { min = "1s", max = "60s" }\n'
             'stop_timeout = "5s"\n',
         )

@@ -254,6 +254,7 @@ stop_timeout = "5s"
 
 [programs.crashy]        # runs 2 s, crashes, is restarted at once: a crash every 2 s
 command = {toml_list([common.SH, "-c", "sleep 2; exit 1"])}
+stable_seconds = "1s"    # (each run is a stable one: no crash-loop backoff, the load stays)
 
 [programs.chatty]        # output all the time, rotated every megabyte
 command = {toml_list([sys.executable, "-c", CHATTY])}

@@ -204,6 +204,7 @@ def test_full_program(tmp_path: Path) -> None:
         restart = "on-failure"
         success_exit_codes = [0, 2]
         start_seconds = "250ms"
+        stable_seconds = "30s"
         backoff = { min = "2s", max = "5m" }
         max_restarts = 5
         stop_signal = "SIGINT"
@@ -220,6 +221,7 @@ def test_full_program(tmp_path: Path) -> None:
     assert prog.restart == "on-failure"
     assert prog.success_exit_codes == (0, 2)
     assert prog.start_seconds == 0.25
+    assert prog.stable_seconds == 30.0
     assert prog.backoff == Backoff(min=2.0, max=300.0)
     assert prog.max_restarts == 5
     assert prog.stop_signal == signal.SIGINT
@@ -535,7 +537,7 @@ def test_bad_success_exit_codes(tmp_path: Path, value: str) -> None:
     assert err.key == "success_exit_codes"
 
 
-@pytest.mark.parametrize("key", ["start_seconds", "stop_timeout"])
+@pytest.mark.parametrize("key", ["start_seconds", "stable_seconds", "stop_timeout"])
 def test_bad_durations_name_the_key(tmp_path: Path, key: str) -> None:
     err = program_error(tmp_path, f'command = "true"\n{key} = "ten"')
     assert (err.table, err.key) == ("programs.app", key)
@@ -1094,6 +1096,7 @@ _PLAUSIBLE: dict[str, list[Any]] = {
     "restart": ["always", "on-failure", "never", "sometimes"],
     "success_exit_codes": [[0], [], [0, 255], [256], [-1]],
     "start_seconds": ["1s", 0, 0.5, -1, "1h30m", "ten", math.inf],
+    "stable_seconds": ["1m", 0, -1, "ten"],
     "backoff": [{}, {"min": "1s"}, {"min": "10s", "max": "1s"}, {"min": 0}, {"max": "1d"}],
     "max_restarts": [0, 3, -1],
     "stop_signal": ["TERM", "sigint", 9, "15", 0, "SIG_DFL", "NOPE"],

@@ -241,6 +241,24 @@ def test_restart_a_program_and_watch_its_state_change_live(page: Page, site: Sit
     assert still_same_document(page)
 
 
+def test_a_crash_loop_shows_in_the_programs_view(page: Page, site: Site) -> None:
+    """Issue 22: a program that starts fine and dies soon after looked healthy (running, its
+    restarts climbing). Its second crash is a crash loop: it waits in backoff, and says so."""
+    stoker = site.stoker
+    original = stoker.config.read_text()
+    flaky = '[programs.flaky]\ncommand = ["sh", "-c", "sleep 0.3; exit 1"]\nstart_seconds = "0.1s"\n'
+    stoker.config.write_text(original + "\n" + flaky + 'backoff = { min = "30s", max = "60s" }\n')
+    try:
+        assert stoker.cli("reload").returncode == 0
+        sign_in(page, site)
+        expect(state_of(page, "flaky:0")).to_have_text("backoff")
+        note = page.locator("tr[data-name='flaky:0'] .note")
+        expect(note).to_have_text(re.compile(r"^crash loop: 2 exits in 0\.\d\ds$"))
+    finally:
+        stoker.config.write_text(original)
+        assert stoker.cli("reload").returncode == 0
+
+
 def test_a_program_log_follows(page: Page, site: Site) -> None:
     sign_in(page, site)
     page.get_by_role("button", name="Logs of ticker:0", exact=True).click()

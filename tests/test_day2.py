@@ -8,6 +8,7 @@ step happens when the test says, not after some guessed delay.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -231,6 +232,88 @@ def test_stop_while_waiting_for_a_dependency(stoker: Stoker) -> None:
     assert stoker.cli("start", "db").returncode == 0
     stoker.wait_state("db:0", "running")
     assert stoker.programs()["web:0"]["state"] == "stopped"  # stopped by hand stays stopped
+
+
+# Each program of STOP_ORDER leaves a line in ./stops at each step, and waits for files the
+# others leave, so the order is decided by the stops themselves, never by a delay:
+# - slow depends on db and does not stop on TERM until lone has had its TERM and db is gone;
+# - db exits (a crash: code 1) once slow has had its TERM, the moment a dependency dies under a
+#   dependent that is shutting down; it must not be started again;
+# - lone is unrelated to the others, and crashy crashes every 1.5 s (issue 22's repro).
+STOP_ORDER = """
+[programs.db]
+command = ["sh", "-c", "trap 'echo db-term >> stops; exit 0' TERM; until [ -e slow.term ]; do sleep 0.02; done; echo db-exit >> stops; touch db.gone; exit 1"]
+
+[programs.slow]
+command = ["sh", "-c", "trap 'echo slow-term >> stops; touch slow.term; until [ -e lone.term ] && [ -e db.gone ]; do sleep 0.02; done; echo slow-exit >> stops; exit 0' TERM; while true; do sleep 0.05; done"]
+depends_on = ["db"]
+stop_timeout = "5s"
+
+[programs.lone]
+command = ["sh", "-c", "trap 'echo lone-term >> stops; touch lone.term; exit 0' TERM; while true; do sleep 0.05; done"]
+
+[programs.crashy]
+command = ["sh", "-c", "sleep 1.5; exit 1"]
+"""
+
+
+@pytest.mark.parametrize("how", ["down", "stop all", "reload"])
+def test_a_stop_signals_unrelated_programs_at_once_and_starts_nothing(stoker: Stoker, how: str) -> None:
+    """Issue 22: stop waves came from a depth that was 0 for a dependency and for a program
+    unrelated to any other alike, so lone and crashy were signalled only once slow had exited
+    (SIGKILLed after its stop_timeout), and crashy and db were restarted meanwhile."""
+    keep = '[programs.keep]\ncommand = ["sleep", "1000"]\n'  # what a reload leaves
+    stoker.write(STOP_ORDER + keep)
+    stoker.up()
+    for name in ("db:0", "slow:0", "lone:0"):
+        stoker.wait_state(name, "running")
+    wait_for(lambda: stoker.programs()["crashy:0"]["restarts"] >= 1, 15, "crashy to crash once")
+    began = len(stoker.log_text())
+    if how == "down":
+        assert stoker.cli("down").returncode == 0
+        assert stoker.daemon is not None and stoker.daemon.wait(10) == 0
+        after = stoker.log_text()[began:]
+        after = after[after.index("shutting down") :]
+    else:
+        if how == "stop all":
+            assert stoker.cli("stop", "all").returncode == 0
+        else:
+            stoker.write(keep)
+            assert stoker.cli("reload").returncode == 0
+        wait_for(lambda: all(r["state"] == "stopped" for n, r in stoker.programs().items() if n != "keep:0"))
+        after = stoker.log_text()[began:]
+    stops = (stoker.root / "stops").read_text().split()
+    # lone (unrelated) had its stop signal before slow (its dependent's own stop) was over
+    assert "slow-exit" in stops, f"slow did not stop by itself: {stops}; log:\n{after}"
+    assert stops.index("lone-term") < stops.index("slow-exit")
+    assert stops.index("slow-term") < stops.index("db-exit") < stops.index("slow-exit")
+    assert "db-term" not in stops  # db was gone before its turn: it was never started again
+    assert ": started" not in after, after  # nothing, crashy and db included, started again
+
+
+def test_a_slow_crash_loop_backs_off_and_says_so(stoker: Stoker) -> None:
+    """Issue 22: a program that started fine and died a moment later was restarted at once,
+    forever, and shown `running` with its restarts climbing. Its second end is a crash loop:
+    it waits in `backoff`, and status says so, until someone gives it a fresh start."""
+    stoker.write(
+        """
+        [programs.flaky]                   # dies 0.3 s after its start while ./crash exists
+        command = ["sh", "-c", "sleep 0.3; if [ -e crash ]; then exit 1; fi; exec sleep 1000"]
+        start_seconds = "0.1s"
+        backoff = { min = "30s", max = "60s" }
+        """
+    )
+    touch(stoker, "crash")
+    stoker.up()
+    row = stoker.wait_state("flaky:0", "backoff")
+    assert (row["restarts"], row["pid"], row["error"]) == (1, None, None)  # the first: at once
+    assert row["crash_loop"]["exits"] == 2 and 0.3 <= row["crash_loop"]["seconds"] < 30
+    status = stoker.cli("status", "flaky").stdout
+    assert re.search(r"flaky:0 +backoff .* crash loop: 2 exits in 0\.\d\ds", status), status
+    (stoker.root / "crash").unlink()  # fixed
+    assert stoker.cli("start", "flaky").returncode == 0  # a fresh chance: the loop is forgotten
+    row = stoker.wait_state("flaky:0", "running")
+    assert row["crash_loop"] is None and "crash loop" not in stoker.cli("status", "flaky").stdout
 
 
 # resource restarts ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from stoker.notify.webhook import (
     verdict,
 )
 from stoker.reload import describe, diff
-from stoker.supervise.state import State
+from stoker.supervise.state import State, Streak
 
 # --------------------------------------------------------------------------------------------
 # config
@@ -154,77 +154,72 @@ def test_reload_lists_the_webhooks_that_changed(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 S = State
+A = Streak(1, 5.0, 5.0)  # a streak's first end
+B = Streak(2, 5.0, 7.0)  # its second
+C = Streak(1, 90.0, 90.0)  # the first end of a later streak (after a stable run)
 
 
 @pytest.mark.parametrize(
     ("before", "after", "change"),
     [
-        ((S.STARTING, 10), (S.BACKOFF, None), Change.CRASH),  # died before start_seconds
-        ((S.STARTING, None), (S.BACKOFF, None), Change.CRASH),  # could not be spawned
-        ((S.RUNNING, 10), (S.BACKOFF, None), Change.CRASH),  # start_seconds = 0, died young
-        ((S.RUNNING, 10), (S.STARTING, None), Change.CRASH),  # ran long enough: restarted at once
-        ((S.STARTING, 10), (S.FATAL, None), Change.FATAL),
-        ((S.STARTING, None), (S.FATAL, None), Change.FATAL),
-        ((S.RUNNING, 10), (S.EXITED, None), Change.REST),  # restart = "never"
-        ((S.STOPPING, 10), (S.STOPPED, None), Change.REST),
-        ((S.BACKOFF, None), (S.STOPPED, None), Change.REST),
-        ((S.STOPPING, 10), (S.STARTING, None), None),  # a restart (asked for, or after a hang)
-        ((S.STOPPING, None), (S.BACKOFF, None), None),  # after "not ready in time": counted already
-        ((S.RUNNING, 10), (S.STOPPING, 10), None),  # asked for (operator, reload, max_memory)
-        ((S.BACKOFF, None), (S.STARTING, None), None),  # the backoff is over: a new try
-        ((S.STARTING, None), (S.STARTING, 11), None),  # spawned
-        ((S.STARTING, 11), (S.RUNNING, 11), None),
+        ((S.STARTING, None), (S.BACKOFF, A), Change.CRASH),  # died before start_seconds
+        ((S.RUNNING, A), (S.BACKOFF, B), Change.CRASH),  # crashed again: a loop, backing off
+        ((S.RUNNING, None), (S.STARTING, A), Change.CRASH),  # crashed: restarted at once
+        ((S.RUNNING, B), (S.STARTING, C), Change.CRASH),  # after a stable run: a new streak
+        ((S.RUNNING, None), (S.STOPPING, A), Change.CRASH),  # hung, or not ready in time
+        ((S.STARTING, B), (S.FATAL, None), Change.FATAL),
+        ((S.RUNNING, A), (S.EXITED, None), Change.REST),  # restart = "never"
+        ((S.STOPPING, A), (S.STOPPED, None), Change.REST),
+        ((S.BACKOFF, B), (S.STOPPED, None), Change.REST),
+        ((S.STOPPING, A), (S.STARTING, A), None),  # after a hang: counted when it was decided
+        ((S.STOPPING, A), (S.BACKOFF, A), None),  # after "not ready in time": counted already
+        ((S.RUNNING, A), (S.STOPPING, A), None),  # asked for (operator, reload, max_memory)
+        ((S.STOPPING, A), (S.STARTING, None), None),  # a restart asked for: a fresh chance
+        ((S.BACKOFF, B), (S.STARTING, B), None),  # the backoff is over: a new try
+        ((S.STARTING, A), (S.RUNNING, A), None),
         ((S.STOPPED, None), (S.STARTING, None), None),
         ((S.FATAL, None), (S.FATAL, None), None),
     ],
 )
 def test_program_changes(
-    before: tuple[State, int | None], after: tuple[State, int | None], change: Change | None
+    before: tuple[State, Streak | None], after: tuple[State, Streak | None], change: Change | None
 ) -> None:
     assert program_change(*before, *after) is change
 
 
-def test_a_stop_the_machine_decides_on_is_a_crash() -> None:
-    hung = "watchdog: no ping within 30s"
-    assert program_change(S.RUNNING, 10, S.STOPPING, 10, hung) is Change.CRASH
-    assert program_change(S.STARTING, 10, S.STOPPING, 10, "not ready within 60s") is Change.CRASH
-    # a stop asked for while a spawn was in flight: the error is the last try's, not this one's
-    assert program_change(S.STARTING, None, S.STOPPING, None, "exited with code 1 after 0.01s") is None
+def ends(name: str, loops: CrashLoops, times: list[float], first: float | None = None) -> list[float | None]:
+    """Feed `times` as the ends of one streak (begun at `first`, or at the first of them)."""
+    start = times[0] if first is None else first
+    n0 = 0 if first is None else 1
+    return [loops.crashed(name, Streak(n0 + i + 1, start, t)) for i, t in enumerate(times)]
 
 
 def test_a_crash_loop_is_reported_once_per_loop() -> None:
     loops = CrashLoops(count=3, within=60)
-    assert loops.crashed("a:0", 0) is None
-    assert loops.crashed("a:0", 1) is None
-    assert loops.crashed("a:0", 2.5) == 2.5  # the third within a minute: a loop
-    assert [loops.crashed("a:0", t) for t in (3, 4, 30, 60, 89)] == [None] * 5  # the same loop
-    assert loops.crashed("b:0", 5) is None  # every instance on its own
-    # quiet for a whole window: that loop is over, the next one is reported again
-    assert loops.crashed("a:0", 150) is None
-    assert loops.crashed("a:0", 151) is None
-    assert loops.crashed("a:0", 152) == 2
+    assert ends("a:0", loops, [0, 1, 2.5]) == [None, None, 2.5]  # the third within a minute
+    assert ends("a:0", loops, [3, 4, 30, 60, 89, 200], first=0) == [None] * 6  # the same loop
+    assert loops.crashed("b:0", Streak(1, 5, 5)) is None  # every instance on its own
+    # a stable run ended that streak: the next one is a new loop, reported again
+    assert ends("a:0", loops, [300, 301, 302]) == [None, None, 2]
 
 
-def test_crashes_spread_wider_than_the_window_are_no_loop() -> None:
+def test_crashes_spread_wider_than_the_window_are_not_reported() -> None:
     loops = CrashLoops(count=3, within=10)
-    assert [loops.crashed("a:0", t) for t in (0, 6, 12, 18, 24, 30)] == [None] * 6
-    assert loops.crashed("a:0", 31) == 7  # 24, 30, 31
+    assert ends("a:0", loops, [0, 6, 12, 18, 24, 30]) == [None] * 6
+    assert loops.crashed("a:0", Streak(7, 0, 31)) == 7  # 24, 30, 31
 
 
 def test_coming_to_rest_ends_a_loop() -> None:
     loops = CrashLoops(count=2, within=60)
-    assert loops.crashed("a:0", 0) is None
-    assert loops.crashed("a:0", 1) == 1
+    assert ends("a:0", loops, [0, 1]) == [None, 1]
     loops.rested("a:0")  # stopped by hand (or fatal): a later start begins anew
-    assert loops.crashed("a:0", 2) is None
-    assert loops.crashed("a:0", 3) == 1
+    assert ends("a:0", loops, [2, 3]) == [None, 1]
 
 
 def test_count_one_reports_the_first_crash_of_each_loop() -> None:
     loops = CrashLoops(count=1, within=60)
-    assert loops.crashed("a:0", 0) == 0
-    assert loops.crashed("a:0", 30) is None
-    assert loops.crashed("a:0", 200) == 0
+    assert ends("a:0", loops, [0, 30]) == [0, None]
+    assert loops.crashed("a:0", Streak(1, 200, 200)) == 0
 
 
 def test_a_streak_of_missed_slots_is_reported_at_its_start() -> None:
@@ -478,9 +473,10 @@ def test_a_crash_loop_is_posted_once_per_loop(stoker: Stoker, receiver: Receiver
         [programs.flappy]                  # fails to start, again and again (never gives up)
         command = ["sh", "-c", "exit 1"]
         backoff = { min = "10ms", max = "20ms" }
-        [programs.restless]                # starts fine, then dies: restarted at once each time
+        [programs.restless]                # starts fine, then dies: a crash loop, backing off
         command = ["sh", "-c", "sleep 0.2; kill -SEGV $$"]
         start_seconds = "0.1s"
+        backoff = { min = "10ms", max = "20ms" }
         """
         + BARRIER
         + hook(receiver, 'crash_loop = { count = 3, within = "1m" }')
@@ -496,7 +492,10 @@ def test_a_crash_loop_is_posted_once_per_loop(stoker: Stoker, receiver: Receiver
     assert "; the last: exited with code 1 after " in flappy["message"]
     assert flappy["program"]["state"] == "backoff" and flappy["program"]["restarts"] == 2
     assert restless["message"].endswith("; the last: killed by SIGSEGV")
-    assert restless["program"]["state"] == "starting"
+    # the first crash was restarted at once, the second and third wait: the loop the status shows
+    assert restless["program"]["state"] == "backoff" and restless["program"]["restarts"] == 2
+    for body in (flappy, restless):
+        assert body["program"]["crash_loop"]["exits"] == 3, body["program"]
     # a stop ends the loop; the next loop after a start is a new one
     assert stoker.cli("stop", "flappy").returncode == 0
     assert stoker.cli("start", "flappy").returncode in (0, 1)

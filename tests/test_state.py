@@ -39,6 +39,8 @@ from stoker.supervise.state import (
     Start,
     State,
     Stop,
+    StopPending,
+    Streak,
     Timer,
     WatchdogPing,
     Withdrawn,
@@ -106,6 +108,12 @@ def reach(variant: str, policy: Policy = P) -> tuple[Machine, float]:
     assert m.state is State.RUNNING
     if variant == "running":
         return m, 5.0
+    if variant == "running_in_loop":  # crashed once after a good start (not stable): restarted
+        assert m.handle(Exited(1), 5.0, J) == [Spawn()]
+        m.handle(Spawned(101), 5.0, J)
+        assert m.handle(Timer(), 6.0, J) == []
+        assert (m.state, m.streak) == (State.RUNNING, Streak(1, 5.0, 5.0))
+        return m, 8.0
     if variant == "exited":
         assert m.handle(Exited(0), 5.0, J) == []
         return m, 6.0
@@ -122,6 +130,7 @@ VARIANT_STATE = {
     "starting_inflight": State.STARTING,
     "starting": State.STARTING,
     "running": State.RUNNING,
+    "running_in_loop": State.RUNNING,
     "backoff": State.BACKOFF,
     "stopping": State.STOPPING,
     "stopping_inflight": State.STOPPING,
@@ -135,7 +144,9 @@ VARIANT_STATE = {
 def test_reach_helper(variant: str) -> None:
     m, now = reach(variant)
     assert m.state is VARIANT_STATE[variant]
-    assert (m.pid is not None) == (variant in ("starting", "running", "stopping", "stopping_killed"))
+    assert (m.pid is not None) == (
+        variant in ("starting", "running", "running_in_loop", "stopping", "stopping_killed")
+    )
     assert m.deadline is None or now < m.deadline
 
 
@@ -147,6 +158,7 @@ TIMER_EARLY = "timer-early"
 EVENTS: dict[str, Event | str] = {
     "start": Start(),
     "stop": Stop(),
+    "stop_pending": StopPending(),
     "restart": Restart(),
     "spawned": Spawned(200),
     "spawn_failed": SpawnFailed("no such file"),
@@ -192,7 +204,8 @@ def failed_once(m: Machine) -> None:
 def cell_for(variant: str, ev: str) -> Cell:
     st_ = VARIANT_STATE[variant]
     inflight = variant in ("starting_inflight", "stopping_inflight")
-    has_proc = variant in ("starting", "running", "stopping", "stopping_killed")
+    has_proc = variant in ("starting", "running", "running_in_loop", "stopping", "stopping_killed")
+    up = variant in ("starting", "running", "running_in_loop")
     restart_wanted = ev in ("exit1", "killed")  # on-failure policy
 
     if ev == "start":
@@ -201,10 +214,16 @@ def cell_for(variant: str, ev: str) -> Cell:
         if variant == "backoff":
             return Cell(State.STARTING, lambda t: [CancelTimer(), Spawn()], fresh_start)
         return same(variant)  # starting/running: already wanted; stopping: start after
+    if ev == "stop_pending":  # a stop has begun; its turn comes later
+        if variant == "starting_inflight":  # no process yet (put off, say): stopped now
+            return Cell(State.STOPPING, lambda t: [SetTimer(t + 10.0)])
+        if variant == "backoff":  # nothing to wait for: stopped now, the retry dropped
+            return Cell(State.STOPPED, lambda t: [CancelTimer()], _no_deadline)
+        return Cell(st_, lambda t: [], _deadline_kept(variant))  # runs on until its Stop
     if ev in ("stop", "restart"):
         if variant == "starting_inflight":
             return Cell(State.STOPPING, lambda t: [SetTimer(t + 10.0)])
-        if variant in ("starting", "running"):
+        if up:
             return Cell(State.STOPPING, lambda t: [SendStopSignal(), SetTimer(t + 10.0)])
         if st_ is State.STOPPING:
             return same(variant)
@@ -239,6 +258,10 @@ def cell_for(variant: str, ev: str) -> Cell:
         if variant == "running":
             if restart_wanted:
                 return Cell(State.STARTING, lambda t: [Spawn()], _restarted)
+            return Cell(State.EXITED, lambda t: [], _no_pid)
+        if variant == "running_in_loop":  # its second crash with no stable run between: a loop
+            if restart_wanted:
+                return Cell(State.BACKOFF, lambda t: [SetTimer(t + D1)], _crash_loop_of(2))
             return Cell(State.EXITED, lambda t: [], _no_pid)
         assert variant == "starting"  # died before start_seconds
         if restart_wanted:
@@ -282,6 +305,15 @@ def _error(text: str, failures: int) -> Check:
         assert m.error == text
         assert m.failures == failures
         assert m.pid is None
+
+    return check
+
+
+def _crash_loop_of(ends: int) -> Check:
+    def check(m: Machine) -> None:
+        assert m.streak is not None and m.streak.ends == ends
+        assert m.crash_loop(m.streak.last) is m.streak
+        assert (m.failures, m.pid) == (0, None)  # not a failed start
 
     return check
 
@@ -451,17 +483,20 @@ def crash_early(m: Machine, now: float, pid: int, exit_code: int | None = 1) -> 
 
 
 def test_running_crash_restarts_at_once_with_restart_always() -> None:
+    """Crashes after stable runs (stable_seconds, 60 s, apart): each is restarted at once."""
     m = Machine(Policy(restart="always"))
     m.handle(Start(), 0.0)
     m.handle(Spawned(1), 0.0)
     m.handle(Timer(), 1.0)
     for i in range(1, 6):
-        assert m.handle(Exited(1), 10.0 * i) == [Spawn()]
+        assert m.handle(Exited(1), 60.0 * i) == [Spawn()]
         assert m.state is State.STARTING
         assert m.restarts == i
         assert m.failures == 0
-        assert m.handle(Spawned(i + 1), 10.0 * i) == [SetTimer(10.0 * i + 1.0)]
-        assert m.handle(Timer(), 10.0 * i + 1.0) == []
+        assert m.streak == Streak(1, 60.0 * i, 60.0 * i)  # each one a streak of its own
+        assert m.crash_loop(60.0 * i) is None
+        assert m.handle(Spawned(i + 1), 60.0 * i) == [SetTimer(60.0 * i + 1.0)]
+        assert m.handle(Timer(), 60.0 * i + 1.0) == []
         assert m.state is State.RUNNING
 
 
@@ -541,11 +576,170 @@ def test_streak_resets_after_running_start_seconds() -> None:
     assert m.handle(Timer(), 3.5, 0.0) == []
     assert m.state is State.RUNNING
     assert m.failures == 0
-    # a later early death backs off from the minimum again
-    assert m.handle(Exited(1), 50.0, 0.0) == [Spawn()]
-    m.handle(Spawned(4), 50.0, 0.0)
-    assert m.handle(Exited(1), 50.1, 0.0) == [CancelTimer(), SetTimer(50.1 + 0.5)]
+    # after a stable run (60 s) a crash is restarted at once, and a later early death backs
+    # off from the minimum again
+    assert m.handle(Exited(1), 70.0, 0.0) == [Spawn()]
+    m.handle(Spawned(4), 70.0, 0.0)
+    assert m.handle(Exited(1), 70.1, 0.0) == [CancelTimer(), SetTimer(70.1 + 0.5)]
     assert m.failures == 1
+
+
+# Crash loops after a good start ----------------------------------------------------------------
+
+CP = Policy(restart="always", start_seconds=1.0, backoff_min=1.0, backoff_max=60.0, max_restarts=2)
+
+
+def run_then_crash(m: Machine, start: float, run: float, pid: int) -> list[object]:
+    """Spawned at `start`, up start_seconds, crashed `run` seconds after its spawn."""
+    m.handle(Spawned(pid), start, J)
+    if run >= m.policy.start_seconds:
+        assert m.handle(Timer(), start + m.policy.start_seconds, J) == []
+        assert m.state is State.RUNNING
+    return list(m.handle(Exited(1), start + run, J))
+
+
+def test_a_crash_loop_after_good_starts_backs_off_like_failed_starts() -> None:
+    """A program that runs 3 s and dies: the first crash is restarted at once, every later one
+    waits in backoff, step n-1 for the n-th; max_restarts (failed starts) never comes into it."""
+    m = Machine(CP)
+    m.handle(Start(), 0.0, J)
+    assert run_then_crash(m, 0.0, 3.0, 1) == [Spawn()]  # the first: at once
+    assert (m.state, m.streak, m.crash_loop(3.0)) == (State.STARTING, Streak(1, 3.0, 3.0), None)
+    now = 3.0
+    for n in range(2, 12):
+        at = now + 3.0
+        assert run_then_crash(m, now, 3.0, n) == [SetTimer(at + backoff_delay(CP, n - 1, J))]
+        assert m.state is State.BACKOFF
+        assert m.streak == Streak(n, 3.0, at)
+        assert m.crash_loop(at) == Streak(n, 3.0, at)  # "crash loop: n exits in at-3 s"
+        assert (m.failures, m.error) == (0, None)  # no failed start: max_restarts is not near
+        now = m.deadline or 0.0
+        assert m.handle(Timer(), now, J) == [Spawn()]
+    assert backoff_delay(CP, 10, J) == 45.0  # the cap, jittered: one try a minute at most
+
+
+def test_a_stable_run_ends_the_crash_loop() -> None:
+    m = Machine(CP)
+    m.handle(Start(), 0.0, J)
+    run_then_crash(m, 0.0, 3.0, 1)
+    run_then_crash(m, 3.0, 3.0, 2)
+    start = m.deadline or 0.0
+    m.handle(Timer(), start, J)
+    m.handle(Spawned(3), start, J)
+    m.handle(Timer(), start + 1.0, J)
+    assert m.crash_loop(start + 59.9) == Streak(2, 3.0, 6.0)  # not stable yet: still the loop
+    assert m.crash_loop(start + 60.0) is None  # up stable_seconds: that loop is over
+    assert m.handle(Exited(1), start + 100.0, J) == [Spawn()]  # at once again
+    assert m.streak == Streak(1, start + 100.0, start + 100.0)
+
+
+def test_failed_starts_and_crashes_make_one_loop() -> None:
+    """A failed start and a crash after a good start, with no stable run between: a loop. The
+    crash waits its step of the loop; the failed start keeps its own (its failure count)."""
+    m = Machine(CP)
+    m.handle(Start(), 0.0, J)
+    assert crash_early(m, 0.0, 1) == [CancelTimer(), SetTimer(D1)]  # a failed start
+    m.handle(Timer(), D1, J)
+    assert run_then_crash(m, D1, 5.0, 2) == [SetTimer(D1 + 5.0 + D1)]  # the second end: backoff
+    assert (m.state, m.failures, m.streak) == (State.BACKOFF, 0, Streak(2, 0.0, D1 + 5.0))
+    m.handle(Timer(), m.deadline or 0.0, J)
+    t = m.deadline or (2 * D1 + 5.0)
+    assert crash_early(m, t, 3) == [CancelTimer(), SetTimer(t + D1)]  # failures: 1 again
+    assert (m.failures, m.streak) == (1, Streak(3, 0.0, t))
+
+
+@pytest.mark.parametrize("ev", [Start(), Restart(), Stop()])
+def test_an_operator_start_stop_or_restart_forgets_the_loop(ev: Event) -> None:
+    m = Machine(CP)
+    m.handle(Start(), 0.0, J)
+    run_then_crash(m, 0.0, 3.0, 1)
+    run_then_crash(m, 3.0, 3.0, 2)
+    assert m.state is State.BACKOFF and m.streak is not None
+    m.handle(ev, 7.0, J)
+    assert m.streak is None and m.crash_loop(7.0) is None
+    if not isinstance(ev, Stop):
+        assert m.state is State.STARTING  # a fresh chance: the backoff is dropped
+
+
+def test_coming_to_rest_forgets_the_loop() -> None:
+    m = Machine(Policy(restart="on-failure", start_seconds=1.0))
+    m.handle(Start(), 0.0, J)
+    run_then_crash(m, 0.0, 3.0, 1)
+    assert m.streak is not None
+    m.handle(Spawned(2), 3.0, J)
+    assert m.handle(Exited(0), 3.5, J) == [CancelTimer()]  # not restarted: exited
+    assert (m.state, m.streak) == (State.EXITED, None)
+
+
+def test_a_hang_in_a_crash_loop_waits_like_a_crash() -> None:
+    policy = Policy(start_seconds=0.0, backoff_min=1.0, watchdog=5.0)
+    m = spawned_at_zero(policy)
+    assert m.handle(Timer(), 5.0, J) == [SendStopSignal(), SetTimer(15.0)]  # hung: the 1st end
+    assert m.streak == Streak(1, 5.0, 5.0)
+    assert m.handle(Exited(None, signal=15), 5.1, J) == [CancelTimer(), Spawn()]  # at once
+    m.handle(Spawned(8), 5.1, J)
+    assert m.handle(Timer(), 10.1, J) == [SendStopSignal(), SetTimer(20.1)]  # hung again
+    assert m.handle(Exited(None, signal=15), 10.2, J) == [CancelTimer(), SetTimer(10.2 + D1)]
+    assert (m.state, m.streak) == (State.BACKOFF, Streak(2, 5.0, 10.1))
+
+
+def test_stable_seconds_zero_restarts_every_crash_after_a_good_start_at_once() -> None:
+    m = Machine(msgspec_replace(CP, stable_seconds=0.0))
+    m.handle(Start(), 0.0, J)
+    now = 0.0
+    for pid in range(1, 6):
+        assert run_then_crash(m, now, 1.5, pid) == [Spawn()]
+        now += 1.5
+        assert m.crash_loop(now) is None
+    # a failed start after a good run is still the second end of that streak
+    assert crash_early(m, now, 9) == [CancelTimer(), SetTimer(now + D1)]
+    assert m.crash_loop(now) == Streak(2, now, now)
+
+
+# A stop that has begun (StopPending) --------------------------------------------------------
+
+
+def test_an_exit_after_the_stop_began_leaves_it_stopped() -> None:
+    for variant in ("running", "starting"):
+        m, t = reach(variant, Policy(restart="always"))
+        assert m.handle(StopPending(), t, J) == []
+        assert m.state is VARIANT_STATE[variant]  # it runs on until its turn
+        m.handle(Exited(1), t + 0.1, J)
+        assert (m.state, m.pid, m.streak) == (State.STOPPED, None, None)
+        assert m.handle(Stop(), t + 0.2, J) == []  # its turn comes: nothing left to do
+        assert m.state is State.STOPPED
+
+
+def test_a_hang_or_an_unready_start_after_the_stop_began_is_not_retried() -> None:
+    m = spawned_at_zero(Policy(start_seconds=0.0, watchdog=5.0))
+    m.handle(StopPending(), 1.0, J)
+    m.handle(Timer(), 5.0, J)  # hung: stopped
+    assert m.handle(Exited(None, signal=15), 5.1, J) == [CancelTimer()]
+    assert m.state is State.STOPPED
+    m = spawned_at_zero(RP)
+    m.handle(Timer(), 1.0, J)
+    m.handle(StopPending(), 2.0, J)
+    m.handle(Timer(), 30.0, J)  # not ready in time: stopped
+    assert m.handle(Exited(None, signal=15), 30.1, J) == [CancelTimer()]
+    assert (m.state, m.failures) == (State.STOPPED, 0)
+
+
+def test_a_restart_in_flight_becomes_a_stop_when_the_stop_begins() -> None:
+    m, t = reach("running")
+    m.handle(Restart(), t, J)
+    assert m.handle(StopPending(), t + 0.1, J) == []
+    assert m.handle(Exited(0), t + 0.2, J) == [CancelTimer()]
+    assert m.state is State.STOPPED
+
+
+def test_an_operator_start_after_the_stop_began_wins() -> None:
+    m, t = reach("running", Policy(restart="always"))
+    m.handle(StopPending(), t, J)
+    m.handle(Start(), t + 0.1, J)  # (a no-op for the process, but the latest word)
+    assert m.handle(Exited(1), t + 0.2, J) == [Spawn()]
+    m, t = reach("stopped")
+    m.handle(StopPending(), t, J)
+    assert m.handle(Start(), t, J) == [Spawn()]
 
 
 def test_restart_never() -> None:
@@ -728,6 +922,24 @@ def test_crash_loop_is_bounded(js: list[float]) -> None:
     assert spawns <= 10
     # and it keeps trying: over an hour the delay is capped at max (one try per ≤ 60 s)
     assert crash_loop_spawns(policy, js, horizon=3600.0) >= 3600 // 60
+
+
+@settings(max_examples=200)
+@given(js=st.lists(jitters, min_size=1, max_size=20), run_for=st.sampled_from([1.0, 1.2, 3.0, 20.0]))
+def test_crash_loop_after_good_starts_is_bounded(js: list[float], run_for: float) -> None:
+    """A program that starts fine and dies `run_for` seconds later, again and again (pm2's
+    blind spot): bounded as failed starts are (the first crash is restarted at once, every
+    later one waits), and still tried about once a minute after an hour."""
+    policy = Policy(start_seconds=1.0, backoff_min=1.0, backoff_max=60.0)
+    assert crash_loop_spawns(policy, js, horizon=60.0, run_for=run_for) <= 10
+    assert crash_loop_spawns(policy, js, horizon=3600.0, run_for=run_for) >= 3600 // (60 + run_for)
+
+
+@given(run_for=st.sampled_from([60.0, 61.0, 300.0]))
+def test_crashes_after_stable_runs_are_each_restarted_at_once(run_for: float) -> None:
+    policy = Policy(start_seconds=1.0, backoff_min=1.0, backoff_max=60.0, stable_seconds=60.0)
+    hour = 3600.0
+    assert crash_loop_spawns(policy, [0.5], horizon=hour, run_for=run_for) == hour // run_for + 1
 
 
 def test_crash_loop_of_spawn_failures_is_bounded() -> None:
@@ -933,6 +1145,7 @@ policies = st.builds(
     needs_ready=st.booleans(),
     ready_timeout=st.sampled_from([0.5, 2.0, 60.0]),
     watchdog=st.sampled_from([0.0, 0.0, 1.0, 30.0]),
+    stable_seconds=st.sampled_from([0.0, 2.0, 60.0]),
 )
 
 
@@ -948,15 +1161,24 @@ class Shell:
     killed: bool = False
     spawns: int = 0
     next_pid: int = 1000
+    pending: bool = False  # a StopPending, and no Start or Restart since
     log: list[tuple[str, float, list[object]]] = field(default_factory=list)
 
     def send(self, event: Event, jitter: float = 0.5) -> list[object]:
         before = self.m.state
+        if isinstance(event, StopPending):
+            self.pending = True
+        elif isinstance(event, Start | Restart):
+            self.pending = False
         actions = list(self.m.handle(event, self.now, jitter))
         self.log.append((repr(event), self.now, actions))
         for a in actions:
             if isinstance(a, Spawn):
+                assert not self.pending, self.log  # nothing starts once a stop has begun
                 assert not self.in_flight and self.proc is None, self.log
+                # the machine restarts on its own at once only the first end of a streak
+                if isinstance(event, Exited):
+                    assert self.m.streak is None or self.m.streak.ends == 1, self.log
                 self.in_flight = True
                 self.spawns += 1
             elif isinstance(a, SendStopSignal):
@@ -998,6 +1220,10 @@ class RandomLife(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         self.sh.send(Restart())
+
+    @rule()
+    def stop_pending(self) -> None:
+        self.sh.send(StopPending())
 
     @precondition(lambda self: self.sh.in_flight)
     @rule()
@@ -1099,6 +1325,18 @@ class RandomLife(RuleBasedStateMachine):
         if m.state is State.RUNNING and pol.start_seconds > 0:
             assert m.failures == 0  # with start_seconds = 0 the streak ends at a long-enough exit
         assert m.restarts == max(sh.spawns - 1, 0)
+        # the crash-loop record
+        if m.state in (State.STOPPED, State.EXITED, State.FATAL):
+            assert m.streak is None
+        if m.streak is not None:
+            assert m.streak.ends >= 1
+            assert m.streak.first <= m.streak.last <= sh.now
+        if m.state not in (State.STOPPED, State.EXITED, State.FATAL):
+            assert (m.streak.ends if m.streak else 0) >= m.failures  # failed starts are ends too
+        loop = m.crash_loop(sh.now)
+        assert loop is None or (loop is m.streak and loop.ends >= 2)
+        if sh.pending:
+            assert m.state is not State.BACKOFF  # no retry waits once a stop has begun
 
 
 RandomLife.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)

@@ -1,4 +1,5 @@
-"""A worker that crashes now and then, to watch stoker restart it (see the RESTARTS column)."""
+"""A worker that crashes now and then, to watch stoker restart it (see the RESTARTS column,
+and the crash loop status shows once it has crashed twice)."""
 
 import os
 import random

@@ -232,6 +232,13 @@ def _node_cell(row: dict[str, Any]) -> str:
     return str(row["node"])
 
 
+def _crash_loop_note(loop: dict[str, Any]) -> str:
+    """ "crash loop: 12 exits in 40s" (the program JSON's `crash_loop`)."""
+    seconds = loop["seconds"]
+    took = _human_duration(seconds) if seconds >= 1 else f"{seconds:.2f}s"
+    return f"crash loop: {loop['exits']} exits in {took}"
+
+
 def _print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None:
     if not rows:
         print("no programs")
@@ -243,6 +250,8 @@ def _print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None
             note = f"exit code {r['exit_code']}"
         if r.get("waiting_for"):
             note = "waiting for " + ", ".join(r["waiting_for"])
+        elif r.get("crash_loop"):
+            note = _crash_loop_note(r["crash_loop"]) + (f" ({note})" if note else "")
         elif r.get("placement") and r["state"] in ("stopped", "stopping"):
             note = ("stopped by hand; " if r.get("stopped_by_hand") else "") + r["placement"]
         elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":

@@ -256,6 +256,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     restart: Literal["always", "on-failure", "never"] = "always"
     success_exit_codes: tuple[int, ...] = (0,)
     start_seconds: float = 1.0
+    stable_seconds: float = 60.0  # a run this long ends a crash loop (state.py)
     backoff: Backoff = msgspec.field(default_factory=Backoff)
     max_restarts: int = 0
     stop_signal: int = int(signal.SIGTERM)
@@ -436,8 +437,8 @@ NOTIFY_EVENTS = ("program_fatal", "crash_loop", "job_failed", "schedule_missed")
 
 
 class CrashLoopConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """An instance is in a crash loop once it ended unexpectedly ``count`` times ``within``
-    seconds (failed starts and crashes after a good start alike)."""
+    """A crash loop (the state machine's: unexpected ends since the last stable run) is worth
+    a notification once ``count`` of its ends fell within ``within`` seconds."""
 
     count: int = 5
     within: float = 300.0
@@ -522,6 +523,7 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     restart: Literal["always", "on-failure", "never"] = "always"
     success_exit_codes: list[int] = msgspec.field(default_factory=lambda: [0])
     start_seconds: _Duration = 1.0
+    stable_seconds: _Duration = 60.0
     backoff: _RawBackoff = msgspec.field(default_factory=_RawBackoff)
     max_restarts: int = 0
     stop_signal: int | str = "TERM"
@@ -591,6 +593,7 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "restart": 'one of "always", "on-failure", "never"',
     "success_exit_codes": "an array of exit codes (whole numbers 0-255), like [0, 2]",
     "start_seconds": _DURATION,
+    "stable_seconds": _DURATION,
     "backoff": 'a table like { min = "1s", max = "60s" }',
     "backoff.min": _DURATION,
     "backoff.max": _DURATION,
@@ -1141,6 +1144,7 @@ def _build_program(
         restart=parsed.restart,
         success_exit_codes=_exit_codes(parsed.success_exit_codes, where),
         start_seconds=_duration(parsed.start_seconds, where, "start_seconds"),
+        stable_seconds=_duration(parsed.stable_seconds, where, "stable_seconds"),
         backoff=_backoff(parsed.backoff, where),
         max_restarts=_at_least(parsed.max_restarts, 0, where, "max_restarts"),
         stop_signal=_signal(parsed.stop_signal, where),
@@ -1695,7 +1699,8 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # restart = "always"               # always | on-failure | never
 # success_exit_codes = [0]         # exits that are not failures (for on-failure)
 # start_seconds = "1s"             # must stay up this long to count as started
-# backoff = { min = "1s", max = "60s" }   # delay between failed starts, doubling
+# stable_seconds = "1m"            # a run this long ends a crash loop (crashes restart at once again)
+# backoff = { min = "1s", max = "60s" }   # delay between failed starts (and crashes in a loop), doubling
 # max_restarts = 0                 # restarts of a failed start before giving up; 0 = never
 # stop_signal = "TERM"             # sent to the whole process group to stop it
 # stop_timeout = "10s"             # then SIGKILL

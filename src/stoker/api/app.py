@@ -83,6 +83,7 @@ def describe(
     for inst in instances:
         m = inst.machine
         up = inst.uptime()
+        loop = inst.crash_loop()
         out.append(
             schemas.ProgramInstance(
                 name=inst.name,
@@ -104,6 +105,9 @@ def describe(
                 singleton=inst.program.singleton,
                 holder=sup.holder(inst.program),
                 placement=sup.placement_of(inst),
+                crash_loop=None
+                if loop is None
+                else schemas.CrashLoop(exits=loop.ends, seconds=round(loop.last - loop.first, 3)),
             )
         )
     return out

@@ -12,6 +12,13 @@ from typing import Annotated, Any
 import msgspec
 
 
+class CrashLoop(msgspec.Struct, kw_only=True):
+    """An instance's unexpected ends since its last stable run (stoker.supervise.state)."""
+
+    exits: int
+    seconds: float  # from the first of them to the latest
+
+
 class ProgramInstance(msgspec.Struct, kw_only=True):
     name: str
     program: str
@@ -37,6 +44,7 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     singleton: bool = False  # one node of the cluster runs it at a time
     holder: str | None = None  # a singleton's node: the one that holds its lease (None: nobody, or unknown)
     placement: str | None = None  # why this node keeps it stopped: `nodes`, or a singleton held elsewhere
+    crash_loop: CrashLoop | None = None  # in a crash loop (restarts back off): its exits so far
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

@@ -414,6 +414,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             watchdog_task = asyncio.create_task(_ping_systemd(systemd_watchdog / 2), name="systemd watchdog")
         await stopping.wait()
         log.info("shutting down")
+        supervisor.closing()  # from here on nothing starts (the cron restarts are still being cancelled)
         sdnotify.tell_systemd(STOPPING=1)
         if cron_task is not None:
             cron_task.cancel()

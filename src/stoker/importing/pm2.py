@@ -329,7 +329,7 @@ class _App:
             self.note(
                 "restart_delay",
                 "pm2 waited before every restart; stoker restarts a program that had been up at once "
-                "and waits (backoff, doubling) only after starts that failed.",
+                "and waits (backoff, doubling) only after starts that failed, and in a crash loop.",
             )
         if self.app.get("cron_restart") is not None:
             self.cron_restart()

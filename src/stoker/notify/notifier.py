@@ -29,7 +29,7 @@ from stoker.notify.rules import Change, CrashLoops
 from stoker.notify.webhook import Notification, Webhook
 from stoker.schedule.scheduler import Scheduler
 from stoker.supervise.instance import Instance
-from stoker.supervise.state import State
+from stoker.supervise.state import State, Streak
 from stoker.supervise.supervisor import Supervisor
 
 log = logging.getLogger("stoker")
@@ -52,7 +52,7 @@ class Notifier:
         self.webhooks: dict[str, Webhook] = {}
         self.loops: dict[str, CrashLoops] = {}  # per webhook: each has its own crash_loop settings
         self._events: set[str] = set()  # what at least one webhook wants
-        self._seen = {name: (i.state, i.pid) for name, i in supervisor.instances.items()}
+        self._seen = {name: (i.state, i.machine.streak) for name, i in supervisor.instances.items()}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._stopping = asyncio.Event()
@@ -127,8 +127,9 @@ class Notifier:
         """Called by the supervisor on every change of an instance: it must never raise."""
         try:
             before = self._seen.get(inst.name, (State.STOPPED, None))
-            self._seen[inst.name] = (inst.state, inst.pid)
-            change = rules.program_change(*before, inst.state, inst.pid, inst.machine.error)
+            streak = inst.machine.streak
+            self._seen[inst.name] = (inst.state, streak)
+            change = rules.program_change(*before, inst.state, streak)
             if change is not None and self.webhooks:
                 self._program(inst, change)
         except Exception:
@@ -136,7 +137,8 @@ class Notifier:
 
     def _program(self, inst: Instance, change: Change) -> None:
         if change is Change.CRASH:
-            self._crashed(inst)
+            assert inst.machine.streak is not None
+            self._crashed(inst, inst.machine.streak)
             return
         for loops in self.loops.values():  # fatal, stopped or exited: whatever loop it was in is over
             loops.rested(inst.name)
@@ -144,12 +146,11 @@ class Notifier:
             message = rules.fatal_message(inst.name, inst.machine.error)
             self._send("program_fatal", inst.name, message, program=self._instance(inst))
 
-    def _crashed(self, inst: Instance) -> None:
-        now = time.monotonic()
+    def _crashed(self, inst: Instance, streak: Streak) -> None:
         for name, hook in self.webhooks.items():
             if "crash_loop" not in hook.config.events:
                 continue
-            span = self.loops[name].crashed(inst.name, now)
+            span = self.loops[name].crashed(inst.name, streak)
             if span is None:
                 continue
             m = inst.machine  # a failed start or a hang has its error; a crash, its exit

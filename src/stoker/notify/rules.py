@@ -3,12 +3,13 @@
 The events (the names `[notify.NAME] events` takes):
 
 - `program_fatal`: an instance reached `fatal` (its first start and `max_restarts` restarts failed).
-- `crash_loop`: an instance ended unexpectedly `count` times within `within` seconds, whether
-  each was a failed start (died before `start_seconds`, could not be spawned, or was not ready
-  within `ready_timeout`), a crash after a good start (restarted at once, so no backoff slows
-  it down) or a hang its watchdog caught. Reported once per loop:
-  the loop is over once the instance has gone `within` without such an end, or came to rest
-  (stopped, exited, fatal: a fatal end is reported as `program_fatal` instead).
+- `crash_loop`: a crash loop of an instance had `count` unexpected ends within `within`
+  seconds. What an unexpected end is and where a loop ends is the state machine's to say (its
+  `streak`, stoker.supervise.state: failed starts, crashes after a good start and hangs, since
+  the last stable run), the same record `stoker status` shows; `count` and `within` only say
+  when a loop is worth a notification. Reported once per loop: the loop is over at a stable
+  run, or when the instance came to rest (stopped, exited, fatal: a fatal end is reported as
+  `program_fatal` instead).
 - `job_failed`: a job ended `failed`, its attempts used up (a failed attempt that will be
   retried is not one).
 - `schedule_missed`: slots of a schedule that did not run (see `stoker.schedule.scheduler`);
@@ -24,73 +25,63 @@ from collections import deque
 from typing import Any
 
 from stoker.durations import format_duration
-from stoker.supervise.state import State
+from stoker.supervise.state import State, Streak
 
 
 class Change(enum.Enum):
     """What a change of an instance means here."""
 
-    CRASH = "crash"  # it ended unexpectedly and will be started again (at once, or after a backoff)
+    CRASH = "crash"  # it ended unexpectedly (the machine counted it in its streak)
     FATAL = "fatal"  # it gave up
     REST = "rest"  # stopped or exited: whatever loop it was in is over
 
 
-_UP = frozenset({State.STARTING, State.RUNNING})
-
-
 def program_change(
-    before: State, before_pid: int | None, after: State, after_pid: int | None, error: str | None = None
+    before: State, before_streak: Streak | None, after: State, after_streak: Streak | None
 ) -> Change | None:
-    """Classify one change of an instance's (state, pid), as the supervisor reports them;
-    `error` is the instance's error after the change.
+    """Classify one change of an instance, as the supervisor reports them, from its state and
+    its streak (the state machine's record of unexpected ends) before and after.
 
-    A stop someone asked for (an operator, a reload, cron_restart, max_memory) goes through
-    `stopping` with no error, so it is never a crash; a stop the state machine decides on (a
-    hang, or not ready in time) sets the error first, and is one. What follows such a stop
-    (backoff, or a start at once) is then not counted again.
+    The machine counts an end where it decides one: a failed start, a crash after a good
+    start, a hang or a start that was not ready in time (when it decides to stop it). A stop
+    someone asked for (an operator, a reload, cron_restart, max_memory) is never one.
     """
     if after is State.FATAL:
         return Change.FATAL if before is not State.FATAL else None
     if after in (State.STOPPED, State.EXITED):
         return Change.REST
-    if before in _UP and after is State.BACKOFF:
-        return Change.CRASH  # a failed start: it died young, or could not be spawned
-    if before in _UP and before_pid is not None and after is State.STARTING and after_pid is None:
-        return Change.CRASH  # it had run long enough, ended, and is being started again at once
-    if before in _UP and before_pid is not None and after is State.STOPPING and error is not None:
-        return Change.CRASH  # hung (watchdog) or not ready in time: the machine stops it
+    if after_streak is not None and after_streak != before_streak:
+        return Change.CRASH
     return None
 
 
 class CrashLoops:
-    """Which instances are in a crash loop; each loop is reported once.
-
-    Only the last `count` unexpected ends of each instance are kept: a loop is `count` of them
-    within `within` seconds.
-    """
+    """Which crash loops (the machine's streaks) to report: each once, when `count` of its
+    ends fell within `within` seconds. Only the last `count` ends of each instance are kept."""
 
     def __init__(self, count: int, within: float) -> None:
         self.count = count
         self.within = within
         self._ends: dict[str, deque[float]] = {}
-        self._looping: set[str] = set()
+        self._reported: set[str] = set()
 
-    def crashed(self, name: str, now: float) -> float | None:
-        """Record an unexpected end of `name` at `now` (monotonic seconds). When it starts a
-        loop, return the seconds its `count` ends took (report it); else None."""
+    def crashed(self, name: str, streak: Streak) -> float | None:
+        """Record the latest end of `name`'s `streak`. When the loop reaches `count` ends within
+        `within` (and was not reported yet), return the seconds they took (report it); else
+        None."""
+        if streak.ends == 1:
+            self.rested(name)  # a new streak: whatever loop came before is over
         ends = self._ends.setdefault(name, deque(maxlen=self.count))
-        if ends and now - ends[-1] >= self.within:
-            self._looping.discard(name)  # quiet for a whole window: that loop is over
-        ends.append(now)
-        if name in self._looping or len(ends) < self.count or now - ends[0] >= self.within:
+        ends.append(streak.last)
+        if name in self._reported or len(ends) < self.count or streak.last - ends[0] >= self.within:
             return None
-        self._looping.add(name)
-        return now - ends[0]
+        self._reported.add(name)
+        return streak.last - ends[0]
 
     def rested(self, name: str) -> None:
         """`name` stopped, exited or gave up: a later start begins with a clean slate."""
         self._ends.pop(name, None)
-        self._looping.discard(name)
+        self._reported.discard(name)
 
 
 def starts_streak(in_a_row: int, missed: int) -> bool:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Protocol
 
-from stoker.supervise.supervisor import RESTARTABLE, Supervisor
+from stoker.supervise.supervisor import Supervisor, restartable
 from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
@@ -46,7 +46,7 @@ async def restart_on_schedule(supervisor: Supervisor, triggers: Mapping[str, _Tr
             if at is None or at > now:
                 continue
             due[name] = triggers[name].next_after(max(at, now))
-            instances = [i for i in supervisor.select([name]) if i.state in RESTARTABLE]
+            instances = [i for i in supervisor.select([name]) if restartable(i)]
             if instances:
                 log.info("%s: cron_restart: restarting %d instance(s)", name, len(instances))
                 await supervisor.restart(instances)

@@ -47,6 +47,7 @@ def policy_of(program: ProgramConfig) -> sm.Policy:
         needs_ready=program.ready is not None,
         ready_timeout=program.ready_timeout,
         watchdog=program.watchdog or 0.0,
+        stable_seconds=program.stable_seconds,
     )
 
 
@@ -135,6 +136,10 @@ class Instance:
     def pid(self) -> int | None:
         return self.machine.pid
 
+    def crash_loop(self) -> sm.Streak | None:
+        """The crash loop it is in now, if any (see the state machine)."""
+        return self.machine.crash_loop(self._loop.time())
+
     def uptime(self) -> float | None:
         if self.machine.pid is None or self.machine.started_at is None:
             return None
@@ -150,6 +155,12 @@ class Instance:
     def stop(self) -> None:
         self.wanted = False
         self.dispatch(sm.Stop())
+
+    def stop_pending(self) -> None:
+        """A stop of this instance has begun, its turn comes later (Supervisor.stop): it may run
+        on until then, but nothing starts it again."""
+        self.wanted = False
+        self.dispatch(sm.StopPending())
 
     def restart(self) -> None:
         self.wanted = True

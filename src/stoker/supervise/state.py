@@ -9,18 +9,26 @@ States (the contract's names):
     stopped   not running, and nobody wants it to
     starting  spawned, not yet up for `start_seconds`
     running   up for at least `start_seconds`
-    backoff   a start failed; waiting before the next try
+    backoff   a start failed, or it crashed again in a crash loop; waiting before the next try
     stopping  stop signal sent; waiting for the exit (SIGKILL at the deadline)
     exited    ended and the restart policy says leave it
     fatal     gave up: the first start and `max_restarts` restarts after it all failed
 
 The rules:
 - A program that ran at least `start_seconds` and exits is restarted at once: a crash costs a
-  spawn, not a delay.
+  spawn, not a delay. Unless it is in a crash loop (below): then it waits in `backoff`.
 - One that dies sooner (or cannot be spawned at all) is a failed start: it is retried after an
   exponential, jittered backoff; the streak resets once an instance has run `start_seconds`.
 - When `max_restarts` (> 0) restarts after a failed start fail too, it is fatal: the error
   says "gave up after N+1 failed starts (the first and max_restarts = N restarts)".
+- A crash loop: the unexpected ends of an instance (failed starts, crashes after a good start,
+  hangs) since its last stable run (one of `stable_seconds` or more), from the second on. The
+  n-th crash of a loop waits backoff step n-1, so a program that dies every few seconds
+  after starting fine slows down like one that cannot start; a stable run ends the loop, and
+  the next crash is restarted at once again. The machine owns this record (`streak`): the
+  status and the `crash_loop` notification both read it.
+- Once a stop of the instance has begun (`StopPending`: it waits for its dependents to stop
+  first), nothing starts it again: an exit then leaves it stopped.
 - `restart` decides whether an exit is followed by a new start at all: always; on-failure
   (an exit code outside `success_exit_codes`, or death by a signal); never.
 - With a readiness check (`needs_ready`), an instance is `running` only once it has been up
@@ -66,6 +74,7 @@ class Policy:
     needs_ready: bool = False  # running only after a Ready event
     ready_timeout: float = 60.0  # from the spawn; then a failed start
     watchdog: float = 0.0  # a running instance pings at least this often; 0 = no watchdog
+    stable_seconds: float = 60.0  # a run this long ends a crash loop
 
 
 def backoff_delay(policy: Policy, failures: int, jitter: float) -> float:
@@ -83,6 +92,16 @@ def wants_restart(policy: Policy, exit_code: int | None) -> bool:
     return exit_code is None or exit_code not in policy.success_exit_codes
 
 
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """The unexpected ends of an instance since its last stable run (a crash loop from the
+    second on). Times are monotonic seconds."""
+
+    ends: int
+    first: float  # the first end
+    last: float  # the latest
+
+
 # Events ------------------------------------------------------------------------------------
 
 
@@ -94,6 +113,12 @@ class Start:
 @dataclass(frozen=True, slots=True)
 class Stop:
     """An operator wants the instance stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopPending:
+    """A stop of the instance has begun, but its turn comes later (after its dependents have
+    stopped): it may run on until the Stop, but nothing starts it again meanwhile."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +162,19 @@ class Withdrawn:
     """The shell dropped a spawn it had put off (a stop came while it waited to spawn)."""
 
 
-Event = Start | Stop | Restart | Spawned | SpawnFailed | Exited | Timer | Ready | WatchdogPing | Withdrawn
+Event = (
+    Start
+    | Stop
+    | StopPending
+    | Restart
+    | Spawned
+    | SpawnFailed
+    | Exited
+    | Timer
+    | Ready
+    | WatchdogPing
+    | Withdrawn
+)
 
 
 # Actions -----------------------------------------------------------------------------------
@@ -185,12 +222,15 @@ class Machine:
         self.error: str | None = None
         self.restarts = 0  # starts after the first one, for the operator
         self.failures = 0  # consecutive failed starts, for backoff and max_restarts
+        self.streak: Streak | None = None  # unexpected ends since the last stable run
         self.started_at: float | None = None  # monotonic time of the current spawn
         self.since: float = 0.0  # monotonic time the state was entered
         self.deadline: float | None = None
         # What follows the stop in progress: "stop" (stay stopped), "start" (a restart),
-        # "fail" (a failed start: it was not ready in time), "exit" (a hang, and restart=never).
+        # "fail" (a failed start: it was not ready in time), "crash" (a hang: restarted like a
+        # crash), "exit" (a hang, and restart=never).
         self._then: str = "stop"
+        self._stop_pending = False  # a stop has begun: nothing starts it again (StopPending)
         self._ready = False  # the current process reported ready
         self._spawned_once = False
 
@@ -201,11 +241,21 @@ class Machine:
         """Apply one event; return what the caller must do, in order."""
         match event:
             case Start():
+                self._stop_pending = False  # the operator's later word
                 return self._on_start(now)
             case Stop():
                 self._then = "stop"
                 return self._on_stop(now)
+            case StopPending():
+                self._stop_pending = True
+                if self.state is State.STOPPING:
+                    self._then = "stop"  # not the restart (or failed start) it was going to be
+                    return []
+                if self.state is State.BACKOFF or (self.state is State.STARTING and self.pid is None):
+                    return self._on_stop(now)  # no process to wait for: stop now
+                return []
             case Restart():
+                self._stop_pending = False
                 if self.state in (State.STARTING, State.RUNNING):
                     self._then = "start"
                     return self._on_stop(now)
@@ -241,6 +291,24 @@ class Machine:
     def _enter(self, state: State, now: float) -> None:
         self.state = state
         self.since = now
+        if state in (State.STOPPED, State.EXITED, State.FATAL):
+            self.streak = None  # at rest: whatever loop it was in is over
+
+    def crash_loop(self, now: float) -> Streak | None:
+        """The crash loop the instance is in at `now`: its streak from the second end on,
+        unless the process it has now has already run stable (then the loop is over; the
+        streak starts anew at that process's end)."""
+        if self.streak is None or self.streak.ends < 2:
+            return None
+        if self.pid is not None and self._ran_stably(now):
+            return None
+        return self.streak
+
+    def _ended(self, now: float, stable: bool) -> None:
+        """Count an unexpected end (a failed start, a crash, a hang); `stable`: the run that
+        ended was a stable one, so a new streak begins with this end."""
+        s = self.streak
+        self.streak = Streak(1, now, now) if s is None or stable else Streak(s.ends + 1, s.first, now)
 
     def _set_timer(self, at: float) -> SetTimer:
         self.deadline = at
@@ -257,6 +325,9 @@ class Machine:
         return [CancelTimer()]
 
     def _spawn(self, now: float) -> list[Action]:
+        if self._stop_pending:  # (an operator's start cleared it first)
+            self._enter(State.STOPPED, now)
+            return []
         if self._spawned_once:
             self.restarts += 1
         self._spawned_once = True
@@ -272,6 +343,7 @@ class Machine:
             return []
         # An operator's start is a fresh chance: forget the streak of failures.
         self.failures = 0
+        self.streak = None
         self.error = None
         return [*self._cancel_timer(), *self._spawn(now)]
 
@@ -316,6 +388,7 @@ class Machine:
         if now < give_up_at:
             return self._timer_at(give_up_at)
         self.error = f"not ready within {self.policy.ready_timeout:g}s"
+        self._ended(now, stable=False)
         self._then = "fail"
         return self._on_stop(now)
 
@@ -341,9 +414,14 @@ class Machine:
         if self.state is State.STOPPING:
             actions = self._cancel_timer()
             return actions + self._after_stop(now, jitter)
+        self._ended(now, stable=False)
         return self._failed_start(now, jitter)
 
     def _failed_start(self, now: float, jitter: float) -> list[Action]:
+        """A failed start (counted in the streak already): back off, or give up."""
+        if self._stop_pending:
+            self._enter(State.STOPPED, now)
+            return []
         self.failures += 1
         if self.policy.max_restarts and self.failures > self.policy.max_restarts:
             self._enter(State.FATAL, now)
@@ -361,6 +439,7 @@ class Machine:
         if was not in ACTIVE:
             return []  # no process of ours exists in these states: nothing to decide
         ran_long_enough = self._ran_long_enough(now)
+        stable = self._ran_stably(now)
         self.pid = None
         self.exit_code = code
         self.exit_signal = sig
@@ -369,13 +448,30 @@ class Machine:
             return actions + self._after_stop(now, jitter)
         if ran_long_enough:
             self.failures = 0
+        if self._stop_pending:
+            self._enter(State.STOPPED, now)  # its stop had begun: this exit is as good as one
+            return actions
         if not wants_restart(self.policy, code):
             self._enter(State.EXITED, now)
             return actions
+        self._ended(now, stable)
         if ran_long_enough:
-            return actions + self._spawn(now)
+            return actions + self._after_crash(now, jitter)
         self.error = _describe_exit(code, sig) + f" after {now - (self.started_at or now):.2f}s"
         return actions + self._failed_start(now, jitter)
+
+    def _after_crash(self, now: float, jitter: float) -> list[Action]:
+        """After a crash (or hang) of a process that had started fine, counted in the streak:
+        the first of a streak is restarted at once; in a crash loop, the n-th end waits backoff
+        step n-1 (1 for the second: backoff_min)."""
+        assert self.streak is not None
+        if self.streak.ends == 1:
+            return self._spawn(now)
+        if self._stop_pending:
+            self._enter(State.STOPPED, now)
+            return []
+        self._enter(State.BACKOFF, now)
+        return [self._set_timer(now + backoff_delay(self.policy, self.streak.ends - 1, jitter))]
 
     def _ran_long_enough(self, now: float) -> bool:
         """Whether the current process lived long enough that its exit is not a failed start.
@@ -389,6 +485,13 @@ class Machine:
         limit = self.policy.start_seconds if self.policy.start_seconds > 0 else self.policy.backoff_min
         return now - self.started_at >= limit
 
+    def _ran_stably(self, now: float) -> bool:
+        """Whether the current process has run long enough that its end (or a hang) begins a
+        new streak instead of adding to a crash loop: a good start, of `stable_seconds`."""
+        if self.started_at is None or not self._ran_long_enough(now):
+            return False
+        return now - self.started_at >= self.policy.stable_seconds
+
     def _after_stop(self, now: float, jitter: float) -> list[Action]:
         then, self._then = self._then, "stop"
         if then == "fail":
@@ -396,8 +499,11 @@ class Machine:
         if then == "exit":
             self._enter(State.EXITED, now)
             return []
+        if then == "crash":
+            return self._after_crash(now, jitter)
         if then == "start":
             self.failures = 0
+            self.streak = None  # a restart someone asked for is a fresh chance
             return self._spawn(now)
         self._enter(State.STOPPED, now)
         return []
@@ -406,10 +512,12 @@ class Machine:
         if self.state is State.STARTING:
             return self._check_started(now)
         if self.state is State.RUNNING and self.policy.watchdog > 0:
-            # Silent for a whole watchdog period: treat it as hung. Stop it, then restart at
-            # once unless its policy says never (a hang is a failure, like death by a signal).
+            # Silent for a whole watchdog period: treat it as hung. Stop it, then restart it
+            # like a crash unless its policy says never (a hang is a failure, like death by a
+            # signal).
             self.error = f"watchdog: no ping within {self.policy.watchdog:g}s"
-            self._then = "start" if wants_restart(self.policy, None) else "exit"
+            self._ended(now, self._ran_stably(now))
+            self._then = "crash" if wants_restart(self.policy, None) else "exit"
             return self._on_stop(now)
         if self.state is State.BACKOFF:
             return self._spawn(now)

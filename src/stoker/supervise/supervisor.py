@@ -3,7 +3,7 @@
 Besides starting and stopping, the supervisor owns what concerns several instances at once:
 - `depends_on`: an instance's process starts only while every instance of the programs it
   depends on is running (ready, when they have a readiness check); a stop of several programs
-  stops dependents first.
+  stops dependents first (stop_order.py), and none of them starts again once it has begun.
 - the notify socket (sd_notify): a datagram is routed to the instance whose process tree sent it.
 - `max_memory`: one scan of /proc every few seconds for all instances that have a limit.
 - `watch`: one file watcher per program that has one.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from stoker.supervise.instance import Instance
 from stoker.supervise.placement import LeaseBook, not_placed_reason, placed_here, releasable
 from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State
+from stoker.supervise.stop_order import may_stop
 
 log = logging.getLogger("stoker")
 
@@ -282,16 +284,44 @@ class Supervisor:
         await self.wait_until(instances, lambda i: i.state in SETTLED_AFTER_START, limit)
 
     async def stop(self, instances: list[Instance]) -> None:
-        """Stop, dependents before what they depend on: each wave is stopped before the next."""
-        waves: dict[int, list[Instance]] = {}
+        """Stop `instances`, dependents before what they depend on: each gets its stop signal
+        once no instance among them whose program depends on its program (directly or not) is
+        still alive, so one that nothing among them depends on gets it at once. None of them
+        starts again from the moment this begins. One that outlives its stop limit (stop_timeout
+        and SIGKILL) holds up its dependencies no longer."""
         for inst in instances:
-            waves.setdefault(self._depth(inst.spec.program), []).append(inst)
-        for depth in sorted(waves, reverse=True):
-            wave = waves[depth]
-            for inst in wave:
+            inst.stop_pending()
+        # (an instance's own config: a reload may have removed its program from self.config)
+        depends_on = {name: p.depends_on for name, p in self.config.programs.items()}
+        depends_on |= {i.spec.program: i.program.depends_on for i in instances}
+        loop = asyncio.get_running_loop()
+        limits: dict[str, float] = {}  # signalled instance → when it stops holding up its dependencies
+        while True:
+            now = loop.time()
+            alive = [
+                i
+                for i in instances
+                if i.state not in RESTING and (i.name not in limits or now < limits[i.name])
+            ]
+            programs = {i.spec.program for i in alive}
+            free = may_stop(programs, depends_on)
+            # (one at rest whose program has nothing alive: no process to order, stopped at once)
+            turn = [
+                i
+                for i in instances
+                if i.name not in limits and (i.spec.program in free or i.spec.program not in programs)
+            ]
+            for inst in turn:
                 inst.stop()
-            self._leases_may_have_changed()
-            await self.wait_until(wave, lambda i: i.state in RESTING, _stop_limit(wave))
+                limits[inst.name] = now + _stop_limit([inst])
+            if turn:
+                self._leases_may_have_changed()
+                continue  # (a stop may have ended some at once: look again)
+            if not alive:
+                return
+            changed = self._changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(limits.get(i.name, math.inf) for i in alive) - now)
 
     async def restart(self, instances: list[Instance]) -> None:
         for inst in instances:
@@ -450,7 +480,13 @@ class Supervisor:
             usage = await asyncio.to_thread(group_memory, list(watched))
             for pid, inst in watched.items():
                 limit = inst.program.max_memory
-                if limit and usage.get(pid, 0) > limit and inst.pid == pid and inst.state is State.RUNNING:
+                if (
+                    limit
+                    and usage.get(pid, 0) > limit
+                    and inst.pid == pid
+                    and inst.state is State.RUNNING
+                    and inst.wanted
+                ):
                     log.warning(
                         "%s: uses %s, over max_memory %s: restarting it",
                         inst.name,
@@ -472,12 +508,19 @@ class Supervisor:
             more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
             log.info("%s: %s changed: restarting it", program.name, shown + more)
             for inst in [i for i in self.instances.values() if i.spec.program == program.name]:
-                if inst.state in RESTARTABLE:
+                if restartable(inst):
                     await self.restart([inst])  # one at a time: the others keep serving
+
+    def closing(self) -> None:
+        """The daemon is stopping: nothing starts from here on (a program that exits before its
+        turn to stop stays stopped), and no lease is wanted. `shutdown()` stops them."""
+        self._closing = True
+        for inst in self.instances.values():
+            inst.stop_pending()
 
     async def shutdown(self) -> None:
         """Stop everything (stop signal, then SIGKILL at each stop_timeout) and release files."""
-        self._closing = True  # nothing starts from here on, and no lease is wanted
+        self.closing()
         for task in self._background.values():
             task.cancel()
         for task in self._background.values():
@@ -495,6 +538,12 @@ class Supervisor:
             if inst.pid is not None:  # pragma: no cover - survived SIGKILL (uninterruptible)
                 inst.send_signal(signal.SIGKILL)
             inst.close()
+
+
+def restartable(inst: Instance) -> bool:
+    """Whether a restart the daemon decides on (watch, cron_restart) applies to `inst`: it is up
+    or coming up, and wanted (not one whose stop has begun)."""
+    return inst.wanted and inst.state in RESTARTABLE
 
 
 def _kept(inst: Instance, config: Config) -> bool:

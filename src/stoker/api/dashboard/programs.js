@@ -225,6 +225,7 @@ export class ProgramsView {
     fill(cells.memory, fmt.bytes(data.memory));
     fill(cells.cpu, fmt.percent(data.cpu));
     const notes = [
+      crashLoop(data.crash_loop),
       data.error,
       data.status_text,
       data.waiting_for?.length ? `waiting for ${data.waiting_for.join(", ")}` : null,
@@ -254,6 +255,13 @@ export class ProgramsView {
     this.log.stop();
     this.logPanel.hidden = true;
   }
+}
+
+// "crash loop: 12 exits in 40s", as `stoker status` says it (null: not in one).
+function crashLoop(loop) {
+  if (!loop) return null;
+  const took = loop.seconds < 1 ? `${loop.seconds.toFixed(2)}s` : fmt.duration(loop.seconds);
+  return `crash loop: ${loop.exits} exits in ${took}`;
 }
 
 // Another node's instance: shown, not controlled from here.
