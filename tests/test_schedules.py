@@ -12,6 +12,8 @@ from typing import Any
 
 from conftest import Stoker, wait_for
 
+from stoker.client import ClientError
+
 
 def rows(stoker: Stoker, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     db = sqlite3.connect(stoker.state_dir / "stoker.db")
@@ -319,3 +321,69 @@ def test_a_schedules_history_is_asked_for_by_name(stoker: Stoker) -> None:
     for limit in ("0", "1001"):
         bad = stoker.cli("schedule", "history", "tick", "-n", limit)
         assert bad.returncode == 2 and "limit: expected a whole number from 1 to 1000" in bad.stderr
+
+
+def test_an_inline_commands_task_and_queue_are_the_schedules_own(stoker: Stoker) -> None:
+    """schedule.NAME is an internal name: the listings, the refusals and their messages speak of
+    the config's own tasks and queues; the schedule still runs it, on its slots or on demand."""
+    stoker.write(
+        """
+        [tasks.notify]
+        command = ["echo", "notify"]
+        [schedules.gray_notify]
+        every = "1h"
+        command = ["echo", "gray"]
+        [schedules.shared]
+        every = "1h"
+        command = ["echo", "shared"]
+        queue = "default"
+        [schedules.flaky]
+        every = "1h"
+        command = ["false"]
+        """
+    )
+    stoker.up()
+    assert [t["name"] for t in stoker.client.request("GET", "/api/v1/tasks")] == ["notify"]
+    assert [q["name"] for q in stoker.json("queues")] == ["default"]  # not schedule.gray_notify
+    assert "schedule." not in stoker.cli("queues").stdout
+
+    nosuch = stoker.cli("enqueue", "nosuch")
+    assert nosuch.returncode == 2 and "no task 'nosuch' in the config (tasks: notify)" in nosuch.stderr
+    for task in ("schedule.gray_notify", "schedule.shared"):
+        try:
+            stoker.client.request("POST", "/api/v1/jobs", {"task": task, "params": {}})
+        except ClientError as e:
+            assert e.status == 404 and e.code == "unknown_task", e
+            owner = task.removeprefix("schedule.")
+            assert f"task '{task}' is the inline command of schedule '{owner}'" in str(e)
+            assert f"stoker schedule run {owner}" in str(e)
+        else:
+            raise AssertionError(f"{task} was enqueued")
+    batch = stoker.cli("enqueue", "schedule.gray_notify")
+    assert batch.returncode == 2 and "stoker schedule run gray_notify" in batch.stderr
+    for action in ("pause", "resume"):
+        own = stoker.cli("queue", action, "schedule.gray_notify")
+        assert (
+            own.returncode == 2
+            and "queue 'schedule.gray_notify' belongs to schedule 'gray_notify'" in own.stderr
+        )
+        assert "stoker schedule pause gray_notify" in own.stderr
+    other = stoker.cli("queue", "pause", "nosuch")
+    assert other.returncode == 2 and "no queue 'nosuch' (queues: default)" in other.stderr
+    assert stoker.client.jobs() == []  # nothing was stored
+
+    # its schedule runs it as before, in its own queue
+    job = stoker.json("schedule", "run", "gray_notify")
+    assert (job["task"], job["queue"], job["schedule"]) == (
+        "schedule.gray_notify",
+        "schedule.gray_notify",
+        "gray_notify",
+    )
+    assert stoker.client.wait(job["id"], timeout=30).output == "gray\n"
+    shared = stoker.client.wait(stoker.json("schedule", "run", "shared")["id"], timeout=30)
+    assert (shared.queue, shared.output) == ("default", "shared\n")
+    # a job of it is an ordinary job: a failed one is retried by id like any other
+    failed = stoker.client.wait(stoker.json("schedule", "run", "flaky")["id"], timeout=30)
+    assert failed.state == "failed"
+    assert stoker.json("retry", str(failed.id))[0]["attempt"] == 0
+    assert stoker.client.wait(failed.id, timeout=30).attempt == 1
