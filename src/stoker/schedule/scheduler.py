@@ -157,7 +157,9 @@ class Scheduler:
         slot was already fired."""
         schedule = self.config.schedules[name]
         now = time.time()
-        if not manual and schedule.when_path is not None and not os.path.exists(schedule.when_path):
+        # (the stat in a thread: a hung network file system must not stop the event loop)
+        gate = None if manual else schedule.when_path
+        if gate is not None and not await asyncio.to_thread(os.path.exists, gate):
             reason = f"when_file {schedule.when_file} is absent"
             fired, _ = await self.store.fire(name, slot, None, now, reason)
             if fired:

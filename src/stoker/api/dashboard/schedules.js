@@ -59,7 +59,8 @@ export class SchedulesView {
   }
 
   event(e) {
-    if (e.type === "schedule" || (e.type === "job" && e.job.schedule)) this.reloadSoon();
+    const about = ["schedule", "schedule_missed"].includes(e.type) || (e.type === "job" && e.job.schedule);
+    if (about) this.reloadSoon();
   }
 
   tick() {
