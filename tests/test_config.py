@@ -28,6 +28,8 @@ from stoker.config import (
     ProgramConfig,
     find_config_path,
     find_cycle,
+    internal_queues,
+    internal_tasks,
     load_config,
     parse_config,
 )
@@ -1295,6 +1297,51 @@ def test_schedules_with_a_task_or_an_inline_command(tmp_path: Path) -> None:
     inline = config.tasks["schedule.cleanup"]
     assert inline.command == ("php", "cleanup.php") and inline.timeout == 600
     assert inline.queue == "schedule.cleanup" and config.queues["schedule.cleanup"].concurrency == 64
+    assert cleanup.inline and not gray.inline
+    assert gray.when_file is None and gray.when_path is None
+
+
+def test_when_file_is_kept_as_written_and_resolved_against_the_config(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [schedules.gray]
+        every = "30m"
+        command = "php notify.php"
+        when_file = " flags/gray_release "
+        [schedules.abs]
+        every = "30m"
+        command = "true"
+        when_file = "/run/app/enabled"
+        """,
+    )
+    gray, absolute = config.schedules["gray"], config.schedules["abs"]
+    assert gray.when_file == "flags/gray_release"  # as the messages show it
+    assert gray.when_path == str(tmp_path / "flags" / "gray_release")  # whatever the cwd
+    assert (absolute.when_file, absolute.when_path) == ("/run/app/enabled", "/run/app/enabled")
+
+
+def test_internal_names_are_an_inline_commands_task_and_its_own_queue(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        """
+        [tasks.notify]
+        command = ["echo", "hi"]
+        [schedules.own]
+        every = "1m"
+        command = "true"
+        [schedules.shared]
+        every = "1m"
+        command = "true"
+        queue = "default"
+        [schedules.listed]
+        every = "1m"
+        task = "notify"
+        """,
+    )
+    assert internal_tasks(config) == {"schedule.own": "own", "schedule.shared": "shared"}
+    assert internal_queues(config) == {"schedule.own": "own"}  # "default" is notify's too
+    assert set(config.queues) == {"default", "schedule.own"}
 
 
 @pytest.mark.parametrize(
@@ -1313,6 +1360,9 @@ def test_schedules_with_a_task_or_an_inline_command(tmp_path: Path) -> None:
         ('every = "1m"\ncommand = "x"\noverlap = "maybe"', "overlap", "skip"),
         ('every = "1m"\ncommand = "x"\ncatch_up = "all"', "catch_up", "latest"),
         ('every = "1m"\ncommand = "x"\nwhen = "now"', "when", "unknown key"),
+        ('every = "1m"\ncommand = "x"\nwhen_file = ""', "when_file", "a non-empty path"),
+        ('every = "1m"\ncommand = "x"\nwhen_file = "  "', "when_file", "a non-empty path"),
+        ('every = "1m"\ncommand = "x"\nwhen_file = 1', "when_file", "a path"),
     ],
 )
 def test_schedule_errors_name_the_key(tmp_path: Path, body: str, key: str | None, expected: str) -> None:

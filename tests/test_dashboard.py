@@ -100,6 +100,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         timezone = "UTC"
         task = "greet"
         params = {{ name = "night" }}
+        [schedules.gray]
+        every = "1s"
+        command = ["true"]
+        when_file = "flags/gray_release"
         """
     )
     try:
@@ -355,6 +359,50 @@ def test_schedules_run_now_and_pause(page: Page, site: Site) -> None:
     shot(page, "schedules.png")
     page.get_by_role("button", name="Resume schedule nightly", exact=True).click()
     expect(row.locator("td[data-label='Next run']")).to_contain_text("03:00")
+
+
+def test_a_skipped_slot_shows_why_and_the_history_tells_runs_apart(page: Page, site: Site) -> None:
+    sign_in(page, site, "#/schedules")
+    row = page.locator("tr[data-name='gray']")
+    expect(row.locator("td[data-label='Trigger']")).to_have_text("every 1s while flags/gray_release exists")
+    result = row.locator("td[data-label='Last result']")
+    expect(result.locator(".state")).to_have_text("skipped")
+    expect(result).to_contain_text("when_file flags/gray_release is absent")
+    expect(result.get_by_role("link")).to_have_count(0)  # no job: nothing ran
+    row.get_by_role("link", name="gray", exact=True).click()
+    history = page.get_by_role("region", name="History of gray")
+    expect(history).to_be_visible()
+    slots = history.locator("table.slots tbody tr")
+    expect(slots.first.locator(".state")).to_have_text("skipped")
+    expect(slots.first.locator("td[data-label='Reason']")).to_have_text(
+        "when_file flags/gray_release is absent"
+    )
+    expect(slots.first.locator("td[data-label='Job']")).to_have_text("—")
+    # a run now: the history shows it, with its job, among the skipped slots (live)
+    page.get_by_role("button", name="Run gray now", exact=True).click()
+    run = history.locator("table.slots tbody tr", has=page.get_by_role("link", name=re.compile(r"^#\d+$")))
+    expect(run.locator(".state")).to_have_text("succeeded")
+    page.goto(site.url + "#/schedules/nosuch")
+    expect(page.get_by_role("region", name="History of nosuch")).to_contain_text("no schedule 'nosuch'")
+
+
+def test_a_schedules_own_task_and_queue_stay_out_of_the_form_and_queues(page: Page, site: Site) -> None:
+    sign_in(page, site, "#/jobs")
+    page.get_by_text("Enqueue a job").click()
+    options = (
+        page.get_by_role("form", name="Enqueue a job").get_by_label("Task", exact=True).locator("option")
+    )
+    expect(options).to_have_count(3)
+    assert sorted(options.all_inner_texts()) == ["check_disk (queue default)", "greet (queue fast)",
+                                                 "send_mail (queue mail)"]  # fmt: skip
+    # the filter lists it: its jobs are listed under that name
+    choices = page.get_by_role("form", name="Filter jobs").get_by_label("Task").locator("option")
+    expect(choices).to_have_count(5)
+    assert choices.all_inner_texts() == ["any", "greet", "check_disk", "send_mail", "schedule.gray"]
+    page.get_by_role("link", name="Queues").click()
+    expect(page.locator("tr[data-name='mail']")).to_be_visible()
+    names = page.locator("table.queues tbody tr").evaluate_all("rows => rows.map(r => r.dataset.name)")
+    assert sorted(names) == ["default", "fast", "mail"]
 
 
 def test_readable_on_a_phone(open_page: Any, site: Site) -> None:

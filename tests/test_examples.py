@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Stoker, marked_pids, need, wait_for
@@ -126,8 +127,9 @@ def test_demo_runs(stoker: Stoker, unused_tcp_port: int) -> None:
 
 def test_schedules_example(stoker: Stoker) -> None:
     need("php")
-    _copy(stoker, "schedules", {'every = "30s"': 'every = "1s"'})
+    _copy(stoker, "schedules", {'every = "30s"': 'every = "1s"', 'every = "30m"': 'every = "1s"'})
     folder = stoker.config.parent
+    flag, sent = folder / "flags" / "gray_release", folder / "sent" / "android.log"
     stoker.up()
     status = folder / "status.json"
     wait_for(status.exists, 20, "the status file")
@@ -137,11 +139,38 @@ def test_schedules_example(stoker: Stoker) -> None:
     assert set(listing) == {"status_file", "gray_notify", "nightly_cleanup"}
     assert listing["nightly_cleanup"]["next_run"].endswith("T03:00:00+08:00")
 
-    off = stoker.client.wait(stoker.json("schedule", "run", "gray_notify")["id"], timeout=30)
-    assert off.state == "succeeded" and "nothing to send" in off.output
-    (folder / "flags" / "gray_release").touch()
-    on = stoker.client.wait(stoker.json("schedule", "run", "gray_notify")["id"], timeout=30)
-    assert on.output == "notified android\n" and (folder / "sent" / "android.log").exists()
+    # The gray release is off: its slots are recorded skipped, with the reason; nothing runs.
+    absent = "when_file flags/gray_release is absent"
+
+    def gray() -> dict[str, Any]:
+        return {s["name"]: s for s in stoker.json("schedules")}["gray_notify"]
+
+    off = wait_for(lambda: (g := gray())["last_state"] == "skipped" and g, 20, "a skipped slot")
+    assert off["last_reason"] == absent and off["when_file"] == "flags/gray_release"
+    assert "skipped (job" not in stoker.cli("schedules").stdout
+    assert f"skipped: {absent}" in stoker.cli("schedules").stdout
+    assert not [j for j in stoker.client.jobs(limit=1000) if j["schedule"] == "gray_notify"]
+    # On: the next slots notify.
+    flag.touch()
+    on = wait_for(lambda: (g := gray())["last_job"] and g, 20, "a slot that ran")
+    done = stoker.client.wait(on["last_job"], timeout=30)
+    assert done.state == "succeeded" and done.output == "notified android\n" and sent.exists()
+    # Off again: skipped again, and the history tells the slots apart.
+    flag.unlink()
+    since = gray()["last_run"]
+    wait_for(
+        lambda: (g := gray())["last_run"] > since and g["last_state"] == "skipped", 20, "a skipped slot again"
+    )
+    history = stoker.json("schedule", "history", "gray_notify", "-n", "100")
+    states = [h["state"] for h in history]
+    assert "skipped" in states and "succeeded" in states
+    assert all(h["reason"] == absent and h["job"] is None for h in history if h["state"] == "skipped")
+    ran = [h["job"] for h in history if h["state"] != "skipped"]
+    assert ran and all(stoker.client.wait(job, timeout=30).output == "notified android\n" for job in ran)
+    assert len(sent.read_text().splitlines()) == len(ran)  # every job of it sent a notice
+    # `schedule run` is a person asking: it runs now, flag or not.
+    now = stoker.client.wait(stoker.json("schedule", "run", "gray_notify")["id"], timeout=30)
+    assert now.output == "notified android\n"
 
     old, new = folder / "exports" / "old.csv", folder / "exports" / "new.csv"
     old.write_text("x")

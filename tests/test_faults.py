@@ -392,7 +392,7 @@ PLACES = [
     ("tasks", "build", k) for k in ("command", "queue", "max_attempts", "timeout", "backoff", "params", "retries")
 ] + [("queues", "build", k) for k in ("concurrency", "paralel")] + [
     ("schedules", "nightly", k) for k in ("cron", "timezone", "task", "params", "catch_up", "jitter", "every")
-] + [("schedules", "often", k) for k in ("every", "overlap", "command")] + [
+] + [("schedules", "often", k) for k in ("every", "overlap", "command", "when_file")] + [
     ("notify", "ops", k) for k in ("url", "events", "timeout", "crash_loop", "headers")
 ]  # fmt: skip
 HOSTILE_VALUES: list[Any] = [

@@ -75,6 +75,33 @@ def test_a_daemon_on_postgresql_runs_jobs_and_a_schedule(stoker: Stoker, postgre
     assert stoker.client.job(job["id"])["output"] == "hello cli\n"
 
 
+def test_a_when_file_schedule_on_postgresql_records_its_skipped_slots(
+    stoker: Stoker, postgres_url: str
+) -> None:
+    flag = stoker.config.parent / "on"
+    stoker.write(
+        f"""
+        [daemon]
+        store = "{postgres_url}"
+        [schedules.gated]
+        every = "1s"
+        command = ["echo", "ran"]
+        when_file = "on"
+        """
+    )
+    stoker.up()
+    wait_for(lambda: stoker.client.schedules()[0]["last_state"] == "skipped", 20, "a skipped slot")
+    flag.touch()
+    wait_for(lambda: stoker.client.schedules()[0]["last_job"], 20, "a slot that ran")
+    history = stoker.json("schedule", "history", "gated", "-n", "1000")
+    assert {h["reason"] for h in history if h["state"] == "skipped"} == {"when_file on is absent"}
+    assert [h["job"] for h in history if h["state"] != "skipped"] != []
+    skipped = rows(
+        postgres_url, "SELECT count(*) FROM stoker.schedule_slots WHERE reason = 'when_file on is absent'"
+    )
+    assert skipped[0][0] == len([h for h in history if h["state"] == "skipped"])
+
+
 def test_an_unreachable_server_stops_the_start_with_where_and_without_the_password(stoker: Stoker) -> None:
     stoker.write(
         f"""

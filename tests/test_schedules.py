@@ -12,6 +12,8 @@ from typing import Any
 
 from conftest import Stoker, wait_for
 
+from stoker.client import ClientError
+
 
 def rows(stoker: Stoker, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     db = sqlite3.connect(stoker.state_dir / "stoker.db")
@@ -99,6 +101,12 @@ def test_overlap_skip_never_runs_two_at_once(stoker: Stoker, tmp_path: Path) -> 
         peak = max(peak, running)
     assert peak == 1
     assert "skipped: job" in stoker.log_text()
+    reasons = rows(stoker, "SELECT reason, job_id FROM schedule_slots WHERE outcome = 'skipped'")
+    ran = {j["id"] for j in schedule_jobs(stoker, "slow")}
+    for reason, job_id in reasons:  # the run that was still going, named
+        assert job_id is None and reason.startswith("overlap: job ")
+        assert reason.endswith((" was still running", " was still queued"))
+        assert int(reason.split()[2]) in ran
 
 
 def test_overlap_allow_and_replace(stoker: Stoker, tmp_path: Path) -> None:
@@ -230,3 +238,152 @@ def test_a_skipped_slot_is_published_as_missed_with_its_streak(stoker: Stoker) -
     assert len(first["slots"]) == 1 and first["error"] is None
     assert first["in_a_row"] == 1 and second["in_a_row"] == 2  # the same run still going: one streak
     assert dt.datetime.fromisoformat(second["slots"][0]) > dt.datetime.fromisoformat(first["slots"][0])
+
+
+def test_when_file_gates_each_slot_and_records_why_it_was_skipped(stoker: Stoker) -> None:
+    flags = stoker.config.parent / "flags"
+    flags.mkdir()
+    stoker.write(
+        """
+        [schedules.gated]
+        every = "1s"
+        command = ["echo", "ran"]
+        when_file = "flags/on"
+        """
+    )
+    stoker.up()
+    heard: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def read() -> None:
+        for event in stoker.client.events():
+            if event.get("type") == "connected":
+                connected.set()
+            if event.get("type") in ("schedule", "schedule_missed"):
+                heard.append(event)
+
+    threading.Thread(target=read, daemon=True).start()
+    assert connected.wait(20)
+    absent = "when_file flags/on is absent"
+    skipped = "SELECT slot, reason, job_id FROM schedule_slots WHERE outcome = 'skipped' ORDER BY slot"
+    wait_for(lambda: len(rows(stoker, skipped)) >= 2, 20, "two skipped slots")
+    assert all(reason == absent and job is None for _, reason, job in rows(stoker, skipped))
+    assert schedule_jobs(stoker, "gated") == []  # nothing ran
+    [listing] = stoker.json("schedules")
+    assert listing["last_state"] == "skipped" and listing["last_reason"] == absent
+    assert listing["last_job"] is None and listing["when_file"] == "flags/on"
+    text = stoker.cli("schedules").stdout
+    assert "every 1s while flags/on exists" in text and f"skipped: {absent}" in text
+    # a live event for each skipped slot (the dashboard's cue), never a schedule_missed: the
+    # schedule did what it was told
+    wait_for(lambda: [e for e in heard if e.get("skipped")], 20, "a skipped event")
+    event = next(e for e in heard if e.get("skipped"))
+    assert event["type"] == "schedule" and event["schedule"] == "gated" and event["reason"] == absent
+    assert dt.datetime.fromisoformat(event["skipped"]).timestamp() in {s for s, _, _ in rows(stoker, skipped)}
+
+    (flags / "on").touch()
+    job = wait_for(lambda: schedule_jobs(stoker, "gated"), 20, "a slot that ran")[-1]
+    assert stoker.client.wait(job["id"], timeout=30).output == "ran\n"
+    (flags / "on").unlink()
+    ran = len(schedule_jobs(stoker, "gated"))
+    wait_for(lambda: stoker.json("schedules")[0]["last_state"] == "skipped", 20, "skipped again")
+    assert len(schedule_jobs(stoker, "gated")) <= ran + 1  # (a slot may have fired as it was removed)
+
+    history = stoker.json("schedule", "history", "gated", "-n", "1000")
+    assert [h["slot"] for h in history] == sorted((h["slot"] for h in history), reverse=True)
+    assert {h["state"] for h in history} == {"skipped", "succeeded"}
+    assert all((h["reason"], h["job"]) == (absent, None) for h in history if h["state"] == "skipped")
+    assert {h["job"] for h in history if h["state"] == "succeeded"} == {
+        j["id"] for j in schedule_jobs(stoker, "gated")
+    }
+    assert len(stoker.json("schedule", "history", "gated", "-n", "2")) == 2
+    table = stoker.cli("schedule", "history", "gated").stdout
+    assert table.startswith("SLOT") and absent in table and "succeeded" in table
+    assert not [e for e in heard if e["type"] == "schedule_missed"]
+    # `run` is a person asking: it runs at once, file or not
+    now = stoker.json("schedule", "run", "gated")
+    assert stoker.client.wait(now["id"], timeout=30).output == "ran\n"
+
+
+def test_a_schedules_history_is_asked_for_by_name(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [schedules.tick]
+        every = "1h"
+        command = ["true"]
+        """
+    )
+    stoker.up()
+    assert stoker.json("schedule", "history", "tick") == []
+    assert "no slot recorded yet" in stoker.cli("schedule", "history", "tick").stdout
+    missing = stoker.cli("schedule", "history", "nosuch")
+    assert missing.returncode == 2 and "no schedule 'nosuch' (schedules: tick)" in missing.stderr
+    for limit in ("0", "1001"):
+        bad = stoker.cli("schedule", "history", "tick", "-n", limit)
+        assert bad.returncode == 2 and "limit: expected a whole number from 1 to 1000" in bad.stderr
+
+
+def test_an_inline_commands_task_and_queue_are_the_schedules_own(stoker: Stoker) -> None:
+    """schedule.NAME is an internal name: the listings, the refusals and their messages speak of
+    the config's own tasks and queues; the schedule still runs it, on its slots or on demand."""
+    stoker.write(
+        """
+        [tasks.notify]
+        command = ["echo", "notify"]
+        [schedules.gray_notify]
+        every = "1h"
+        command = ["echo", "gray"]
+        [schedules.shared]
+        every = "1h"
+        command = ["echo", "shared"]
+        queue = "default"
+        [schedules.flaky]
+        every = "1h"
+        command = ["false"]
+        """
+    )
+    stoker.up()
+    assert [t["name"] for t in stoker.client.request("GET", "/api/v1/tasks")] == ["notify"]
+    assert [q["name"] for q in stoker.json("queues")] == ["default"]  # not schedule.gray_notify
+    assert "schedule." not in stoker.cli("queues").stdout
+
+    nosuch = stoker.cli("enqueue", "nosuch")
+    assert nosuch.returncode == 2 and "no task 'nosuch' in the config (tasks: notify)" in nosuch.stderr
+    for task in ("schedule.gray_notify", "schedule.shared"):
+        try:
+            stoker.client.request("POST", "/api/v1/jobs", {"task": task, "params": {}})
+        except ClientError as e:
+            assert e.status == 404 and e.code == "unknown_task", e
+            owner = task.removeprefix("schedule.")
+            assert f"task '{task}' is the inline command of schedule '{owner}'" in str(e)
+            assert f"stoker schedule run {owner}" in str(e)
+        else:
+            raise AssertionError(f"{task} was enqueued")
+    batch = stoker.cli("enqueue", "schedule.gray_notify")
+    assert batch.returncode == 2 and "stoker schedule run gray_notify" in batch.stderr
+    for action in ("pause", "resume"):
+        own = stoker.cli("queue", action, "schedule.gray_notify")
+        assert (
+            own.returncode == 2
+            and "queue 'schedule.gray_notify' belongs to schedule 'gray_notify'" in own.stderr
+        )
+        assert "stoker schedule pause gray_notify" in own.stderr
+    other = stoker.cli("queue", "pause", "nosuch")
+    assert other.returncode == 2 and "no queue 'nosuch' (queues: default)" in other.stderr
+    assert stoker.client.jobs() == []  # nothing was stored
+
+    # its schedule runs it as before, in its own queue
+    job = stoker.json("schedule", "run", "gray_notify")
+    assert (job["task"], job["queue"], job["schedule"]) == (
+        "schedule.gray_notify",
+        "schedule.gray_notify",
+        "gray_notify",
+    )
+    assert stoker.client.wait(job["id"], timeout=30).output == "gray\n"
+    shared = stoker.client.wait(stoker.json("schedule", "run", "shared")["id"], timeout=30)
+    assert (shared.queue, shared.output) == ("default", "shared\n")
+    # a job of it is an ordinary job: a failed one is retried by id like any other
+    failed = stoker.client.wait(stoker.json("schedule", "run", "flaky")["id"], timeout=30)
+    assert failed.state == "failed"
+    assert stoker.json("retry", str(failed.id))[0]["attempt"] == 0
+    assert stoker.client.wait(failed.id, timeout=30).attempt == 1

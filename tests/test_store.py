@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
-from stoker.store import AttemptEnd, Job, NewJob, Store, StoreError
+from stoker.store import AttemptEnd, Job, NewJob, SlotRecord, Store, StoreError
 from stoker.store import sqlite as sqlite_store
 from stoker.store.base import ended, started
 from stoker.store.sqlite import DUE, MIGRATIONS, SqliteStore
@@ -390,6 +390,30 @@ def test_one_failing_operation_spoils_only_itself(backend: Backend) -> None:
     run(backend, body)
 
 
+def test_schedule_slots_are_its_history_with_why_skipped(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        fired, job = await store.fire("tick", T0, new(schedule="tick", slot=T0), T0 + 0.5)
+        assert fired and job is not None and job.schedule == "tick"
+        absent = "when_file flags/on is absent"
+        assert await store.fire("tick", T0 + 60, None, T0 + 60, absent) == (True, None)
+        # a slot already recorded stays as it was: another node's answer changes nothing
+        assert await store.fire("tick", T0 + 60, new(schedule="tick"), T0 + 61) == (False, None)
+        assert await store.fire("tick", T0 + 60, None, T0 + 61, "other") == (False, None)
+        assert await store.fire("tock", T0, None, T0, None) == (True, None)
+        last = await store.last_slots()
+        assert last["tick"] == SlotRecord(T0 + 60, "skipped", None, absent, T0 + 60)
+        assert last["tock"] == SlotRecord(T0, "skipped", None, None, T0)
+        assert await store.slots("tick", 10) == [
+            SlotRecord(T0 + 60, "skipped", None, absent, T0 + 60),
+            SlotRecord(T0, "fired", job.id, None, T0 + 0.5),
+        ]
+        assert [r.slot for r in await store.slots("tick", 1)] == [T0 + 60]
+        assert await store.slots("nothing", 10) == []
+        assert len(await store.jobs()) == 1
+
+    run(backend, body)
+
+
 # SQLite-only: the file, its pragmas and its query plans ------------------------------------
 
 
@@ -403,6 +427,25 @@ def test_schema_version_recorded_and_newer_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer than this stoker"):
         run(sqlite_backend(tmp_path), lambda store: store.jobs())
+
+
+def test_schedule_slots_of_an_older_schema_gain_a_reason(tmp_path: Path) -> None:
+    """A database from before `reason` (version 2) keeps its slots; they read with none."""
+    db = sqlite3.connect(tmp_path / "stoker.db")
+    for migration in MIGRATIONS[:2]:
+        db.executescript(migration)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (2)")
+    db.execute("INSERT INTO schedule_slots VALUES ('tick', ?, ?, 'skipped', NULL)", (T0, T0))
+    db.commit()
+    db.close()
+
+    async def body(store: Store) -> None:
+        assert (await store.last_slots())["tick"] == SlotRecord(T0, "skipped", None, None, T0)
+        await store.fire("tick", T0 + 60, None, T0 + 60, "when_file x is absent")
+        assert (await store.last_slots())["tick"].reason == "when_file x is absent"
+
+    run(sqlite_backend(tmp_path), body)
 
 
 def test_unopenable_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from stoker.jobs.rules import JobState, Next, Outcome
-from stoker.store import AttemptEnd, NewJob, StoreError
+from stoker.store import AttemptEnd, NewJob, SlotRecord, StoreError
 from stoker.store.base import started
 from stoker.store.postgres import MIGRATIONS, PostgresStore
 
@@ -78,6 +78,26 @@ def test_a_newer_schema_is_refused(postgres_url: str) -> None:
         conn.execute("UPDATE stoker.schema_version SET version = 99")
     with pytest.raises(StoreError, match="newer than this stoker"):
         asyncio.run(_open_and_close(postgres_url))
+
+
+def test_schedule_slots_of_an_older_schema_gain_a_reason(postgres_url: str) -> None:
+    """A database from before `reason` keeps its slots; they read with none."""
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("CREATE SCHEMA stoker")
+        for migration in MIGRATIONS[:-1]:
+            conn.execute(migration)
+        conn.execute("CREATE TABLE stoker.schema_version (version integer NOT NULL)")
+        conn.execute("INSERT INTO stoker.schema_version VALUES (%s)", (len(MIGRATIONS) - 1,))
+        conn.execute("INSERT INTO stoker.schedule_slots VALUES ('tick', %s, %s, 'skipped', NULL)", (T0, T0))
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            assert (await store.last_slots())["tick"] == SlotRecord(T0, "skipped", None, None, T0)
+            await store.fire("tick", T0 + 60, None, T0 + 60, "when_file x is absent")
+            assert (await store.last_slots())["tick"].reason == "when_file x is absent"
+
+    asyncio.run(main())
+    assert scalar(postgres_url, "SELECT version FROM stoker.schema_version") == len(MIGRATIONS)
 
 
 async def _open_and_close(url: str) -> None:
@@ -183,7 +203,8 @@ def test_a_slot_fires_once_across_nodes(postgres_url: str) -> None:
             answers = await asyncio.gather(*(s.fire("tick", T0, job, T0) for s in stores))
             assert sorted(fired for fired, _ in answers) == [False, False, True]
             assert len(await stores[0].jobs()) == 1
-            assert (await stores[1].last_slots())["tick"][:2] == (T0, "fired")
+            record = (await stores[1].last_slots())["tick"]
+            assert (record.slot, record.outcome) == (T0, "fired")
 
     asyncio.run(main())
 

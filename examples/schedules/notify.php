@@ -1,10 +1,7 @@
 <?php
-// Notifies a channel about the gray release, only while the flag is on.
+// Notifies a channel about the gray release. Whether the release is on is the schedule's
+// business (when_file in stoker.toml): this script only sends.
 $channel = $argv[1] ?? 'android';
-if (!file_exists(__DIR__ . '/flags/gray_release')) {
-    echo "gray release is off: nothing to send\n";
-    exit(0);
-}
 @mkdir(__DIR__ . '/sent');
 file_put_contents(__DIR__ . "/sent/$channel.log", date(DATE_ATOM) . " gray release notice\n", FILE_APPEND);
 echo "notified $channel\n";

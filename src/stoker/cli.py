@@ -745,8 +745,11 @@ def _print_schedules(rows: Sequence[dict[str, Any]]) -> None:
             last = f"{_short_time(r['last_run'])} {r['last_state'] or ''}".rstrip()
             if r["last_job"]:
                 last += f" (job {r['last_job']})"
+            if r.get("last_reason"):
+                last += f": {r['last_reason']}"
         nxt = "paused" if r["paused"] else _short_time(r["next_run"])
-        table.append((r["name"], r["trigger"], r["task"], nxt, last))
+        trigger = r["trigger"] + (f" while {r['when_file']} exists" if r.get("when_file") else "")
+        table.append((r["name"], trigger, r["task"], nxt, last))
     _print_table(("SCHEDULE", "TRIGGER", "TASK", "NEXT", "LAST"), table)
 
 
@@ -761,7 +764,20 @@ def schedules_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def schedule_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Run a schedule's job now, or pause or resume it. Pausing is persisted."""
+    """Run a schedule now, pause or resume it (persisted), or show its slots."""
+    if args.action == "history":
+        with _talking():
+            rows = ctx.client().schedule_slots(args.name, args.limit)
+        if args.as_json:
+            _print_json(rows)
+        elif not rows:
+            print(f"schedule {args.name}: no slot recorded yet")
+        else:
+            table = [
+                (_short_time(r["slot"]), r["state"], str(r["job"] or "-"), r["reason"] or "") for r in rows
+            ]
+            _print_table(("SLOT", "STATE", "JOB", "REASON"), table)
+        return
     with _talking():
         result = ctx.client().schedule_action(args.name, args.action)
     if args.as_json:
@@ -958,7 +974,12 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "schedules": (schedules_command, [_JSON]),
     "schedule": (
         schedule_command,
-        [_arg("action", choices=["run", "pause", "resume"]), _arg("name", metavar="NAME"), _JSON],
+        [
+            _arg("action", choices=["run", "pause", "resume", "history"]),
+            _arg("name", metavar="NAME"),
+            _arg("-n", "--limit", type=int, default=20, metavar="N", help="history: how many (default 20)."),
+            _JSON,
+        ],
     ),
     "cron": (
         cron,

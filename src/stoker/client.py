@@ -403,6 +403,12 @@ class Client:
         """`run` (returns the job it queued), `pause` or `resume` (return the schedule)."""
         return Record(self.request("POST", f"/api/v1/schedules/{_quote(name)}/{action}"))
 
+    def schedule_slots(self, name: str, limit: int = 20) -> list[Record]:
+        """The schedule's latest recorded slots, newest first: each one's job and state, or
+        "skipped" and why."""
+        path = f"/api/v1/schedules/{_quote(name)}/slots?limit={limit}"
+        return [Record(s) for s in self.request("GET", path)]
+
 
 def _server_sent(response: _Response) -> Iterator[dict[str, Any]]:
     """The JSON data of each server-sent event of `response`, as it comes (with "event": NAME

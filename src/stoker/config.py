@@ -411,7 +411,9 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True):
 class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
     """One ``[schedules.NAME]``: when (``every`` seconds or a ``cron`` expression in
     ``timezone``; None = the system zone) and what (the ``task`` it enqueues, with ``params``;
-    an inline ``command``/``call`` becomes the task ``schedule.NAME``)."""
+    an inline ``command``/``call`` becomes the task ``schedule.NAME``: ``inline``), and whether
+    (``when_file``, as written: a slot runs only while that file exists; ``when_path`` is it
+    resolved against the config's folder)."""
 
     name: str
     every: float | None = None
@@ -422,6 +424,9 @@ class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
     overlap: Literal["skip", "allow", "replace"] = "skip"
     catch_up: Literal["none", "latest"] = "none"
     jitter: float = 0.0
+    when_file: str | None = None
+    when_path: str | None = None
+    inline: bool = False
 
     def trigger(self) -> Any:
         """Its stoker.schedule.triggers trigger (Every, Cron or Reboot)."""
@@ -431,6 +436,24 @@ class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
             return Every(self.every)
         assert self.cron is not None
         return parse_cron(self.cron, zone_named(self.timezone))
+
+
+def internal_tasks(config: Config) -> dict[str, str]:
+    """The tasks inline schedule commands became (``schedule.NAME``), each to its schedule:
+    they run on their schedule's slots only, so the API neither lists nor enqueues them."""
+    return {s.task: s.name for s in config.schedules.values() if s.inline}
+
+
+def internal_queues(config: Config) -> dict[str, str]:
+    """The queues stoker made for inline schedule commands (``schedule.NAME``, when the command
+    names no ``queue``), each to its schedule; a queue a listed task uses too is not one."""
+    owned = internal_tasks(config)
+    public = {task.queue for name, task in config.tasks.items() if name not in owned}
+    return {
+        name: schedule
+        for name, schedule in owned.items()
+        if config.tasks[name].queue == name and name not in public
+    }
 
 
 NOTIFY_EVENTS = ("program_fatal", "crash_loop", "job_failed", "schedule_missed")
@@ -1434,6 +1457,7 @@ _SCHEDULE_EXPECTED: dict[str, str] = {
     "overlap": 'one of "skip", "allow", "replace"',
     "catch_up": 'one of "none", "latest"',
     "jitter": _DURATION,
+    "when_file": "a path (relative to the config file's folder): a slot runs only while it exists",
 }
 # An inline command takes these task keys too (it becomes the task schedule.NAME).
 _INLINE_TASK_KEYS = tuple(k for k in _TASK_EXPECTED if "." not in k and k != "params")
@@ -1448,6 +1472,7 @@ class _RawSchedule(msgspec.Struct, forbid_unknown_fields=True):
     overlap: Literal["skip", "allow", "replace"] = "skip"
     catch_up: Literal["none", "latest"] = "none"
     jitter: _Duration = 0.0
+    when_file: str | None = None
 
 
 def _build_schedule(
@@ -1526,6 +1551,9 @@ def _build_schedule(
     except ValueError as e:
         raise where.error("params", str(e), "parameters that fit the task") from None
     jitter = _duration(parsed.jitter, where, "jitter")
+    when_path = None
+    if parsed.when_file is not None:
+        when_path = _resolve_path(parsed.when_file.strip(), where, "when_file", directory)
     return ScheduleConfig(
         name=name,
         every=every,
@@ -1536,6 +1564,9 @@ def _build_schedule(
         overlap=parsed.overlap,
         catch_up=parsed.catch_up,
         jitter=jitter,
+        when_file=None if parsed.when_file is None else parsed.when_file.strip(),
+        when_path=when_path,
+        inline=inline,
     )
 
 

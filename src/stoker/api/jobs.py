@@ -19,6 +19,7 @@ from starlette.routing import Route
 from stoker.api import schemas
 from stoker.api.common import ApiError, iso, json_response, output_event, sse
 from stoker.api.rates import FinishCounts
+from stoker.config import internal_queues, internal_tasks
 from stoker.durations import InvalidValue, parse_duration
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
@@ -248,7 +249,10 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             return json_response([])
         counts = await d.store.queue_counts()
         out = []
+        internal = internal_queues(d.config)  # a schedule's own: its schedule stands for it
         for name, queue in d.config.queues.items():
+            if name in internal:
+                continue
             c = counts.get(name)
             out.append(
                 schemas.Queue(
@@ -266,8 +270,18 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
     async def queue_action(request: Request) -> Response:
         d = need()
         name, action = request.path_params["name"], request.path_params["action"]
+        internal = internal_queues(d.config)
+        if name in internal:
+            owner = internal[name]
+            raise ApiError(
+                404,
+                "not_found",
+                f"queue {name!r} belongs to schedule {owner!r}: pause or resume the schedule"
+                f" instead (`stoker schedule pause {owner}`)",
+            )
         if name not in d.config.queues:
-            raise ApiError(404, "not_found", f"no queue {name!r} (queues: {', '.join(d.config.queues)})")
+            known = ", ".join(q for q in d.config.queues if q not in internal) or "none"
+            raise ApiError(404, "not_found", f"no queue {name!r} (queues: {known})")
         if action not in ("pause", "resume"):
             raise ApiError(404, "not_found", f"no action {action!r}: use pause or resume")
         await d.pause(name, action == "pause")
@@ -277,6 +291,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         d = dispatcher()
         if d is None:
             return json_response([])
+        internal = internal_tasks(d.config)
         return json_response(
             [
                 schemas.Task(
@@ -291,6 +306,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
                     timeout=task.timeout,
                 )
                 for name, task in d.config.tasks.items()
+                if name not in internal  # run by their schedule only: nothing to enqueue
             ]
         )
 

@@ -139,6 +139,7 @@ def document() -> dict[str, Any]:
             schemas.EnqueueManyRequest,
             schemas.Queue,
             schemas.Schedule,
+            schemas.ScheduleSlot,
             schemas.Task,
         ],
         ref_template=_REF,
@@ -432,6 +433,26 @@ def _job_paths() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "array", "items": _ref("Schedule")})},
             }
         },
+        "/api/v1/schedules/{name}/slots": {
+            "get": {
+                "summary": "The schedule's history: its latest recorded slots, newest first, each with its "
+                'job\'s state, or "skipped" and why',
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "how many (default 20)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("ScheduleSlot")}),
+                    "404": _json(_ref("ErrorBody"), "No such schedule"),
+                    **_BAD_QUERY,
+                },
+            }
+        },
         "/api/v1/schedules/{name}/{action}": {
             "post": {
                 "summary": "run: queue its job now (201, the job); pause or resume (the schedule; persisted)",
@@ -471,7 +492,9 @@ def _job_paths() -> dict[str, Any]:
                 "summary": 'State changes as server-sent events: {"type": "connected"} first, then '
                 '{"type": "job", "job": {…}}, {"type": "program", "program": {…}} (memory and cpu '
                 'null: not measured for an event), {"type": "queue", "queue", "paused"}, '
-                '{"type": "schedule", "schedule", "paused"}, {"type": "schedule_missed", "schedule", '
+                '{"type": "schedule", "schedule", "paused"}, '
+                '{"type": "schedule", "schedule", "skipped", "reason"} (a slot its when_file held back), '
+                '{"type": "schedule_missed", "schedule", '
                 '"reason", "slots", "missed", "in_a_row", "job", "error"}, {"type": "lagged", "missed"}',
                 "responses": {
                     "200": {

@@ -13,6 +13,8 @@ from stoker.api.common import ApiError, json_response
 from stoker.api.jobs import job_json
 from stoker.schedule.scheduler import Scheduler, UnknownSchedule, slot_time
 
+MAX_SLOTS = 1000  # slots of a schedule's history in one answer, at most
+
 
 async def describe(s: Scheduler, names: Iterable[str] | None = None) -> list[schemas.Schedule]:
     """Schedules in the contract's JSON shape: all of them, or those `names` (that exist)."""
@@ -22,10 +24,12 @@ async def describe(s: Scheduler, names: Iterable[str] | None = None) -> list[sch
     for name in wanted:
         config = s.config.schedules[name]
         trigger = s.triggers[name]
-        slot, outcome, job_id = last.get(name, (None, None, None))
-        last_state = outcome if outcome == "skipped" else None
-        if job_id is not None:
-            job = await s.store.get(job_id)
+        record = last.get(name)
+        last_state = None
+        if record is not None and record.outcome == "skipped":
+            last_state = "skipped"
+        elif record is not None and record.job_id is not None:
+            job = await s.store.get(record.job_id)
             last_state = str(job.state) if job is not None else None  # None: pruned
         next_run = None if name in s.paused else s.next_run.get(name)
         out.append(
@@ -36,9 +40,32 @@ async def describe(s: Scheduler, names: Iterable[str] | None = None) -> list[sch
                 task=config.task,
                 paused=name in s.paused,
                 next_run=None if next_run is None else slot_time(trigger, next_run),
-                last_run=None if slot is None else slot_time(trigger, slot),
+                last_run=None if record is None else slot_time(trigger, record.slot),
                 last_state=last_state,
-                last_job=job_id,
+                last_job=None if record is None else record.job_id,
+                last_reason=None if record is None else record.reason,
+                when_file=config.when_file,
+            )
+        )
+    return out
+
+
+async def history(s: Scheduler, name: str, limit: int) -> list[schemas.ScheduleSlot]:
+    """The latest `limit` recorded slots of `name`, newest first, each with its job's state."""
+    trigger = s.triggers.get(name)
+    out = []
+    for record in await s.store.slots(name, limit):
+        state = "skipped"
+        if record.outcome != "skipped":
+            job = None if record.job_id is None else await s.store.get(record.job_id)
+            state = "pruned" if job is None else str(job.state)
+        out.append(
+            schemas.ScheduleSlot(
+                slot=slot_time(trigger, record.slot),
+                state=state,
+                job=record.job_id,
+                reason=record.reason,
+                recorded_at=None if record.recorded_at is None else slot_time(trigger, record.recorded_at),
             )
         )
     return out
@@ -65,7 +92,22 @@ def routes(scheduler: Callable[[], Scheduler | None]) -> list[Route]:
             raise ApiError(404, "not_found", str(e)) from None
         raise ApiError(404, "not_found", f"no action {action!r}: use run, pause or resume")
 
+    async def slots(request: Request) -> Response:
+        s = scheduler()
+        name = request.path_params["name"]
+        if s is None:
+            raise ApiError(404, "not_found", f"no schedule {name!r}: the config has no [schedules.NAME]")
+        try:
+            s.known(name)
+        except UnknownSchedule as e:
+            raise ApiError(404, "not_found", str(e)) from None
+        limit = request.query_params.get("limit") or "20"
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_SLOTS:
+            raise ApiError(422, "invalid", f"limit: expected a whole number from 1 to {MAX_SLOTS}")
+        return json_response(await history(s, name, int(limit)))
+
     return [
         Route("/api/v1/schedules", list_schedules),
+        Route("/api/v1/schedules/{name}/slots", slots),
         Route("/api/v1/schedules/{name}/{action}", act, methods=["POST"]),
     ]

@@ -208,3 +208,15 @@ class Schedule(msgspec.Struct, kw_only=True):
     last_run: dt.datetime | None
     last_state: str | None  # the state of its latest job, or "skipped"
     last_job: int | None
+    last_reason: str | None = None  # why the latest slot was skipped
+    when_file: str | None = None  # its slots run only while this file exists (as in the config)
+
+
+class ScheduleSlot(msgspec.Struct, kw_only=True):
+    """One recorded slot of a schedule: its history."""
+
+    slot: dt.datetime
+    state: str  # its job's state, "skipped" (no job ran), or "pruned" (its job was deleted)
+    job: int | None
+    reason: str | None  # why it was skipped
+    recorded_at: dt.datetime | None  # when it was fired or skipped

@@ -53,7 +53,7 @@ from typing import Any
 
 import msgspec
 
-from stoker.config import Config, TaskConfig
+from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
 from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
@@ -657,10 +657,19 @@ class Dispatcher:
 
     # requests ------------------------------------------------------------------------------
 
-    def task(self, name: str) -> TaskConfig:
+    def task(self, name: str, *, schedule: str | None = None) -> TaskConfig:
+        """The task `name`; an inline schedule command's only for its own `schedule`."""
         task = self.config.tasks.get(name)
+        # (only such names can be one: the hot path of a big batch asks nothing more)
+        owner = internal_tasks(self.config).get(name) if name.startswith(SCHEDULE_TASK_PREFIX) else None
+        if owner is not None and owner != schedule:
+            raise UnknownTask(
+                f"task {name!r} is the inline command of schedule {owner!r}, run on its slots: to run"
+                f" it now, use `stoker schedule run {owner}` (POST /api/v1/schedules/{owner}/run)"
+            )
         if task is None:
-            known = ", ".join(self.config.tasks) or "none"
+            internal = internal_tasks(self.config)
+            known = ", ".join(t for t in self.config.tasks if t not in internal) or "none"
             raise UnknownTask(f"no task {name!r} in the config (tasks: {known})")
         return task
 
@@ -677,7 +686,7 @@ class Dispatcher:
     ) -> NewJob:
         """Check a request against the config; UnknownTask or ParamError (a ValueError) if it
         does not fit. Nothing is stored."""
-        task = self.task(task_name)
+        task = self.task(task_name, schedule=schedule)
         return NewJob(
             task=task.name,
             queue=task.queue,

@@ -10,6 +10,10 @@ the store to record the slot and enqueue its job in one transaction: a slot alre
   down), it fires once, now; `"none"` lets missed slots go, as cron does.
 - `jitter`: each job's run_at is its slot plus a random delay up to `jitter`.
 - `@reboot`: fires once per machine boot (its slot is the boot time), when the daemon starts.
+- `when_file`: a slot fires only while that file exists; otherwise the slot is recorded as
+  skipped with its reason, no job is made, and a `schedule` event says so. It is a condition
+  the user set, not a failure: no `schedule_missed`, and the streak of missed slots is left
+  as it was. `run` (a person asking) is not held back by it, nor by `overlap`.
 - pause/resume is persisted; `run` fires at once, outside the slots.
 
 A slot that did not run is published as a `schedule_missed` event (what `[notify]` webhooks and
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -93,7 +98,7 @@ class Scheduler:
                 if booted is not None:
                     await self.fire(name, booted)
                 continue
-            missed = fire_times(trigger, last[name][0], MISSED_LIMIT + 1, until=now) if name in last else []
+            missed = fire_times(trigger, last[name].slot, MISSED_LIMIT + 1, until=now) if name in last else []
             if schedule.catch_up == "latest" and missed:
                 latest = trigger.latest_at_or_before(now)
                 assert latest is not None  # there are slots up to now
@@ -152,10 +157,21 @@ class Scheduler:
         slot was already fired."""
         schedule = self.config.schedules[name]
         now = time.time()
+        # (the stat in a thread: a hung network file system must not stop the event loop)
+        gate = None if manual else schedule.when_path
+        if gate is not None and not await asyncio.to_thread(os.path.exists, gate):
+            reason = f"when_file {schedule.when_file} is absent"
+            fired, _ = await self.store.fire(name, slot, None, now, reason)
+            if fired:
+                log.info("schedule %s: slot %s skipped: %s", name, _iso(slot), reason)
+                when = slot_time(self.triggers.get(name), slot)
+                self.publish({"type": "schedule", "schedule": name, "skipped": when, "reason": reason})
+            return None
         latest = await self.store.latest_job_of(name)
         if latest is not None and latest.state in LIVE and not manual:
             if schedule.overlap == "skip":
-                fired, _ = await self.store.fire(name, slot, None, now)
+                reason = f"overlap: job {latest.id} was still {latest.state}"
+                fired, _ = await self.store.fire(name, slot, None, now, reason)
                 if fired:
                     log.info("schedule %s: slot %s skipped: job %d is still %s", name, _iso(slot), latest.id,
                              latest.state)  # fmt: skip
@@ -195,13 +211,13 @@ class Scheduler:
         )
 
     async def run_now(self, name: str) -> Job:
-        self._known(name)
+        self.known(name)
         job = await self.fire(name, time.time(), manual=True)
         assert job is not None
         return job
 
     async def pause(self, name: str, paused: bool) -> None:
-        self._known(name)
+        self.known(name)
         await self.store.set_schedule_paused(name, paused)
         if paused:
             self.paused.add(name)
@@ -222,7 +238,7 @@ class Scheduler:
         self.paused = set(paused)
         self._wake.set()
 
-    def _known(self, name: str) -> ScheduleConfig:
+    def known(self, name: str) -> ScheduleConfig:
         schedule = self.config.schedules.get(name)
         if schedule is None:
             raise UnknownSchedule(

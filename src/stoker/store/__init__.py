@@ -1,6 +1,16 @@
 """Where jobs, their attempts and queue state live: the Store protocol and its backends."""
 
-from stoker.store.base import Attempt, AttemptEnd, Job, NewJob, NodeRecord, QueueCounts, Store, StoreError
+from stoker.store.base import (
+    Attempt,
+    AttemptEnd,
+    Job,
+    NewJob,
+    NodeRecord,
+    QueueCounts,
+    SlotRecord,
+    Store,
+    StoreError,
+)
 
 __all__ = [
     "Attempt",
@@ -9,6 +19,7 @@ __all__ = [
     "NewJob",
     "NodeRecord",
     "QueueCounts",
+    "SlotRecord",
     "Store",
     "StoreError",
     "open_store",

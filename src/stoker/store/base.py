@@ -184,6 +184,17 @@ def listing_query(
 
 
 @dataclass(frozen=True, slots=True)
+class SlotRecord:
+    """One recorded slot of a schedule: the schedule's history, as the store keeps it."""
+
+    slot: float
+    outcome: str  # "fired" (job_id is its job, None once pruned) or "skipped"
+    job_id: int | None
+    reason: str | None = None  # why it was skipped; None for a slot that fired
+    recorded_at: float | None = None  # when it was fired or skipped
+
+
+@dataclass(frozen=True, slots=True)
 class QueueCounts:
     queued: int = 0
     running: int = 0
@@ -255,14 +266,17 @@ class Store(Protocol):
         what kills the daemon). Returns the ids queued again."""
 
     async def fire(
-        self, schedule: str, slot: float, job: NewJob | None, now: float
+        self, schedule: str, slot: float, job: NewJob | None, now: float, reason: str | None = None
     ) -> tuple[bool, Job | None]:
-        """Record that `schedule` fired `slot` (with `job`, or skipped with None) and enqueue the
-        job, in one transaction; (False, None) when that slot was already recorded (by this
-        daemon before a restart, or by another node)."""
+        """Record that `schedule` fired `slot` (with `job`, or skipped with None, for `reason`)
+        and enqueue the job, in one transaction; (False, None) when that slot was already
+        recorded (by this daemon before a restart, or by another node)."""
 
-    async def last_slots(self) -> dict[str, tuple[float, str, int | None]]:
-        """Per schedule, its latest recorded slot: (slot, "fired" or "skipped", job id)."""
+    async def last_slots(self) -> dict[str, SlotRecord]:
+        """Per schedule, its latest recorded slot."""
+
+    async def slots(self, schedule: str, limit: int) -> list[SlotRecord]:
+        """The latest `limit` recorded slots of `schedule`, newest first."""
 
     async def latest_job_of(self, schedule: str) -> Job | None: ...
 

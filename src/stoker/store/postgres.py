@@ -57,6 +57,7 @@ from stoker.store.base import (
     NewJob,
     NodeRecord,
     QueueCounts,
+    SlotRecord,
     StoreError,
     job_from_row,
     listing_query,
@@ -172,7 +173,13 @@ MIGRATIONS: list[str] = [
         expires_at double precision NOT NULL
     );
     """,
+    """
+    -- why a slot was skipped: its schedule's when_file was absent, or the previous run was
+    -- still going (overlap = "skip"), NULL for a slot that fired
+    ALTER TABLE stoker.schedule_slots ADD COLUMN reason text;
+    """,
 ]
+_SLOT_COLUMNS = "slot, outcome, job_id, reason, fired_at"  # SlotRecord's fields, in order
 
 _LIVE_KEY = "key IS NOT NULL AND state IN ('queued', 'running')"  # jobs_live_key's predicate
 
@@ -1065,15 +1072,15 @@ class PostgresStore:
     # schedules -----------------------------------------------------------------------------
 
     async def fire(
-        self, schedule: str, slot: float, job: NewJob | None, now: float
+        self, schedule: str, slot: float, job: NewJob | None, now: float, reason: str | None = None
     ) -> tuple[bool, Job | None]:
         async def operation(conn: _Conn) -> tuple[bool, Job | None]:
             # the primary key decides: a second node inserting the same slot waits for the first
             # one's transaction, then inserts nothing
             cursor = await conn.execute(
-                "INSERT INTO stoker.schedule_slots (schedule, slot, fired_at, outcome)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (schedule, slot, now, "fired" if job is not None else "skipped"),
+                "INSERT INTO stoker.schedule_slots (schedule, slot, fired_at, outcome, reason)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (schedule, slot, now, "fired" if job is not None else "skipped", None if job else reason),
             )
             if cursor.rowcount != 1:
                 return False, None
@@ -1089,13 +1096,24 @@ class PostgresStore:
 
         return await self._do(operation)
 
-    async def last_slots(self) -> dict[str, tuple[float, str, int | None]]:
-        async def operation(conn: _Conn) -> dict[str, tuple[float, str, int | None]]:
+    async def last_slots(self) -> dict[str, SlotRecord]:
+        async def operation(conn: _Conn) -> dict[str, SlotRecord]:
             cursor = await conn.execute(
-                "SELECT DISTINCT ON (schedule) schedule, slot, outcome, job_id FROM stoker.schedule_slots"
+                f"SELECT DISTINCT ON (schedule) schedule, {_SLOT_COLUMNS} FROM stoker.schedule_slots"
                 " ORDER BY schedule, slot DESC"
             )
-            return {name: (slot, outcome, job_id) for name, slot, outcome, job_id in await cursor.fetchall()}
+            return {name: SlotRecord(*rest) for name, *rest in await cursor.fetchall()}
+
+        return await self._do(operation, durable=False)
+
+    async def slots(self, schedule: str, limit: int) -> list[SlotRecord]:
+        async def operation(conn: _Conn) -> list[SlotRecord]:
+            cursor = await conn.execute(
+                f"SELECT {_SLOT_COLUMNS} FROM stoker.schedule_slots WHERE schedule = %s"
+                " ORDER BY slot DESC LIMIT %s",
+                (schedule, limit),
+            )
+            return [SlotRecord(*row) for row in await cursor.fetchall()]
 
         return await self._do(operation, durable=False)
 

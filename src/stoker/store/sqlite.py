@@ -35,6 +35,7 @@ from stoker.store.base import (
     Job,
     NewJob,
     QueueCounts,
+    SlotRecord,
     StoreError,
     ended,
     job_from_row,
@@ -123,8 +124,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_schedule ON jobs (schedule, id) WHERE schedule IS NOT NULL;
     ALTER TABLE jobs ADD COLUMN slot REAL;  -- the schedule slot a job fired for
     """,
+    """
+    -- why a slot was skipped: its schedule's when_file was absent, or the previous run was
+    -- still going (overlap = "skip"), NULL for a slot that fired
+    ALTER TABLE schedule_slots ADD COLUMN reason TEXT;
+    """,
 ]
 
+
+_SLOT_COLUMNS = "slot, outcome, job_id, reason, fired_at"  # SlotRecord's fields, in order
 
 # INDEXED BY: left alone the planner picks jobs_due and sorts every due job (with a million
 # queued, seconds per read); jobs_claim yields them already in order and stops after LIMIT.
@@ -669,13 +677,13 @@ class SqliteStore:
         return await self._do(operation, durable=False)
 
     async def fire(
-        self, schedule: str, slot: float, job: NewJob | None, now: float
+        self, schedule: str, slot: float, job: NewJob | None, now: float, reason: str | None = None
     ) -> tuple[bool, Job | None]:
         def operation(conn: sqlite3.Connection) -> tuple[bool, Job | None]:
             claimed = conn.execute(
-                "INSERT OR IGNORE INTO schedule_slots (schedule, slot, fired_at, outcome)"
-                " VALUES (?, ?, ?, ?)",
-                (schedule, slot, now, "fired" if job is not None else "skipped"),
+                "INSERT OR IGNORE INTO schedule_slots (schedule, slot, fired_at, outcome, reason)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (schedule, slot, now, "fired" if job is not None else "skipped", None if job else reason),
             ).rowcount
             if not claimed:
                 return False, None
@@ -690,16 +698,27 @@ class SqliteStore:
 
         return await self._do(operation)
 
-    async def last_slots(self) -> dict[str, tuple[float, str, int | None]]:
-        def operation(conn: sqlite3.Connection) -> dict[str, tuple[float, str, int | None]]:
+    async def last_slots(self) -> dict[str, SlotRecord]:
+        def operation(conn: sqlite3.Connection) -> dict[str, SlotRecord]:
             rows = conn.execute("SELECT schedule, MAX(slot) FROM schedule_slots GROUP BY schedule").fetchall()
             out = {}
             for name, slot in rows:
-                outcome, job_id = conn.execute(
-                    "SELECT outcome, job_id FROM schedule_slots WHERE schedule = ? AND slot = ?", (name, slot)
+                row = conn.execute(
+                    f"SELECT {_SLOT_COLUMNS} FROM schedule_slots WHERE schedule = ? AND slot = ?",
+                    (name, slot),
                 ).fetchone()
-                out[name] = (slot, outcome, job_id)
+                out[name] = SlotRecord(*row)
             return out
+
+        return await self._do(operation, durable=False)
+
+    async def slots(self, schedule: str, limit: int) -> list[SlotRecord]:
+        def operation(conn: sqlite3.Connection) -> list[SlotRecord]:
+            rows = conn.execute(
+                f"SELECT {_SLOT_COLUMNS} FROM schedule_slots WHERE schedule = ? ORDER BY slot DESC LIMIT ?",
+                (schedule, limit),
+            ).fetchall()
+            return [SlotRecord(*row) for row in rows]
 
         return await self._do(operation, durable=False)
 

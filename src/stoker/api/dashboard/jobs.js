@@ -70,13 +70,16 @@ export class JobsView {
   }
 
   async read() {
-    const [jobs, queues, tasks] = await Promise.all([
+    const [jobs, queues, tasks, schedules] = await Promise.all([
       api.get(this.url()),
       api.get(api.path("queues")),
       api.get(api.path("tasks")),
+      api.get(api.path("schedules")),
     ]);
     setChoices(this.queue.el, queues.map((q) => q.name));
-    setChoices(this.task.el, tasks.map((t) => t.name));
+    // The filter also offers what schedules run: an inline command's task (schedule.NAME) is
+    // nothing to enqueue, but its jobs are listed under that name.
+    setChoices(this.task.el, [...new Set([...tasks.map((t) => t.name), ...schedules.map((s) => s.task)])]);
     for (const k of FILTERS) this[k].el.value = this.filters[k];
     this.enqueue.setTasks(tasks);
     this.jobs = jobs;
