@@ -41,9 +41,7 @@ def assert_private(state_dir: Path) -> dict[str, int]:
     wrong = {
         name: oct(mode)
         for name, mode in found.items()
-        if mode != (
-            (0o711 if name == "logs/jobs" else 0o700) if (state_dir / name).is_dir() else 0o600
-        )
+        if mode != ((0o711 if name == "logs/jobs" else 0o700) if (state_dir / name).is_dir() else 0o600)
     }
     assert not wrong, f"not private: {wrong}"
     return found
