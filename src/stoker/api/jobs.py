@@ -21,7 +21,7 @@ from stoker.api.common import ApiError, iso, json_response, output_event, sse
 from stoker.api.rates import FinishCounts
 from stoker.config import internal_queues, internal_tasks
 from stoker.durations import InvalidValue, parse_duration
-from stoker.events import EventBus
+from stoker.events import BUDGET, EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
 from stoker.jobs.output import current_output, output_path
 from stoker.jobs.params import Param, ParamError
@@ -37,6 +37,8 @@ LATEST = 221845392000.0  # 9000-01-01 UTC: any later run_at could not be shown a
 MAX_BATCH = 10_000
 MAX_TAIL = 100_000
 FOLLOW_EVERY = 0.25
+FOLLOW_BLOCK = 64 * 1024  # a followed job's output is read and sent in blocks of at most this
+FOLLOW_BEHIND = 1024 * 1024  # a follower further behind than this skips to the last 1 MB
 
 
 def job_json(job: Job, *, output: str | None = None, limit: int | None = None) -> schemas.Job:
@@ -356,7 +358,7 @@ async def _follow_job(
     offset = _size(path)  # the tail was read just before
     if initial:
         yield output_event("", initial)
-    with events.subscribe() as subscription:
+    with events.subscribe(lambda e: e.get("type") == "job" and e["job"].id == job.id) as subscription:
         job = await d.store.get(job.id) or job
         while True:
             with contextlib.suppress(TimeoutError):
@@ -368,11 +370,18 @@ async def _follow_job(
             if size < offset:
                 offset = 0
             if size > offset:
+                if size - offset > FOLLOW_BEHIND:  # too far behind to catch up: skip to the end
+                    skipped = size - FOLLOW_BEHIND - offset
+                    yield output_event("", f"[stoker] {skipped} bytes skipped: reader too slow\n".encode())
+                    offset = size - FOLLOW_BEHIND
                 with open(path, "rb") as f:
                     f.seek(offset)
-                    data = f.read(size - offset)
-                offset = size
-                yield output_event("", data)
+                    while offset < size:  # in blocks: each is sent (and gone) before the next is read
+                        data = f.read(min(FOLLOW_BLOCK, size - offset))
+                        if not data:
+                            break
+                        offset += len(data)
+                        yield output_event("", data)
             if job.state in FINISHED:
                 yield sse({"state": str(job.state)}, event="end")
                 return
@@ -385,8 +394,16 @@ def _size(path: str) -> int:
         return 0
 
 
+def _sse_size(event: dict[str, Any]) -> int:
+    """What an event costs a listener: its bytes as sent (one measure for all listeners, so
+    the bus computes it once per event)."""
+    return len(sse(event_json(event)))
+
+
 async def _sse(events: EventBus) -> AsyncIterator[bytes]:
-    with events.subscribe() as subscription:
+    """The events stream. A listener that lags by more than BUDGET bytes (it stopped reading)
+    is dropped: its last event is `lagged`, and the stream ends (clients reconnect)."""
+    with events.subscribe(budget=BUDGET, measure=_sse_size) as subscription:
         yield sse({"type": "connected"})
         async for event in subscription:
             yield sse(event_json(event))
