@@ -40,6 +40,14 @@ def report(what: str, start: int, pid: int) -> int:
     return grown
 
 
+def read_chars(pid: int) -> int:
+    """Bytes `pid` has read (files, pipes, sockets), from /proc/PID/io."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
 def raw_get(sock_path: Path, path: str) -> socket.socket:
     """A GET on the unix socket whose answer is never read (a listener that stalled)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -77,6 +85,9 @@ def test_tailing_a_300mb_output_without_newlines_keeps_the_daemon_small(stoker: 
     start = memory(daemon.pid)["VmRSS"]
     c = stoker.client
     job = c.request("POST", "/api/v1/jobs", {"task": "flood"})
+    # followers that never read, there before the output comes
+    sock = stoker.state_dir / "stoker.sock"
+    followers = [raw_get(sock, f"/api/v1/jobs/{job['id']}/logs?tail=1&follow=1") for _ in range(3)]
     out = stoker.state_dir / "logs" / "jobs" / f"{job['id']}.log"
     wait_for(lambda: out.exists() and out.stat().st_size >= 300_000_000, 60, "300 MB of output")
     detail = c.request("GET", f"/api/v1/jobs/{job['id']}")
@@ -85,8 +96,10 @@ def test_tailing_a_300mb_output_without_newlines_keeps_the_daemon_small(stoker: 
         result = stoker.cli("logs", f"job:{job['id']}", "--lines", "5")
         assert result.returncode == 0, result.stderr
     listed = c.request("GET", "/api/v1/jobs?limit=10")
-    grown = report("a 300 MB line tailed", start, daemon.pid)
+    grown = report("a 300 MB line tailed and followed", start, daemon.pid)
     c.request("POST", f"/api/v1/jobs/{job['id']}/cancel")
+    for s in followers:
+        s.close()
     assert detail["state"] == "running"
     assert 0 < len(detail["output"]) <= 64 * 1024
     assert text.startswith(b"[stoker] cut: only the last 1 MB are shown\n")
@@ -134,6 +147,30 @@ def test_listeners_that_never_read_do_not_grow_the_daemon(stoker: Stoker) -> Non
     assert next(follower) == {"type": "connected"}
     c.request("POST", "/api/v1/jobs", {"task": "big", "params": {"blob": "small"}})
     assert next(follower)["type"] == "job"
+
+
+def test_followers_of_a_program_log_that_never_read_do_not_grow_the_daemon(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.chatty]
+        command = ["yes", "a line of output from a program that writes as fast as it can"]
+        log = { max_size = "4MB", keep = 1 }
+        """
+    )
+    daemon = stoker.up()
+    stoker.wait_state("chatty:0", "running")
+    sock = stoker.state_dir / "stoker.sock"
+    followers = [raw_get(sock, "/api/v1/programs/chatty/logs?tail=1&follow=1") for _ in range(20)]
+    try:
+        start = memory(daemon.pid)["VmRSS"]
+        read = read_chars(daemon.pid)
+        wait_for(lambda: read_chars(daemon.pid) > read + 400 * MB, 120, "400 MB of the program's output")
+        grown = report("20 stalled followers of a program writing 400 MB", start, daemon.pid)
+        stoker.client.program_action("chatty", "stop")
+    finally:
+        for s in followers:
+            s.close()
+    assert grown < 32 * MB  # (the chunks they hold are shared: before issue 24, up to 1,024 of them)
 
 
 def test_too_large_parameters_are_refused_and_nothing_is_stored(stoker: Stoker) -> None:
