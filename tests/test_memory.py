@@ -104,9 +104,18 @@ def test_tailing_a_300mb_output_without_newlines_keeps_the_daemon_small(stoker: 
         assert result.returncode == 0, result.stderr
     listed = c.request("GET", "/api/v1/jobs?limit=10")
     grown = report("a 300 MB line tailed and followed", start, daemon.pid)
+    # a follower that reads again was skipped ahead, and told so
+    followers[0].settimeout(30)
+    got = b""
+    while b"bytes skipped: reader too slow" not in got and len(got) < 20 * MB:
+        piece = followers[0].recv(1 << 20)
+        if not piece:
+            break
+        got += piece
     c.request("POST", f"/api/v1/jobs/{job['id']}/cancel")
     for s in followers:
         s.close()
+    assert b"bytes skipped: reader too slow" in got
     assert detail["state"] == "running"
     assert 0 < len(detail["output"]) <= 64 * 1024
     assert text.startswith(b"[stoker] cut: only the last 1 MB are shown\n")
