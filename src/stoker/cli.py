@@ -702,7 +702,7 @@ def _describe_param(p: Mapping[str, Any]) -> str:
 
 
 def tasks_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Tasks a job may run, and each one's parameters: type, rules, default."""
+    """Tasks a job may run, with their parameters and rules."""
     with _talking():
         rows = ctx.client().tasks()
     if args.as_json:
@@ -764,7 +764,7 @@ def schedules_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def schedule_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Run a schedule now, pause or resume it (persisted), or show its slots."""
+    """Run, pause or resume a schedule, or show its slots."""
     if args.action == "history":
         with _talking():
             rows = ctx.client().schedule_slots(args.name, args.limit)
