@@ -34,11 +34,14 @@ _ALWAYS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-
 _LOOKALIKE = r"x[0-9a-f]{2}|u[0-9a-f]{4}"
 _ESCAPED_IN_LINES = rf"[{_ALWAYS}]|\r(?!\n)"
 _ESCAPED_IN_CELL = rf"[{_ALWAYS}\t\n\r]"
-# what gets escaped, or a run of backslashes before something that will read as an escape
-_LINES = re.compile(rf"{_ESCAPED_IN_LINES}|\\+(?={_ESCAPED_IN_LINES}|{_LOOKALIKE})")
-_CELL = re.compile(rf"{_ESCAPED_IN_CELL}|\\+(?={_ESCAPED_IN_CELL}|{_LOOKALIKE})")
+# What gets escaped, or a run of backslashes before something that will read as an escape.
+# Sources, not compiled patterns: compiling them costs ~1 ms that `stoker status` need not pay
+# when every cell is plain (re compiles each once, on first use, and keeps it).
+_LINES = rf"{_ESCAPED_IN_LINES}|\\+(?={_ESCAPED_IN_LINES}|{_LOOKALIKE})"
+_CELL = rf"{_ESCAPED_IN_CELL}|\\+(?={_ESCAPED_IN_CELL}|{_LOOKALIKE})"
 # the end of a chunk whose escaping depends on what comes next (a stream holds it back)
-_UNDECIDED = re.compile(r"(?:\\+(?:x[0-9a-f]?|u[0-9a-f]{0,3})?|\\*\r)\Z")
+_UNDECIDED = r"(?:\\+(?:x[0-9a-f]?|u[0-9a-f]{0,3})?|\\*\r)\Z"
+_RAW_IN_JSON = rf"[{_ALWAYS}]"
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -55,12 +58,14 @@ def _escape(match: re.Match[str]) -> str:
 
 def visible(text: str) -> str:
     """Text of many lines (output, a log) safe for a terminal: newlines and tabs kept."""
-    return _LINES.sub(_escape, text)
+    return re.sub(_LINES, _escape, text)
 
 
 def cell(text: str) -> str:
     """Text for one line (a table cell, a listed value): newlines and tabs escaped too."""
-    return _CELL.sub(_escape, text)
+    if text.isprintable() and "\\" not in text:  # the usual case: no control is printable
+        return text
+    return re.sub(_CELL, _escape, text)
 
 
 def visible_bytes(data: bytes) -> bytes:
@@ -79,7 +84,7 @@ class Stream:
 
     def feed(self, text: str) -> str:
         text = self._held + text
-        undecided = _UNDECIDED.search(text)
+        undecided = re.search(_UNDECIDED, text)
         cut = undecided.start() if undecided else len(text)
         self._held = text[cut:]
         return visible(text[:cut])
@@ -95,7 +100,4 @@ def json_text(value: object) -> str:
     as the JSON escape ``\\uHHHH``. (json.dumps already escapes C0 and newlines.)"""
     import json
 
-    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
-
-
-_RAW_IN_JSON = re.compile(rf"[{_ALWAYS}]")
+    return re.sub(_RAW_IN_JSON, lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
