@@ -11,7 +11,10 @@ import sys
 import threading
 from typing import Any
 
+import pytest
 from conftest import Stoker, wait_for
+
+from stoker import cli as cli_module
 
 PY = sys.executable
 # a window title, a bell, clear screen, a C1 CSI (8-bit ESC [), a right-to-left override
@@ -197,3 +200,11 @@ def test_json_stays_exact_and_inert(stoker: Stoker) -> None:
     job = json.loads(out)
     assert job["params"] == {"note": EVIL} and job["error"].startswith(f"RuntimeError: {EVIL}\n")
     assert job["output"].startswith(EVIL + "\nTraceback")
+
+
+def test_an_error_message_is_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    """`stoker: …` errors quote the daemon's messages, which may quote a caller's text."""
+    with pytest.raises(SystemExit) as exited:
+        cli_module._fail(f"the daemon said: {EVIL}\nsecond line", cli_module.EXIT_FAILED)
+    assert exited.value.code == cli_module.EXIT_FAILED
+    assert capsys.readouterr().err == f"stoker: the daemon said: {SHOWN}\nsecond line\n"
