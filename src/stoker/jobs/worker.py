@@ -40,6 +40,7 @@ stoker.jobs.dispatcher.ahead_for, which sends enough ahead to fill the wait).
 from __future__ import annotations
 
 import collections
+import errno
 import importlib
 import json
 import os
@@ -257,9 +258,10 @@ class Environment:
 def _command(
     request: dict[str, Any], launcher: Launcher, channel: Channel, output_dir: int
 ) -> dict[str, Any]:
-    out, offset = open_output(
-        request["output"], request["attempt"], request["rerun"], time.time(), output_dir
-    )
+    opened = _open_output(request, output_dir)
+    if isinstance(opened, dict):
+        return opened
+    out, offset = opened
     try:
         answer = launcher.run(request, out, channel)
     finally:
@@ -268,10 +270,22 @@ def _command(
     return answer
 
 
+def _open_output(request: dict[str, Any], output_dir: int) -> tuple[int, int] | dict[str, Any]:
+    """The job's output file, or the failed answer that says why it cannot be opened: the job
+    fails with the reason, the worker lives on (it used to die, and the job was said to have
+    been "killed by SIGTERM")."""
+    try:
+        return open_output(request["output"], request["attempt"], request["rerun"], time.time(), output_dir)
+    except OSError as e:
+        reason = "a symbolic link is in its place (not followed)" if e.errno == errno.ELOOP else e.strerror
+        return {"ok": False, "error": f"cannot open the job's output file {request['output']}: {reason}"}
+
+
 def _run(request: dict[str, Any], environment: Environment, quiet: int, output_dir: int) -> dict[str, Any]:
-    out, offset = open_output(
-        request["output"], request["attempt"], request["rerun"], time.time(), output_dir
-    )
+    opened = _open_output(request, output_dir)
+    if isinstance(opened, dict):
+        return opened
+    out, offset = opened
     answer = _call(request, environment, out)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
