@@ -70,9 +70,13 @@ def main() -> None:
     output_dir = int(os.environ.pop("STOKER_WORKER_OUTPUT_DIR_FD"))  # logs/jobs (see stoker.jobs.output)
     for channel_fd in (fd, stop_fd, output_dir):  # a subprocess the task starts must not hold them open
         os.set_inheritable(channel_fd, False)
-    for path in reversed(os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep)):
+    # Appended, after the standard library and the installed packages: the config's folder is
+    # there for the tasks' own modules (myapp/), and a select.py or json.py in it must not take
+    # the place of the real one in a worker that runs as root. (Started with -P from "/": no
+    # other folder is searched first; see stoker.jobs.pool.Pool._spawn.)
+    for path in os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep):
         if path and path not in sys.path:
-            sys.path.insert(0, path)
+            sys.path.append(path)
     environment = Environment()
     launcher = Launcher(environment.base)
     channel = Channel(socket.socket(fileno=fd), socket.socket(fileno=stop_fd))
