@@ -235,6 +235,8 @@ def test_links_planted_in_the_state_dir_are_not_followed(stoker: Stoker) -> None
     stoker.wait_state("p:0", "running")
     wait_for(lambda: "a symbolic link is in its place, and is not followed" in stoker.log_text(),
              what="the log's complaint")  # fmt: skip
+    shown = stoker.cli("logs", "p")  # read through the daemon: not through the link either
+    assert shown.returncode == 0 and "precious" not in shown.stdout, shown
     command, call = (json.loads(stoker.cli("enqueue", *args, "--wait", "--json").stdout)
                      for args in (["say"], ["call", "obj:=1"]))  # fmt: skip
     assert (command["id"], call["id"]) == (1, 2)

@@ -89,6 +89,10 @@ def tail(path: Path, lines: int) -> bytes:
             fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # a link in its place: not ours to read, as if absent
+                continue
+            raise
         try:
             pos = os.fstat(fd).st_size
             while pos > 0:
