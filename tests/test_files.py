@@ -404,3 +404,45 @@ def test_notify_socket_is_born_private(tmp_path: Path) -> None:
         assert asyncio.run(bind()) == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_link_in_place_of_the_detached_daemons_log_refuses_the_start(stoker: Stoker) -> None:
+    stoker.state_dir.mkdir(mode=0o700)
+    target = precious(stoker.root, "stoker.log")
+    (stoker.state_dir / "stoker.log").symlink_to(target)
+    stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
+    up = stoker.cli("up", "-d")
+    assert up.returncode == 1
+    assert (
+        f"stoker: daemon failed to start: cannot open the daemon log {stoker.state_dir / 'stoker.log'}:"
+        " Too many levels of symbolic links"
+    ) in up.stderr
+    assert "Traceback" not in up.stderr + up.stdout
+    assert target.read_text() == "precious\n"
+
+
+def fake_stat(kind: int, mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((kind | mode, 1, 1, 1, uid, uid, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("top", [True, False])
+@pytest.mark.parametrize("kind", [stat.S_IFDIR, stat.S_IFLNK, stat.S_IFREG])
+@pytest.mark.parametrize("uid", [0, 1000])
+@pytest.mark.parametrize("mode", [0o700, 0o755, 0o777, 0o1777])
+def test_foreign(top: bool, kind: int, uid: int, mode: int) -> None:
+    """Only a folder of the daemon's own user passes, whatever its mode (a wide one of ours is
+    made 0700, not refused)."""
+    from stoker.daemon.main import foreign
+
+    reason = foreign(Path("/srv/x"), fake_stat(kind, mode, uid), 0, top=top)
+    if kind == stat.S_IFDIR and uid == 0:
+        assert reason is None
+        return
+    assert reason is not None
+    assert reason.startswith(("state dir /srv/x " if top else "folder /srv/x "))
+    if kind == stat.S_IFLNK:
+        assert "is a symbolic link" in reason
+    elif kind == stat.S_IFREG:
+        assert "is not a folder" in reason
+    else:
+        assert f"(uid {uid}), not by root" in reason

@@ -640,7 +640,10 @@ def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:
     code = 1
     try:
         daemon_log = state_dir / "stoker.log"
-        fd = os.open(daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        try:  # (O_NOFOLLOW: a link planted in its place is not followed)
+            fd = os.open(daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            raise StartupError(f"cannot open the daemon log {daemon_log}: {e.strerror}") from None
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(fd, 1)
