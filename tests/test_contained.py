@@ -237,3 +237,18 @@ def test_blocked_names_the_first_closed_folder(open_dir: Path) -> None:
     os.chmod(inner, 0o750)
     assert blocked(str(inner), stranger, [54321], 1) == f"{inner} is mode 0750, owned by uid {me}"
     assert blocked(str(open_dir / "missing" / "x"), stranger, [], 1) is None  # nothing to say
+
+
+def test_a_worker_that_dies_is_reported_by_its_own_exit(stoker: Stoker) -> None:
+    """Not by the SIGTERM the daemon sends what is left of it."""
+    (stoker.root / "dying.py").write_text(
+        "import os\ndef die(how):\n    os._exit(3) if how == 'exit' else os.kill(os.getpid(), 9)\n"
+    )
+    stoker.write('[tasks.die]\ncall = "dying:die"\n')
+    stoker.up()
+    for how, said in (
+        ("exit", "the worker exited with code 3"),
+        ("kill", "the worker was killed by SIGKILL"),
+    ):
+        job = json.loads(stoker.cli("enqueue", "die", f"how={how}", "--wait", "--json").stdout)
+        assert (job["state"], job["error"]) == ("failed", said), job
