@@ -263,7 +263,54 @@ def test_an_accept_without_descriptors_backs_off_and_says_so_once(stoker: Stoker
     print(f"\ndaemon CPU {used:.2f} s over 10 s without descriptors; log +{logged} bytes:\n{said}")
     assert "Too many open files" in said
     assert logged < 10_000, said[-3000:]
+    assert said.count("cannot accept connections on") <= 4, said  # a line or two per door, not per failure
     assert used < CPU_BOUND / 2, f"{used:.2f} s of CPU over 10 s"
     # given back: both doors serve again
     wait_for(lambda: status_over_unix(stoker)["pid"] == pid, 30, "status answered")
+    wait_for(lambda: get_over_tcp(port) == 200, 30, "a TCP request answered")
+
+
+def test_tcp_connections_past_the_ceiling_are_answered_503_at_once(stoker: Stoker, many_files: None) -> None:
+    """Event streams with the token are long answers, not unfinished heads: the bound on those
+    does not apply to them, the descriptor ceiling does."""
+    pid, port = start(stoker)
+    ceiling = tcp_descriptor_ceiling(LIMIT)
+    streams, answers = [], []
+    try:
+        for _ in range(LIMIT):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            streams.append(sock)
+            answer = b""
+            try:
+                sock.sendall(
+                    f"GET /api/v1/events HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+                )
+                while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+                    answer += chunk
+            except ConnectionResetError:  # refused before its request came: the reset lost the answer
+                answer = b"reset"
+            answers.append(answer)
+        served = [a for a in answers if a.startswith(b"HTTP/1.1 200 ")]
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 503 ") or a == b"reset"]
+        assert len(refused) + len(served) == LIMIT, {a[:20] for a in answers}
+        assert refused and len(served) < ceiling  # each served one took a descriptor below it
+        # One more, that waits for the answer before it asks: 503 at once, in the API's shape.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 503 ") and b'"code":"busy"' in answer, answer
+        # What is kept: the unix socket answers, the crasher is restarted.
+        before = runs(stoker)
+        assert status_over_unix(stoker)["pid"] == pid
+        wait_for(
+            lambda: runs(stoker) >= before + 3, 30, f"the crasher to run again:\n{stoker.log_text()[-3000:]}"
+        )
+    finally:
+        for sock in streams:
+            sock.close()
+    print(f"\n{len(served)} event streams served, {len(refused)} answered 503")
+    said = stoker.log_text()
+    assert "Too many open files" not in said
+    assert said.count("refusing connections on") == 1, said[-3000:]  # once, not once per connection
     wait_for(lambda: get_over_tcp(port) == 200, 30, "a TCP request answered")

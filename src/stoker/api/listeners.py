@@ -121,11 +121,15 @@ class Listener(socket.socket):
 
 
 def refuse(conn: socket.socket) -> None:
-    """Answer 503 without reading a byte (what the client sent is not read), and close."""
+    """Answer 503 without reading the request, and close. (What came with it already is taken
+    off the socket unread: closing on unread bytes resets the connection, and a reset loses
+    the answer too. What comes later still may.)"""
     try:
         conn.setblocking(False)
         conn.send(BUSY)  # a fresh connection's send buffer takes it whole
-    except OSError:
+        conn.shutdown(socket.SHUT_WR)
+        conn.recv(1 << 16)
+    except OSError:  # BlockingIOError (nothing came yet) among them
         pass
     conn.close()
 
