@@ -49,12 +49,11 @@ class Subscription:
         except asyncio.QueueFull:
             self.lagged += 1
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncIterator[Any]:
         while True:
             event = await self.queue.get()
             if self.lagged:
-                yield {"type": "lagged", "missed": self.lagged}
-                self.lagged = 0
+                yield self._missed()
             yield event
 
     async def batches(self) -> AsyncIterator[list[Any]]:
@@ -65,10 +64,15 @@ class Subscription:
             while not self.queue.empty():
                 batch.append(self.queue.get_nowait())
             if self.lagged:
-                lagged = {"type": "lagged", "missed": self.lagged}
-                batch.insert(0, lagged if self.encode is None else self.encode(lagged))
-                self.lagged = 0
+                batch.insert(0, self._missed())
             yield batch
+
+    def _missed(self) -> Any:
+        """The `lagged` event for what was lost since it was last said (encoded, if this
+        subscription encodes)."""
+        lagged = {"type": "lagged", "missed": self.lagged}
+        self.lagged = 0
+        return lagged if self.encode is None else self.encode(lagged)
 
 
 class EventBus:
