@@ -385,11 +385,16 @@ def _size(path: str) -> int:
         return 0
 
 
+def sse_event(event: dict[str, Any]) -> bytes:
+    """An event as /api/v1/events sends it (made once per event for all its listeners)."""
+    return sse(event_json(event))
+
+
 async def _sse(events: EventBus) -> AsyncIterator[bytes]:
-    with events.subscribe() as subscription:
+    with events.subscribe(encode=sse_event) as subscription:
         yield sse({"type": "connected"})
-        async for event in subscription:
-            yield sse(event_json(event))
+        async for batch in subscription.batches():  # what piled up meanwhile: one write
+            yield b"".join(batch)
 
 
 def _job_id(request: Request) -> int:

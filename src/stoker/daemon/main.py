@@ -28,6 +28,7 @@ from stoker.config import Config
 from stoker.daemon import lock
 
 if TYPE_CHECKING:
+    from stoker.api.listeners import Listener
     from stoker.store import Store
 
 log = logging.getLogger("stoker")
@@ -141,10 +142,12 @@ def _setup_logging(stream: TextIO) -> None:
     root.propagate = False
 
 
-def _bind_unix(path: Path) -> socket.socket:
+def _bind_unix(path: Path) -> Listener:
     # We hold the lock, so a socket file here is a dead daemon's leftover.
+    from stoker.api.listeners import Listener
+
     path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = Listener(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # born 0600: no window in which others could connect
     try:
         sock.bind(str(path))
@@ -156,10 +159,14 @@ def _bind_unix(path: Path) -> socket.socket:
     return sock
 
 
-def _bind_tcp(host: str, port: int) -> socket.socket:
+def _bind_tcp(host: str, port: int, ceiling: int) -> Listener:
+    """The TCP door; its connections may not take a descriptor from `ceiling` on (listeners.py)."""
+    from stoker.api.listeners import Listener
+
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
+    sock = Listener(family, kind, proto)
+    sock.ceiling = ceiling
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
@@ -223,7 +230,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app, program_snapshots
-    from stoker.api.connections import guarded_protocol
+    from stoker.api.connections import TOTAL, guarded_protocol
+    from stoker.api.listeners import quiet_accept_errors, tcp_descriptor_ceiling
     from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
@@ -257,9 +265,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     d = config.daemon
     # Bound before anything is opened: a port in use ends the start with nothing to undo but
     # these (TCP first, so that it leaves no socket file behind).
-    sockets = []
+    # TCP connections leave a quarter of the descriptors (at least 64) to the unix socket and
+    # to spawning; at most half of the rest wait for a request head (connections.py).
+    ceiling = tcp_descriptor_ceiling(open_files)
+    quiet_accept_errors(loop)  # a failed accept() is said by its Listener, once a minute at most
+    sockets: list[socket.socket] = []
     if d.listen_host is not None and d.listen_port is not None:
-        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
+        sockets.append(_bind_tcp(d.listen_host, d.listen_port, ceiling))
     sockets.insert(0, _bind_unix(socket_path(config)))
     try:
         store = await _open_store(config)
@@ -304,7 +316,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             lifespan="off",
             log_level="warning",
             access_log=False,
-            http=guarded_protocol(),  # h11, with a deadline and a bound on unfinished heads
+            # h11, with a deadline and a bound on unfinished heads
+            http=guarded_protocol(total=min(TOTAL, max(1, ceiling // 2))),
             ws="none",
             date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
             server_header=False,
