@@ -46,7 +46,9 @@ def test_help_of_every_command_names_what_it_takes(capsys: pytest.CaptureFixture
 
 def test_choices_read_as_alternatives(capsys: pytest.CaptureFixture[str]) -> None:
     assert help_of(capsys, "queue").startswith("Usage: stoker queue [OPTIONS] pause|resume QUEUE\n")
-    assert help_of(capsys, "schedule").startswith("Usage: stoker schedule [OPTIONS] run|pause|resume NAME\n")
+    assert help_of(capsys, "schedule").startswith(
+        "Usage: stoker schedule [OPTIONS] run|pause|resume|history NAME\n"
+    )
     jobs = help_of(capsys, "jobs")
     assert re.search(
         r"--state queued\|running\|succeeded\|failed\|cancelled\s+Only jobs in this state\.", jobs

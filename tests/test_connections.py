@@ -182,8 +182,10 @@ def test_500_half_open_connections_are_closed_while_others_are_answered(stoker: 
         statuses = [status_of(received[sock]) for sock in half]
         # Past PER_CLIENT waiting from one address, the oldest of them went at once: 503, or
         # nothing when the daemon had not read a byte of it yet (it accepts a burst of
-        # connections before it reads any). The others went at the deadline: 408.
-        assert set(statuses) <= {408, 503, None} and 503 in statuses, set(statuses)
+        # connections before it reads any; on a loaded machine that can be every one of them, so
+        # a 503 is not required here: tests/test_descriptors.py sees it). The others went at the
+        # deadline: 408.
+        assert set(statuses) <= {408, 503, None}, set(statuses)
         assert statuses.count(503) + statuses.count(None) >= len(half) - PER_CLIENT
         assert 1 <= statuses.count(408) <= PER_CLIENT
         answer = received[half[-1]]

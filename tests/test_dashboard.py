@@ -392,13 +392,13 @@ def test_a_schedules_own_task_and_queue_stay_out_of_the_form_and_queues(page: Pa
     options = (
         page.get_by_role("form", name="Enqueue a job").get_by_label("Task", exact=True).locator("option")
     )
-    expect(options).to_have_count(3)
-    assert sorted(options.all_inner_texts()) == ["check_disk (queue default)", "greet (queue fast)",
-                                                 "send_mail (queue mail)"]  # fmt: skip
+    expect(options).to_have_count(4)
+    assert sorted(options.all_inner_texts()) == ["build (queue fast)", "check_disk (queue default)",
+                                                 "greet (queue fast)", "send_mail (queue mail)"]  # fmt: skip
     # the filter lists it: its jobs are listed under that name
     choices = page.get_by_role("form", name="Filter jobs").get_by_label("Task").locator("option")
-    expect(choices).to_have_count(5)
-    assert choices.all_inner_texts() == ["any", "greet", "check_disk", "send_mail", "schedule.gray"]
+    expect(choices).to_have_count(6)
+    assert choices.all_inner_texts() == ["any", "greet", "check_disk", "send_mail", "build", "schedule.gray"]
     page.get_by_role("link", name="Queues").click()
     expect(page.locator("tr[data-name='mail']")).to_be_visible()
     names = page.locator("table.queues tbody tr").evaluate_all("rows => rows.map(r => r.dataset.name)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Stoker, kill_marked, wait_for
+from conftest import Stoker, free_port, kill_marked, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -138,18 +139,132 @@ def test_an_existing_wide_state_dir_is_made_0700(stoker: Stoker) -> None:
     assert stoker.log_text().count("now 0700") == 1
 
 
-def test_a_state_dir_owned_by_someone_else_is_left_with_a_warning(stoker: Stoker) -> None:
+def need_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("giving a dir to another user needs root")
+        pytest.skip("giving a file to another user needs root (these tests run as root in CI)")
+
+
+def precious(root: Path, name: str) -> Path:
+    """A file of root's outside the state dir, which a planted link names."""
+    target = root / f"precious-{name.replace('/', '-')}"
+    target.write_text("precious\n")
+    os.chmod(target, 0o644)
+    return target
+
+
+def refused(stoker: Stoker) -> str:
+    """`stoker up` in the foreground, which must fail: what it said."""
+    daemon = stoker.up(wait=False)
+    assert daemon.wait(60) == 1, stoker.log_text()
+    return stoker.log_text()
+
+
+def test_a_state_dir_owned_by_someone_else_is_refused(stoker: Stoker) -> None:
+    """Before, the daemon ran in it with a warning; `nobody` planted a link where the daemon
+    log goes and the daemon, root, appended to the file it names."""
+    need_root()
     nobody = pwd.getpwnam("nobody")
     stoker.state_dir.mkdir()
     os.chmod(stoker.state_dir, 0o755)
     os.chown(stoker.state_dir, nobody.pw_uid, nobody.pw_gid)
-    stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
+    planted = {name: precious(stoker.root, name) for name in ("stoker.lock", "stoker.pid", "logs")}
+    for name, target in planted.items():
+        (stoker.state_dir / name).symlink_to(target)
+        os.lchown(stoker.state_dir / name, nobody.pw_uid, nobody.pw_gid)
+    stoker.write('[programs.p]\ncommand = "sleep 1000"\n[tasks.t]\ncommand = "true"\n')
+    said = refused(stoker)
+    assert (
+        f"stoker: state dir {stoker.state_dir} is owned by nobody (uid {nobody.pw_uid}), not by root,"
+        " the user the daemon runs as: nobody could plant links in it for the daemon to follow"
+    ) in said
+    assert f"Give it to root (chown -R root {stoker.state_dir}) or set another [daemon] state_dir" in said
+    assert all(target.read_text() == "precious\n" for target in planted.values())
+    assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o755  # not ours to change
+
+    # given to root as the message says: it starts, and tightens it
+    subprocess.run(["chown", "-R", "root", str(stoker.state_dir)], check=True)
+    for name in planted:
+        (stoker.state_dir / name).unlink()
     stoker.up()
-    assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o755
-    expected = f"state dir {stoker.state_dir} is mode 0755 and owned by uid {nobody.pw_uid}, not us"
-    assert expected in stoker.log_text()
+    assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("folder", ["logs", "logs/jobs"])
+def test_a_folder_in_the_state_dir_owned_by_someone_else_or_a_link_is_refused(
+    stoker: Stoker, folder: str
+) -> None:
+    need_root()
+    nobody = pwd.getpwnam("nobody")
+    (stoker.state_dir / folder).mkdir(mode=0o700, parents=True)
+    os.chown(stoker.state_dir / folder, nobody.pw_uid, nobody.pw_gid)
+    stoker.write('[tasks.t]\ncommand = "true"\n')
+    assert f"folder {stoker.state_dir / folder} is owned by nobody (uid {nobody.pw_uid})" in refused(stoker)
+    os.rmdir(stoker.state_dir / folder)
+    elsewhere = stoker.root / "elsewhere"
+    elsewhere.mkdir()
+    (stoker.state_dir / folder).symlink_to(elsewhere)
+    said = refused(stoker)
+    assert f"folder {stoker.state_dir / folder} is a symbolic link: the daemon follows none" in said
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_links_planted_in_the_state_dir_are_not_followed(stoker: Stoker) -> None:
+    """A link where a program's log, a job's output, the pidfile or stopped.json goes (planted
+    while the dir was open to others, before a start made it 0700): the file it names is left
+    alone."""
+    logs = stoker.state_dir / "logs"
+    (logs / "jobs").mkdir(mode=0o700, parents=True)
+    os.chmod(stoker.state_dir, 0o777)  # as a careless admin left it, for a `user =` program
+    links = ("logs/p.0.log", "logs/jobs/1.log", "logs/jobs/2.log", "stoker.pid", "stopped.json")
+    planted = {name: precious(stoker.root, name) for name in links}
+    for name, target in planted.items():
+        (stoker.state_dir / name).symlink_to(target)
+    stoker.write(
+        """
+        [programs.p]
+        command = ["sh", "-c", "echo hello from p; exec sleep 1000"]
+        start_seconds = 0
+        [tasks.say]
+        command = ["echo", "said"]
+        [tasks.call]
+        call = "json:dumps"
+        """
+    )
+    stoker.up()
+    assert stat.S_IMODE(stoker.state_dir.stat().st_mode) == 0o700
+    stoker.wait_state("p:0", "running")
+    wait_for(lambda: "a symbolic link is in its place, and is not followed" in stoker.log_text(),
+             what="the log's complaint")  # fmt: skip
+    shown = stoker.cli("logs", "p")  # read through the daemon: not through the link either
+    assert shown.returncode == 0 and "precious" not in shown.stdout, shown
+    command, call = (json.loads(stoker.cli("enqueue", *args, "--wait", "--json").stdout)
+                     for args in (["say"], ["call", "obj:=1"]))  # fmt: skip
+    assert (command["id"], call["id"]) == (1, 2)
+    for job in (command, call):
+        assert job["state"] == "failed", job
+        assert job["error"] == (f"cannot open the job's output file {logs}/jobs/{job['id']}.log:"
+                                " a symbolic link is in its place (not followed)"), job  # fmt: skip
+    assert stoker.cli("stop", "p").returncode == 0  # stopped.json written
+    assert stoker.json("enqueue", "say", "--wait")["output"] == "said\n"  # job 3: no link there
+    assert stoker.terminate() == 0
+    assert {name: target.read_text() for name, target in planted.items()} == dict.fromkeys(
+        planted, "precious\n"
+    )
+    # the pidfile and stopped.json are written beside and renamed over: the links are gone
+    assert not (stoker.state_dir / "stopped.json").is_symlink()
+    assert "p:0" in (stoker.state_dir / "stopped.json").read_text()
+
+
+@pytest.mark.parametrize("name", ["stoker.lock", "stoker.db", "stoker.db-wal", "token"])
+def test_a_link_in_place_of_the_lock_database_or_token_refuses_the_start(stoker: Stoker, name: str) -> None:
+    stoker.state_dir.mkdir(mode=0o700)
+    target = precious(stoker.root, name)
+    (stoker.state_dir / name).symlink_to(target)
+    stoker.write(f'[daemon]\nlisten = "127.0.0.1:{free_port()}"\n[tasks.t]\ncommand = "true"\n')
+    said = refused(stoker)
+    assert "Too many levels of symbolic links" in said or "a symbolic link, not followed" in said, said
+    assert str(stoker.state_dir / name) in said
+    assert target.read_text() == "precious\n"
 
 
 # the notify socket: exactly the programs' users may send -------------------------------------
@@ -289,3 +404,45 @@ def test_notify_socket_is_born_private(tmp_path: Path) -> None:
         assert asyncio.run(bind()) == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_link_in_place_of_the_detached_daemons_log_refuses_the_start(stoker: Stoker) -> None:
+    stoker.state_dir.mkdir(mode=0o700)
+    target = precious(stoker.root, "stoker.log")
+    (stoker.state_dir / "stoker.log").symlink_to(target)
+    stoker.write('[programs.p]\ncommand = "sleep 1000"\n')
+    up = stoker.cli("up", "-d")
+    assert up.returncode == 1
+    assert (
+        f"stoker: daemon failed to start: cannot open the daemon log {stoker.state_dir / 'stoker.log'}:"
+        " Too many levels of symbolic links"
+    ) in up.stderr
+    assert "Traceback" not in up.stderr + up.stdout
+    assert target.read_text() == "precious\n"
+
+
+def fake_stat(kind: int, mode: int, uid: int) -> os.stat_result:
+    return os.stat_result((kind | mode, 1, 1, 1, uid, uid, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("top", [True, False])
+@pytest.mark.parametrize("kind", [stat.S_IFDIR, stat.S_IFLNK, stat.S_IFREG])
+@pytest.mark.parametrize("uid", [0, 1000])
+@pytest.mark.parametrize("mode", [0o700, 0o755, 0o777, 0o1777])
+def test_foreign(top: bool, kind: int, uid: int, mode: int) -> None:
+    """Only a folder of the daemon's own user passes, whatever its mode (a wide one of ours is
+    made 0700, not refused)."""
+    from stoker.daemon.main import foreign
+
+    reason = foreign(Path("/srv/x"), fake_stat(kind, mode, uid), 0, top=top)
+    if kind == stat.S_IFDIR and uid == 0:
+        assert reason is None
+        return
+    assert reason is not None
+    assert reason.startswith("state dir /srv/x " if top else "folder /srv/x ")
+    if kind == stat.S_IFLNK:
+        assert "is a symbolic link" in reason
+    elif kind == stat.S_IFREG:
+        assert "is not a folder" in reason
+    else:
+        assert f"(uid {uid}), not by root" in reason

@@ -591,8 +591,9 @@ def test_slots_missed_while_the_daemon_was_down(stoker: Stoker, receiver: Receiv
     stopped = time.time()
     wait_for(lambda: time.time() > stopped + 3.5, 10, "three slots to pass")  # time passing is the state
     stoker.up()
-    [body] = receiver.wait("schedule_missed")
-    assert body["reason"] == "down" and body["missed"] >= 2 and len(body["slots"]) == body["missed"]
+    # (on a loaded machine a slot after the restart may also be reported late: not this test's)
+    [body] = [b for b in receiver.wait("schedule_missed") if b["reason"] == "down"]
+    assert body["missed"] >= 2 and len(body["slots"]) == body["missed"]
     assert "missed while the daemon was not running" in body["message"]
     caught_up = [j for j in stoker.client.jobs() if j["schedule"] == "tick"]
     latest = max(dt.datetime.fromisoformat(j["slot"]) for j in caught_up)

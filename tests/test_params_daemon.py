@@ -29,7 +29,7 @@ RECORD = (
 def config(root: Path, port: int | None = None, extra: str = "") -> str:
     out = root / "argv"
     out.mkdir(exist_ok=True)
-    listen = f'[daemon]\nlisten = "127.0.0.1:{port}"\n' if port else ""
+    listen = f'[daemon]\nlisten = "127.0.0.1:{port}"\ntoken = "{TOKEN}"\n' if port else ""
     return f"""
 {listen}
 [tasks.build]
@@ -74,13 +74,16 @@ def job_ids(s: Stoker) -> list[int]:
     return [j["id"] for j in s.client.jobs(limit=1000)]
 
 
+TOKEN = "typed-params-test-token"  # every TCP request needs one (docs/security.md)
+
+
 def http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         data=data,
         method=method,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from stoker import __version__
+from stoker.terminal import Stream, cell, json_text, visible, visible_bytes
 
 # typing and pathlib cost milliseconds `stoker status` does not have (see locate.py)
 TYPE_CHECKING = False
@@ -32,7 +33,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 1, 2, 3
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    print(f"stoker: {message}", file=sys.stderr)
+    print(f"stoker: {visible(message)}", file=sys.stderr)  # it may quote the daemon's text
     sys.exit(code)
 
 
@@ -427,30 +428,45 @@ def signal_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def logs(ctx: Context, args: argparse.Namespace) -> None:
-    """Show the output of a program or a job. NAME: program, program:instance, or job:ID."""
+    """Show the output of a program or a job. NAME: program, program:instance, or job:ID.
+    Control characters are shown as escapes (\\x1b), unless --raw."""
     stream = "err" if args.stderr_stream else "out"
-    out = sys.stdout.buffer
     if args.name.startswith("job:"):
-        _job_logs(ctx, args, out)
+        _job_logs(ctx, args)
         return
     with _talking():
         client = ctx.client(timeout=None if args.follow else 120.0)
         if not args.follow:
-            out.write(client.logs(args.name, args.lines, stream))
-            out.flush()
+            _write_output(client.logs(args.name, args.lines, stream), args.raw)
             return
-        try:
-            for event in client.follow_logs(args.name, args.lines, stream):
-                out.write(event["text"].encode())
-                out.flush()
-        except KeyboardInterrupt:
-            pass
+        _follow_output(client.follow_logs(args.name, args.lines, stream), args.raw)
+
+
+def _write_output(data: bytes, raw: bool) -> None:
+    """Output as stored; shown safe for a terminal unless `raw`. Escaped even into a pipe (unlike
+    `ls`): `stoker logs app | grep x` hands grep's lines to the terminal all the same."""
+    sys.stdout.buffer.write(data if raw else visible_bytes(data))
+    sys.stdout.buffer.flush()
+
+
+def _follow_output(events: Iterator[dict[str, Any]], raw: bool) -> None:
+    out, stream = sys.stdout.buffer, Stream()
+    try:
+        for event in events:
+            if event.get("event") == "end":  # a job's: it has finished
+                break
+            out.write((event["text"] if raw else stream.feed(event["text"])).encode())
+            out.flush()
+    except KeyboardInterrupt:
+        pass
+    out.write(stream.end().encode())
+    out.flush()
 
 
 # jobs ----------------------------------------------------------------------------------------
 
 
-def _job_logs(ctx: Context, args: argparse.Namespace, out: Any) -> None:
+def _job_logs(ctx: Context, args: argparse.Namespace) -> None:
     try:
         job_id = int(args.name[4:])
     except ValueError:
@@ -458,17 +474,9 @@ def _job_logs(ctx: Context, args: argparse.Namespace, out: Any) -> None:
     with _talking():
         client = ctx.client(timeout=None if args.follow else 120.0)
         if not args.follow:
-            out.write(client.job_logs(job_id, args.lines))
-            out.flush()
+            _write_output(client.job_logs(job_id, args.lines), args.raw)
             return
-        try:
-            for event in client.follow_job_logs(job_id, args.lines):
-                if event.get("event") == "end":
-                    break
-                out.write(event["text"].encode())
-                out.flush()
-        except KeyboardInterrupt:
-            pass
+        _follow_output(client.follow_job_logs(job_id, args.lines), args.raw)
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
@@ -503,8 +511,9 @@ def _print_table(
     state_at: int = 1,
 ) -> None:
     """Columns padded to fit (the last one, a free-form note, is not); with `colours`, the
-    column `state_at` (a state) is coloured on a terminal unless NO_COLOR is set."""
-    table = [header, *rows]
+    column `state_at` (a state) is coloured on a terminal unless NO_COLOR is set. Every cell is
+    shown safe for a terminal, on one line: programs, jobs and other nodes wrote much of it."""
+    table = [header, *[tuple(cell(c) for c in row) for row in rows]]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     color = colours is not None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     for n, row in enumerate(table):
@@ -554,7 +563,7 @@ def _print_job(job: dict[str, Any]) -> None:
         ("task", job["task"]),
         ("queue", job["queue"]),
         ("state", job["state"]),
-        ("params", json.dumps(job["params"], ensure_ascii=False)),
+        ("params", json_text(job["params"])),
         ("attempt", f"{job['attempt']} of {job['max_attempts']}"),
         ("priority", str(job["priority"])),
         ("key", job["key"] or "-"),
@@ -566,22 +575,23 @@ def _print_job(job: dict[str, Any]) -> None:
         ("error", (job["error"] or "-").splitlines()[0]),
     ]
     if job.get("result") is not None:
-        fields.append(("result", json.dumps(job["result"], ensure_ascii=False)))
+        fields.append(("result", json_text(job["result"])))
     if job.get("schedule"):
         fields.append(("schedule", job["schedule"]))
     width = max(len(k) for k, _ in fields)
-    for k, v in fields:
-        print(f"{k.ljust(width)}  {v}")
+    for k, v in fields:  # JSON is safe as json_text wrote it; the rest may be anything
+        print(f"{k.ljust(width)}  {v if k in ('params', 'result') else cell(v)}")
     attempts = job.get("attempts") or []
     if attempts:
         print("attempts:")
         for a in attempts:
             code = "" if a["exit_code"] is None else f", exit code {a['exit_code']}"
             error = f": {a['error'].splitlines()[0]}" if a["error"] and a["outcome"] != "succeeded" else ""
-            print(f"  {a['number']}. {_short_time(a['started_at'])}  {a['outcome']}{code}{error}")
+            print(cell(f"  {a['number']}. {_short_time(a['started_at'])}  {a['outcome']}{code}{error}"))
     if job.get("output"):
         print("output:")
-        sys.stdout.write(job["output"] if job["output"].endswith("\n") else job["output"] + "\n")
+        output = visible(job["output"])
+        sys.stdout.write(output if output.endswith("\n") else output + "\n")
 
 
 def _job_exit(job: dict[str, Any]) -> None:
@@ -684,7 +694,7 @@ def _describe_param(p: Mapping[str, Any]) -> str:
     """``count (int 1..50)``, ``channel (android|ios, default android)``: one parameter."""
     rules = []
     if p["choices"] is not None:
-        rules.append("|".join(json.dumps(c) if not isinstance(c, str) else c for c in p["choices"]))
+        rules.append("|".join(json_text(c) if not isinstance(c, str) else c for c in p["choices"]))
     elif p["type"] != "any":
         rules.append(p["type"])
     if p["min"] is not None or p["max"] is not None:
@@ -693,7 +703,7 @@ def _describe_param(p: Mapping[str, Any]) -> str:
     if p["pattern"] is not None:
         rules.append(f"pattern {p['pattern']}")
     if p["default"] is not None:
-        rules.append(f"default {json.dumps(p['default'])}")
+        rules.append(f"default {json_text(p['default'])}")
     elif not p["required"]:
         rules.append("optional")
     if p["allow_option"]:
@@ -702,7 +712,7 @@ def _describe_param(p: Mapping[str, Any]) -> str:
 
 
 def tasks_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Tasks a job may run, and each one's parameters: type, rules, default."""
+    """Tasks a job may run, with their parameters and rules."""
     with _talking():
         rows = ctx.client().tasks()
     if args.as_json:
@@ -764,7 +774,7 @@ def schedules_command(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def schedule_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Run a schedule now, pause or resume it (persisted), or show its slots."""
+    """Run, pause or resume a schedule, or show its slots."""
     if args.action == "history":
         with _talking():
             rows = ctx.client().schedule_slots(args.name, args.limit)
@@ -917,6 +927,11 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
                 dest="stderr_stream",
                 action="store_true",
                 help='The separate stderr log (log.stderr = "separate").',
+            ),
+            _arg(
+                "--raw",
+                action="store_true",
+                help="The bytes as they are, control characters too (for a file).",
             ),
         ],
     ),

@@ -417,19 +417,18 @@ def _size(path: str) -> int:
         return 0
 
 
-def _sse_size(event: dict[str, Any]) -> int:
-    """What an event costs a listener: its bytes as sent (one measure for all listeners, so
-    the bus computes it once per event)."""
-    return len(sse(event_json(event)))
+def sse_event(event: dict[str, Any]) -> bytes:
+    """An event as /api/v1/events sends it (made once per event for all its listeners)."""
+    return sse(event_json(event))
 
 
 async def _sse(events: EventBus) -> AsyncIterator[bytes]:
     """The events stream. A listener that lags by more than BUDGET bytes (it stopped reading)
     is dropped: its last event is `lagged`, and the stream ends (clients reconnect)."""
-    with events.subscribe(budget=BUDGET, measure=_sse_size) as subscription:
+    with events.subscribe(encode=sse_event, budget=BUDGET) as subscription:
         yield sse({"type": "connected"})
-        async for event in subscription:
-            yield sse(event_json(event))
+        async for batch in subscription.batches():  # what piled up meanwhile: one write
+            yield b"".join(batch)
 
 
 def _job_id(request: Request) -> int:

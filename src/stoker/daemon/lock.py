@@ -21,7 +21,7 @@ class AlreadyRunning(Exception):
 
 def acquire(state_dir: Path) -> int:
     """Take the lock; return its fd (keep it open for the daemon's life) or raise AlreadyRunning."""
-    fd = os.open(state_dir / "stoker.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(state_dir / "stoker.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -33,7 +33,7 @@ def acquire(state_dir: Path) -> int:
 def is_locked(state_dir: Path) -> bool:
     """Whether a daemon holds the lock right now (used to wait for a shutdown to finish)."""
     try:
-        fd = os.open(state_dir / "stoker.lock", os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(state_dir / "stoker.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -47,9 +47,15 @@ def is_locked(state_dir: Path) -> bool:
 
 def read_pid(state_dir: Path) -> int | None:
     try:
-        return int((state_dir / "stoker.pid").read_text().strip())
+        fd = os.open(state_dir / "stoker.pid", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return int(os.read(fd, 64).strip())
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
 
 
 def write_pid(state_dir: Path) -> None:

@@ -28,6 +28,7 @@ from stoker.config import Config
 from stoker.daemon import lock
 
 if TYPE_CHECKING:
+    from stoker.api.listeners import Listener
     from stoker.store import Store
 
 log = logging.getLogger("stoker")
@@ -42,19 +43,61 @@ def socket_path(config: Config) -> Path:
 
 
 def prepare_state_dir(config: Config) -> Path:
+    """The state dir, made 0700 if it is not there; refused (StartupError) if it is not ours:
+    checked before anything is opened in it."""
     state_dir = Path(config.daemon.state_dir)
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (state_dir / "logs").mkdir(mode=0o700, exist_ok=True)
+        _refuse_foreign(state_dir, os.stat(state_dir), top=True)
+        logs = state_dir / "logs"
+        logs.mkdir(mode=0o700, exist_ok=True)
+        _refuse_foreign(logs, os.lstat(logs))
+        with contextlib.suppress(FileNotFoundError):  # (made by the dispatcher, when there are tasks)
+            _refuse_foreign(logs / "jobs", os.lstat(logs / "jobs"))
     except OSError as e:
         raise StartupError(f"cannot create state dir {state_dir}: {e.strerror}") from None
     return state_dir
 
 
+def foreign(path: Path, st: os.stat_result, me: int, *, top: bool = False) -> str | None:
+    """Why the daemon must not use the folder `path` (`st`: its lstat, or its stat for the
+    state dir itself, which may be a link an admin made), or None. Another user who owns a
+    folder of ours (or a link in place of one) could plant links there that the daemon, root
+    as a rule, would follow when it writes a log: to overwrite any file of the machine."""
+    what = "state dir" if top else "folder"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{what} {path} is a symbolic link: the daemon follows none inside its state dir (remove it)"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{what} {path} is not a folder (remove it)"
+    if st.st_uid != me:
+        owner, mine = _user_name(st.st_uid), _user_name(me)
+        return (
+            f"{what} {path} is owned by {owner} (uid {st.st_uid}), not by {mine}, the user the daemon"
+            f" runs as: {owner} could plant links in it for the daemon to follow, and read what it keeps"
+            f" there. Give it to {mine} (chown -R {mine} {path}) or set another [daemon] state_dir"
+        )
+    return None
+
+
+def _refuse_foreign(path: Path, st: os.stat_result, *, top: bool = False) -> None:
+    if (reason := foreign(path, st, os.geteuid(), top=top)) is not None:
+        raise StartupError(reason)
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
 def keep_private(state_dir: Path) -> None:
     """Tighten a state dir that others may enter (made by hand, `mkdir -p` under umask 022, an
     older stoker) to 0700: a fresh one is born so, and its files are ours alone. Said in the log,
-    since it may change what someone relied on; one we do not own is left as it is, with a warning.
+    since it may change what someone relied on. (One we do not own was refused before:
+    prepare_state_dir.)
     """
     from stoker.sdnotify import drop_acl
 
@@ -70,18 +113,16 @@ def keep_private(state_dir: Path) -> None:
             if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
                 os.chmod(entry.path, stat.S_IMODE(st.st_mode) & 0o700)
                 tightened.append(entry.name)
+    logs = state_dir / "logs"
+    if (mode := stat.S_IMODE(logs.lstat().st_mode)) & 0o077:  # (a folder of ours: prepare_state_dir)
+        os.chmod(logs, 0o700)
+        log.info("%s was mode %04o, now 0700", logs, mode)
     if tightened:
         log.info("made private (0600) in %s: %s", state_dir, ", ".join(sorted(tightened)))
     st = state_dir.stat()
     if not st.st_mode & 0o077:
         return
     mode = stat.S_IMODE(st.st_mode)
-    if st.st_uid != os.geteuid():
-        log.warning(
-            "state dir %s is mode %04o and owned by uid %d, not us: others may read the database and logs",
-            state_dir, mode, st.st_uid,
-        )  # fmt: skip
-        return
     try:
         os.chmod(state_dir, 0o700)
     except OSError as e:
@@ -101,10 +142,12 @@ def _setup_logging(stream: TextIO) -> None:
     root.propagate = False
 
 
-def _bind_unix(path: Path) -> socket.socket:
+def _bind_unix(path: Path) -> Listener:
     # We hold the lock, so a socket file here is a dead daemon's leftover.
+    from stoker.api.listeners import Listener
+
     path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = Listener(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # born 0600: no window in which others could connect
     try:
         sock.bind(str(path))
@@ -116,10 +159,14 @@ def _bind_unix(path: Path) -> socket.socket:
     return sock
 
 
-def _bind_tcp(host: str, port: int) -> socket.socket:
+def _bind_tcp(host: str, port: int, ceiling: int) -> Listener:
+    """The TCP door; its connections may not take a descriptor from `ceiling` on (listeners.py)."""
+    from stoker.api.listeners import Listener
+
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
+    sock = Listener(family, kind, proto)
+    sock.ceiling = ceiling
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(addr)
@@ -183,7 +230,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
     from stoker import sdnotify
     from stoker.api.app import DaemonInfo, build_app, program_snapshots
-    from stoker.api.connections import guarded_protocol
+    from stoker.api.connections import TOTAL, guarded_protocol
+    from stoker.api.listeners import quiet_accept_errors, tcp_descriptor_ceiling
     from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
@@ -217,9 +265,13 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     d = config.daemon
     # Bound before anything is opened: a port in use ends the start with nothing to undo but
     # these (TCP first, so that it leaves no socket file behind).
-    sockets = []
+    # TCP connections leave a quarter of the descriptors (at least 64) to the unix socket and
+    # to spawning; at most half of the rest wait for a request head (connections.py).
+    ceiling = tcp_descriptor_ceiling(open_files)
+    quiet_accept_errors(loop)  # a failed accept() is said by its Listener, once a minute at most
+    sockets: list[socket.socket] = []
     if d.listen_host is not None and d.listen_port is not None:
-        sockets.append(_bind_tcp(d.listen_host, d.listen_port))
+        sockets.append(_bind_tcp(d.listen_host, d.listen_port, ceiling))
     sockets.insert(0, _bind_unix(socket_path(config)))
     try:
         store = await _open_store(config)
@@ -264,7 +316,8 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             lifespan="off",
             log_level="warning",
             access_log=False,
-            http=guarded_protocol(),  # h11, with a deadline and a bound on unfinished heads
+            # h11, with a deadline and a bound on unfinished heads
+            http=guarded_protocol(total=min(TOTAL, max(1, ceiling // 2))),
             ws="none",
             date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
             server_header=False,
@@ -550,6 +603,8 @@ def _run(config: Config, *, detach: bool) -> int:
     except lock.AlreadyRunning as e:
         print(f"stoker: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a link planted in its place (ELOOP) is not followed
+        raise StartupError(f"cannot lock {state_dir / 'stoker.lock'}: {e.strerror}") from None
     if detach:
         return _run_detached(config, state_dir, lock_fd)
     _setup_logging(sys.stderr)
@@ -598,7 +653,10 @@ def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:
     code = 1
     try:
         daemon_log = state_dir / "stoker.log"
-        fd = os.open(daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:  # (O_NOFOLLOW: a link planted in its place is not followed)
+            fd = os.open(daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            raise StartupError(f"cannot open the daemon log {daemon_log}: {e.strerror}") from None
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(fd, 1)

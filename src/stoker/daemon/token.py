@@ -36,9 +36,11 @@ def made_token(state_dir: str | Path) -> str:
 
 def _kept(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # a planted link: ELOOP
     except FileNotFoundError:
         return ""
+    with open(fd, encoding="utf-8") as f:
+        return f.read().strip()
 
 
 def _new(path: Path) -> str:

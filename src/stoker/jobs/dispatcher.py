@@ -181,8 +181,13 @@ class Dispatcher:
         jobs = os.path.join(self.log_dir, "jobs")
         os.makedirs(jobs, mode=0o700, exist_ok=True)
         # Searchable by workers running as a task's `user`, through the descriptor of it they are
-        # given (its parents stay closed; each output file is 0600, its job's user's).
-        os.chmod(jobs, 0o711)
+        # given (its parents stay closed; each output file is 0600, its job's user's). Set
+        # through a descriptor: a link in its place is not followed (ELOOP).
+        fd = os.open(jobs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(fd, 0o711)
+        finally:
+            os.close(fd)
         self.paused = await self.store.paused_queues()
         self._prewarm()
         requeued = await self.store.requeue_running(self.node, time.time(), DIED)

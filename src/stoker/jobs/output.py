@@ -33,7 +33,7 @@ def open_output(
     """Open for a new attempt: (fd, the offset where this attempt's output begins). With
     `dir_fd` (the folder `path` is in), the file is opened relative to it."""
     # read-write: the end of the attempt reads its output back through the same descriptor
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC  # no planted link
     if dir_fd is None:
         fd = os.open(path, flags, 0o600)
     else:
@@ -137,12 +137,14 @@ def current_output(path: str) -> str:
     """The end of the latest attempt's output, read from outside while it runs (or after a
     worker died mid-job): the last 64 KB, from the last marker line on."""
     try:
-        with open(path, "rb") as f:
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - OUTPUT_TAIL))
             data = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return ""
+    except OSError as e:  # a link in its place (ELOOP) is not followed
+        return f"[stoker] cannot read {path}: {e.strerror}\n"
     at = data.rfind(b"\n" + MARKER)
     if at >= 0 or data.startswith(MARKER):
         end_of_marker = data.find(b"\n", at + 1)

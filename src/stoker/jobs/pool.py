@@ -41,6 +41,7 @@ from stoker.store import Job
 from stoker.supervise.environment import child_base
 from stoker.supervise.identity import resolve
 from stoker.supervise.procs import kill_job_processes
+from stoker.supervise.reach import why_python_unreachable
 from stoker.supervise.reap import describe_exit, kill_group, watch_exit
 from stoker.supervise.spawn import SUPERVISOR_ENV, describe_spawn_error, spawn
 
@@ -78,6 +79,7 @@ class Worker:
         self.replaced = False  # its successor has been started (it has been sent its last call)
         self.generation = 0  # of the pool's base environment it was started with
         self.owner: tuple[int, int] | None = None  # (uid, gid) when not the daemon's: see give_output
+        self.groups: tuple[int, ...] = ()  # its supplementary groups, with an owner
         self.killed_for: int | None = None  # the job a stop killed it for
         self.took: float | None = None  # seconds its last job took, by its clock (how far ahead
         # the dispatcher sends: stoker.jobs.dispatcher.ahead_for)
@@ -145,8 +147,21 @@ class Worker:
             status = await asyncio.wait_for(asyncio.shield(self.exited), 5)
         except TimeoutError:
             return "the worker closed its channel"
+        if self.owner is not None and (reason := self.unreachable()) is not None:
+            return reason  # (its exit, 126 from setpriv, or a signal, would not say why)
         code, _, how = describe_exit(status)
         return f"the worker {how}" if code is not None else f"the worker was {how}"
+
+    def unreachable(self) -> str | None:
+        """Why a worker running as another user could not even start, if that is what it was:
+        its user cannot reach the Python that runs it (one under /root, say)."""
+        import stoker
+
+        assert self.owner is not None
+        uid, gid = self.owner
+        needed = [os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(stoker.__file__))]
+        return why_python_unreachable(self.profile[0] or f"uid {uid}", uid, (gid, *self.groups),
+                                      sys.executable, needed)  # fmt: skip
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         kill_group(self.pid, sig)
@@ -277,15 +292,18 @@ class Pool:
         env = child_base(self.base_environment, inherit=inherit, identity=identity)
         env["STOKER_WORKER_FD"] = str(theirs.fileno())
         env["STOKER_WORKER_STOP_FD"] = str(their_stops.fileno())
-        output_dir = os.open(self.output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        output_dir = os.open(self.output_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         env["STOKER_WORKER_OUTPUT_DIR_FD"] = str(output_dir)
-        env["STOKER_IMPORT_PATH"] = os.pathsep.join([self.config.directory, *_own_path()])
+        env["STOKER_IMPORT_PATH"] = os.pathsep.join([*_own_path(), self.config.directory])  # (last)
         env[SUPERVISOR_ENV] = self.config.daemon.state_dir
         quiet = os.open(os.devnull, os.O_WRONLY)
         try:
             child = spawn(
-                [sys.executable, "-m", "stoker.jobs.worker"],
-                directory=self.config.directory,
+                # -P: the folder it starts in is not put first on its import path, and it starts
+                # in "/", which only root may write: a module planted in the config's folder
+                # cannot shadow the standard library (the folder comes last: worker.main).
+                [sys.executable, "-P", "-m", "stoker.jobs.worker"],
+                directory="/",
                 environment=env,
                 identity=identity,
                 umask=umask,
@@ -307,6 +325,7 @@ class Pool:
         worker.generation = self.generation
         if identity.uid is not None:
             worker.owner = (identity.uid, identity.gid if identity.gid is not None else os.getegid())
+            worker.groups = identity.groups or ()
         watch_exit(asyncio.get_running_loop(), child.pid, worker.on_exit)
         return worker
 
@@ -585,6 +604,8 @@ class WorkerRun(GroupStop):
             reason = describe_spawn_error(error, self.task.command or ("?",), self.task.directory)
             return AttemptResult(Outcome.FAILED, error=reason, ended_at=ended_at)
         status = answer.get("status")
+        if status is None and answer.get("ok") is False:  # it could not begin (its output file)
+            return AttemptResult(Outcome.FAILED, error=str(answer.get("error")), ended_at=ended_at)
         exit_code = None if status is None else describe_exit(status)[0]
         if self.stopped is not None:
             return self.stopped_result(exit_code=exit_code, output=output, ended_at=ended_at)

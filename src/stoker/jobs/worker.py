@@ -40,6 +40,7 @@ stoker.jobs.dispatcher.ahead_for, which sends enough ahead to fill the wait).
 from __future__ import annotations
 
 import collections
+import errno
 import importlib
 import json
 import os
@@ -69,9 +70,13 @@ def main() -> None:
     output_dir = int(os.environ.pop("STOKER_WORKER_OUTPUT_DIR_FD"))  # logs/jobs (see stoker.jobs.output)
     for channel_fd in (fd, stop_fd, output_dir):  # a subprocess the task starts must not hold them open
         os.set_inheritable(channel_fd, False)
-    for path in reversed(os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep)):
+    # Appended, after the standard library and the installed packages: the config's folder is
+    # there for the tasks' own modules (myapp/), and a select.py or json.py in it must not take
+    # the place of the real one in a worker that runs as root. (Started with -P from "/": no
+    # other folder is searched first; see stoker.jobs.pool.Pool._spawn.)
+    for path in os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep):
         if path and path not in sys.path:
-            sys.path.insert(0, path)
+            sys.path.append(path)
     environment = Environment()
     launcher = Launcher(environment.base)
     channel = Channel(socket.socket(fileno=fd), socket.socket(fileno=stop_fd))
@@ -257,9 +262,10 @@ class Environment:
 def _command(
     request: dict[str, Any], launcher: Launcher, channel: Channel, output_dir: int
 ) -> dict[str, Any]:
-    out, offset = open_output(
-        request["output"], request["attempt"], request["rerun"], time.time(), output_dir
-    )
+    opened = _open_output(request, output_dir)
+    if isinstance(opened, dict):
+        return opened
+    out, offset = opened
     try:
         answer = launcher.run(request, out, channel)
     finally:
@@ -270,10 +276,22 @@ def _command(
     return answer
 
 
+def _open_output(request: dict[str, Any], output_dir: int) -> tuple[int, int] | dict[str, Any]:
+    """The job's output file, or the failed answer that says why it cannot be opened: the job
+    fails with the reason, the worker lives on (it used to die, and the job was said to have
+    been "killed by SIGTERM")."""
+    try:
+        return open_output(request["output"], request["attempt"], request["rerun"], time.time(), output_dir)
+    except OSError as e:
+        reason = "a symbolic link is in its place (not followed)" if e.errno == errno.ELOOP else e.strerror
+        return {"ok": False, "error": f"cannot open the job's output file {request['output']}: {reason}"}
+
+
 def _run(request: dict[str, Any], environment: Environment, quiet: int, output_dir: int) -> dict[str, Any]:
-    out, offset = open_output(
-        request["output"], request["attempt"], request["rerun"], time.time(), output_dir
-    )
+    opened = _open_output(request, output_dir)
+    if isinstance(opened, dict):
+        return opened
+    out, offset = opened
     answer = _call(request, environment, out)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)

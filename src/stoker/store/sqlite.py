@@ -15,6 +15,7 @@ so the ones queued side by side run as one executemany per kind, with no savepoi
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -325,7 +326,11 @@ class _Writer(threading.Thread):
     def _connect(self) -> sqlite3.Connection:
         # SQLite would create the database 0644 less the umask, and it gives the -wal, -shm and
         # -journal files the database's mode: made here first, 0600, all of them are private.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # O_NOFOLLOW, and none of its companions may be a link: SQLite would follow one.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+        for suffix in ("-wal", "-shm", "-journal"):
+            if os.path.islink(self.path + suffix):
+                raise OSError(errno.ELOOP, "a symbolic link, not followed", self.path + suffix)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")

@@ -58,7 +58,7 @@ class Holds:
 
     def _read(self) -> set[str]:
         try:
-            with open(self.path, encoding="utf-8") as f:
+            with open(os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), encoding="utf-8") as f:
                 data = json.load(f)
             names = data["stopped_by_hand"]
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):

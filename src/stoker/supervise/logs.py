@@ -99,9 +99,13 @@ def tail(path: Path, lines: int, budget: int = TAIL_BYTES) -> bytes:
     at_stream_end = True  # nothing seen yet: the next byte read is the last byte of the log
     for p in _newest_first(path):
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # a link in its place: not ours to read, as if absent
+                continue
+            raise
         try:
             pos = os.fstat(fd).st_size
             while pos > 0:
@@ -136,6 +140,8 @@ def tail(path: Path, lines: int, budget: int = TAIL_BYTES) -> bytes:
 
 
 def _reason(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link where the log goes
+        return "a symbolic link is in its place, and is not followed"
     return exc.strerror or str(exc) or type(exc).__name__
 
 
@@ -272,7 +278,8 @@ class LogFile:
         # O_RDWR (not O_WRONLY) so that a rotation can read back the unfinished last line it
         # moves to the fresh file. O_APPEND keeps writes at the end even if someone else
         # appends too. 0600: program output is the daemon's to show (the umask only removes bits).
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # O_NOFOLLOW: a link planted in place of the log is not followed to the file it names.
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
         except OSError:
