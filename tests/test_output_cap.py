@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -102,3 +103,14 @@ def test_the_file_ends_as_its_first_limit_bytes_and_a_true_count(
                 f"\n[stoker] output over max_output ({limit // 1024}KB): {len(written) - limit} bytes cut\n"
             )
         assert cut and data == written[:limit] + marker.encode()
+
+
+def test_a_planted_link_is_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"v" * 1000)
+    path = tmp_path / "1.log"
+    path.symlink_to(victim)
+    cap = OutputCap(str(path), 0, 10)
+    with pytest.raises(OSError):
+        cap.check()
+    assert victim.read_bytes() == b"v" * 1000

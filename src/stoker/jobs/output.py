@@ -95,13 +95,17 @@ class OutputCap:
 
     def check(self) -> None:
         """Cut the file back to the cap if it has passed it."""
-        try:
-            size = os.stat(self.path).st_size
-            if size > self.at:
-                os.truncate(self.path, self.at)
-                self.cut += size - self.at
+        try:  # (no planted link followed; non-blocking: a planted FIFO is an error, not a hang)
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            pass
+            return
+        try:
+            size = os.fstat(fd).st_size
+            if size > self.at:
+                os.ftruncate(fd, self.at)
+                self.cut += size - self.at
+        finally:
+            os.close(fd)
 
     def finish(self) -> bool:
         """The attempt has ended: cut what passed the cap and append the marker. True when
@@ -110,7 +114,7 @@ class OutputCap:
         if not self.cut:
             return False
         marker = f"\n[stoker] output over max_output ({_size_text(self.limit)}): {self.cut} bytes cut\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             os.write(fd, marker.encode())
         finally:

@@ -542,7 +542,7 @@ class WorkerRun(GroupStop):
             self.pool.retire(worker)
             if self.command:  # its process group lives on without the worker that would stop it
                 await asyncio.to_thread(kill_job_processes, self.state_dir, self.job.id)
-            self.output_cap().finish()
+            self._finish_cap()
             output = current_output(self.output)
             if self.stopped is not None:
                 return self.stopped_result(output=output)
@@ -592,9 +592,16 @@ class WorkerRun(GroupStop):
 
     def _capped(self, result: AttemptResult) -> AttemptResult:
         """Cut what passed max_output, and take the job's output anew from the cut file."""
-        if self.output_cap().finish():
+        if self._finish_cap():
             return msgspec.structs.replace(result, output=current_output(self.output))
         return result
+
+    def _finish_cap(self) -> bool:
+        try:
+            return self.output_cap().finish()
+        except OSError as e:  # (the attempt's end is recorded all the same)
+            log.warning("job %d: cannot keep its output within max_output: %s", self.job.id, e)
+            return False
 
     def _command_result(self, answer: dict[str, Any], output: str, ended_at: float | None) -> AttemptResult:
         spawn_error = answer.get("spawn_error")
