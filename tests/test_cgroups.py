@@ -119,7 +119,7 @@ def escaped_pid(pidfile: Path) -> int:
         except (OSError, ValueError):
             return None
         try:
-            return pid if os.getsid(pid) == pid else None
+            return pid if os.getsid(pid) == pid and pid_alive(pid) else None
         except ProcessLookupError:
             return None
 
@@ -318,3 +318,32 @@ def test_born_in_places_the_child_before_it_can_fork() -> None:
     finally:
         tree.close()
     assert not os.path.exists(tree.root)
+
+
+def test_max_memory_counts_a_child_that_left_the_group(stoker: Stoker, tmp_path: Path) -> None:
+    # The process group's RSS misses a setsid'd child; its cgroup holds it.
+    import sys
+
+    need_cgroups()
+    pidfile = tmp_path / "escaped"
+    (tmp_path / "hog.py").write_text(
+        "import time\nheap = b'x' * (200 * 1024 * 1024)\nprint('hogging', flush=True)\ntime.sleep(1000)\n"
+    )
+    stoker.write(
+        f"""
+        [programs.leaver]
+        command = ["sh", "-c", "setsid {sys.executable} hog.py & echo $! > {pidfile}; exec sleep 1000"]
+        start_seconds = 0
+        max_memory = "100MB"
+        """
+    )
+    stoker.up()
+    first = stoker.wait_state("leaver:0", "running")
+    escaped = escaped_pid(pidfile)
+    wait_for(
+        lambda: stoker.programs()["leaver:0"]["pid"] not in (None, first["pid"]),
+        timeout=30,
+        what="the program to be restarted for its setsid'd child's memory",
+    )
+    assert "over max_memory 100MB: restarting it" in stoker.log_text()
+    wait_for(lambda: not pid_alive(escaped), 5, "the hog to die with the restart")

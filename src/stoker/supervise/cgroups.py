@@ -139,6 +139,33 @@ def remove(cgroup: str) -> bool:
     return True
 
 
+def memory(cgroup: str) -> int | None:
+    """Bytes in use by the processes of `cgroup`: `memory.current` where the memory controller
+    is on for it (all it charges: page cache and kernel memory too), else the RSS of each process
+    in it, a setsid'd one included. None: the cgroup is gone."""
+    try:
+        with open(os.path.join(cgroup, "memory.current")) as f:
+            return int(f.read())
+    except FileNotFoundError:
+        pass
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            pids = f.read().split()
+    except FileNotFoundError:
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * _PAGE
+        except (OSError, IndexError, ValueError):
+            continue  # (exited meanwhile)
+    return total
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def kill_and_remove(cgroup: str, wait: float = EMPTY_WAIT) -> bool:
     """Kill what is in `cgroup` and remove it, waiting up to `wait` seconds for the killed to
     exit (a SIGKILL is not instant). False (logged) if something is left."""
