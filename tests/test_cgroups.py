@@ -347,3 +347,37 @@ def test_max_memory_counts_a_child_that_left_the_group(stoker: Stoker, tmp_path:
     )
     assert "over max_memory 100MB: restarting it" in stoker.log_text()
     wait_for(lambda: not pid_alive(escaped), 5, "the hog to die with the restart")
+
+
+def test_the_stop_signal_reaches_a_child_that_left_the_group(stoker: Stoker, tmp_path: Path) -> None:
+    # A graceful stop for it too (as systemd's control-group kill mode): the main process waits
+    # for the child's word before it exits, and would be SIGKILLed at stop_timeout without it.
+    import sys
+
+    need_cgroups()
+    pidfile, said = tmp_path / "escaped", tmp_path / "said"
+    (tmp_path / "child.py").write_text(
+        "import signal, sys, time\n"
+        f"def bye(*_):\n    open({str(said)!r}, 'w').write('bye')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\ntime.sleep(1000)\n"
+    )
+    (tmp_path / "main.sh").write_text(
+        f"trap 'while [ ! -s {said} ]; do sleep 0.05; done; exit 0' TERM\n"
+        f"setsid {sys.executable} child.py & echo $! > {pidfile}\n"
+        "sleep 1000 & wait\n"
+    )
+    stoker.write(
+        """
+        [programs.leaver]
+        command = ["sh", "main.sh"]
+        start_seconds = "100ms"
+        stop_timeout = "5s"
+        """
+    )
+    stoker.up()
+    stoker.wait_state("leaver:0", "running")
+    escaped = escaped_pid(pidfile)
+    assert stoker.json("stop", "leaver")[0]["state"] == "stopped"
+    assert said.read_text() == "bye"
+    assert "sending SIGKILL" not in stoker.log_text()
+    wait_for(lambda: not pid_alive(escaped), 5, "the child to be gone")

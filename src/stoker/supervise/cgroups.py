@@ -120,6 +120,22 @@ def kill(cgroup: str) -> None:
         pass
 
 
+def signal_outside_group(cgroup: str, pgid: int, sig: int) -> None:
+    """Send `sig` to each process in `cgroup` that is not in process group `pgid` (which the
+    caller signals at once with killpg): the ones that left it with setsid or setpgid."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            pids = [int(pid) for pid in f.read().split()]
+    except FileNotFoundError:
+        return
+    for pid in pids:
+        try:
+            if os.getpgid(pid) != pgid:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            continue  # (exited meanwhile)
+
+
 def remove(cgroup: str) -> bool:
     """rmdir `cgroup` and the cgroups below it; False while a process is left in one."""
     try:

@@ -200,7 +200,8 @@ class Instance:
             self.send_signal(signal.SIGKILL)
 
     def send_signal(self, sig: int) -> bool:
-        """Send `sig` to the instance's process group; False when it has no process."""
+        """Send `sig` to the instance's process group, and to each process of its cgroup that
+        left the group (setsid); False when it has no process."""
         pid = self.machine.pid
         if pid is None:
             return False
@@ -208,6 +209,8 @@ class Instance:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return False
+        if self.cgroup is not None:
+            cgroups.signal_outside_group(self.cgroup, pid, sig)
         return True
 
     def notified(self, fields: dict[str, str]) -> None:
