@@ -144,6 +144,7 @@ def test_a_stop_kills_a_child_that_left_the_process_group(stoker: Stoker, tmp_pa
     stoker.up()
     row = stoker.wait_state("leaver:0", "running")
     escaped = escaped_pid(pidfile)
+    assert "cgroups: each program instance and job in its own, under " + tree in stoker.log_text()
     assert os.getpgid(escaped) != row["pid"]  # out of the group: only the cgroup holds it
     procs = Path(tree, "program-leaver-0", "cgroup.procs").read_text().split()
     assert str(escaped) in procs and str(row["pid"]) in procs

@@ -275,8 +275,26 @@ def open_tree(state_dir: str) -> Tree | None:
         return None
     tree = Tree(home, root)
     tree.sweep()
-    log.info("cgroups: each program instance and job in its own, under %s", root)
+    memory = _enable_memory(root)
+    log.info(
+        "cgroups: each program instance and job in its own, under %s (memory controller %s)",
+        root,
+        "on" if memory else "not available",
+    )
     return tree
+
+
+def _enable_memory(root: str) -> bool:
+    """Turn the memory controller on for the tree's cgroups where our own cgroup passes it down
+    (so max_memory reads memory.current); whether it is on."""
+    try:
+        with open(os.path.join(root, "cgroup.controllers")) as f:
+            if "memory" not in f.read().split():
+                return False
+        _write(os.path.join(root, "cgroup.subtree_control"), "+memory")
+    except OSError:
+        return False
+    return True
 
 
 _tree: Tree | None = None
