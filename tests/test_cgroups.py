@@ -382,3 +382,57 @@ def test_the_stop_signal_reaches_a_child_that_left_the_group(stoker: Stoker, tmp
     assert said.read_text() == "bye"
     assert "sending SIGKILL" not in stoker.log_text()
     wait_for(lambda: not pid_alive(escaped), 5, "the child to be gone")
+
+
+def _read_only_cgroups() -> None:
+    """In the daemon's child before exec: a mount namespace of its own in which the cgroup2
+    mount is read-only (a bind remount: the mount, not the hierarchy, so no one else sees it)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_rec, ms_private, ms_remount, ms_bind, ms_rdonly = (
+        0x20000,
+        0x4000,
+        0x40000,
+        0x20,
+        0x1000,
+        0x1,
+    )
+    if libc.unshare(clone_newns) != 0:
+        os._exit(120)
+    if libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0:
+        os._exit(121)
+    assert MOUNT is not None
+    if libc.mount(None, MOUNT.encode(), None, ms_remount | ms_bind | ms_rdonly, None) != 0:
+        os._exit(122)
+
+
+MOUNT = None
+if HOME is not None:
+    with open("/proc/self/mountinfo") as _f:
+        MOUNT = (cgroups.v2_mount(_f.read()) or (None,))[0]
+
+
+def test_a_read_only_cgroup_tree_falls_back_to_process_groups(stoker: Stoker, tmp_path: Path) -> None:
+    # The real condition, not the switch: the daemon may not write the cgroup tree.
+    need_cgroups()
+    if os.geteuid() != 0:
+        pytest.skip("a mount namespace of its own needs root")
+    pidfile = tmp_path / "escaped"
+    stoker.write(
+        f"""
+        [programs.leaver]
+        command = ["sh", "-c", "{SETSID_PROGRAM.format(pidfile=pidfile)}"]
+        start_seconds = "100ms"
+        """
+    )
+    stoker.up(preexec_fn=_read_only_cgroups)
+    stoker.wait_state("leaver:0", "running")
+    escaped = escaped_pid(pidfile)
+    try:
+        assert "cgroups: not used (" in stoker.log_text() and "Read-only file system" in stoker.log_text()
+        assert not os.path.exists(tree_of(stoker))
+        assert stoker.json("stop", "leaver")[0]["state"] == "stopped"
+        assert pid_alive(escaped)  # the documented limit of process groups alone
+    finally:
+        os.kill(escaped, signal.SIGKILL)
