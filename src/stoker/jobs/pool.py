@@ -293,13 +293,18 @@ class Pool:
         quiet = os.open(os.devnull, os.O_WRONLY)
         tree = cgroups.current()
         cgroup = None
-        try:
-            if tree is not None:  # (a worker dropped to a user places its command itself)
-                owner = None
-                if identity.uid is not None:
-                    owner = (identity.uid, identity.gid if identity.gid is not None else -1)
+        if tree is not None:  # (a worker dropped to a user places its command itself)
+            owner = None
+            if identity.uid is not None:
+                owner = (identity.uid, identity.gid if identity.gid is not None else -1)
+            try:
                 cgroup = tree.cgroup(f"worker-{next(self._numbers)}", owner=owner, job=True)
                 env["STOKER_WORKER_CGROUP"] = cgroup
+            except OSError as e:  # (cgroup.max.descendants, say): not worth failing the jobs for
+                log.warning(
+                    "pool: a worker without a cgroup (%s): its jobs contained by process group only", e
+                )
+        try:
             child = spawn(
                 [sys.executable, "-m", "stoker.jobs.worker"],
                 directory=self.config.directory,

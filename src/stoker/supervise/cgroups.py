@@ -113,11 +113,13 @@ def populated(cgroup: str) -> bool:
 
 
 def kill(cgroup: str) -> None:
-    """SIGKILL every process in `cgroup` and below (gone: nothing to do)."""
+    """SIGKILL every process in `cgroup` and below (gone: nothing to do; refused: logged)."""
     try:
         _write(os.path.join(cgroup, "cgroup.kill"), "1")
     except FileNotFoundError:
         pass
+    except OSError as e:
+        log.warning("cgroup %s: cannot kill what is in it: %s", cgroup, e.strerror)
 
 
 def signal_outside_group(cgroup: str, pgid: int, sig: int) -> None:
@@ -126,7 +128,7 @@ def signal_outside_group(cgroup: str, pgid: int, sig: int) -> None:
     try:
         with open(os.path.join(cgroup, "cgroup.procs")) as f:
             pids = [int(pid) for pid in f.read().split()]
-    except FileNotFoundError:
+    except OSError:  # (gone)
         return
     for pid in pids:
         try:
@@ -162,12 +164,12 @@ def memory(cgroup: str) -> int | None:
     try:
         with open(os.path.join(cgroup, "memory.current")) as f:
             return int(f.read())
-    except FileNotFoundError:
+    except (OSError, ValueError):
         pass
     try:
         with open(os.path.join(cgroup, "cgroup.procs")) as f:
             pids = f.read().split()
-    except FileNotFoundError:
+    except OSError:
         return None
     total = 0
     for pid in pids:

@@ -329,9 +329,14 @@ class Instance:
             if self.program.watchdog:
                 env["WATCHDOG_USEC"] = str(round(self.program.watchdog * 1_000_000))
         tree = cgroups.current()
-        try:
-            if tree is not None and self.cgroup is None:
+        if tree is not None and self.cgroup is None:
+            try:
                 self.cgroup = tree.cgroup(f"program-{self.spec.program}-{self.spec.instance}")
+            except OSError as e:  # (cgroup.max.descendants, say): not worth failing the start for
+                log.warning(
+                    "%s: no cgroup of its own (%s): contained by its process group only", self.name, e
+                )
+        try:
             child = spawn(
                 self.spec.argv,
                 directory=self.spec.directory,
