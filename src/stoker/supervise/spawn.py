@@ -3,7 +3,8 @@
 Everything the child needs is settled here, before exec: working directory, environment,
 credentials (uid, gid and supplementary groups: stoker.supervise.identity resolves them, and
 the caller builds the environment, stoker.supervise.environment), umask, a new process group
-(so a stop reaches grandchildren too), and
+(so a stop reaches grandchildren too), its cgroup where the daemon has cgroups (it is born in
+it: stoker.supervise.cgroups, which a grandchild's setsid() does not leave), and
 PR_SET_PDEATHSIG so that a daemon killed with SIGKILL takes its programs with it; the next
 daemon would otherwise start duplicates beside the orphans.
 
