@@ -19,7 +19,7 @@ already, and that fork, setsid'd, stays outside (measured: `sh -c 'setsid sleep 
 daemon's write that followed Popen). Python 3.11 cannot spawn with CLONE_INTO_CGROUP, and a
 preexec_fn runs after the credentials are dropped (and costs a full fork). So the spawner steps
 into the child's cgroup, spawns (a child is born in its parent's cgroup), and steps back home:
-two writes to cgroup.procs, ~0.05 ms. The daemon does this for programs and workers, a worker
+two writes to cgroup.procs, 0.02-0.08 ms. The daemon does this for programs and workers, a worker
 for its command jobs (its cgroup's procs files are given to its user for that).
 
 Not available (no cgroup2 mount, a kernel without cgroup.kill, a tree the daemon may not write,
