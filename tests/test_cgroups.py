@@ -358,13 +358,15 @@ def test_the_stop_signal_reaches_a_child_that_left_the_group(stoker: Stoker, tmp
     need_cgroups()
     pidfile, said = tmp_path / "escaped", tmp_path / "said"
     (tmp_path / "child.py").write_text(
-        "import signal, sys, time\n"
+        "import os, signal, sys, time\n"
         f"def bye(*_):\n    open({str(said)!r}, 'w').write('bye')\n    sys.exit(0)\n"
-        "signal.signal(signal.SIGTERM, bye)\ntime.sleep(1000)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"  # (ready for the stop)
+        "time.sleep(1000)\n"
     )
     (tmp_path / "main.sh").write_text(
         f"trap 'while [ ! -s {said} ]; do sleep 0.05; done; exit 0' TERM\n"
-        f"setsid {sys.executable} child.py & echo $! > {pidfile}\n"
+        f"setsid {sys.executable} child.py &\n"
         "sleep 1000 & wait\n"
     )
     stoker.write(
@@ -436,3 +438,38 @@ def test_a_read_only_cgroup_tree_falls_back_to_process_groups(stoker: Stoker, tm
         assert pid_alive(escaped)  # the documented limit of process groups alone
     finally:
         os.kill(escaped, signal.SIGKILL)
+
+
+def test_a_cancel_signals_a_jobs_child_that_left_the_group(stoker: Stoker, tmp_path: Path) -> None:
+    # As for programs: the command waits for the child's word before it exits, and would be
+    # SIGKILLed at stop_timeout without it.
+    import sys
+
+    need_cgroups()
+    pidfile, said = tmp_path / "escaped", tmp_path / "said"
+    (tmp_path / "child.py").write_text(
+        "import os, signal, sys, time\n"
+        f"def bye(*_):\n    open({str(said)!r}, 'w').write('bye')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, bye)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"  # (ready for the stop)
+        "time.sleep(1000)\n"
+    )
+    (tmp_path / "main.sh").write_text(
+        f"trap 'while [ ! -s {said} ]; do sleep 0.05; done; exit 0' TERM\n"
+        f"setsid {sys.executable} child.py &\n"
+        "sleep 1000 & wait\n"
+    )
+    stoker.write(
+        """
+        [tasks.leaver]
+        command = ["sh", "main.sh"]
+        stop_timeout = "5s"
+        """
+    )
+    stoker.up()
+    job = stoker.client.enqueue("leaver")
+    escaped = escaped_pid(pidfile)
+    stoker.client.cancel(job.id)
+    wait_for(lambda: said.exists() and said.read_text() == "bye", what="the child's goodbye")
+    wait_for(lambda: stoker.client.job(job.id).state == "cancelled", what="the job to be cancelled")
+    wait_for(lambda: not pid_alive(escaped), 5, "the child to be gone")

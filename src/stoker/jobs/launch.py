@@ -21,7 +21,8 @@ environment and the file descriptors:
   still names the group), as for the daemon's own children (stoker.supervise.reap);
 - where the daemon uses cgroups (stoker.supervise.cgroups), the worker has one, and the command
   is born in its `job` cgroup below (the worker steps in for the spawn and back out), which is
-  killed whole when the command exits: a descendant that left the process group (setsid) too.
+  killed whole when the command exits: a descendant that left the process group (setsid) too,
+  which a stop signals with the group.
 
 Like the daemon's children a job carries STOKER_SUPERVISOR, and no death signal: if the daemon
 and its workers are killed, a running job goes on, and the next daemon kills what is left of it
@@ -199,6 +200,8 @@ def _wait(pid: int, job_id: int, channel: Channel, cgroup: str | None = None) ->
             sig = channel.stop_for(job_id)
             if sig is not None:
                 _signal_group(pid, sig)
+                if cgroup is not None:
+                    _signal_outside_group(cgroup, pid, sig)
             if listening and channel.closed:  # the daemon is gone (or let go): the job runs on
                 poller.unregister(channel.stop_fd())  # (see the module's docstring)
                 listening = False
@@ -238,6 +241,22 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _signal_outside_group(cgroup: str, pgid: int, sig: int) -> None:
+    """Signal the processes of `cgroup` that left process group `pgid` (setsid): a stop is for
+    them too (as stoker.supervise.cgroups.signal_outside_group, which this module may not import)."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs"), "rb") as f:
+            pids = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            if os.getpgid(pid) != pgid:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _write(path: str, data: bytes) -> None:
