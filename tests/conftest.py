@@ -174,7 +174,23 @@ class Stoker:
                 self.terminate(timeout=40)
             except subprocess.TimeoutExpired:
                 self.kill()
-        return kill_marked(str(self.state_dir))
+        leftovers = kill_marked(str(self.state_dir))
+        remove_cgroups(str(self.state_dir))
+        return leftovers
+
+
+def remove_cgroups(state_dir: str) -> None:
+    """Kill and remove the cgroups a daemon of `state_dir` left (one SIGKILLed leaves them for
+    the next daemon of its state dir, which a test's temp dir never has)."""
+    from stoker.supervise import cgroups
+
+    try:
+        with open("/proc/self/mountinfo") as f, open("/proc/self/cgroup") as g:
+            home = cgroups.locate(f.read(), g.read())
+    except OSError:
+        return
+    if home is not None and os.path.isdir(tree := os.path.join(home, cgroups.tree_name(state_dir))):
+        cgroups.kill_and_remove(tree)
 
 
 def marked_pids(state_dir: str) -> list[int]:

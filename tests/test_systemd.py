@@ -69,6 +69,7 @@ def test_unit_for_the_config_found_like_other_commands(tmp_path: Path) -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["Restart"] == "always"
     assert service["KillMode"] == "mixed"
+    assert service["Delegate"] == "yes"  # stoker's cgroups below its own (stoker.supervise.cgroups)
     assert service["WorkingDirectory"] == str(tmp_path)
     # shutdown_timeout + the longest stop_timeout (of programs and tasks) + the margin
     assert service["TimeoutStopSec"] == str(20 + 7 + STOP_MARGIN)

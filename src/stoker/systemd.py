@@ -107,6 +107,9 @@ def unit(config: Config, command: list[str], *, user: bool = False, username: st
         f" + {STOP_MARGIN}s.",
         "KillMode=mixed",
         f"TimeoutStopSec={stop_timeout(config)}",
+        "# stoker puts each program and job in a cgroup of its own below its own (so that a child",
+        "# that calls setsid() cannot outlive its program): that part of the tree is stoker's.",
+        "Delegate=yes",
         "# Uncomment to have systemd restart stoker if it ever stops answering (it pings the watchdog):",
         "# WatchdogSec=60",
     ]

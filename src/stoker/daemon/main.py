@@ -237,6 +237,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
+    from stoker.supervise import cgroups
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
 
@@ -248,6 +249,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     # (Set before the supervisor and the dispatcher copy the environment; a reload keeps it.)
     os.environ["STOKER_NODE"] = config.daemon.node
     kill_orphans(config.daemon.state_dir)
+    cgroups.use(cgroups.open_tree(config.daemon.state_dir))  # (an earlier daemon's leftovers killed)
     open_files = raise_open_file_limit()
     supervisor = Supervisor(config)
     if (needed := 4 * len(supervisor.instances) + 256) > open_files:
@@ -533,6 +535,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 await notify_task
         if store is not None:
             await store.close()
+        if (tree := cgroups.current()) is not None:  # what is left in it dies with the daemon
+            cgroups.use(None)
+            await asyncio.to_thread(tree.close)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         server.should_exit = True

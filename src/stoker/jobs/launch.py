@@ -18,7 +18,11 @@ environment and the file descriptors:
 - the worker waits on the child's pidfd and on its stop channel at once, so a stop from the
   daemon (cancel, timeout, shutdown) reaches the command's process group while it runs;
 - when the child exits, whatever is left in its group is killed before it is reaped (its pid
-  still names the group), as for the daemon's own children (stoker.supervise.reap).
+  still names the group), as for the daemon's own children (stoker.supervise.reap);
+- where the daemon uses cgroups (stoker.supervise.cgroups), the worker has one, and the command
+  is born in its `job` cgroup below (the worker steps in for the spawn and back out), which is
+  killed whole when the command exits: a descendant that left the process group (setsid) too,
+  which a stop signals with the group.
 
 Like the daemon's children a job carries STOKER_SUPERVISOR, and no death signal: if the daemon
 and its workers are killed, a running job goes on, and the next daemon kills what is left of it
@@ -67,7 +71,7 @@ class Channel(Protocol):
 class Launcher:
     """Spawns and waits for command jobs on behalf of one worker."""
 
-    def __init__(self, base_environment: Mapping[str, str]) -> None:
+    def __init__(self, base_environment: Mapping[str, str], cgroup: str | None = None) -> None:
         # Encoded once: os.posix_spawn makes bytes of every str variable on every call, which
         # with the 40 or so of a usual environment was a tenth of a worker's instructions per
         # command job (callgrind; the "NAME=value" strings it builds next, another quarter, it
@@ -78,6 +82,8 @@ class Launcher:
         self.stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.descriptors_trusted = True  # no Python call has run since the last sweep
         self.directory: str | None = None  # where the worker last changed into
+        self.cgroup = cgroup  # the worker's cgroup (None: no cgroups)
+        self.job_cgroup = None if cgroup is None else os.path.join(cgroup, "job")
 
     def run(self, request: dict[str, Any], output: int, channel: Channel) -> dict[str, Any]:
         """Run one attempt; the answer's fields: `status` (a wait status; None if a stop came
@@ -99,7 +105,7 @@ class Launcher:
             pid = self._spawn(argv, request["directory"], variables.get("PATH", self.base_path), env, output)
         except OSError as e:
             return {"ok": False, "spawn_error": [e.errno, e.strerror, e.filename]}
-        status = _wait(pid, job_id, channel)
+        status = _wait(pid, job_id, channel, self.job_cgroup)
         return {"ok": os.waitstatus_to_exitcode(status) == 0, "status": status}
 
     def _spawn(self, argv: list[str], directory: str, path: str, env: dict[bytes, bytes], output: int) -> int:
@@ -117,6 +123,17 @@ class Launcher:
             return self._posix_spawn(self._executable(*key), argv, env, output)  # it moved: look again
 
     def _posix_spawn(self, executable: str, argv: list[str], env: dict[bytes, bytes], output: int) -> int:
+        if self.cgroup is not None and self.job_cgroup is not None:
+            _write(os.path.join(self.job_cgroup, "cgroup.procs"), b"0")  # the child is born there
+            try:
+                return self._posix_spawn_here(executable, argv, env, output)
+            finally:
+                _write(os.path.join(self.cgroup, "cgroup.procs"), b"0")
+        return self._posix_spawn_here(executable, argv, env, output)
+
+    def _posix_spawn_here(
+        self, executable: str, argv: list[str], env: dict[bytes, bytes], output: int
+    ) -> int:
         return os.posix_spawn(
             executable,
             argv,
@@ -156,10 +173,10 @@ def _encode(text: str) -> bytes:
     return text.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode's work, without its Python frame
 
 
-def _wait(pid: int, job_id: int, channel: Channel) -> int:
+def _wait(pid: int, job_id: int, channel: Channel, cgroup: str | None = None) -> int:
     """Wait for `pid` to exit while hearing the channel: stops signal the process group, held
-    answers go when due. Returns the wait status, once the rest of its group is killed and it
-    is reaped."""
+    answers go when due. Returns the wait status, once the rest of its group (and of its
+    `cgroup`) is killed and it is reaped."""
     pidfd = _pidfd(pid)
     poller = select.poll()
     if pidfd is not None:
@@ -183,6 +200,8 @@ def _wait(pid: int, job_id: int, channel: Channel) -> int:
             sig = channel.stop_for(job_id)
             if sig is not None:
                 _signal_group(pid, sig)
+                if cgroup is not None:
+                    _signal_outside_group(cgroup, pid, sig)
             if listening and channel.closed:  # the daemon is gone (or let go): the job runs on
                 poller.unregister(channel.stop_fd())  # (see the module's docstring)
                 listening = False
@@ -190,6 +209,11 @@ def _wait(pid: int, job_id: int, channel: Channel) -> int:
         if pidfd is not None:
             os.close(pidfd)
     _signal_group(pid, signal.SIGKILL)  # what it left in its group goes with it
+    if cgroup is not None:  # and what left the group
+        try:
+            _write(os.path.join(cgroup, "cgroup.kill"), b"1")
+        except OSError:  # (the daemon's tree is gone: the daemon is, and killed it)
+            pass
     _, status = os.waitpid(pid, 0)
     return status
 
@@ -217,6 +241,30 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _signal_outside_group(cgroup: str, pgid: int, sig: int) -> None:
+    """Signal the processes of `cgroup` that left process group `pgid` (setsid): a stop is for
+    them too (as stoker.supervise.cgroups.signal_outside_group, which this module may not import)."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs"), "rb") as f:
+            pids = [int(pid) for pid in f.read().split()]
+    except OSError:
+        return
+    for pid in pids:
+        try:
+            if os.getpgid(pid) != pgid:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _close_on_exec_all() -> None:

@@ -22,6 +22,7 @@ accumulate (commands run no task code in it, and do not count).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -38,6 +39,7 @@ from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import MARKER_SLACK, OutputCap, current_output
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
+from stoker.supervise import cgroups
 from stoker.supervise.environment import child_base
 from stoker.supervise.identity import resolve
 from stoker.supervise.procs import kill_job_processes
@@ -81,6 +83,7 @@ class Worker:
         self.owner: tuple[int, int] | None = None  # (uid, gid) when not the daemon's: see give_output
         self.groups: tuple[int, ...] = ()  # its supplementary groups, with an owner
         self.killed_for: int | None = None  # the job a stop killed it for
+        self.cgroup: str | None = None  # its cgroup, its command's below (None: no cgroups)
         self.took: float | None = None  # seconds its last job took, by its clock (how far ahead
         # the dispatcher sends: stoker.jobs.dispatcher.ahead_for)
         self.loop = asyncio.get_running_loop()
@@ -112,6 +115,9 @@ class Worker:
         return self.jobs + len(self._calls)
 
     def on_exit(self, _pid: int, status: int) -> None:
+        if self.cgroup is not None:  # what it or its command left, setsid'd or not, goes with it
+            cgroups.kill(self.cgroup)
+            _remove_cgroup(self.loop, self.cgroup)
         if not self.exited.done():
             self.exited.set_result(status)
 
@@ -165,6 +171,8 @@ class Worker:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         kill_group(self.pid, sig)
+        if sig == signal.SIGKILL and self.cgroup is not None:
+            cgroups.kill(self.cgroup)
 
     def close(self) -> None:
         self._lose()
@@ -272,6 +280,7 @@ class Pool:
         self.busy: set[Worker] = set()
         self.generation = 0  # of base_environment: a worker started with another one is retired
         self.output_dir = os.path.join(config.daemon.state_dir, "logs", "jobs")
+        self._numbers = itertools.count()  # of workers, naming their cgroups
 
     def use_environment(self, base_environment: Mapping[str, str]) -> None:
         """What workers inherit from now on (a reload may have read a new `env:` secret):
@@ -297,6 +306,19 @@ class Pool:
         env["STOKER_IMPORT_PATH"] = os.pathsep.join([*_own_path(), self.config.directory])  # (last)
         env[SUPERVISOR_ENV] = self.config.daemon.state_dir
         quiet = os.open(os.devnull, os.O_WRONLY)
+        tree = cgroups.current()
+        cgroup = None
+        if tree is not None:  # (a worker dropped to a user places its command itself)
+            owner = None
+            if identity.uid is not None:
+                owner = (identity.uid, identity.gid if identity.gid is not None else -1)
+            try:
+                cgroup = tree.cgroup(f"worker-{next(self._numbers)}", owner=owner, job=True)
+                env["STOKER_WORKER_CGROUP"] = cgroup
+            except OSError as e:  # (cgroup.max.descendants, say): not worth failing the jobs for
+                log.warning(
+                    "pool: a worker without a cgroup (%s): its jobs contained by process group only", e
+                )
         try:
             child = spawn(
                 # -P: the folder it starts in is not put first on its import path, and it starts
@@ -309,10 +331,13 @@ class Pool:
                 umask=umask,
                 output=quiet,
                 pass_fds=(theirs.fileno(), their_stops.fileno(), output_dir),
+                cgroup=cgroup,
             )
         except BaseException:
             ours.close()
             our_stops.close()
+            if cgroup is not None:
+                cgroups.remove(cgroup)
             raise
         finally:
             theirs.close()
@@ -322,6 +347,7 @@ class Pool:
         ours.setblocking(False)
         our_stops.setblocking(False)
         worker = Worker(child.pid, ours, our_stops, profile)
+        worker.cgroup = cgroup
         worker.generation = self.generation
         if identity.uid is not None:
             worker.owner = (identity.uid, identity.gid if identity.gid is not None else os.getegid())
@@ -395,6 +421,13 @@ class Pool:
             await asyncio.wait([w.exited for w in workers], timeout=5)
         for worker in workers:
             worker.kill(signal.SIGKILL)
+
+
+def _remove_cgroup(loop: asyncio.AbstractEventLoop, cgroup: str, tries: int = 50) -> None:
+    """rmdir a killed cgroup once its processes have exited (a SIGKILL takes a moment); one
+    still busy after `tries` is left to the daemon's exit."""
+    if not cgroups.remove(cgroup) and tries > 0:
+        loop.call_later(0.05, _remove_cgroup, loop, cgroup, tries - 1)
 
 
 def give_output(path: str, uid: int, gid: int) -> None:

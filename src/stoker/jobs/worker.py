@@ -68,6 +68,7 @@ def main() -> None:
     fd = int(os.environ.pop("STOKER_WORKER_FD"))
     stop_fd = int(os.environ.pop("STOKER_WORKER_STOP_FD"))
     output_dir = int(os.environ.pop("STOKER_WORKER_OUTPUT_DIR_FD"))  # logs/jobs (see stoker.jobs.output)
+    cgroup = os.environ.pop("STOKER_WORKER_CGROUP", None)  # ours, the command's below (stoker.jobs.launch)
     for channel_fd in (fd, stop_fd, output_dir):  # a subprocess the task starts must not hold them open
         os.set_inheritable(channel_fd, False)
     # Appended, after the standard library and the installed packages: the config's folder is
@@ -78,7 +79,7 @@ def main() -> None:
         if path and path not in sys.path:
             sys.path.append(path)
     environment = Environment()
-    launcher = Launcher(environment.base)
+    launcher = Launcher(environment.base, cgroup)
     channel = Channel(socket.socket(fileno=fd), socket.socket(fileno=stop_fd))
     quiet = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     while True:

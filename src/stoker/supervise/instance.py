@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stoker import sdnotify
 from stoker.config import InstanceSpec, ProgramConfig
+from stoker.supervise import cgroups
 from stoker.supervise import state as sm
 from stoker.supervise.environment import child_base
 from stoker.supervise.identity import CannotDrop, resolve
@@ -108,6 +109,7 @@ class Instance:
         self._dispatching = False
         self._pipes: dict[int, LogFile] = {}  # read end -> where its bytes go
         self.started_wall: float | None = None  # wall-clock time of the current spawn
+        self.cgroup: str | None = None  # the cgroup its processes are born in (None: no cgroups)
         merge = program.log.stderr == "merge"
         self.stdout_log = LogFile(
             log_path(log_dir, self.spec),
@@ -198,7 +200,8 @@ class Instance:
             self.send_signal(signal.SIGKILL)
 
     def send_signal(self, sig: int) -> bool:
-        """Send `sig` to the instance's process group; False when it has no process."""
+        """Send `sig` to the instance's process group, and to each process of its cgroup that
+        left the group (setsid); False when it has no process."""
         pid = self.machine.pid
         if pid is None:
             return False
@@ -206,6 +209,8 @@ class Instance:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return False
+        if self.cgroup is not None:
+            cgroups.signal_outside_group(self.cgroup, pid, sig)
         return True
 
     def notified(self, fields: dict[str, str]) -> None:
@@ -231,7 +236,11 @@ class Instance:
         self._spawn()
 
     def close(self) -> None:
-        """Release the log files (the process must be gone)."""
+        """Release the log files and the cgroup (the process must be gone)."""
+        if self.cgroup is not None:
+            cgroups.kill(self.cgroup)
+            cgroups.remove(self.cgroup)  # (still busy: removed with the daemon's tree)
+            self.cgroup = None
         self._stop_probe()
         self._cancel_timer()
         if self._kill_timer is not None:
@@ -319,6 +328,14 @@ class Instance:
             env["NOTIFY_SOCKET"] = self._notify_address
             if self.program.watchdog:
                 env["WATCHDOG_USEC"] = str(round(self.program.watchdog * 1_000_000))
+        tree = cgroups.current()
+        if tree is not None and self.cgroup is None:
+            try:
+                self.cgroup = tree.cgroup(f"program-{self.spec.program}-{self.spec.instance}")
+            except OSError as e:  # (cgroup.max.descendants, say): not worth failing the start for
+                log.warning(
+                    "%s: no cgroup of its own (%s): contained by its process group only", self.name, e
+                )
         try:
             child = spawn(
                 self.spec.argv,
@@ -327,6 +344,7 @@ class Instance:
                 identity=identity,
                 umask=self.program.umask,
                 merge_stderr=self.stderr_log is None,
+                cgroup=self.cgroup,
             )
         except (OSError, KeyError, ValueError, subprocess.SubprocessError) as error:
             self._spawn_failed(error)
@@ -402,6 +420,8 @@ class Instance:
                 sink.write(data)
 
     def _on_reaped(self, pid: int, status: int) -> None:
+        if self.cgroup is not None:  # what it left, setsid'd or not, goes with it (as its group)
+            cgroups.kill(self.cgroup)
         self._drain_pipes()
         exit_code, sig, how = describe_exit(status)
         level = logging.INFO if self.machine.state is sm.State.STOPPING else logging.WARNING

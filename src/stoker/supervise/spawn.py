@@ -3,7 +3,8 @@
 Everything the child needs is settled here, before exec: working directory, environment,
 credentials (uid, gid and supplementary groups: stoker.supervise.identity resolves them, and
 the caller builds the environment, stoker.supervise.environment), umask, a new process group
-(so a stop reaches grandchildren too), and
+(so a stop reaches grandchildren too), its cgroup where the daemon has cgroups (it is born in
+it: stoker.supervise.cgroups, which a grandchild's setsid() does not leave), and
 PR_SET_PDEATHSIG so that a daemon killed with SIGKILL takes its programs with it; the next
 daemon would otherwise start duplicates beside the orphans.
 
@@ -28,6 +29,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from stoker.supervise import cgroups
 from stoker.supervise.identity import SAME, CannotDrop, Identity
 
 SUPERVISOR_ENV = "STOKER_SUPERVISOR"
@@ -104,6 +106,7 @@ def spawn(
     output: int | None = None,
     pass_fds: Sequence[int] = (),
     tie_to_daemon: bool = True,
+    cgroup: str | None = None,
 ) -> Child:
     """Fork and exec `argv` in a new process group; raise OSError (with a clear message) on failure.
 
@@ -111,7 +114,8 @@ def spawn(
     descriptor), straight into that file with no pipe and no work for the daemon.
     `tie_to_daemon=False` skips the death signal, and with it setpriv's second exec, which
     doubles the cost of a short command; for children whose leftovers the next daemon's orphan
-    sweep may handle.
+    sweep may handle. `cgroup` (a directory of the daemon's tree, stoker.supervise.cgroups): the
+    child is born in it.
     """
     preexec = None
     if not tie_to_daemon:
@@ -129,24 +133,26 @@ def spawn(
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe() if not merge_stderr else (None, None)
+    tree = cgroups.current()
     try:
-        popen = subprocess.Popen(
-            command,
-            cwd=directory,
-            env=dict(environment),
-            stdin=subprocess.DEVNULL,
-            stdout=out_w,
-            stderr=err_w if err_w is not None else out_w,
-            process_group=0,
-            # (in this order: setgroups, setregid, setreuid; each only when not None)
-            extra_groups=None if identity.groups is None else list(identity.groups),
-            group=identity.gid,
-            user=identity.uid,
-            umask=-1 if umask is None else umask,
-            preexec_fn=preexec,
-            close_fds=True,
-            pass_fds=tuple(pass_fds),
-        )
+        with cgroups.born_in(cgroup, tree.home if tree is not None else None):
+            popen = subprocess.Popen(
+                command,
+                cwd=directory,
+                env=dict(environment),
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w if err_w is not None else out_w,
+                process_group=0,
+                # (in this order: setgroups, setregid, setreuid; each only when not None)
+                extra_groups=None if identity.groups is None else list(identity.groups),
+                group=identity.gid,
+                user=identity.uid,
+                umask=-1 if umask is None else umask,
+                preexec_fn=preexec,
+                close_fds=True,
+                pass_fds=tuple(pass_fds),
+            )
     except BaseException:
         for fd in (out_r, err_r):
             if fd is not None:

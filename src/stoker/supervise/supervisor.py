@@ -30,6 +30,7 @@ from stoker import sdnotify
 from stoker.config import Config, ProgramConfig
 from stoker.durations import format_size
 from stoker.reload import Changes
+from stoker.supervise import cgroups
 from stoker.supervise.environment import inherited
 from stoker.supervise.holds import Holds
 from stoker.supervise.instance import Instance
@@ -477,7 +478,7 @@ class Supervisor:
             }
             if not watched:
                 continue
-            usage = await asyncio.to_thread(group_memory, list(watched))
+            usage = await asyncio.to_thread(_memory, {pid: i.cgroup for pid, i in watched.items()})
             for pid, inst in watched.items():
                 limit = inst.program.max_memory
                 if (
@@ -554,3 +555,13 @@ def _kept(inst: Instance, config: Config) -> bool:
 def _stop_limit(instances: list[Instance]) -> float:
     # stop_timeout, then SIGKILL; the kill itself is quick but give the kernel a moment.
     return max((i.program.stop_timeout for i in instances), default=0) + 5
+
+
+def _memory(instances: dict[int, str | None]) -> dict[int, int]:
+    """Memory in use by each instance (by main pid): its cgroup's where it has one (every
+    descendant, setsid'd or not), else its process group's RSS (stoker.supervise.procs)."""
+    usage = group_memory([pid for pid, cgroup in instances.items() if cgroup is None])
+    for pid, cgroup in instances.items():
+        if cgroup is not None:
+            usage[pid] = cgroups.memory(cgroup) or 0
+    return usage
