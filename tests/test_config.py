@@ -757,6 +757,30 @@ def test_day2_key_errors(tmp_path: Path, lines: str, key: str, says: str) -> Non
     assert says in str(err)
 
 
+def test_task_size_limits(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        '[tasks.a]\ncommand = "a"\n[tasks.b]\ncommand = "b"\nmax_params = "1KB"\nmax_output = 4096\n',
+    )
+    assert (config.tasks["a"].max_params, config.tasks["a"].max_output) == (64 * 1024, 100 * 1024 * 1024)
+    assert (config.tasks["b"].max_params, config.tasks["b"].max_output) == (1024, 4096)
+    for line, key, says in [
+        ('max_params = "0KB"', "max_params", "greater than zero"),
+        ('max_params = "big"', "max_params", "a size"),
+        ("max_output = 0", "max_output", "greater than zero"),
+        ("max_output = true", "max_output", "a size"),
+    ]:
+        err = error(tmp_path, f'[tasks.a]\ncommand = "a"\n{line}\n')
+        assert (err.table, err.key) == ("tasks.a", key) and says in str(err)
+    # a schedule's own parameters are held to its task's limit
+    err = error(
+        tmp_path,
+        '[tasks.a]\ncommand = "a {x}"\nmax_params = "20B"\n'
+        '[schedules.s]\nevery = "1m"\ntask = "a"\nparams = { x = "way more than twenty bytes" }\n',
+    )
+    assert err.key == "params" and "max_params of 20B" in str(err)
+
+
 def test_dependency_cycle_names_the_circle(tmp_path: Path) -> None:
     err = error(
         tmp_path,

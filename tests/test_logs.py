@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stoker.supervise import logs
-from stoker.supervise.logs import LogFile, log_paths, rotated_path, tail
+from stoker.supervise.logs import LogFile, cut_marker, log_paths, rotated_path, tail
 
 # -- helpers -----------------------------------------------------------------------------
 
@@ -350,6 +350,68 @@ def test_tail_reads_backwards_only_as_far_as_needed(tmp_path: Path, monkeypatch:
     read.clear()
     assert tail(path, 20_000) == b"".join(b"%07d\n" % i for i in range(180_000, 200_000))
     assert sum(read) <= 160_000 + 64 * 1024
+
+
+def _reference_tail(data: bytes, n: int, budget: int) -> bytes:
+    """tail() by its definition: the last n lines, or the last `budget` bytes marked as cut."""
+    lines = split_lines(data)[-n:] if n > 0 else []
+    whole = b"".join(lines)
+    if len(whole) <= budget:
+        return whole
+    return cut_marker(budget) + whole[-budget:]
+
+
+def test_tail_of_a_file_without_newlines_is_cut_at_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "x.log"
+    path.write_bytes(b"x" * (5 * 2**20))  # one 5 MB line
+    read: list[int] = []
+    real_pread = os.pread
+
+    def counting_pread(fd: int, n: int, offset: int) -> bytes:
+        read.append(n)
+        return real_pread(fd, n, offset)
+
+    patch_os(monkeypatch, "pread", counting_pread)
+    got = tail(path, 1)
+    assert got == b"[stoker] cut: only the last 1 MB are shown\n" + b"x" * 2**20
+    assert sum(read) == 2**20 + 1  # one byte more than it returns (is it a newline?)
+    assert tail(path, 1, budget=100) == b"[stoker] cut: only the last 0 KB are shown\n" + b"x" * 100
+    assert cut_marker(64 * 1024) == b"[stoker] cut: only the last 64 KB are shown\n"
+
+
+def test_tail_within_the_budget_is_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    path.write_bytes(b"a" * 99 + b"\n")
+    assert tail(path, 1, budget=100) == b"a" * 99 + b"\n"  # exactly the budget: whole
+    assert tail(path, 5, budget=100) == b"a" * 99 + b"\n"
+    rotated_path(path, 1).write_bytes(b"b\n")  # more before it: now it is cut
+    assert tail(path, 2, budget=100) == cut_marker(100) + b"a" * 99 + b"\n"
+    assert tail(path, 2, budget=102) == b"b\n" + b"a" * 99 + b"\n"
+
+
+@given(
+    pieces=st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=12),
+    newline_after=st.lists(st.booleans(), min_size=12, max_size=12),
+    splits=st.lists(st.integers(0, 400), max_size=3),
+    n=st.integers(0, 15),
+    budget=st.integers(1, 200),
+)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+def test_tail_agrees_with_its_definition(
+    tmp_path: Path, pieces: list[bytes], newline_after: list[bool], splits: list[int], n: int, budget: int
+) -> None:
+    data = b"".join(p + (b"\n" if nl else b"") for p, nl in zip(pieces, newline_after, strict=False))
+    # the same bytes spread over rotated files at arbitrary points
+    cuts = sorted({min(s, len(data)) for s in splits})
+    parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    path = tmp_path / "t.log"
+    for k in range(10):
+        rotated_path(path, k).unlink(missing_ok=True)
+    for age, part in enumerate(reversed(parts)):
+        rotated_path(path, age).write_bytes(part)
+    assert tail(path, n, budget=budget) == _reference_tail(data, n, budget), (parts, n, budget)
 
 
 def test_log_paths_oldest_first(tmp_path: Path) -> None:

@@ -378,3 +378,18 @@ def test_an_allowed_option_arrives_unchanged(value: str) -> None:
     value = value.replace("\0", "") or "-"
     declared, _ = declare(("x", "{v}"), {"v": {"allow_option": True}})
     assert fill(("x", "{v}"), normalize("t", {"v": value}, declared), options={"v"}) == ["x", value]
+
+
+def test_check_size_measures_the_parameters_as_json() -> None:
+    from stoker.jobs.params import check_size
+
+    values = {"a": "x" * 10}  # {"a":"xxxxxxxxxx"}: 18 bytes
+    assert check_size("t", values, 18) == 18
+    with pytest.raises(ParamError) as refused:
+        check_size("t", values, 17)
+    assert str(refused.value) == (
+        "task 't': the parameters are 18B as JSON (18 bytes), over its max_params of 17B:"
+        " pass a large input as a file path instead"
+    )
+    assert refused.value.param is None
+    assert check_size("t", {}, 2) == 2

@@ -40,7 +40,8 @@ from stoker.durations import (
     parse_duration,
     parse_size,
 )
-from stoker.jobs.params import Param, SpecError, declare, fill, normalize
+from stoker.jobs.output import MAX_OUTPUT
+from stoker.jobs.params import MAX_PARAMS, Param, SpecError, check_size, declare, fill, normalize
 from stoker.locate import DEFAULT_STATE_DIR, find_config_path, resolve_relative
 from stoker.supervise.readiness import EXPECTED as READY_EXPECTED
 from stoker.supervise.readiness import ReadyError, parse_ready
@@ -376,6 +377,8 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
     umask: int | None = None
     params: tuple[Param, ...] = ()
     open_ended: bool = False
+    max_params: int = MAX_PARAMS  # bytes of a job's parameters as JSON
+    max_output: int = MAX_OUTPUT  # bytes of an attempt's output file; the rest is cut
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -393,6 +396,12 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
         values = normalize(self.name, params, self.params, open_ended=self.open_ended)
         if self.command is not None:
             self.argv(values)
+        return values
+
+    def accept_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """`check_params` for a new job (or a schedule's): also refused when over max_params."""
+        values = self.check_params(params)
+        check_size(self.name, values, self.max_params)
         return values
 
     def argv(self, params: Mapping[str, Any]) -> list[str]:
@@ -579,6 +588,8 @@ class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
     user: str | None = None
     group: str | None = None
     umask: int | str | None = None
+    max_params: _Size = "64KB"
+    max_output: _Size = "100MB"
 
 
 class _RawQueue(msgspec.Struct, forbid_unknown_fields=True):
@@ -669,6 +680,8 @@ _TASK_EXPECTED: dict[str, str] = {
     "user": "a user name string",
     "group": "a group name string",
     "umask": 'an octal umask like 0o022 or "022"',
+    "max_params": _SIZE + " (a job's parameters as JSON)",
+    "max_output": _SIZE + " (an attempt's output file; the rest is cut)",
 }
 _QUEUE_EXPECTED: dict[str, str] = {
     "concurrency": "a whole number, 1 or more (jobs of this queue at once on this node)",
@@ -1445,7 +1458,19 @@ def _build_task(name: str, raw: dict[str, Any], where: _Where, directory: str) -
         umask=_umask(parsed.umask, where),
         params=params,
         open_ended=open_ended,
+        max_params=_positive_size(parsed.max_params, where, "max_params"),
+        max_output=_positive_size(parsed.max_output, where, "max_output"),
     )
+
+
+def _positive_size(value: int | float | str, where: _Where, key: str) -> int:
+    try:
+        size = parse_size(value, where=key)
+    except InvalidValue as exc:
+        raise where.bad(key, exc.expected, value) from None
+    if size <= 0:
+        raise where.bad(key, "a size greater than zero", value)
+    return size
 
 
 _SCHEDULE_EXPECTED: dict[str, str] = {
@@ -1547,7 +1572,7 @@ def _build_schedule(
         task = _build_task(task_name, task_raw, where, directory)
         tasks[task_name] = task
     try:
-        params = task.check_params(parsed.params)
+        params = task.accept_params(parsed.params)
     except ValueError as e:
         raise where.error("params", str(e), "parameters that fit the task") from None
     jitter = _duration(parsed.jitter, where, "jitter")
@@ -1758,6 +1783,8 @@ command = "php report.php {day}"   # {day}: a parameter; it fills one argument, 
 # backoff = { min = "10s", max = "10m" }  # delay before a retry, doubling
 # timeout = "10m"                  # then the attempt is stopped and counts as failed
 # stop_timeout = "10s"             # after SIGTERM (timeout, cancel), SIGKILL
+# max_params = "64KB"              # a job's parameters as JSON; larger ones are refused
+# max_output = "100MB"             # an attempt's output file; the rest is cut, with a marker line
 # Rules for {day}, checked before any job is stored: a [tasks.report.params.day] table (instead
 # of the params list) with choices = ["monday", "friday"], or a pattern, or type = "int" with
 # min and max, a default… A value that would begin an argument with "-" is refused unless the

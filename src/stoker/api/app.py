@@ -41,7 +41,7 @@ from stoker.supervise.procs import GroupUsage, group_usage
 from stoker.supervise.supervisor import Supervisor, UnknownName
 
 MAX_TAIL = 100_000
-FOLLOW_BUFFER = 1024  # chunks a slow follower may lag before it is told it missed output
+FOLLOW_BUFFER = 1024 * 1024  # bytes a slow follower may lag before it is told it missed output
 
 
 # The daemon's reload; its argument, if any, hears each instance it stops as it stops.
@@ -351,17 +351,18 @@ def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:
 
 async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool) -> AsyncIterator[bytes]:
     """Server-sent events: each event's data is JSON {"name", "text"} (text may hold newlines)."""
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(FOLLOW_BUFFER)
-    missed = 0
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()  # bounded by `held`, in bytes
+    missed = held = 0
     listeners = []
 
     def make_listener(name: str) -> Callable[[bytes], None]:
         def listener(data: bytes) -> None:
-            nonlocal missed
-            try:
-                queue.put_nowait((name, data))
-            except asyncio.QueueFull:
+            nonlocal missed, held
+            if held + len(data) > FOLLOW_BUFFER:
                 missed += len(data)
+            else:
+                held += len(data)
+                queue.put_nowait((name, data))
 
         return listener
 
@@ -374,6 +375,7 @@ async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool
             yield output_event("", initial)
         while True:
             name, data = await queue.get()
+            held -= len(data)
             if missed:
                 yield output_event("", f"[stoker] {missed} bytes skipped: reader too slow\n".encode())
                 missed = 0

@@ -21,7 +21,7 @@ from stoker.api.common import ApiError, iso, json_response, output_event, sse
 from stoker.api.rates import FinishCounts
 from stoker.config import internal_queues, internal_tasks
 from stoker.durations import InvalidValue, parse_duration
-from stoker.events import EventBus
+from stoker.events import BUDGET, EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
 from stoker.jobs.output import current_output, output_path
 from stoker.jobs.params import Param, ParamError
@@ -31,12 +31,18 @@ from stoker.supervise.logs import tail
 
 MAX_LIST = 1000
 LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
+LIST_BYTES = 8 * 1024 * 1024  # a listing ends after the job that takes it past this much JSON
+LIST_FIRST, LIST_PAGE = 20, 500  # jobs read from the store at a time for a listing: first, at most
+LIST_PAGE_BYTES = 2 * 1024 * 1024  # and the jobs of one page, about
 MAX_WAIT = 300.0
 ID_LIMIT = 2**63 - 1  # SQLite's (and PostgreSQL's bigint) largest integer
 LATEST = 221845392000.0  # 9000-01-01 UTC: any later run_at could not be shown as a date
 MAX_BATCH = 10_000
 MAX_TAIL = 100_000
 FOLLOW_EVERY = 0.25
+_ENCODER = msgspec.json.Encoder()
+FOLLOW_BLOCK = 64 * 1024  # a followed job's output is read and sent in blocks of at most this
+FOLLOW_BEHIND = 1024 * 1024  # a follower further behind than this skips to the last 1 MB
 
 
 def job_json(job: Job, *, output: str | None = None, limit: int | None = None) -> schemas.Job:
@@ -178,14 +184,33 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         before = _int(q.get("before"), "before", None)
         if before is not None:
             before = max(-1, min(before, ID_LIMIT))
-        jobs = await d.store.jobs(
-            state=state,
-            queue=q.get("queue") or None,
-            task=q.get("task") or None,
-            limit=max(1, min(limit, MAX_LIST)),
-            before=before,
-        )
-        return json_response([job_json(j, limit=LIST_OUTPUT) for j in jobs])
+        limit = max(1, min(limit, MAX_LIST))
+        queue, task = q.get("queue") or None, q.get("task") or None
+        # Read a page at a time and stop at LIST_BYTES of JSON: a thousand jobs with large
+        # parameters and outputs must not all be in memory at once (a client pages on with
+        # before=ID of the last job it got). A page is as many jobs as LIST_PAGE_BYTES holds at
+        # the size of those read so far (a stored job holds its whole 64 KB output; its JSON
+        # here only the end): the first is small, the next follow the jobs' size.
+        body = bytearray(b"[")  # each job's JSON encoded straight onto its end: one copy
+        count = read = 0  # jobs in it; bytes of the jobs read
+        while count < limit and len(body) < LIST_BYTES:
+            fit = LIST_FIRST if not count else LIST_PAGE_BYTES * count // read + 1
+            want = min(fit, LIST_PAGE, limit - count)
+            page = await d.store.jobs(state=state, queue=queue, task=task, limit=want, before=before)
+            for j in page:
+                if count:
+                    body += b","
+                start = len(body)
+                _ENCODER.encode_into(job_json(j, limit=LIST_OUTPUT), body, -1)
+                count += 1
+                read += len(body) - start + len(j.output or "")
+                if len(body) >= LIST_BYTES:
+                    break
+            if len(page) < want:
+                break
+            before = page[-1].id
+        body += b"]"
+        return Response(memoryview(body), media_type="application/json")
 
     async def detail(d: Dispatcher, job: Job) -> schemas.JobDetail:
         output = None
@@ -356,7 +381,7 @@ async def _follow_job(
     offset = _size(path)  # the tail was read just before
     if initial:
         yield output_event("", initial)
-    with events.subscribe() as subscription:
+    with events.subscribe(lambda e: e.get("type") == "job" and e["job"].id == job.id) as subscription:
         job = await d.store.get(job.id) or job
         while True:
             with contextlib.suppress(TimeoutError):
@@ -368,11 +393,18 @@ async def _follow_job(
             if size < offset:
                 offset = 0
             if size > offset:
+                if size - offset > FOLLOW_BEHIND:  # too far behind to catch up: skip to the end
+                    skipped = size - FOLLOW_BEHIND - offset
+                    yield output_event("", f"[stoker] {skipped} bytes skipped: reader too slow\n".encode())
+                    offset = size - FOLLOW_BEHIND
                 with open(path, "rb") as f:
                     f.seek(offset)
-                    data = f.read(size - offset)
-                offset = size
-                yield output_event("", data)
+                    while offset < size:  # in blocks: each is sent (and gone) before the next is read
+                        data = f.read(min(FOLLOW_BLOCK, size - offset))
+                        if not data:
+                            break
+                        offset += len(data)
+                        yield output_event("", data)
             if job.state in FINISHED:
                 yield sse({"state": str(job.state)}, event="end")
                 return
@@ -391,7 +423,9 @@ def sse_event(event: dict[str, Any]) -> bytes:
 
 
 async def _sse(events: EventBus) -> AsyncIterator[bytes]:
-    with events.subscribe(encode=sse_event) as subscription:
+    """The events stream. A listener that lags by more than BUDGET bytes (it stopped reading)
+    is dropped: its last event is `lagged`, and the stream ends (clients reconnect)."""
+    with events.subscribe(encode=sse_event, budget=BUDGET) as subscription:
         yield sse({"type": "connected"})
         async for batch in subscription.batches():  # what piled up meanwhile: one write
             yield b"".join(batch)

@@ -222,8 +222,9 @@ def document() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {
-                        "description": "text/plain tail; with follow=1 text/event-stream whose "
-                        'events carry JSON {"name": instance, "text": output}',
+                        "description": "text/plain tail (at most its last 1 MB, after a line "
+                        '"[stoker] cut: …" when the lines asked for are longer); with follow=1 '
+                        'text/event-stream whose events carry JSON {"name": instance, "text": output}',
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
                             "text/event-stream": {"schema": _SSE_EVENT},
@@ -415,7 +416,9 @@ def _job_paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {
-                        "description": "text/plain; with follow=1 text/event-stream",
+                        "description": "text/plain (at most its last 1 MB, after a line "
+                        '"[stoker] cut: …" when the lines asked for are longer); with follow=1 '
+                        "text/event-stream",
                         "content": {
                             "text/plain": {"schema": {"type": "string"}},
                             "text/event-stream": {"schema": _SSE_EVENT},
@@ -495,7 +498,9 @@ def _job_paths() -> dict[str, Any]:
                 '{"type": "schedule", "schedule", "paused"}, '
                 '{"type": "schedule", "schedule", "skipped", "reason"} (a slot its when_file held back), '
                 '{"type": "schedule_missed", "schedule", '
-                '"reason", "slots", "missed", "in_a_row", "job", "error"}, {"type": "lagged", "missed"}',
+                '"reason", "slots", "missed", "in_a_row", "job", "error"}; a listener that falls more than '
+                '4 MB behind gets {"type": "lagged", "missed"} as its last event, and the stream ends '
+                "(reconnect and read again)",
                 "responses": {
                     "200": {
                         "description": "text/event-stream",

@@ -20,6 +20,7 @@ class AttemptResult(msgspec.Struct, frozen=True):  # made for every job: see sto
     result: Any = None
     has_result: bool = False
     output: str = ""  # the attempt's output, its last 64 KB
+    written: int | None = None  # bytes of output it wrote, as its worker counted (None: unknown)
     ended_at: float | None = None  # when it ended, by the clock of whoever ran it (None: now)
 
 

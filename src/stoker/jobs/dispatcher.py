@@ -72,6 +72,7 @@ log = logging.getLogger("stoker")
 
 FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
+CAP_EVERY = 1.0  # how often running jobs' output files are held to their max_output
 PRUNE_BATCH = 1000
 READ = 128  # due jobs asked for per read of a queue
 QUICK = 0.010  # seconds: a worker whose last job took less (by its clock) is sent more ahead
@@ -158,6 +159,7 @@ class Dispatcher:
         self._idle = asyncio.Event()  # set while nothing runs
         self._idle.set()
         self._stop = asyncio.Event()  # set by shutdown(): claim nothing more
+        self._busy = asyncio.Event()  # set when a job begins: _cap_forever looks while jobs run
         self.pool = Pool(config, self.base_environment)
         self._group: asyncio.TaskGroup | None = None  # run()'s: every attempt and read is its task
         self._interrupting = False  # shutdown() is stopping what runs: so is whatever begins now
@@ -199,6 +201,7 @@ class Dispatcher:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 group.create_task(self._prune_forever())
+                group.create_task(self._cap_forever())
                 while not self._stop.is_set():
                     self._wake.clear()
                     await self._sleep(self._fill())
@@ -211,6 +214,7 @@ class Dispatcher:
         """Stop claiming; give running jobs `timeout` seconds, then stop them (they are queued
         again as interrupted attempts and run on the next start)."""
         self._stop.set()
+        self._busy.set()  # (what waits for jobs to run must see the stop too)
         self._wake.set()
         self._revoke(lambda sent: True)
         if self.running:
@@ -445,6 +449,7 @@ class Dispatcher:
         else:
             run = self._on_worker(job, task, output, sent)
         self.running[job.id] = run
+        self._busy.set()
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
@@ -482,6 +487,10 @@ class Dispatcher:
             job, task, pool=self.pool, worker=worker, answer=answer, output=output,
             state_dir=self.config.daemon.state_dir,
         )  # fmt: skip
+        if job.attempt > 1 or job.error is not None:  # (a rerun) its file holds earlier attempts:
+            # max_output counts from where this one begins
+            with contextlib.suppress(FileNotFoundError):
+                run.output_start = os.stat(output).st_size
         self._lanes.setdefault(job.queue, set()).add(run)
         ready = self.ready.get(job.queue)
         if ready is not None and len(ready) and self._room(job.queue) == 0 and self.shared is None:
@@ -695,7 +704,7 @@ class Dispatcher:
         return NewJob(
             task=task.name,
             queue=task.queue,
-            params=task.check_params(params),
+            params=task.accept_params(params),
             max_attempts=task.max_attempts,
             run_at=now if run_at is None else run_at,
             priority=priority,
@@ -766,6 +775,24 @@ class Dispatcher:
                 log.exception("jobs: pruning failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), PRUNE_EVERY)
+
+    async def _cap_forever(self) -> None:
+        """Keep running jobs' output files within their task's max_output (see
+        stoker.jobs.output.OutputCap): a look at each every CAP_EVERY seconds, only while jobs
+        run (an idle daemon stays idle)."""
+        while not self._stop.is_set():
+            if not self.running:
+                self._busy.clear()
+                await self._busy.wait()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), CAP_EVERY)
+            for run in list(self.running.values()):
+                if isinstance(run, WorkerRun) and not run.answer.done():
+                    try:
+                        run.output_cap().check()
+                    except OSError as e:
+                        log.warning("job %d: cannot keep its output within max_output: %s", run.job.id, e)
 
     async def prune(self, finished_before: float) -> int:
         """Delete finished jobs older than that, in batches, with their output files."""

@@ -18,6 +18,8 @@ import datetime as dt
 import os
 
 OUTPUT_TAIL = 64 * 1024
+MAX_OUTPUT = 100 * 1024 * 1024  # the default of a task's max_output
+MARKER_SLACK = 256  # more than an attempt's marker line: see OutputCap
 MARKER = b"--- stoker: attempt "
 
 
@@ -46,9 +48,9 @@ def open_output(
     return fd, offset
 
 
-def close_output(fd: int, path: str, offset: int, dir_fd: int | None = None) -> str:
-    """The attempt's output (its last 64 KB) as text; closes `fd`, removes an empty file (if
-    it may: see the module's docstring)."""
+def close_output(fd: int, path: str, offset: int, dir_fd: int | None = None) -> tuple[str, int]:
+    """The attempt's output (its last 64 KB) as text, and how many bytes it wrote; closes `fd`,
+    removes an empty file (if it may: see the module's docstring)."""
     try:
         size = _size(fd)
         if size == 0:
@@ -59,12 +61,73 @@ def close_output(fd: int, path: str, offset: int, dir_fd: int | None = None) -> 
                     os.unlink(path.rpartition(os.sep)[2], dir_fd=dir_fd)
             except (FileNotFoundError, PermissionError):
                 pass
-            return ""
+            return "", 0
         start = max(offset, size - OUTPUT_TAIL)
         data = os.pread(fd, size - start, start) if size > start else b""
     finally:
         os.close(fd)
-    return data.decode("utf-8", "replace")
+    return data.decode("utf-8", "replace"), size - offset
+
+
+class OutputCap:
+    """A task's `max_output` on one attempt's output, kept by the daemon (not the job's writer).
+
+    A running command writes straight into the file (O_APPEND, its stdout and stderr), so
+    nothing can stop a write that goes past the cap. The daemon looks at the sizes of the
+    running jobs' files every CAP_EVERY seconds (`check`) and truncates one over its cap back to
+    it: since every write of the job appends, what it writes next lands at the cap, never past
+    a hole. At the attempt's end `finish` cuts it one last time and appends the marker line that
+    says how much was cut. So a file can pass its cap by what a job writes in one interval, and
+    only until the next look; the marker appears once the attempt ends. (The count can miss a
+    write that lands between a look's stat and its truncate: it says what was seen cut.)
+
+    Why not the alternatives: RLIMIT_FSIZE applies to every file the job writes and kills it
+    with SIGXFSZ; a pipe that the worker copies with a count would cost every job a copy loop
+    (the job path's throughput is what `make bench-jobs` measures); and a check at the end only
+    is no cap at all for a job that runs for days.
+    """
+
+    def __init__(self, path: str, start: int, limit: int) -> None:
+        self.path = path
+        self.at = start + limit  # where the output is cut
+        self.limit = limit
+        self.cut = 0  # bytes cut so far
+
+    def check(self) -> None:
+        """Cut the file back to the cap if it has passed it."""
+        try:  # (no planted link followed; non-blocking: a planted FIFO is an error, not a hang)
+            fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            if size > self.at:
+                os.ftruncate(fd, self.at)
+                self.cut += size - self.at
+        finally:
+            os.close(fd)
+
+    def finish(self) -> bool:
+        """The attempt has ended: cut what passed the cap and append the marker. True when
+        anything was cut (its output, as the job's record shows it, is then read anew)."""
+        self.check()
+        if not self.cut:
+            return False
+        marker = f"\n[stoker] output over max_output ({_size_text(self.limit)}): {self.cut} bytes cut\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.write(fd, marker.encode())
+        finally:
+            os.close(fd)
+        return True
+
+
+def _size_text(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or size % 1024:
+            return f"{size}{unit}"
+        size //= 1024
+    return f"{size}TB"
 
 
 def _size(fd: int) -> int:

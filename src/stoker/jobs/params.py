@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from stoker.durations import format_size
+
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -451,6 +453,24 @@ def normalize(
         if param.name not in out and param.has_default:
             out[param.name] = param.default
     return out
+
+
+#: The default of a task's `max_params`: parameters larger than this, as JSON, are refused.
+MAX_PARAMS = 64 * 1024
+
+
+def check_size(task: str, values: Mapping[str, Any], limit: int) -> int:
+    """The size of `values` as JSON (how they are stored and sent), or ParamError when it is
+    over `limit`: parameters ride in every event and listing of the job, and each stalled
+    listener may hold a copy, so a job's parameters must stay small (a large input belongs in
+    a file the job is given the path of)."""
+    size = len(msgspec.json.encode(values))
+    if size > limit:
+        raise ParamError(
+            f"task {task!r}: the parameters are {format_size(size)} as JSON ({size} bytes),"
+            f" over its max_params of {format_size(limit)}: pass a large input as a file path instead"
+        )
+    return size
 
 
 def _check_value(param: Param, value: Any, leads: bool) -> Any:

@@ -36,7 +36,7 @@ import msgspec
 
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
-from stoker.jobs.output import current_output
+from stoker.jobs.output import MARKER_SLACK, OutputCap, current_output
 from stoker.jobs.rules import Outcome
 from stoker.store import Job
 from stoker.supervise import cgroups
@@ -509,6 +509,8 @@ class WorkerRun(GroupStop):
         self.output = output
         self.state_dir = state_dir
         self.command = task.call is None  # its own process group, under the worker
+        self.output_start = 0  # where this attempt's output begins in its file (for max_output)
+        self.cap: OutputCap | None = None  # made at the first look at its size
         if not self.command:
             self.pid = worker.pid  # a stop or a timeout reaches the worker's group
 
@@ -573,6 +575,7 @@ class WorkerRun(GroupStop):
             self.pool.retire(worker)
             if self.command:  # its process group lives on without the worker that would stop it
                 await asyncio.to_thread(kill_job_processes, self.state_dir, self.job.id)
+            self._finish_cap()
             output = current_output(self.output)
             if self.stopped is not None:
                 return self.stopped_result(output=output)
@@ -590,6 +593,12 @@ class WorkerRun(GroupStop):
             self.disarm()
         return self._result(answer)
 
+    def output_cap(self) -> OutputCap:
+        """The task's max_output on this attempt's output file (see stoker.jobs.output)."""
+        if self.cap is None:
+            self.cap = OutputCap(self.output, self.output_start, self.task.max_output)
+        return self.cap
+
     def _result(self, answer: dict[str, Any]) -> AttemptResult:
         output = str(answer.get("output") or "")
         if not output and self.worker.owner is not None:
@@ -597,15 +606,35 @@ class WorkerRun(GroupStop):
         ended = answer.get("ended")
         ended_at = float(ended) if isinstance(ended, (int, float)) else None
         if self.command:
-            return self._command_result(answer, output, ended_at)
-        if answer.get("ok"):
-            return AttemptResult(
+            result = self._command_result(answer, output, ended_at)
+        elif answer.get("ok"):
+            result = AttemptResult(
                 Outcome.SUCCEEDED, result=answer.get("result"), has_result=True, output=output,
                 ended_at=ended_at,
             )  # fmt: skip
-        return AttemptResult(
-            Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output, ended_at=ended_at
-        )
+        else:
+            result = AttemptResult(
+                Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output, ended_at=ended_at
+            )
+        written = answer.get("written", 0)
+        # Within its cap by far (the usual case): no look at the file. The slack is for the
+        # attempt's marker line, which the worker does not count and the cap does.
+        if self.cap is None and isinstance(written, int) and written + MARKER_SLACK <= self.task.max_output:
+            return result
+        return self._capped(result)
+
+    def _capped(self, result: AttemptResult) -> AttemptResult:
+        """Cut what passed max_output, and take the job's output anew from the cut file."""
+        if self._finish_cap():
+            return msgspec.structs.replace(result, output=current_output(self.output))
+        return result
+
+    def _finish_cap(self) -> bool:
+        try:
+            return self.output_cap().finish()
+        except OSError as e:  # (the attempt's end is recorded all the same)
+            log.warning("job %d: cannot keep its output within max_output: %s", self.job.id, e)
+            return False
 
     def _command_result(self, answer: dict[str, Any], output: str, ended_at: float | None) -> AttemptResult:
         spawn_error = answer.get("spawn_error")

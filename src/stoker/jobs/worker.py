@@ -270,8 +270,10 @@ def _command(
     try:
         answer = launcher.run(request, out, channel)
     finally:
-        output = close_output(out, request["output"], offset, output_dir)
+        output, written = close_output(out, request["output"], offset, output_dir)
     answer["output"] = output
+    if written:  # (the daemon cuts an output over max_output: stoker.jobs.output.OutputCap)
+        answer["written"] = written
     return answer
 
 
@@ -294,7 +296,9 @@ def _run(request: dict[str, Any], environment: Environment, quiet: int, output_d
     answer = _call(request, environment, out)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
-    answer["output"] = close_output(out, request["output"], offset, output_dir)
+    answer["output"], written = close_output(out, request["output"], offset, output_dir)
+    if written:
+        answer["written"] = written
     return answer
 
 

@@ -34,14 +34,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["LogFile", "log_paths", "rotated_path", "tail"]
+__all__ = ["TAIL_BYTES", "LogFile", "cut_marker", "log_paths", "rotated_path", "tail"]
 
 log = logging.getLogger(__name__)
 
 #: Block size for reading files backwards (`tail`) and for moving a partial line on rotation.
 _BLOCK = 64 * 1024
 
+#: The most `tail` returns, whatever the lines asked for: a log with no newline (or very long
+#: lines) would otherwise be read whole into the daemon's memory for one request.
+TAIL_BYTES = 1024 * 1024
+
 Listener = Callable[[bytes], None]
+
+
+def cut_marker(budget: int) -> bytes:
+    """The line `tail` puts before an answer it cut at its byte budget."""
+    size = f"{budget // 1024} KB" if budget % (1024 * 1024) else f"{budget // (1024 * 1024)} MB"
+    return f"[stoker] cut: only the last {size} are shown\n".encode()
 
 
 def rotated_path(path: Path, n: int) -> Path:
@@ -71,17 +81,20 @@ def _newest_first(path: Path) -> Iterator[Path]:
         n += 1
 
 
-def tail(path: Path, lines: int) -> bytes:
+def tail(path: Path, lines: int, budget: int = TAIL_BYTES) -> bytes:
     """The last `lines` lines of the log at `path`, across its rotated files, oldest first.
 
     Like ``tail -n``: a last line without a newline counts as a line. Files are read backwards
-    in blocks and only as far as needed, so this is cheap on a 50 MB log. A log that does not
-    exist gives ``b""``. Not atomic against a rotation done by another thread at the same time
-    (the daemon writes and reads on one event loop, so it never is).
+    in blocks and only as far as needed, so this is cheap on a 50 MB log. Whatever the line
+    lengths, at most `budget` bytes of the log are read and returned: when the lines asked for
+    are longer, the answer is the last `budget` bytes after a `cut_marker` line. A log that
+    does not exist gives ``b""``. Not atomic against a rotation done by another thread at the
+    same time (the daemon writes and reads on one event loop, so it never is).
     """
     if lines <= 0:
         return b""
     pieces: list[bytes] = []  # newest first
+    held = 0  # bytes in pieces
     need = lines  # newlines still to find before the start of the answer
     at_stream_end = True  # nothing seen yet: the next byte read is the last byte of the log
     for p in _newest_first(path):
@@ -96,7 +109,8 @@ def tail(path: Path, lines: int) -> bytes:
         try:
             pos = os.fstat(fd).st_size
             while pos > 0:
-                start = max(0, pos - _BLOCK)
+                # One byte past the budget: a newline there means the lines asked for fit.
+                start = max(0, pos - _BLOCK, pos - (budget + 1 - held))
                 block = os.pread(fd, pos - start, start)
                 pos = start
                 if not block:
@@ -117,6 +131,9 @@ def tail(path: Path, lines: int) -> bytes:
                         return b"".join(reversed(pieces))
                     search_end = idx
                 pieces.append(block)
+                held += len(block)
+                if held > budget:  # more lines wanted than fit: the last `budget` bytes
+                    return cut_marker(budget) + b"".join(reversed(pieces))[-budget:]
         finally:
             os.close(fd)
     return b"".join(reversed(pieces))

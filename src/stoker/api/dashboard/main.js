@@ -80,18 +80,21 @@ function setLive(state, text) {
 
 // The daemon's state changes, for as long as the page is signed in. After a break (daemon
 // restarted, network) it reconnects, and the view reads everything again: whatever changed
-// meanwhile was not seen.
+// meanwhile was not seen. A page that fell too far behind (a hidden tab, a slow link) is
+// dropped by the daemon with a last `lagged` event: it reconnects at once.
 async function listen() {
   const controller = new AbortController();
   events = controller;
   let delay = 500;
   while (!controller.signal.aborted) {
     setLive("connecting", "connecting…");
+    let lagged = false;
     try {
       await api.stream(
         api.path("events"),
         ({ data }) => {
-          if (data.type === "connected" || data.type === "lagged") {
+          lagged = data.type === "lagged";
+          if (data.type === "connected" || lagged) {
             setLive("live", "live");
             delay = 500;
             current?.show(route()).catch(ctx.failed);
@@ -104,6 +107,7 @@ async function listen() {
     } catch (error) {
       if (error.name === "AbortError" || error.status === 401) return;
     }
+    if (lagged && !controller.signal.aborted) continue; // dropped for lagging: at once
     setLive("offline", "disconnected: retrying");
     await sleep(delay);
     delay = Math.min(delay * 2, 10_000);
