@@ -644,8 +644,10 @@ class WorkerRun(GroupStop):
             reason = describe_spawn_error(error, self.task.command or ("?",), self.task.directory)
             return AttemptResult(Outcome.FAILED, error=reason, ended_at=ended_at)
         status = answer.get("status")
-        if status is None and answer.get("ok") is False:  # it could not begin (its output file)
-            return AttemptResult(Outcome.FAILED, error=str(answer.get("error")), ended_at=ended_at)
+        failure = answer.get("error")
+        if status is None and failure is not None:  # it could not begin (its output file)
+            return AttemptResult(Outcome.FAILED, error=str(failure), ended_at=ended_at)
+        # (no status and no error: a stop came before it began, a cancel say: self.stopped)
         exit_code = None if status is None else describe_exit(status)[0]
         if self.stopped is not None:
             return self.stopped_result(exit_code=exit_code, output=output, ended_at=ended_at)
