@@ -29,12 +29,12 @@ from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
 from stoker.api.doors import Doors, from_unix_socket
 from stoker.api.usage import CpuMeter
-from stoker.daemon.cluster import SharedStore
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.schedule.scheduler import Scheduler
 from stoker.signals import parse_signal
 from stoker.store import StoreError
+from stoker.store.shared import SharedStore
 from stoker.supervise.instance import Instance
 from stoker.supervise.logs import LogFile, tail
 from stoker.supervise.procs import GroupUsage, group_usage

@@ -25,55 +25,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from stoker.store import AttemptEnd, Job, NodeRecord, Store, StoreError
+from stoker.store import Store, StoreError
+from stoker.store.shared import SharedStore
+
+__all__ = ["PUBLISH_GAP", "Publisher", "SharedStore", "keep_alive", "listen"]
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.schedule.scheduler import Scheduler
 
 log = logging.getLogger("stoker")
-
-
-@runtime_checkable
-class SharedStore(Protocol):
-    """What a store that several daemons share offers beyond the Store protocol."""
-
-    def subscribe(
-        self,
-        *,
-        queued_elsewhere: Callable[[str | None], None],
-        cancel_asked: Callable[[int], None],
-        pauses_changed: Callable[[], Awaitable[None]],
-        leases_released: Callable[[], None] | None = None,
-    ) -> None: ...
-
-    async def claim(self, queue: str, limit: int, now: float, node: str) -> list[Job]:
-        """Start up to `limit` due jobs of `queue` on `node` at once; rows another node is
-        claiming at that moment are skipped, not waited for."""
-        ...
-
-    def finish_and_claim(
-        self, job: Job, end: AttemptEnd, queue: str, limit: int, now: float, node: str
-    ) -> asyncio.Future[tuple[Job | None, list[Job]]]:
-        """`Store.finish(job, end)` and `claim(queue, limit, now, node)` at once."""
-        ...
-
-    async def join(self, node: str, timeout: float) -> None: ...
-
-    async def heartbeat(self, node: str, timeout: float) -> list[str]: ...
-
-    async def leave(self, node: str) -> None: ...
-
-    async def publish(self, node: str, programs: bytes, version: str) -> None: ...
-
-    async def nodes(self, forget: float) -> list[NodeRecord]: ...
-
-    async def renew_leases(
-        self, node: str, lease: float, names: Sequence[str], want: Sequence[str], drop: Sequence[str]
-    ) -> tuple[dict[str, str], dict[str, float]]: ...
 
 
 PUBLISH_GAP = 0.5  # seconds between two publishes on change, at least

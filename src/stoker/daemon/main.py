@@ -232,11 +232,12 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     from stoker.api.app import DaemonInfo, build_app, program_snapshots
     from stoker.api.connections import TOTAL, guarded_protocol
     from stoker.api.listeners import quiet_accept_errors, tcp_descriptor_ceiling
-    from stoker.daemon.cluster import Publisher, SharedStore, keep_alive, listen
+    from stoker.daemon.cluster import Publisher, keep_alive, listen
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
+    from stoker.store.shared import SharedStore
     from stoker.supervise import cgroups
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
@@ -295,7 +296,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             except StoreError as e:
                 raise StartupError(str(e)) from None
         if store is not None:
-            info.dispatcher = Dispatcher(config, store, publish=info.events.publish)
+            info.dispatcher = Dispatcher(config, store, publish=info.events.publish, shared=shared)
             await info.dispatcher.start()
             if config.schedules:
                 from stoker.schedule.scheduler import Scheduler
@@ -368,7 +369,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                 return f"tasks and schedules (the store cannot be opened: {e})"
         assert store is not None
         if info.dispatcher is None:
-            dispatcher = Dispatcher(new, store, publish=info.events.publish)
+            dispatcher = Dispatcher(new, store, publish=info.events.publish, shared=info.shared)
             await dispatcher.start()
             info.dispatcher = dispatcher
         if jobs_task is None:

@@ -23,7 +23,7 @@ from stoker.store import StoreError
 from stoker.supervise.placement import LeaseBook, Renewal
 
 if TYPE_CHECKING:
-    from stoker.daemon.cluster import SharedStore
+    from stoker.store.shared import SharedStore
     from stoker.supervise.supervisor import Supervisor
 
 log = logging.getLogger("stoker")

@@ -54,7 +54,6 @@ from typing import Any
 import msgspec
 
 from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
-from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
@@ -64,6 +63,7 @@ from stoker.jobs.rules import JobState, Outcome, after_attempt
 from stoker.jobs.worker import LINGER as ANSWER_HOLD
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.store.base import started
+from stoker.store.shared import SharedStore
 from stoker.supervise.environment import inherited
 from stoker.supervise.spawn import describe_spawn_error
 from stoker.timers import wait_event
@@ -141,6 +141,7 @@ class Dispatcher:
         *,
         publish: Callable[[dict[str, Any]], None] = lambda event: None,
         base_environment: Mapping[str, str] | None = None,
+        shared: SharedStore | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -166,8 +167,9 @@ class Dispatcher:
         self.prefetched: dict[int, _Prefetch] = {}  # by job id
         self._next_on: dict[Worker, list[_Prefetch]] = {}  # by the worker, in the order sent
         self._lanes: dict[str, set[WorkerRun]] = {}  # per queue, runs whose worker may be sent more
-        # Other nodes read the same jobs: claim them (on SQLite, alone, a job read is ours).
-        self.shared = store if isinstance(store, SharedStore) else None
+        # `store` itself when other nodes read the same jobs (the daemon decides): claim them
+        # (on SQLite, alone, a job read is ours).
+        self.shared = shared
         self._claiming = 0  # slots reserved by claims not answered yet
         self._cancelled_unseen: set[int] = set()  # cancels of jobs a claim has not answered yet
         # An attempt's end on its way to a shared store, which the claim of the slot it frees
