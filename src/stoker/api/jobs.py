@@ -25,7 +25,7 @@ from stoker.events import BUDGET, EventBus
 from stoker.jobs.dispatcher import Dispatcher, JobConflict, JobNotFound, UnknownTask
 from stoker.jobs.output import current_output, output_path
 from stoker.jobs.params import Param, ParamError
-from stoker.jobs.rules import FINISHED, JobState
+from stoker.jobstates import FINISHED, JobState
 from stoker.store import Attempt, Job, NewJob
 from stoker.supervise.logs import tail
 

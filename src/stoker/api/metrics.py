@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from stoker.jobs.rules import FINISHED, JobState
+from stoker.jobstates import FINISHED, JobState
 from stoker.store.base import Job, QueueCounts
 from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from stoker.jobs.rules import JobState
+from stoker.jobstates import JobState
 
 MINUTE = 60
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import msgspec
 
 from stoker.config import TaskConfig
-from stoker.jobs.rules import Outcome
+from stoker.jobstates import Outcome
 from stoker.supervise.reap import kill_group
 
 

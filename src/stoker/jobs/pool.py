@@ -37,7 +37,7 @@ import msgspec
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import MARKER_SLACK, OutputCap, current_output
-from stoker.jobs.rules import Outcome
+from stoker.jobstates import Outcome
 from stoker.store import Job
 from stoker.supervise import cgroups
 from stoker.supervise.environment import child_base

@@ -1,43 +1,15 @@
-"""What happens to a job after an attempt: pure rules, no clock or randomness of their own."""
+"""What happens to a job after an attempt: pure rules, no clock or randomness of their own.
+
+The words they speak (JobState, Outcome, Next) live in stoker/jobstates.py, below the store
+that records them; they are re-exported here for the rules' users.
+"""
 
 from __future__ import annotations
 
-import enum
-
-import msgspec
-
 from stoker.backoff import backoff_delay
+from stoker.jobstates import FINISHED, LIVE, JobState, Next, Outcome
 
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-LIVE = frozenset({JobState.QUEUED, JobState.RUNNING})
-
-
-class Outcome(enum.StrEnum):
-    """How one attempt ended."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # non-zero exit, exception, spawn error
-    TIMED_OUT = "timed out"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # the daemon stopped or died while it ran: it runs again
-
-
-class Next(msgspec.Struct, frozen=True):  # made for every job: see stoker.store.base
-    """The job's state after the attempt; `run_at` is set when it goes back to the queue;
-    `counts` is False for an attempt that does not use up one of max_attempts."""
-
-    state: JobState
-    run_at: float | None = None
-    counts: bool = True
+__all__ = ["FINISHED", "LIVE", "JobState", "Next", "Outcome", "after_attempt"]
 
 
 def after_attempt(

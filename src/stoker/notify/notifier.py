@@ -23,7 +23,7 @@ from stoker.api.jobs import LIST_OUTPUT, job_json
 from stoker.api.schedules import describe as schedule_json
 from stoker.config import Config
 from stoker.events import EventBus
-from stoker.jobs.rules import JobState
+from stoker.jobstates import JobState
 from stoker.notify import rules
 from stoker.notify.rules import Change, CrashLoops
 from stoker.notify.webhook import Notification, Webhook

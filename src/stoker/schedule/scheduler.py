@@ -34,13 +34,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from stoker.config import Config, ScheduleConfig
-from stoker.jobs.dispatcher import Dispatcher
-from stoker.jobs.rules import LIVE
+from stoker.jobstates import LIVE
 from stoker.schedule.triggers import Reboot, Trigger, fire_times
-from stoker.store import Job, Store
+from stoker.store import Job, NewJob, Store
 from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
@@ -63,12 +62,27 @@ def boot_time() -> float | None:
     return None
 
 
+class Enqueue(Protocol):
+    """What the scheduler asks of whoever runs jobs (the daemon hands it its dispatcher): the
+    job a slot fires, checked against the config; the replaced job's cancel; and word of the
+    job once the store queued it. The scheduler knows nothing else of how jobs run."""
+
+    def new_job(
+        self, task_name: str, params: dict[str, Any], *, run_at: float | None = None, now: float,
+        schedule: str | None = None
+    ) -> NewJob: ...  # fmt: skip
+
+    async def cancel(self, job_id: int) -> Job: ...
+
+    def queued(self, job: Job) -> None: ...
+
+
 class Scheduler:
     def __init__(
         self,
         config: Config,
         store: Store,
-        dispatcher: Dispatcher,
+        dispatcher: Enqueue,
         *,
         publish: Callable[[dict[str, Any]], None] = lambda event: None,
     ) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from stoker.jobs.rules import FINISHED, JobState, Next, Outcome
+from stoker.jobstates import FINISHED, JobState, Next, Outcome
 
 
 class StoreError(Exception):

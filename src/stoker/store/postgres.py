@@ -48,7 +48,7 @@ from psycopg import AsyncConnection, errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from stoker.jobs.rules import JobState, Outcome
+from stoker.jobstates import JobState, Outcome
 from stoker.store.base import JOB_COLUMNS as _JOB_COLUMNS
 from stoker.store.base import (
     Attempt,

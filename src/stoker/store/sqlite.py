@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from stoker.jobs.rules import Outcome
+from stoker.jobstates import Outcome
 from stoker.store.base import JOB_COLUMNS as _JOB_COLUMNS
 from stoker.store.base import (
     Attempt,
