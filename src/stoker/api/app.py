@@ -8,10 +8,8 @@ import hmac
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -29,115 +27,18 @@ from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
 from stoker.api.doors import Doors, from_unix_socket
 from stoker.api.usage import CpuMeter
-from stoker.events import EventBus
-from stoker.jobs.dispatcher import Dispatcher
-from stoker.schedule.scheduler import Scheduler
+from stoker.runtime import DaemonInfo, Reload
 from stoker.signals import parse_signal
 from stoker.store import StoreError
-from stoker.store.shared import SharedStore
 from stoker.supervise.instance import Instance
 from stoker.supervise.logs import LogFile, tail
-from stoker.supervise.procs import GroupUsage, group_usage
-from stoker.supervise.supervisor import Supervisor, UnknownName
+from stoker.supervise.supervisor import UnknownName
+from stoker.views import describe, program_snapshots
+
+__all__ = ["BearerAuth", "DaemonInfo", "Reload", "build_app", "describe", "program_snapshots"]
 
 MAX_TAIL = 100_000
 FOLLOW_BUFFER = 1024 * 1024  # bytes a slow follower may lag before it is told it missed output
-
-
-# The daemon's reload; its argument, if any, hears each instance it stops as it stops.
-Reload = Callable[[Callable[[dict[str, Any]], None] | None], Coroutine[Any, Any, dict[str, Any]]]
-
-
-@dataclass
-class DaemonInfo:
-    supervisor: Supervisor
-    started_at: float  # wall clock
-    request_shutdown: Callable[[], None]
-    events: EventBus = field(default_factory=EventBus)
-    dispatcher: Dispatcher | None = None  # None: no tasks yet (a reload may add the first)
-    scheduler: Scheduler | None = None  # None: no schedules yet (a reload may add the first)
-    reload: Reload | None = None  # set once the daemon runs
-    cpu: CpuMeter = field(default_factory=CpuMeter)  # `cpu` of the program JSON: since the previous look
-    shared: SharedStore | None = None  # the store other nodes share (PostgreSQL): the cluster view
-
-
-def describe(
-    instances: list[Instance],
-    node: str,
-    sup: Supervisor,
-    meter: CpuMeter | None = None,
-    usage: dict[int, GroupUsage] | None = None,
-) -> list[schemas.ProgramInstance]:
-    """The instances as JSON. With `meter`, memory and CPU are measured (one pass over /proc,
-    unless `usage` holds its result already); without, they are null: a state-change event
-    must not cost a scan."""
-    if usage is None:
-        usage = group_usage(i.pid for i in instances if i.pid is not None) if meter is not None else {}
-    cpu: dict[int, float | None] = {}
-    if meter is not None:
-        wall = time.time()
-        lifetimes = {i.pid: wall - i.started_wall for i in instances if i.pid and i.started_wall}
-        cpu = meter.look({pid: u.cpu_seconds for pid, u in usage.items()}, lifetimes, time.monotonic())
-        meter.keep_only(i.pid for i in sup.instances.values() if i.pid is not None)
-    out = []
-    for inst in instances:
-        m = inst.machine
-        up = inst.uptime()
-        loop = inst.crash_loop()
-        out.append(
-            schemas.ProgramInstance(
-                name=inst.name,
-                program=inst.spec.program,
-                instance=inst.spec.instance,
-                state=str(m.state),
-                pid=m.pid,
-                exit_code=m.exit_code,
-                restarts=m.restarts,
-                started_at=iso(inst.started_wall) if m.pid is not None else None,
-                uptime=None if up is None else round(up, 3),
-                memory=usage[m.pid].memory if m.pid in usage else None,
-                node=node,
-                error=m.error,
-                waiting_for=list(inst.waiting_for),
-                status_text=inst.status_text,
-                stopped_by_hand=inst.name in sup.holds,
-                cpu=cpu.get(m.pid) if m.pid is not None else None,
-                singleton=inst.program.singleton,
-                holder=sup.holder(inst.program),
-                placement=sup.placement_of(inst),
-                crash_loop=None
-                if loop is None
-                else schemas.CrashLoop(exits=loop.ends, seconds=round(loop.last - loop.first, 3)),
-            )
-        )
-    return out
-
-
-def program_snapshots(info: DaemonInfo) -> Callable[[bool], Awaitable[bytes]]:
-    """What this node publishes for the cluster view (daemon/cluster.py's Publisher): every
-    instance as JSON. Measured (memory and CPU over the heartbeat's interval, with a meter of its
-    own so API looks and publishes do not shorten each other's windows; the /proc pass in a
-    thread), or, between heartbeats, with the last measured figures of each process kept."""
-    sup = info.supervisor
-    meter = CpuMeter()
-    measured: dict[int, tuple[int | None, float | None]] = {}  # pid → (memory, cpu) of the last measure
-
-    async def snapshot(measure: bool) -> bytes:
-        nonlocal measured
-        node = sup.config.daemon.node
-        if measure:
-            pids = [i.pid for i in sup.instances.values() if i.pid is not None]
-            usage = await asyncio.to_thread(group_usage, pids)
-            rows = describe(list(sup.instances.values()), node, sup, meter, usage)
-            measured = {row.pid: (row.memory, row.cpu) for row in rows if row.pid is not None}
-        else:
-            rows = describe(list(sup.instances.values()), node, sup)
-            for row in rows:
-                if row.pid in measured:  # the same process: its figures of the last measure
-                    row.memory, row.cpu = measured[row.pid]
-        return msgspec.json.encode(rows)
-
-    return snapshot
 
 
 def _yes(value: str | None) -> bool:
@@ -150,11 +51,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
     sup = info.supervisor
     node = sup.config.daemon.node
 
-    def program_changed(inst: Instance) -> None:
-        [row] = describe([inst], node, sup)  # no memory, no CPU: a state change costs no scan
-        info.events.publish({"type": "program", "program": row})
-
-    sup.subscribe(program_changed)
+    cpu = CpuMeter()  # `cpu` of the program JSON: since the previous look
 
     def select(name: str) -> list[Instance]:
         try:
@@ -180,7 +77,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         )
 
     async def programs(request: Request) -> Response:
-        local = describe(list(sup.instances.values()), node, sup, info.cpu)
+        local = describe(list(sup.instances.values()), node, sup, cpu)
         if not _yes(request.query_params.get("all_nodes")) or info.shared is None:  # SQLite: this node only
             return json_response(local)
         records = await info.shared.nodes(nodes_view.FORGET_AFTER)
@@ -204,7 +101,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         return json_response(nodes_view.all_nodes(local, this, records, sup.config.daemon.node_timeout))
 
     async def program(request: Request) -> Response:
-        return json_response(describe(select(request.path_params["name"]), node, sup, info.cpu))
+        return json_response(describe(select(request.path_params["name"]), node, sup, cpu))
 
     async def act(request: Request) -> Response:
         operations: dict[str, Callable[[list[Instance]], Awaitable[None]]] = {
@@ -217,7 +114,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
             raise ApiError(404, "not_found", f"no action {action!r}: use start, stop or restart")
         instances = select(request.path_params["name"])
         await operations[action](instances)
-        return json_response(describe(instances, node, sup, info.cpu))
+        return json_response(describe(instances, node, sup, cpu))
 
     async def send_signal(request: Request) -> Response:
         instances = select(request.path_params["name"])
@@ -227,7 +124,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError, RecursionError) as e:
             raise ApiError(400, "bad_request", f'expected {{"signal": "HUP"}}: {e}') from None
         sup.signal(instances, sig)
-        return json_response(describe(instances, node, sup, info.cpu))
+        return json_response(describe(instances, node, sup, cpu))
 
     async def logs(request: Request) -> Response:
         instances = select(request.path_params["name"])
@@ -290,7 +187,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
 
     from stoker.api.metrics import CONTENT_TYPE, Metrics
 
-    observed = Metrics(info)
+    observed = Metrics(sup, lambda: info.dispatcher)
     info.events.listen(observed.observe)
 
     async def metrics(request: Request) -> Response:

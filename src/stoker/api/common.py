@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import msgspec
 from starlette.responses import Response
 
 from stoker.api import schemas
+from stoker.views import iso
+
+__all__ = ["ApiError", "error_response", "iso", "json_response", "output_event", "sse"]
 
 
 class ApiError(Exception):
@@ -43,6 +45,4 @@ def output_event(name: str, data: bytes) -> bytes:
     return sse({"name": name, "text": data.decode("utf-8", "replace")})
 
 
-def iso(ts: float | None) -> dt.datetime | None:
-    """Unix seconds as an aware datetime in the daemon's local zone (ISO 8601 with offset)."""
-    return None if ts is None else dt.datetime.fromtimestamp(ts).astimezone()
+# END

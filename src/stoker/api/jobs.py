@@ -28,9 +28,9 @@ from stoker.jobs.params import Param, ParamError
 from stoker.jobstates import FINISHED, JobState
 from stoker.store import Attempt, Job, NewJob
 from stoker.supervise.logs import tail
+from stoker.views import LIST_OUTPUT, job_json
 
 MAX_LIST = 1000
-LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
 LIST_BYTES = 8 * 1024 * 1024  # a listing ends after the job that takes it past this much JSON
 LIST_FIRST, LIST_PAGE = 20, 500  # jobs read from the store at a time for a listing: first, at most
 LIST_PAGE_BYTES = 2 * 1024 * 1024  # and the jobs of one page, about
@@ -43,34 +43,6 @@ FOLLOW_EVERY = 0.25
 _ENCODER = msgspec.json.Encoder()
 FOLLOW_BLOCK = 64 * 1024  # a followed job's output is read and sent in blocks of at most this
 FOLLOW_BEHIND = 1024 * 1024  # a follower further behind than this skips to the last 1 MB
-
-
-def job_json(job: Job, *, output: str | None = None, limit: int | None = None) -> schemas.Job:
-    text = job.output if output is None else output
-    if limit is not None and text is not None and len(text) > limit:
-        text = text[-limit:]
-    return schemas.Job(
-        id=job.id,
-        task=job.task,
-        queue=job.queue,
-        state=str(job.state),
-        params=job.params,
-        priority=job.priority,
-        attempt=job.attempt,
-        max_attempts=job.max_attempts,
-        run_at=iso(job.run_at),  # type: ignore[arg-type]
-        created_at=iso(job.created_at),  # type: ignore[arg-type]
-        started_at=iso(job.started_at),
-        finished_at=iso(job.finished_at),
-        exit_code=job.exit_code,
-        error=job.error,
-        output=text,
-        result=job.result,
-        key=job.key,
-        node=job.node,
-        schedule=job.schedule,
-        slot=iso(job.slot),
-    )
 
 
 def attempt_json(a: Attempt) -> schemas.Attempt:

@@ -12,7 +12,7 @@ Counters start at zero with each daemon, as Prometheus expects of a process (rat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -25,7 +25,8 @@ from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State
 
 if TYPE_CHECKING:
-    from stoker.api.app import DaemonInfo
+    from stoker.jobs.dispatcher import Dispatcher
+    from stoker.supervise.supervisor import Supervisor
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -34,9 +35,12 @@ LATENESS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class Metrics:
-    def __init__(self, info: DaemonInfo) -> None:
+    """`supervisor`: whose instances are shown; `dispatcher()`: the daemon's dispatcher, if it
+    has one yet (a reload adds one with the first task)."""
+
+    def __init__(self, supervisor: Supervisor, dispatcher: Callable[[], Dispatcher | None]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self._live = _Live(info)
+        self._live = _Live(supervisor, dispatcher)
         self.registry.register(self._live)
         self.attempts = Counter(
             "stoker_job_attempts",
@@ -93,7 +97,7 @@ class Metrics:
             self.lateness.labels(job.schedule).observe(max(0.0, job.created_at - job.slot))
 
     async def render(self) -> bytes:
-        dispatcher = self._live.info.dispatcher
+        dispatcher = self._live.dispatcher()
         self._live.queue_counts = await dispatcher.store.queue_counts() if dispatcher is not None else {}
         return generate_latest(self.registry)
 
@@ -101,8 +105,8 @@ class Metrics:
 class _Live(Collector):
     """Figures read from their owners at each scrape."""
 
-    def __init__(self, info: DaemonInfo) -> None:
-        self.info = info
+    def __init__(self, supervisor: Supervisor, dispatcher: Callable[[], Dispatcher | None]) -> None:
+        self.supervisor, self.dispatcher = supervisor, dispatcher
         self.queue_counts: dict[str, QueueCounts] = {}
 
     def collect(self) -> Iterator[Metric]:
@@ -110,7 +114,7 @@ class _Live(Collector):
         yield from self._queues()
 
     def _programs(self) -> Iterator[Metric]:
-        instances = list(self.info.supervisor.instances.values())
+        instances = list(self.supervisor.instances.values())
         labels = ["program", "instance"]
         up = GaugeMetricFamily("stoker_program_up", "1 when the instance is running (ready).", labels=labels)
         states = GaugeMetricFamily(
@@ -134,7 +138,7 @@ class _Live(Collector):
         yield from (up, states, restarts, memory)
 
     def _queues(self) -> Iterator[Metric]:
-        dispatcher = self.info.dispatcher
+        dispatcher = self.dispatcher()
         if dispatcher is None:
             return
         labels = ["queue"]

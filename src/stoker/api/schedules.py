@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,44 +10,11 @@ from starlette.routing import Route
 
 from stoker.api import schemas
 from stoker.api.common import ApiError, json_response
-from stoker.api.jobs import job_json
 from stoker.schedule.scheduler import Scheduler, UnknownSchedule, slot_time
+from stoker.views import describe_schedules as describe
+from stoker.views import job_json
 
 MAX_SLOTS = 1000  # slots of a schedule's history in one answer, at most
-
-
-async def describe(s: Scheduler, names: Iterable[str] | None = None) -> list[schemas.Schedule]:
-    """Schedules in the contract's JSON shape: all of them, or those `names` (that exist)."""
-    last = await s.store.last_slots()
-    wanted = s.config.schedules if names is None else [n for n in names if n in s.config.schedules]
-    out = []
-    for name in wanted:
-        config = s.config.schedules[name]
-        trigger = s.triggers[name]
-        record = last.get(name)
-        last_state = None
-        if record is not None and record.outcome == "skipped":
-            last_state = "skipped"
-        elif record is not None and record.job_id is not None:
-            job = await s.store.get(record.job_id)
-            last_state = str(job.state) if job is not None else None  # None: pruned
-        next_run = None if name in s.paused else s.next_run.get(name)
-        out.append(
-            schemas.Schedule(
-                name=name,
-                trigger=trigger.describe(),
-                timezone=config.timezone if config.cron is not None else None,
-                task=config.task,
-                paused=name in s.paused,
-                next_run=None if next_run is None else slot_time(trigger, next_run),
-                last_run=None if record is None else slot_time(trigger, record.slot),
-                last_state=last_state,
-                last_job=None if record is None else record.job_id,
-                last_reason=None if record is None else record.reason,
-                when_file=config.when_file,
-            )
-        )
-    return out
 
 
 async def history(s: Scheduler, name: str, limit: int) -> list[schemas.ScheduleSlot]:

@@ -229,18 +229,20 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     import uvicorn
 
     from stoker import sdnotify
-    from stoker.api.app import DaemonInfo, build_app, program_snapshots
+    from stoker.api.app import build_app
     from stoker.api.connections import TOTAL, guarded_protocol
     from stoker.api.listeners import quiet_accept_errors, tcp_descriptor_ceiling
     from stoker.daemon.cluster import Publisher, keep_alive, listen
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.jobs.dispatcher import Dispatcher
     from stoker.notify.notifier import Notifier
+    from stoker.runtime import DaemonInfo
     from stoker.store import StoreError
     from stoker.store.shared import SharedStore
     from stoker.supervise import cgroups
     from stoker.supervise.procs import kill_orphans
     from stoker.supervise.supervisor import Supervisor
+    from stoker.views import program_events, program_snapshots
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -285,7 +287,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     info.shared = shared
     publisher = None
     if shared is not None:  # the cluster view: this node's programs, for the others to show
-        publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(info))
+        publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(supervisor))
         supervisor.subscribe(lambda inst: publisher.changed())
     # singletons run where this node holds their lease (without a shared store: here)
     keeper = None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
@@ -312,6 +314,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         _unbind(config, sockets)
         raise
 
+    supervisor.subscribe(program_events(supervisor, info.events.publish))  # the `program` events
     app = build_app(info, token, made)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -18,9 +18,6 @@ from typing import Any
 
 import msgspec
 
-from stoker.api.app import describe as instance_json
-from stoker.api.jobs import LIST_OUTPUT, job_json
-from stoker.api.schedules import describe as schedule_json
 from stoker.config import Config
 from stoker.events import EventBus
 from stoker.jobstates import JobState
@@ -31,6 +28,9 @@ from stoker.schedule.scheduler import Scheduler
 from stoker.supervise.instance import Instance
 from stoker.supervise.state import State, Streak
 from stoker.supervise.supervisor import Supervisor
+from stoker.views import LIST_OUTPUT, job_json
+from stoker.views import describe as instance_json
+from stoker.views import describe_schedules as schedule_json
 
 log = logging.getLogger("stoker")
 

@@ -1,0 +1,35 @@
+"""The daemon at run time, as the layers above the engines see it: its supervisor, event bus,
+dispatcher and scheduler (once there are tasks and schedules), the shared store and the reload.
+The daemon makes it and hands it to the API (api/app.py) and the metrics; it lives here, below
+both, so that neither imports the other for it, nor the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from stoker.events import EventBus
+from stoker.jobs.dispatcher import Dispatcher
+from stoker.schedule.scheduler import Scheduler
+from stoker.store.shared import SharedStore
+from stoker.supervise.supervisor import Supervisor
+
+# The daemon's reload; its argument, if any, hears each instance it stops as it stops.
+Reload = Callable[[Callable[[dict[str, Any]], None] | None], Coroutine[Any, Any, dict[str, Any]]]
+
+
+@dataclass
+class DaemonInfo:
+    """The running daemon's parts, as the API and the metrics reach them: made by the daemon
+    (daemon/main.py), which fills in the dispatcher, the scheduler and the reload as they come."""
+
+    supervisor: Supervisor
+    started_at: float  # wall clock
+    request_shutdown: Callable[[], None]
+    events: EventBus = field(default_factory=EventBus)
+    dispatcher: Dispatcher | None = None  # None: no tasks yet (a reload may add the first)
+    scheduler: Scheduler | None = None  # None: no schedules yet (a reload may add the first)
+    reload: Reload | None = None  # set once the daemon runs
+    shared: SharedStore | None = None  # the store other nodes share (PostgreSQL): the cluster view
