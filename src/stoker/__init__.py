@@ -1,6 +1,6 @@
 """stoker keeps a server's background work alive."""
 
-__version__ = "0.1.0"
+from stoker.about import __version__ as __version__  # (docs/layers.md: why it lives there)
 
 
 def __getattr__(name: str) -> object:

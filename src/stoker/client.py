@@ -13,6 +13,8 @@ import os
 import socket
 from collections.abc import Iterator
 
+from stoker import names
+
 # typing, pathlib and urllib cost milliseconds `stoker status` does not have (see locate.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -169,7 +171,7 @@ class Client:
 
     @classmethod
     def for_config(cls, config: Config, timeout: float | None = 60.0) -> Client:
-        return cls(socket_path=os.path.join(config.daemon.state_dir, "stoker.sock"), timeout=timeout)
+        return cls(socket_path=os.path.join(config.daemon.state_dir, names.SOCKET), timeout=timeout)
 
     # plumbing ------------------------------------------------------------------------------
 
@@ -445,7 +447,7 @@ def _socket_of(config: str | None) -> str:
         from stoker.config import load_config
 
         state_dir = load_config(path).daemon.state_dir
-    return os.path.join(state_dir, "stoker.sock")
+    return os.path.join(state_dir, names.SOCKET)
 
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~:")

@@ -30,6 +30,8 @@ import socket
 import struct
 from collections.abc import Callable, Iterable
 
+from stoker import names
+
 log = logging.getLogger("stoker")
 
 ENV_NAMES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -61,7 +63,7 @@ def parse(datagram: bytes) -> dict[str, str]:
 def address_for(state_dir: str) -> str:
     """Where the notify socket of the daemon of `state_dir` lives: a file in the state dir
     when its path fits in a unix socket address, else a Linux abstract name ("@…")."""
-    path = os.path.join(os.path.abspath(state_dir), "notify.sock")
+    path = os.path.join(os.path.abspath(state_dir), names.NOTIFY_SOCKET)
     if len(path.encode()) <= _SUN_PATH_MAX:
         return path
     return f"@stoker-notify-{os.getpid()}"

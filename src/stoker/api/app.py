@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stoker import __version__
+from stoker.about import __version__
 from stoker.api import dashboard, jobs, schemas
 from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from stoker import __version__
+from stoker.about import __version__
 from stoker.api import schemas
 from stoker.jobs.params import json_schema
 

@@ -11,6 +11,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from stoker import names
+
 
 class AlreadyRunning(Exception):
     def __init__(self, pid: int | None, state_dir: Path) -> None:
@@ -21,7 +23,7 @@ class AlreadyRunning(Exception):
 
 def acquire(state_dir: Path) -> int:
     """Take the lock; return its fd (keep it open for the daemon's life) or raise AlreadyRunning."""
-    fd = os.open(state_dir / "stoker.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(state_dir / names.LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -33,7 +35,7 @@ def acquire(state_dir: Path) -> int:
 def is_locked(state_dir: Path) -> bool:
     """Whether a daemon holds the lock right now (used to wait for a shutdown to finish)."""
     try:
-        fd = os.open(state_dir / "stoker.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(state_dir / names.LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -47,7 +49,7 @@ def is_locked(state_dir: Path) -> bool:
 
 def read_pid(state_dir: Path) -> int | None:
     try:
-        fd = os.open(state_dir / "stoker.pid", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(state_dir / names.PID, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -59,16 +61,16 @@ def read_pid(state_dir: Path) -> int | None:
 
 
 def write_pid(state_dir: Path) -> None:
-    tmp = state_dir / "stoker.pid.tmp"
+    tmp = state_dir / f"{names.PID}.tmp"
     tmp.unlink(missing_ok=True)  # a dead daemon's, perhaps made wider: O_CREAT keeps a file's mode
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, f"{os.getpid()}\n".encode())
     finally:
         os.close(fd)
-    tmp.replace(state_dir / "stoker.pid")
+    tmp.replace(state_dir / names.PID)
 
 
 def remove_pid(state_dir: Path) -> None:
     if read_pid(state_dir) == os.getpid():
-        (state_dir / "stoker.pid").unlink(missing_ok=True)
+        (state_dir / names.PID).unlink(missing_ok=True)

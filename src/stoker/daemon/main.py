@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
+from stoker import names
 from stoker.config import Config
 from stoker.daemon import lock
 
@@ -39,7 +40,7 @@ class StartupError(Exception):
 
 
 def socket_path(config: Config) -> Path:
-    return Path(config.daemon.state_dir) / "stoker.sock"
+    return Path(config.daemon.state_dir) / names.SOCKET
 
 
 def prepare_state_dir(config: Config) -> Path:
@@ -49,11 +50,11 @@ def prepare_state_dir(config: Config) -> Path:
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _refuse_foreign(state_dir, os.stat(state_dir), top=True)
-        logs = state_dir / "logs"
+        logs = state_dir / names.LOGS
         logs.mkdir(mode=0o700, exist_ok=True)
         _refuse_foreign(logs, os.lstat(logs))
         with contextlib.suppress(FileNotFoundError):  # (made by the dispatcher, when there are tasks)
-            _refuse_foreign(logs / "jobs", os.lstat(logs / "jobs"))
+            _refuse_foreign(logs / names.JOB_LOGS, os.lstat(logs / names.JOB_LOGS))
     except OSError as e:
         raise StartupError(f"cannot create state dir {state_dir}: {e.strerror}") from None
     return state_dir
@@ -113,7 +114,7 @@ def keep_private(state_dir: Path) -> None:
             if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077 and st.st_uid == os.geteuid():
                 os.chmod(entry.path, stat.S_IMODE(st.st_mode) & 0o700)
                 tightened.append(entry.name)
-    logs = state_dir / "logs"
+    logs = state_dir / names.LOGS
     if (mode := stat.S_IMODE(logs.lstat().st_mode)) & 0o077:  # (a folder of ours: prepare_state_dir)
         os.chmod(logs, 0o700)
         log.info("%s was mode %04o, now 0700", logs, mode)
@@ -571,7 +572,7 @@ async def _open_store(config: Config) -> Store | None:
     from stoker.store import StoreError, open_store
 
     d = config.daemon
-    if not config.tasks and d.store == "sqlite" and not (Path(d.state_dir) / "stoker.db").exists():
+    if not config.tasks and d.store == "sqlite" and not (Path(d.state_dir) / names.DATABASE).exists():
         return None
     try:
         store = open_store(d.store, d.state_dir)
@@ -582,7 +583,7 @@ async def _open_store(config: Config) -> Store | None:
 
 
 def _version() -> str:
-    from stoker import __version__
+    from stoker.about import __version__
 
     return __version__
 
@@ -613,7 +614,7 @@ def _run(config: Config, *, detach: bool) -> int:
         print(f"stoker: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a link planted in its place (ELOOP) is not followed
-        raise StartupError(f"cannot lock {state_dir / 'stoker.lock'}: {e.strerror}") from None
+        raise StartupError(f"cannot lock {state_dir / names.LOCK}: {e.strerror}") from None
     if detach:
         return _run_detached(config, state_dir, lock_fd)
     _setup_logging(sys.stderr)
@@ -661,7 +662,7 @@ def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:
         os._exit(0)
     code = 1
     try:
-        daemon_log = state_dir / "stoker.log"
+        daemon_log = state_dir / names.DAEMON_LOG
         try:  # (O_NOFOLLOW: a link planted in its place is not followed)
             fd = os.open(daemon_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         except OSError as e:
@@ -702,7 +703,7 @@ def _await_daemon(read_end: int, config: Config) -> int:
     message = b"".join(chunks).decode(errors="replace").strip()
     if message != "ok":
         reason = message.removeprefix("error: ") or "the daemon exited during startup"
-        log_file = Path(config.daemon.state_dir) / "stoker.log"
+        log_file = Path(config.daemon.state_dir) / names.DAEMON_LOG
         print(f"stoker: daemon failed to start: {reason} (see {log_file})", file=sys.stderr)
         return 1
     # "returns 0 only once the daemon answers": ask it, over the socket, like any client.

@@ -12,7 +12,9 @@ import os
 import secrets
 from pathlib import Path
 
-FILE = "token"
+from stoker import names
+
+FILE = names.TOKEN
 
 
 class TokenError(Exception):

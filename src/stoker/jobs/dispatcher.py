@@ -53,6 +53,7 @@ from typing import Any
 
 import msgspec
 
+from stoker import names
 from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
@@ -146,7 +147,7 @@ class Dispatcher:
         self.config = config
         self.store = store
         self.node = config.daemon.node
-        self.log_dir = os.path.join(config.daemon.state_dir, "logs")
+        self.log_dir = os.path.join(config.daemon.state_dir, names.LOGS)
         self.publish = publish
         self._environ = dict(os.environ if base_environment is None else base_environment)
         self.base_environment = inherited(self._environ, config)  # what jobs inherit: no secrets
@@ -180,7 +181,7 @@ class Dispatcher:
     # lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        jobs = os.path.join(self.log_dir, "jobs")
+        jobs = os.path.join(self.log_dir, names.JOB_LOGS)
         os.makedirs(jobs, mode=0o700, exist_ok=True)
         # Searchable by workers running as a task's `user`, through the descriptor of it they are
         # given (its parents stay closed; each output file is 0600, its job's user's). Set

@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 
+from stoker.names import JOB_LOGS
+
 OUTPUT_TAIL = 64 * 1024
 MAX_OUTPUT = 100 * 1024 * 1024  # the default of a task's max_output
 MARKER_SLACK = 256  # more than an attempt's marker line: see OutputCap
@@ -24,7 +26,7 @@ MARKER = b"--- stoker: attempt "
 
 
 def output_path(log_dir: str, job_id: int) -> str:
-    return f"{log_dir}{os.sep}jobs{os.sep}{job_id}.log"  # (os.path.join: 4 times the cost, per job)
+    return f"{log_dir}{os.sep}{JOB_LOGS}{os.sep}{job_id}.log"  # (os.path.join: 4 times the cost, per job)
 
 
 def open_output(

@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from stoker import names
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import MARKER_SLACK, OutputCap, current_output
@@ -161,11 +162,11 @@ class Worker:
     def unreachable(self) -> str | None:
         """Why a worker running as another user could not even start, if that is what it was:
         its user cannot reach the Python that runs it (one under /root, say)."""
-        import stoker
+        from stoker import about
 
         assert self.owner is not None
         uid, gid = self.owner
-        needed = [os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(stoker.__file__))]
+        needed = [os.path.dirname(os.__file__), os.path.dirname(os.path.dirname(about.__file__))]
         return why_python_unreachable(self.profile[0] or f"uid {uid}", uid, (gid, *self.groups),
                                       sys.executable, needed)  # fmt: skip
 
@@ -279,7 +280,7 @@ class Pool:
         self.idle: dict[Profile, list[Worker]] = {}
         self.busy: set[Worker] = set()
         self.generation = 0  # of base_environment: a worker started with another one is retired
-        self.output_dir = os.path.join(config.daemon.state_dir, "logs", "jobs")
+        self.output_dir = os.path.join(config.daemon.state_dir, names.LOGS, names.JOB_LOGS)
         self._numbers = itertools.count()  # of workers, naming their cgroups
 
     def use_environment(self, base_environment: Mapping[str, str]) -> None:
@@ -455,9 +456,9 @@ def remove_if_empty(path: str) -> None:
 
 def _own_path() -> list[str]:
     """Where this stoker is imported from, so a worker running as another user finds it too."""
-    import stoker
+    from stoker import about  # (a module of the package's folder, as stoker/__init__.py is)
 
-    return [os.path.dirname(os.path.dirname(os.path.abspath(stoker.__file__)))]
+    return [os.path.dirname(os.path.dirname(os.path.abspath(about.__file__)))]
 
 
 def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_dir: str) -> dict[str, str]:

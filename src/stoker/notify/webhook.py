@@ -26,7 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from stoker import __version__
+from stoker.about import __version__
 from stoker.backoff import backoff_delay
 from stoker.config import NotifyConfig
 

@@ -31,9 +31,10 @@ def open_store(url: str, state_dir: str) -> Store:
     if url == "sqlite":
         import os
 
+        from stoker import names
         from stoker.store.sqlite import SqliteStore
 
-        return SqliteStore(os.path.join(state_dir, "stoker.db"))
+        return SqliteStore(os.path.join(state_dir, names.DATABASE))
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from stoker.store.postgres import PostgresStore

@@ -14,9 +14,11 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 
+from stoker import names
+
 log = logging.getLogger("stoker")
 
-FILE_NAME = "stopped.json"
+FILE_NAME = names.STOPPED
 
 
 class Holds:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from stoker import sdnotify
+from stoker import names, sdnotify
 from stoker.config import Config, ProgramConfig
 from stoker.durations import format_size
 from stoker.reload import Changes
@@ -54,7 +54,7 @@ class UnknownName(LookupError):
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.log_dir = Path(config.daemon.state_dir) / "logs"
+        self.log_dir = Path(config.daemon.state_dir) / names.LOGS
         self.instances: dict[str, Instance] = {}
         self._changed = asyncio.Event()  # set and replaced on every change
         self._listeners: list[Callable[[Instance], None]] = []
