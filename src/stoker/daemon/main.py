@@ -30,7 +30,10 @@ from stoker.daemon import lock
 
 if TYPE_CHECKING:
     from stoker.api.listeners import Listener
+    from stoker.daemon.cluster import Publisher
+    from stoker.daemon.singletons import LeaseKeeper
     from stoker.store import Store
+    from stoker.store.shared import SharedStore
 
 log = logging.getLogger("stoker")
 
@@ -227,157 +230,323 @@ async def _ping_systemd(every: float) -> None:
 
 async def serve(config: Config, ready: Callable[[], None]) -> None:
     """Run until asked to stop: programs, API; then stop every program and return."""
-    import uvicorn
+    daemon = Daemon(config)
+    await daemon.start()
+    await daemon.run(ready)
+    log.info("stopped")
 
-    from stoker import sdnotify
-    from stoker.api.app import build_app
-    from stoker.api.connections import TOTAL, guarded_protocol
-    from stoker.api.listeners import quiet_accept_errors, tcp_descriptor_ceiling
-    from stoker.daemon.cluster import Publisher, keep_alive, listen
-    from stoker.daemon.singletons import LeaseKeeper
-    from stoker.jobs.dispatcher import Dispatcher
-    from stoker.notify.notifier import Notifier
-    from stoker.runtime import DaemonInfo
-    from stoker.store import StoreError
-    from stoker.store.shared import SharedStore
-    from stoker.supervise import cgroups
-    from stoker.supervise.procs import kill_orphans
-    from stoker.supervise.supervisor import Supervisor
-    from stoker.views import program_events, program_snapshots
 
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    systemd_watchdog = _systemd_watchdog_seconds()
-    sdnotify.take_from_environment()  # before anything is started: none of it may speak for us
-    # Every program and job learns which node runs it (a singleton may want to say where it is).
-    # (Set before the supervisor and the dispatcher copy the environment; a reload keeps it.)
-    os.environ["STOKER_NODE"] = config.daemon.node
-    kill_orphans(config.daemon.state_dir)
-    cgroups.use(cgroups.open_tree(config.daemon.state_dir))  # (an earlier daemon's leftovers killed)
-    open_files = raise_open_file_limit()
-    supervisor = Supervisor(config)
-    if (needed := 4 * len(supervisor.instances) + 256) > open_files:
-        log.warning(
-            "%d program instances may need %d open files, but the limit is %d"
-            " (raise LimitNOFILE= or ulimit -n)",
-            len(supervisor.instances),
-            needed,
-            open_files,
+class Daemon:
+    """The daemon's parts and the order they come and go in. Read it top to bottom:
+
+    - `start()`: before anything runs, the program supervisor and the API's sockets, the store
+      and what runs jobs and schedules on it, the HTTP server (a start that fails undoes what
+      it did: sockets closed, store closed);
+    - `run(ready)`: the background tasks, the programs' autostart, then waiting to be asked
+      to stop (SIGTERM, SIGINT, the API), and `stop()`; `close()` whatever happens;
+    - `reload()`: SIGHUP or the API, one at a time: re-read the config and apply what changed;
+    - `stop()`: the orderly way down (schedules, then programs and jobs, then the cluster,
+      then the notifications of what they did on the way out); `close()`: what is left.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stopping = asyncio.Event()
+        self.store: Store | None = None
+        self.shared: SharedStore | None = None  # `store`, when other nodes share it (PostgreSQL)
+        self.publisher: Publisher | None = None  # the cluster view: this node's programs, for the others
+        self.keeper: LeaseKeeper | None = None  # singletons run where this node holds their lease
+        self.sockets: list[socket.socket] = []
+        self.jobs_task: asyncio.Task[None] | None = None
+        self.schedules_task: asyncio.Task[None] | None = None
+        self.cron_task: asyncio.Task[None] | None = None
+        self.watchdog_task: asyncio.Task[None] | None = None
+        self.cluster_task: asyncio.Task[None] | None = None
+        self.publish_task: asyncio.Task[None] | None = None
+        self.leases_task: asyncio.Task[None] | None = None
+        self._reloading = asyncio.Lock()
+
+    # start ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Everything up to serving the API; StartupError (nothing left open) if it cannot."""
+        self._prepare()
+        self._bind()
+        await self._open_jobs()
+        await self._serve_api()
+
+    def _prepare(self) -> None:
+        """The process, the supervisor (nothing started yet), what the API shows, the webhooks."""
+        from stoker import sdnotify
+        from stoker.notify.notifier import Notifier
+        from stoker.runtime import DaemonInfo
+        from stoker.supervise import cgroups
+        from stoker.supervise.procs import kill_orphans
+        from stoker.supervise.supervisor import Supervisor
+
+        config = self.config
+        self.loop = asyncio.get_running_loop()
+        self.systemd_watchdog = _systemd_watchdog_seconds()
+        sdnotify.take_from_environment()  # before anything is started: none of it may speak for us
+        # Every program and job learns which node runs it (a singleton may want to say where it is).
+        # (Set before the supervisor and the dispatcher copy the environment; a reload keeps it.)
+        os.environ["STOKER_NODE"] = config.daemon.node
+        kill_orphans(config.daemon.state_dir)
+        cgroups.use(cgroups.open_tree(config.daemon.state_dir))  # (an earlier daemon's leftovers killed)
+        self.open_files = open_files = raise_open_file_limit()
+        self.supervisor = supervisor = Supervisor(config)
+        if (needed := 4 * len(supervisor.instances) + 256) > open_files:
+            log.warning(
+                "%d program instances may need %d open files, but the limit is %d"
+                " (raise LimitNOFILE= or ulimit -n)",
+                len(supervisor.instances),
+                needed,
+                open_files,
+            )
+        self.info = info = DaemonInfo(
+            supervisor=supervisor, started_at=time.time(), request_shutdown=self.stopping.set
         )
-    info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
-    token, made = _api_token(config)
-    # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
-    notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
-    d = config.daemon
-    # Bound before anything is opened: a port in use ends the start with nothing to undo but
-    # these (TCP first, so that it leaves no socket file behind).
-    # TCP connections leave a quarter of the descriptors (at least 64) to the unix socket and
-    # to spawning; at most half of the rest wait for a request head (connections.py).
-    ceiling = tcp_descriptor_ceiling(open_files)
-    quiet_accept_errors(loop)  # a failed accept() is said by its Listener, once a minute at most
-    sockets: list[socket.socket] = []
-    if d.listen_host is not None and d.listen_port is not None:
-        sockets.append(_bind_tcp(d.listen_host, d.listen_port, ceiling))
-    sockets.insert(0, _bind_unix(socket_path(config)))
-    try:
-        store = await _open_store(config)
-    except BaseException:
-        _unbind(config, sockets)
-        raise
-    shared = store if isinstance(store, SharedStore) else None  # with other nodes (PostgreSQL)
-    info.shared = shared
-    publisher = None
-    if shared is not None:  # the cluster view: this node's programs, for the others to show
-        publisher = Publisher(shared, config.daemon.node, _version(), program_snapshots(supervisor))
-        supervisor.subscribe(lambda inst: publisher.changed())
-    # singletons run where this node holds their lease (without a shared store: here)
-    keeper = None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
-    try:
-        if shared is not None:
-            try:
-                await shared.join(config.daemon.node, config.daemon.node_timeout)
-            except StoreError as e:
-                raise StartupError(str(e)) from None
-        if store is not None:
-            info.dispatcher = Dispatcher(config, store, publish=info.events.publish, shared=shared)
-            await info.dispatcher.start()
-            if config.schedules:
-                from stoker.schedule.scheduler import Scheduler
+        self.token, self.made = _api_token(config)
+        # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
+        self.notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
 
-                info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
-                await info.scheduler.start()
+    def _bind(self) -> None:
+        """The API's sockets, bound before anything is opened: a port in use ends the start with
+        nothing to undo but these (TCP first, so that it leaves no socket file behind)."""
+        from stoker.api.listeners import quiet_accept_errors, tcp_descriptor_ceiling
+
+        d = self.config.daemon
+        # TCP connections leave a quarter of the descriptors (at least 64) to the unix socket and
+        # to spawning; at most half of the rest wait for a request head (connections.py).
+        self.ceiling = tcp_descriptor_ceiling(self.open_files)
+        quiet_accept_errors(self.loop)  # a failed accept() is said by its Listener, once a minute at most
+        if d.listen_host is not None and d.listen_port is not None:
+            self.sockets.append(_bind_tcp(d.listen_host, d.listen_port, self.ceiling))
+        self.sockets.insert(0, _bind_unix(socket_path(self.config)))
+
+    async def _open_jobs(self) -> None:
+        """The store, this node's place in the cluster (a shared store), the dispatcher and the
+        scheduler on it; on a failure the store is closed and the sockets unbound."""
+        from stoker.daemon.cluster import Publisher, listen
+        from stoker.daemon.singletons import LeaseKeeper
+        from stoker.jobs.dispatcher import Dispatcher
+        from stoker.store import StoreError
+        from stoker.store.shared import SharedStore
+        from stoker.views import program_snapshots
+
+        config, d, info, supervisor = self.config, self.config.daemon, self.info, self.supervisor
+        try:
+            self.store = store = await _open_store(config)
+        except BaseException:
+            _unbind(config, self.sockets)
+            raise
+        self.shared = shared = store if isinstance(store, SharedStore) else None  # with other nodes
+        info.shared = shared
+        if shared is not None:  # the cluster view: this node's programs, for the others to show
+            self.publisher = publisher = Publisher(shared, d.node, _version(), program_snapshots(supervisor))
+            supervisor.subscribe(lambda inst: publisher.changed())
+        # singletons run where this node holds their lease (without a shared store: here)
+        self.keeper = keeper = (
+            None if shared is None else LeaseKeeper(shared, supervisor, d.node, d.node_timeout)
+        )
+        try:
             if shared is not None:
-                wake_leases = keeper.wake if keeper else None
-                listen(shared, store, info.dispatcher, lambda: info.scheduler, wake_leases)
-    except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
-        if store is not None:
-            await store.close()
-        _unbind(config, sockets)
-        raise
+                try:
+                    await shared.join(d.node, d.node_timeout)
+                except StoreError as e:
+                    raise StartupError(str(e)) from None
+            if store is not None:
+                info.dispatcher = Dispatcher(config, store, publish=info.events.publish, shared=shared)
+                await info.dispatcher.start()
+                if config.schedules:
+                    from stoker.schedule.scheduler import Scheduler
 
-    supervisor.subscribe(program_events(supervisor, info.events.publish))  # the `program` events
-    app = build_app(info, token, made)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            # h11, with a deadline and a bound on unfinished heads
-            http=guarded_protocol(total=min(TOTAL, max(1, ceiling // 2))),
-            ws="none",
-            date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
-            server_header=False,
-            timeout_graceful_shutdown=2,
+                    info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
+                    await info.scheduler.start()
+                if shared is not None:
+                    wake_leases = keeper.wake if keeper else None
+                    listen(shared, store, info.dispatcher, lambda: info.scheduler, wake_leases)
+        except BaseException:  # the store's connections and tasks end here, not in asyncio.run's sweep
+            if store is not None:
+                await store.close()
+            _unbind(config, self.sockets)
+            raise
+
+    async def _serve_api(self) -> None:
+        """The API on the bound sockets (uvicorn's server, started without its own loop)."""
+        import uvicorn
+
+        from stoker.api.app import build_app
+        from stoker.api.connections import TOTAL, guarded_protocol
+        from stoker.views import program_events
+
+        # the `program` events (of /api/v1/events, the dashboard's, the notifications')
+        self.supervisor.subscribe(program_events(self.supervisor, self.info.events.publish))
+        app = build_app(self.info, self.token, self.made)
+        self.server = server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+                # h11, with a deadline and a bound on unfinished heads
+                http=guarded_protocol(total=min(TOTAL, max(1, self.ceiling // 2))),
+                ws="none",
+                date_header=False,  # uvicorn refreshes it on a 0.1 s tick we never run: idle means idle
+                server_header=False,
+                timeout_graceful_shutdown=2,
+            )
         )
-    )
-    server.config.load()
-    server.lifespan = server.config.lifespan_class(server.config)
-    # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
-    await server.startup(sockets=sockets)
+        server.config.load()
+        server.lifespan = server.config.lifespan_class(server.config)
+        # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
+        await server.startup(sockets=self.sockets)
 
-    jobs_task = schedules_task = cron_task = watchdog_task = cluster_task = publish_task = None
-    leases_task = None
-    notify_task = asyncio.create_task(notifier.run(), name="notify")
-    reloading = asyncio.Lock()
+    # run -----------------------------------------------------------------------------------
 
-    def start_cron_restarts() -> asyncio.Task[None] | None:
+    async def run(self, ready: Callable[[], None]) -> None:
+        """Run the programs, jobs and schedules until asked to stop; then stop them, in order."""
+        self.notify_task = asyncio.create_task(self.notifier.run(), name="notify")
+        self.info.reload = self.reload
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        self.loop.add_signal_handler(signal.SIGHUP, lambda: self.loop.create_task(self._reload_on_signal()))
+        try:
+            self._launch(ready)
+            await self.stopping.wait()
+            await self.stop()
+        finally:
+            await self.close()
+
+    def _launch(self, ready: Callable[[], None]) -> None:
+        """The background tasks, then the programs; `ready()` once they are on their way."""
+        from stoker import sdnotify
+        from stoker.daemon.cluster import keep_alive
+
+        config, d, info, supervisor = self.config, self.config.daemon, self.info, self.supervisor
+        shared, store, publisher = self.shared, self.store, self.publisher
+        if shared is not None and store is not None and info.dispatcher is not None:
+            from stoker.jobs.dispatcher import DIED
+
+            self.cluster_task = asyncio.create_task(
+                keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
+                           requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher),
+                name="cluster",
+            )  # fmt: skip
+        if publisher is not None:
+            self.publish_task = asyncio.create_task(publisher.run(), name="cluster view")
+        if self.keeper is not None:  # before autostart: it starts the singletons once it has their leases
+            self.leases_task = asyncio.create_task(self.keeper.run(), name="singleton leases")
+        if info.scheduler is not None:
+            self.schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
+        if info.dispatcher is not None and config.tasks:
+            self.jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
+        supervisor.autostart()
+        self.cron_task = self._start_cron_restarts()
+        log.info(
+            "stoker %s ready: %d program(s), %d instance(s), socket %s%s%s",
+            _version(),
+            len(config.programs),
+            len(supervisor.instances),
+            socket_path(config),
+            f", http://{d.listen}" if d.listen else "",
+            f" (its token is in {self.made})" if self.made else "",
+        )
+        ready()
+        status = f"{len(supervisor.instances)} program instance(s)"
+        sdnotify.tell_systemd(READY=1, MAINPID=os.getpid(), STATUS=status)
+        if self.systemd_watchdog:
+            self.watchdog_task = asyncio.create_task(
+                _ping_systemd(self.systemd_watchdog / 2), name="systemd watchdog"
+            )
+
+    def _start_cron_restarts(self) -> asyncio.Task[None] | None:
+        supervisor = self.supervisor
         if not any(p.cron_restart for p in supervisor.config.programs.values()):
             return None
         from stoker.supervise.cron_restart import restart_on_schedule, triggers_of
 
         return asyncio.create_task(restart_on_schedule(supervisor, triggers_of(supervisor)))
 
-    async def reload(progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    # reload --------------------------------------------------------------------------------
+
+    async def reload(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Re-read the config file and apply what changed; ConfigError (nothing changed) if
         the file is not valid. `progress` hears each instance the reload stops, as it stops."""
-        async with reloading:
+        from stoker import sdnotify
+
+        async with self._reloading:
             sdnotify.tell_systemd(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
             try:
-                return await apply_reload(progress)
+                return await self._apply_reload(progress)
             finally:
                 sdnotify.tell_systemd(READY=1)
 
-    async def gain_jobs(new: Config) -> str | None:
+    async def _reload_on_signal(self) -> None:
+        from stoker.config import ConfigError
+
+        try:
+            await self.reload()
+        except ConfigError as e:
+            log.error("reload refused, nothing changed: %s", e)
+
+    async def _apply_reload(self, progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+        from stoker.config import load_config
+        from stoker.daemon.reload_progress import StopReporter
+        from stoker.reload import RESTART_ONLY, describe, diff
+
+        info, supervisor = self.info, self.supervisor
+        current = supervisor.config
+        new = load_config(current.path)
+        changes = diff(current, new)
+        # what is bound at start stays as it is until the daemon restarts
+        kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
+        new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
+        if (cannot := await self._gain_jobs(new)) is not None:
+            changes.needs_restart.append(cannot)
+        if info.dispatcher is not None:
+            info.dispatcher.reconfigure(new)
+        if info.scheduler is not None:
+            info.scheduler.reconfigure(new)
+        self.notifier.reconfigure(new)
+        touched = {*changes.removed, *changes.changed, *changes.resized}
+        unsubscribe = supervisor.subscribe(StopReporter(touched, progress)) if progress else None
+        try:
+            await supervisor.apply(new, changes)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+        await _cancelled(self.cron_task)
+        self.cron_task = self._start_cron_restarts()
+        if self.publisher is not None:  # programs added or removed change no instance's state
+            self.publisher.changed()
+        report = {**changes.as_json(), "config": new.path}
+        log.info("reloaded %s: %s", new.path, describe(report))
+        return report
+
+    async def _gain_jobs(self, new: Config) -> str | None:
         """What the first task or schedule needs, if the daemon lacks it: the store (a daemon
         started without tasks on SQLite opened none), the dispatcher, the scheduler. They stay
         once made (a config without tasks leaves them idle). None, or why it cannot."""
-        nonlocal store, jobs_task, schedules_task
+        from stoker.jobs.dispatcher import Dispatcher
+
+        info = self.info
         if not new.tasks:  # (a schedule's inline command is a task too)
             return None
-        if store is None:
+        if self.store is None:
             try:
-                store = await _open_store(new)
+                self.store = await _open_store(new)
             except StartupError as e:
                 log.error("reload: cannot add tasks and schedules: %s", e)
                 return f"tasks and schedules (the store cannot be opened: {e})"
+        store = self.store
         assert store is not None
         if info.dispatcher is None:
-            dispatcher = Dispatcher(new, store, publish=info.events.publish, shared=info.shared)
+            dispatcher = Dispatcher(new, store, publish=info.events.publish, shared=self.shared)
             await dispatcher.start()
             info.dispatcher = dispatcher
-        if jobs_task is None:
-            jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
+        if self.jobs_task is None:
+            self.jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         if new.schedules and info.scheduler is None:
             from stoker.schedule.scheduler import Scheduler
 
@@ -387,168 +556,71 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
                                   publish=info.events.publish)  # fmt: skip
             await scheduler.start()
             info.scheduler = scheduler
-            schedules_task = asyncio.create_task(scheduler.run(), name="schedules")
+            self.schedules_task = asyncio.create_task(scheduler.run(), name="schedules")
         return None
 
-    async def apply_reload(progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-        nonlocal cron_task
-        from stoker.config import load_config
-        from stoker.daemon.reload_progress import StopReporter
-        from stoker.reload import RESTART_ONLY, describe, diff
+    # stop ----------------------------------------------------------------------------------
 
-        current = supervisor.config
-        new = load_config(current.path)
-        changes = diff(current, new)
-        # what is bound at start stays as it is until the daemon restarts
-        kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}
-        new = msgspec.structs.replace(new, daemon=msgspec.structs.replace(new.daemon, **kept))
-        if (cannot := await gain_jobs(new)) is not None:
-            changes.needs_restart.append(cannot)
-        if info.dispatcher is not None:
-            info.dispatcher.reconfigure(new)
-        if info.scheduler is not None:
-            info.scheduler.reconfigure(new)
-        notifier.reconfigure(new)
-        touched = {*changes.removed, *changes.changed, *changes.resized}
-        unsubscribe = supervisor.subscribe(StopReporter(touched, progress)) if progress else None
-        try:
-            await supervisor.apply(new, changes)
-        finally:
-            if unsubscribe is not None:
-                unsubscribe()
-        if cron_task is not None:
-            cron_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cron_task
-        cron_task = start_cron_restarts()
-        if publisher is not None:  # programs added or removed change no instance's state
-            publisher.changed()
-        report = {**changes.as_json(), "config": new.path}
-        log.info("reloaded %s: %s", new.path, describe(report))
-        return report
+    async def stop(self) -> None:
+        """The way down, in order: nothing more starts; the schedules stop firing; programs and
+        jobs stop together; this node leaves the cluster; the last notifications are sent."""
+        from stoker import sdnotify
+        from stoker.store import StoreError
 
-    async def reload_on_signal() -> None:
-        from stoker.config import ConfigError
-
-        try:
-            await reload()
-        except ConfigError as e:
-            log.error("reload refused, nothing changed: %s", e)
-
-    info.reload = reload
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_on_signal()))
-    try:
-        if shared is not None and store is not None and info.dispatcher is not None:
-            from stoker.jobs.dispatcher import DIED
-
-            cluster_task = asyncio.create_task(
-                keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
-                           requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher),
-                name="cluster",
-            )  # fmt: skip
-        if publisher is not None:
-            publish_task = asyncio.create_task(publisher.run(), name="cluster view")
-        if keeper is not None:  # before autostart: it starts the singletons once it has their leases
-            leases_task = asyncio.create_task(keeper.run(), name="singleton leases")
-        if info.scheduler is not None:
-            schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
-        if info.dispatcher is not None and config.tasks:
-            jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
-        supervisor.autostart()
-        cron_task = start_cron_restarts()
-        log.info(
-            "stoker %s ready: %d program(s), %d instance(s), socket %s%s%s",
-            _version(),
-            len(config.programs),
-            len(supervisor.instances),
-            socket_path(config),
-            f", http://{d.listen}" if d.listen else "",
-            f" (its token is in {made})" if made else "",
-        )
-        ready()
-        status = f"{len(supervisor.instances)} program instance(s)"
-        sdnotify.tell_systemd(READY=1, MAINPID=os.getpid(), STATUS=status)
-        if systemd_watchdog:
-            watchdog_task = asyncio.create_task(_ping_systemd(systemd_watchdog / 2), name="systemd watchdog")
-        await stopping.wait()
+        d, info, supervisor = self.config.daemon, self.info, self.supervisor
         log.info("shutting down")
         supervisor.closing()  # from here on nothing starts (the cron restarts are still being cancelled)
         sdnotify.tell_systemd(STOPPING=1)
-        if cron_task is not None:
-            cron_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cron_task
-        if info.scheduler is not None and schedules_task is not None:
+        await _cancelled(self.cron_task)
+        if info.scheduler is not None and self.schedules_task is not None:
             info.scheduler.stop()
-            await schedules_task
+            await self.schedules_task
         async with asyncio.TaskGroup() as group:
             group.create_task(supervisor.shutdown())
             if info.dispatcher is not None:
                 group.create_task(info.dispatcher.shutdown(d.shutdown_timeout))
-        if jobs_task is not None:
-            await jobs_task
+        if self.jobs_task is not None:
+            await self.jobs_task
         # Others saw the programs stopping (published on each change); the node now leaves, and
         # its row with it: a publish still pending would be for nobody.
-        if publish_task is not None:
-            publish_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publish_task
-        if leases_task is not None:  # the programs are stopped: leave() gives their leases up
-            leases_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leases_task
-        if cluster_task is not None and shared is not None:  # its jobs are ended or queued again
-            cluster_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cluster_task
+        await _cancelled(self.publish_task)
+        await _cancelled(self.leases_task)  # the programs are stopped: leave() gives their leases up
+        if self.cluster_task is not None and self.shared is not None:  # its jobs are ended or queued again
+            await _cancelled(self.cluster_task)
             with contextlib.suppress(StoreError):
-                await shared.leave(d.node)
-        notifier.close()  # after the programs and jobs: what they did on the way out is sent too
-        await notify_task
-    finally:
-        if watchdog_task is not None:
-            watchdog_task.cancel()
-        if cron_task is not None and not cron_task.done():
-            cron_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cron_task
-        if schedules_task is not None and not schedules_task.done():
-            schedules_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await schedules_task
-        if jobs_task is not None and not jobs_task.done():
-            jobs_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await jobs_task
-        if cluster_task is not None and not cluster_task.done():
-            cluster_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await cluster_task
-        if publish_task is not None and not publish_task.done():
-            publish_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publish_task
-        if leases_task is not None and not leases_task.done():
-            leases_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leases_task
-        if not notify_task.done():
-            notify_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await notify_task
-        if store is not None:
-            await store.close()
+                await self.shared.leave(d.node)
+        self.notifier.close()  # after the programs and jobs: what they did on the way out is sent too
+        await self.notify_task
+
+    async def close(self) -> None:
+        """Whatever `stop()` did not end (it failed, or never ran), then the store, the cgroups,
+        the signal handlers and the API, whose socket file goes last."""
+        from stoker.supervise import cgroups
+
+        if self.watchdog_task is not None:
+            self.watchdog_task.cancel()
+        for task in (self.cron_task, self.schedules_task, self.jobs_task, self.cluster_task,
+                     self.publish_task, self.leases_task, self.notify_task):  # fmt: skip
+            if task is not None and not task.done():
+                await _cancelled(task)
+        if self.store is not None:
+            await self.store.close()
         if (tree := cgroups.current()) is not None:  # what is left in it dies with the daemon
             cgroups.use(None)
             await asyncio.to_thread(tree.close)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        server.should_exit = True
-        await server.shutdown(sockets=sockets)
-        socket_path(config).unlink(missing_ok=True)
-    log.info("stopped")
+            self.loop.remove_signal_handler(sig)
+        self.server.should_exit = True
+        await self.server.shutdown(sockets=self.sockets)
+        socket_path(self.config).unlink(missing_ok=True)
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel `task` (if any) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _api_token(config: Config) -> tuple[str | None, Path | None]:
