@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stoker.jobs.params",
             "stoker.jobs.rules",
             "stoker.schedule.triggers",
+            "stoker.supervise.limits",
             "stoker.supervise.readiness",
             "stoker.supervise.state",
         },

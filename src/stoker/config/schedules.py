@@ -8,7 +8,8 @@ against the tasks already read. An inline ``command``/``call`` becomes the task
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -16,10 +17,6 @@ from stoker.config.daemon import DaemonConfig, check_timezone
 from stoker.config.errors import Where, check_keys, convert
 from stoker.config.jobs import TASK_EXPECTED, QueueConfig, TaskConfig, build_task
 from stoker.config.values import DURATION, Duration, check_duration, resolve_path
-
-if TYPE_CHECKING:
-    from stoker.config.loading import Config
-
 
 SCHEDULE_TASK_PREFIX = "schedule."  # the task an inline schedule command becomes: schedule.NAME
 
@@ -54,13 +51,25 @@ class ScheduleConfig(msgspec.Struct, frozen=True, kw_only=True):
         return parse_cron(self.cron, zone_named(self.timezone))
 
 
-def internal_tasks(config: Config) -> dict[str, str]:
+class _Tables(Protocol):
+    """What internal_tasks and internal_queues read of a Config (loading.py): its tasks and
+    schedules. A protocol rather than Config itself, which is made of this module's tables, so
+    that the two modules do not import each other (docs/layers.md)."""
+
+    @property
+    def tasks(self) -> Mapping[str, TaskConfig]: ...
+
+    @property
+    def schedules(self) -> Mapping[str, ScheduleConfig]: ...
+
+
+def internal_tasks(config: _Tables) -> dict[str, str]:
     """The tasks inline schedule commands became (``schedule.NAME``), each to its schedule:
     they run on their schedule's slots only, so the API neither lists nor enqueues them."""
     return {s.task: s.name for s in config.schedules.values() if s.inline}
 
 
-def internal_queues(config: Config) -> dict[str, str]:
+def internal_queues(config: _Tables) -> dict[str, str]:
     """The queues stoker made for inline schedule commands (``schedule.NAME``, when the command
     names no ``queue``), each to its schedule; a queue a listed task uses too is not one."""
     owned = internal_tasks(config)
