@@ -281,3 +281,31 @@ def test_cycles_are_found() -> None:
 def test_layer_of(module: str, layer: str) -> None:
     index = layer_of(module)
     assert index is not None and LAYERS[index][0] == layer
+
+
+WEB = ("starlette", "uvicorn", "h11", "prometheus_client")  # the HTTP side's libraries
+
+
+def test_the_web_libraries_stay_in_the_api_and_above() -> None:
+    """Notifying, running jobs or reading the config never loads the web framework: only the
+    API's modules (and the daemon that serves them) import it (views.py is why it can). With
+    no import pointing up, nothing below the api layer loads it indirectly either."""
+    lowest = next(i for i, (name, _) in enumerate(LAYERS) if name == "api")
+    found = []
+    for module, path in modules().items():
+        layer = layer_of(module)
+        if layer is None or layer >= lowest:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            found += [
+                f"  {module} imports {n}  ({where(module, node.lineno)})"
+                for n in names
+                if n.split(".")[0] in WEB
+            ]
+    if found:
+        pytest.fail("web libraries imported below the api layer:\n" + "\n".join(found), pytrace=False)
