@@ -43,6 +43,3 @@ def sse(data: Any, event: str | None = None) -> bytes:
 def output_event(name: str, data: bytes) -> bytes:
     """An event of followed output: {"name": program instance or "", "text": …}."""
     return sse({"name": name, "text": data.decode("utf-8", "replace")})
-
-
-# END
