@@ -1,7 +1,9 @@
 """The daemon at run time, as the layers above the engines see it: its supervisor, event bus,
 dispatcher and scheduler (once there are tasks and schedules), the shared store and the reload.
-The daemon makes it and hands it to the API (api/app.py) and the metrics; it lives here, below
-both, so that neither imports the other for it, nor the daemon.
+The daemon (daemon/main.py) makes it and hands it to the API (api/app.py); it lives here, below
+both, so that the API's modules need not import the daemon, nor each other, for it (the metrics
+were made from it once, and api.app and api.metrics imported each other: they now take the
+supervisor and the dispatcher they read).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ Reload = Callable[[Callable[[dict[str, Any]], None] | None], Coroutine[Any, Any,
 
 @dataclass
 class DaemonInfo:
-    """The running daemon's parts, as the API and the metrics reach them: made by the daemon
-    (daemon/main.py), which fills in the dispatcher, the scheduler and the reload as they come."""
+    """The running daemon's parts, as the API reaches them: made by the daemon (daemon/main.py),
+    which fills in the dispatcher, the scheduler and the reload as they come."""
 
     supervisor: Supervisor
     started_at: float  # wall clock
