@@ -28,12 +28,17 @@ from stoker import names
 from stoker.config import Config
 from stoker.daemon import lock
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (imported where used: `stoker up -d`'s launching process needs none of it)
+    import uvicorn
+
     from stoker.api.listeners import Listener
     from stoker.daemon.cluster import Publisher
     from stoker.daemon.singletons import LeaseKeeper
+    from stoker.notify.notifier import Notifier
+    from stoker.runtime import DaemonInfo
     from stoker.store import Store
     from stoker.store.shared import SharedStore
+    from stoker.supervise.supervisor import Supervisor
 
 log = logging.getLogger("stoker")
 
@@ -248,6 +253,19 @@ class Daemon:
     - `stop()`: the orderly way down (schedules, then programs and jobs, then the cluster,
       then the notifications of what they did on the way out); `close()`: what is left.
     """
+
+    # made by start(): the parts
+    loop: asyncio.AbstractEventLoop
+    supervisor: Supervisor
+    info: DaemonInfo  # what the API reaches
+    notifier: Notifier
+    server: uvicorn.Server
+    token: str | None  # the API token TCP requests need, and the file it is kept in, if made
+    made: Path | None
+    open_files: int  # the raised limit
+    ceiling: int  # the descriptors TCP connections may not take (api/listeners.py)
+    systemd_watchdog: float | None
+    notify_task: asyncio.Task[None]  # made by run()
 
     def __init__(self, config: Config) -> None:
         self.config = config
