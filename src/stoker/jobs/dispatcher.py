@@ -58,10 +58,11 @@ from stoker.daemon.cluster import SharedStore
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import REVOKED, Pool, Profile, Worker, WorkerRun, attempt_request, profile_of
+from stoker.jobs.pool import Pool, Profile, Worker, WorkerRun, attempt_request, profile_of
 from stoker.jobs.ready import Ready
 from stoker.jobs.rules import JobState, Outcome, after_attempt
-from stoker.jobs.worker import LINGER as ANSWER_HOLD
+from stoker.jobs.wire import LINGER as ANSWER_HOLD
+from stoker.jobs.wire import Answer, Call, Command, Revoked
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.store.base import started
 from stoker.supervise.environment import inherited
@@ -119,17 +120,17 @@ class _Prefetch:
     job: Job  # as read, still queued
     task: TaskConfig  # as the request was made (a reload meanwhile may have changed it)
     worker: Worker
-    answer: asyncio.Future[dict[str, Any]]
+    answer: asyncio.Future[Answer]
     sent_at: float  # when it was sent (it cannot have begun before)
     cancelled: bool = False  # taken back by a cancel (rather than a pause, a reload, the shutdown)
 
     @property
     def revoked(self) -> bool:
         """Taken back in time: the worker answered that it will not begin it."""
-        return _answered(self.answer) and bool(self.answer.result().get(REVOKED))
+        return _answered(self.answer) and isinstance(self.answer.result(), Revoked)
 
 
-def _answered(future: asyncio.Future[dict[str, Any]]) -> bool:
+def _answered(future: asyncio.Future[Answer]) -> bool:
     return future.done() and not future.cancelled() and future.exception() is None
 
 
@@ -482,7 +483,7 @@ class Dispatcher:
                 return _Refused(
                     f"cannot start a worker: {describe_spawn_error(e, [sys.executable], task.directory)}"
                 )
-            answer = self.pool.send(worker, job.id, request)
+            answer = self.pool.send(worker, request)
         run = WorkerRun(
             job, task, pool=self.pool, worker=worker, answer=answer, output=output,
             state_dir=self.config.daemon.state_dir,
@@ -497,7 +498,7 @@ class Dispatcher:
             self._prefetch(job.queue, ready, job.started_at or time.time())
         return run
 
-    def _request(self, job: Job, task: TaskConfig, output: str) -> dict[str, Any]:
+    def _request(self, job: Job, task: TaskConfig, output: str) -> Call | Command:
         return attempt_request(
             job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir
         )
@@ -530,7 +531,7 @@ class Dispatcher:
                 except ParamError:
                     return  # (it fails in a slot of its own, saying why)
                 ready.take()
-                answer = self.pool.send(worker, queued.id, request)
+                answer = self.pool.send(worker, request)
                 sent = _Prefetch(queued, task, worker, answer, now)
                 self.prefetched[queued.id] = sent
                 self._next_on.setdefault(worker, []).append(sent)
