@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.client import ClientError
-from stoker.jobs.dispatcher import ANSWER_HOLD, PREFETCH, QUICK, ahead_for
+from stoker.jobs.dispatch_core import ANSWER_HOLD, PREFETCH, QUICK, ahead_for
 from stoker.jobs.pool import Worker
 from stoker.jobs.wire import Answer, Call, Command, Done, Revoked
 

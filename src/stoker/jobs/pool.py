@@ -387,13 +387,6 @@ class Pool:
         if kill:
             worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
 
-    def can_take_another(self, worker: Worker, ahead: int) -> bool:
-        """Whether `worker`, running a job, may be sent one more (prefetch): it is alive, has
-        fewer than `ahead` sent ahead already, and all of them fit in what it may run before it
-        is replaced."""
-        sent = worker.in_flight
-        return sent <= ahead and worker.jobs + sent + 1 <= self.max_jobs and not worker.exited.done()
-
     def prewarm(self, profile: Profile, count: int) -> None:
         have = len(self.idle.get(profile, []))
         for _ in range(count - have):
