@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, deque
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -46,19 +45,23 @@ def test_room_is_what_concurrency_leaves_while_the_queue_is_open(open: bool) -> 
         assert got == (concurrency - running if open else 0)
 
 
-def test_to_take_fills_the_room_with_what_is_held_and_no_more() -> None:
-    for room, held in itertools.product(range(-3, 6), range(7)):
-        take = core.to_take(room, held)
+def test_fill_takes_what_the_room_allows_and_says_when_the_queue_is_then_full() -> None:
+    for concurrency, running, open, held in itertools.product(range(4), range(6), [False, True], range(7)):
+        take, full = core.fill(concurrency, running, open, held)
+        room = core.room(concurrency, running, open)
         assert 0 <= take <= held
         assert take <= max(room, 0)
         assert take == max(room, 0) or take == held  # the room is full, or nothing is left
+        assert full == (open and room - take == 0)  # (over concurrency after a reload: not full)
+        if not open:
+            assert (take, full) == (0, False)
 
 
 def test_should_read_reads_ahead_while_little_is_held_and_the_store_may_have_more() -> None:
     for held, complete, reading, open in itertools.product(
         range(READ_BELOW + 3), [False, True], [False, True], [False, True]
     ):
-        got = core.should_read(held, complete=complete, reading=reading, open=open)
+        got = core.should_read(held, complete, reading, open)
         assert got == (held < READ_BELOW and not complete and not reading and open)
 
 
@@ -117,8 +120,7 @@ def test_lane_capacity_every_small_case() -> None:
         [False, True], [False, True], [False, True], range(1, 6), [None, 0.0001, 0.002, QUICK],
         range(5), range(1, 8),
     ):  # fmt: skip
-        got = lane_capacity(stopped=stopped, answered=answered, alive=alive, in_flight=in_flight,
-                            took=took, jobs=jobs, max_jobs=max_jobs)  # fmt: skip
+        got = lane_capacity(stopped, answered, alive, in_flight, took, jobs, max_jobs)
         expected = reference_capacity(stopped, answered, alive, in_flight, ahead_for(took), jobs, max_jobs)
         assert got == expected, (stopped, answered, alive, in_flight, took, jobs, max_jobs)
 
@@ -169,31 +171,32 @@ def test_take_back_every_case() -> None:
         assert TakeBack(job=1).takes(queue, job_id) == (job_id == 1)  # a cancel
 
 
-class Counted:
-    """An iterator of revoked flags that counts how many were read."""
+class Sent:
+    """A job sent ahead whose answer says `revoked` or not, counting the looks at it."""
 
-    def __init__(self, flags: tuple[bool, ...]) -> None:
-        self.flags = flags
-        self.read = 0
+    def __init__(self, revoked: bool, looks: list[int]) -> None:
+        self._revoked = revoked
+        self.looks = looks
 
-    def __iter__(self) -> Iterator[bool]:
-        for flag in self.flags:
-            self.read += 1
-            yield flag
+    @property
+    def revoked(self) -> bool:
+        self.looks.append(1)
+        return self._revoked
 
 
 def test_successor_every_small_case() -> None:
     for sent in range(6):
         for flags in itertools.product([False, True], repeat=sent):
             leading = next((i for i, f in enumerate(flags) if not f), sent)
-            died = successor(False, Counted(flags), sent)
+            looks: list[int] = []
+            died = successor(False, [Sent(f, looks) for f in flags])
             assert (died.back, died.begins, died.release) == (sent, False, False)
-            flags_read = Counted(flags)
-            then = successor(True, flags_read, sent)
+            assert looks == []  # a worker that died began none of them, whatever they say
+            then = successor(True, [Sent(f, looks) for f in flags])
             assert then.back == leading  # the ones taken back in time, up front
             assert then.begins == (leading < sent)  # the next has begun
             assert then.release == (not then.begins)
-            assert flags_read.read == min(sent, leading + 1)  # read no further than needed
+            assert len(looks) == min(sent, leading + 1)  # no further than needed
 
 
 # the attempt's end --------------------------------------------------------------------------
@@ -367,8 +370,10 @@ class RevokeProtocol(RuleBasedStateMachine):
         self.began, self.counted = [], []
 
     def ended(self, answered: bool) -> None:
-        flags = (self.answers.get(job_id) == "revoked" for job_id in self.sent)
-        then = successor(answered, flags, len(self.sent))
+        looks: list[int] = []
+        then = successor(
+            answered, [Sent(self.answers.get(job_id) == "revoked", looks) for job_id in self.sent]
+        )
         self.back += self.sent[: then.back]
         self.sent = self.sent[then.back :]
         self.running = None

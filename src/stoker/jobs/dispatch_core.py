@@ -5,11 +5,14 @@ stoker.jobs.dispatcher is the shell around this core: it moves messages between 
 pool's workers and the API, and does what these functions say. Kept apart for the reason
 stoker.supervise.state is: every rule is then testable exhaustively, on every small case and
 under hypothesis (tests/test_dispatch_core.py), without a daemon, a worker or a sleep; and the
-rules read in one place (docs/dispatcher.md tells them in prose). What is decided here:
+rules read in one place (docs/dispatcher.md tells them in prose). Each is called on a short
+job's path a few times, where a Python call is ~0.2% of the daemon's work per job: so they are
+few and coarse, take positional arguments, and build nothing they do not return. What is
+decided here:
 
 - claiming: how many slots a queue has free (`room`), how many of its held jobs to start or
-  claim now (`to_take`), whether to read the store for more (`should_read`), what a claim's
-  answer means (`claimed`);
+  claim now and whether the rest may be sent ahead (`fill`), whether to read the store for
+  more (`should_read`), what a claim's answer means (`claimed`);
 - prefetch: how far ahead a busy worker is sent (`ahead_for`), how many more a lane (a running
   job's worker) may take (`lane_capacity`), and which lane each next job goes to (`deal`);
 - revocation: which jobs sent ahead a cancel, a pause, a reload or the shutdown takes back
@@ -26,9 +29,9 @@ rules read in one place (docs/dispatcher.md tells them in prose). What is decide
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from stoker.jobs.rules import Outcome, after_attempt
 from stoker.jobs.wire import LINGER as ANSWER_HOLD
@@ -56,13 +59,18 @@ def room(concurrency: int, running: int, open: bool) -> int:
     return concurrency - running if open else 0
 
 
-def to_take(room: int, held: int) -> int:
-    """How many of the `held` due jobs to start now (or, on a shared store, to claim in one
-    statement): as many as there is room for."""
-    return max(0, min(room, held))
+def fill(concurrency: int, running: int, open: bool, held: int) -> tuple[int, bool]:
+    """How many of the `held` due jobs of a queue to start now (or, on a shared store, to claim
+    in one statement): as many as there is `room` for; and whether the queue is then exactly
+    full, so that the workers of its running jobs may be sent the rest ahead (prefetch)."""
+    free = room(concurrency, running, open)
+    take = free if free < held else held
+    if take < 0:
+        take = 0
+    return take, open and free == take
 
 
-def should_read(held: int, *, complete: bool, reading: bool, open: bool) -> bool:
+def should_read(held: int, complete: bool, reading: bool, open: bool) -> bool:
     """Whether to read the queue's next due jobs from the store: it holds fewer than
     READ_BELOW (read ahead: a slot that frees should find its job held), the store may have
     more (`complete`: the last read came back short and nothing was left out since), no read
@@ -109,14 +117,7 @@ def ahead_for(took: float | None, hold: float = ANSWER_HOLD) -> int:
 
 
 def lane_capacity(
-    *,
-    stopped: bool,
-    answered: bool,
-    alive: bool,
-    in_flight: int,
-    took: float | None,
-    jobs: int,
-    max_jobs: int,
+    stopped: bool, answered: bool, alive: bool, in_flight: int, took: float | None, jobs: int, max_jobs: int
 ) -> int:
     """How many more jobs may be sent ahead to the worker of a running job (a lane): none once
     the job is stopped (its worker may go down with it) or has ended (`answered`), or the
@@ -133,16 +134,17 @@ def deal(capacities: Sequence[int], jobs: int) -> list[int]:
     to each lane in turn, a lane left out once it has had its capacity. Round the lanes rather
     than one filled first: each worker then runs on alike, and none holds more of the queue
     than the others while they idle."""
-    left = [max(0, c) for c in capacities]
+    if len(capacities) == 1:  # (the usual case: the worker of the job that has just begun)
+        return [0] * max(0, min(capacities[0], jobs))
     order: list[int] = []
-    while len(order) < jobs:
-        dealt = len(order)
-        for lane, capacity in enumerate(left):
-            if capacity and len(order) < jobs:
+    if jobs <= 0:
+        return order
+    for turn in range(max(capacities, default=0)):
+        for lane, capacity in enumerate(capacities):
+            if capacity > turn:
                 order.append(lane)
-                left[lane] = capacity - 1
-        if len(order) == dealt:  # every lane full
-            break
+                if len(order) == jobs:
+                    return order
     return order
 
 
@@ -174,23 +176,31 @@ class Successor:
     release: bool  # the worker is free (idle, back to the pool)
 
 
-def successor(answered: bool, revoked: Iterable[bool], sent: int) -> Successor:
-    """The job a worker ran has ended; `sent` jobs had gone ahead of it, whose answers say (as
-    far as they have come) whether each was `revoked` in time, in the order sent (read lazily,
-    only up to the first that was not). The worker's rule (stoker.jobs.worker): it answers the
+class Sent(Protocol):
+    """A job sent ahead, as `successor` sees it."""
+
+    @property
+    def revoked(self) -> bool:
+        """Its worker answered that it took it back in time (it never ran)."""
+
+
+def successor(answered: bool, sent: Sequence[Sent]) -> Successor:
+    """The job a worker ran has ended; `sent` had gone ahead of it, in the order sent, whose
+    answers say (as far as they have come) whether each was `revoked` in time (looked at only
+    up to the first that was not). The worker's rule (stoker.jobs.worker): it answers the
     requests it took back before the answer they follow. So if it `answered`, those answered
     revoked up front never ran and the next has begun; the rest stay sent ahead. One that died
     (or was stopped) before it answered began none of them: all go back. A worker that
     answered and has begun nothing else is free."""
     if not answered:
-        return Successor(back=sent, begins=False, release=False)
+        return Successor(len(sent), False, False)
     back = 0
-    for was_revoked in revoked:
-        if back >= sent or not was_revoked:
+    for job in sent:
+        if not job.revoked:
             break
         back += 1
-    begins = back < sent
-    return Successor(back=back, begins=begins, release=not begins)
+    begins = back < len(sent)
+    return Successor(back, begins, not begins)
 
 
 # the attempt's end ---------------------------------------------------------------------------
@@ -239,11 +249,6 @@ def start_refused(recorded: Job | None, error: BaseException | None) -> tuple[Ou
     return None
 
 
-def seconds_run(job: Job, end: AttemptEnd) -> float:
-    """How long the attempt ran, as its end's event says (0 if its start is unknown)."""
-    return max(0.0, end.finished_at - (job.started_at or end.finished_at))
-
-
 # timing ----------------------------------------------------------------------------------
 
 
@@ -280,12 +285,14 @@ def retry_at(wall: float) -> float:
 
 __all__ = [
     "FALLBACK_POLL",
+    "LAST_LINE",
     "PREFETCH",
     "QUICK",
     "READ",
     "READ_BELOW",
     "STORE_RETRY",
     "Claimed",
+    "Sent",
     "Successor",
     "TakeBack",
     "ahead_for",
@@ -294,6 +301,7 @@ __all__ = [
     "deal",
     "due_now",
     "earliest",
+    "fill",
     "lane_capacity",
     "poll_due",
     "retry_at",
@@ -302,5 +310,4 @@ __all__ = [
     "sleep_for",
     "start_refused",
     "successor",
-    "to_take",
 ]

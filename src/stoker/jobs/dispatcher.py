@@ -301,21 +301,28 @@ class Dispatcher:
 
     def _fill_queue(self, queue: str, ready: Ready, now: float) -> float | None:
         """`_fill` for one queue; returns when its earliest delayed job is due."""
-        if core.due_now(self._later.get(queue), now):  # a delayed job is due: it is in the store
+        later = self._later.get(queue)
+        if later is not None and core.due_now(later, now):  # a delayed job is due: it is in the store
             del self._later[queue]
             ready.stale()
-        room = self._room(queue)
-        take = core.to_take(room, len(ready))
+        config = self.config.queues.get(queue)
+        is_open = self._open(queue)
+        held = len(ready)
+        take, full = core.fill(config.concurrency if config is not None else 1,
+                               self.running_per_queue[queue], is_open, held)  # fmt: skip
         if self.shared is not None:
             if take:
                 self._claim(self.shared, queue, ready, take, now)
+                held = len(ready)
         else:
             for _ in range(take):
                 self._begin(ready.take(), now)
-            if room - take == 0 and len(ready) and queue in self._lanes and self._open(queue):
+            if take:
+                held = len(ready)
+            if full and held and queue in self._lanes:
                 self._prefetch(queue, ready, now)
-        is_open = self._open(queue)  # (read ahead, but not for a paused queue)
-        if core.should_read(len(ready), complete=ready.complete, reading=ready.reading, open=is_open):
+                held = len(ready)
+        if core.should_read(held, ready.complete, ready.reading, is_open):  # (read ahead)
             ready.begin_read()
             assert self._group is not None
             self._group.create_task(self._read(queue, ready))
@@ -483,10 +490,18 @@ class Dispatcher:
         to each in turn, up to `ahead_for` each, so each begins the next as soon as it answers (see
         the module's docstring)."""
         lanes = self._lanes[queue]
-        runs = list(lanes)
-        capacities = [self._capacity(run) for run in runs]
-        for run, capacity in zip(runs, capacities, strict=True):
-            if not capacity:
+        runs: list[WorkerRun] = []
+        capacities: list[int] = []
+        max_jobs = self.pool.max_jobs
+        for run in list(lanes):
+            worker = run.worker
+            alive = not worker.exited.done()
+            capacity = core.lane_capacity(run.stopped is not None, run.answer.done(), alive,
+                                          worker.in_flight, worker.took, worker.jobs, max_jobs)  # fmt: skip
+            if capacity:
+                runs.append(run)
+                capacities.append(capacity)
+            else:
                 lanes.discard(run)  # (the run its worker begins next comes back here)
         for lane in core.deal(capacities, len(ready)):
             worker = runs[lane].worker
@@ -505,14 +520,6 @@ class Dispatcher:
             self.prefetched[queued.id] = sent
             self._next_on.setdefault(worker, []).append(sent)
 
-    def _capacity(self, run: WorkerRun) -> int:
-        """How many more jobs `run`'s worker may be sent ahead (dispatch_core.lane_capacity)."""
-        worker = run.worker
-        return core.lane_capacity(
-            stopped=run.stopped is not None, answered=run.answer.done(), alive=not worker.exited.done(),
-            in_flight=worker.in_flight, took=worker.took, jobs=worker.jobs, max_jobs=self.pool.max_jobs,
-        )  # fmt: skip
-
     def _revoke(self, which: TakeBack) -> None:
         """Take back the jobs sent ahead that `which` names (see the module's docstring)."""
         for sent in self.prefetched.values():
@@ -526,7 +533,7 @@ class Dispatcher:
         begun nothing else is free; one that died began none of them."""
         self._lanes.get(run.job.queue, set()).discard(run)
         sent = self._next_on.pop(run.worker, None) or []
-        then = core.successor(_answered(run.answer), (s.revoked for s in sent), len(sent))
+        then = core.successor(_answered(run.answer), sent)
         back, sent = sent[: then.back], sent[then.back :]
         for gone in back:
             del self.prefetched[gone.job.id]
@@ -608,7 +615,10 @@ class Dispatcher:
         if error is not None:  # it stays "running" in the store; the next start queues it again
             log.error("job %d: could not record the end of attempt %d", job.id, job.attempt, exc_info=error)
         if finished is not None:
-            ended = {"outcome": str(end.outcome), "seconds": core.seconds_run(job, end)}
+            ended = {
+                "outcome": str(end.outcome),
+                "seconds": max(0.0, end.finished_at - (job.started_at or end.finished_at)),
+            }
             self.publish({"type": "job", "job": finished, "attempt_ended": ended})
             self.queued(finished)  # another attempt later
 
