@@ -63,7 +63,7 @@ def fill(concurrency: int, running: int, open: bool, held: int) -> tuple[int, bo
     """How many of the `held` due jobs of a queue to start now (or, on a shared store, to claim
     in one statement): as many as there is `room` for; and whether the queue is then exactly
     full, so that the workers of its running jobs may be sent the rest ahead (prefetch)."""
-    free = room(concurrency, running, open)
+    free = concurrency - running if open else 0  # (room's, without a call: ~0.2% of a job each)
     take = free if free < held else held
     if take < 0:
         take = 0

@@ -503,6 +503,8 @@ class Dispatcher:
                 capacities.append(capacity)
             else:
                 lanes.discard(run)  # (the run its worker begins next comes back here)
+        if not capacities:
+            return
         for lane in core.deal(capacities, len(ready)):
             worker = runs[lane].worker
             queued = ready.first()
