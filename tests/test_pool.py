@@ -22,8 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.client import ClientError
-from stoker.jobs.dispatcher import ANSWER_HOLD, PREFETCH, QUICK, ahead_for
-from stoker.jobs.pool import REVOKED, Worker
+from stoker.jobs.dispatch_core import ANSWER_HOLD, PREFETCH, QUICK, ahead_for
+from stoker.jobs.pool import Worker
+from stoker.jobs.wire import Answer, Call, Command, Done, Revoked
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -156,11 +157,16 @@ def run(stoker: Stoker, task: str, **params: Any) -> dict[str, Any]:
 
 def workers(stoker: Stoker) -> list[int]:
     daemon = psutil.Process(stoker.client.status()["pid"])
-    return sorted(
-        p.pid
-        for p in daemon.children()
-        if "stoker.jobs.worker" in " ".join(p.cmdline()) and p.status() != "zombie"
-    )
+    found = []
+    for p in daemon.children():
+        # A worker may end between the listing and the reading of its command line: a zombie
+        # (or one gone) is not a worker any more, whichever call notices first.
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "stoker.jobs.worker" in " ".join(p.cmdline()):
+                found.append(p.pid)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return sorted(found)
 
 
 def test_result_output_and_warm_workers(stoker: Stoker) -> None:
@@ -440,15 +446,21 @@ async def bare_worker(tmp_path: Path, **environment: str) -> AsyncIterator[Worke
             process.wait()
 
 
-def request(tmp_path: Path, job_id: int, call: str, **params: Any) -> dict[str, Any]:
-    return {"call": f"mytasks:{call}", "params": params, "output": str(tmp_path / f"{job_id}.log"),
-            "attempt": 1, "rerun": False, "directory": str(tmp_path),
-            "environment": {"STOKER_JOB_ID": str(job_id)}}  # fmt: skip
+def request(tmp_path: Path, job_id: int, call: str, **params: Any) -> Call:
+    return Call(id=job_id, call=f"mytasks:{call}", params=params, output=str(tmp_path / f"{job_id}.log"),
+                attempt=1, rerun=False, directory=str(tmp_path),
+                environment={"STOKER_JOB_ID": str(job_id)})  # fmt: skip
 
 
-def command(tmp_path: Path, job_id: int, *argv: str) -> dict[str, Any]:
-    return {"command": list(argv), "output": str(tmp_path / f"{job_id}.log"), "attempt": 1,
-            "rerun": False, "directory": str(tmp_path), "environment": {"STOKER_JOB_ID": str(job_id)}}  # fmt: skip
+def command(tmp_path: Path, job_id: int, *argv: str) -> Command:
+    return Command(id=job_id, argv=list(argv), output=str(tmp_path / f"{job_id}.log"), attempt=1,
+                   rerun=False, directory=str(tmp_path), environment={"STOKER_JOB_ID": str(job_id)})  # fmt: skip
+
+
+def done(answer: Answer) -> Done:
+    """The answer of a request the worker ran (not one it answered `Revoked`)."""
+    assert isinstance(answer, Done), answer
+    return answer
 
 
 def wait_until_file(flag: str) -> list[str]:
@@ -463,10 +475,10 @@ async def until(predicate: Any, what: str) -> None:
         await asyncio.sleep(0.005)
 
 
-def answered_in_order(*answers: asyncio.Future[dict[str, Any]]) -> list[int]:
+def answered_in_order(*answers: asyncio.Future[Answer]) -> list[int]:
     order: list[int] = []
     for answer in answers:
-        answer.add_done_callback(lambda f: order.append(f.result()["id"]))
+        answer.add_done_callback(lambda f: order.append(f.result().id))
     return order
 
 
@@ -474,13 +486,13 @@ def test_worker_a_request_revoked_before_it_began_is_answered_revoked_first(tmp_
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
             flag, began, notes = tmp_path / "go", tmp_path / "began", tmp_path / "notes"
-            first = worker.send(1, request(tmp_path, 1, "hold", flag=str(flag), began=str(began)))
-            second = worker.send(2, request(tmp_path, 2, "note", path=str(notes)))
+            first = worker.send(request(tmp_path, 1, "hold", flag=str(flag), began=str(began)))
+            second = worker.send(request(tmp_path, 2, "note", path=str(notes)))
             order = answered_in_order(first, second)
             worker.revoke(2)
             await until(began.exists, "the first job to begin")
             flag.touch()
-            assert (await second).get(REVOKED) and (await first)["ok"]
+            assert isinstance(await second, Revoked) and done(await first).ok
             await asyncio.sleep(0)  # the callbacks of the second future to be settled
             assert order == [2, 1]  # the daemon learns of the revoke before the answer it follows
             assert not notes.exists() and worker.jobs == 1 and worker.pending == []
@@ -492,14 +504,14 @@ def test_worker_a_revoke_after_the_request_began_is_too_late(tmp_path: Path) -> 
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
             go1, go2, began1, began2 = (tmp_path / name for name in ("go1", "go2", "began1", "began2"))
-            first = worker.send(1, request(tmp_path, 1, "hold", flag=str(go1), began=str(began1)))
-            second = worker.send(2, request(tmp_path, 2, "hold", flag=str(go2), began=str(began2)))
+            first = worker.send(request(tmp_path, 1, "hold", flag=str(go1), began=str(began1)))
+            second = worker.send(request(tmp_path, 2, "hold", flag=str(go2), began=str(began2)))
             go1.touch()
-            assert (await first)["ok"]
+            assert done(await first).ok
             await until(began2.exists, "the second job to begin")
             worker.revoke(2)
             go2.touch()
-            assert (await second)["ok"] and worker.jobs == 2
+            assert done(await second).ok and worker.jobs == 2
 
     asyncio.run(main())
 
@@ -511,12 +523,11 @@ def test_worker_an_idle_worker_begins_what_it_is_sent_whatever_follows(tmp_path:
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
             notes, go, began = tmp_path / "notes", tmp_path / "go", tmp_path / "began"
-            assert (await worker.send(1, request(tmp_path, 1, "note", path=str(notes))))["ok"]
-            second = worker.send(2, request(tmp_path, 2, "hold", flag=str(go), began=str(began)))
+            assert done(await worker.send(request(tmp_path, 1, "note", path=str(notes)))).ok
+            second = worker.send(request(tmp_path, 2, "hold", flag=str(go), began=str(began)))
             worker.revoke(2)  # written together with the request: the worker reads both at once
             go.touch()
-            answer = await second
-            assert answer["ok"] and not answer.get(REVOKED) and began.exists()
+            assert done(await second).ok and began.exists()
 
     asyncio.run(main())
 
@@ -528,8 +539,8 @@ def test_worker_several_requests_ahead_the_revoked_ones_are_answered_first(tmp_p
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
             flag, began, notes = tmp_path / "go", tmp_path / "began", tmp_path / "notes"
-            first = worker.send(1, request(tmp_path, 1, "hold", flag=str(flag), began=str(began)))
-            ahead = [worker.send(i, request(tmp_path, i, "note", path=str(notes))) for i in (2, 3, 4)]
+            first = worker.send(request(tmp_path, 1, "hold", flag=str(flag), began=str(began)))
+            ahead = [worker.send(request(tmp_path, i, "note", path=str(notes))) for i in (2, 3, 4)]
             order = answered_in_order(first, *ahead)
             worker.revoke(3)
             await until(began.exists, "the first job to begin")
@@ -537,7 +548,7 @@ def test_worker_several_requests_ahead_the_revoked_ones_are_answered_first(tmp_p
             answers = [await first] + [await answer for answer in ahead]
             await asyncio.sleep(0)
             assert order == [3, 1, 2, 4]
-            assert [bool(a.get(REVOKED)) for a in answers] == [False, False, True, False]
+            assert [isinstance(a, Revoked) for a in answers] == [False, False, True, False]
             assert [line.split()[0] for line in notes.read_text().splitlines()] == ["2", "4"]
             assert worker.jobs == 3 and worker.pending == []
 
@@ -582,13 +593,13 @@ def test_worker_a_commands_held_answer_goes_while_the_next_one_runs(tmp_path: Pa
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
             go = tmp_path / "go"
-            first = worker.send(1, command(tmp_path, 1, "sh", "-c", "echo one"))
-            second = worker.send(2, command(tmp_path, 2, *wait_until_file(str(go))))
-            answer = await asyncio.wait_for(first, 15)
-            assert answer["ok"] and answer["status"] == 0 and answer["output"] == "one\n"
+            first = worker.send(command(tmp_path, 1, "sh", "-c", "echo one"))
+            second = worker.send(command(tmp_path, 2, *wait_until_file(str(go))))
+            answer = done(await asyncio.wait_for(first, 15))
+            assert answer.ok and answer.status == 0 and answer.output == "one\n"
             assert not second.done()
             go.touch()
-            assert (await asyncio.wait_for(second, 15))["ok"] and worker.jobs == 0  # (calls count)
+            assert done(await asyncio.wait_for(second, 15)).ok and worker.jobs == 0  # (calls count)
 
     asyncio.run(main())
 
@@ -598,15 +609,16 @@ def test_worker_a_stop_reaches_the_commands_whole_group(tmp_path: Path) -> None:
         async with bare_worker(tmp_path) as worker:
             pids = tmp_path / "pids"
             script = f"sleep 300 & echo $! > {pids}.tmp && mv {pids}.tmp {pids}; wait"
-            answer = worker.send(1, command(tmp_path, 1, "sh", "-c", script))
+            answer = worker.send(command(tmp_path, 1, "sh", "-c", script))
             await until(pids.exists, "the command to start")
             worker.signal_job(1, signal.SIGTERM)
-            got = await asyncio.wait_for(answer, 15)
-            assert os.waitstatus_to_exitcode(got["status"]) == -signal.SIGTERM and not got["ok"]
+            got = done(await asyncio.wait_for(answer, 15))
+            assert got.status is not None and os.waitstatus_to_exitcode(got.status) == -signal.SIGTERM
+            assert not got.ok
             sleeper = int(pids.read_text())
             await until(lambda: not pid_alive(sleeper), "the command's child to die with it")
             # the worker lives on: the next command runs on it
-            assert (await worker.send(2, command(tmp_path, 2, "true")))["status"] == 0
+            assert done(await worker.send(command(tmp_path, 2, "true"))).status == 0
 
     asyncio.run(main())
 
@@ -615,10 +627,10 @@ def test_worker_a_stop_that_comes_with_its_command_runs_nothing(tmp_path: Path) 
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
             marker = tmp_path / "ran"
-            answer = worker.send(1, command(tmp_path, 1, "touch", str(marker)))
+            answer = worker.send(command(tmp_path, 1, "touch", str(marker)))
             worker.signal_job(1, signal.SIGTERM)  # written with the request: read at once
-            got = await asyncio.wait_for(answer, 15)
-            assert got["status"] is None and not marker.exists()
+            got = done(await asyncio.wait_for(answer, 15))
+            assert got.status is None and not marker.exists()
 
     asyncio.run(main())
 
@@ -626,12 +638,12 @@ def test_worker_a_stop_that_comes_with_its_command_runs_nothing(tmp_path: Path) 
 def test_worker_a_command_that_cannot_start_is_a_spawn_error(tmp_path: Path) -> None:
     async def main() -> None:
         async with bare_worker(tmp_path) as worker:
-            missing = await worker.send(1, command(tmp_path, 1, "no-such-program-here"))
-            assert missing["spawn_error"][0] == errno.ENOENT
+            missing = done(await worker.send(command(tmp_path, 1, "no-such-program-here")))
+            assert missing.spawn_error is not None and missing.spawn_error[0] == errno.ENOENT
             request = command(tmp_path, 2, "true")
-            request["directory"] = str(tmp_path / "gone")
-            gone = await worker.send(2, request)
-            assert gone["spawn_error"] == [errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / "gone")]
+            request.directory = str(tmp_path / "gone")
+            gone = done(await worker.send(request))
+            assert gone.spawn_error == (errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / "gone"))
 
     asyncio.run(main())
 
@@ -647,8 +659,8 @@ def test_worker_a_command_gets_the_workers_environment_byte_for_byte_and_the_job
             for job_id, over in ((1, "job"), (2, None)):  # the second: nothing left from the first
                 request = command(tmp_path, job_id, "sh", "-c", script)
                 if over is not None:
-                    request["environment"]["STOKER_TEST_OVER"] = over
-                assert (await asyncio.wait_for(worker.send(job_id, request), 15))["status"] == 0
+                    request.environment["STOKER_TEST_OVER"] = over
+                assert done(await asyncio.wait_for(worker.send(request), 15)).status == 0
                 assert out.read_bytes() == b"caf\xe9|%s|%d" % ((over or "worker").encode(), job_id)
 
     asyncio.run(main())

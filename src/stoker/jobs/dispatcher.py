@@ -34,6 +34,11 @@ queue are filled by one claim (`SharedStore.claim`: the next due jobs, rows othe
 claiming skipped), and a job begins once the claim answers it as this node's. Nothing is sent
 ahead there: the hand-off before the commit, and prefetch, are for a store this daemon has to
 itself. What `Ready` holds then is only a sign that jobs are due.
+
+The decisions in all this (how many to start or claim, how far ahead to send and to which
+worker, what a revoke takes back, what an attempt's end means, when to look again) are
+stoker.jobs.dispatch_core's, pure functions tested on every small case; this module moves the
+messages, calls the store and the pool, and does what they decide (docs/dispatcher.md).
 """
 
 from __future__ import annotations
@@ -41,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import random
 import sys
@@ -51,17 +55,17 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from stoker import names
 from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
+from stoker.jobs import dispatch_core as core
 from stoker.jobs.attempt import AttemptResult, AttemptRun
+from stoker.jobs.dispatch_core import READ, TakeBack
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
-from stoker.jobs.pool import REVOKED, Pool, Profile, Worker, WorkerRun, attempt_request, profile_of
+from stoker.jobs.pool import Pool, Profile, Worker, WorkerRun, attempt_request, profile_of
 from stoker.jobs.ready import Ready
-from stoker.jobs.rules import JobState, Outcome, after_attempt
-from stoker.jobs.worker import LINGER as ANSWER_HOLD
+from stoker.jobs.wire import Answer, Call, Command, Revoked
+from stoker.jobstates import JobState, Outcome
 from stoker.store import AttemptEnd, Job, NewJob, Store
 from stoker.store.base import started
 from stoker.store.shared import SharedStore
@@ -71,34 +75,11 @@ from stoker.timers import wait_event
 
 log = logging.getLogger("stoker")
 
-FALLBACK_POLL = 60.0
 PRUNE_EVERY = 3600.0
 CAP_EVERY = 1.0  # how often running jobs' output files are held to their max_output
 PRUNE_BATCH = 1000
-READ = 128  # due jobs asked for per read of a queue
-QUICK = 0.010  # seconds: a worker whose last job took less (by its clock) is sent more ahead
-PREFETCH = 24  # jobs sent ahead to a busy worker at most (ahead_for)
-READ_BELOW = 16  # read again once fewer than this are held (and the store may have more)
-STORE_RETRY = 1.0  # seconds before reading again after the store failed a read
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
-
-
-def ahead_for(took: float | None) -> int:
-    """How many jobs a busy worker is sent ahead, by how long its last job took (seconds, by its
-    clock; None: it has run none). One; while its jobs are quick (under QUICK, where a round
-    trip to the daemon would be most of a job's time), enough to run on through the time it may
-    hold a command's answer for company (ANSWER_HOLD) and two more, since it sends what it holds
-    once fewer than two are left: at most PREFETCH. So what waits on a worker ahead of a job of
-    higher priority enqueued meanwhile is about ANSWER_HOLD's worth, never more than ~40 ms.
-
-    Why so deep: each message from a worker wakes the daemon, and each wake-up costs the machine
-    more than its CPU shows (2 cores, `true` commands: idle 9% of the time at a 5 ms hold and 8
-    ahead, 3% at 20 ms and 24; 76% of bare fork/exec x2 against 91%, median of 6 alternated
-    pairs each, bench/profile_jobs.py)."""
-    if took is None or took >= QUICK:
-        return 1
-    return min(PREFETCH, 2 + math.ceil(ANSWER_HOLD / max(took, 1e-6)))
 
 
 class UnknownTask(LookupError):
@@ -120,17 +101,17 @@ class _Prefetch:
     job: Job  # as read, still queued
     task: TaskConfig  # as the request was made (a reload meanwhile may have changed it)
     worker: Worker
-    answer: asyncio.Future[dict[str, Any]]
+    answer: asyncio.Future[Answer]
     sent_at: float  # when it was sent (it cannot have begun before)
     cancelled: bool = False  # taken back by a cancel (rather than a pause, a reload, the shutdown)
 
     @property
     def revoked(self) -> bool:
         """Taken back in time: the worker answered that it will not begin it."""
-        return _answered(self.answer) and bool(self.answer.result().get(REVOKED))
+        return _answered(self.answer) and isinstance(self.answer.result(), Revoked)
 
 
-def _answered(future: asyncio.Future[dict[str, Any]]) -> bool:
+def _answered(future: asyncio.Future[Answer]) -> bool:
     return future.done() and not future.cancelled() and future.exception() is None
 
 
@@ -219,7 +200,7 @@ class Dispatcher:
         self._stop.set()
         self._busy.set()  # (what waits for jobs to run must see the stop too)
         self._wake.set()
-        self._revoke(lambda sent: True)
+        self._revoke(TakeBack())
         if self.running:
             log.info("jobs: waiting up to %ss for %d running job(s)", timeout, len(self.running))
             with contextlib.suppress(TimeoutError):
@@ -242,7 +223,7 @@ class Dispatcher:
         self.base_environment = inherited(self._environ, config)  # a webhook's `env:` may be new
         self.pool.use_environment(self.base_environment)
         self.ready = {queue: self.ready.get(queue) or Ready() for queue in config.queues}
-        self._revoke(lambda sent: True)  # sent under the old tasks and concurrency
+        self._revoke(TakeBack())  # sent under the old tasks and concurrency
         self._wake.set()
 
     def queued(self, job: Job) -> None:
@@ -284,8 +265,7 @@ class Dispatcher:
 
     def _due_later(self, queue: str, run_at: float) -> None:
         """A job of `queue` is due at `run_at`: look again then, if not sooner."""
-        if run_at < self._later.get(queue, run_at + 1):
-            self._later[queue] = run_at
+        self._later[queue] = core.earliest(self._later.get(queue), run_at)
 
     def _prewarm(self) -> None:
         """Start a worker for every slot a task could use, so the first jobs do not wait for an
@@ -303,17 +283,15 @@ class Dispatcher:
         return queue not in self.paused and not self._stop.is_set()
 
     def _room(self, queue: str) -> int:
-        if not self._open(queue):
-            return 0
         config = self.config.queues.get(queue)
         concurrency = config.concurrency if config is not None else 1
-        return concurrency - self.running_per_queue[queue]
+        return core.room(concurrency, self.running_per_queue[queue], self._open(queue))
 
     def _fill(self) -> float | None:
         """Start what fits, ask the store for more where needed; returns when to look again
         for a delayed job (None: none known)."""
         now = time.time()
-        if time.monotonic() - self._polled >= FALLBACK_POLL:  # what no one told us about
+        if core.poll_due(time.monotonic(), self._polled):  # what no one told us about
             self._polled = time.monotonic()
             for ready in self.ready.values():
                 ready.stale()
@@ -327,21 +305,27 @@ class Dispatcher:
     def _fill_queue(self, queue: str, ready: Ready, now: float) -> float | None:
         """`_fill` for one queue; returns when its earliest delayed job is due."""
         later = self._later.get(queue)
-        if later is not None and later <= now:  # a delayed job is due: it is in the store
+        if later is not None and core.due_now(later, now):  # a delayed job is due: it is in the store
             del self._later[queue]
             ready.stale()
-        room = self._room(queue)
+        config = self.config.queues.get(queue)
+        is_open = self._open(queue)
+        held = len(ready)
+        take, full = core.fill(config.concurrency if config is not None else 1,
+                               self.running_per_queue[queue], is_open, held)  # fmt: skip
         if self.shared is not None:
-            if room > 0 and len(ready):
-                self._claim(self.shared, queue, ready, min(room, len(ready)), now)
+            if take:
+                self._claim(self.shared, queue, ready, take, now)
+                held = len(ready)
         else:
-            while room > 0 and len(ready):
+            for _ in range(take):
                 self._begin(ready.take(), now)
-                room -= 1
-            if room == 0 and len(ready) and queue in self._lanes and self._open(queue):
+            if take:
+                held = len(ready)
+            if full and held and queue in self._lanes:
                 self._prefetch(queue, ready, now)
-        # read ahead (a slot that frees should find its job here), not for a paused queue
-        if len(ready) < READ_BELOW and not (ready.complete or ready.reading) and self._open(queue):
+                held = len(ready)
+        if core.should_read(held, ready.complete, ready.reading, is_open):  # (read ahead)
             ready.begin_read()
             assert self._group is not None
             self._group.create_task(self._read(queue, ready))
@@ -353,7 +337,7 @@ class Dispatcher:
             jobs, later = await self.store.due(queue, READ, time.time())
         except Exception as e:
             log.error("jobs: cannot read queue %s: %s", queue, e)
-            later = time.time() + STORE_RETRY
+            later = core.retry_at(time.time())
         finally:
             ready.end_read(jobs, READ, self._held)
         if later is not None:
@@ -361,9 +345,7 @@ class Dispatcher:
         self._wake.set()
 
     async def _sleep(self, due: float | None) -> None:
-        delay = FALLBACK_POLL - (time.monotonic() - self._polled)
-        if due is not None:
-            delay = min(delay, due - time.time())
+        delay = core.sleep_for(now=time.monotonic(), polled=self._polled, due=due, wall=time.time())
         if delay <= 0 or self._stop.is_set():
             return
         await wait_event(self._wake, delay)
@@ -416,16 +398,17 @@ class Dispatcher:
         except Exception as e:  # the fallback poll, or the next wake-up, claims again
             log.error("jobs: cannot claim jobs of queue %s: %s", queue, e)
         finally:
-            self.running_per_queue[queue] -= count - len(jobs)
+            answer = core.claimed(count, jobs, self._cancelled_unseen)
+            self.running_per_queue[queue] -= answer.give_back
             self._claiming -= count
         for job in jobs:
             recorded: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
             recorded.set_result(job)
             self._launch(job, recorded, None)
-            if job.id in self._cancelled_unseen or job.cancel_requested:
+            if job.id in answer.stop:
                 self._cancelled_unseen.discard(job.id)
                 self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
-        if len(jobs) < count and queue in self.ready:  # others took some: what is left, the store knows
+        if answer.stale and queue in self.ready:  # others took some: what is left, the store knows
             self.ready[queue].stale()
         if not self._claiming:  # a claim after the cancel could not take the job
             self._cancelled_unseen.clear()
@@ -485,7 +468,7 @@ class Dispatcher:
                 return _Refused(
                     f"cannot start a worker: {describe_spawn_error(e, [sys.executable], task.directory)}"
                 )
-            answer = self.pool.send(worker, job.id, request)
+            answer = self.pool.send(worker, request)
         run = WorkerRun(
             job, task, pool=self.pool, worker=worker, answer=answer, output=output,
             state_dir=self.config.daemon.state_dir,
@@ -500,7 +483,7 @@ class Dispatcher:
             self._prefetch(job.queue, ready, job.started_at or time.time())
         return run
 
-    def _request(self, job: Job, task: TaskConfig, output: str) -> dict[str, Any]:
+    def _request(self, job: Job, task: TaskConfig, output: str) -> Call | Command:
         return attempt_request(
             job, task, output=output, rerun=_is_rerun(job), state_dir=self.config.daemon.state_dir
         )
@@ -510,38 +493,42 @@ class Dispatcher:
         to each in turn, up to `ahead_for` each, so each begins the next as soon as it answers (see
         the module's docstring)."""
         lanes = self._lanes[queue]
-        while lanes and len(ready):
-            for run in list(lanes):
-                worker = run.worker
-                ahead = ahead_for(worker.took)
-                if (
-                    run.stopped is not None
-                    or run.answer.done()
-                    or not self.pool.can_take_another(worker, ahead)
-                ):
-                    lanes.discard(run)  # (the run its worker begins next comes back here)
-                    continue
-                if not len(ready):
-                    return
-                queued = ready.first()
-                task = self.config.tasks.get(queued.task)
-                if task is None or profile_of(task) != worker.profile:
-                    return  # the next job needs a slot of its own: it waits for one
-                output = output_path(self.log_dir, queued.id)
-                try:
-                    request = self._request(started(queued, now, self.node), task, output)
-                except ParamError:
-                    return  # (it fails in a slot of its own, saying why)
-                ready.take()
-                answer = self.pool.send(worker, queued.id, request)
-                sent = _Prefetch(queued, task, worker, answer, now)
-                self.prefetched[queued.id] = sent
-                self._next_on.setdefault(worker, []).append(sent)
+        runs: list[WorkerRun] = []
+        capacities: list[int] = []
+        max_jobs = self.pool.max_jobs
+        for run in list(lanes):
+            worker = run.worker
+            alive = not worker.exited.done()
+            capacity = core.lane_capacity(run.stopped is not None, run.answer.done(), alive,
+                                          worker.in_flight, worker.took, worker.jobs, max_jobs)  # fmt: skip
+            if capacity:
+                runs.append(run)
+                capacities.append(capacity)
+            else:
+                lanes.discard(run)  # (the run its worker begins next comes back here)
+        if not capacities:
+            return
+        for lane in core.deal(capacities, len(ready)):
+            worker = runs[lane].worker
+            queued = ready.first()
+            task = self.config.tasks.get(queued.task)
+            if task is None or profile_of(task) != worker.profile:
+                return  # the next job needs a slot of its own: it waits for one
+            output = output_path(self.log_dir, queued.id)
+            try:
+                request = self._request(started(queued, now, self.node), task, output)
+            except ParamError:
+                return  # (it fails in a slot of its own, saying why)
+            ready.take()
+            answer = self.pool.send(worker, request)
+            sent = _Prefetch(queued, task, worker, answer, now)
+            self.prefetched[queued.id] = sent
+            self._next_on.setdefault(worker, []).append(sent)
 
-    def _revoke(self, which: Callable[[_Prefetch], bool]) -> None:
+    def _revoke(self, which: TakeBack) -> None:
         """Take back the jobs sent ahead that `which` names (see the module's docstring)."""
         for sent in self.prefetched.values():
-            if which(sent):
+            if which.takes(sent.job.queue, sent.job.id):
                 sent.worker.revoke(sent.job.id)
 
     def _successor(self, run: WorkerRun, now: float) -> None:
@@ -550,26 +537,18 @@ class Dispatcher:
         (unless cancelled meanwhile), the rest stay sent ahead. A worker that answered and has
         begun nothing else is free; one that died began none of them."""
         self._lanes.get(run.job.queue, set()).discard(run)
-        sent = self._next_on.pop(run.worker, None)
-        if not sent:
-            if _answered(run.answer):
-                self.pool.release(run.worker)
-            return
-        back: list[_Prefetch] = []
-        if _answered(run.answer):  # its answer came after those of the requests it took back
-            while sent and sent[0].revoked:
-                back.append(sent.pop(0))
-        else:  # died (or was stopped) first: it never got to them
-            back, sent = sent, []
+        sent = self._next_on.pop(run.worker, None) or []
+        then = core.successor(_answered(run.answer), sent)
+        back, sent = sent[: then.back], sent[then.back :]
         for gone in back:
             del self.prefetched[gone.job.id]
-        if sent:
+        if then.begins:
             begun = sent.pop(0)
             del self.prefetched[begun.job.id]
             if sent:
                 self._next_on[run.worker] = sent
             self._begin(begun.job, max(now, begun.sent_at), begun)
-        elif _answered(run.answer):
+        if then.release:
             self.pool.release(run.worker)  # (first: a job sent back may go to it again)
         for gone in back:
             if not gone.cancelled:
@@ -581,11 +560,13 @@ class Dispatcher:
         """The store's answer to a start: the job running, as recorded; or the attempt stops."""
         if answer.cancelled():
             return
-        if (error := answer.exception()) is not None:
-            log.error("jobs: the store could not record a start: %s", error)
-            run.stop(Outcome.INTERRUPTED, f"interrupted: the store could not record its start: {error}")
-        elif (job := answer.result()) is None:
-            run.stop(Outcome.CANCELLED, "cancelled before it started")
+        error = answer.exception()
+        job = answer.result() if error is None else None
+        refused = core.start_refused(job, error)
+        if refused is not None:
+            if error is not None:
+                log.error("jobs: the store could not record a start: %s", error)
+            run.stop(*refused)
         else:
             self.publish({"type": "job", "job": job})
 
@@ -599,41 +580,15 @@ class Dispatcher:
 
     def _ended(self, job: Job, task: TaskConfig | None, run: AttemptRun, result: AttemptResult) -> None:
         """The attempt is over: free its slot and record its end."""
-        text = result.output
-        if result.outcome is Outcome.FAILED and result.exit_code is not None and text.strip():
-            # "exited with code 75: SMTP 451 greylisted": the reason is usually the last line
-            last = text.strip().splitlines()[-1].strip()
-            result = msgspec.structs.replace(result, error=f"{result.error}: {last[:200]}")
         now = time.time()
-        ended_at = now if result.ended_at is None else min(now, result.ended_at)
-        backoff = task.backoff if task is not None else None
-        verdict = after_attempt(
-            result.outcome,
-            job.attempt,
-            job.max_attempts,
-            backoff.min if backoff else 1.0,
-            backoff.max if backoff else 1.0,
-            ended_at,
-            random.random(),
-        )
-        end = AttemptEnd(
-            job_id=job.id,
-            attempt=job.attempt,
-            outcome=result.outcome,
-            next=verdict,
-            finished_at=ended_at,
-            exit_code=result.exit_code,
-            error=result.error,
-            output=text,
-            result=result.result,
-            has_result=result.has_result,
-        )
+        backoff = (task.backoff.min, task.backoff.max) if task is not None else None
+        end = core.attempt_end(job, result, now=now, jitter=random.random(), backoff=backoff)
         _log_end(job, end)
         # Its process is gone, so its slot is free now: the next job starts at once (sharing a
         # transaction with this finish), here rather than on a round through the loop in run().
         self.running_per_queue[job.queue] -= 1
         if isinstance(run, WorkerRun):
-            self._successor(run, ended_at)  # the job its worker has begun takes the slot
+            self._successor(run, end.finished_at)  # the job its worker has begun takes the slot
         ready = self.ready.get(job.queue)
         if ready is not None:
             if self.shared is not None:  # the claim of the slot it frees may carry the end
@@ -761,7 +716,7 @@ class Dispatcher:
         await self.store.set_paused(queue, paused)
         if paused:
             self.paused.add(queue)
-            self._revoke(lambda sent: sent.job.queue == queue)
+            self._revoke(TakeBack(queue=queue))
         else:
             self.paused.discard(queue)
         self.publish({"type": "queue", "queue": queue, "paused": paused})

@@ -28,7 +28,7 @@ Like the daemon's children a job carries STOKER_SUPERVISOR, and no death signal:
 and its workers are killed, a running job goes on, and the next daemon kills what is left of it
 before it queues the job again. So a worker that finds its channel closed while a command runs
 lets it run (the daemon that closes a channel on purpose stops the command first). Only `os`,
-`select`, `signal`: the worker imports this and should start fast.
+`select`, `signal` and the wire's messages: the worker imports this and should start fast.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
+
+from stoker.jobs.wire import Command, Done
 
 FOUND_FOR = 1.0  # seconds a program's place on the PATH is trusted before it is looked up again
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
@@ -85,12 +87,12 @@ class Launcher:
         self.cgroup = cgroup  # the worker's cgroup (None: no cgroups)
         self.job_cgroup = None if cgroup is None else os.path.join(cgroup, "job")
 
-    def run(self, request: dict[str, Any], output: int, channel: Channel) -> dict[str, Any]:
+    def run(self, request: Command, output: int, channel: Channel) -> Done:
         """Run one attempt; the answer's fields: `status` (a wait status; None if a stop came
-        before it began) or `spawn_error` ([errno, strerror, filename])."""
-        job_id = request["id"]
-        argv: list[str] = request["command"]
-        variables: dict[str, str] = request["environment"]
+        before it began) or `spawn_error` (errno, strerror, filename)."""
+        job_id = request.id
+        argv = request.argv
+        variables = request.environment
         env = self.base.copy()
         for name, value in variables.items():
             env[_encode(name)] = _encode(value)
@@ -100,13 +102,13 @@ class Launcher:
         channel.take_in()
         sig = channel.stop_for(job_id)
         if sig is not None:
-            return {"ok": False, "status": None}
+            return Done(job_id)
         try:
-            pid = self._spawn(argv, request["directory"], variables.get("PATH", self.base_path), env, output)
+            pid = self._spawn(argv, request.directory, variables.get("PATH", self.base_path), env, output)
         except OSError as e:
-            return {"ok": False, "spawn_error": [e.errno, e.strerror, e.filename]}
+            return Done(job_id, spawn_error=(e.errno, e.strerror, e.filename))
         status = _wait(pid, job_id, channel, self.job_cgroup)
-        return {"ok": os.waitstatus_to_exitcode(status) == 0, "status": status}
+        return Done(job_id, ok=os.waitstatus_to_exitcode(status) == 0, status=status)
 
     def _spawn(self, argv: list[str], directory: str, path: str, env: dict[bytes, bytes], output: int) -> int:
         if directory != self.directory:

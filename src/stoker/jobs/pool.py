@@ -27,17 +27,17 @@ import logging
 import os
 import signal
 import socket
-import struct
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import msgspec
 
 from stoker import names
 from stoker.config import Config, TaskConfig
+from stoker.jobs import wire
 from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import MARKER_SLACK, OutputCap, current_output
+from stoker.jobs.wire import STOP_FRAME, Answer, Call, Command, Done, Revoke
 from stoker.jobstates import Outcome
 from stoker.store import Job
 from stoker.supervise import cgroups
@@ -61,8 +61,6 @@ class WorkerDied(Exception):
     pass
 
 
-REVOKED = "revoked"  # the key of the answer to a request taken back before the worker began it
-STOP_FRAME = struct.Struct("!qi")  # a stop on a worker's stop channel: job id, signal
 UNRESPONSIVE = 5.0  # seconds after a command's SIGKILL before its silent worker is killed too
 
 
@@ -73,7 +71,7 @@ class Worker:
     goes out in one send at its end: a batch of answers tops a worker up with one message, which
     it reads at once, rather than one wake-up per job each way (to an idle one, at once). Plain
     reader and writer callbacks rather than a transport: a short job's bookkeeping is mostly
-    this exchange."""
+    this exchange. The messages: stoker.jobs.wire."""
 
     def __init__(self, pid: int, channel: socket.socket, stops: socket.socket, profile: Profile) -> None:
         self.pid = pid
@@ -95,7 +93,7 @@ class Worker:
         self._incoming = bytearray()
         self._outgoing = bytearray()  # what the socket did not take at once
         self._batch: list[bytes] = []  # frames written in this turn of the loop, sent at its end
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}  # by job id, in the order sent
+        self._pending: dict[int, asyncio.Future[Answer]] = {}  # by job id, in the order sent
         self._calls: set[int] = set()  # which of those are Python calls
         self._lost = False
         self.loop.add_reader(self._fd, self._readable)
@@ -122,23 +120,22 @@ class Worker:
         if not self.exited.done():
             self.exited.set_result(status)
 
-    def send(self, job_id: int, request: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
-        """Send the request for job `job_id`; the future is its answer (ConnectionError: the
-        worker is gone)."""
-        answer: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+    def send(self, request: Call | Command) -> asyncio.Future[Answer]:
+        """Send `request`; the future is its answer (ConnectionError: the worker is gone)."""
+        answer: asyncio.Future[Answer] = self.loop.create_future()
         if self._lost:
             answer.set_exception(ConnectionError("the worker closed its channel"))
             return answer
-        self._pending[job_id] = answer
-        if "call" in request:
-            self._calls.add(job_id)
-        self._write(msgspec.json.encode({"id": job_id, **request}))
+        self._pending[request.id] = answer
+        if isinstance(request, Call):
+            self._calls.add(request.id)
+        self._write(wire.frame(request))
         return answer
 
     def revoke(self, job_id: int) -> None:
         """Take back a request the worker may not have begun: its answer says which it was."""
         if job_id in self._pending and not self._lost:
-            self._write(msgspec.json.encode({"revoke": job_id}))
+            self._write(wire.frame(Revoke(job_id)))
 
     def signal_job(self, job_id: int, sig: int) -> None:
         """Have the worker send `sig` to the process group of job `job_id`'s command."""
@@ -180,8 +177,8 @@ class Worker:
         self._socket.close()
         self._stops.close()
 
-    def _write(self, data: bytes) -> None:
-        self._batch.append(len(data).to_bytes(4, "big") + data)
+    def _write(self, frame: bytes) -> None:
+        self._batch.append(frame)
         if len(self._batch) == 1:
             if len(self._pending) <= 1:  # an idle worker waits for this one: no company to wait for
                 self._send_batch()
@@ -230,31 +227,25 @@ class Worker:
         if not data:
             self._lose()
             return
-        incoming = self._incoming
-        incoming += data
-        while len(incoming) >= 4:
-            size = int.from_bytes(incoming[:4], "big")
-            if len(incoming) < 4 + size:
-                break
+        self._incoming += data
+        for frame in wire.frames(self._incoming):
             try:
-                answer: dict[str, Any] = msgspec.json.decode(incoming[4 : 4 + size])
+                answer = wire.answer.decode(frame)
             except msgspec.DecodeError as e:  # not our worker's speech: drop it (its jobs fail)
                 log.error("pool: worker %d sent an unreadable answer: %s", self.pid, e)
                 self._lose()
                 self.kill()
                 return
-            del incoming[: 4 + size]
-            job_id = answer.get("id")
-            future = self._pending.pop(job_id, None)  # type: ignore[arg-type]
+            job_id = answer.id
+            future = self._pending.pop(job_id, None)
             if future is None:
                 continue
             if job_id in self._calls:
                 self._calls.discard(job_id)
-                if not answer.get(REVOKED):
+                if isinstance(answer, Done):
                     self.jobs += 1
-            if not answer.get(REVOKED):
-                took = answer.get("took")
-                self.took = float(took) if isinstance(took, (int, float)) else None
+            if isinstance(answer, Done):
+                self.took = answer.took
             if not future.done():
                 future.set_result(answer)
 
@@ -368,14 +359,14 @@ class Pool:
         self.busy.add(worker)
         return worker
 
-    def send(self, worker: Worker, job_id: int, request: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
-        """Send `worker` the request of job `job_id` (its answer: Worker.send). The call that is
+    def send(self, worker: Worker, request: Call | Command) -> asyncio.Future[Answer]:
+        """Send `worker` the `request` (its answer: Worker.send). The call that is
         the last it may run has its successor started at once, idle by the time it is needed:
         a fresh worker takes about 85 ms of CPU to start (measured), a stall of the slot a
         hundred times as long as a short job."""
         if worker.owner is not None:
-            give_output(request["output"], *worker.owner)
-        answer = worker.send(job_id, request)
+            give_output(request.output, *worker.owner)
+        answer = worker.send(request)
         if worker.calls >= self.max_jobs and not worker.replaced:
             worker.replaced = True
             self.prewarm(worker.profile, len(self.idle.get(worker.profile, [])) + 1)
@@ -396,13 +387,6 @@ class Pool:
         worker.close()
         if kill:
             worker.kill(signal.SIGKILL if worker.exited.done() else signal.SIGTERM)
-
-    def can_take_another(self, worker: Worker, ahead: int) -> bool:
-        """Whether `worker`, running a job, may be sent one more (prefetch): it is alive, has
-        fewer than `ahead` sent ahead already, and all of them fit in what it may run before it
-        is replaced."""
-        sent = worker.in_flight
-        return sent <= ahead and worker.jobs + sent + 1 <= self.max_jobs and not worker.exited.done()
 
     def prewarm(self, profile: Profile, count: int) -> None:
         have = len(self.idle.get(profile, []))
@@ -474,23 +458,17 @@ def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_d
 
 def attempt_request(
     job: Job, task: TaskConfig, *, output: str, rerun: bool, state_dir: str
-) -> dict[str, Any]:
+) -> Call | Command:
     """What a worker needs to run an attempt of `job` (as `started()` made it): a call, or a
     command (ParamError if the command's parameters no longer fit: the config changed since
     the job was accepted)."""
-    request: dict[str, Any]
+    environment = job_environment(job, task, {}, state_dir)
     if task.call is not None:
-        request = {"call": task.call, "params": job.params}
-    else:
-        assert task.command is not None
-        # checked again: a reload since the job was accepted may have tightened the rules
-        request = {"command": task.argv(task.check_params(job.params))}
-    request["output"] = output
-    request["attempt"] = job.attempt
-    request["rerun"] = rerun
-    request["directory"] = task.directory
-    request["environment"] = job_environment(job, task, {}, state_dir)
-    return request
+        return Call(job.id, output, job.attempt, rerun, task.directory, environment, task.call, job.params)
+    assert task.command is not None
+    # checked again: a reload since the job was accepted may have tightened the rules
+    argv = task.argv(task.check_params(job.params))
+    return Command(job.id, output, job.attempt, rerun, task.directory, environment, argv)
 
 
 class WorkerRun(GroupStop):
@@ -500,7 +478,7 @@ class WorkerRun(GroupStop):
 
     def __init__(
         self, job: Job, task: TaskConfig, *, pool: Pool, worker: Worker,
-        answer: asyncio.Future[dict[str, Any]], output: str, state_dir: str,
+        answer: asyncio.Future[Answer], output: str, state_dir: str,
     ) -> None:  # fmt: skip
         super().__init__(task)
         self.job = job
@@ -600,27 +578,25 @@ class WorkerRun(GroupStop):
             self.cap = OutputCap(self.output, self.output_start, self.task.max_output)
         return self.cap
 
-    def _result(self, answer: dict[str, Any]) -> AttemptResult:
-        output = str(answer.get("output") or "")
+    def _result(self, answer: Answer) -> AttemptResult:
+        if not isinstance(answer, Done):  # (the dispatcher begins only what was not taken back)
+            return AttemptResult(Outcome.FAILED, error="its worker answered that it never began it")
+        output = answer.output
         if not output and self.worker.owner is not None:
             remove_if_empty(self.output)
-        ended = answer.get("ended")
-        ended_at = float(ended) if isinstance(ended, (int, float)) else None
+        ended_at = answer.ended
         if self.command:
             result = self._command_result(answer, output, ended_at)
-        elif answer.get("ok"):
+        elif answer.ok:
             result = AttemptResult(
-                Outcome.SUCCEEDED, result=answer.get("result"), has_result=True, output=output,
-                ended_at=ended_at,
-            )  # fmt: skip
-        else:
-            result = AttemptResult(
-                Outcome.FAILED, error=str(answer.get("error") or "failed"), output=output, ended_at=ended_at
+                Outcome.SUCCEEDED, result=answer.result, has_result=True, output=output, ended_at=ended_at
             )
-        written = answer.get("written", 0)
+        else:
+            error = answer.error or "failed"
+            result = AttemptResult(Outcome.FAILED, error=error, output=output, ended_at=ended_at)
         # Within its cap by far (the usual case): no look at the file. The slack is for the
         # attempt's marker line, which the worker does not count and the cap does.
-        if self.cap is None and isinstance(written, int) and written + MARKER_SLACK <= self.task.max_output:
+        if self.cap is None and answer.written + MARKER_SLACK <= self.task.max_output:
             return result
         return self._capped(result)
 
@@ -637,17 +613,15 @@ class WorkerRun(GroupStop):
             log.warning("job %d: cannot keep its output within max_output: %s", self.job.id, e)
             return False
 
-    def _command_result(self, answer: dict[str, Any], output: str, ended_at: float | None) -> AttemptResult:
-        spawn_error = answer.get("spawn_error")
-        if spawn_error is not None:
-            number, text, filename = spawn_error
+    def _command_result(self, answer: Done, output: str, ended_at: float | None) -> AttemptResult:
+        if answer.spawn_error is not None:
+            number, text, filename = answer.spawn_error
             error = OSError(number, text, filename) if filename is not None else OSError(number, text)
             reason = describe_spawn_error(error, self.task.command or ("?",), self.task.directory)
             return AttemptResult(Outcome.FAILED, error=reason, ended_at=ended_at)
-        status = answer.get("status")
-        failure = answer.get("error")
-        if status is None and failure is not None:  # it could not begin (its output file)
-            return AttemptResult(Outcome.FAILED, error=str(failure), ended_at=ended_at)
+        status = answer.status
+        if status is None and answer.error is not None:  # it could not begin (its output file)
+            return AttemptResult(Outcome.FAILED, error=answer.error, ended_at=ended_at)
         # (no status and no error: a stop came before it began, a cancel say: self.stopped)
         exit_code = None if status is None else describe_exit(status)[0]
         if self.stopped is not None:

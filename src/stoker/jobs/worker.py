@@ -2,29 +2,26 @@
 interpreter, command tasks as its child (stoker.jobs.launch).
 
 Started by the daemon (`python -m stoker.jobs.worker`) with a socket on the fd named by
-STOKER_WORKER_FD. Frames both ways are length-prefixed JSON objects (msgspec: a tenth of
-json's time per frame, which for a short job is a tenth of the worker's). A request names its job
-(`id`), the callable, its parameters, the job's output file, working directory and
-environment; its answer is ``{"id": …, "ok": true, "result": …}`` or ``{"id": …, "ok": false,
-"error": "…"}``. A command request names the argv instead of the callable; its answer holds the
-child's wait `status` (or `spawn_error`). A second socket (STOKER_WORKER_STOP_FD) carries
-stops: 12-byte frames (job id, signal) that send the signal to that command's process group
-while it runs. It is the only one a running command's wait listens to: requests sent ahead
-then arrive without waking the worker (a wake-up across cores costs the sender tens of
-microseconds on a virtual machine). While a call runs, fds 1 and 2 are its output
-file, so prints and tracebacks land in the job's output. Imports stay here (warm) from one job
-to the next; the daemon replaces a worker after `worker_max_jobs` calls. Kept free of the
-daemon's imports: a worker should start fast and stay small.
+STOKER_WORKER_FD. The messages both ways are stoker.jobs.wire's: a request (`Call` or
+`Command`) names its job (`id`), the callable and its parameters or the argv, the job's output
+file, working directory and environment; its answer (`Done`) says how it ended. A second
+socket (STOKER_WORKER_STOP_FD) carries stops: 12-byte frames (job id, signal) that send the
+signal to that command's process group while it runs. It is the only one a running command's
+wait listens to: requests sent ahead then arrive without waking the worker (a wake-up across
+cores costs the sender tens of microseconds on a virtual machine). While a call runs, fds 1
+and 2 are its output file, so prints and tracebacks land in the job's output. Imports stay
+here (warm) from one job to the next; the daemon replaces a worker after `worker_max_jobs`
+calls. Kept free of the daemon's imports: a worker should start fast and stay small.
 
 The daemon may send the next requests while one runs (prefetch: the worker goes on without
-waiting for a round trip; they run in the order sent), and may take any back with
-``{"revoke": id}``. The rule that keeps both sides agreed on whether a job ran: just before it
-answers a job, the worker takes in whatever has arrived, answers each revoked request it has
-not begun with ``{"id": …, "revoked": true}``, and only then sends the answer. So when the
-daemon reads an answer, the first request it had sent after that job and not seen answered
-"revoked" is running; a revoke that arrives after its job began is too late and ignored. Each
-answer also says how long the job took (`took`, seconds), which tells the daemon how far ahead
-to send, and when it ended (`ended`, the epoch).
+waiting for a round trip; they run in the order sent), and may take any back with `Revoke`. The
+rule that keeps both sides agreed on whether a job ran: just before it answers a job, the
+worker takes in whatever has arrived, answers each revoked request it has not begun with
+`Revoked`, and only then sends the answer. So when the daemon reads an answer, the first
+request it had sent after that job and not seen answered `Revoked` is running; a revoke that
+arrives after its job began is too late and ignored. Each answer also says how long the job
+took (`took`, seconds), which tells the daemon how far ahead to send, and when it ended
+(`ended`, the epoch).
 
 A command's answer may wait up to LINGER for the answers of the next jobs sent ahead, so that
 one write (and one wake-up of the daemon) carries several: it goes at once when fewer than two
@@ -46,7 +43,6 @@ import json
 import os
 import select
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -55,12 +51,12 @@ from typing import Any
 
 import msgspec
 
+from stoker.jobs import wire
 from stoker.jobs.launch import Launcher
 from stoker.jobs.output import close_output, open_output
+from stoker.jobs.wire import LINGER, STOP_FRAME, Call, Command, Done, Revoke, Revoked
 
 MAX_RESULT = 1024 * 1024  # bytes of JSON a result may take in the job record
-LINGER = 0.020  # seconds a command's answer may wait for company (see the module's docstring)
-STOP_FRAME = struct.Struct("!qi")  # a stop: job id, signal
 ANSWERED_KEPT = 256  # jobs answered whose late stops are recognised as moot
 
 
@@ -87,16 +83,15 @@ def main() -> None:
         if request is None:
             return  # the daemon closed the channel: leave quietly
         began = time.monotonic()
-        command = "command" in request
-        if command:
+        command = isinstance(request, Command)
+        if isinstance(request, Command):
             answer = _command(request, launcher, channel, output_dir)
         else:
             channel.flush()  # a call may take long: what is held goes first
             answer = _run(request, environment, quiet, output_dir)
             launcher.descriptors_trusted = False  # its code may have opened inheritable ones
-        answer["id"] = request["id"]
-        answer["took"] = time.monotonic() - began
-        answer["ended"] = time.time()
+        answer.took = time.monotonic() - began
+        answer.ended = time.time()
         channel.answer(answer, hold=command)
 
 
@@ -107,7 +102,7 @@ class Channel:
     def __init__(self, sock: socket.socket, stop_sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
-        self.pending: collections.deque[dict[str, Any]] = collections.deque()  # not begun yet
+        self.pending: collections.deque[Call | Command] = collections.deque()  # not begun yet
         self.revoked: set[int] = set()
         self.stop_sock = stop_sock
         self.stop_buffer = b""
@@ -127,7 +122,7 @@ class Channel:
     def stop_fd(self) -> int:
         return self.stop_sock.fileno()
 
-    def next_request(self) -> dict[str, Any] | None:
+    def next_request(self) -> Call | Command | None:
         """The next job to run (blocking while there is none); None once the daemon is gone.
         Begun whatever revokes say: the answer before it (or its arrival at an idle worker)
         told the daemon it would run."""
@@ -139,16 +134,16 @@ class Channel:
             return None
         return self.pending.popleft()
 
-    def answer(self, answer: dict[str, Any], hold: bool = False) -> None:
+    def answer(self, answer: Done, hold: bool = False) -> None:
         """Send `answer` (revoked requests first); with `hold`, it may wait (LINGER) for company."""
         self._receive(block=False)
         if self.revoked:
-            for request in [r for r in self.pending if r["id"] in self.revoked]:
+            for request in [r for r in self.pending if r.id in self.revoked]:
                 self.pending.remove(request)
-                self._hold({"id": request["id"], "revoked": True})
+                self._hold(Revoked(request.id))
             self.revoked.clear()  # the rest name jobs begun already: too late
-        self.stops.pop(answer["id"], None)
-        self.answered[answer["id"]] = None
+        self.stops.pop(answer.id, None)
+        self.answered[answer.id] = None
         if len(self.answered) > ANSWERED_KEPT:
             del self.answered[next(iter(self.answered))]
         self._hold(answer)
@@ -195,11 +190,10 @@ class Channel:
         except OSError:  # the daemon is gone
             self.closed = True
 
-    def _hold(self, message: dict[str, Any]) -> None:
-        data = msgspec.json.encode(message)
+    def _hold(self, message: Done | Revoked) -> None:
         if not self.held:
             self.held_since = time.monotonic()
-        self.held.append(len(data).to_bytes(4, "big") + data)
+        self.held.append(wire.frame(message))
 
     def _receive(self, block: bool) -> None:
         """Take in what has arrived (waiting for something if `block`)."""
@@ -216,14 +210,10 @@ class Channel:
             self.pending.clear()
             return
         self.buffer += data
-        while len(self.buffer) >= 4:
-            size = int.from_bytes(self.buffer[:4], "big")
-            if len(self.buffer) < 4 + size:
-                break
-            message = msgspec.json.decode(self.buffer[4 : 4 + size])
-            del self.buffer[: 4 + size]
-            if "revoke" in message:
-                self.revoked.add(message["revoke"])
+        for frame in wire.frames(self.buffer):
+            message = wire.to_worker.decode(frame)
+            if isinstance(message, Revoke):
+                self.revoked.add(message.id)
             else:
                 self.pending.append(message)
 
@@ -260,67 +250,62 @@ class Environment:
         self.snapshot = self._raw()
 
 
-def _command(
-    request: dict[str, Any], launcher: Launcher, channel: Channel, output_dir: int
-) -> dict[str, Any]:
+def _command(request: Command, launcher: Launcher, channel: Channel, output_dir: int) -> Done:
     opened = _open_output(request, output_dir)
-    if isinstance(opened, dict):
+    if isinstance(opened, Done):
         return opened
     out, offset = opened
     try:
         answer = launcher.run(request, out, channel)
     finally:
-        output, written = close_output(out, request["output"], offset, output_dir)
-    answer["output"] = output
-    if written:  # (the daemon cuts an output over max_output: stoker.jobs.output.OutputCap)
-        answer["written"] = written
+        output, written = close_output(out, request.output, offset, output_dir)
+    answer.output = output
+    answer.written = written  # (the daemon cuts an output over max_output: stoker.jobs.output.OutputCap)
     return answer
 
 
-def _open_output(request: dict[str, Any], output_dir: int) -> tuple[int, int] | dict[str, Any]:
+def _open_output(request: Call | Command, output_dir: int) -> tuple[int, int] | Done:
     """The job's output file, or the failed answer that says why it cannot be opened: the job
     fails with the reason, the worker lives on (it used to die, and the job was said to have
     been "killed by SIGTERM")."""
     try:
-        return open_output(request["output"], request["attempt"], request["rerun"], time.time(), output_dir)
+        return open_output(request.output, request.attempt, request.rerun, time.time(), output_dir)
     except OSError as e:
         reason = "a symbolic link is in its place (not followed)" if e.errno == errno.ELOOP else e.strerror
-        return {"ok": False, "error": f"cannot open the job's output file {request['output']}: {reason}"}
+        return Done(request.id, error=f"cannot open the job's output file {request.output}: {reason}")
 
 
-def _run(request: dict[str, Any], environment: Environment, quiet: int, output_dir: int) -> dict[str, Any]:
+def _run(request: Call, environment: Environment, quiet: int, output_dir: int) -> Done:
     opened = _open_output(request, output_dir)
-    if isinstance(opened, dict):
+    if isinstance(opened, Done):
         return opened
     out, offset = opened
     answer = _call(request, environment, out)
     os.dup2(quiet, 1)
     os.dup2(quiet, 2)
-    answer["output"], written = close_output(out, request["output"], offset, output_dir)
-    if written:
-        answer["written"] = written
+    answer.output, answer.written = close_output(out, request.output, offset, output_dir)
     return answer
 
 
-def _call(request: dict[str, Any], environment: Environment, out: int) -> dict[str, Any]:
+def _call(request: Call, environment: Environment, out: int) -> Done:
     os.dup2(out, 1)
     os.dup2(out, 2)
-    environment.use(request["environment"])
+    environment.use(request.environment)
     try:
-        if request["directory"] != os.getcwd():
-            os.chdir(request["directory"])
-        value = _resolve(request["call"])(**request["params"])
+        if request.directory != os.getcwd():
+            os.chdir(request.directory)
+        value = _resolve(request.call)(**request.params)
         if isinstance(value, Awaitable):
             import asyncio  # only now: it is most of a fresh worker's start-up (60 of 75 ms)
 
             value = asyncio.run(_awaited(value))
-        return _result(value)
+        return _result(request.id, value)
     except SystemExit as e:
         if e.code in (None, 0):
-            return _result(None)
-        return _failure(e)
+            return _result(request.id, None)
+        return _failure(request.id, e)
     except BaseException as e:  # the task's own failure, whatever it is, ends only this job
-        return _failure(e)
+        return _failure(request.id, e)
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -353,32 +338,29 @@ def _look_up(target: str) -> Any:
     return value
 
 
-def _result(value: Any) -> dict[str, Any]:
+def _result(job_id: int, value: Any) -> Done:
     """The answer of a call that returned `value`: its JSON as json.dumps makes it (the answer
     carries it as it is), or why it cannot be a result."""
-    if value is None:  # (most tasks return nothing)
-        return {"ok": True, "result": _NULL}
+    if value is None:  # (most tasks return nothing: None is the answer's default, not sent)
+        return Done(job_id, ok=True)
     try:
         encoded = json.dumps(value, allow_nan=False)  # (NaN is not JSON: the daemon would refuse it)
     except (TypeError, ValueError) as e:
-        return {"ok": False, "error": f"the function returned something that is not JSON: {e}"}
+        return Done(job_id, error=f"the function returned something that is not JSON: {e}")
     if len(encoded) > MAX_RESULT:
         size = len(encoded)
-        return {"ok": False, "error": f"the result is {size} bytes of JSON; at most {MAX_RESULT} are kept"}
-    return {"ok": True, "result": msgspec.Raw(encoded.encode())}
+        return Done(job_id, error=f"the result is {size} bytes of JSON; at most {MAX_RESULT} are kept")
+    return Done(job_id, ok=True, result=msgspec.Raw(encoded.encode()))
 
 
-_NULL = msgspec.Raw(b"null")
-
-
-def _failure(error: BaseException) -> dict[str, Any]:
+def _failure(job_id: int, error: BaseException) -> Done:
     tb = error.__traceback__
     if tb is not None and tb.tb_frame.f_code is _call.__code__:
         error = error.with_traceback(tb.tb_next)  # start at the task's code, not ours
     trace = "".join(traceback.format_exception(error))
     sys.stderr.write(trace)  # into the job's output, where a person looks first
     summary = "".join(traceback.format_exception_only(error)).strip()
-    return {"ok": False, "error": f"{summary}\n\n{trace}"}
+    return Done(job_id, error=f"{summary}\n\n{trace}")
 
 
 if __name__ == "__main__":
