@@ -270,7 +270,12 @@ def postgres_url(postgres_server: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 # Fixtures (used directly or through another fixture) that start something costly.
-COST_BY_FIXTURE = {"stoker": "daemon", "postgres_server": "postgres", "browser": "browser"}
+COST_BY_FIXTURE = {
+    "stoker": "daemon",
+    "open_stoker": "daemon",  # test_files', test_contained's: a daemon in a dir other users reach
+    "postgres_server": "postgres",
+    "browser": "browser",
+}
 # Files, and tests, that start it themselves, without those fixtures.
 COST_BY_FILE = {
     "test_examples.py": "examples",
