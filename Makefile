@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale venv clean
+.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(RUNTIME)
 ## test: lint, type-check and run every test the machine can run
 test: lint
 	$(BIN)/pytest -q
+
+## test-fast: the unit tests only (no daemon, PostgreSQL, browser or example): the loop while editing
+## (markers given in tests/conftest.py; see docs/development-tests.md)
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 ## screenshots: retake the README's dashboard screenshots (docs/screenshots/) in a real browser
 screenshots: $(STAMP)

@@ -262,3 +262,45 @@ def postgres_url(postgres_server: Any) -> str:
     from postgres import fresh_database
 
     return fresh_database(postgres_server)
+
+
+# --------------------------------------------------------------------------------------------
+# Tests by cost: markers (registered in pyproject) given by what a test uses, so that
+# `pytest -m "not slow"` (make test-fast) is a loop of seconds. docs/development-tests.md.
+# --------------------------------------------------------------------------------------------
+
+# Fixtures (used directly or through another fixture) that start something costly.
+COST_BY_FIXTURE = {
+    "stoker": "daemon",
+    "open_stoker": "daemon",  # test_files', test_contained's: a daemon in a dir other users reach
+    "postgres_server": "postgres",
+    "browser": "browser",
+}
+# Files, and tests, that start it themselves, without those fixtures.
+COST_BY_FILE = {
+    "test_examples.py": "examples",
+    "test_example_jobs.py": "examples",
+    "test_dashboard.py": "browser",
+}
+COST_BY_TEST = {
+    "test_install.py::test_the_wheel_installs_a_working_stoker": "daemon",
+    "test_doors.py::test_a_page_of_another_site_in_chromium_cannot_queue_a_job": "browser",
+}
+SLOW = ("daemon", "postgres", "browser", "examples")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        costs = {cost for name, cost in COST_BY_FIXTURE.items() if name in fixtures}
+        costs.update(marker.name for marker in item.iter_markers() if marker.name in SLOW)  # by hand
+        test = f"{item.path.name}::{getattr(item, 'originalname', item.name)}"
+        for cost in (COST_BY_FILE.get(item.path.name), COST_BY_TEST.get(test)):
+            if cost:
+                costs.add(cost)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgres" in callspec.params.values():
+            costs.add("postgres")  # a backend parameter (its fixture asks for postgres_url then only)
+        for cost in sorted(costs):
+            item.add_marker(cost)
+        item.add_marker("slow" if costs else "unit")

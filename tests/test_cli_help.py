@@ -9,7 +9,7 @@ import pytest
 
 from stoker import cli
 
-COMMANDS = cli._top_parser().commands
+COMMANDS = cli.top_parser().commands
 
 
 def help_of(capsys: pytest.CaptureFixture[str], *argv: str) -> str:

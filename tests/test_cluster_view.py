@@ -17,7 +17,8 @@ from conftest import Stoker, wait_for
 
 from stoker.api import nodes as view
 from stoker.api import schemas
-from stoker.cli import _node_cell, _selected
+from stoker.cli.programs import selected
+from stoker.cli.render import node_cell
 from stoker.daemon.cluster import Publisher
 from stoker.store import NodeRecord
 
@@ -64,8 +65,8 @@ def test_another_nodes_uptime_grows_by_its_snapshots_age_and_the_rest_is_as_publ
 def test_a_node_silent_past_the_timeout_is_lapsed() -> None:
     [row] = view.remote_programs(record("web-2", [instance("api:0")], silent=45.2), 30.0)
     assert row.node_lapsed and row.node_silent_for == 45.2
-    assert _node_cell(msgspec.to_builtins(row)) == "web-2 (silent 45s)"
-    assert _node_cell({"node": "web-1", "node_lapsed": False}) == "web-1"
+    assert node_cell(msgspec.to_builtins(row)) == "web-2 (silent 45s)"
+    assert node_cell({"node": "web-1", "node_lapsed": False}) == "web-1"
 
 
 def test_this_node_shows_its_live_rows_first_then_the_others_by_name() -> None:
@@ -104,10 +105,10 @@ def test_nodes_lists_this_one_first_with_counts_then_the_others() -> None:
 
 def test_names_select_on_every_node() -> None:
     rows = [{"name": "a:0", "program": "a"}, {"name": "a:1", "program": "a"}, {"name": "b:0", "program": "b"}]
-    assert _selected(rows, []) == rows
-    assert _selected(rows, ["a:1", "b"]) == rows[1:]
+    assert selected(rows, []) == rows
+    assert selected(rows, ["a:1", "b"]) == rows[1:]
     with pytest.raises(SystemExit):
-        _selected(rows, ["nope"])
+        selected(rows, ["nope"])
 
 
 # the publisher's pacing (a fake store) ------------------------------------------------------------

@@ -475,7 +475,8 @@ def test_reading_due_jobs_walks_the_claim_index_in_order(tmp_path: Path) -> None
 
 @asynccontextmanager
 async def held(store: Store) -> AsyncIterator[None]:
-    """Keep the writer busy while the body submits, so everything submitted lands in one batch."""
+    """Keep the writer busy while the body submits, so everything submitted lands in one batch.
+    The body submits only: an answer awaited in it comes once the 10 s hold has run out."""
     assert isinstance(store, SqliteStore)
     go = threading.Event()
     busy = store._do(lambda conn: go.wait(10), durable=False)
@@ -507,7 +508,7 @@ def test_starts_and_ends_in_one_batch_each_answer_for_themselves(tmp_path: Path)
                 ),
             ]
             starts = [store.start(started(job, T0 + 1, NODE)) for job in jobs[3:]]
-            answers = await asyncio.gather(*ends, *starts)
+        answers = await asyncio.gather(*ends, *starts)
         assert [answer is None for answer in answers] == [False, False, True, False, True, False]
         for answer in answers:
             if answer is not None:
@@ -533,12 +534,13 @@ def test_starts_and_ends_in_one_batch_take_effect_in_submission_order(tmp_path: 
         failed = end(running_again, Outcome.FAILED, Next(JobState.QUEUED, run_at=T0))
         running_quick, running_early = started(quick, T0, NODE), started(early, T0, NODE)
         async with held(store):
-            answers = await asyncio.gather(
+            pending = asyncio.gather(
                 store.start(running_quick),
                 store.finish(running_quick, end(running_quick, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED))),
                 store.finish(running_again, failed),
                 store.start(started(ended(running_again, failed), T0 + 1, NODE)),
             )
+        answers = await pending
         assert all(answer is not None for answer in answers)
         assert (await store.get(quick.id)) == answers[1]
         assert answers[1] is not None and answers[1].state is JobState.SUCCEEDED
@@ -568,10 +570,11 @@ def test_a_start_and_its_end_in_one_batch_are_one_change(tmp_path: Path) -> None
         running = [started(job, T0 + 1, NODE) for job in (ok, gone, begun)]
         ends = [end(job, Outcome.SUCCEEDED, Next(JobState.SUCCEEDED), exit_code=0) for job in running]
         async with held(store):
-            answers = await asyncio.gather(
+            pending = asyncio.gather(
                 store.start(running[0]), store.start(running[1]), store.start(running[2], begun=True),
                 *(store.finish(job, e) for job, e in zip(running, ends, strict=True)),
             )  # fmt: skip
+        answers = await pending
         assert [answer is None for answer in answers] == [False, True, False, False, True, False]
         for finished in (answers[3], answers[5]):
             assert finished is not None and finished.state is JobState.SUCCEEDED

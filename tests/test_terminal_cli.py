@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import Stoker, wait_for
 
-from stoker import cli as cli_module
+from stoker.cli import context as cli_module
 
 PY = sys.executable
 # a window title, a bell, clear screen, a C1 CSI (8-bit ESC [), a right-to-left override
@@ -205,6 +205,6 @@ def test_json_stays_exact_and_inert(stoker: Stoker) -> None:
 def test_an_error_message_is_escaped(capsys: pytest.CaptureFixture[str]) -> None:
     """`stoker: …` errors quote the daemon's messages, which may quote a caller's text."""
     with pytest.raises(SystemExit) as exited:
-        cli_module._fail(f"the daemon said: {EVIL}\nsecond line", cli_module.EXIT_FAILED)
+        cli_module.fail(f"the daemon said: {EVIL}\nsecond line", cli_module.EXIT_FAILED)
     assert exited.value.code == cli_module.EXIT_FAILED
     assert capsys.readouterr().err == f"stoker: the daemon said: {SHOWN}\nsecond line\n"
