@@ -53,13 +53,14 @@ class Context:
 
     def client(self, timeout: float | None = 120.0) -> Client:
         """A client of this config's daemon, found without decoding the whole config."""
+        from stoker import names
         from stoker.client import Client
         from stoker.locate import config_file, quick_state_dir
 
         state_dir = quick_state_dir(config_file(self.config_option))
         if state_dir is None:  # unreadable or odd: the full loader says exactly what is wrong
             return Client.for_config(self.config, timeout=timeout)
-        return Client(socket_path=os.path.join(state_dir, "stoker.sock"), timeout=timeout)
+        return Client(socket_path=os.path.join(state_dir, names.SOCKET), timeout=timeout)
 
 
 @contextmanager
