@@ -472,7 +472,7 @@ PM2_KEYS = {
 
 def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     programs = data["programs"]
-    assert list(programs) == ["api", "worker", "cleanup", "mail_queue"]
+    assert list(programs) == ["api", "worker", "mail_queue"]
     api = programs["api"]
     assert api["command"] == "node --max-old-space-size=512 ./dist/server.js --port 3000"
     assert api["instances"] == cpus  # "max": this machine's CPUs, with a note
@@ -500,12 +500,16 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     assert "watch" not in worker
     assert '# watch = ["/srv/shop/src", "/srv/shop/config"]' in text.splitlines()
     assert "stoker check says: expected paths that exist" in comments(text)
-    cleanup = programs["cleanup"]
-    assert cleanup["command"] == "bin/cleanup"
-    assert cleanup["restart"] == "never"
-    assert cleanup["backoff"] == {"min": "3s", "max": "1m"}
-    assert cleanup["cron_restart"] == "*/10 * * * * *"
-    assert cleanup["user"] == "deploy"
+    # autorestart: false + cron_restart is pm2's cron job: a schedule, not a program that
+    # would run once and never again
+    assert data["schedules"] == {
+        "cleanup": {
+            "cron": "*/10 * * * * *",
+            "command": "bin/cleanup",
+            "user": "deploy",
+            "overlap": "replace",
+        }
+    }
     mail = programs["mail_queue"]
     assert mail["command"] == "php artisan queue:work --queue=mail"
     assert mail["instances"] == 3
@@ -521,9 +525,13 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
 
 def check_pm2_comments(text: str, data: dict[str, Any], apps: list[dict[str, Any]]) -> None:
     said = comments(text)
-    for app, table in zip(apps, data["programs"].values(), strict=True):
+    tables = {**data["programs"], **data.get("schedules", {})}
+    for app in apps:
+        table = tables[app["name"].replace(" ", "_")]
         for option in app:
             mapped = PM2_KEYS.get(option)
+            if option in ("cron_restart", "autorestart") and "cron" in table:  # a schedule
+                continue
             if option == "name" or (mapped is not None and (mapped in table or f"# {mapped} = " in text)):
                 continue
             assert f"{option} = " in said, f"{app['name']}: {option} is neither a setting nor a comment"
@@ -668,8 +676,8 @@ def test_procfile(tmp_path: Path) -> None:
         ("bad.json", '{"servers": []}', r"expected a pm2 ecosystem: \{ apps: \[ \{ name, script, … \} \] \}"),
         (
             "ecosystem.config.js",
-            "const path = require('path');\nmodule.exports = { apps: [{ script: path.join(__dirname, 'a.js') }] };\n",
-            r"line 1: expected plain data, got require\(…\) \(JavaScript to run\); replace it with its value, "
+            "const os = require('os');\nmodule.exports = { apps: [{ script: 'a.js', instances: os.cpus().length }] };\n",
+            r"line 1: expected plain data, got require\('os'\) \(JavaScript to run\); replace it with its value, "
             r"or let node print the file as JSON and import that: node -e .*require\(\"\./ecosystem\.config\.js\"\)",
         ),
         (
@@ -1060,3 +1068,162 @@ def test_convert_is_pure_and_uses_the_machine_given() -> None:
     assert data["programs"]["api"]["instances"] == 3
     with pytest.raises(InputError, match=r"/x/a.conf: \[program:w\] command: %\(ENV_NOPE\)s"):
         convert("[program:w]\ncommand=%(ENV_NOPE)s\n", "/x/a.conf", machine=MACHINE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Import fidelity (issue 25): the shapes real ecosystem files and supervisor trees have
+# ----------------------------------------------------------------------------------------------
+
+# A Next.js/Express shop's ecosystem.config.js, as people write them: __dirname everywhere,
+# a script that is a command line, pm2's aliases, the cron job idiom.
+ECOSYSTEM_DIRNAME = """\
+const path = require('path');
+
+module.exports = {
+  apps: [
+    {
+      name: 'web',
+      cwd: __dirname,
+      script: 'npm run start',
+      env: { NODE_ENV: 'production', PORT: 3000 },
+      watch: true,
+      log_date_format: false,
+      instance_var: 'INSTANCE_ID',
+      err_file: path.join(__dirname, 'logs', 'web.err.log'),
+      out: `${__dirname}/logs/web.out.log`,
+    },
+    {
+      name: 'api',
+      script: './server.js',
+      instances: 4,
+      port: 8080,
+    },
+    {
+      name: 'report',
+      script: path.resolve(__dirname, 'bin/report.js'),
+      autorestart: false,
+      cron: '0 6 * * *',
+    },
+    {
+      name: 'queue',
+      script: 'php artisan queue:work >> storage/logs/queue.log 2>&1',
+      time: false,
+    },
+  ],
+};
+"""
+
+
+def test_pm2_ecosystem_with_dirname(tmp_path: Path) -> None:
+    source = tmp_path / "ecosystem.config.js"
+    source.write_text(ECOSYSTEM_DIRNAME)
+    text, data = import_to_toml(source)
+    here = str(tmp_path)
+    web = data["programs"]["web"]
+    assert web["directory"] == here  # cwd: __dirname
+    assert web["command"] == "npm run start"  # split into words, not one quoted word
+    assert "shell" not in web
+    assert web["environment"] == {"NODE_ENV": "production", "PORT": "3000", "INSTANCE_ID": "{instance}"}
+    assert web["watch"] == [here]
+    assert web["watch_ignore"] == [".*", "*/.*", "node_modules", "node_modules/*", "*/node_modules/*"]
+    assert web["log"] == {"stderr": "separate"}  # log_date_format: false is no timestamps
+    api = data["programs"]["api"]
+    assert api["command"] == "node ./server.js"
+    assert api["environment"]["PORT"] == "8080"  # pm2's port option
+    assert data["schedules"]["report"] == {
+        "cron": "0 6 * * *",
+        "command": f"node {here}/bin/report.js",
+        "overlap": "replace",
+    }
+    queue = data["programs"]["queue"]
+    assert queue["command"] == "php artisan queue:work >> storage/logs/queue.log 2>&1"
+    assert queue["shell"] is True
+    assert queue["log"] == {"stderr": "separate"}
+    said = comments(text)
+    assert 'instance_var = "INSTANCE_ID": pm2 gave each instance its number in INSTANCE_ID' in said
+    assert f'err_file = "{here}/logs/web.err.log"' in said  # named as the file wrote it
+    assert f'out = "{here}/logs/web.out.log"' in said
+    assert "log_date_format = false: no timestamps, as in pm2" in said
+    assert "instances = 4 without exec_mode: pm2 ran this node app in cluster mode" in said
+    assert "pm2 ran it with bash -c; here with /bin/sh -c" in said
+    assert "`stoker schedule run report` runs it now" in said
+
+
+def test_pm2_json5_and_yaml(tmp_path: Path) -> None:
+    source = tmp_path / "ecosystem.json"
+    source.write_text(
+        "// pm2 reads .json with json5\n{\n  apps: [{ name: 'web', script: 'web.js', /* fork */ "
+        "exec_mode: 'fork', instances: 2, },],\n}\n"
+    )
+    _, data = import_to_toml(source)
+    assert data["programs"]["web"]["command"] == "node web.js"
+    assert data["programs"]["web"]["instances"] == 2
+    source = tmp_path / "ecosystem.config.yml"
+    source.write_text(
+        "apps:\n  - name: worker\n    script: worker.py\n    error: /var/log/w.err\n    env:\n      QUEUE: mail\n"
+    )
+    text, data = import_to_toml(source)
+    assert data["programs"]["worker"]["command"] == "python3 worker.py"
+    assert data["programs"]["worker"]["environment"] == {"QUEUE": "mail"}
+    assert 'error = "/var/log/w.err"' in comments(text)
+    source.write_text("apps:\n  - name: [worker\n    script: x\n")
+    result = stoker_cli("import", str(source), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{source}: line 3: invalid YAML: expected" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[group:web]\nprograms=api,worker\n",
+        "[fcgi-program:php]\nsocket=unix:///run/php.sock\ncommand=php-cgi\n",
+        "; only listeners here\n[eventlistener:crashmail]\ncommand=crashmail\n",
+    ],
+)
+def test_a_file_of_only_other_supervisord_sections_is_supervisord(text: str) -> None:
+    assert detect_format("/etc/supervisor/conf.d/web", text) == "supervisord"
+
+
+def test_supervisord_one_file_for_both_streams_stays_one(tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text(
+        "[program:app]\ncommand=run\nstdout_logfile=/var/log/app.log\nstderr_logfile=/var/log/app.log\n"
+    )
+    _, data = import_to_toml(conf)
+    assert data["programs"]["app"]["log"] == {"stderr": "merge"}
+
+
+def test_js_dirname_and_path() -> None:
+    source = """
+    const path = require("node:path")
+    module.exports = {
+      a: __dirname, b: __filename, c: path.join(__dirname, "..", "x", "./y/"),
+      d: path.resolve("logs"), e: path.resolve(__dirname, "/abs", "z"), f: `${__dirname}/tpl`,
+      g: require('path').join('rel', 'p'),
+    }
+    """
+    assert js.exported(source, "/srv/app/ecosystem.config.js") == {
+        "a": "/srv/app",
+        "b": "/srv/app/ecosystem.config.js",
+        "c": "/srv/x/y",
+        "d": "/srv/app/logs",
+        "e": "/abs/z",
+        "f": "/srv/app/tpl",
+        "g": "rel/p",
+    }
+    with pytest.raises(js.JSError, match=r"expected plain data, got path.relative"):
+        js.exported("const path = require('path')\nmodule.exports = path.relative('a', 'b')", "/x/e.js")
+    with pytest.raises(js.JSError, match=r"expected strings in path.join"):
+        js.exported("const path = require('path')\nmodule.exports = path.join('a', 1)", "/x/e.js")
+
+
+def test_js_json5_data() -> None:
+    assert js.data("// c\n{a: 'x', \"b\": [1, 2,], c: +1, d: .5, e: Infinity,}") == {
+        "a": "x",
+        "b": [1, 2],
+        "c": 1,
+        "d": 0.5,
+        "e": float("inf"),
+    }
+    with pytest.raises(js.JSError, match="expected the end of the file, got '}'"):
+        js.data("{a: 1}}")

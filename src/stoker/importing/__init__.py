@@ -17,6 +17,12 @@ __all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read
 
 FORMATS = ("supervisord", "pm2", "procfile")
 _JAVASCRIPT = (".js", ".cjs", ".mjs")
+# Any of supervisord's section headers: a file of only [group:x] or [fcgi-program:x] sections
+# starts with "[" too, and must not be taken for a JSON array.
+_SUPERVISORD_SECTION = (
+    r"^\s*\[(program|group|fcgi-program|eventlistener|rpcinterface|ctlplugin):[^\]\n]+\]"
+    r"|^\s*\[(supervisord|include|unix_http_server|inet_http_server|supervisorctl)\]"
+)
 
 
 def detect_format(file: str, text: str) -> str:
@@ -27,9 +33,9 @@ def detect_format(file: str, text: str) -> str:
         return "procfile"
     if extension in (".conf", ".ini"):
         return "supervisord"
-    if extension in (".json", *_JAVASCRIPT):
+    if extension in (".json", ".json5", ".yml", ".yaml", *_JAVASCRIPT):
         return "pm2"
-    if re.search(r"^\s*\[(program:|supervisord\]|include\])", text, re.MULTILINE):
+    if re.search(_SUPERVISORD_SECTION, text, re.MULTILINE):
         return "supervisord"
     if text.lstrip().startswith(("{", "[")) or "module.exports" in text:
         return "pm2"
@@ -41,7 +47,7 @@ def detect_format(file: str, text: str) -> str:
         None,
         None,
         "cannot tell its format from its name or contents; expected a supervisord .conf/.ini, "
-        "a pm2 ecosystem .json/.js or a Procfile (or say which with --format supervisord|pm2|procfile)",
+        "a pm2 ecosystem .json/.js/.yml or a Procfile (or say which with --format supervisord|pm2|procfile)",
     )
 
 
@@ -53,8 +59,9 @@ def convert(text: str, file: str, *, format: str | None = None, machine: Machine
     if chosen == "supervisord":
         converted = supervisord.convert(text, file, machine)
     elif chosen == "pm2":
-        javascript = os.path.splitext(file)[1].lower() in _JAVASCRIPT or not text.lstrip().startswith(
-            ("{", "[")
+        extension = os.path.splitext(file)[1].lower()
+        javascript = extension in _JAVASCRIPT or (
+            extension not in (".json", ".json5", *pm2.YAML) and not text.lstrip().startswith(("{", "["))
         )
         converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine)
     elif chosen == "procfile":

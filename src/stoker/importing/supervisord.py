@@ -35,6 +35,7 @@ INSTANCE = "{instance}"
 _EXPANSION = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<spec>[-#0 +]*\d*(?:\.\d+)?[sdiouxXeEfFgGcr])?)")
 
 _AUTORESTART = {"true": "always", "false": "never", "unexpected": "on-failure"}
+_NO_FILE = frozenset({"NONE", "AUTO", ""})  # stdout_logfile values that name no file
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -446,7 +447,11 @@ def _stopping(section: _Section, program: Program) -> None:
 
 def _log(section: _Section, program: Program) -> None:
     """redirect_stderr and stdout_logfile_* → ``log = {…}``; log file paths → notes."""
-    merged = bool(section.boolean("redirect_stderr"))
+    redirected = bool(section.boolean("redirect_stderr"))
+    # both streams to one file: the lines interleaved in it, as stoker's merge writes them
+    out, err = section.raw("stdout_logfile"), section.raw("stderr_logfile")
+    one_file = out is not None and out.strip() == (err or "").strip() and out.strip().upper() not in _NO_FILE
+    merged = redirected or one_file
     log: dict[str, Value] = {"stderr": "merge" if merged else "separate"}
     maxbytes = section.raw("stdout_logfile_maxbytes")
     if maxbytes is not None:
@@ -474,7 +479,7 @@ def _log(section: _Section, program: Program) -> None:
                     f"stderr_logfile_{suffix}={mine}: stoker rotates a program's two logs alike, "
                     "by the log.max_size and log.keep above."
                 )
-    for stream in ("stdout", "stderr") if not merged else ("stdout",):
+    for stream in ("stdout", "stderr") if not redirected else ("stdout",):
         key = f"{stream}_logfile"
         value = section.raw(key)
         if value is None:
@@ -487,7 +492,13 @@ def _log(section: _Section, program: Program) -> None:
             text = f"stoker writes <state_dir>/logs/{program.name}.N.{suffix}"
             text += f"; read it with `stoker logs {program.name}{flag}`"
         program.note(f"{key}={value}: {text}.")
-    why = "redirect_stderr=true" if merged else "as supervisord: stderr in a file of its own"
+    why = (
+        "redirect_stderr=true"
+        if redirected
+        else "stdout_logfile = stderr_logfile: one file"
+        if merged
+        else "as supervisord: stderr in a file of its own"
+    )
     program.set("log", log, why)
 
 
