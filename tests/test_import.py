@@ -139,7 +139,7 @@ command=/usr/local/bin/crashmail -a -m ops@example.com
 events=PROCESS_STATE_EXITED
 
 [include]
-files = /etc/supervisor/conf.d/*.conf
+files = conf.d/*.conf
 """
 
 # supervisord option → the stoker key it becomes (anything else must be in a comment)
@@ -230,7 +230,7 @@ def test_supervisord_options_without_equivalent_are_comments(tmp_path: Path) -> 
         "<state_dir>/stoker.pid",
         "GET /api/v1/events",
         "`stoker start|stop|restart api laravel-worker`",
-        "`stoker import FILE`",
+        "[include] conf.d/*.conf: matched no file here.",
         "depends_on",
         "stoker always signals the whole process group",
         "`stoker logs api --stderr`",
@@ -650,8 +650,8 @@ def test_procfile(tmp_path: Path) -> None:
         ),
         (
             "bad.conf",
-            "[program:x]\ncommand=foo %(ENV_STOKER_SURELY_UNSET)s\n",
-            r"\[program:x\] command: %\(ENV_STOKER_SURELY_UNSET\)s: the environment variable STOKER_SURELY_UNSET is not set",
+            "[program:x]\ncommand=foo\ndirectory=%(ENV_STOKER_SURELY_UNSET)s\n",
+            r"\[program:x\] directory: %\(ENV_STOKER_SURELY_UNSET\)s: the environment variable STOKER_SURELY_UNSET is not set",
         ),
         (
             "bad.conf",
@@ -1057,17 +1057,18 @@ def test_js_that_needs_running_is_refused_at_its_line(source: str, line: int, me
 
 def test_convert_is_pure_and_uses_the_machine_given() -> None:
     """%(ENV_X)s, %(host_node_name)s and "max" come from the Machine passed in."""
-    conf = "[program:w]\ncommand=run --home %(ENV_APP_ROOT)s --host %(host_node_name)s\n"
+    conf = "[program:w]\ncommand=run --host %(host_node_name)s\ndirectory=%(ENV_APP_ROOT)s\n"
     data = tomllib.loads(convert(conf, "/etc/supervisor/conf.d/w.conf", machine=MACHINE))
-    assert data["programs"]["w"]["command"] == "run --home /srv/app --host web-1"
+    assert data["programs"]["w"]["command"] == "run --host web-1"
+    assert data["programs"]["w"]["directory"] == "/srv/app"
     pm2 = '{"apps": [{"name": "api", "script": "api.js", "instances": "max"}]}'
     data = tomllib.loads(convert(pm2, "/srv/app/ecosystem.json", machine=MACHINE))
     assert data["programs"]["api"]["instances"] == 4
     pm2 = '{"apps": [{"name": "api", "script": "api.js", "instances": -1}]}'
     data = tomllib.loads(convert(pm2, "/srv/app/ecosystem.json", machine=MACHINE))
     assert data["programs"]["api"]["instances"] == 3
-    with pytest.raises(InputError, match=r"/x/a.conf: \[program:w\] command: %\(ENV_NOPE\)s"):
-        convert("[program:w]\ncommand=%(ENV_NOPE)s\n", "/x/a.conf", machine=MACHINE)
+    with pytest.raises(InputError, match=r"/x/a.conf: \[program:w\] user: %\(ENV_NOPE\)s"):
+        convert("[program:w]\ncommand=run\nuser=%(ENV_NOPE)s\n", "/x/a.conf", machine=MACHINE)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1227,3 +1228,209 @@ def test_js_json5_data() -> None:
     }
     with pytest.raises(js.JSError, match="expected the end of the file, got '}'"):
         js.data("{a: 1}}")
+
+
+# Laravel's documented queue worker (laravel.com/docs/queues#supervisor-configuration)
+LARAVEL_WORKER = """\
+[program:laravel-worker]
+process_name=%(program_name)s_%(process_num)02d
+command=php /home/forge/app.com/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600
+autostart=true
+autorestart=true
+stopasgroup=true
+killasgroup=true
+user=forge
+numprocs=8
+redirect_stderr=true
+stdout_logfile=/home/forge/app.com/worker.log
+stopwaitsecs=3600
+"""
+
+# celery's extra/supervisord/celeryd.conf and celerybeat.conf, as shipped
+CELERY = """\
+; ==================================
+;  celery worker supervisor example
+; ==================================
+
+[program:celery]
+; Set full path to celery program if using virtualenv
+command=celery -A proj worker --loglevel=INFO
+; Alternatively,
+;command=celery --app=your_app.celery:app worker --loglevel=INFO -n worker.%%h
+directory=/path/to/project
+user=nobody
+numprocs=1
+stdout_logfile=/var/log/celery/worker.log
+stderr_logfile=/var/log/celery/worker.log
+autostart=true
+autorestart=true
+startsecs=10
+
+; Need to wait for currently executing tasks to finish at shutdown.
+; Increase this if you have very long running tasks.
+stopwaitsecs = 600
+
+; Causes supervisor to send the termination signal (SIGTERM) to the whole process group.
+stopasgroup=true
+
+; Set Celery priority higher than default (999)
+; so, if rabbitmq is supervised, it will start first.
+priority=1000
+
+[program:celerybeat]
+command=celery -A proj beat --schedule /var/lib/celery/beat.db --loglevel=INFO
+directory=/path/to/project
+user=nobody
+numprocs=1
+stdout_logfile=/var/log/celery/beat.log
+stderr_logfile=/var/log/celery/beat.log
+autostart=true
+autorestart=true
+startsecs=10
+stopasgroup=true
+priority=999
+"""
+
+# zulip's shape: groups of workers, a proxy read from supervisord's environment
+ZULIP = """\
+[program:zulip-django]
+command=nice -n5 /home/zulip/deployments/current/manage.py runfastcgi
+environment=HTTP_proxy="%(ENV_HTTP_proxy)s",HTTPS_proxy="%(ENV_HTTPS_proxy)s",PYTHONDONTWRITEBYTECODE=1
+priority=100
+autostart=true
+autorestart=true
+stopsignal=TERM
+stopwaitsecs=30
+user=zulip
+redirect_stderr=true
+stdout_logfile=/var/log/zulip/django.log
+stdout_logfile_maxbytes=1GB
+stdout_logfile_backups=3
+directory=/home/zulip/deployments/current/
+
+[program:zulip_deliver_scheduled_emails]
+command=/home/zulip/deployments/current/manage.py deliver_scheduled_emails --url %(ENV_ZULIP_URL)s
+user=zulip
+stdout_logfile=/var/log/zulip/deliver_scheduled_emails.log
+stderr_logfile=/var/log/zulip/deliver_scheduled_emails.log
+directory=/home/zulip/deployments/current/
+
+[group:zulip-workers]
+programs=zulip_deliver_scheduled_emails
+"""
+
+SUPERVISOR_MAIN = """\
+; /etc/supervisor/supervisord.conf as Debian ships it
+[unix_http_server]
+file=/var/run/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile=/var/log/supervisor/supervisord.log
+pidfile=/var/run/supervisord.pid
+childlogdir=/var/log/supervisor
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix:///var/run/supervisor.sock
+
+[include]
+files = conf.d/*.conf extra/*.ini
+"""
+
+
+def test_supervisord_include_reads_the_whole_tree(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text(SUPERVISOR_MAIN)
+    (tmp_path / "conf.d" / "laravel-worker.conf").write_text(LARAVEL_WORKER)
+    (tmp_path / "conf.d" / "celery.conf").write_text(CELERY)
+    (tmp_path / "conf.d" / "zulip.conf").write_text(ZULIP)
+    (tmp_path / "conf.d" / "ignored.conf.disabled").write_text("[program:no]\ncommand=no\n")
+    env = {"HTTP_proxy": "http://proxy:3128", "HTTPS_proxy": "http://proxy:3128", "ZULIP_URL": "https://chat"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        text, data = import_to_toml(tmp_path / "main.conf")
+    programs = data["programs"]
+    # priority order, then file order within a priority; celery.conf, laravel-worker.conf and
+    # zulip.conf sorted as supervisord globs them
+    assert list(programs) == [
+        "zulip-django",
+        "celerybeat",
+        "laravel-worker",
+        "zulip_deliver_scheduled_emails",
+        "celery",
+    ]
+    worker = programs["laravel-worker"]
+    assert worker["instances"] == 8
+    assert worker["user"] == "forge"
+    assert worker["stop_timeout"] == "1h"
+    assert (
+        worker["command"]
+        == "php /home/forge/app.com/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600"
+    )
+    celery = programs["celery"]
+    assert celery["log"] == {"stderr": "merge"}  # one file for both streams stays one
+    assert celery["start_seconds"] == "10s"
+    assert celery["directory"] == "/path/to/project"
+    django = programs["zulip-django"]
+    # HTTP_proxy=%(ENV_HTTP_proxy)s: the daemon's own variable, inherited: not baked in
+    assert django["environment"] == {"PYTHONDONTWRITEBYTECODE": "1"}
+    assert django["log"] == {"stderr": "merge", "max_size": "1GB", "keep": 3}
+    deliver = programs["zulip_deliver_scheduled_emails"]
+    assert deliver["command"] == (
+        "/home/zulip/deployments/current/manage.py deliver_scheduled_emails --url ${ZULIP_URL}"
+    )
+    assert deliver["shell"] is True
+    said = comments(text)
+    assert (
+        "[include] conf.d/*.conf: read conf.d/celery.conf, conf.d/laravel-worker.conf, conf.d/zulip.conf."
+        in said
+    )
+    assert "[include] extra/*.ini: matched no file here." in said
+    assert "from [program:celery] in conf.d/celery.conf" in said
+    assert "HTTP_proxy=%(ENV_HTTP_proxy)s, HTTPS_proxy=%(ENV_HTTPS_proxy)s: left out" in said
+    assert "http://proxy" not in text and "https://chat" not in text
+
+
+def test_supervisord_include_errors_name_the_included_file(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text("[include]\nfiles=conf.d/*.conf\n")
+    (tmp_path / "conf.d" / "bad.conf").write_text("[program:x]\ncommand=run\nnumprocs=many\n")
+    result = stoker_cli("import", "main.conf", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f'stoker: {tmp_path}/conf.d/bad.conf: [program:x] numprocs: expected a whole number, got "many"\n'
+    )
+    (tmp_path / "main.conf").write_text("[include]\nfiles=\n")
+    result = stoker_cli("import", "main.conf", cwd=tmp_path)
+    assert "[include] files: expected one or more file patterns" in result.stderr
+
+
+def test_supervisord_include_tree_imported_and_run(stoker: Stoker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """%(here)s of an included file is its own folder; %(ENV_X)s in a command is read from
+    the daemon's environment when the program starts, not from the importing shell's."""
+    root = stoker.root
+    (root / "conf.d").mkdir()
+    (root / "conf.d" / "say.py").write_text(
+        "import os, sys, time\nprint('said', sys.argv[1], os.environ['MOOD'], flush=True)\ntime.sleep(600)\n"
+    )
+    (root / "supervisord.conf").write_text("[supervisord]\n\n[include]\nfiles = conf.d/*.conf\n")
+    (root / "conf.d" / "say.conf").write_text(
+        f"[program:say]\ncommand={sys.executable} %(here)s/say.py %(ENV_STOKER_TEST_WORD)s\n"
+        "environment=MOOD=%(ENV_MOOD)s\nautorestart=true\n"
+    )
+    monkeypatch.setenv("STOKER_TEST_WORD", "at-import")
+    monkeypatch.setenv("MOOD", "grumpy")
+    result = stoker_cli("import", str(root / "supervisord.conf"), cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "at-import" not in result.stdout and "grumpy" not in result.stdout
+    stoker.config.write_text(result.stdout)
+    monkeypatch.setenv("STOKER_TEST_WORD", "at-start")
+    monkeypatch.setenv("MOOD", "cheerful")
+    stoker.up()
+    stoker.wait_state("say:0", "running")
+    wait_for(lambda: "said at-start cheerful" in stoker.cli("logs", "say").stdout, what="say's line")
+    assert stoker.terminate() == 0

@@ -13,7 +13,7 @@ import re
 from stoker.importing import pm2, procfile, supervisord, toml_writer
 from stoker.importing.model import InputError, Machine
 
-__all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read"]
+__all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read", "read_glob"]
 
 FORMATS = ("supervisord", "pm2", "procfile")
 _JAVASCRIPT = (".js", ".cjs", ".mjs")
@@ -51,13 +51,16 @@ def detect_format(file: str, text: str) -> str:
     )
 
 
-def convert(text: str, file: str, *, format: str | None = None, machine: Machine | None = None) -> str:
+def convert(
+    text: str, file: str, *, format: str | None = None, machine: Machine | None = None, follow: bool = True
+) -> str:
     """The stoker.toml for `text`, read from `file` (an absolute path: supervisord's
-    %(here)s is its folder). InputError for anything that cannot be converted."""
+    %(here)s is its folder). InputError for anything that cannot be converted. `follow`:
+    read the files a supervisord [include] names (from the disk)."""
     machine = machine or Machine.this_one()
     chosen = format or detect_format(file, text)
     if chosen == "supervisord":
-        converted = supervisord.convert(text, file, machine)
+        converted = supervisord.convert(text, file, machine, include=read_glob if follow else None)
     elif chosen == "pm2":
         extension = os.path.splitext(file)[1].lower()
         javascript = extension in _JAVASCRIPT or (
@@ -85,6 +88,14 @@ def _check(output: str, file: str) -> None:
         raise InputError(
             file, None, None, f"converted, but the result does not pass stoker check: {problem}"
         ) from None
+
+
+def read_glob(pattern: str) -> list[tuple[str, str]]:
+    """The (path, text) of each file an absolute glob pattern matches, sorted (supervisord's
+    order); InputError naming a match that cannot be read."""
+    import glob
+
+    return [(path, read(path)) for path in sorted(glob.glob(pattern)) if not os.path.isdir(path)]
 
 
 def read(path: str) -> str:

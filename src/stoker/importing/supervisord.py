@@ -34,6 +34,7 @@ INSTANCE = "{instance}"
 # %(name)s, %(name)d, %(name)02d …: a Python %-format with a name.
 _EXPANSION = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<spec>[-#0 +]*\d*(?:\.\d+)?[sdiouxXeEfFgGcr])?)")
 
+_ENV = re.compile(r"%\(ENV_(\w+)\)s")
 _AUTORESTART = {"true": "always", "false": "never", "unexpected": "on-failure"}
 _NO_FILE = frozenset({"NONE", "AUTO", ""})  # stdout_logfile values that name no file
 _TRUE = frozenset({"true", "yes", "on", "1"})
@@ -57,10 +58,13 @@ class _Section:
     def raw(self, key: str) -> str | None:
         return self.options.get(key)
 
-    def text(self, key: str) -> str | None:
-        """The value with supervisord's %(name)s expanded (%(process_num)d → {instance})."""
+    def text(self, key: str, *, keep_env: bool = False) -> str | None:
+        """The value with supervisord's %(name)s expanded (%(process_num)d → {instance});
+        `keep_env`: %(ENV_X)s becomes ${X}, for a shell to read when the program starts."""
         value = self.options.get(key)
-        return None if value is None else expand(value, self.names, lambda p: self.error(key, p))
+        if value is None:
+            return None
+        return expand(value, self.names, lambda p: self.error(key, p), keep_env=keep_env)
 
     def number(self, key: str, minimum: int | None) -> int | None:
         """A whole number (at least `minimum`, if given), or None when the option is absent."""
@@ -90,7 +94,9 @@ class _Section:
 # --------------------------------------------------------------------------------------------
 
 
-def expand(value: str, names: Mapping[str, str | int], fail: Callable[[str], Exception]) -> str:
+def expand(
+    value: str, names: Mapping[str, str | int], fail: Callable[[str], Exception], *, keep_env: bool = False
+) -> str:
     """supervisord's ``%(name)s`` expansion; ``process_num`` becomes stoker's ``{instance}``.
 
     A zero-padded ``%(process_num)02d`` keeps its padding as long as every number has one digit
@@ -108,6 +114,8 @@ def expand(value: str, names: Mapping[str, str | int], fail: Callable[[str], Exc
             if width and _one_digit(names):
                 return "0" * (int(width.group(1)) - 1) + INSTANCE
             return INSTANCE
+        if keep_env and name.startswith("ENV_") and spec == "s":
+            return "${" + name[4:] + "}"
         if name not in names:
             if name.startswith("ENV_"):
                 raise fail(f"%({name})s: the environment variable {name[4:]} is not set")
@@ -217,34 +225,45 @@ def read(text: str, file: str) -> configparser.RawConfigParser:
     return parser
 
 
-def convert(text: str, file: str, machine: Machine) -> Converted:
-    parser = read(text, file)
-    here = os.path.dirname(file)
+# How an [include]'s files are found: an absolute glob pattern → the (path, text) of each file
+# it matches, in order. Passed in, so that the converter stays pure (stoker.importing.read_glob).
+Include = Callable[[str], list[tuple[str, str]]]
+
+
+def convert(text: str, file: str, machine: Machine, include: Include | None = None) -> Converted:
     converted = Converted(file=file, format=FORMAT)
-    base: dict[str, str | int] = {"here": here, "host_node_name": machine.hostname}
+    base: dict[str, str | int] = {"host_node_name": machine.hostname}
     base |= {f"ENV_{k}": v for k, v in machine.environ.items()}
-    sections = parser.sections()
-    groups = _groups(parser)
+    # header → (the file it is in, its options): repeated sections merge, as in supervisord
+    sections: dict[str, tuple[str, dict[str, str]]] = {}
+    _add_sections(sections, read(text, file), file)
+    if include is not None and "include" in sections:
+        converted.notes += _follow(sections, base, include)
+    groups = _groups(sections)
     daemon_environment: dict[str, str] = {}
-    if parser.has_section("supervisord"):
-        section = _Section(file, "supervisord", dict(parser.items("supervisord")), base)
+    if "supervisord" in sections:
+        where, options = sections["supervisord"]
+        section = _Section(where, "supervisord", options, base | {"here": os.path.dirname(where)})
         daemon_environment = _daemon_environment(section)
     programs: list[tuple[int, Program]] = []
-    for header in sections:
+    for header, (where, options) in sections.items():
         kind, _, name = header.partition(":")
-        options = dict(parser.items(header))
+        names = base | {"here": os.path.dirname(where)}
         if kind == "program" and name:
-            plain = _Section(file, header, options, base)  # for the numbers the names need
-            names = base | {
+            plain = _Section(where, header, options, names)  # for the numbers the names need
+            names |= {
                 "program_name": name,
                 "group_name": groups.get(name, name),
                 "numprocs": plain.number("numprocs", 1) or 1,
                 "numprocs_start": plain.number("numprocs_start", 0) or 0,
             }
-            section = _Section(file, header, options, names)
-            programs.append(_program(section, name, daemon_environment))
+            section = _Section(where, header, options, names)
+            _, program = found = _program(section, name, daemon_environment)
+            if where != file:
+                program.source = f"{section.header} in {os.path.relpath(where, os.path.dirname(file))}"
+            programs.append(found)
         else:
-            converted.notes += _other_section(_Section(file, header, options, base), kind, name)
+            converted.notes += _other_section(_Section(where, header, options, names), kind, name, include)
     if any(priority != 999 for priority, _ in programs):
         converted.notes.append(
             "The programs are in supervisord's start order (priority, lowest first); "
@@ -254,15 +273,77 @@ def convert(text: str, file: str, machine: Machine) -> Converted:
     return converted
 
 
-def _groups(parser: configparser.RawConfigParser) -> dict[str, str]:
+def _add_sections(
+    sections: dict[str, tuple[str, dict[str, str]]], parser: configparser.RawConfigParser, file: str
+) -> None:
+    for header in parser.sections():
+        options = dict(parser.items(header))
+        if header in sections:
+            options = sections[header][1] | options
+        sections[header] = (file, options)
+
+
+def _follow(
+    sections: dict[str, tuple[str, dict[str, str]]], base: Mapping[str, str | int], include: Include
+) -> list[str]:
+    """Read the files of [include] files= into `sections`, as supervisord does: patterns
+    separated by spaces, relative to the including file's folder, matches in sorted order; an
+    [include] inside an included file is not followed (supervisord does not either)."""
+    file, options = sections["include"]
+    section = _Section(file, "include", options, {**base, "here": os.path.dirname(file)})
+    patterns = (section.text("files") or "").split()
+    if not patterns:
+        raise section.error("files", "expected one or more file patterns, like conf.d/*.conf")
+    notes = []
+    for pattern in patterns:
+        absolute = os.path.normpath(os.path.join(os.path.dirname(file), pattern))
+        matched = include(absolute)
+        for path, text in matched:
+            parser = read(text, path)
+            if parser.has_section("include") and path != file:
+                notes.append(
+                    f"{path}: its [include] is not followed (supervisord follows only the main file's)."
+                )
+                parser.remove_section("include")
+            _add_sections(sections, parser, path)
+        shown = ", ".join(os.path.relpath(p, os.path.dirname(file)) for p, _ in matched)
+        notes.append(
+            f"[include] {pattern}: read {shown}."
+            if matched
+            else f"[include] {pattern}: matched no file here."
+        )
+    sections["include"] = (file, options)  # an included [include] does not replace the main one
+    return notes
+
+
+def _groups(sections: Mapping[str, tuple[str, dict[str, str]]]) -> dict[str, str]:
     """program name → its [group:x] (for %(group_name)s)."""
     found = {}
-    for header in parser.sections():
+    for header, (_, options) in sections.items():
         kind, _, group = header.partition(":")
-        if kind == "group" and parser.has_option(header, "programs"):
-            for member in parser.get(header, "programs").split(","):
+        if kind == "group" and "programs" in options:
+            for member in options["programs"].split(","):
                 found[member.strip()] = group
     return found
+
+
+def _raw_environment(section: _Section) -> dict[str, str]:
+    """The program's environment= pairs, not yet expanded (so that %(ENV_X)s can be told
+    apart; values are expanded one by one, which keeps a comma they bring from splitting)."""
+    try:
+        return parse_environment(section.raw("environment") or "")
+    except ValueError as e:
+        raise section.error("environment", str(e)) from None
+
+
+def _expanded_environment(section: _Section) -> set[str]:
+    """The %(ENV_X)s of environment= that are expanded at import (all but X=%(ENV_X)s)."""
+    return {
+        f"%(ENV_{m})s"
+        for name, value in _raw_environment(section).items()
+        if value.strip() != f"%(ENV_{name})s"
+        for m in _ENV.findall(value)
+    }
 
 
 def _daemon_environment(section: _Section) -> dict[str, str]:
@@ -286,7 +367,7 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
     program = Program(name=name, source=section.header)
     if renamed:
         program.note(renamed)
-    command = section.text("command")
+    command = section.text("command", keep_env=True)
     if command is None or not command.strip():
         raise section.error("command", "missing; expected the command line to run")
     try:
@@ -294,6 +375,14 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
     except ValueError as e:
         raise section.error("command", f"expected a command line with balanced quotes ({e})") from None
     program.set("command", command)
+    read = sorted(set(_ENV.findall(section.raw("command") or "")))
+    if read:
+        program.set(
+            "shell",
+            True,
+            f"so that {', '.join('$' + v for v in read)} is read from the daemon's environment as "
+            "the program starts, as supervisord read %(ENV_…)s when it started",
+        )
     _instances(section, program)
     _where_and_who(section, program, daemon_environment)
     _restarts(section, program)
@@ -305,7 +394,15 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
             f"priority={priority}: supervisord started lower priorities first; stoker starts "
             'programs in file order; to start it only once another runs, depends_on = ["other"].'
         )
-    used = sorted({m for v in section.options.values() for m in re.findall(r"%\(ENV_\w+\)s", v)})
+    used = sorted(
+        {
+            f"%(ENV_{m})s"
+            for k, v in section.options.items()
+            if k not in ("command", "environment")
+            for m in _ENV.findall(v)
+        }
+        | _expanded_environment(section)
+    )
     if used:
         program.note(
             f"{', '.join(used)}: expanded with the environment of `stoker import`; check the values "
@@ -374,14 +471,21 @@ def _where_and_who(section: _Section, program: Program, daemon_environment: dict
             "this file's folder (set directory to change that)."
         )
     environment = dict(daemon_environment)
-    if section.raw("environment") is not None:
-        try:
-            environment |= parse_environment(section.text("environment") or "")
-        except ValueError as e:
-            raise section.error("environment", str(e)) from None
+    inherited = []
+    for name, value in _raw_environment(section).items():
+        if value.strip() == f"%(ENV_{name})s":  # X=%(ENV_X)s: the daemon's own X, which programs inherit
+            environment.pop(name, None)
+            inherited.append(name)
+        else:
+            environment[name] = expand(value, section.names, lambda p: section.error("environment", p))
     if environment:
         program.set(
             "environment", environment, "and [supervisord] environment=" if daemon_environment else ""
+        )
+    if inherited:
+        program.note(
+            f"environment {', '.join(f'{n}=%(ENV_{n})s' for n in inherited)}: left out: a program "
+            "inherits the daemon's environment, so it gets the value the daemon has when it starts."
         )
     user = section.text("user")
     if user is not None:
@@ -536,7 +640,7 @@ _OTHER_SECTIONS = {
 }
 
 
-def _other_section(section: _Section, kind: str, name: str) -> list[str]:
+def _other_section(section: _Section, kind: str, name: str, include: Include | None = None) -> list[str]:
     options = section.options
     listing = ", ".join(f"{k}={'***' if k == 'password' else v}" for k, v in options.items())
     shown = f"{section.header} {listing}".rstrip()
@@ -557,6 +661,8 @@ def _other_section(section: _Section, kind: str, name: str) -> list[str]:
             )
         return [text + "."]
     if kind == "include":
+        if include is not None:
+            return []  # followed: its own notes say what was read
         files = section.text("files") or ""
         return [
             f"[include] files={files}: stoker reads one file; convert each included file with "
