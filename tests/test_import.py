@@ -1434,3 +1434,32 @@ def test_supervisord_include_tree_imported_and_run(stoker: Stoker, monkeypatch: 
     stoker.wait_state("say:0", "running")
     wait_for(lambda: "said at-start cheerful" in stoker.cli("logs", "say").stdout, what="say's line")
     assert stoker.terminate() == 0
+
+
+def test_pm2_ecosystem_with_dirname_imported_and_run(stoker: Stoker) -> None:
+    """cwd: __dirname and a script that is a command line run as pm2 ran them."""
+    root = stoker.root
+    (root / "app").mkdir()
+    (root / "app" / "tick.py").write_text(
+        "import os, sys, time\nprint('tick', sys.argv[1:], os.getcwd(), os.environ['INSTANCE_ID'], flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    source = root / "app" / "ecosystem.config.js"
+    source.write_text(
+        "const path = require('path');\nmodule.exports = { apps: [\n"
+        f"  {{ name: 'web', cwd: __dirname, script: '{sys.executable} tick.py --name \"a b\"', instance_var: 'INSTANCE_ID' }},\n"
+        f"  {{ name: 'shell', cwd: path.join(__dirname, '..'), script: 'echo $((6 * 7)) > answer.txt', autorestart: false }},\n"
+        "] };\n"
+    )
+    result = stoker_cli("import", str(source), cwd=root)
+    assert result.returncode == 0, result.stderr
+    stoker.config.write_text(result.stdout)
+    stoker.up()
+    stoker.wait_state("web:0", "running")
+    wait_for(
+        lambda: f"tick ['--name', 'a b'] {root / 'app'} 0" in stoker.cli("logs", "web").stdout,
+        what="web's line",
+    )
+    stoker.wait_state("shell:0", "exited", exit_code=0)
+    assert (root / "answer.txt").read_text() == "42\n"
+    assert stoker.terminate() == 0
