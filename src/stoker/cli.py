@@ -122,9 +122,14 @@ def check(ctx: Context, args: argparse.Namespace) -> None:
         "schedules": len(config.schedules),
         "webhooks": len(config.notify),
     }
+    from stoker.advice import warnings
+
+    advice = warnings(config, os.environ)
     if args.as_json:
-        _print_json({"ok": True, "config": config.path, **counts})
+        _print_json({"ok": True, "config": config.path, **counts, "warnings": advice})
         return
+    for line in advice:  # exit 0 all the same: the config is valid, the machine may change
+        print(f"stoker: warning: {config.path}: {line}", file=sys.stderr)
     said = [_count(counts["programs"], "program")]
     if instances != counts["programs"]:
         said[0] += f" ({_count(instances, 'instance')})"
