@@ -1463,3 +1463,33 @@ def test_pm2_ecosystem_with_dirname_imported_and_run(stoker: Stoker) -> None:
     stoker.wait_state("shell:0", "exited", exit_code=0)
     assert (root / "answer.txt").read_text() == "42\n"
     assert stoker.terminate() == 0
+
+
+def test_pm2_env_option_merges_the_named_environment(tmp_path: Path) -> None:
+    source = tmp_path / "ecosystem.config.json"
+    source.write_text(ECOSYSTEM_JSON)
+    text, data = import_to_toml(source, "--env", "production")
+    assert data["programs"]["api"]["environment"] == {
+        "NODE_ENV": "production",
+        "LOG_LEVEL": "info",
+        "API_URL": "https://api.example.com",
+        "NODE_APP_INSTANCE": "{instance}",
+    }
+    assert data["programs"]["worker"]["environment"] == {
+        "QUEUE": "default",
+        "CONCURRENCY": "4",
+        "DEBUG": "false",
+    }
+    said = comments(text)
+    assert "--env production: each app's env_production is merged into its env" in said
+    assert "`pm2 start --env production` added these" not in said
+    result = stoker_cli("import", str(source), "--env", "staging", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"stoker: {source}: --env staging: no app has env_staging (found: env_production)\n",
+    )
+    conf = tmp_path / "app.conf"
+    conf.write_text("[program:a]\ncommand=run\n")
+    result = stoker_cli("import", str(conf), "--env", "production", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--env production: only a pm2 ecosystem file has environments" in result.stderr

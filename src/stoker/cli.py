@@ -150,7 +150,7 @@ def import_command(ctx: Context, args: argparse.Namespace) -> None:
 
     path = os.path.abspath(args.file)
     try:
-        text = convert(read(path), path, format=args.format)
+        text = convert(read(path), path, format=args.format, env=args.env)
     except InputError as e:
         _fail(str(e), EXIT_USAGE)
     sys.stdout.write(text)
@@ -868,6 +868,11 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
                 choices=["supervisord", "pm2", "procfile"],
                 metavar="FORMAT",
                 help="supervisord, pm2 or procfile (default: told by the file's name or contents).",
+            ),
+            _arg(
+                "--env",
+                metavar="NAME",
+                help="pm2: merge each app's env_NAME into its env, as `pm2 start --env NAME` does.",
             ),
         ],
     ),

@@ -52,13 +52,23 @@ def detect_format(file: str, text: str) -> str:
 
 
 def convert(
-    text: str, file: str, *, format: str | None = None, machine: Machine | None = None, follow: bool = True
+    text: str,
+    file: str,
+    *,
+    format: str | None = None,
+    machine: Machine | None = None,
+    follow: bool = True,
+    env: str | None = None,
 ) -> str:
     """The stoker.toml for `text`, read from `file` (an absolute path: supervisord's
     %(here)s is its folder). InputError for anything that cannot be converted. `follow`:
-    read the files a supervisord [include] names (from the disk)."""
+    read the files a supervisord [include] names (from the disk). `env`: pm2's ``--env NAME``."""
     machine = machine or Machine.this_one()
     chosen = format or detect_format(file, text)
+    if env is not None and chosen != "pm2":
+        raise InputError(
+            file, None, None, f"--env {env}: only a pm2 ecosystem file has environments (env_NAME)"
+        )
     if chosen == "supervisord":
         converted = supervisord.convert(text, file, machine, include=read_glob if follow else None)
     elif chosen == "pm2":
@@ -66,7 +76,7 @@ def convert(
         javascript = extension in _JAVASCRIPT or (
             extension not in (".json", ".json5", *pm2.YAML) and not text.lstrip().startswith(("{", "["))
         )
-        converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine)
+        converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine, env=env)
     elif chosen == "procfile":
         converted = procfile.convert(text, file)
     else:

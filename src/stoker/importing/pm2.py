@@ -116,9 +116,16 @@ def _yaml(text: str, file: str) -> Any:
         raise InputError(file, where, None, f"invalid YAML: {problem}") from None
 
 
-def convert(data: Any, file: str, machine: Machine) -> Converted:
+def convert(data: Any, file: str, machine: Machine, env: str | None = None) -> Converted:
+    """`env`: the NAME of ``pm2 start --env NAME``, whose env_NAME is merged into each app's env."""
     converted = Converted(file=file, format=FORMAT)
     apps = _apps(data, file)
+    if env is not None:
+        named = {k for app in apps if isinstance(app, dict) for k in app if k.startswith("env_")}
+        if f"env_{env}" not in named:
+            found = ", ".join(sorted(named)) or "none"
+            raise InputError(file, None, None, f"--env {env}: no app has env_{env} (found: {found})")
+        converted.notes.append(f"--env {env}: each app's env_{env} is merged into its env, as pm2 did.")
     converted.notes.append(
         f"Relative paths (script, cwd) were relative to where pm2 was started; here they are "
         f"relative to this file's folder: keep it beside {os.path.basename(file)}."
@@ -135,7 +142,7 @@ def convert(data: Any, file: str, machine: Machine) -> Converted:
                 converted.notes.append(f"{key} = {_compact(value)}: not a pm2 ecosystem key stoker knows.")
     seen: set[str] = set()
     for index, app in enumerate(apps):
-        program = _App(app, index, file, machine).program()
+        program = _App(app, index, file, machine, env).program()
         if program.name in seen:
             raise InputError(
                 file,
@@ -167,8 +174,9 @@ def _compact(value: Any) -> str:
 class _App:
     """One entry of ``apps``, converted option by option into a Program."""
 
-    def __init__(self, app: Any, index: int, file: str, machine: Machine) -> None:
+    def __init__(self, app: Any, index: int, file: str, machine: Machine, env: str | None = None) -> None:
         self.file = file
+        self.env_name = env
         self.index = index
         self.machine = machine
         if not isinstance(app, dict):
@@ -379,8 +387,13 @@ class _App:
         env = self.get("env")
         if env is not None and not isinstance(env, dict):
             raise self.error("env", f"expected an object of variables, got {_compact(env)}")
+        chosen = f"env_{self.env_name}" if self.env_name is not None else None
+        extra = self.get(chosen) if chosen is not None else None
+        if extra is not None and not isinstance(extra, dict):
+            raise self.error(chosen, f"expected an object of variables, got {_compact(extra)}")
+        merged = {**(env or {}), **(extra or {})}
         environment = {
-            name: self.env_value(name, value) for name, value in (env or {}).items() if value is not None
+            name: self.env_value(name, value) for name, value in merged.items() if value is not None
         }
         port = self.get("port")
         if port is not None and "PORT" not in environment:
@@ -401,9 +414,11 @@ class _App:
                 f'pm2 gave each instance its number in {named}; here environment {named} = "{{instance}}" '
                 "(stoker also sets STOKER_INSTANCE).",
             )
+        if extra:
+            note = f"and {chosen} (--env {self.env_name})" + (f"; {note}" if note else "")
         if environment:
             self.out.set("environment", environment, note)
-        for key in sorted(k for k in self.app if k.startswith("env_")):
+        for key in sorted(k for k in self.app if k.startswith("env_") and k != chosen):
             self.done.add(key)
             self.note(
                 key,
