@@ -197,6 +197,7 @@ def test_supervisord_conf_becomes_programs(tmp_path: Path) -> None:
     assert worker["stop_timeout"] == "1h"
     assert worker["log"] == {"stderr": "merge"}
     assert "directory" not in worker
+    assert worker["groups"] == api["groups"] == ["web"]  # [group:web] programs=api,laravel-worker
     cron = programs["cron-ish"]
     assert cron["command"] == f'/usr/bin/env sh -c "while sleep 60; do php {here}/artisan schedule:run; done"'
     assert cron["max_restarts"] == 1  # startretries=0: no "0" in stoker (0 = never give up)
@@ -229,7 +230,7 @@ def test_supervisord_options_without_equivalent_are_comments(tmp_path: Path) -> 
         "<state_dir>/stoker.sock",
         "<state_dir>/stoker.pid",
         "GET /api/v1/events",
-        "`stoker start|stop|restart api laravel-worker`",
+        "`stoker start|stop|restart web:*`",
         "[include] conf.d/*.conf: matched no file here.",
         "depends_on",
         "stoker always signals the whole process group",
@@ -308,6 +309,14 @@ def test_supervisord_conf_imported_and_run(stoker: Stoker) -> None:
             lambda i=instance, e=expected: e in stoker.cli("logs", f"ticker:{i}").stdout,
             what=f"ticker:{instance}'s line",
         )
+    # [group:all-of-it] programs=ticker,once: the group selects both, as supervisorctl's all-of-it:*
+    stopped = stoker.cli("stop", "all-of-it:*")
+    assert stopped.returncode == 0, stopped.stderr
+    for instance in (0, 1):
+        stoker.wait_state(f"ticker:{instance}", "stopped")
+    assert stoker.cli("start", "ticker:*").returncode == 0  # a program's own instances
+    stoker.wait_state("ticker:1", "running")
+    assert stoker.cli("stop", "nothing:*").returncode != 0
     assert stoker.terminate() == 0
 
 

@@ -19,6 +19,7 @@ from stoker.config.errors import Where, check_keys, convert
 from stoker.config.values import (
     DURATION,
     ENVIRONMENT_EXPECTED,
+    NAME_PATTERN,
     SIZE,
     UMASK_EXPECTED,
     Backoff,
@@ -108,6 +109,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     watchdog: float | None = None  # seconds between sd_notify WATCHDOG=1 pings, at most
     singleton: bool = False  # cluster: run on one node at a time, the holder of its lease
     nodes: tuple[str, ...] = ()  # fnmatch globs of the node names that may run it; () = every node
+    groups: tuple[str, ...] = ()  # names that select it with others: GROUP:* (supervisord's [group:x])
 
     def instance_names(self) -> list[str]:
         """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
@@ -178,6 +180,7 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     watchdog: Duration | None = None
     singleton: bool = False
     nodes: list[str] | None = None
+    groups: list[str] = []
 
 
 # What each key accepts, in words; used for type errors reported by msgspec.
@@ -217,6 +220,7 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "watchdog": DURATION + ' (the longest silence between WATCHDOG=1 pings, like "30s")',
     "singleton": "true or false (true: one node of the cluster runs it at a time)",
     "nodes": 'a non-empty array of node names or glob patterns, like ["web-*", "worker-1"]',
+    "groups": 'an array of group names, like ["web"] (the CLI and API select them together as "web:*")',
 }
 
 
@@ -227,7 +231,8 @@ _NESTED_PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
 
 
 def check_dependencies(programs: Mapping[str, ProgramConfig], top: Where) -> None:
-    """Every `depends_on` names another program of this file, and they form no cycle."""
+    """Every `depends_on` names another program of this file, and they form no cycle; no
+    group has a program's name (``NAME:*`` would select both)."""
     for program in programs.values():
         where = top.at(f"programs.{program.name}")
         for other in program.depends_on:
@@ -238,6 +243,10 @@ def check_dependencies(programs: Mapping[str, ProgramConfig], top: Where) -> Non
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
                 said = f'no program "{other}" in this file{hint}'
                 raise where.error("depends_on", said, "names of [programs.NAME] tables")
+        for group in program.groups:
+            if group in programs:
+                said = f'"{group}" is the name of a program: "{group}:*" would select both'
+                raise where.error("groups", said, "a group name no program has")
     cycle = find_cycle({name: program.depends_on for name, program in programs.items()})
     if cycle:
         raise top.at(f"programs.{cycle[0]}").error(
@@ -315,7 +324,15 @@ def build_program(
         watchdog=None if parsed.watchdog is None else _positive_duration(parsed.watchdog, where, "watchdog"),
         singleton=parsed.singleton,
         nodes=_nodes(parsed.nodes, where),
+        groups=_groups(parsed.groups, where),
     )
+
+
+def _groups(value: list[str], where: Where) -> tuple[str, ...]:
+    for group in value:
+        if not NAME_PATTERN.fullmatch(group) or not group.isascii() or group == "all":
+            raise where.bad("groups", 'group names matching [A-Za-z0-9_.-]+, not "all"', group)
+    return tuple(dict.fromkeys(value))
 
 
 def _nodes(value: list[str] | None, where: Where) -> tuple[str, ...]:

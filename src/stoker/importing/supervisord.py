@@ -253,12 +253,17 @@ def convert(text: str, file: str, machine: Machine, include: Include | None = No
             plain = _Section(where, header, options, names)  # for the numbers the names need
             names |= {
                 "program_name": name,
-                "group_name": groups.get(name, name),
+                "group_name": groups.get(name, [name])[0],
                 "numprocs": plain.number("numprocs", 1) or 1,
                 "numprocs_start": plain.number("numprocs_start", 0) or 0,
             }
             section = _Section(where, header, options, names)
             _, program = found = _program(section, name, daemon_environment)
+            if name in groups:
+                names_ok = [program_name(g)[0] for g in groups[name]]
+                program.set(
+                    "groups", names_ok, f"[group:{groups[name][0]}]: `stoker restart {names_ok[0]}:*`"
+                )
             if where != file:
                 program.source = f"{section.header} in {os.path.relpath(where, os.path.dirname(file))}"
             programs.append(found)
@@ -316,14 +321,15 @@ def _follow(
     return notes
 
 
-def _groups(sections: Mapping[str, tuple[str, dict[str, str]]]) -> dict[str, str]:
-    """program name → its [group:x] (for %(group_name)s)."""
-    found = {}
+def _groups(sections: Mapping[str, tuple[str, dict[str, str]]]) -> dict[str, list[str]]:
+    """program name → the [group:x] it is in (the first one is its %(group_name)s)."""
+    found: dict[str, list[str]] = {}
     for header, (_, options) in sections.items():
         kind, _, group = header.partition(":")
         if kind == "group" and "programs" in options:
             for member in options["programs"].split(","):
-                found[member.strip()] = group
+                if member.strip():
+                    found.setdefault(member.strip(), []).append(group)
     return found
 
 
@@ -669,11 +675,13 @@ def _other_section(section: _Section, kind: str, name: str, include: Include | N
             "`stoker import FILE` and add its programs to this one."
         ]
     if kind == "group":
-        members = ", ".join(p.strip() for p in options.get("programs", "").split(","))
-        return [
-            f"{shown}: stoker has no groups; act on them together with `stoker start|stop|restart "
-            f"{members.replace(', ', ' ')}`."
-        ]
+        group = program_name(name)[0]
+        text = (
+            f'{shown}: each of its programs has groups = ["{group}"]; `stoker start|stop|restart {group}:*`'
+        )
+        if "priority" in options:
+            text += "; stoker starts programs in file order (priority is not used)"
+        return [text + "."]
     if kind == "eventlistener":
         command = options.get("command", "")
         return [
