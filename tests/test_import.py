@@ -160,6 +160,8 @@ SUPERVISORD_KEYS = {
     "redirect_stderr": "log",
     "stdout_logfile_maxbytes": "log",
     "stdout_logfile_backups": "log",
+    "stdout_logfile": "log",
+    "stderr_logfile": "log",
 }
 
 
@@ -187,7 +189,14 @@ def test_supervisord_conf_becomes_programs(tmp_path: Path) -> None:
     assert api["max_restarts"] == 10
     assert api["stop_signal"] == "QUIT"
     assert api["umask"] == "022"
-    assert api["log"] == {"stderr": "separate", "max_size": "20MB", "keep": 5}
+    assert api["log"] == {
+        "stderr": "separate",
+        "max_size": "20MB",
+        "keep": 5,
+        # the paths supervisord wrote, one file per instance (each rotates its own)
+        "file": "/var/log/api.out.{instance}.log",
+        "stderr_file": "/var/log/api.err.{instance}.log",
+    }
     worker = programs["laravel-worker"]
     assert worker["command"] == f"php {here}/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600"
     assert worker["instances"] == 8
@@ -195,7 +204,10 @@ def test_supervisord_conf_becomes_programs(tmp_path: Path) -> None:
     assert worker["restart"] == "always"
     assert worker["max_restarts"] == 3  # supervisord's default startretries
     assert worker["stop_timeout"] == "1h"
-    assert worker["log"] == {"stderr": "merge"}
+    assert worker["log"] == {
+        "stderr": "merge",
+        "file": f"{os.environ['HOME']}/app.com/worker.{{instance}}.log",
+    }
     assert "directory" not in worker
     assert worker["groups"] == api["groups"] == ["web"]  # [group:web] programs=api,laravel-worker
     cron = programs["cron-ish"]
@@ -234,7 +246,7 @@ def test_supervisord_options_without_equivalent_are_comments(tmp_path: Path) -> 
         "[include] conf.d/*.conf: matched no file here.",
         "depends_on",
         "stoker always signals the whole process group",
-        "`stoker logs api --stderr`",
+        "stdout_logfile=/var/log/api.out.log: one file per instance here (api.out.{instance}.log)",
         "LimitNOFILE=",
         "stoker names the instances laravel-worker:0",
         "%(ENV_HOME)s: expanded with the environment of `stoker import`",
@@ -284,7 +296,7 @@ def test_supervisord_conf_imported_and_run(stoker: Stoker) -> None:
             startsecs=1
             stopwaitsecs=5
             redirect_stderr=true
-            stdout_logfile=/var/log/ticker.log
+            stdout_logfile=%(here)s/logs/ticker.log
 
             [program:once]
             command={sys.executable} -c "print('done')"
@@ -309,6 +321,8 @@ def test_supervisord_conf_imported_and_run(stoker: Stoker) -> None:
             lambda i=instance, e=expected: e in stoker.cli("logs", f"ticker:{i}").stdout,
             what=f"ticker:{instance}'s line",
         )
+        # stdout_logfile kept: one file per instance at the path supervisord used
+        assert expected in (root / "logs" / f"ticker.{instance}.log").read_text()
     # [group:all-of-it] programs=ticker,once: the group selects both, as supervisorctl's all-of-it:*
     stopped = stoker.cli("stop", "all-of-it:*")
     assert stopped.returncode == 0, stopped.stderr
@@ -475,6 +489,8 @@ PM2_KEYS = {
     "watch": "watch",
     "ignore_watch": "watch_ignore",
     "time": "log",
+    "out_file": "log",
+    "error_file": "log",
     "user": "user",
 }
 
@@ -492,7 +508,13 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     }
     assert api["stop_timeout"] == "5s"
     assert api["max_restarts"] == 16  # pm2's default
-    assert api["log"] == {"stderr": "separate", "timestamps": True}
+    assert api["log"] == {
+        "stderr": "separate",
+        "timestamps": True,
+        # out_file and error_file; merge_logs put every instance in one file: here each its own
+        "file": "/var/log/pm2/api.out-{instance}.log",
+        "stderr_file": "/var/log/pm2/api.err-{instance}.log",
+    }
     assert api["max_memory"] == "300MB"
     worker = programs["worker"]
     assert worker["command"] == "python3 worker.py"
@@ -1136,7 +1158,12 @@ def test_pm2_ecosystem_with_dirname(tmp_path: Path) -> None:
     assert web["environment"] == {"NODE_ENV": "production", "PORT": "3000", "INSTANCE_ID": "{instance}"}
     assert web["watch"] == [here]
     assert web["watch_ignore"] == [".*", "*/.*", "node_modules", "node_modules/*", "*/node_modules/*"]
-    assert web["log"] == {"stderr": "separate"}  # log_date_format: false is no timestamps
+    # log_date_format: false is no timestamps; err_file and out are pm2's aliases
+    assert web["log"] == {
+        "stderr": "separate",
+        "file": f"{here}/logs/web.out.log",
+        "stderr_file": f"{here}/logs/web.err.log",
+    }
     api = data["programs"]["api"]
     assert api["command"] == "node ./server.js"
     assert api["environment"]["PORT"] == "8080"  # pm2's port option
@@ -1151,8 +1178,6 @@ def test_pm2_ecosystem_with_dirname(tmp_path: Path) -> None:
     assert queue["log"] == {"stderr": "separate"}
     said = comments(text)
     assert 'instance_var = "INSTANCE_ID": pm2 gave each instance its number in INSTANCE_ID' in said
-    assert f'err_file = "{here}/logs/web.err.log"' in said  # named as the file wrote it
-    assert f'out = "{here}/logs/web.out.log"' in said
     assert "log_date_format = false: no timestamps, as in pm2" in said
     assert "instances = 4 without exec_mode: pm2 ran this node app in cluster mode" in said
     assert "pm2 ran it with bash -c; here with /bin/sh -c" in said
@@ -1172,10 +1197,10 @@ def test_pm2_json5_and_yaml(tmp_path: Path) -> None:
     source.write_text(
         "apps:\n  - name: worker\n    script: worker.py\n    error: /var/log/w.err\n    env:\n      QUEUE: mail\n"
     )
-    text, data = import_to_toml(source)
+    _, data = import_to_toml(source)
     assert data["programs"]["worker"]["command"] == "python3 worker.py"
     assert data["programs"]["worker"]["environment"] == {"QUEUE": "mail"}
-    assert 'error = "/var/log/w.err"' in comments(text)
+    assert data["programs"]["worker"]["log"] == {"stderr": "separate", "stderr_file": "/var/log/w.err"}
     source.write_text("apps:\n  - name: [worker\n    script: x\n")
     result = stoker_cli("import", str(source), cwd=tmp_path)
     assert result.returncode == 2
@@ -1200,7 +1225,7 @@ def test_supervisord_one_file_for_both_streams_stays_one(tmp_path: Path) -> None
         "[program:app]\ncommand=run\nstdout_logfile=/var/log/app.log\nstderr_logfile=/var/log/app.log\n"
     )
     _, data = import_to_toml(conf)
-    assert data["programs"]["app"]["log"] == {"stderr": "merge"}
+    assert data["programs"]["app"]["log"] == {"stderr": "merge", "file": "/var/log/app.log"}
 
 
 def test_js_dirname_and_path() -> None:
@@ -1381,13 +1406,19 @@ def test_supervisord_include_reads_the_whole_tree(tmp_path: Path) -> None:
         == "php /home/forge/app.com/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600"
     )
     celery = programs["celery"]
-    assert celery["log"] == {"stderr": "merge"}  # one file for both streams stays one
+    # one file for both streams stays one
+    assert celery["log"] == {"stderr": "merge", "file": "/var/log/celery/worker.log"}
     assert celery["start_seconds"] == "10s"
     assert celery["directory"] == "/path/to/project"
     django = programs["zulip-django"]
     # HTTP_proxy=%(ENV_HTTP_proxy)s: the daemon's own variable, inherited: not baked in
     assert django["environment"] == {"PYTHONDONTWRITEBYTECODE": "1"}
-    assert django["log"] == {"stderr": "merge", "max_size": "1GB", "keep": 3}
+    assert django["log"] == {
+        "stderr": "merge",
+        "max_size": "1GB",
+        "keep": 3,
+        "file": "/var/log/zulip/django.log",
+    }
     deliver = programs["zulip_deliver_scheduled_emails"]
     assert deliver["command"] == (
         "/home/zulip/deployments/current/manage.py deliver_scheduled_emails --url ${ZULIP_URL}"

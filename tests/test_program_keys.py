@@ -3,10 +3,12 @@ env_file and stop_daemon_on_exit. The config's rules first, then each with a rea
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import Stoker
+from conftest import Stoker, wait_for
 
 from stoker.config import Config, ConfigError, parse_config
 
@@ -61,4 +63,114 @@ def test_a_group_is_selected_as_group_star(stoker: Stoker) -> None:
     assert [row["name"] for row in status] == ["web:0", "worker:0", "worker:1"]
     missing = stoker.cli("stop", "nope:*")
     assert missing.returncode != 0 and "nope:*" in missing.stderr
+    assert stoker.terminate() == 0
+
+
+# log.file / log.stderr_file ---------------------------------------------------------------------
+
+
+def test_log_files_are_checked(tmp_path: Path) -> None:
+    config = parse(
+        tmp_path,
+        '[programs.a]\ncommand = "x"\ninstances = 2\nlog = { file = "logs/a.{instance}.log", '
+        'stderr_file = "/dev/stderr" }\n[programs.b]\ncommand = "y"\nlog = { file = "/dev/stdout" }\n',
+    )
+    a = config.programs["a"].log
+    assert (a.file, a.stderr_file, a.stderr) == (
+        f"{tmp_path}/logs/a.{{instance}}.log",
+        "/dev/stderr",
+        "separate",
+    )
+    assert (config.programs["b"].log.file, config.programs["b"].log.stderr) == ("/dev/stdout", "merge")
+    for text, message in [
+        (
+            'instances = 2\nlog = { file = "a.log" }',
+            'log.file: expected a path with "{instance}" in it, like "logs/web.{instance}.log"',
+        ),
+        (
+            'log = { stderr = "merge", stderr_file = "a.err" }',
+            'log.stderr_file: expected no stderr_file with stderr = "merge"',
+        ),
+        (
+            'log = { file = "a.log", stderr_file = "a.log" }',
+            "log.stderr_file: expected a file no other log writes",
+        ),
+        ('log = { file = "" }', "log.file: expected a non-empty path"),
+        ('log = { file = "logs/" }', "log.file: expected a file path, not a folder"),
+        (
+            'log = { file = "b.log" }\n[programs.b]\ncommand = "y"\nlog = { file = "b.log" }',
+            "(it is a:0 log.file's",
+        ),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            parse(tmp_path, f'[programs.a]\ncommand = "x"\n{text}\n')
+        assert message in str(info.value), str(info.value)
+
+
+LOUD = """\
+import sys
+for i in range(40):
+    print(f"out line {i:03d} " + "x" * 40, flush=True)
+    print(f"err line {i:03d}", file=sys.stderr, flush=True)
+print("done", flush=True)
+import time
+time.sleep(600)
+"""
+
+
+def test_log_file_at_a_chosen_path_is_rotated_without_loss(stoker: Stoker) -> None:
+    (stoker.root / "loud.py").write_text(LOUD)
+    stoker.write(
+        f"""
+        [programs.loud]
+        command = ["{sys.executable}", "loud.py"]
+        log = {{ file = "var/log/loud.log", stderr_file = "var/log/loud.err", max_size = "1KB", keep = 5 }}
+        """
+    )
+    stoker.up()
+    stoker.wait_state("loud:0", "running")
+    out = stoker.root / "var" / "log" / "loud.log"
+    wait_for(lambda: out.exists() and out.read_text().endswith("done\n"), what="loud's last line")
+    # every line is there once, in order, across the current file and its rotations
+    files = [out.with_name(f"loud.log.{n}") for n in range(5, 0, -1)] + [out]
+    lines = "".join(f.read_text() for f in files if f.exists()).splitlines()
+    assert lines == [f"out line {i:03d} " + "x" * 40 for i in range(40)] + ["done"]
+    assert out.with_name("loud.log.1").exists()
+    assert all(f.stat().st_size <= 1024 for f in files if f.exists())
+    err = stoker.root / "var" / "log" / "loud.err"
+    wait_for(lambda: "err line 039" in err.read_text(), what="loud's stderr")
+    assert not (stoker.state_dir / "logs" / "loud.0.log").exists()
+    # `stoker logs` reads the chosen files
+    assert "done" in stoker.cli("logs", "loud").stdout
+    assert "err line 039" in stoker.cli("logs", "loud", "--stderr").stdout
+    assert stoker.terminate() == 0
+
+
+def test_log_to_the_daemons_own_stdout_and_stderr_or_nowhere(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.talk]
+        command = ["sh", "-c", "echo said-on-stdout; echo said-on-stderr >&2; exec sleep 600"]
+        log = { file = "/dev/stdout", stderr_file = "/dev/stderr", timestamps = true }
+        [programs.quiet]
+        command = ["sh", "-c", "echo nobody-reads-this; exec sleep 600"]
+        log = { file = "/dev/null" }
+        """
+    )
+    stoker.up()
+    stoker.wait_state("quiet:0", "running")
+    # the fixture sends the daemon's stdout and stderr to one file: both lines land there
+    wait_for(
+        lambda: "said-on-stdout" in stoker.log_text() and "said-on-stderr" in stoker.log_text(),
+        what="the lines",
+    )
+    assert re.search(
+        r"^\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d said-on-stdout$", stoker.log_text(), re.MULTILINE
+    )
+    assert "nobody-reads-this" not in stoker.log_text()
+    logs = stoker.cli("logs", "talk")
+    assert logs.returncode == 0 and logs.stdout == ""  # nothing to read back from a stream
+    assert not list((stoker.state_dir / "logs").glob("talk.*")) and not list(
+        (stoker.state_dir / "logs").glob("quiet.*")
+    )
     assert stoker.terminate() == 0

@@ -45,12 +45,18 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True):
     ``max_size`` is in bytes (1KB = 1024); ``keep`` rotated files are kept besides the current
     one; ``stderr = "merge"`` interleaves stderr into the stdout log, ``"separate"`` writes a
     second file; ``timestamps`` prefixes each line with the time it was read.
+
+    ``file`` / ``stderr_file``: where those logs are, absolute (``{instance}`` not yet
+    expanded), instead of ``<state_dir>/logs/NAME.N[.err].log``; or one of STREAMS: the
+    daemon's own stdout or stderr, or nowhere (``/dev/null``).
     """
 
     max_size: int = 50 * 1024 * 1024
     keep: int = 10
     stderr: Literal["merge", "separate"] = "merge"
     timestamps: bool = False
+    file: str | None = None
+    stderr_file: str | None = None
 
 
 class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,8 +152,10 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
 class _RawLog(msgspec.Struct, forbid_unknown_fields=True):
     max_size: Size = "50MB"
     keep: int = 10
-    stderr: Literal["merge", "separate"] = "merge"
+    stderr: Literal["merge", "separate"] | None = None  # None: "merge", or "separate" with stderr_file
     timestamps: bool = False
+    file: str | None = None
+    stderr_file: str | None = None
 
 
 class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
@@ -206,6 +214,9 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "stop_signal": 'a signal name like "TERM", "SIGINT", "hup" or a signal number',
     "stop_timeout": DURATION,
     "log": 'a table like { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }',
+    "log.file": 'a path like "/var/log/web.log" ("{instance}" in it with instances > 1), '
+    '"/dev/stdout", "/dev/stderr" or "/dev/null"',
+    "log.stderr_file": 'a path like "/var/log/web.err.log", "/dev/stdout", "/dev/stderr" or "/dev/null"',
     "log.max_size": SIZE,
     "log.keep": "a whole number of rotated files to keep, 0 or more",
     "log.stderr": 'one of "merge", "separate"',
@@ -226,7 +237,7 @@ _PROGRAM_EXPECTED: dict[str, str] = {
 
 _NESTED_PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
     "backoff": ("min", "max"),
-    "log": ("max_size", "keep", "stderr", "timestamps"),
+    "log": ("max_size", "keep", "stderr", "timestamps", "file", "stderr_file"),
 }
 
 
@@ -313,7 +324,7 @@ def build_program(
         max_restarts=_at_least(parsed.max_restarts, 0, where, "max_restarts"),
         stop_signal=_signal(parsed.stop_signal, where),
         stop_timeout=check_duration(parsed.stop_timeout, where, "stop_timeout"),
-        log=_log(parsed.log, where),
+        log=_log(parsed.log, where, directory, parsed.instances),
         cron_restart=_cron_restart(parsed.cron_restart, where, daemon_timezone),
         max_memory=_max_memory(parsed.max_memory, where),
         watch=tuple(_watch_path(path, where, directory) for path in parsed.watch),
@@ -437,7 +448,51 @@ def _signal(value: int | str, where: Where) -> int:
     return int(member)
 
 
-def _log(raw: _RawLog, where: Where) -> LogConfig:
+# log.file values that are not files: the daemon's own stdout and stderr (the container
+# idiom: the runtime collects them), and nowhere (supervisord's NONE).
+STREAMS = ("/dev/stdout", "/dev/stderr", "/dev/null")
+
+
+def _log_path(value: str | None, key: str, where: Where, directory: str, instances: int) -> str | None:
+    if value is None:
+        return None
+    if value.strip() in STREAMS:
+        return value.strip()
+    path = resolve_path(value, where, key, directory)
+    if value.endswith(("/", "/.")) or os.path.isdir(path):
+        raise where.bad(key, "a file path, not a folder", value)
+    if instances > 1 and "{instance}" not in path:
+        raise where.bad(
+            key,
+            'a path with "{instance}" in it, like "logs/web.{instance}.log", as there are several '
+            "instances (each writes and rotates its own file)",
+            value,
+        )
+    return path
+
+
+def check_log_files(programs: Mapping[str, ProgramConfig], top: Where) -> None:
+    """No two logs (of any program, instance or stream) are one file: each is rotated by the
+    one writer that owns it."""
+    owners: dict[str, str] = {}
+    for program in programs.values():
+        for key in ("file", "stderr_file"):
+            path = getattr(program.log, key)
+            if path is None or path in STREAMS:
+                continue
+            for n in range(program.instances):
+                actual = os.path.normpath(path.replace("{instance}", str(n)))
+                other = owners.setdefault(actual, f"{program.name}:{n} log.{key}")
+                if other != f"{program.name}:{n} log.{key}":
+                    raise top.at(f"programs.{program.name}").bad(
+                        f"log.{key}",
+                        f"a file no other log writes (it is {other}'s; "
+                        'for one file of both streams: stderr = "merge")',
+                        path,
+                    )
+
+
+def _log(raw: _RawLog, where: Where, directory: str = ".", instances: int = 1) -> LogConfig:
     try:
         max_size = parse_size(raw.max_size, where="log.max_size")
     except InvalidValue as exc:
@@ -446,4 +501,20 @@ def _log(raw: _RawLog, where: Where) -> LogConfig:
         raise where.bad("log.max_size", "a size greater than zero", raw.max_size)
     if raw.keep < 0:
         raise where.bad("log.keep", _PROGRAM_EXPECTED["log.keep"], raw.keep)
-    return LogConfig(max_size=max_size, keep=raw.keep, stderr=raw.stderr, timestamps=raw.timestamps)
+    file = _log_path(raw.file, "log.file", where, directory, instances)
+    stderr_file = _log_path(raw.stderr_file, "log.stderr_file", where, directory, instances)
+    if stderr_file is not None and raw.stderr == "merge":
+        raise where.bad(
+            "log.stderr_file",
+            'no stderr_file with stderr = "merge" (stderr goes to log.file then)',
+            raw.stderr_file,
+        )
+    stderr = raw.stderr or ("separate" if stderr_file is not None else "merge")
+    return LogConfig(
+        max_size=max_size,
+        keep=raw.keep,
+        stderr=stderr,
+        timestamps=raw.timestamps,
+        file=file,
+        stderr_file=stderr_file,
+    )

@@ -71,6 +71,7 @@ ALIASES = {
 # pm2's watcher ignores dot files and folders and node_modules unless ignore_watch is given
 # (chokidar's ignored: /[\/\\]\.|node_modules/); as watch_ignore patterns (see ignore_watch).
 # What a [schedules.NAME] with an inline command takes of a program's settings.
+STREAMS = ("/dev/stdout", "/dev/stderr", "/dev/null")  # stoker.config.programs.STREAMS
 SCHEDULE_KEYS = frozenset({"command", "directory", "environment", "user", "group", "stop_timeout"})
 DEFAULT_WATCH_IGNORE = [".*", "*/.*", "node_modules", "node_modules/*", "*/node_modules/*"]
 
@@ -206,6 +207,7 @@ class _App:
             self.out.note(renamed)
         self.done: set[str] = {"name", "script"}
         self.cron_job: str | None = None  # set by cron_restart(): a schedule, not a program
+        self.count = 1  # instances
 
     def error(self, key: str | None, problem: str) -> InputError:
         return InputError(self.file, self.where, key, problem)
@@ -250,7 +252,7 @@ class _App:
             if not isinstance(directory, str) or not directory:
                 raise self.error("cwd", f"expected a folder path, got {_compact(directory)}")
             self.out.set("directory", directory)
-        instances = self.instances()
+        instances = self.count = self.instances()
         self.environment(instances)
         self.restarts()
         self.stopping()
@@ -586,9 +588,19 @@ class _App:
         self.out.set("watch_ignore", patterns, "ignore_watch; a folder F is also F/*")
 
     def logs(self) -> None:
-        out, err = self.get("out_file"), self.get("error_file")
+        """out_file / error_file (log_file when neither is set) → log.file / log.stderr_file;
+        a path that is not a string (pm2's defaults, in ~/.pm2/logs) is left to stoker's."""
+        out, err, combined = self.log_path("out_file"), self.log_path("error_file"), self.log_path("log_file")
         merged = out is not None and out == err
+        if out is None and err is None and combined is not None:
+            out, merged = combined, True  # pm2 also wrote both streams to this one file
         log: dict[str, Value] = {"stderr": "merge" if merged else "separate"}
+        if self.get("disable_logs") is True:
+            out = err = "/dev/null"
+        if out is not None:
+            log["file"] = self.per_instance(out)
+        if err is not None and not merged:
+            log["stderr_file"] = self.per_instance(err)
         # time: true, or a log_date_format (a day.js format), prefixed each line with the time;
         # log_date_format: false (or "") is how a file says "no timestamps"
         date_format = self.get("log_date_format")
@@ -600,22 +612,36 @@ class _App:
         )
         name = self.out.name
         places = {
-            "out_file": f"stoker writes <state_dir>/logs/{name}.N.log; read it with `stoker logs {name}`.",
-            "error_file": f"stoker writes <state_dir>/logs/{name}.N.err.log; `stoker logs {name} --stderr`.",
-            "log_file": 'stoker keeps no extra combined file; log.stderr = "merge" interleaves both streams.',
-            "merge_logs": f"each instance writes its own {name}.N.log; `stoker logs {name}` reads them.",
-            "combine_logs": f"each instance writes its own {name}.N.log; `stoker logs {name}` reads them.",
+            "log_file": 'stoker keeps no third, combined file; log.stderr = "merge" interleaves both.',
+            "merge_logs": f"each instance writes its own file; `stoker logs {name}` reads them all.",
             "log_date_format": "stoker's timestamps are ISO 8601 (log.timestamps above)."
             if "timestamps" in log
             else "no timestamps, as in pm2 (log.timestamps is false by default).",
             "log_type": "stoker writes output as it comes, not JSON lines.",
-            "disable_logs": "stoker always keeps a log, rotated by log.max_size and log.keep.",
             "pid_file": "`stoker status --json` shows each instance's pid.",
         }
         for key, text in places.items():
-            if key in self.app and not (key == "error_file" and merged):
+            if key in self.app and not (
+                key == "log_file" and log.get("file") == self.per_instance(combined or "")
+            ):
                 self.done.add(key)
                 self.note(key, text)
+
+    def log_path(self, key: str) -> str | None:
+        value = self.get(key)
+        if value is None or value is False:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"expected a file path, got {_compact(value)}")
+        return value.strip()
+
+    def per_instance(self, path: str) -> str:
+        """With several instances each writes its own file (pm2 added -ID to the name unless
+        merge_logs; stoker's instances each rotate their own file)."""
+        if self.count <= 1 or "{instance}" in path or path in STREAMS:
+            return path
+        root, extension = os.path.splitext(path)
+        return f"{root}-{{instance}}{extension}"
 
     def rest(self) -> None:
         """Every option not converted above, as a note saying what stoker has instead."""

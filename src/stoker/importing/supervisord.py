@@ -28,6 +28,8 @@ from stoker.importing.model import (
 )
 from stoker.signals import parse_signal
 
+STREAMS = ("/dev/stdout", "/dev/stderr", "/dev/null")  # stoker.config.programs.STREAMS
+
 FORMAT = "supervisord"
 INSTANCE = "{instance}"
 
@@ -556,7 +558,8 @@ def _stopping(section: _Section, program: Program) -> None:
 
 
 def _log(section: _Section, program: Program) -> None:
-    """redirect_stderr and stdout_logfile_* → ``log = {…}``; log file paths → notes."""
+    """redirect_stderr, stdout_logfile, stderr_logfile and their _maxbytes, _backups →
+    ``log = {…}``: AUTO is stoker's default place, NONE is nowhere (/dev/null)."""
     redirected = bool(section.boolean("redirect_stderr"))
     # both streams to one file: the lines interleaved in it, as stoker's merge writes them
     out, err = section.raw("stdout_logfile"), section.raw("stderr_logfile")
@@ -571,7 +574,7 @@ def _log(section: _Section, program: Program) -> None:
             raise section.error(
                 "stdout_logfile_maxbytes", f'expected a size like "50MB", got {quoted(maxbytes)}'
             ) from None
-        if size == 0:
+        if size == 0 and (section.raw("stdout_logfile") or "").strip() not in STREAMS:
             program.note(
                 "stdout_logfile_maxbytes=0: supervisord never rotated this log; stoker always "
                 "rotates, so set log.max_size as large as you need."
@@ -589,19 +592,27 @@ def _log(section: _Section, program: Program) -> None:
                     f"stderr_logfile_{suffix}={mine}: stoker rotates a program's two logs alike, "
                     "by the log.max_size and log.keep above."
                 )
-    for stream in ("stdout", "stderr") if not redirected else ("stdout",):
-        key = f"{stream}_logfile"
-        value = section.raw(key)
-        if value is None:
-            continue
+    instances = section.number("numprocs", 1) or 1
+    for stream, key in (("stdout", "file"), ("stderr", "stderr_file")):
+        option = f"{stream}_logfile"
+        value = section.raw(option)
+        if value is None or value.strip().upper() == "AUTO" or (stream == "stderr" and merged):
+            continue  # AUTO: a file supervisord named itself; stoker's default place does as well
         if value.strip().upper() == "NONE":
-            text = "stoker always keeps a log, rotated by log.max_size and log.keep"
-        else:
-            suffix = "log" if stream == "stdout" else "err.log"
-            flag = "" if stream == "stdout" else " --stderr"
-            text = f"stoker writes <state_dir>/logs/{program.name}.N.{suffix}"
-            text += f"; read it with `stoker logs {program.name}{flag}`"
-        program.note(f"{key}={value}: {text}.")
+            log[key] = "/dev/null"
+            continue
+        path = (section.text(option) or "").strip()
+        if path in STREAMS:
+            log[key] = path
+            continue
+        if instances > 1 and INSTANCE not in path:
+            root, extension = os.path.splitext(path)
+            path = f"{root}.{INSTANCE}{extension}"
+            program.note(
+                f"{option}={value}: one file per instance here ({os.path.basename(path)}): each "
+                "instance writes and rotates its own."
+            )
+        log[key] = path
     why = (
         "redirect_stderr=true"
         if redirected
