@@ -117,3 +117,17 @@ def test_check_prints_warnings_and_exits_0(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert "warning" in result.stderr and "defines nothing to run" in result.stderr
+
+
+def test_an_env_file_that_cannot_be_read_is_warned_about(tmp_path: Path) -> None:
+    (tmp_path / "bad.env").write_text("NOT A LINE\n")
+    cfg = config(
+        tmp_path,
+        '[programs.a]\ncommand = "sh"\nenv_file = "missing.env"\n[tasks.t]\ncommand = "sh"\nenv_file = "bad.env"\n',
+    )
+    assert warnings(cfg, {"PATH": "/usr/bin:/bin"}) == [
+        f"[programs.a] env_file: env_file {tmp_path}/missing.env: cannot read it (No such file or directory); "
+        "each start will fail until it can be read",
+        f"[tasks.t] env_file: env_file {tmp_path}/bad.env: line 1: expected KEY=VALUE, got 'NOT A LINE'; "
+        "each start will fail until it can be read",
+    ]

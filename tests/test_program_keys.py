@@ -3,6 +3,7 @@ env_file and stop_daemon_on_exit. The config's rules first, then each with a rea
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import Stoker, wait_for
 
+from stoker import envfile
 from stoker.config import Config, ConfigError, parse_config
 
 
@@ -174,3 +176,131 @@ def test_log_to_the_daemons_own_stdout_and_stderr_or_nowhere(stoker: Stoker) -> 
         (stoker.state_dir / "logs").glob("quiet.*")
     )
     assert stoker.terminate() == 0
+
+
+# env_file -----------------------------------------------------------------------------------------
+
+
+def test_env_file_syntax() -> None:
+    text = (
+        "# a comment\n\nexport APP_ENV=production\nDB_URL = postgres://u:p@db/app?a=1#frag  # trailing\n"
+        'QUOTED="two words \\"and\\" a\\nnewline"\nSINGLE=\'$NOT_EXPANDED \\n\'\nEMPTY=\nURL=http://x/#anchor\n'
+    )
+    assert envfile.parse(text) == {
+        "APP_ENV": "production",
+        "DB_URL": "postgres://u:p@db/app?a=1#frag",
+        "QUOTED": 'two words "and" a\nnewline',
+        "SINGLE": "$NOT_EXPANDED \\n",
+        "EMPTY": "",
+        "URL": "http://x/#anchor",
+    }
+    for bad, message in [
+        ("JUST_A_NAME\n", "x.env: line 1: expected KEY=VALUE, got 'JUST_A_NAME'"),
+        ("A=1\n1A=2\n", "x.env: line 2: expected KEY=VALUE"),
+        ('A="open\n', 'x.env: line 1: A: the value opens a " that does not close on its line'),
+        ("A='x' y\n", "x.env: line 1: A: expected nothing but a comment after the closing '"),
+    ]:
+        with pytest.raises(envfile.EnvFileError) as info:
+            envfile.parse(bad, "x.env")
+        assert str(info.value).startswith(message), str(info.value)
+
+
+def test_env_file_is_read_at_each_start_and_environment_wins(stoker: Stoker) -> None:
+    env = stoker.root / "app.env"
+    env.write_text("GREETING=hello\nNAME=from-file\n")
+    stoker.write(
+        """
+        [programs.hi]
+        command = ["sh", "-c", "echo \\"$GREETING $NAME\\"; exec sleep 600"]
+        env_file = "app.env"
+        environment = { NAME = "from-config" }
+        [tasks.job]
+        command = ["sh", "-c", "echo \\"job $GREETING\\""]
+        env_file = "app.env"
+        """
+    )
+    stoker.up()
+    stoker.wait_state("hi:0", "running")
+    wait_for(lambda: "hello from-config" in stoker.cli("logs", "hi").stdout, what="hi's line")
+    env.write_text("GREETING=bonjour\n")  # a deploy rewrites it: the next start reads it
+    assert stoker.cli("restart", "hi").returncode == 0
+    wait_for(lambda: "bonjour from-config" in stoker.cli("logs", "hi").stdout, what="the new line")
+    job = stoker.json("enqueue", "job", "--wait")
+    assert job["state"] == "succeeded", job
+    wait_for(lambda: stoker.client.job(job["id"]).output == "job bonjour\n", what="the job's output")
+    env.unlink()  # gone: the start fails, saying why
+    stoker.cli("restart", "hi")
+    wait_for(
+        lambda: "env_file" in stoker.log_text() and "cannot read it" in stoker.log_text(), what="the reason"
+    )
+    assert stoker.programs()["hi:0"]["state"] in ("backoff", "starting", "fatal")
+    result = stoker.cli("enqueue", "job", "--wait", "--json")
+    assert result.returncode == 1  # it failed
+    failed = json.loads(result.stdout)
+    assert (
+        failed["state"] == "failed" and "env_file" in failed["error"] and "cannot read it" in failed["error"]
+    )
+    assert stoker.terminate() == 0
+
+
+# stop_daemon_on_exit --------------------------------------------------------------------------------
+
+
+def test_daemon_exit_code() -> None:
+    from stoker.supervise.state import State, daemon_exit_code
+
+    assert daemon_exit_code(State.EXITED, 3, None) == 3
+    assert daemon_exit_code(State.EXITED, 0, None) == 0
+    assert daemon_exit_code(State.EXITED, None, 9) == 137
+    assert daemon_exit_code(State.FATAL, 2, None) == 2
+    assert daemon_exit_code(State.FATAL, None, None) == 1  # never ran: a command not found
+    for state in (State.STOPPED, State.STARTING, State.RUNNING, State.BACKOFF, State.STOPPING):
+        assert daemon_exit_code(state, 3, None) is None
+
+
+def test_a_program_that_ends_stops_the_daemon_with_its_code(stoker: Stoker) -> None:
+    flag = stoker.root / "go"
+    stoker.write(
+        f"""
+        [programs.main]
+        command = ["sh", "-c", "while [ ! -e {flag} ]; do sleep 0.05; done; exit 3"]
+        restart = "never"
+        stop_daemon_on_exit = true
+        [programs.sidecar]
+        command = "sleep 600"
+        """
+    )
+    daemon = stoker.up()
+    stoker.wait_state("sidecar:0", "running")
+    stoker.wait_state("main:0", "running")
+    flag.touch()
+    assert daemon.wait(30) == 3  # the daemon ended, with the program's exit code
+    assert "main:0 ended (exited): stop_daemon_on_exit: stopping the daemon" in stoker.log_text()
+    assert "stopped" in stoker.log_text()
+
+
+def test_a_stop_by_hand_or_a_restart_does_not_stop_the_daemon(stoker: Stoker) -> None:
+    stoker.write(
+        """
+        [programs.main]
+        command = "sleep 600"
+        stop_daemon_on_exit = true
+        [programs.crashy]
+        command = ["sh", "-c", "exit 1"]
+        max_restarts = 2
+        backoff = { min = "10ms", max = "20ms" }
+        stop_daemon_on_exit = true
+        autostart = false
+        """
+    )
+    daemon = stoker.up()
+    stoker.wait_state("main:0", "running")
+    assert stoker.cli("stop", "main").returncode == 0
+    stoker.wait_state("main:0", "stopped")
+    assert stoker.cli("start", "main").returncode == 0
+    stoker.wait_state("main:0", "running")
+    assert daemon.poll() is None
+    # one that crashes is restarted (the daemon stays) until it is given up on (FATAL): then it ends
+    assert stoker.cli("start", "crashy").returncode in (0, 1)
+    assert daemon.wait(30) == 1
+    assert "crashy:0 ended (fatal): stop_daemon_on_exit" in stoker.log_text()

@@ -1,9 +1,10 @@
 """What `stoker check` warns about in a config it accepts: what will likely fail once the daemon
 runs it, but that the config cannot refuse (the machine may yet change before `stoker up`).
 
-Two things, both seen often in imported configs: a command whose executable is not found on
-the PATH the daemon will give it (a virtualenv's gunicorn, a node installed by nvm in a login
-shell), and a config that defines nothing to run. Pure but for `which`, passed in.
+Seen often in imported configs: a command whose executable is not found on the PATH the daemon
+will give it (a virtualenv's gunicorn, a node installed by nvm in a login shell), an env_file
+that cannot be read (yet), and a config that defines nothing to run. Pure but for `which` and
+the env_file reads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 
+from stoker import envfile
 from stoker.config import SCHEDULE_TASK_PREFIX, Config
 from stoker.supervise.environment import DEFAULT_PATH, kept_when_clean
 
@@ -31,24 +33,41 @@ def warnings(config: Config, environ: Mapping[str, str], which: Which = _which) 
             for name, p in config.programs.items()]  # fmt: skip
     for name, task in config.tasks.items():
         if task.command is not None:
-            table = (
-                f"schedules.{name.removeprefix(SCHEDULE_TASK_PREFIX)}"
-                if name.startswith(SCHEDULE_TASK_PREFIX)
-                else f"tasks.{name}"
-            )
             runs.append(
-                (table, task.command, False, task.environment, task.inherit_environment, task.directory)
+                (
+                    _table(name),
+                    task.command,
+                    False,
+                    task.environment,
+                    task.inherit_environment,
+                    task.directory,
+                )
             )
     for table, command, shell, environment, inherit, directory in runs:
         problem = _missing(command, shell, _path(environment, environ, inherit), directory, which)
         if problem:
             said.append(f"[{table}] command: {problem}")
+    files = [(f"programs.{n}", p.env_file) for n, p in config.programs.items()]
+    files += [(_table(n), t.env_file) for n, t in config.tasks.items()]
+    for table, path in files:
+        if path is not None:
+            try:
+                envfile.read(path)
+            except envfile.EnvFileError as e:  # not an error yet: the deploy may write it later
+                said.append(f"[{table}] env_file: {e}; each start will fail until it can be read")
     if not config.programs and not config.tasks and not config.schedules:
         said.append(
             "defines nothing to run: add a [programs.NAME] (kept running), [tasks.NAME] (run as jobs) "
             "or [schedules.NAME] table"
         )
     return said
+
+
+def _table(task: str) -> str:
+    """Where the user wrote a task: [tasks.NAME], or the schedule whose inline command it is."""
+    if task.startswith(SCHEDULE_TASK_PREFIX):
+        return f"schedules.{task.removeprefix(SCHEDULE_TASK_PREFIX)}"
+    return f"tasks.{task}"
 
 
 def _path(environment: Mapping[str, str], environ: Mapping[str, str], inherit: bool) -> str:

@@ -92,6 +92,8 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     directory: str
     environment: dict[str, str] = {}
     inherit_environment: bool = True  # false: a clean environment (stoker.supervise.environment)
+    env_file: str | None = None  # absolute; read as each instance starts (stoker.envfile)
+    stop_daemon_on_exit: bool = False  # its exit for good stops the daemon (the container idiom)
     user: str | None = None
     group: str | None = None
     umask: int | None = None
@@ -165,6 +167,8 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     directory: str = "."
     environment: dict[str, str] = {}
     inherit_environment: bool = True
+    env_file: str | None = None
+    stop_daemon_on_exit: bool = False
     user: str | None = None
     group: str | None = None
     umask: int | str | None = None
@@ -199,6 +203,8 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "directory": "a path string",
     "environment": ENVIRONMENT_EXPECTED,
     "inherit_environment": "true or false (false: a clean environment, not the daemon's)",
+    "env_file": 'a path to a .env file of KEY=VALUE lines, like ".env" (read as each instance starts)',
+    "stop_daemon_on_exit": "true or false (true: when it exits for good, the daemon stops with its code)",
     "user": "a user name string",
     "group": "a group name string",
     "umask": UMASK_EXPECTED,
@@ -312,6 +318,10 @@ def build_program(
         directory=resolve_path(parsed.directory, where, "directory", directory),
         environment=check_environment(parsed.environment, where),
         inherit_environment=parsed.inherit_environment,
+        env_file=None
+        if parsed.env_file is None
+        else resolve_path(parsed.env_file, where, "env_file", directory),
+        stop_daemon_on_exit=parsed.stop_daemon_on_exit,
         user=name_or_none(parsed.user, where, "user"),
         group=name_or_none(parsed.group, where, "group"),
         umask=check_umask(parsed.umask, where),

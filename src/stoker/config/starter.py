@@ -29,6 +29,7 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # directory = "."                  # working directory
 # environment = { APP_ENV = "production", WORKER_ID = "{instance}" }
 # inherit_environment = true       # false: a clean environment (PATH, LANG…), not the daemon's
+# env_file = ".env"                # KEY=VALUE lines, read at each start; environment wins over it
 # user = "www-data"                # drop privileges (when the daemon runs as root): its groups, HOME…
 # group = "www-data"
 # umask = "022"
@@ -55,6 +56,7 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # singleton = true                 # cluster (PostgreSQL): one node runs it at a time; failover
 # nodes = ["web-*"]                # only nodes whose [daemon] node matches run it
 # groups = ["queue"]               # `stoker restart queue:*` acts on every program of the group
+# stop_daemon_on_exit = false      # true: its end (exited, not restarted) stops the daemon (containers)
 
 # A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
 # {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.

@@ -224,8 +224,9 @@ async def _ping_systemd(every: float) -> None:
         await asyncio.sleep(every)
 
 
-async def serve(config: Config, ready: Callable[[], None]) -> None:
-    """Run until asked to stop: programs, API; then stop every program and return."""
+async def serve(config: Config, ready: Callable[[], None]) -> int:
+    """Run until asked to stop: programs, API; then stop every program and return the exit
+    code (0, or that of a `stop_daemon_on_exit` program whose end stopped the daemon)."""
     import uvicorn
 
     from stoker import sdnotify
@@ -238,7 +239,9 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
     from stoker.notify.notifier import Notifier
     from stoker.store import StoreError
     from stoker.supervise import cgroups
+    from stoker.supervise.instance import Instance
     from stoker.supervise.procs import kill_orphans
+    from stoker.supervise.state import daemon_exit_code
     from stoker.supervise.supervisor import Supervisor
 
     loop = asyncio.get_running_loop()
@@ -261,6 +264,18 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             open_files,
         )
     info = DaemonInfo(supervisor=supervisor, started_at=time.time(), request_shutdown=stopping.set)
+    ended: list[int] = []  # the exit code a stop_daemon_on_exit program ended the daemon with
+
+    def stop_daemon_on_exit(inst: Instance) -> None:
+        if not inst.program.stop_daemon_on_exit or stopping.is_set():
+            return
+        code = daemon_exit_code(inst.state, inst.machine.exit_code, inst.machine.exit_signal)
+        if code is not None:
+            log.info("%s ended (%s): stop_daemon_on_exit: stopping the daemon", inst.name, inst.state)
+            ended.append(code)
+            stopping.set()
+
+    supervisor.subscribe(stop_daemon_on_exit)
     token, made = _api_token(config)
     # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
     notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
@@ -544,6 +559,7 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
         await server.shutdown(sockets=sockets)
         socket_path(config).unlink(missing_ok=True)
     log.info("stopped")
+    return ended[0] if ended else 0
 
 
 def _api_token(config: Config) -> tuple[str | None, Path | None]:
@@ -628,13 +644,12 @@ def _run_here(config: Config, state_dir: Path, ready: Callable[[], None]) -> int
     # the same RSS with 100 programs.
     gc.set_threshold(10_000, 10, 10)
     try:
-        asyncio.run(serve(config, ready))
+        return asyncio.run(serve(config, ready))
     except StartupError as e:
         log.error("%s", e)
         raise
     finally:
         lock.remove_pid(state_dir)
-    return 0
 
 
 def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:

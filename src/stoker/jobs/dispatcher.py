@@ -55,6 +55,7 @@ import msgspec
 
 from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
 from stoker.daemon.cluster import SharedStore
+from stoker.envfile import EnvFileError
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.output import output_path
 from stoker.jobs.params import ParamError
@@ -474,7 +475,7 @@ class Dispatcher:
         else:
             try:
                 request = self._request(job, task, output)
-            except ParamError as e:  # the config changed since the job was accepted
+            except (ParamError, EnvFileError) as e:  # the config changed since the job was accepted
                 return _Refused(str(e))
             try:
                 worker = self.pool.acquire(profile_of(task))
@@ -527,7 +528,7 @@ class Dispatcher:
                 output = output_path(self.log_dir, queued.id)
                 try:
                     request = self._request(started(queued, now, self.node), task, output)
-                except ParamError:
+                except (ParamError, EnvFileError):
                     return  # (it fails in a slot of its own, saying why)
                 ready.take()
                 answer = self.pool.send(worker, queued.id, request)

@@ -34,6 +34,7 @@ from typing import Any
 
 import msgspec
 
+from stoker import envfile
 from stoker.config import Config, TaskConfig
 from stoker.jobs.attempt import AttemptResult, GroupStop
 from stoker.jobs.output import MARKER_SLACK, OutputCap, current_output
@@ -461,7 +462,10 @@ def _own_path() -> list[str]:
 
 
 def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_dir: str) -> dict[str, str]:
+    """EnvFileError when the task's env_file cannot be read (read as each attempt begins)."""
     env = dict(base)
+    if task.env_file is not None:
+        env.update(envfile.read(task.env_file))
     env.update(task.environment)
     env["STOKER_TASK"] = task.name
     env["STOKER_JOB_ID"] = str(job.id)
@@ -476,7 +480,7 @@ def attempt_request(
 ) -> dict[str, Any]:
     """What a worker needs to run an attempt of `job` (as `started()` made it): a call, or a
     command (ParamError if the command's parameters no longer fit: the config changed since
-    the job was accepted)."""
+    the job was accepted; EnvFileError, a ValueError too, if its env_file cannot be read)."""
     request: dict[str, Any]
     if task.call is not None:
         request = {"call": task.call, "params": job.params}

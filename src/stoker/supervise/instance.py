@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from stoker import sdnotify
+from stoker import envfile, sdnotify
 from stoker.config import InstanceSpec, ProgramConfig
 from stoker.supervise import cgroups
 from stoker.supervise import state as sm
@@ -316,6 +316,13 @@ class Instance:
             self._spawn_failed(error)
             return
         env = child_base(self._base_env, inherit=self.program.inherit_environment, identity=identity)
+        if self.program.env_file is not None:
+            try:  # read at each start, as systemd's EnvironmentFile=; environment wins over it
+                env.update(envfile.read(self.program.env_file))
+            except envfile.EnvFileError as error:
+                log.error("%s: %s", self.name, error)
+                self.dispatch(sm.SpawnFailed(str(error)))
+                return
         env.update(self.spec.environment)
         env[SUPERVISOR_ENV] = self._state_dir
         for name in sdnotify.ENV_NAMES:
