@@ -1135,6 +1135,7 @@ module.exports = {
       script: path.resolve(__dirname, 'bin/report.js'),
       autorestart: false,
       cron: '0 6 * * *',
+      out_file: 'logs/report.log',
     },
     {
       name: 'queue',
@@ -1182,6 +1183,7 @@ def test_pm2_ecosystem_with_dirname(tmp_path: Path) -> None:
     assert "instances = 4 without exec_mode: pm2 ran this node app in cluster mode" in said
     assert "pm2 ran it with bash -c; here with /bin/sh -c" in said
     assert "`stoker schedule run report` runs it now" in said
+    assert "its output went to logs/report.log; here each run's output is kept with its job" in said
 
 
 def test_pm2_json5_and_yaml(tmp_path: Path) -> None:

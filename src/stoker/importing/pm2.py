@@ -279,6 +279,11 @@ class _App:
         for setting in out.settings:
             if setting.key in SCHEDULE_KEYS:
                 kept.append(setting)
+            elif setting.key == "log" and isinstance(setting.value, dict) and "file" in setting.value:
+                out.note(
+                    f"its output went to {setting.value['file']}; here each run's output is kept with its job"
+                    f" (`stoker schedule history {out.name}`, then `stoker job ID`)."
+                )
             elif setting.key not in ("restart", "max_restarts", "log"):  # a run ends; its output is the job's
                 out.note(
                     f"{setting.key} = {_compact(setting.value)}: a program's setting; not in a schedule."
