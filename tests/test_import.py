@@ -1535,3 +1535,31 @@ def test_pm2_env_option_merges_the_named_environment(tmp_path: Path) -> None:
     result = stoker_cli("import", str(conf), "--env", "production", cwd=tmp_path)
     assert result.returncode == 2
     assert "--env production: only a pm2 ecosystem file has environments" in result.stderr
+
+
+def test_supervisord_container_idiom(tmp_path: Path) -> None:
+    """A Docker image's supervisord.conf: output to the container's stdout/stderr, a program
+    whose output is not kept, and a listener that ends supervisord when a program dies."""
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        "[supervisord]\nnodaemon=true\n\n"
+        "[program:php-fpm]\ncommand=php-fpm -F\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
+        "stderr_logfile=/dev/stderr\nstderr_logfile_maxbytes=0\n\n"
+        "[program:nginx]\ncommand=nginx -g 'daemon off;'\nredirect_stderr=true\nstdout_logfile=/dev/stdout\n"
+        "stdout_logfile_maxbytes=0\n\n"
+        "[program:cron]\ncommand=cron -f\nstdout_logfile=NONE\nstderr_logfile=AUTO\n\n"
+        "[eventlistener:quit_on_failure]\ncommand=/usr/local/bin/stop-supervisor.sh\n"
+        "events=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL\n"
+    )
+    text, data = import_to_toml(conf)
+    programs = data["programs"]
+    assert programs["php-fpm"]["log"] == {
+        "stderr": "separate",
+        "file": "/dev/stdout",
+        "stderr_file": "/dev/stderr",
+    }
+    assert programs["nginx"]["log"] == {"stderr": "merge", "file": "/dev/stdout"}
+    assert programs["cron"]["log"] == {"stderr": "separate", "file": "/dev/null"}  # AUTO: stoker's place
+    said = comments(text)
+    assert "stdout_logfile_maxbytes=0" not in said  # a stream is not rotated: nothing to say
+    assert "set stop_daemon_on_exit = true on that program instead" in said

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from conftest import Stoker, wait_for
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stoker import envfile
 from stoker.config import Config, ConfigError, parse_config
@@ -304,3 +306,29 @@ def test_a_stop_by_hand_or_a_restart_does_not_stop_the_daemon(stoker: Stoker) ->
     assert stoker.cli("start", "crashy").returncode in (0, 1)
     assert daemon.wait(30) == 1
     assert "crashy:0 ended (fatal): stop_daemon_on_exit" in stoker.log_text()
+
+
+def _double_quoted(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return '"' + escaped.replace("\t", "\\t") + '"'
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True),
+        st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+        max_size=8,
+    ),
+    st.sampled_from(["", "export "]),
+    st.sampled_from(["\n", "\r\n"]),
+)
+def test_env_file_double_quoted_values_read_back_exactly(
+    variables: dict[str, str], export: str, end: str
+) -> None:
+    text = end.join(f"{export}{name}={_double_quoted(value)}" for name, value in variables.items()) + end
+    assert envfile.parse(text) == variables
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="#'\" ")))
+def test_env_file_bare_values_read_back_trimmed(value: str) -> None:
+    assert envfile.parse(f"KEY= {value} \n") == {"KEY": value.strip(" \t")}

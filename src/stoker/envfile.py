@@ -25,8 +25,9 @@ class EnvFileError(ValueError):
 def parse(text: str, path: str = ".env") -> dict[str, str]:
     """The variables of `text`, in order; EnvFileError naming `path` and the line otherwise."""
     variables: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
+    # lines end at \n (or \r\n) only: str.splitlines would also split a value at \x0c, \x85…
+    for number, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip(" \t\r")
         if not stripped or stripped.startswith("#"):
             continue
         match = _LINE.fullmatch(stripped)
@@ -51,7 +52,7 @@ def _value(raw: str) -> str:
         if quote == "'":
             return body
         return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body)
-    return re.split(r"[ \t]+#", raw, maxsplit=1)[0].strip()
+    return re.split(r"[ \t]+#", raw, maxsplit=1)[0].strip(" \t")
 
 
 def _closing(raw: str, quote: str) -> int:

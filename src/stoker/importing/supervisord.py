@@ -574,11 +574,12 @@ def _log(section: _Section, program: Program) -> None:
             raise section.error(
                 "stdout_logfile_maxbytes", f'expected a size like "50MB", got {quoted(maxbytes)}'
             ) from None
-        if size == 0 and (section.raw("stdout_logfile") or "").strip() not in STREAMS:
-            program.note(
-                "stdout_logfile_maxbytes=0: supervisord never rotated this log; stoker always "
-                "rotates, so set log.max_size as large as you need."
-            )
+        if size == 0:  # never rotated: as a stream (/dev/stdout) is not, whatever max_size says
+            if (section.raw("stdout_logfile") or "").strip() not in STREAMS:
+                program.note(
+                    "stdout_logfile_maxbytes=0: supervisord never rotated this log; stoker always "
+                    "rotates, so set log.max_size as large as you need."
+                )
         else:
             log["max_size"] = size if maxbytes.strip().isdigit() else maxbytes.strip()
     backups = section.number("stdout_logfile_backups", 0)
@@ -695,11 +696,18 @@ def _other_section(section: _Section, kind: str, name: str, include: Include | N
         return [text + "."]
     if kind == "eventlistener":
         command = options.get("command", "")
-        return [
+        text = (
             f"[eventlistener:{name}] command={command}: stoker has no event listeners (supervisord's "
             "stdin protocol). Its HTTP API streams every state change at GET /api/v1/events "
             "(server-sent events): a program can follow that stream instead."
-        ]
+        )
+        if re.search(r"PROCESS_STATE_(EXITED|FATAL)", options.get("events", "")):
+            # the container idiom: a listener that kills supervisord when the main program ends
+            text += (
+                " If it stopped supervisord when a program ended (the container idiom), set "
+                "stop_daemon_on_exit = true on that program instead."
+            )
+        return [text]
     if kind == "fcgi-program":
         return [
             f"{shown}: stoker does not open a socket for a program; run the FastCGI server as a "
