@@ -65,6 +65,11 @@ def test_a_group_is_selected_as_group_star(stoker: Stoker) -> None:
     assert stoker.programs()["web:0"]["state"] == "stopped"
     status = stoker.json("status", "site:*")
     assert [row["name"] for row in status] == ["web:0", "worker:0", "worker:1"]
+    # --all-nodes filters the rows it is sent: a program's NAME:* works there too
+    assert [row["name"] for row in stoker.json("status", "--all-nodes", "worker:*")] == [
+        "worker:0",
+        "worker:1",
+    ]
     missing = stoker.cli("stop", "nope:*")
     assert missing.returncode != 0 and "nope:*" in missing.stderr
     assert stoker.terminate() == 0
