@@ -574,7 +574,7 @@ def test_check_counts_what_the_user_declared(stoker: Stoker) -> None:
     assert out.stdout == f"{stoker.config}: ok, 0 programs, 1 schedule\n"
     assert stoker.json("check") == {
         "ok": True, "config": str(stoker.config), "programs": 0, "instances": 0, "tasks": 0,
-        "queues": 0, "schedules": 1, "webhooks": 0,
+        "queues": 0, "schedules": 1, "webhooks": 0, "warnings": [],
     }  # fmt: skip
     stoker.write(
         """

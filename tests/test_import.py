@@ -139,7 +139,7 @@ command=/usr/local/bin/crashmail -a -m ops@example.com
 events=PROCESS_STATE_EXITED
 
 [include]
-files = /etc/supervisor/conf.d/*.conf
+files = conf.d/*.conf
 """
 
 # supervisord option → the stoker key it becomes (anything else must be in a comment)
@@ -160,6 +160,8 @@ SUPERVISORD_KEYS = {
     "redirect_stderr": "log",
     "stdout_logfile_maxbytes": "log",
     "stdout_logfile_backups": "log",
+    "stdout_logfile": "log",
+    "stderr_logfile": "log",
 }
 
 
@@ -187,7 +189,14 @@ def test_supervisord_conf_becomes_programs(tmp_path: Path) -> None:
     assert api["max_restarts"] == 10
     assert api["stop_signal"] == "QUIT"
     assert api["umask"] == "022"
-    assert api["log"] == {"stderr": "separate", "max_size": "20MB", "keep": 5}
+    assert api["log"] == {
+        "stderr": "separate",
+        "max_size": "20MB",
+        "keep": 5,
+        # the paths supervisord wrote, one file per instance (each rotates its own)
+        "file": "/var/log/api.out.{instance}.log",
+        "stderr_file": "/var/log/api.err.{instance}.log",
+    }
     worker = programs["laravel-worker"]
     assert worker["command"] == f"php {here}/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600"
     assert worker["instances"] == 8
@@ -195,8 +204,12 @@ def test_supervisord_conf_becomes_programs(tmp_path: Path) -> None:
     assert worker["restart"] == "always"
     assert worker["max_restarts"] == 3  # supervisord's default startretries
     assert worker["stop_timeout"] == "1h"
-    assert worker["log"] == {"stderr": "merge"}
+    assert worker["log"] == {
+        "stderr": "merge",
+        "file": f"{os.environ['HOME']}/app.com/worker.{{instance}}.log",
+    }
     assert "directory" not in worker
+    assert worker["groups"] == api["groups"] == ["web"]  # [group:web] programs=api,laravel-worker
     cron = programs["cron-ish"]
     assert cron["command"] == f'/usr/bin/env sh -c "while sleep 60; do php {here}/artisan schedule:run; done"'
     assert cron["max_restarts"] == 1  # startretries=0: no "0" in stoker (0 = never give up)
@@ -229,11 +242,11 @@ def test_supervisord_options_without_equivalent_are_comments(tmp_path: Path) -> 
         "<state_dir>/stoker.sock",
         "<state_dir>/stoker.pid",
         "GET /api/v1/events",
-        "`stoker start|stop|restart api laravel-worker`",
-        "`stoker import FILE`",
+        "`stoker start|stop|restart web:*`",
+        "[include] conf.d/*.conf: matched no file here.",
         "depends_on",
         "stoker always signals the whole process group",
-        "`stoker logs api --stderr`",
+        "stdout_logfile=/var/log/api.out.log: one file per instance here (api.out.{instance}.log)",
         "LimitNOFILE=",
         "stoker names the instances laravel-worker:0",
         "%(ENV_HOME)s: expanded with the environment of `stoker import`",
@@ -283,7 +296,7 @@ def test_supervisord_conf_imported_and_run(stoker: Stoker) -> None:
             startsecs=1
             stopwaitsecs=5
             redirect_stderr=true
-            stdout_logfile=/var/log/ticker.log
+            stdout_logfile=%(here)s/logs/ticker.log
 
             [program:once]
             command={sys.executable} -c "print('done')"
@@ -308,6 +321,16 @@ def test_supervisord_conf_imported_and_run(stoker: Stoker) -> None:
             lambda i=instance, e=expected: e in stoker.cli("logs", f"ticker:{i}").stdout,
             what=f"ticker:{instance}'s line",
         )
+        # stdout_logfile kept: one file per instance at the path supervisord used
+        assert expected in (root / "logs" / f"ticker.{instance}.log").read_text()
+    # [group:all-of-it] programs=ticker,once: the group selects both, as supervisorctl's all-of-it:*
+    stopped = stoker.cli("stop", "all-of-it:*")
+    assert stopped.returncode == 0, stopped.stderr
+    for instance in (0, 1):
+        stoker.wait_state(f"ticker:{instance}", "stopped")
+    assert stoker.cli("start", "ticker:*").returncode == 0  # a program's own instances
+    stoker.wait_state("ticker:1", "running")
+    assert stoker.cli("stop", "nothing:*").returncode != 0
     assert stoker.terminate() == 0
 
 
@@ -466,13 +489,15 @@ PM2_KEYS = {
     "watch": "watch",
     "ignore_watch": "watch_ignore",
     "time": "log",
+    "out_file": "log",
+    "error_file": "log",
     "user": "user",
 }
 
 
 def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     programs = data["programs"]
-    assert list(programs) == ["api", "worker", "cleanup", "mail_queue"]
+    assert list(programs) == ["api", "worker", "mail_queue"]
     api = programs["api"]
     assert api["command"] == "node --max-old-space-size=512 ./dist/server.js --port 3000"
     assert api["instances"] == cpus  # "max": this machine's CPUs, with a note
@@ -483,7 +508,13 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     }
     assert api["stop_timeout"] == "5s"
     assert api["max_restarts"] == 16  # pm2's default
-    assert api["log"] == {"stderr": "separate", "timestamps": True}
+    assert api["log"] == {
+        "stderr": "separate",
+        "timestamps": True,
+        # out_file and error_file; merge_logs put every instance in one file: here each its own
+        "file": "/var/log/pm2/api.out-{instance}.log",
+        "stderr_file": "/var/log/pm2/api.err-{instance}.log",
+    }
     assert api["max_memory"] == "300MB"
     worker = programs["worker"]
     assert worker["command"] == "python3 worker.py"
@@ -500,12 +531,16 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
     assert "watch" not in worker
     assert '# watch = ["/srv/shop/src", "/srv/shop/config"]' in text.splitlines()
     assert "stoker check says: expected paths that exist" in comments(text)
-    cleanup = programs["cleanup"]
-    assert cleanup["command"] == "bin/cleanup"
-    assert cleanup["restart"] == "never"
-    assert cleanup["backoff"] == {"min": "3s", "max": "1m"}
-    assert cleanup["cron_restart"] == "*/10 * * * * *"
-    assert cleanup["user"] == "deploy"
+    # autorestart: false + cron_restart is pm2's cron job: a schedule, not a program that
+    # would run once and never again
+    assert data["schedules"] == {
+        "cleanup": {
+            "cron": "*/10 * * * * *",
+            "command": "bin/cleanup",
+            "user": "deploy",
+            "overlap": "replace",
+        }
+    }
     mail = programs["mail_queue"]
     assert mail["command"] == "php artisan queue:work --queue=mail"
     assert mail["instances"] == 3
@@ -521,9 +556,13 @@ def check_pm2_output(text: str, data: dict[str, Any], cpus: int) -> None:
 
 def check_pm2_comments(text: str, data: dict[str, Any], apps: list[dict[str, Any]]) -> None:
     said = comments(text)
-    for app, table in zip(apps, data["programs"].values(), strict=True):
+    tables = {**data["programs"], **data.get("schedules", {})}
+    for app in apps:
+        table = tables[app["name"].replace(" ", "_")]
         for option in app:
             mapped = PM2_KEYS.get(option)
+            if option in ("cron_restart", "autorestart") and "cron" in table:  # a schedule
+                continue
             if option == "name" or (mapped is not None and (mapped in table or f"# {mapped} = " in text)):
                 continue
             assert f"{option} = " in said, f"{app['name']}: {option} is neither a setting nor a comment"
@@ -642,8 +681,8 @@ def test_procfile(tmp_path: Path) -> None:
         ),
         (
             "bad.conf",
-            "[program:x]\ncommand=foo %(ENV_STOKER_SURELY_UNSET)s\n",
-            r"\[program:x\] command: %\(ENV_STOKER_SURELY_UNSET\)s: the environment variable STOKER_SURELY_UNSET is not set",
+            "[program:x]\ncommand=foo\ndirectory=%(ENV_STOKER_SURELY_UNSET)s\n",
+            r"\[program:x\] directory: %\(ENV_STOKER_SURELY_UNSET\)s: the environment variable STOKER_SURELY_UNSET is not set",
         ),
         (
             "bad.conf",
@@ -668,8 +707,8 @@ def test_procfile(tmp_path: Path) -> None:
         ("bad.json", '{"servers": []}', r"expected a pm2 ecosystem: \{ apps: \[ \{ name, script, … \} \] \}"),
         (
             "ecosystem.config.js",
-            "const path = require('path');\nmodule.exports = { apps: [{ script: path.join(__dirname, 'a.js') }] };\n",
-            r"line 1: expected plain data, got require\(…\) \(JavaScript to run\); replace it with its value, "
+            "const os = require('os');\nmodule.exports = { apps: [{ script: 'a.js', instances: os.cpus().length }] };\n",
+            r"line 1: expected plain data, got require\('os'\) \(JavaScript to run\); replace it with its value, "
             r"or let node print the file as JSON and import that: node -e .*require\(\"\./ecosystem\.config\.js\"\)",
         ),
         (
@@ -1049,14 +1088,478 @@ def test_js_that_needs_running_is_refused_at_its_line(source: str, line: int, me
 
 def test_convert_is_pure_and_uses_the_machine_given() -> None:
     """%(ENV_X)s, %(host_node_name)s and "max" come from the Machine passed in."""
-    conf = "[program:w]\ncommand=run --home %(ENV_APP_ROOT)s --host %(host_node_name)s\n"
+    conf = "[program:w]\ncommand=run --host %(host_node_name)s\ndirectory=%(ENV_APP_ROOT)s\n"
     data = tomllib.loads(convert(conf, "/etc/supervisor/conf.d/w.conf", machine=MACHINE))
-    assert data["programs"]["w"]["command"] == "run --home /srv/app --host web-1"
+    assert data["programs"]["w"]["command"] == "run --host web-1"
+    assert data["programs"]["w"]["directory"] == "/srv/app"
     pm2 = '{"apps": [{"name": "api", "script": "api.js", "instances": "max"}]}'
     data = tomllib.loads(convert(pm2, "/srv/app/ecosystem.json", machine=MACHINE))
     assert data["programs"]["api"]["instances"] == 4
     pm2 = '{"apps": [{"name": "api", "script": "api.js", "instances": -1}]}'
     data = tomllib.loads(convert(pm2, "/srv/app/ecosystem.json", machine=MACHINE))
     assert data["programs"]["api"]["instances"] == 3
-    with pytest.raises(InputError, match=r"/x/a.conf: \[program:w\] command: %\(ENV_NOPE\)s"):
-        convert("[program:w]\ncommand=%(ENV_NOPE)s\n", "/x/a.conf", machine=MACHINE)
+    with pytest.raises(InputError, match=r"/x/a.conf: \[program:w\] user: %\(ENV_NOPE\)s"):
+        convert("[program:w]\ncommand=run\nuser=%(ENV_NOPE)s\n", "/x/a.conf", machine=MACHINE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Import fidelity (issue 25): the shapes real ecosystem files and supervisor trees have
+# ----------------------------------------------------------------------------------------------
+
+# A Next.js/Express shop's ecosystem.config.js, as people write them: __dirname everywhere,
+# a script that is a command line, pm2's aliases, the cron job idiom.
+ECOSYSTEM_DIRNAME = """\
+const path = require('path');
+
+module.exports = {
+  apps: [
+    {
+      name: 'web',
+      cwd: __dirname,
+      script: 'npm run start',
+      env: { NODE_ENV: 'production', PORT: 3000 },
+      watch: true,
+      log_date_format: false,
+      instance_var: 'INSTANCE_ID',
+      err_file: path.join(__dirname, 'logs', 'web.err.log'),
+      out: `${__dirname}/logs/web.out.log`,
+    },
+    {
+      name: 'api',
+      script: './server.js',
+      instances: 4,
+      port: 8080,
+    },
+    {
+      name: 'report',
+      script: path.resolve(__dirname, 'bin/report.js'),
+      autorestart: false,
+      cron: '0 6 * * *',
+      out_file: 'logs/report.log',
+    },
+    {
+      name: 'queue',
+      script: 'php artisan queue:work >> storage/logs/queue.log 2>&1',
+      time: false,
+    },
+  ],
+};
+"""
+
+
+def test_pm2_ecosystem_with_dirname(tmp_path: Path) -> None:
+    source = tmp_path / "ecosystem.config.js"
+    source.write_text(ECOSYSTEM_DIRNAME)
+    text, data = import_to_toml(source)
+    here = str(tmp_path)
+    web = data["programs"]["web"]
+    assert web["directory"] == here  # cwd: __dirname
+    assert web["command"] == "npm run start"  # split into words, not one quoted word
+    assert "shell" not in web
+    assert web["environment"] == {"NODE_ENV": "production", "PORT": "3000", "INSTANCE_ID": "{instance}"}
+    assert web["watch"] == [here]
+    assert web["watch_ignore"] == [".*", "*/.*", "node_modules", "node_modules/*", "*/node_modules/*"]
+    # log_date_format: false is no timestamps; err_file and out are pm2's aliases
+    assert web["log"] == {
+        "stderr": "separate",
+        "file": f"{here}/logs/web.out.log",
+        "stderr_file": f"{here}/logs/web.err.log",
+    }
+    api = data["programs"]["api"]
+    assert api["command"] == "node ./server.js"
+    assert api["environment"]["PORT"] == "8080"  # pm2's port option
+    assert data["schedules"]["report"] == {
+        "cron": "0 6 * * *",
+        "command": f"node {here}/bin/report.js",
+        "overlap": "replace",
+    }
+    queue = data["programs"]["queue"]
+    assert queue["command"] == "php artisan queue:work >> storage/logs/queue.log 2>&1"
+    assert queue["shell"] is True
+    assert queue["log"] == {"stderr": "separate"}
+    said = comments(text)
+    assert 'instance_var = "INSTANCE_ID": pm2 gave each instance its number in INSTANCE_ID' in said
+    assert "log_date_format = false: no timestamps, as in pm2" in said
+    assert "instances = 4 without exec_mode: pm2 ran this node app in cluster mode" in said
+    assert "pm2 ran it with bash -c; here with /bin/sh -c" in said
+    assert "`stoker schedule run report` runs it now" in said
+    assert "its output went to logs/report.log; here each run's output is kept with its job" in said
+
+
+def test_pm2_json5_and_yaml(tmp_path: Path) -> None:
+    source = tmp_path / "ecosystem.json"
+    source.write_text(
+        "// pm2 reads .json with json5\n{\n  apps: [{ name: 'web', script: 'web.js', /* fork */ "
+        "exec_mode: 'fork', instances: 2, },],\n}\n"
+    )
+    _, data = import_to_toml(source)
+    assert data["programs"]["web"]["command"] == "node web.js"
+    assert data["programs"]["web"]["instances"] == 2
+    source = tmp_path / "ecosystem.config.yml"
+    source.write_text(
+        "apps:\n  - name: worker\n    script: worker.py\n    error: /var/log/w.err\n    env:\n      QUEUE: mail\n"
+    )
+    _, data = import_to_toml(source)
+    assert data["programs"]["worker"]["command"] == "python3 worker.py"
+    assert data["programs"]["worker"]["environment"] == {"QUEUE": "mail"}
+    assert data["programs"]["worker"]["log"] == {"stderr": "separate", "stderr_file": "/var/log/w.err"}
+    source.write_text("apps:\n  - name: [worker\n    script: x\n")
+    result = stoker_cli("import", str(source), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{source}: line 3: invalid YAML: expected" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[group:web]\nprograms=api,worker\n",
+        "[fcgi-program:php]\nsocket=unix:///run/php.sock\ncommand=php-cgi\n",
+        "; only listeners here\n[eventlistener:crashmail]\ncommand=crashmail\n",
+    ],
+)
+def test_a_file_of_only_other_supervisord_sections_is_supervisord(text: str) -> None:
+    assert detect_format("/etc/supervisor/conf.d/web", text) == "supervisord"
+
+
+def test_supervisord_one_file_for_both_streams_stays_one(tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text(
+        "[program:app]\ncommand=run\nstdout_logfile=/var/log/app.log\nstderr_logfile=/var/log/app.log\n"
+    )
+    _, data = import_to_toml(conf)
+    assert data["programs"]["app"]["log"] == {"stderr": "merge", "file": "/var/log/app.log"}
+
+
+def test_js_dirname_and_path() -> None:
+    source = """
+    const path = require("node:path")
+    module.exports = {
+      a: __dirname, b: __filename, c: path.join(__dirname, "..", "x", "./y/"),
+      d: path.resolve("logs"), e: path.resolve(__dirname, "/abs", "z"), f: `${__dirname}/tpl`,
+      g: require('path').join('rel', 'p'),
+    }
+    """
+    assert js.exported(source, "/srv/app/ecosystem.config.js") == {
+        "a": "/srv/app",
+        "b": "/srv/app/ecosystem.config.js",
+        "c": "/srv/x/y",
+        "d": "/srv/app/logs",
+        "e": "/abs/z",
+        "f": "/srv/app/tpl",
+        "g": "rel/p",
+    }
+    with pytest.raises(js.JSError, match=r"expected plain data, got path.relative"):
+        js.exported("const path = require('path')\nmodule.exports = path.relative('a', 'b')", "/x/e.js")
+    with pytest.raises(js.JSError, match=r"expected strings in path.join"):
+        js.exported("const path = require('path')\nmodule.exports = path.join('a', 1)", "/x/e.js")
+
+
+def test_js_json5_data() -> None:
+    assert js.data("// c\n{a: 'x', \"b\": [1, 2,], c: +1, d: .5, e: Infinity,}") == {
+        "a": "x",
+        "b": [1, 2],
+        "c": 1,
+        "d": 0.5,
+        "e": float("inf"),
+    }
+    with pytest.raises(js.JSError, match="expected the end of the file, got '}'"):
+        js.data("{a: 1}}")
+
+
+# Laravel's documented queue worker (laravel.com/docs/queues#supervisor-configuration)
+LARAVEL_WORKER = """\
+[program:laravel-worker]
+process_name=%(program_name)s_%(process_num)02d
+command=php /home/forge/app.com/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600
+autostart=true
+autorestart=true
+stopasgroup=true
+killasgroup=true
+user=forge
+numprocs=8
+redirect_stderr=true
+stdout_logfile=/home/forge/app.com/worker.log
+stopwaitsecs=3600
+"""
+
+# celery's extra/supervisord/celeryd.conf and celerybeat.conf, as shipped
+CELERY = """\
+; ==================================
+;  celery worker supervisor example
+; ==================================
+
+[program:celery]
+; Set full path to celery program if using virtualenv
+command=celery -A proj worker --loglevel=INFO
+; Alternatively,
+;command=celery --app=your_app.celery:app worker --loglevel=INFO -n worker.%%h
+directory=/path/to/project
+user=nobody
+numprocs=1
+stdout_logfile=/var/log/celery/worker.log
+stderr_logfile=/var/log/celery/worker.log
+autostart=true
+autorestart=true
+startsecs=10
+
+; Need to wait for currently executing tasks to finish at shutdown.
+; Increase this if you have very long running tasks.
+stopwaitsecs = 600
+
+; Causes supervisor to send the termination signal (SIGTERM) to the whole process group.
+stopasgroup=true
+
+; Set Celery priority higher than default (999)
+; so, if rabbitmq is supervised, it will start first.
+priority=1000
+
+[program:celerybeat]
+command=celery -A proj beat --schedule /var/lib/celery/beat.db --loglevel=INFO
+directory=/path/to/project
+user=nobody
+numprocs=1
+stdout_logfile=/var/log/celery/beat.log
+stderr_logfile=/var/log/celery/beat.log
+autostart=true
+autorestart=true
+startsecs=10
+stopasgroup=true
+priority=999
+"""
+
+# zulip's shape: groups of workers, a proxy read from supervisord's environment
+ZULIP = """\
+[program:zulip-django]
+command=nice -n5 /home/zulip/deployments/current/manage.py runfastcgi
+environment=HTTP_proxy="%(ENV_HTTP_proxy)s",HTTPS_proxy="%(ENV_HTTPS_proxy)s",PYTHONDONTWRITEBYTECODE=1
+priority=100
+autostart=true
+autorestart=true
+stopsignal=TERM
+stopwaitsecs=30
+user=zulip
+redirect_stderr=true
+stdout_logfile=/var/log/zulip/django.log
+stdout_logfile_maxbytes=1GB
+stdout_logfile_backups=3
+directory=/home/zulip/deployments/current/
+
+[program:zulip_deliver_scheduled_emails]
+command=/home/zulip/deployments/current/manage.py deliver_scheduled_emails --url %(ENV_ZULIP_URL)s
+user=zulip
+stdout_logfile=/var/log/zulip/deliver_scheduled_emails.log
+stderr_logfile=/var/log/zulip/deliver_scheduled_emails.log
+directory=/home/zulip/deployments/current/
+
+[group:zulip-workers]
+programs=zulip_deliver_scheduled_emails
+"""
+
+SUPERVISOR_MAIN = """\
+; /etc/supervisor/supervisord.conf as Debian ships it
+[unix_http_server]
+file=/var/run/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile=/var/log/supervisor/supervisord.log
+pidfile=/var/run/supervisord.pid
+childlogdir=/var/log/supervisor
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix:///var/run/supervisor.sock
+
+[include]
+files = conf.d/*.conf extra/*.ini
+"""
+
+
+def test_supervisord_include_reads_the_whole_tree(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text(SUPERVISOR_MAIN)
+    (tmp_path / "conf.d" / "laravel-worker.conf").write_text(LARAVEL_WORKER)
+    (tmp_path / "conf.d" / "celery.conf").write_text(CELERY)
+    (tmp_path / "conf.d" / "zulip.conf").write_text(ZULIP)
+    (tmp_path / "conf.d" / "ignored.conf.disabled").write_text("[program:no]\ncommand=no\n")
+    env = {"HTTP_proxy": "http://proxy:3128", "HTTPS_proxy": "http://proxy:3128", "ZULIP_URL": "https://chat"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        text, data = import_to_toml(tmp_path / "main.conf")
+    programs = data["programs"]
+    # priority order, then file order within a priority; celery.conf, laravel-worker.conf and
+    # zulip.conf sorted as supervisord globs them
+    assert list(programs) == [
+        "zulip-django",
+        "celerybeat",
+        "laravel-worker",
+        "zulip_deliver_scheduled_emails",
+        "celery",
+    ]
+    worker = programs["laravel-worker"]
+    assert worker["instances"] == 8
+    assert worker["user"] == "forge"
+    assert worker["stop_timeout"] == "1h"
+    assert (
+        worker["command"]
+        == "php /home/forge/app.com/artisan queue:work sqs --sleep=3 --tries=3 --max-time=3600"
+    )
+    celery = programs["celery"]
+    # one file for both streams stays one
+    assert celery["log"] == {"stderr": "merge", "file": "/var/log/celery/worker.log"}
+    assert celery["start_seconds"] == "10s"
+    assert celery["directory"] == "/path/to/project"
+    django = programs["zulip-django"]
+    # HTTP_proxy=%(ENV_HTTP_proxy)s: the daemon's own variable, inherited: not baked in
+    assert django["environment"] == {"PYTHONDONTWRITEBYTECODE": "1"}
+    assert django["log"] == {
+        "stderr": "merge",
+        "max_size": "1GB",
+        "keep": 3,
+        "file": "/var/log/zulip/django.log",
+    }
+    deliver = programs["zulip_deliver_scheduled_emails"]
+    assert deliver["command"] == (
+        "/home/zulip/deployments/current/manage.py deliver_scheduled_emails --url ${ZULIP_URL}"
+    )
+    assert deliver["shell"] is True
+    said = comments(text)
+    assert (
+        "[include] conf.d/*.conf: read conf.d/celery.conf, conf.d/laravel-worker.conf, conf.d/zulip.conf."
+        in said
+    )
+    assert "[include] extra/*.ini: matched no file here." in said
+    assert "from [program:celery] in conf.d/celery.conf" in said
+    assert "HTTP_proxy=%(ENV_HTTP_proxy)s, HTTPS_proxy=%(ENV_HTTPS_proxy)s: left out" in said
+    assert "http://proxy" not in text and "https://chat" not in text
+
+
+def test_supervisord_include_errors_name_the_included_file(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "main.conf").write_text("[include]\nfiles=conf.d/*.conf\n")
+    (tmp_path / "conf.d" / "bad.conf").write_text("[program:x]\ncommand=run\nnumprocs=many\n")
+    result = stoker_cli("import", "main.conf", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f'stoker: {tmp_path}/conf.d/bad.conf: [program:x] numprocs: expected a whole number, got "many"\n'
+    )
+    (tmp_path / "main.conf").write_text("[include]\nfiles=\n")
+    result = stoker_cli("import", "main.conf", cwd=tmp_path)
+    assert "[include] files: expected one or more file patterns" in result.stderr
+
+
+def test_supervisord_include_tree_imported_and_run(stoker: Stoker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """%(here)s of an included file is its own folder; %(ENV_X)s in a command is read from
+    the daemon's environment when the program starts, not from the importing shell's."""
+    root = stoker.root
+    (root / "conf.d").mkdir()
+    (root / "conf.d" / "say.py").write_text(
+        "import os, sys, time\nprint('said', sys.argv[1], os.environ['MOOD'], flush=True)\ntime.sleep(600)\n"
+    )
+    (root / "supervisord.conf").write_text("[supervisord]\n\n[include]\nfiles = conf.d/*.conf\n")
+    (root / "conf.d" / "say.conf").write_text(
+        f"[program:say]\ncommand={sys.executable} %(here)s/say.py %(ENV_STOKER_TEST_WORD)s\n"
+        "environment=MOOD=%(ENV_MOOD)s\nautorestart=true\n"
+    )
+    monkeypatch.setenv("STOKER_TEST_WORD", "at-import")
+    monkeypatch.setenv("MOOD", "grumpy")
+    result = stoker_cli("import", str(root / "supervisord.conf"), cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "at-import" not in result.stdout and "grumpy" not in result.stdout
+    stoker.config.write_text(result.stdout)
+    monkeypatch.setenv("STOKER_TEST_WORD", "at-start")
+    monkeypatch.setenv("MOOD", "cheerful")
+    stoker.up()
+    stoker.wait_state("say:0", "running")
+    wait_for(lambda: "said at-start cheerful" in stoker.cli("logs", "say").stdout, what="say's line")
+    assert stoker.terminate() == 0
+
+
+def test_pm2_ecosystem_with_dirname_imported_and_run(stoker: Stoker) -> None:
+    """cwd: __dirname and a script that is a command line run as pm2 ran them."""
+    root = stoker.root
+    (root / "app").mkdir()
+    (root / "app" / "tick.py").write_text(
+        "import os, sys, time\nprint('tick', sys.argv[1:], os.getcwd(), os.environ['INSTANCE_ID'], flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    source = root / "app" / "ecosystem.config.js"
+    source.write_text(
+        "const path = require('path');\nmodule.exports = { apps: [\n"
+        f"  {{ name: 'web', cwd: __dirname, script: '{sys.executable} tick.py --name \"a b\"', instance_var: 'INSTANCE_ID' }},\n"
+        f"  {{ name: 'shell', cwd: path.join(__dirname, '..'), script: 'echo $((6 * 7)) > answer.txt', autorestart: false }},\n"
+        "] };\n"
+    )
+    result = stoker_cli("import", str(source), cwd=root)
+    assert result.returncode == 0, result.stderr
+    stoker.config.write_text(result.stdout)
+    stoker.up()
+    stoker.wait_state("web:0", "running")
+    wait_for(
+        lambda: f"tick ['--name', 'a b'] {root / 'app'} 0" in stoker.cli("logs", "web").stdout,
+        what="web's line",
+    )
+    stoker.wait_state("shell:0", "exited", exit_code=0)
+    assert (root / "answer.txt").read_text() == "42\n"
+    assert stoker.terminate() == 0
+
+
+def test_pm2_env_option_merges_the_named_environment(tmp_path: Path) -> None:
+    source = tmp_path / "ecosystem.config.json"
+    source.write_text(ECOSYSTEM_JSON)
+    text, data = import_to_toml(source, "--env", "production")
+    assert data["programs"]["api"]["environment"] == {
+        "NODE_ENV": "production",
+        "LOG_LEVEL": "info",
+        "API_URL": "https://api.example.com",
+        "NODE_APP_INSTANCE": "{instance}",
+    }
+    assert data["programs"]["worker"]["environment"] == {
+        "QUEUE": "default",
+        "CONCURRENCY": "4",
+        "DEBUG": "false",
+    }
+    said = comments(text)
+    assert "--env production: each app's env_production is merged into its env" in said
+    assert "`pm2 start --env production` added these" not in said
+    result = stoker_cli("import", str(source), "--env", "staging", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"stoker: {source}: --env staging: no app has env_staging (found: env_production)\n",
+    )
+    conf = tmp_path / "app.conf"
+    conf.write_text("[program:a]\ncommand=run\n")
+    result = stoker_cli("import", str(conf), "--env", "production", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--env production: only a pm2 ecosystem file has environments" in result.stderr
+
+
+def test_supervisord_container_idiom(tmp_path: Path) -> None:
+    """A Docker image's supervisord.conf: output to the container's stdout/stderr, a program
+    whose output is not kept, and a listener that ends supervisord when a program dies."""
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        "[supervisord]\nnodaemon=true\n\n"
+        "[program:php-fpm]\ncommand=php-fpm -F\nstdout_logfile=/dev/stdout\nstdout_logfile_maxbytes=0\n"
+        "stderr_logfile=/dev/stderr\nstderr_logfile_maxbytes=0\n\n"
+        "[program:nginx]\ncommand=nginx -g 'daemon off;'\nredirect_stderr=true\nstdout_logfile=/dev/stdout\n"
+        "stdout_logfile_maxbytes=0\n\n"
+        "[program:cron]\ncommand=cron -f\nstdout_logfile=NONE\nstderr_logfile=AUTO\n\n"
+        "[eventlistener:quit_on_failure]\ncommand=/usr/local/bin/stop-supervisor.sh\n"
+        "events=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL\n"
+    )
+    text, data = import_to_toml(conf)
+    programs = data["programs"]
+    assert programs["php-fpm"]["log"] == {
+        "stderr": "separate",
+        "file": "/dev/stdout",
+        "stderr_file": "/dev/stderr",
+    }
+    assert programs["nginx"]["log"] == {"stderr": "merge", "file": "/dev/stdout"}
+    assert programs["cron"]["log"] == {"stderr": "separate", "file": "/dev/null"}  # AUTO: stoker's place
+    said = comments(text)
+    assert "stdout_logfile_maxbytes=0" not in said  # a stream is not rotated: nothing to say
+    assert "set stop_daemon_on_exit = true on that program instead" in said

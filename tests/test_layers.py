@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stoker.about",
             "stoker.backoff",
             "stoker.durations",
+            "stoker.envfile",
             "stoker.events",
             "stoker.jobstates",
             "stoker.locate",
@@ -57,7 +58,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("notify", {"stoker.notify"}),
     ("api", {"stoker.api"}),
     ("daemon", {"stoker.daemon"}),
-    ("cli", {"stoker.cli", "stoker.__main__", ROOT}),
+    ("cli", {"stoker.cli", "stoker.advice", "stoker.__main__", ROOT}),
 ]
 
 

@@ -142,7 +142,9 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
             if sink is not None:
                 sinks.append((inst.name, sink))
         prefix = len(sinks) > 1
-        text = b"".join(_prefixed(name, tail(s.path, lines), prefix) for name, s in sinks)
+        text = b"".join(  # a stream (log.file = "/dev/stdout") has nothing to read back
+            _prefixed(name, tail(s.path, lines), prefix) for name, s in sinks if s.readable
+        )
         if q.get("follow") not in ("1", "true", "yes"):
             return Response(text, media_type="text/plain; charset=utf-8")
         return StreamingResponse(_follow(text, sinks, prefix), media_type="text/event-stream")

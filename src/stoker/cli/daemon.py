@@ -46,9 +46,14 @@ def check(ctx: Context, args: argparse.Namespace) -> None:
         "schedules": len(config.schedules),
         "webhooks": len(config.notify),
     }
+    from stoker.advice import warnings
+
+    advice = warnings(config, os.environ)
     if args.as_json:
-        print_json({"ok": True, "config": config.path, **counts})
+        print_json({"ok": True, "config": config.path, **counts, "warnings": advice})
         return
+    for line in advice:  # exit 0 all the same: the config is valid, the machine may change
+        print(f"stoker: warning: {config.path}: {line}", file=sys.stderr)
     said = [_count(counts["programs"], "program")]
     if instances != counts["programs"]:
         said[0] += f" ({_count(instances, 'instance')})"
@@ -69,7 +74,7 @@ def import_command(ctx: Context, args: argparse.Namespace) -> None:
 
     path = os.path.abspath(args.file)
     try:
-        text = convert(read(path), path, format=args.format)
+        text = convert(read(path), path, format=args.format, env=args.env)
     except InputError as e:
         fail(str(e), EXIT_USAGE)
     sys.stdout.write(text)

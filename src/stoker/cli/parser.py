@@ -63,6 +63,11 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
                 metavar="FORMAT",
                 help="supervisord, pm2 or procfile (default: told by the file's name or contents).",
             ),
+            _arg(
+                "--env",
+                metavar="NAME",
+                help="pm2: merge each app's env_NAME into its env, as `pm2 start --env NAME` does.",
+            ),
         ],
     ),
     "systemd": (

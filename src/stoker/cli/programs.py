@@ -27,10 +27,12 @@ def selected(rows: list[dict[str, Any]], names: Sequence[str]) -> list[dict[str,
     selects none."""
     if not names or "all" in names:
         return rows
+    # NAME:* is a program's instances here (a group's programs are known to the daemon only)
+    wanted = {name.removesuffix(":*") for name in names}
     for name in names:
-        if not any(name in (r["name"], r["program"]) for r in rows):
+        if not any(name.removesuffix(":*") in (r["name"], r["program"]) for r in rows):
             fail(f"no program or instance named {name!r} on any node", EXIT_USAGE)
-    return [r for r in rows if r["name"] in names or r["program"] in names]
+    return [r for r in rows if r["name"] in wanted or r["program"] in wanted]
 
 
 def status(ctx: Context, args: argparse.Namespace) -> None:

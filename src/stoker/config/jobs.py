@@ -62,6 +62,7 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
     directory: str
     environment: dict[str, str] = {}
     inherit_environment: bool = True  # false: a clean environment (stoker.supervise.environment)
+    env_file: str | None = None  # absolute; read as each attempt begins (stoker.envfile)
     user: str | None = None
     group: str | None = None
     umask: int | None = None
@@ -119,6 +120,7 @@ class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
     directory: str = "."
     environment: dict[str, str] = {}
     inherit_environment: bool = True
+    env_file: str | None = None
     user: str | None = None
     group: str | None = None
     umask: int | str | None = None
@@ -145,6 +147,7 @@ TASK_EXPECTED: dict[str, str] = {
     "directory": "a path string",
     "environment": ENVIRONMENT_EXPECTED,
     "inherit_environment": "true or false (false: a clean environment, not the daemon's)",
+    "env_file": 'a path to a .env file of KEY=VALUE lines, like ".env" (read as each attempt begins)',
     "user": "a user name string",
     "group": "a group name string",
     "umask": UMASK_EXPECTED,
@@ -205,6 +208,9 @@ def build_task(name: str, raw: dict[str, Any], where: Where, directory: str) -> 
         directory=resolve_path(parsed.directory, where, "directory", directory),
         environment=environment,
         inherit_environment=parsed.inherit_environment,
+        env_file=None
+        if parsed.env_file is None
+        else resolve_path(parsed.env_file, where, "env_file", directory),
         user=name_or_none(parsed.user, where, "user"),
         group=name_or_none(parsed.group, where, "group"),
         umask=check_umask(parsed.umask, where),

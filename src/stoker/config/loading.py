@@ -19,7 +19,7 @@ from stoker.config.daemon import DaemonConfig, build_daemon
 from stoker.config.errors import ConfigError, Where, show
 from stoker.config.jobs import QueueConfig, TaskConfig, build_queue, build_task
 from stoker.config.notify import NotifyConfig, build_notify
-from stoker.config.programs import ProgramConfig, build_program, check_dependencies
+from stoker.config.programs import ProgramConfig, build_program, check_dependencies, check_log_files
 from stoker.config.schedules import ScheduleConfig, build_schedule
 from stoker.config.values import NAME_PATTERN
 
@@ -144,6 +144,7 @@ def _build_config(data: dict[str, Any], file: str, directory: str) -> Config:
             name, raw, top.at(f"schedules.{name}"), directory, daemon, tasks, queues
         )
     check_dependencies(programs, top)
+    check_log_files(programs, top)
     for task in tasks.values():  # a queue no table declares runs with the defaults
         queues.setdefault(task.queue, QueueConfig(name=task.queue))
     notify: dict[str, NotifyConfig] = {}

@@ -19,6 +19,7 @@ from stoker.config.errors import Where, check_keys, convert
 from stoker.config.values import (
     DURATION,
     ENVIRONMENT_EXPECTED,
+    NAME_PATTERN,
     SIZE,
     UMASK_EXPECTED,
     Backoff,
@@ -45,12 +46,18 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True):
     ``max_size`` is in bytes (1KB = 1024); ``keep`` rotated files are kept besides the current
     one; ``stderr = "merge"`` interleaves stderr into the stdout log, ``"separate"`` writes a
     second file; ``timestamps`` prefixes each line with the time it was read.
+
+    ``file`` / ``stderr_file``: where those logs are, absolute (``{instance}`` not yet
+    expanded), instead of ``<state_dir>/logs/NAME.N[.err].log``; or one of STREAMS: the
+    daemon's own stdout or stderr, or nowhere (``/dev/null``).
     """
 
     max_size: int = 50 * 1024 * 1024
     keep: int = 10
     stderr: Literal["merge", "separate"] = "merge"
     timestamps: bool = False
+    file: str | None = None
+    stderr_file: str | None = None
 
 
 class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +93,8 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     directory: str
     environment: dict[str, str] = {}
     inherit_environment: bool = True  # false: a clean environment (stoker.supervise.environment)
+    env_file: str | None = None  # absolute; read as each instance starts (stoker.envfile)
+    stop_daemon_on_exit: bool = False  # its exit for good stops the daemon (the container idiom)
     user: str | None = None
     group: str | None = None
     umask: int | None = None
@@ -112,6 +121,7 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     watchdog: float | None = None  # seconds between sd_notify WATCHDOG=1 pings, at most
     singleton: bool = False  # cluster: run on one node at a time, the holder of its lease
     nodes: tuple[str, ...] = ()  # fnmatch globs of the node names that may run it; () = every node
+    groups: tuple[str, ...] = ()  # names that select it with others: GROUP:* (supervisord's [group:x])
 
     def limits(self) -> Limits:
         """What the kernel holds each instance to (its cgroup's memory, CPU and task limits)."""
@@ -152,8 +162,10 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
 class _RawLog(msgspec.Struct, forbid_unknown_fields=True):
     max_size: Size = "50MB"
     keep: int = 10
-    stderr: Literal["merge", "separate"] = "merge"
+    stderr: Literal["merge", "separate"] | None = None  # None: "merge", or "separate" with stderr_file
     timestamps: bool = False
+    file: str | None = None
+    stderr_file: str | None = None
 
 
 class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
@@ -163,6 +175,8 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     directory: str = "."
     environment: dict[str, str] = {}
     inherit_environment: bool = True
+    env_file: str | None = None
+    stop_daemon_on_exit: bool = False
     user: str | None = None
     group: str | None = None
     umask: int | str | None = None
@@ -189,6 +203,7 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     watchdog: Duration | None = None
     singleton: bool = False
     nodes: list[str] | None = None
+    groups: list[str] = []
 
 
 # What each key accepts, in words; used for type errors reported by msgspec.
@@ -199,6 +214,8 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "directory": "a path string",
     "environment": ENVIRONMENT_EXPECTED,
     "inherit_environment": "true or false (false: a clean environment, not the daemon's)",
+    "env_file": 'a path to a .env file of KEY=VALUE lines, like ".env" (read as each instance starts)',
+    "stop_daemon_on_exit": "true or false (true: when it exits for good, the daemon stops with its code)",
     "user": "a user name string",
     "group": "a group name string",
     "umask": UMASK_EXPECTED,
@@ -214,6 +231,9 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "stop_signal": 'a signal name like "TERM", "SIGINT", "hup" or a signal number',
     "stop_timeout": DURATION,
     "log": 'a table like { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }',
+    "log.file": 'a path like "/var/log/web.log" ("{instance}" in it with instances > 1), '
+    '"/dev/stdout", "/dev/stderr" or "/dev/null"',
+    "log.stderr_file": 'a path like "/var/log/web.err.log", "/dev/stdout", "/dev/stderr" or "/dev/null"',
     "log.max_size": SIZE,
     "log.keep": "a whole number of rotated files to keep, 0 or more",
     "log.stderr": 'one of "merge", "separate"',
@@ -231,17 +251,19 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "watchdog": DURATION + ' (the longest silence between WATCHDOG=1 pings, like "30s")',
     "singleton": "true or false (true: one node of the cluster runs it at a time)",
     "nodes": 'a non-empty array of node names or glob patterns, like ["web-*", "worker-1"]',
+    "groups": 'an array of group names, like ["web"] (the CLI and API select them together as "web:*")',
 }
 
 
 _NESTED_PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
     "backoff": ("min", "max"),
-    "log": ("max_size", "keep", "stderr", "timestamps"),
+    "log": ("max_size", "keep", "stderr", "timestamps", "file", "stderr_file"),
 }
 
 
 def check_dependencies(programs: Mapping[str, ProgramConfig], top: Where) -> None:
-    """Every `depends_on` names another program of this file, and they form no cycle."""
+    """Every `depends_on` names another program of this file, and they form no cycle; no
+    group has a program's name (``NAME:*`` would select both)."""
     for program in programs.values():
         where = top.at(f"programs.{program.name}")
         for other in program.depends_on:
@@ -252,6 +274,10 @@ def check_dependencies(programs: Mapping[str, ProgramConfig], top: Where) -> Non
                 hint = f' (did you mean "{close[0]}"?)' if close else ""
                 said = f'no program "{other}" in this file{hint}'
                 raise where.error("depends_on", said, "names of [programs.NAME] tables")
+        for group in program.groups:
+            if group in programs:
+                said = f'"{group}" is the name of a program: "{group}:*" would select both'
+                raise where.error("groups", said, "a group name no program has")
     cycle = find_cycle({name: program.depends_on for name, program in programs.items()})
     if cycle:
         raise top.at(f"programs.{cycle[0]}").error(
@@ -306,6 +332,10 @@ def build_program(
         directory=resolve_path(parsed.directory, where, "directory", directory),
         environment=check_environment(parsed.environment, where),
         inherit_environment=parsed.inherit_environment,
+        env_file=None
+        if parsed.env_file is None
+        else resolve_path(parsed.env_file, where, "env_file", directory),
+        stop_daemon_on_exit=parsed.stop_daemon_on_exit,
         user=name_or_none(parsed.user, where, "user"),
         group=name_or_none(parsed.group, where, "group"),
         umask=check_umask(parsed.umask, where),
@@ -318,7 +348,7 @@ def build_program(
         max_restarts=_at_least(parsed.max_restarts, 0, where, "max_restarts"),
         stop_signal=_signal(parsed.stop_signal, where),
         stop_timeout=check_duration(parsed.stop_timeout, where, "stop_timeout"),
-        log=_log(parsed.log, where),
+        log=_log(parsed.log, where, directory, parsed.instances),
         cron_restart=_cron_restart(parsed.cron_restart, where, daemon_timezone),
         max_memory=_max_memory(parsed.max_memory, where),
         memory_max=_memory_max(parsed.memory_max, where),
@@ -332,7 +362,15 @@ def build_program(
         watchdog=None if parsed.watchdog is None else _positive_duration(parsed.watchdog, where, "watchdog"),
         singleton=parsed.singleton,
         nodes=_nodes(parsed.nodes, where),
+        groups=_groups(parsed.groups, where),
     )
+
+
+def _groups(value: list[str], where: Where) -> tuple[str, ...]:
+    for group in value:
+        if not NAME_PATTERN.fullmatch(group) or not group.isascii() or group == "all":
+            raise where.bad("groups", 'group names matching [A-Za-z0-9_.-]+, not "all"', group)
+    return tuple(dict.fromkeys(value))
 
 
 def _nodes(value: list[str] | None, where: Where) -> tuple[str, ...]:
@@ -457,7 +495,51 @@ def _signal(value: int | str, where: Where) -> int:
     return int(member)
 
 
-def _log(raw: _RawLog, where: Where) -> LogConfig:
+# log.file values that are not files: the daemon's own stdout and stderr (the container
+# idiom: the runtime collects them), and nowhere (supervisord's NONE).
+STREAMS = ("/dev/stdout", "/dev/stderr", "/dev/null")
+
+
+def _log_path(value: str | None, key: str, where: Where, directory: str, instances: int) -> str | None:
+    if value is None:
+        return None
+    if value.strip() in STREAMS:
+        return value.strip()
+    path = resolve_path(value, where, key, directory)
+    if value.endswith(("/", "/.")) or os.path.isdir(path):
+        raise where.bad(key, "a file path, not a folder", value)
+    if instances > 1 and "{instance}" not in path:
+        raise where.bad(
+            key,
+            'a path with "{instance}" in it, like "logs/web.{instance}.log", as there are several '
+            "instances (each writes and rotates its own file)",
+            value,
+        )
+    return path
+
+
+def check_log_files(programs: Mapping[str, ProgramConfig], top: Where) -> None:
+    """No two logs (of any program, instance or stream) are one file: each is rotated by the
+    one writer that owns it."""
+    owners: dict[str, str] = {}
+    for program in programs.values():
+        for key in ("file", "stderr_file"):
+            path = getattr(program.log, key)
+            if path is None or path in STREAMS:
+                continue
+            for n in range(program.instances):
+                actual = os.path.normpath(path.replace("{instance}", str(n)))
+                other = owners.setdefault(actual, f"{program.name}:{n} log.{key}")
+                if other != f"{program.name}:{n} log.{key}":
+                    raise top.at(f"programs.{program.name}").bad(
+                        f"log.{key}",
+                        f"a file no other log writes (it is {other}'s; "
+                        'for one file of both streams: stderr = "merge")',
+                        path,
+                    )
+
+
+def _log(raw: _RawLog, where: Where, directory: str = ".", instances: int = 1) -> LogConfig:
     try:
         max_size = parse_size(raw.max_size, where="log.max_size")
     except InvalidValue as exc:
@@ -466,4 +548,20 @@ def _log(raw: _RawLog, where: Where) -> LogConfig:
         raise where.bad("log.max_size", "a size greater than zero", raw.max_size)
     if raw.keep < 0:
         raise where.bad("log.keep", _PROGRAM_EXPECTED["log.keep"], raw.keep)
-    return LogConfig(max_size=max_size, keep=raw.keep, stderr=raw.stderr, timestamps=raw.timestamps)
+    file = _log_path(raw.file, "log.file", where, directory, instances)
+    stderr_file = _log_path(raw.stderr_file, "log.stderr_file", where, directory, instances)
+    if stderr_file is not None and raw.stderr == "merge":
+        raise where.bad(
+            "log.stderr_file",
+            'no stderr_file with stderr = "merge" (stderr goes to log.file then)',
+            raw.stderr_file,
+        )
+    stderr = raw.stderr or ("separate" if stderr_file is not None else "merge")
+    return LogConfig(
+        max_size=max_size,
+        keep=raw.keep,
+        stderr=stderr,
+        timestamps=raw.timestamps,
+        file=file,
+        stderr_file=stderr_file,
+    )

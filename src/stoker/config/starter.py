@@ -29,6 +29,7 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # directory = "."                  # working directory
 # environment = { APP_ENV = "production", WORKER_ID = "{instance}" }
 # inherit_environment = true       # false: a clean environment (PATH, LANG…), not the daemon's
+# env_file = ".env"                # KEY=VALUE lines, read at each start; environment wins over it
 # user = "www-data"                # drop privileges (when the daemon runs as root): its groups, HOME…
 # group = "www-data"
 # umask = "022"
@@ -42,6 +43,8 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # stop_signal = "TERM"             # sent to the whole process group to stop it
 # stop_timeout = "10s"             # then SIGKILL
 # log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
+#   (and file = "/var/log/worker.{instance}.log", stderr_file = …: your own paths, rotated
+#   alike; "/dev/stdout" or "/dev/stderr": the daemon's own, as in a container; "/dev/null")
 # cron_restart = "0 4 * * *"      # also restart it at these times (cron, [daemon] timezone)
 # depends_on = ["redis"]           # start once these programs are running; stop before them
 # ready = "tcp:8080"               # running once this passes: "tcp:PORT", "http://…/health", "notify"
@@ -55,6 +58,8 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # watch_ignore = ["*.log"]         # changes to these (glob patterns) do not count
 # singleton = true                 # cluster (PostgreSQL): one node runs it at a time; failover
 # nodes = ["web-*"]                # only nodes whose [daemon] node matches run it
+# groups = ["queue"]               # `stoker restart queue:*` acts on every program of the group
+# stop_daemon_on_exit = false      # true: its end (exited, not restarted) stops the daemon (containers)
 
 # A job a web app hands off: `stoker enqueue report day=monday`, or POST /api/v1/jobs with
 # {"task": "report", "params": {"day": "monday"}}. Only tasks named here can ever run.

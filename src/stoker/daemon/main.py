@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # (imported where used: `stoker up -d`'s launching process ne
     from stoker.runtime import DaemonInfo
     from stoker.store import Store
     from stoker.store.shared import SharedStore
+    from stoker.supervise.instance import Instance
     from stoker.supervise.supervisor import Supervisor
 
 log = logging.getLogger("stoker")
@@ -233,12 +234,14 @@ async def _ping_systemd(every: float) -> None:
         await asyncio.sleep(every)
 
 
-async def serve(config: Config, ready: Callable[[], None]) -> None:
-    """Run until asked to stop: programs, API; then stop every program and return."""
+async def serve(config: Config, ready: Callable[[], None]) -> int:
+    """Run until asked to stop: programs, API; then stop every program and return the exit
+    code (0, or that of a `stop_daemon_on_exit` program whose end stopped the daemon)."""
     daemon = Daemon(config)
     await daemon.start()
     await daemon.run(ready)
     log.info("stopped")
+    return daemon.exit_code
 
 
 class Daemon:
@@ -283,6 +286,7 @@ class Daemon:
         self.publish_task: asyncio.Task[None] | None = None
         self.leases_task: asyncio.Task[None] | None = None
         self._reloading = asyncio.Lock()
+        self.exit_code = 0  # that of a stop_daemon_on_exit program whose end stopped the daemon
 
     # start ---------------------------------------------------------------------------------
 
@@ -324,9 +328,24 @@ class Daemon:
         self.info = info = DaemonInfo(
             supervisor=supervisor, started_at=time.time(), request_shutdown=self.stopping.set
         )
+        # a stop_daemon_on_exit program's end for good stops the daemon with its exit code
+        supervisor.subscribe(self._stop_daemon_on_exit)
         self.token, self.made = _api_token(config)
         # [notify] webhooks; listening from here on, so it hears what the scheduler's start finds
         self.notifier = Notifier(config, supervisor, info.events, lambda: info.scheduler)
+
+    def _stop_daemon_on_exit(self, inst: Instance) -> None:
+        """The container idiom: a `stop_daemon_on_exit` program that ended for good (exited and
+        not restarted, or fatal) stops the daemon, which exits with its code."""
+        from stoker.supervise.state import daemon_exit_code
+
+        if not inst.program.stop_daemon_on_exit or self.stopping.is_set():
+            return
+        code = daemon_exit_code(inst.state, inst.machine.exit_code, inst.machine.exit_signal)
+        if code is not None:
+            log.info("%s ended (%s): stop_daemon_on_exit: stopping the daemon", inst.name, inst.state)
+            self.exit_code = code
+            self.stopping.set()
 
     def _bind(self) -> None:
         """The API's sockets, bound before anything is opened: a port in use ends the start with
@@ -723,13 +742,12 @@ def _run_here(config: Config, state_dir: Path, ready: Callable[[], None]) -> int
     # the same RSS with 100 programs.
     gc.set_threshold(10_000, 10, 10)
     try:
-        asyncio.run(serve(config, ready))
+        return asyncio.run(serve(config, ready))
     except StartupError as e:
         log.error("%s", e)
         raise
     finally:
         lock.remove_pid(state_dir)
-    return 0
 
 
 def _run_detached(config: Config, state_dir: Path, lock_fd: int) -> int:

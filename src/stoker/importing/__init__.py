@@ -13,10 +13,16 @@ import re
 from stoker.importing import pm2, procfile, supervisord, toml_writer
 from stoker.importing.model import InputError, Machine
 
-__all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read"]
+__all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read", "read_glob"]
 
 FORMATS = ("supervisord", "pm2", "procfile")
 _JAVASCRIPT = (".js", ".cjs", ".mjs")
+# Any of supervisord's section headers: a file of only [group:x] or [fcgi-program:x] sections
+# starts with "[" too, and must not be taken for a JSON array.
+_SUPERVISORD_SECTION = (
+    r"^\s*\[(program|group|fcgi-program|eventlistener|rpcinterface|ctlplugin):[^\]\n]+\]"
+    r"|^\s*\[(supervisord|include|unix_http_server|inet_http_server|supervisorctl)\]"
+)
 
 
 def detect_format(file: str, text: str) -> str:
@@ -27,9 +33,9 @@ def detect_format(file: str, text: str) -> str:
         return "procfile"
     if extension in (".conf", ".ini"):
         return "supervisord"
-    if extension in (".json", *_JAVASCRIPT):
+    if extension in (".json", ".json5", ".yml", ".yaml", *_JAVASCRIPT):
         return "pm2"
-    if re.search(r"^\s*\[(program:|supervisord\]|include\])", text, re.MULTILINE):
+    if re.search(_SUPERVISORD_SECTION, text, re.MULTILINE):
         return "supervisord"
     if text.lstrip().startswith(("{", "[")) or "module.exports" in text:
         return "pm2"
@@ -41,22 +47,36 @@ def detect_format(file: str, text: str) -> str:
         None,
         None,
         "cannot tell its format from its name or contents; expected a supervisord .conf/.ini, "
-        "a pm2 ecosystem .json/.js or a Procfile (or say which with --format supervisord|pm2|procfile)",
+        "a pm2 ecosystem .json/.js/.yml or a Procfile (or say which with --format supervisord|pm2|procfile)",
     )
 
 
-def convert(text: str, file: str, *, format: str | None = None, machine: Machine | None = None) -> str:
+def convert(
+    text: str,
+    file: str,
+    *,
+    format: str | None = None,
+    machine: Machine | None = None,
+    follow: bool = True,
+    env: str | None = None,
+) -> str:
     """The stoker.toml for `text`, read from `file` (an absolute path: supervisord's
-    %(here)s is its folder). InputError for anything that cannot be converted."""
+    %(here)s is its folder). InputError for anything that cannot be converted. `follow`:
+    read the files a supervisord [include] names (from the disk). `env`: pm2's ``--env NAME``."""
     machine = machine or Machine.this_one()
     chosen = format or detect_format(file, text)
-    if chosen == "supervisord":
-        converted = supervisord.convert(text, file, machine)
-    elif chosen == "pm2":
-        javascript = os.path.splitext(file)[1].lower() in _JAVASCRIPT or not text.lstrip().startswith(
-            ("{", "[")
+    if env is not None and chosen != "pm2":
+        raise InputError(
+            file, None, None, f"--env {env}: only a pm2 ecosystem file has environments (env_NAME)"
         )
-        converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine)
+    if chosen == "supervisord":
+        converted = supervisord.convert(text, file, machine, include=read_glob if follow else None)
+    elif chosen == "pm2":
+        extension = os.path.splitext(file)[1].lower()
+        javascript = extension in _JAVASCRIPT or (
+            extension not in (".json", ".json5", *pm2.YAML) and not text.lstrip().startswith(("{", "["))
+        )
+        converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine, env=env)
     elif chosen == "procfile":
         converted = procfile.convert(text, file)
     else:
@@ -78,6 +98,14 @@ def _check(output: str, file: str) -> None:
         raise InputError(
             file, None, None, f"converted, but the result does not pass stoker check: {problem}"
         ) from None
+
+
+def read_glob(pattern: str) -> list[tuple[str, str]]:
+    """The (path, text) of each file an absolute glob pattern matches, sorted (supervisord's
+    order); InputError naming a match that cannot be read."""
+    import glob
+
+    return [(path, read(path)) for path in sorted(glob.glob(pattern)) if not os.path.isdir(path)]
 
 
 def read(path: str) -> str:

@@ -3,13 +3,16 @@
 Most ecosystem files are plain data behind ``module.exports =``: objects with bare or quoted
 keys, strings in any of the three quotes, numbers, booleans, null, comments and trailing
 commas. That is what this reads, plus ``const NAME = <data>;`` declarations used later by
-name. Anything that would need JavaScript to run (``require()``, ``process.env.X``,
-``__dirname``, arithmetic, spreads, template ``${…}``) is refused at its line, with the way out:
-write the value itself, or let node print the file as JSON and import that.
+name, and the one piece of code nearly every ecosystem file has: the file's folder,
+``__dirname`` (alone, in a template ``${__dirname}/…``, or through ``path.join`` /
+``path.resolve`` of ``require("path")``). Anything else that would need JavaScript to run
+(other ``require()``, ``process.env.X``, arithmetic, spreads) is refused at its line, with the
+way out: write the value itself, or let node print the file as JSON and import that.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
@@ -39,7 +42,7 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
-_KEYWORDS = {"true": True, "false": False, "null": None}
+_KEYWORDS = {"true": True, "false": False, "null": None, "Infinity": float("inf"), "NaN": float("nan")}
 
 
 class _Tokens:
@@ -84,10 +87,13 @@ def _shown(kind: str, text: str) -> str:
     return "the end of the file" if kind == "end" else repr(text)
 
 
-def exported(text: str) -> Any:
-    """The value of ``module.exports = …`` (or ``export default …``). JSError otherwise."""
+def exported(text: str, file: str | None = None) -> Any:
+    """The value of ``module.exports = …`` (or ``export default …``). JSError otherwise.
+    `file` (an absolute path) gives ``__dirname`` and ``__filename`` their values."""
     tokens = _Tokens(text)
     names: dict[str, Any] = {}
+    if file is not None:
+        names |= {"__dirname": posixpath.dirname(file), "__filename": file}
     result: Any = None
     found = False
     while tokens.peek()[0] != "end":
@@ -99,7 +105,10 @@ def exported(text: str) -> Any:
             if name_kind != "name":
                 raise JSError(name_line, f"expected a name after {word}, got {_shown(name_kind, name)}")
             tokens.expect("=", f"= after {word} {name}")
-            names[name] = _value(tokens, names)
+            if tokens.peek()[:2] == ("name", "require"):  # const path = require("path")
+                names[name] = _require(tokens, tokens.next()[2])
+            else:
+                names[name] = _value(tokens, names)
         elif word == "module" and kind == "name":
             tokens.expect(".", "module.exports")
             _, exports, exports_line = tokens.next()
@@ -121,6 +130,17 @@ def exported(text: str) -> Any:
     return result
 
 
+def data(text: str) -> Any:
+    """One plain value and nothing else: JSON5, the JSON with comments, single quotes, bare keys
+    and trailing commas that pm2 reads from a .json file (JSError otherwise)."""
+    tokens = _Tokens(text)
+    result = _value(tokens, {})
+    kind, word, line = tokens.peek()
+    if kind != "end":
+        raise JSError(line, f"expected the end of the file, got {_shown(kind, word)}")
+    return result
+
+
 def _value(tokens: _Tokens, names: dict[str, Any]) -> Any:
     kind, text, line = tokens.next()
     if kind == "punct" and text == "{":
@@ -128,7 +148,7 @@ def _value(tokens: _Tokens, names: dict[str, Any]) -> Any:
     if kind == "punct" and text == "[":
         return _array(tokens, names)
     if kind == "string":
-        return _string(text, line)
+        return _string(text, line, names)
     if kind == "number":
         return _number(text)
     if kind == "name":
@@ -136,8 +156,16 @@ def _value(tokens: _Tokens, names: dict[str, Any]) -> Any:
             return _KEYWORDS[text]
         if text == "undefined":
             return _UNDEFINED
-        if text in names and tokens.peek()[1] not in (".", "(", "["):
-            return names[text]
+        if text == "require" and tokens.peek()[1] == "(":
+            value = _require(tokens, line)
+        elif text in names:
+            value = names[text]
+        else:
+            value = _UNDEFINED
+        if value is _PATH and tokens.peek()[1] == ".":
+            return _path_call(tokens, names, line)
+        if value is not _UNDEFINED and value is not _PATH and tokens.peek()[1] not in (".", "(", "["):
+            return value
         raise JSError(line, f"expected plain data, got {_code(text, tokens)} (JavaScript to run); {AS_JSON}")
     raise JSError(line, f"expected a value (a string, number, object or array), got {_shown(kind, text)}")
 
@@ -161,7 +189,7 @@ def _object(tokens: _Tokens, names: dict[str, Any]) -> dict[str, Any]:
     while not tokens.accept("}"):
         kind, text, line = tokens.next()
         if kind == "string":
-            key = _string(text, line)
+            key = _string(text, line, {})
         elif kind in ("name", "number"):
             key = text
         elif text == ".":
@@ -193,14 +221,70 @@ def _array(tokens: _Tokens, names: dict[str, Any]) -> list[Any]:
     return result
 
 
-def _string(text: str, line: int) -> str:
+def _string(text: str, line: int, names: dict[str, Any]) -> str:
     body = text[1:-1]
     if text[0] == "`" and "${" in body:
-        raise JSError(line, f"expected plain text, got a template with ${{…}} (JavaScript to run); {AS_JSON}")
+        body = _template(body, line, names)
     try:
         return _unescape(body)
     except ValueError:
         raise JSError(line, f"expected a string with valid escapes, got {text}") from None
+
+
+def _template(body: str, line: int, names: dict[str, Any]) -> str:
+    """A template's ``${NAME}`` parts with the names' values (``__dirname``, a const)."""
+
+    def value(match: re.Match[str]) -> str:
+        found = names.get(match.group(1).strip(), _UNDEFINED)
+        if isinstance(found, bool) or not isinstance(found, str | int | float):
+            raise JSError(
+                line,
+                f"expected plain text, got a template with ${{{match.group(1)}}} "
+                f"(JavaScript to run); {AS_JSON}",
+            )
+        return str(found).replace("\\", "\\\\")  # the text is unescaped after this
+
+    return re.sub(r"\$\{([^}]*)\}", value, body)
+
+
+_PATH: Any = object()  # node's path module, from require("path")
+
+
+def _require(tokens: _Tokens, line: int) -> Any:
+    """``require("path")`` (after the name): the path module; any other module is code."""
+    tokens.expect("(", "require(")
+    kind, text, _ = tokens.next()
+    module = _string(text, line, {}) if kind == "string" else None
+    if module not in ("path", "node:path") or not tokens.accept(")"):
+        shown = text if kind == "string" else "…"
+        raise JSError(line, f"expected plain data, got require({shown}) (JavaScript to run); {AS_JSON}")
+    return _PATH
+
+
+def _path_call(tokens: _Tokens, names: dict[str, Any], line: int) -> str:
+    """``path.join(…)`` / ``path.resolve(…)`` of strings, as node computes them on POSIX;
+    ``resolve`` starts from the file's folder (where pm2 is usually started)."""
+    tokens.expect(".", "path.")
+    _, method, _ = tokens.next()
+    if method not in ("join", "resolve") or tokens.peek()[1] != "(":
+        raise JSError(line, f"expected plain data, got path.{method} (JavaScript to run); {AS_JSON}")
+    tokens.next()
+    parts: list[str] = []
+    while not tokens.accept(")"):
+        part = _value(tokens, names)
+        if not isinstance(part, str):
+            raise JSError(line, f"expected strings in path.{method}(…), got {part!r}")
+        parts.append(part)
+        if not tokens.accept(","):
+            tokens.expect(")", "',' or ')'")
+            break
+    if method == "join":
+        joined = "/".join(p for p in parts if p)
+        return posixpath.normpath(joined) if joined else "."
+    base = names.get("__dirname")
+    if not isinstance(base, str):
+        raise JSError(line, f"expected plain data, got path.resolve (JavaScript to run); {AS_JSON}")
+    return posixpath.normpath(posixpath.join(base, *parts))
 
 
 def _unescape(body: str) -> str:

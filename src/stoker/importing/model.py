@@ -54,19 +54,32 @@ class Setting:
 
 @dataclass
 class Program:
-    """A ``[programs.NAME]`` table: ``source`` names where it came from (``[program:web]``),
-    ``notes`` are the options with no stoker equivalent, one comment each, saying what to do."""
+    """A ``[programs.NAME]`` (or ``[schedules.NAME]``) table: ``source`` names where it came
+    from (``[program:web]``), ``notes`` are the options with no stoker equivalent, one comment
+    each, saying what to do."""
 
     name: str
     source: str
     settings: list[Setting] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    table: str = "programs"  # or "schedules": pm2's cron job idiom is a schedule, not a program
 
     def set(self, key: str, value: Value, note: str = "") -> None:
         self.settings.append(Setting(key, value, note))
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def get(self, key: str) -> Value | None:
+        """The value set for `key`, if any."""
+        return next((s.value for s in self.settings if s.key == key), None)
+
+    def drop(self, key: str) -> Setting | None:
+        """Take the setting of `key` out (and give it back), if there is one."""
+        for i, setting in enumerate(self.settings):
+            if setting.key == key:
+                return self.settings.pop(i)
+        return None
 
 
 @dataclass

@@ -28,13 +28,17 @@ from stoker.importing.model import (
 )
 from stoker.signals import parse_signal
 
+STREAMS = ("/dev/stdout", "/dev/stderr", "/dev/null")  # stoker.config.programs.STREAMS
+
 FORMAT = "supervisord"
 INSTANCE = "{instance}"
 
 # %(name)s, %(name)d, %(name)02d …: a Python %-format with a name.
 _EXPANSION = re.compile(r"%(?:%|\((?P<name>[^)]*)\)(?P<spec>[-#0 +]*\d*(?:\.\d+)?[sdiouxXeEfFgGcr])?)")
 
+_ENV = re.compile(r"%\(ENV_(\w+)\)s")
 _AUTORESTART = {"true": "always", "false": "never", "unexpected": "on-failure"}
+_NO_FILE = frozenset({"NONE", "AUTO", ""})  # stdout_logfile values that name no file
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
@@ -56,10 +60,13 @@ class _Section:
     def raw(self, key: str) -> str | None:
         return self.options.get(key)
 
-    def text(self, key: str) -> str | None:
-        """The value with supervisord's %(name)s expanded (%(process_num)d → {instance})."""
+    def text(self, key: str, *, keep_env: bool = False) -> str | None:
+        """The value with supervisord's %(name)s expanded (%(process_num)d → {instance});
+        `keep_env`: %(ENV_X)s becomes ${X}, for a shell to read when the program starts."""
         value = self.options.get(key)
-        return None if value is None else expand(value, self.names, lambda p: self.error(key, p))
+        if value is None:
+            return None
+        return expand(value, self.names, lambda p: self.error(key, p), keep_env=keep_env)
 
     def number(self, key: str, minimum: int | None) -> int | None:
         """A whole number (at least `minimum`, if given), or None when the option is absent."""
@@ -89,7 +96,9 @@ class _Section:
 # --------------------------------------------------------------------------------------------
 
 
-def expand(value: str, names: Mapping[str, str | int], fail: Callable[[str], Exception]) -> str:
+def expand(
+    value: str, names: Mapping[str, str | int], fail: Callable[[str], Exception], *, keep_env: bool = False
+) -> str:
     """supervisord's ``%(name)s`` expansion; ``process_num`` becomes stoker's ``{instance}``.
 
     A zero-padded ``%(process_num)02d`` keeps its padding as long as every number has one digit
@@ -107,6 +116,8 @@ def expand(value: str, names: Mapping[str, str | int], fail: Callable[[str], Exc
             if width and _one_digit(names):
                 return "0" * (int(width.group(1)) - 1) + INSTANCE
             return INSTANCE
+        if keep_env and name.startswith("ENV_") and spec == "s":
+            return "${" + name[4:] + "}"
         if name not in names:
             if name.startswith("ENV_"):
                 raise fail(f"%({name})s: the environment variable {name[4:]} is not set")
@@ -216,34 +227,50 @@ def read(text: str, file: str) -> configparser.RawConfigParser:
     return parser
 
 
-def convert(text: str, file: str, machine: Machine) -> Converted:
-    parser = read(text, file)
-    here = os.path.dirname(file)
+# How an [include]'s files are found: an absolute glob pattern → the (path, text) of each file
+# it matches, in order. Passed in, so that the converter stays pure (stoker.importing.read_glob).
+Include = Callable[[str], list[tuple[str, str]]]
+
+
+def convert(text: str, file: str, machine: Machine, include: Include | None = None) -> Converted:
     converted = Converted(file=file, format=FORMAT)
-    base: dict[str, str | int] = {"here": here, "host_node_name": machine.hostname}
+    base: dict[str, str | int] = {"host_node_name": machine.hostname}
     base |= {f"ENV_{k}": v for k, v in machine.environ.items()}
-    sections = parser.sections()
-    groups = _groups(parser)
+    # header → (the file it is in, its options): repeated sections merge, as in supervisord
+    sections: dict[str, tuple[str, dict[str, str]]] = {}
+    _add_sections(sections, read(text, file), file)
+    if include is not None and "include" in sections:
+        converted.notes += _follow(sections, base, include)
+    groups = _groups(sections)
     daemon_environment: dict[str, str] = {}
-    if parser.has_section("supervisord"):
-        section = _Section(file, "supervisord", dict(parser.items("supervisord")), base)
+    if "supervisord" in sections:
+        where, options = sections["supervisord"]
+        section = _Section(where, "supervisord", options, base | {"here": os.path.dirname(where)})
         daemon_environment = _daemon_environment(section)
     programs: list[tuple[int, Program]] = []
-    for header in sections:
+    for header, (where, options) in sections.items():
         kind, _, name = header.partition(":")
-        options = dict(parser.items(header))
+        names = base | {"here": os.path.dirname(where)}
         if kind == "program" and name:
-            plain = _Section(file, header, options, base)  # for the numbers the names need
-            names = base | {
+            plain = _Section(where, header, options, names)  # for the numbers the names need
+            names |= {
                 "program_name": name,
-                "group_name": groups.get(name, name),
+                "group_name": groups.get(name, [name])[0],
                 "numprocs": plain.number("numprocs", 1) or 1,
                 "numprocs_start": plain.number("numprocs_start", 0) or 0,
             }
-            section = _Section(file, header, options, names)
-            programs.append(_program(section, name, daemon_environment))
+            section = _Section(where, header, options, names)
+            _, program = found = _program(section, name, daemon_environment)
+            if name in groups:
+                names_ok = [program_name(g)[0] for g in groups[name]]
+                program.set(
+                    "groups", names_ok, f"[group:{groups[name][0]}]: `stoker restart {names_ok[0]}:*`"
+                )
+            if where != file:
+                program.source = f"{section.header} in {os.path.relpath(where, os.path.dirname(file))}"
+            programs.append(found)
         else:
-            converted.notes += _other_section(_Section(file, header, options, base), kind, name)
+            converted.notes += _other_section(_Section(where, header, options, names), kind, name, include)
     if any(priority != 999 for priority, _ in programs):
         converted.notes.append(
             "The programs are in supervisord's start order (priority, lowest first); "
@@ -253,15 +280,78 @@ def convert(text: str, file: str, machine: Machine) -> Converted:
     return converted
 
 
-def _groups(parser: configparser.RawConfigParser) -> dict[str, str]:
-    """program name → its [group:x] (for %(group_name)s)."""
-    found = {}
+def _add_sections(
+    sections: dict[str, tuple[str, dict[str, str]]], parser: configparser.RawConfigParser, file: str
+) -> None:
     for header in parser.sections():
+        options = dict(parser.items(header))
+        if header in sections:
+            options = sections[header][1] | options
+        sections[header] = (file, options)
+
+
+def _follow(
+    sections: dict[str, tuple[str, dict[str, str]]], base: Mapping[str, str | int], include: Include
+) -> list[str]:
+    """Read the files of [include] files= into `sections`, as supervisord does: patterns
+    separated by spaces, relative to the including file's folder, matches in sorted order; an
+    [include] inside an included file is not followed (supervisord does not either)."""
+    file, options = sections["include"]
+    section = _Section(file, "include", options, {**base, "here": os.path.dirname(file)})
+    patterns = (section.text("files") or "").split()
+    if not patterns:
+        raise section.error("files", "expected one or more file patterns, like conf.d/*.conf")
+    notes = []
+    for pattern in patterns:
+        absolute = os.path.normpath(os.path.join(os.path.dirname(file), pattern))
+        matched = include(absolute)
+        for path, text in matched:
+            parser = read(text, path)
+            if parser.has_section("include") and path != file:
+                notes.append(
+                    f"{path}: its [include] is not followed (supervisord follows only the main file's)."
+                )
+                parser.remove_section("include")
+            _add_sections(sections, parser, path)
+        shown = ", ".join(os.path.relpath(p, os.path.dirname(file)) for p, _ in matched)
+        notes.append(
+            f"[include] {pattern}: read {shown}."
+            if matched
+            else f"[include] {pattern}: matched no file here."
+        )
+    sections["include"] = (file, options)  # an included [include] does not replace the main one
+    return notes
+
+
+def _groups(sections: Mapping[str, tuple[str, dict[str, str]]]) -> dict[str, list[str]]:
+    """program name → the [group:x] it is in (the first one is its %(group_name)s)."""
+    found: dict[str, list[str]] = {}
+    for header, (_, options) in sections.items():
         kind, _, group = header.partition(":")
-        if kind == "group" and parser.has_option(header, "programs"):
-            for member in parser.get(header, "programs").split(","):
-                found[member.strip()] = group
+        if kind == "group" and "programs" in options:
+            for member in options["programs"].split(","):
+                if member.strip():
+                    found.setdefault(member.strip(), []).append(group)
     return found
+
+
+def _raw_environment(section: _Section) -> dict[str, str]:
+    """The program's environment= pairs, not yet expanded (so that %(ENV_X)s can be told
+    apart; values are expanded one by one, which keeps a comma they bring from splitting)."""
+    try:
+        return parse_environment(section.raw("environment") or "")
+    except ValueError as e:
+        raise section.error("environment", str(e)) from None
+
+
+def _expanded_environment(section: _Section) -> set[str]:
+    """The %(ENV_X)s of environment= that are expanded at import (all but X=%(ENV_X)s)."""
+    return {
+        f"%(ENV_{m})s"
+        for name, value in _raw_environment(section).items()
+        if value.strip() != f"%(ENV_{name})s"
+        for m in _ENV.findall(value)
+    }
 
 
 def _daemon_environment(section: _Section) -> dict[str, str]:
@@ -285,7 +375,7 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
     program = Program(name=name, source=section.header)
     if renamed:
         program.note(renamed)
-    command = section.text("command")
+    command = section.text("command", keep_env=True)
     if command is None or not command.strip():
         raise section.error("command", "missing; expected the command line to run")
     try:
@@ -293,6 +383,14 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
     except ValueError as e:
         raise section.error("command", f"expected a command line with balanced quotes ({e})") from None
     program.set("command", command)
+    read = sorted(set(_ENV.findall(section.raw("command") or "")))
+    if read:
+        program.set(
+            "shell",
+            True,
+            f"so that {', '.join('$' + v for v in read)} is read from the daemon's environment as "
+            "the program starts, as supervisord read %(ENV_…)s when it started",
+        )
     _instances(section, program)
     _where_and_who(section, program, daemon_environment)
     _restarts(section, program)
@@ -304,7 +402,15 @@ def _program(section: _Section, original: str, daemon_environment: dict[str, str
             f"priority={priority}: supervisord started lower priorities first; stoker starts "
             'programs in file order; to start it only once another runs, depends_on = ["other"].'
         )
-    used = sorted({m for v in section.options.values() for m in re.findall(r"%\(ENV_\w+\)s", v)})
+    used = sorted(
+        {
+            f"%(ENV_{m})s"
+            for k, v in section.options.items()
+            if k not in ("command", "environment")
+            for m in _ENV.findall(v)
+        }
+        | _expanded_environment(section)
+    )
     if used:
         program.note(
             f"{', '.join(used)}: expanded with the environment of `stoker import`; check the values "
@@ -373,14 +479,21 @@ def _where_and_who(section: _Section, program: Program, daemon_environment: dict
             "this file's folder (set directory to change that)."
         )
     environment = dict(daemon_environment)
-    if section.raw("environment") is not None:
-        try:
-            environment |= parse_environment(section.text("environment") or "")
-        except ValueError as e:
-            raise section.error("environment", str(e)) from None
+    inherited = []
+    for name, value in _raw_environment(section).items():
+        if value.strip() == f"%(ENV_{name})s":  # X=%(ENV_X)s: the daemon's own X, which programs inherit
+            environment.pop(name, None)
+            inherited.append(name)
+        else:
+            environment[name] = expand(value, section.names, lambda p: section.error("environment", p))
     if environment:
         program.set(
             "environment", environment, "and [supervisord] environment=" if daemon_environment else ""
+        )
+    if inherited:
+        program.note(
+            f"environment {', '.join(f'{n}=%(ENV_{n})s' for n in inherited)}: left out: a program "
+            "inherits the daemon's environment, so it gets the value the daemon has when it starts."
         )
     user = section.text("user")
     if user is not None:
@@ -445,8 +558,13 @@ def _stopping(section: _Section, program: Program) -> None:
 
 
 def _log(section: _Section, program: Program) -> None:
-    """redirect_stderr and stdout_logfile_* → ``log = {…}``; log file paths → notes."""
-    merged = bool(section.boolean("redirect_stderr"))
+    """redirect_stderr, stdout_logfile, stderr_logfile and their _maxbytes, _backups →
+    ``log = {…}``: AUTO is stoker's default place, NONE is nowhere (/dev/null)."""
+    redirected = bool(section.boolean("redirect_stderr"))
+    # both streams to one file: the lines interleaved in it, as stoker's merge writes them
+    out, err = section.raw("stdout_logfile"), section.raw("stderr_logfile")
+    one_file = out is not None and out.strip() == (err or "").strip() and out.strip().upper() not in _NO_FILE
+    merged = redirected or one_file
     log: dict[str, Value] = {"stderr": "merge" if merged else "separate"}
     maxbytes = section.raw("stdout_logfile_maxbytes")
     if maxbytes is not None:
@@ -456,11 +574,12 @@ def _log(section: _Section, program: Program) -> None:
             raise section.error(
                 "stdout_logfile_maxbytes", f'expected a size like "50MB", got {quoted(maxbytes)}'
             ) from None
-        if size == 0:
-            program.note(
-                "stdout_logfile_maxbytes=0: supervisord never rotated this log; stoker always "
-                "rotates, so set log.max_size as large as you need."
-            )
+        if size == 0:  # never rotated: as a stream (/dev/stdout) is not, whatever max_size says
+            if (section.raw("stdout_logfile") or "").strip() not in STREAMS:
+                program.note(
+                    "stdout_logfile_maxbytes=0: supervisord never rotated this log; stoker always "
+                    "rotates, so set log.max_size as large as you need."
+                )
         else:
             log["max_size"] = size if maxbytes.strip().isdigit() else maxbytes.strip()
     backups = section.number("stdout_logfile_backups", 0)
@@ -474,20 +593,34 @@ def _log(section: _Section, program: Program) -> None:
                     f"stderr_logfile_{suffix}={mine}: stoker rotates a program's two logs alike, "
                     "by the log.max_size and log.keep above."
                 )
-    for stream in ("stdout", "stderr") if not merged else ("stdout",):
-        key = f"{stream}_logfile"
-        value = section.raw(key)
-        if value is None:
-            continue
+    instances = section.number("numprocs", 1) or 1
+    for stream, key in (("stdout", "file"), ("stderr", "stderr_file")):
+        option = f"{stream}_logfile"
+        value = section.raw(option)
+        if value is None or value.strip().upper() == "AUTO" or (stream == "stderr" and merged):
+            continue  # AUTO: a file supervisord named itself; stoker's default place does as well
         if value.strip().upper() == "NONE":
-            text = "stoker always keeps a log, rotated by log.max_size and log.keep"
-        else:
-            suffix = "log" if stream == "stdout" else "err.log"
-            flag = "" if stream == "stdout" else " --stderr"
-            text = f"stoker writes <state_dir>/logs/{program.name}.N.{suffix}"
-            text += f"; read it with `stoker logs {program.name}{flag}`"
-        program.note(f"{key}={value}: {text}.")
-    why = "redirect_stderr=true" if merged else "as supervisord: stderr in a file of its own"
+            log[key] = "/dev/null"
+            continue
+        path = (section.text(option) or "").strip()
+        if path in STREAMS:
+            log[key] = path
+            continue
+        if instances > 1 and INSTANCE not in path:
+            root, extension = os.path.splitext(path)
+            path = f"{root}.{INSTANCE}{extension}"
+            program.note(
+                f"{option}={value}: one file per instance here ({os.path.basename(path)}): each "
+                "instance writes and rotates its own."
+            )
+        log[key] = path
+    why = (
+        "redirect_stderr=true"
+        if redirected
+        else "stdout_logfile = stderr_logfile: one file"
+        if merged
+        else "as supervisord: stderr in a file of its own"
+    )
     program.set("log", log, why)
 
 
@@ -525,7 +658,7 @@ _OTHER_SECTIONS = {
 }
 
 
-def _other_section(section: _Section, kind: str, name: str) -> list[str]:
+def _other_section(section: _Section, kind: str, name: str, include: Include | None = None) -> list[str]:
     options = section.options
     listing = ", ".join(f"{k}={'***' if k == 'password' else v}" for k, v in options.items())
     shown = f"{section.header} {listing}".rstrip()
@@ -546,24 +679,35 @@ def _other_section(section: _Section, kind: str, name: str) -> list[str]:
             )
         return [text + "."]
     if kind == "include":
+        if include is not None:
+            return []  # followed: its own notes say what was read
         files = section.text("files") or ""
         return [
             f"[include] files={files}: stoker reads one file; convert each included file with "
             "`stoker import FILE` and add its programs to this one."
         ]
     if kind == "group":
-        members = ", ".join(p.strip() for p in options.get("programs", "").split(","))
-        return [
-            f"{shown}: stoker has no groups; act on them together with `stoker start|stop|restart "
-            f"{members.replace(', ', ' ')}`."
-        ]
+        group = program_name(name)[0]
+        text = (
+            f'{shown}: each of its programs has groups = ["{group}"]; `stoker start|stop|restart {group}:*`'
+        )
+        if "priority" in options:
+            text += "; stoker starts programs in file order (priority is not used)"
+        return [text + "."]
     if kind == "eventlistener":
         command = options.get("command", "")
-        return [
+        text = (
             f"[eventlistener:{name}] command={command}: stoker has no event listeners (supervisord's "
             "stdin protocol). Its HTTP API streams every state change at GET /api/v1/events "
             "(server-sent events): a program can follow that stream instead."
-        ]
+        )
+        if re.search(r"PROCESS_STATE_(EXITED|FATAL)", options.get("events", "")):
+            # the container idiom: a listener that kills supervisord when the main program ends
+            text += (
+                " If it stopped supervisord when a program ended (the container idiom), set "
+                "stop_daemon_on_exit = true on that program instead."
+            )
+        return [text]
     if kind == "fcgi-program":
         return [
             f"{shown}: stoker does not open a socket for a program; run the FastCGI server as a "

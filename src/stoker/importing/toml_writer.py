@@ -48,18 +48,22 @@ def render(converted: Converted) -> str:
 
 
 def _program(program: Program, directory: str) -> list[str]:
-    lines = [f"[programs.{key(program.name)}]", *comment(f"from {program.source}")]
+    lines = [f"[{program.table}.{key(program.name)}]", *comment(f"from {program.source}")]
     for setting in program.settings:
-        lines += _setting(setting, directory)
+        lines += _setting(setting, directory, program.table)
     for note in program.notes:
         lines += comment(note)
     return lines
 
 
-def _setting(setting: Setting, directory: str) -> list[str]:
+def _setting(setting: Setting, directory: str, table: str = "programs") -> list[str]:
     line = f"{key(setting.key)} = {value(setting.value)}"
     note = setting.note
-    refusal = refused(setting.key, value(setting.value), directory) if setting.key in CHECKED_KEYS else None
+    refusal = (
+        refused(setting.key, value(setting.value), directory)
+        if setting.key in CHECKED_KEYS and table == "programs"
+        else None
+    )
     if refusal is not None:
         line = "# " + line
         why = f"stoker check says: {refusal}; uncomment it once stoker check would accept it"

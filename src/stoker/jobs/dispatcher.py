@@ -57,6 +57,7 @@ from typing import Any
 
 from stoker import names
 from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
+from stoker.envfile import EnvFileError
 from stoker.jobs import dispatch_core as core
 from stoker.jobs.attempt import AttemptResult, AttemptRun
 from stoker.jobs.dispatch_core import READ, TakeBack
@@ -460,7 +461,7 @@ class Dispatcher:
         else:
             try:
                 request = self._request(job, task, output)
-            except ParamError as e:  # the config changed since the job was accepted
+            except (ParamError, EnvFileError) as e:  # the config changed since the job was accepted
                 return _Refused(str(e))
             try:
                 worker = self.pool.acquire(profile_of(task))
@@ -517,7 +518,7 @@ class Dispatcher:
             output = output_path(self.log_dir, queued.id)
             try:
                 request = self._request(started(queued, now, self.node), task, output)
-            except ParamError:
+            except (ParamError, EnvFileError):
                 return  # (it fails in a slot of its own, saying why)
             ready.take()
             answer = self.pool.send(worker, request)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 
 import msgspec
 
-from stoker import names
+from stoker import envfile, names
 from stoker.config import Config, TaskConfig
 from stoker.jobs import wire
 from stoker.jobs.attempt import AttemptResult, GroupStop
@@ -446,7 +446,10 @@ def _own_path() -> list[str]:
 
 
 def job_environment(job: Job, task: TaskConfig, base: Mapping[str, str], state_dir: str) -> dict[str, str]:
+    """EnvFileError when the task's env_file cannot be read (read as each attempt begins)."""
     env = dict(base)
+    if task.env_file is not None:
+        env.update(envfile.read(task.env_file))
     env.update(task.environment)
     env["STOKER_TASK"] = task.name
     env["STOKER_JOB_ID"] = str(job.id)
@@ -461,7 +464,7 @@ def attempt_request(
 ) -> Call | Command:
     """What a worker needs to run an attempt of `job` (as `started()` made it): a call, or a
     command (ParamError if the command's parameters no longer fit: the config changed since
-    the job was accepted)."""
+    the job was accepted; EnvFileError, a ValueError too, if its env_file cannot be read)."""
     environment = job_environment(job, task, {}, state_dir)
     if task.call is not None:
         return Call(job.id, output, job.attempt, rerun, task.directory, environment, task.call, job.params)

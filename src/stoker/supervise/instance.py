@@ -19,14 +19,14 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from stoker import sdnotify
+from stoker import envfile, sdnotify
 from stoker.config import InstanceSpec, ProgramConfig
 from stoker.durations import format_size
 from stoker.supervise import cgroups
 from stoker.supervise import state as sm
 from stoker.supervise.environment import child_base
 from stoker.supervise.identity import CannotDrop, resolve
-from stoker.supervise.logs import LogFile
+from stoker.supervise.logs import STREAM_FDS, LogFile, StreamLog
 from stoker.supervise.probes import until_ready
 from stoker.supervise.readiness import ReadyCheck, parse_ready
 from stoker.supervise.reap import describe_exit, watch_exit
@@ -113,22 +113,19 @@ class Instance:
         self.started_wall: float | None = None  # wall-clock time of the current spawn
         self.cgroup: str | None = None  # the cgroup its processes are born in (None: no cgroups)
         merge = program.log.stderr == "merge"
-        self.stdout_log = LogFile(
-            log_path(log_dir, self.spec),
-            max_size=program.log.max_size,
-            keep=program.log.keep,
-            timestamps=program.log.timestamps,
-        )
+        self.stdout_log = self._log(program.log.file, log_path(log_dir, self.spec))
         self.stderr_log = (
-            None
-            if merge
-            else LogFile(
-                log_path(log_dir, self.spec, "err"),
-                max_size=program.log.max_size,
-                keep=program.log.keep,
-                timestamps=program.log.timestamps,
-            )
+            None if merge else self._log(program.log.stderr_file, log_path(log_dir, self.spec, "err"))
         )
+
+    def _log(self, chosen: str | None, default: Path) -> LogFile:
+        """The log at log.file / log.stderr_file (this instance's number in it), a stream,
+        or the default file in the state dir."""
+        config = self.program.log
+        if chosen in STREAM_FDS:
+            return StreamLog(chosen, timestamps=config.timestamps)
+        path = default if chosen is None else Path(chosen.replace("{instance}", str(self.spec.instance)))
+        return LogFile(path, max_size=config.max_size, keep=config.keep, timestamps=config.timestamps)
 
     # what the operator sees --------------------------------------------------------------
 
@@ -322,6 +319,13 @@ class Instance:
             self._spawn_failed(error)
             return
         env = child_base(self._base_env, inherit=self.program.inherit_environment, identity=identity)
+        if self.program.env_file is not None:
+            try:  # read at each start, as systemd's EnvironmentFile=; environment wins over it
+                env.update(envfile.read(self.program.env_file))
+            except envfile.EnvFileError as error:
+                log.error("%s: %s", self.name, error)
+                self.dispatch(sm.SpawnFailed(str(error)))
+                return
         env.update(self.spec.environment)
         env[SUPERVISOR_ENV] = self._state_dir
         for name in sdnotify.ENV_NAMES:

@@ -34,7 +34,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["TAIL_BYTES", "LogFile", "cut_marker", "log_paths", "rotated_path", "tail"]
+__all__ = [
+    "STREAM_FDS",
+    "TAIL_BYTES",
+    "LogFile",
+    "StreamLog",
+    "cut_marker",
+    "log_paths",
+    "rotated_path",
+    "tail",
+]
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +166,8 @@ class LogFile:
     Memory use is bounded: nothing is buffered between writes, and moving a partial line to a
     fresh file on rotation copies it file-to-file in blocks.
     """
+
+    readable = True  # its path can be tailed (a StreamLog's cannot)
 
     def __init__(
         self,
@@ -488,3 +499,48 @@ class LogFile:
                     raise OSError(errno.EIO, "write wrote nothing")
                 view = view[n:]
             pos += len(block)
+
+
+#: log.file values that are streams, not files: the daemon's own stdout and stderr (whatever
+#: they are: a terminal, the journal, a container runtime's pipe), and nowhere (None).
+STREAM_FDS: dict[str, int | None] = {"/dev/stdout": 1, "/dev/stderr": 2, "/dev/null": None}
+
+
+class StreamLog(LogFile):
+    """A program's output written to the daemon's own stdout or stderr (``log.file =
+    "/dev/stdout"``: the container idiom), or dropped (``"/dev/null"``: supervisord's NONE).
+
+    Never rotated and nothing to tail (``readable`` is False): what reads the stream keeps it.
+    Timestamps, listeners (``stoker logs -f``) and the lost-output accounting work as for a
+    file. The daemon's descriptor is duplicated, so closing this never closes the daemon's.
+    """
+
+    readable = False
+
+    def __init__(
+        self, target: str, *, timestamps: bool = False, clock: Callable[[], float] = time.time
+    ) -> None:
+        if target not in STREAM_FDS:
+            raise ValueError(f"not a stream: {target!r}; expected one of {', '.join(STREAM_FDS)}")
+        self.target = target
+        super().__init__(Path(target), max_size=1, keep=0, timestamps=timestamps, clock=clock)
+
+    def _open(self) -> None:
+        fd = STREAM_FDS[self.target]
+        self._fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC) if fd is None else os.dup(fd)
+        self._size = self._line_start = 0
+
+    def _emit(self, data: bytes) -> int:
+        view = memoryview(data)
+        try:
+            if self._fd is None:
+                raise OSError(errno.EBADF, "stream is not open")
+            while view:
+                n = os.write(self._fd, view)
+                if n <= 0:
+                    raise OSError(errno.EIO, "write wrote nothing")
+                view = view[n:]
+        except OSError as exc:
+            self._fail(exc)
+            return len(view)
+        return 0

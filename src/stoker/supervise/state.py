@@ -531,3 +531,17 @@ def _describe_exit(code: int | None, sig: int | None) -> str:
     if code is not None:
         return f"exited with code {code}"
     return f"killed by signal {sig}" if sig is not None else "exited"
+
+
+def daemon_exit_code(state: State, exit_code: int | None, exit_signal: int | None) -> int | None:
+    """The exit code of a daemon whose `stop_daemon_on_exit` program is now in `state`, or None
+    while it is not over: an exit it will not be restarted from (EXITED) ends the daemon with
+    the program's code (128 + N after signal N, as a shell says it); one it gave up on (FATAL)
+    with the code of its last run, or 1. A stop by hand (STOPPED) is not an end of this kind."""
+    if state not in (State.EXITED, State.FATAL):
+        return None
+    if exit_code is not None:
+        return exit_code
+    if exit_signal is not None:
+        return 128 + exit_signal
+    return 1

@@ -108,6 +108,13 @@ class Supervisor:
             return list(self.instances.values())
         if name in self.instances:
             return [self.instances[name]]
+        if name.endswith(":*"):  # supervisord's GROUP:*: a group's programs, or a program's instances
+            group = name[:-2]
+            return [
+                inst
+                for inst in self.instances.values()
+                if inst.spec.program == group or group in inst.program.groups
+            ]
         return [inst for inst in self.instances.values() if inst.spec.program == name]
 
     # changes -------------------------------------------------------------------------------
