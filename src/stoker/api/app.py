@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from starlette.applications import Starlette
@@ -25,10 +25,13 @@ from stoker import __version__
 from stoker.api import dashboard, jobs, schemas
 from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
+from stoker.api import xmlrpc as supervisord_api
 from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
 from stoker.api.doors import Doors, from_unix_socket
+from stoker.api.supervisord_door import basic_password, speaks_supervisord
 from stoker.api.usage import CpuMeter
+from stoker.config import Config
 from stoker.daemon.cluster import SharedStore
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
@@ -44,8 +47,13 @@ MAX_TAIL = 100_000
 FOLLOW_BUFFER = 1024 * 1024  # bytes a slow follower may lag before it is told it missed output
 
 
-# The daemon's reload; its argument, if any, hears each instance it stops as it stops.
-Reload = Callable[[Callable[[dict[str, Any]], None] | None], Coroutine[Any, Any, dict[str, Any]]]
+class Reload(Protocol):
+    """The daemon's reload: `progress`, if any, hears each instance it stops as it stops;
+    `config`, if any, is applied instead of the file's."""
+
+    def __call__(
+        self, progress: Callable[[dict[str, Any]], None] | None, config: Config | None = None
+    ) -> Coroutine[Any, Any, dict[str, Any]]: ...
 
 
 @dataclass
@@ -315,6 +323,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         Route("/metrics", metrics),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
         *schedule_routes.routes(lambda: info.scheduler),
+        *supervisord_api.routes(info),  # /RPC2, /logtail, /mainlogtail: supervisorctl's
         *dashboard.routes(),
     ]
 
@@ -409,6 +418,8 @@ class BearerAuth:
         ):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
+            if scheme.lower() == b"basic" and speaks_supervisord(scope["path"]):  # supervisorctl's
+                scheme, given = b"bearer", basic_password(given)  # the token as the password
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 response = error_response(401, "unauthorized", self.refusal)
                 response.headers["WWW-Authenticate"] = "Bearer"

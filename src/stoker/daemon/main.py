@@ -343,13 +343,17 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
 
         return asyncio.create_task(restart_on_schedule(supervisor, triggers_of(supervisor)))
 
-    async def reload(progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    async def reload(
+        progress: Callable[[dict[str, Any]], None] | None = None, config: Config | None = None
+    ) -> dict[str, Any]:
         """Re-read the config file and apply what changed; ConfigError (nothing changed) if
-        the file is not valid. `progress` hears each instance the reload stops, as it stops."""
+        the file is not valid. `progress` hears each instance the reload stops, as it stops.
+        `config`: apply this one instead of the file's (the XML-RPC API's addProcessGroup:
+        the running config with one program group added or removed)."""
         async with reloading:
             sdnotify.tell_systemd(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
             try:
-                return await apply_reload(progress)
+                return await apply_reload(progress, config)
             finally:
                 sdnotify.tell_systemd(READY=1)
 
@@ -385,14 +389,16 @@ async def serve(config: Config, ready: Callable[[], None]) -> None:
             schedules_task = asyncio.create_task(scheduler.run(), name="schedules")
         return None
 
-    async def apply_reload(progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    async def apply_reload(
+        progress: Callable[[dict[str, Any]], None] | None, config: Config | None
+    ) -> dict[str, Any]:
         nonlocal cron_task
         from stoker.config import load_config
         from stoker.daemon.reload_progress import StopReporter
         from stoker.reload import RESTART_ONLY, describe, diff
 
         current = supervisor.config
-        new = load_config(current.path)
+        new = load_config(current.path) if config is None else config
         changes = diff(current, new)
         # what is bound at start stays as it is until the daemon restarts
         kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}

@@ -277,10 +277,14 @@ class Supervisor:
                 inst.start()
         self._leases_may_have_changed()
 
-    async def start(self, instances: list[Instance]) -> None:
+    async def start(self, instances: list[Instance], *, wait: bool = True) -> None:
+        """Start `instances`; with `wait`, return once each has settled (running, or a failed
+        start) or its start limit has passed."""
         for inst in instances:
             inst.start()
         self._leases_may_have_changed()
+        if not wait:
+            return
         limit = self._start_limit(instances)
         await self.wait_until(instances, lambda i: i.state in SETTLED_AFTER_START, limit)
 
@@ -339,9 +343,9 @@ class Supervisor:
 
     # what an operator asks for: remembered across daemon restarts ------------------------------
 
-    async def start_by_hand(self, instances: list[Instance]) -> None:
+    async def start_by_hand(self, instances: list[Instance], *, wait: bool = True) -> None:
         self.holds.release(inst.name for inst in instances)
-        await self.start(instances)
+        await self.start(instances, wait=wait)
 
     async def stop_by_hand(self, instances: list[Instance]) -> None:
         self.holds.hold(inst.name for inst in instances)
