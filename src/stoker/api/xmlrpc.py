@@ -90,6 +90,7 @@ class SupervisordApi:
         self.mood = SupervisorStates.RUNNING
         self.pending: Config | None = None  # the file as the last reloadConfig read it
         self.ended: dict[str, float] = {}  # instance → when its latest process ended (wall clock)
+        self.pids: dict[str, int] = {}  # instance → its process, while it has one
         self.sup.subscribe(self._note_end)
         self.methods: dict[str, Method] = {}
         for attr in dir(self):
@@ -101,9 +102,11 @@ class SupervisordApi:
             self.methods[alias] = self.methods[target]
 
     def _note_end(self, inst: Instance) -> None:
-        started = inst.started_wall
-        if inst.pid is None and started is not None and self.ended.get(inst.name, 0.0) < started:
+        """Note when an instance's process ends (supervisord's laststop): its pid goes."""
+        if inst.pid is None and self.pids.pop(inst.name, None) is not None:
             self.ended[inst.name] = time.time()
+        elif inst.pid is not None:
+            self.pids[inst.name] = inst.pid
 
     # the HTTP side -------------------------------------------------------------------------
 
@@ -722,7 +725,7 @@ def _check_command(inst: Instance) -> None:
     NOT_EXECUTABLE for one that cannot be run (searched on the program's PATH)."""
     command = inst.spec.argv[0]
     if "/" in command:
-        candidates = [os.path.join(inst.spec.directory, command)]
+        candidates = [os.path.normpath(os.path.join(inst.spec.directory, command))]
     else:
         path = inst.spec.environment.get("PATH", os.environ.get("PATH", os.defpath))
         candidates = [os.path.join(folder or ".", command) for folder in path.split(os.pathsep)]
