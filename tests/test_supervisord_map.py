@@ -330,11 +330,13 @@ def test_read_window_is_supervisords_readfile(tmp_path_factory: pytest.TempPathF
     assert ours == theirs
 
 
-@given(data=st.binary(max_size=2000), offset=st.integers(0, 3000), length=st.integers(0, 3000))
-def test_tail_window_is_supervisords_tailfile(tmp_path_factory: pytest.TempPathFactory, data: bytes,
+# (ASCII: tailFile decodes what it read as UTF-8, and fails on a character it cut in two)
+@given(data=st.text(alphabet=string.printable, max_size=2000), offset=st.integers(0, 3000),
+       length=st.integers(0, 3000))  # fmt: skip
+def test_tail_window_is_supervisords_tailfile(tmp_path_factory: pytest.TempPathFactory, data: str,
                                               offset: int, length: int) -> None:  # fmt: skip
     path = tmp_path_factory.mktemp("log") / "f.log"
-    text = data.decode("latin-1").encode()  # tailFile decodes what it read as UTF-8: keep it whole
+    text = data.encode()
     path.write_bytes(text)
     theirs = sv_options.tailFile(str(path), offset, length)
     position, count, after, overflow = m.tail_window(len(text), offset, length)

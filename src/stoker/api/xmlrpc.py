@@ -350,7 +350,7 @@ class SupervisordApi:
                 stdout = log_path(self.sup.log_dir, spec)
                 stderr = None if merged else log_path(self.sup.log_dir, spec, "err")
             out.append(config_info(program, index, inst is not None, str(stdout), str(stderr or "")))
-        return out
+        return sorted(out, key=lambda row: row["name"])  # by process name alone, as supervisord
 
     # supervisor.*: processes ---------------------------------------------------------------
 
