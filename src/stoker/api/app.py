@@ -395,7 +395,9 @@ async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool
 
 
 class BearerAuth:
-    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode.
+    """TCP clients must send `Authorization: Bearer TOKEN` (supervisorctl and its kin, on
+    supervisord's paths: basic auth with the token as the password, see supervisord_door.py);
+    the unix socket trusts its file mode.
 
     The dashboard's own files are the exception: a browser cannot add a header to the request
     that opens a page, and they hold no data (the page asks for the token, then sends it with

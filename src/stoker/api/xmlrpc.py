@@ -121,7 +121,12 @@ class SupervisordApi:
             value = await self.call(method, params)
         except RpcFault as fault:
             value = fault
-        return Response(marshal(value), media_type="text/xml")
+        try:
+            body = marshal(value)
+        except (TypeError, OverflowError) as e:  # (a value XML-RPC cannot carry: a bug of ours)
+            log.exception("XML-RPC %s: cannot marshal its answer", method)
+            body = marshal(RpcFault(Faults.FAILED, f"{type(e).__name__}: {e}"))
+        return Response(body, media_type="text/xml")
 
     async def call(self, method: str, params: tuple[Any, ...]) -> Any:
         func = self.methods.get(method)
