@@ -34,6 +34,7 @@ from stoker.config.values import (
     resolve_path,
 )
 from stoker.durations import InvalidValue, parse_size
+from stoker.supervise.limits import MEMORY_FLOOR, WEIGHT_RANGE, Limits
 from stoker.supervise.readiness import EXPECTED as READY_EXPECTED
 from stoker.supervise.readiness import ReadyError, parse_ready
 
@@ -100,6 +101,9 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     log: LogConfig = msgspec.field(default_factory=LogConfig)
     cron_restart: str | None = None  # a cron expression, read in [daemon] timezone
     max_memory: int | None = None  # bytes of RSS of the whole process tree
+    memory_max: int | None = None  # bytes; kernel-enforced in the instance's cgroup (limits.py)
+    cpu_weight: int | None = None  # 1..10000, the instance cgroup's share of CPU under contention
+    tasks_max: int | None = None  # processes and threads in the instance's cgroup, at most
     watch: tuple[str, ...] = ()  # absolute paths; a change restarts the program
     watch_ignore: tuple[str, ...] = ()  # glob patterns of paths whose changes do not count
     depends_on: tuple[str, ...] = ()  # programs that must be running before this one starts
@@ -108,6 +112,10 @@ class ProgramConfig(msgspec.Struct, frozen=True, kw_only=True):
     watchdog: float | None = None  # seconds between sd_notify WATCHDOG=1 pings, at most
     singleton: bool = False  # cluster: run on one node at a time, the holder of its lease
     nodes: tuple[str, ...] = ()  # fnmatch globs of the node names that may run it; () = every node
+
+    def limits(self) -> Limits:
+        """What the kernel holds each instance to (its cgroup's memory, CPU and task limits)."""
+        return Limits(memory_max=self.memory_max, cpu_weight=self.cpu_weight, tasks_max=self.tasks_max)
 
     def instance_names(self) -> list[str]:
         """``["mailer:0", "mailer:1", …]``: the names the CLI and the API use."""
@@ -170,6 +178,9 @@ class _RawProgram(msgspec.Struct, forbid_unknown_fields=True):
     log: _RawLog = msgspec.field(default_factory=_RawLog)
     cron_restart: str | None = None
     max_memory: Size | None = None
+    memory_max: Size | None = None
+    cpu_weight: int | None = None
+    tasks_max: int | None = None
     watch: list[str] = []
     watch_ignore: list[str] = []
     depends_on: list[str] = []
@@ -209,6 +220,9 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "log.timestamps": "true or false",
     "cron_restart": 'a cron expression like "0 4 * * *" (restart the program at those times)',
     "max_memory": SIZE + " (RSS of the program's whole process tree)",
+    "memory_max": SIZE + " of 8MB or more (the kernel's hard limit on the instance's cgroup)",
+    "cpu_weight": "a whole number from 1 to 10000 (100 is an unweighted share of the CPU)",
+    "tasks_max": "a whole number, 1 or more (processes and threads of the instance, at most)",
     "watch": 'an array of paths to watch, like ["src/", "config.php"]',
     "watch_ignore": 'an array of glob patterns, like ["*.log", "cache/*"]',
     "depends_on": 'an array of program names, like ["redis"]',
@@ -307,6 +321,9 @@ def build_program(
         log=_log(parsed.log, where),
         cron_restart=_cron_restart(parsed.cron_restart, where, daemon_timezone),
         max_memory=_max_memory(parsed.max_memory, where),
+        memory_max=_memory_max(parsed.memory_max, where),
+        cpu_weight=_in_range(parsed.cpu_weight, WEIGHT_RANGE, where, "cpu_weight"),
+        tasks_max=None if parsed.tasks_max is None else _at_least(parsed.tasks_max, 1, where, "tasks_max"),
         watch=tuple(_watch_path(path, where, directory) for path in parsed.watch),
         watch_ignore=tuple(_non_empty(pattern, where, "watch_ignore") for pattern in parsed.watch_ignore),
         depends_on=tuple(_non_empty(other, where, "depends_on") for other in parsed.depends_on),
@@ -343,6 +360,26 @@ def _max_memory(value: int | float | str | None, where: Where) -> int | None:
     if size <= 0:
         raise where.bad("max_memory", "a size greater than zero", value)
     return size
+
+
+def _memory_max(value: int | float | str | None, where: Where) -> int | None:
+    if value is None:
+        return None
+    try:
+        size = parse_size(value, where="memory_max")
+    except InvalidValue as exc:
+        raise where.bad("memory_max", exc.expected, value) from None
+    if size < MEMORY_FLOOR:
+        raise where.bad("memory_max", _PROGRAM_EXPECTED["memory_max"], value)
+    return size
+
+
+def _in_range(value: int | None, bounds: tuple[int, int], where: Where, key: str) -> int | None:
+    if value is None:
+        return None
+    if not bounds[0] <= value <= bounds[1]:
+        raise where.bad(key, _PROGRAM_EXPECTED[key], value)
+    return value
 
 
 def _watch_path(value: str, where: Where, directory: str) -> str:

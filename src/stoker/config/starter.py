@@ -48,6 +48,9 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # ready_timeout = "60s"            # not ready by then: a failed start
 # watchdog = "30s"                 # with sd_notify: restart it when WATCHDOG=1 pings stop this long
 # max_memory = "512MB"             # RSS of its process tree; above it, a graceful restart
+# memory_max = "1GB"               # the kernel's hard limit (cgroup): above it, its OOM killer acts
+# cpu_weight = 50                  # its share of the CPU when busy (cgroup; 100 = an equal share)
+# tasks_max = 64                   # processes and threads at most (cgroup): a fork beyond fails
 # watch = ["."]                    # restart when files under these paths change
 # watch_ignore = ["*.log"]         # changes to these (glob patterns) do not count
 # singleton = true                 # cluster (PostgreSQL): one node runs it at a time; failover

@@ -37,6 +37,8 @@ import os
 import time
 from collections.abc import Iterator
 
+from stoker.supervise.limits import KEY, NONE, Limits, oom_kills, v1_files, v2_files
+
 log = logging.getLogger("stoker")
 
 SWITCH = "STOKER_CGROUPS"
@@ -78,6 +80,36 @@ def locate(mountinfo: str, proc_cgroup: str) -> str | None:
         return None  # our cgroup is not below what is mounted (another namespace's view)
     relative = path[len(root) :].strip("/")
     return os.path.join(point, relative) if relative else point
+
+
+def v1_homes(mountinfo: str, proc_cgroup: str) -> dict[str, str]:
+    """controller → the directory of the process's own cgroup in that controller's v1 hierarchy
+    (a hybrid host's memory, cpu, pids …), for the controllers mounted and seen from here."""
+    paths: dict[str, str] = {}
+    for line in proc_cgroup.splitlines():
+        number, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if number == "0" or not controllers or not path or path.endswith(" (deleted)"):
+            continue
+        for controller in controllers.split(","):
+            paths[controller] = path
+    homes: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        before, sep, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] != "cgroup":
+            continue
+        point, root = _unescape(fields[4]), _unescape(fields[3]).rstrip("/")
+        for controller in tail[2].split(","):
+            seen = paths.get(controller)
+            if seen is None or controller in homes:
+                continue
+            path = seen
+            if root and path != root and not path.startswith(root + "/"):
+                continue  # (another namespace's view)
+            relative = path[len(root) :].strip("/")
+            homes[controller] = os.path.join(point, relative) if relative else point
+    return homes
 
 
 def tree_name(state_dir: str) -> str:
@@ -198,15 +230,29 @@ def kill_and_remove(cgroup: str, wait: float = EMPTY_WAIT) -> bool:
 
 
 class Tree:
-    """The daemon's cgroup subtree and where it comes back to after a spawn."""
+    """The daemon's cgroup subtree, where the daemon comes back to after a spawn, and the
+    controllers its limits use."""
 
-    def __init__(self, home: str, root: str) -> None:
+    def __init__(self, home: str, root: str, v1: dict[str, str] | None = None) -> None:
         self.home = home  # the daemon's own cgroup
-        self.root = root  # home/stoker-<hash>
+        self.root = root  # home/stoker-<hash> (or the daemon's first cgroup's, see open_tree)
+        self.origin = home  # the cgroup the daemon started in, where it goes back at close
+        self.v1 = dict(v1 or {})  # controller → the daemon's own cgroup in its v1 hierarchy
+        self._v2: dict[str, bool] = {}  # controller → on in the tree's v2 cgroups
+        self._placed: dict[str, list[tuple[str, str]]] = {}  # v2 cgroup → its v1 (cgroup, home)s
+        self._after_spawn: dict[str, list[tuple[str, str]]] = {}  # v2 cgroup → (file, limit)s
+        self._unavailable: set[tuple[str, str]] = set()  # (name, controller) already warned of
 
-    def cgroup(self, name: str, owner: tuple[int, int] | None = None, job: bool = False) -> str:
-        """The cgroup `name` in the tree, made if missing; `owner` (uid, gid): its procs files
-        are given to that user, which a worker dropped to it needs to place its `job` below."""
+    def cgroup(
+        self,
+        name: str,
+        owner: tuple[int, int] | None = None,
+        job: bool = False,
+        limits: Limits = NONE,
+    ) -> str:
+        """The cgroup `name` in the tree, made if missing, held to `limits`; `owner` (uid, gid):
+        its procs files are given to that user, which a worker dropped to it needs to place its
+        `job` below."""
         path = os.path.join(self.root, name)
         os.makedirs(path, exist_ok=True)
         if job:
@@ -215,18 +261,122 @@ class Tree:
             for file in ("cgroup.procs", "job/cgroup.procs", "job/cgroup.kill"):
                 with contextlib.suppress(FileNotFoundError):
                     os.chown(os.path.join(path, file), *owner)
+        self._limit(name, path, limits)
         return path
 
+    def _limit(self, name: str, path: str, limits: Limits) -> None:
+        """Write `limits` in v2 where the tree has the controller, else in its v1 hierarchy."""
+        placed: list[tuple[str, str]] = []
+        after: list[tuple[str, str]] = []
+        for controller in limits.controllers():
+            if self._v2_has(controller):
+                for file, value in v2_files(limits, controller).items():
+                    _write(os.path.join(path, file), value)
+                    if file in SPAWN_LIFTED:
+                        after.append((os.path.join(path, file), value))
+                continue
+            home = self.v1.get(controller)
+            if home is None:
+                if (name, controller) not in self._unavailable:
+                    self._unavailable.add((name, controller))
+                    log.warning(
+                        "%s: %s not applied: no %s controller here (neither in cgroup v2 nor a v1 "
+                        "hierarchy this daemon may write)",
+                        name,
+                        KEY[controller],
+                        controller,
+                    )
+                continue
+            v1 = os.path.join(home, os.path.basename(self.root), name)
+            os.makedirs(v1, exist_ok=True)
+            for file, value in v1_files(limits, controller).items():
+                _write(os.path.join(v1, file), value)
+                if file in SPAWN_LIFTED:
+                    after.append((os.path.join(v1, file), value))
+            if (v1, home) not in placed:  # (co-mounted controllers, cpu,cpuacct: one cgroup)
+                placed.append((v1, home))
+        for table, entries in ((self._placed, placed), (self._after_spawn, after)):
+            if entries:
+                table[path] = entries
+            else:
+                table.pop(path, None)
+
+    def _v2_has(self, controller: str) -> bool:
+        """Whether `controller` is on for the tree's cgroups, turning it on if it can be."""
+        if controller not in self._v2:
+            self._v2[controller] = _enable(self.root, controller)
+        return self._v2[controller]
+
+    @contextlib.contextmanager
+    def born_in(self, cgroup: str | None) -> Iterator[None]:
+        """Spawn in this block and the child is born in `cgroup` and in the v1 cgroups of its
+        limits (None: wherever the daemon is)."""
+        if cgroup is None:
+            yield
+            return
+        with contextlib.ExitStack() as back:
+            for file, limit in self._after_spawn.get(cgroup, ()):
+                _write(file, "max")  # (the daemon's threads would count against it meanwhile)
+                back.callback(_write, file, limit)
+            _write(os.path.join(cgroup, "cgroup.procs"), "0")
+            back.callback(_write, os.path.join(self.home, "cgroup.procs"), "0")
+            for v1, home in self._placed.get(cgroup, ()):
+                _write(os.path.join(v1, "cgroup.procs"), str(os.getpid()))
+                back.callback(_write, os.path.join(home, "cgroup.procs"), str(os.getpid()))
+            yield
+
+    def oom_kills(self, cgroup: str) -> int:
+        """How many times the kernel's OOM killer acted in `cgroup` (its memory_max)."""
+        files = [os.path.join(cgroup, "memory.events")]
+        files += [os.path.join(v1, "memory.oom_control") for v1, _ in self._placed.get(cgroup, ())]
+        total = 0
+        for file in files:
+            try:
+                with open(file) as f:
+                    total += oom_kills(f.read())
+            except OSError:
+                continue
+        return total
+
+    def release(self, cgroup: str) -> bool:
+        """Remove `cgroup` (its processes must be gone or killed) and its v1 counterparts;
+        False while a process is left."""
+        gone = remove(cgroup)
+        for v1, _ in self._placed.get(cgroup, ()):
+            with contextlib.suppress(OSError):
+                os.rmdir(v1)
+        if gone:
+            self._placed.pop(cgroup, None)
+            self._after_spawn.pop(cgroup, None)
+        return gone
+
     def sweep(self) -> None:
-        """Kill and remove every cgroup in the tree (a previous daemon's, or ours at exit)."""
+        """Kill and remove every cgroup in the tree (a previous daemon's, or ours at exit), and
+        the tree's cgroups in the v1 hierarchies of limits."""
         for entry in list(os.scandir(self.root)):
-            if entry.is_dir(follow_symlinks=False):
+            if entry.is_dir(follow_symlinks=False) and entry.path != self.home:
                 kill_and_remove(entry.path)
+        self._placed.clear()
+        self._after_spawn.clear()
+        for home in set(self.v1.values()):
+            v1_root = os.path.join(home, os.path.basename(self.root))
+            with contextlib.suppress(FileNotFoundError):
+                for entry in list(os.scandir(v1_root)):
+                    if entry.is_dir(follow_symlinks=False):
+                        with contextlib.suppress(OSError):
+                            os.rmdir(entry.path)
 
     def close(self) -> None:
+        if self.home != self.origin:  # (out of our own leaf, so the tree can go)
+            with contextlib.suppress(OSError):
+                _write(os.path.join(self.origin, "cgroup.procs"), "0")
+                self.home = self.origin
         self.sweep()
         with contextlib.suppress(OSError):
             os.rmdir(self.root)
+        for home in set(self.v1.values()):
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(home, os.path.basename(self.root)))
 
 
 @contextlib.contextmanager
@@ -275,9 +425,11 @@ def open_tree(state_dir: str) -> Tree | None:
     if why is not None or home is None:
         log.info("cgroups: not used (%s); programs and jobs are contained by process group only", why)
         return None
-    tree = Tree(home, root)
+    tree = Tree(home, root, v1_homes(mountinfo, proc_cgroup))
     tree.sweep()
-    memory = _enable_memory(root)
+    if os.path.exists(os.path.join(home, "cgroup.type")) and _alone_in(home):  # (not the root)
+        _move_into_leaf(tree)
+    memory = tree._v2_has("memory")
     log.info(
         "cgroups: each program instance and job in its own, under %s (memory controller %s)",
         root,
@@ -286,14 +438,60 @@ def open_tree(state_dir: str) -> Tree | None:
     return tree
 
 
-def _enable_memory(root: str) -> bool:
-    """Turn the memory controller on for the tree's cgroups where our own cgroup passes it down
-    (so max_memory reads memory.current); whether it is on."""
+SPAWN_LIFTED = frozenset({"pids.max"})
+"""Limits lifted while the daemon spawns from inside the cgroup and written again as soon as the
+child is born (Popen returns once its exec is done, so the program has had at most the first
+moments of its life without it): the daemon's own threads would count against `tasks_max`
+meanwhile, and the fork would fail."""
+
+DAEMON_LEAF = "daemon"
+"""The daemon's own cgroup in its tree, when it moved there (see _move_into_leaf)."""
+
+
+def _alone_in(cgroup: str) -> bool:
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs")) as f:
+            return f.read().split() == [str(os.getpid())]
+    except OSError:
+        return False
+
+
+def _move_into_leaf(tree: Tree) -> None:
+    """Move the daemon into a leaf of its tree, and pass the controllers its cgroup has down.
+
+    cgroup v2 lets a cgroup other than the root pass controllers to its children only while no
+    process is in it (the "no internal processes" rule), and systemd starts a service in one
+    cgroup, its main process in it: so where the daemon is alone in its cgroup (a service's), it
+    moves one level down, which frees that cgroup to pass memory, cpu and pids down to the tree
+    (memory_max, cpu_weight, tasks_max). Where it is not alone (a login shell's scope), it stays.
+    """
+    leaf = os.path.join(tree.root, DAEMON_LEAF)
+    try:
+        os.makedirs(leaf, exist_ok=True)
+        _write(os.path.join(leaf, "cgroup.procs"), "0")
+    except OSError as e:
+        log.info("cgroups: the daemon stays in %s (%s)", tree.origin, e.strerror)
+        return
+    tree.home = leaf
+    try:
+        with open(os.path.join(tree.origin, "cgroup.controllers")) as f:
+            available = f.read().split()
+    except OSError:
+        return
+    for controller in ("memory", "cpu", "pids"):
+        if controller in available:
+            with contextlib.suppress(OSError):
+                _write(os.path.join(tree.origin, "cgroup.subtree_control"), "+" + controller)
+
+
+def _enable(root: str, controller: str) -> bool:
+    """Turn `controller` on for the tree's cgroups where the daemon's cgroup passes it down;
+    whether it is on."""
     try:
         with open(os.path.join(root, "cgroup.controllers")) as f:
-            if "memory" not in f.read().split():
+            if controller not in f.read().split():
                 return False
-        _write(os.path.join(root, "cgroup.subtree_control"), "+memory")
+        _write(os.path.join(root, "cgroup.subtree_control"), "+" + controller)
     except OSError:
         return False
     return True

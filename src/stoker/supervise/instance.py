@@ -21,6 +21,7 @@ from pathlib import Path
 
 from stoker import sdnotify
 from stoker.config import InstanceSpec, ProgramConfig
+from stoker.durations import format_size
 from stoker.supervise import cgroups
 from stoker.supervise import state as sm
 from stoker.supervise.environment import child_base
@@ -83,6 +84,7 @@ class Instance:
         notify_address: str | None = None,
     ) -> None:
         self.program = program
+        self._oom_kills = 0  # the OOM killer's count in the cgroup, as last seen
         self.spec = program.spec(instance)
         self.name = self.spec.name
         self.machine = sm.Machine(policy_of(program))
@@ -239,7 +241,8 @@ class Instance:
         """Release the log files and the cgroup (the process must be gone)."""
         if self.cgroup is not None:
             cgroups.kill(self.cgroup)
-            cgroups.remove(self.cgroup)  # (still busy: removed with the daemon's tree)
+            if (tree := cgroups.current()) is not None:
+                tree.release(self.cgroup)  # (still busy: removed with the daemon's tree)
             self.cgroup = None
         self._stop_probe()
         self._cancel_timer()
@@ -331,7 +334,9 @@ class Instance:
         tree = cgroups.current()
         if tree is not None and self.cgroup is None:
             try:
-                self.cgroup = tree.cgroup(f"program-{self.spec.program}-{self.spec.instance}")
+                self.cgroup = tree.cgroup(
+                    f"program-{self.spec.program}-{self.spec.instance}", limits=self.program.limits()
+                )
             except OSError as e:  # (cgroup.max.descendants, say): not worth failing the start for
                 log.warning(
                     "%s: no cgroup of its own (%s): contained by its process group only", self.name, e
@@ -419,11 +424,25 @@ class Instance:
                     break
                 sink.write(data)
 
+    def _out_of_memory(self) -> str:
+        """ ", out of memory (memory_max …)" when the kernel's OOM killer acted in the instance's
+        cgroup since the last look (it counts per cgroup, which outlives one run)."""
+        tree = cgroups.current()
+        if tree is None or self.cgroup is None:
+            return ""
+        kills = tree.oom_kills(self.cgroup)
+        seen, self._oom_kills = self._oom_kills, kills
+        if kills <= seen:
+            return ""
+        return f": out of memory (memory_max {format_size(self.program.memory_max or 0)} reached)"
+
     def _on_reaped(self, pid: int, status: int) -> None:
         if self.cgroup is not None:  # what it left, setsid'd or not, goes with it (as its group)
             cgroups.kill(self.cgroup)
         self._drain_pipes()
         exit_code, sig, how = describe_exit(status)
+        if self.cgroup is not None and self.program.memory_max is not None:
+            how += self._out_of_memory()
         level = logging.INFO if self.machine.state is sm.State.STOPPING else logging.WARNING
         log.log(level, "%s: pid %d %s", self.name, pid, how)
         self.dispatch(sm.Exited(exit_code, sig))

@@ -18,6 +18,7 @@ would, so that status can still say "command not found".
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -135,7 +136,7 @@ def spawn(
         err_r, err_w = os.pipe() if not merge_stderr else (None, None)
     tree = cgroups.current()
     try:
-        with cgroups.born_in(cgroup, tree.home if tree is not None else None):
+        with tree.born_in(cgroup) if tree is not None else contextlib.nullcontext():
             popen = subprocess.Popen(
                 command,
                 cwd=directory,
