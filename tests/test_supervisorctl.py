@@ -255,6 +255,28 @@ def test_reread_update_avail_like_supervisord(
     same(ours, theirs, "status")
 
 
+def test_over_tcp_like_supervisord(stoker: Stoker, supervisord: Supervisord) -> None:
+    """supervisord's inet_http_server with a user and password, stoker's listen with the token:
+    the same answers to the right password, a wrong one, and none."""
+    ours_port, theirs_port = free_port(), free_port()
+    stoker.write(f'[daemon]\nlisten = "127.0.0.1:{ours_port}"\ntoken = "s3cret"\n' + STOKER_PROGRAMS)
+    stoker.up()
+    inet = f"[inet_http_server]\nport=127.0.0.1:{theirs_port}\nusername=deploy\npassword=s3cret\n\n"
+    supervisord.write(SUPERVISORD_PROGRAMS, inet)
+    supervisord.up()
+    for password in ("s3cret", "wrong", None):
+        ours = ctl_conf(
+            stoker.root / "tcp.conf", f"http://127.0.0.1:{ours_port}", username="deploy", password=password
+        )
+        theirs = ctl_conf(supervisord.root / "tcp.conf", f"http://127.0.0.1:{theirs_port}", username="deploy",
+                          password=password)  # fmt: skip
+        if password == "s3cret":
+            settled(ours, theirs, 3)
+        same(ours, theirs, "status")
+        same(ours, theirs, "stop", "worker:*")
+        same(ours, theirs, "start", "worker:*")
+
+
 def test_maintail(stoker: Stoker, both: tuple[Path, Path]) -> None:
     ours, _ = both
     result = ctl(ours, "maintail")
