@@ -10,6 +10,7 @@ import os
 import signal
 import xmlrpc.client
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -495,3 +496,27 @@ def test_malformed_calls(stoker: Stoker, rpc: Any, port: int) -> None:
 def test_unix_socket_needs_no_auth(stoker: Stoker, rpc: Any) -> None:
     assert os.stat(stoker.state_dir / "stoker.sock").st_mode & 0o777 == 0o600
     assert rpc.getAPIVersion() == "3.0"  # (the fixture's proxy sends no credentials)
+
+
+def test_a_follower_is_attached_only_while_it_streams(tmp_path: Path) -> None:
+    """A tail -f whose caller left before its answer began leaves no listener on the log."""
+    import asyncio
+
+    from stoker.api.xmlrpc import _Follower
+
+    log = tmp_path / "x.log"
+    log.write_bytes(b"a" * 2000)
+    attached: list[Any] = []
+
+    async def scenario() -> None:
+        follower = _Follower(log)
+        stream = follower.stream(attached.append, attached.remove)
+        assert attached == []  # made, not begun: nothing attached
+        assert await anext(stream) == b"a" * 1024  # the last KB
+        assert attached == [follower.put]
+        follower.put(b"more\n")
+        assert await anext(stream) == b"more\n"
+        await stream.aclose()
+        assert attached == []
+
+    asyncio.run(scenario())

@@ -150,21 +150,19 @@ class SupervisordApi:
         sink = inst.stderr_log if channel == "stderr" else inst.stdout_log if channel == "stdout" else None
         if sink is None or not sink.path.exists():
             return Response("Not Found", 404, media_type="text/plain")
-        head = _read_last(sink.path, TAIL_F_HEAD)
-        follower = _Follower()
-        sink.add_listener(follower.put)
-        return _streaming(follower.stream(head, lambda: sink.remove_listener(follower.put)))
+        follower = _Follower(sink.path)
+        return _streaming(follower.stream(sink.add_listener, sink.remove_listener))
 
     async def mainlogtail(self, request: Request) -> Response:
         """supervisorctl maintail -f: the daemon's log, followed."""
         path = _main_log()
         if path is None:
             return Response("Not Found", 404, media_type="text/plain")
-        head = _read_last(path, TAIL_F_HEAD)
-        follower = _Follower()
+        follower = _Follower(path)
         handler = _LogForwarder(follower.put)
-        logging.getLogger("stoker").addHandler(handler)
-        return _streaming(follower.stream(head, lambda: logging.getLogger("stoker").removeHandler(handler)))
+        logger = logging.getLogger("stoker")
+        attach, detach = (lambda _: logger.addHandler(handler)), (lambda _: logger.removeHandler(handler))
+        return _streaming(follower.stream(attach, detach))
 
     # names ---------------------------------------------------------------------------------
 
@@ -797,10 +795,15 @@ def _main_log() -> Path | None:
         return None
 
 
-class _Follower:
-    """Chunks of a followed log, bounded in bytes: a reader that lags more is told so."""
+Hook = Callable[[Callable[[bytes], None]], None]  # (un)registers a listener of written bytes
 
-    def __init__(self) -> None:
+
+class _Follower:
+    """A followed log: its last KB, then the chunks written to it, bounded in bytes (a reader
+    that lags more is told what it missed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
         self.held = self.missed = 0
 
@@ -811,8 +814,12 @@ class _Follower:
         self.held += len(data)
         self.queue.put_nowait(data)
 
-    async def stream(self, head: bytes, done: Callable[[], None]) -> AsyncIterator[bytes]:
+    async def stream(self, attach: Hook, detach: Hook) -> AsyncIterator[bytes]:
+        """Attached (and the head read) only once the answer streams, with no await between the
+        two: each byte once, and nothing left attached for a caller that went before it began."""
+        attach(self.put)
         try:
+            head = _read_last(self.path, TAIL_F_HEAD)
             if head:
                 yield head
             while True:
@@ -823,7 +830,7 @@ class _Follower:
                     self.missed = 0
                 yield data
         finally:
-            done()
+            detach(self.put)
 
 
 class _LogForwarder(logging.Handler):
