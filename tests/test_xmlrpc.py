@@ -520,3 +520,32 @@ def test_a_follower_is_attached_only_while_it_streams(tmp_path: Path) -> None:
         assert attached == []
 
     asyncio.run(scenario())
+
+
+def test_a_daemon_stopping_is_in_shutdown_state(stoker: Stoker) -> None:
+    """From SIGTERM on (not only a shutdown asked through XML-RPC), supervisor.* says so."""
+    stoker.write(
+        """
+        [programs.stubborn]
+        command = ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1 & wait $!; done"]
+        start_seconds = 0
+        stop_timeout = "3s"
+        """
+    )
+    stoker.up()
+    stoker.wait_state("stubborn:0", "running")
+    rpc = proxy_for(stoker).supervisor
+    wait_for(lambda: rpc.readProcessStdoutLog("stubborn", 0, 0) == "up\n", what="the trap in place")
+    assert stoker.daemon is not None
+    stoker.daemon.send_signal(signal.SIGTERM)  # it waits for stubborn (3 s, then SIGKILL)
+
+    def shutting_down() -> bool:
+        try:
+            rpc.getState()
+        except xmlrpc.client.Fault as e:
+            return (e.faultCode, e.faultString) == (6, "SHUTDOWN_STATE")
+        return False
+
+    wait_for(shutting_down, what="SHUTDOWN_STATE")
+    assert proxy_for(stoker).system.listMethods()  # (system.* still answers)
+    assert stoker.daemon.wait(30) == 0

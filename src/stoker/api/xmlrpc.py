@@ -136,9 +136,14 @@ class SupervisordApi:
             inspect.signature(func).bind(*params)
         except TypeError:
             raise RpcFault(Faults.INCORRECT_PARAMETERS) from None
-        if method.startswith("supervisor.") and self.mood < SupervisorStates.RUNNING:
+        if method.startswith("supervisor.") and self._mood() < SupervisorStates.RUNNING:
             raise RpcFault(Faults.SHUTDOWN_STATE)
         return await func(*params)
+
+    def _mood(self) -> SupervisorStates:
+        """supervisord's state of the daemon: SHUTDOWN from the moment it began to stop (asked
+        here, by `stoker down` or a signal), RESTARTING during supervisor.restart."""
+        return SupervisorStates.SHUTDOWN if self.sup.is_closing else self.mood
 
     async def logtail(self, request: Request) -> Response:
         """supervisorctl tail -f: the last KB of the log, then what is written to it."""
@@ -228,7 +233,8 @@ class SupervisordApi:
 
         @return struct A struct with keys int statecode, string statename
         """
-        return {"statecode": int(self.mood), "statename": self.mood.name}
+        mood = self._mood()
+        return {"statecode": int(mood), "statename": mood.name}
 
     async def supervisor_getPID(self) -> int:
         """Return the PID of supervisord

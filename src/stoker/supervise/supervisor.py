@@ -516,6 +516,11 @@ class Supervisor:
                 if restartable(inst):
                     await self.restart([inst])  # one at a time: the others keep serving
 
+    @property
+    def is_closing(self) -> bool:
+        """Whether the daemon is stopping (`closing()` was called): nothing starts any more."""
+        return self._closing
+
     def closing(self) -> None:
         """The daemon is stopping: nothing starts from here on (a program that exits before its
         turn to stop stays stopped), and no lease is wanted. `shutdown()` stops them."""
