@@ -549,3 +549,28 @@ def test_a_daemon_stopping_is_in_shutdown_state(stoker: Stoker) -> None:
     wait_for(shutting_down, what="SHUTDOWN_STATE")
     assert proxy_for(stoker).system.listMethods()  # (system.* still answers)
     assert stoker.daemon.wait(30) == 0
+
+
+def test_an_added_program_does_not_see_a_secret_the_file_now_reads(
+    stoker: Stoker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOOK_URL", "https://hooks.example.com/s3cret")  # the daemon's environment
+    stoker.write('[programs.web]\ncommand = "sleep 1000"\n')
+    stoker.up()
+    stoker.write(
+        """
+        [programs.web]
+        command = "sleep 1000"
+
+        [programs.peek]
+        command = ["sh", "-c", "env; exec sleep 1000"]
+
+        [notify.ops]
+        url = "env:HOOK_URL"
+        """
+    )
+    rpc = proxy_for(stoker).supervisor
+    assert rpc.reloadConfig() == [[["peek"], [], []]]
+    assert rpc.addProcessGroup("peek") is True
+    text = wait_for(lambda: rpc.readProcessStdoutLog("peek", 0, 0), what="peek's environment")
+    assert "STOKER_PROGRAM=peek" in text and "HOOK_URL" not in text

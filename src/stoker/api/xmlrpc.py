@@ -317,7 +317,8 @@ class SupervisordApi:
             raise RpcFault(Faults.BAD_NAME, name)
         if name in self.sup.config.programs:
             raise RpcFault(Faults.ALREADY_ADDED, name)
-        await self._apply({**self.sup.config.programs, name: program})
+        # (a variable the file now reads a secret from, a webhook URL, is hidden from the new one too)
+        await self._apply({**self.sup.config.programs, name: program}, pending.env_secrets)
         return True
 
     async def supervisor_removeProcessGroup(self, name: str) -> bool:
@@ -333,10 +334,13 @@ class SupervisordApi:
         await self._apply({n: p for n, p in self.sup.config.programs.items() if n != name})
         return True
 
-    async def _apply(self, programs: dict[str, ProgramConfig]) -> None:
+    async def _apply(self, programs: dict[str, ProgramConfig], secrets: frozenset[str] = frozenset()) -> None:
+        """Reload into the running config with these programs (a diff: the others untouched)."""
         if self.info.reload is None:
             raise RpcFault(Faults.FAILED, "the daemon is still starting")
-        await self.info.reload(None, msgspec.structs.replace(self.sup.config, programs=programs))
+        running = self.sup.config
+        new = msgspec.structs.replace(running, programs=programs, env_secrets=running.env_secrets | secrets)
+        await self.info.reload(None, new)
 
     async def supervisor_getAllConfigInfo(self) -> list[dict[str, Any]]:
         """Get info about all available process configurations. Each struct
