@@ -242,6 +242,7 @@ def test_reread_update_avail_like_supervisord(
         "[programs.web]", "[programs.worker]") + EXTRA_STOKER)  # fmt: skip
     supervisord.write("\n[program:worker]\ncommand=sleep 1000\nstartsecs=1\n" + EXTRA_SUPERVISORD)
     same(ours, theirs, "reread")  # web: disappeared, worker: changed
+    same(ours, theirs, "avail")  # the file's, web not among them
     same(ours, theirs, "update")
     settled(ours, theirs, 2)
     same(ours, theirs, "status")

@@ -380,7 +380,8 @@ def test_reread_add_remove(stoker: Stoker, rpc: Any, port: int) -> None:
     assert fault_of(rpc.getProcessInfo, "extra") == (10, "BAD_NAME: extra")
     infos = {(i["group"], i["name"]): i for i in rpc.getAllConfigInfo()}
     assert infos["extra", "extra"]["inuse"] is False and infos["web", "web"]["inuse"] is True
-    assert ("worker", "2") in infos and ("missing", "missing") in infos  # the file's, and the active
+    assert infos["worker", "2"]["inuse"] is True  # the file's processes; its group is in use
+    assert ("missing", "missing") not in infos  # gone from the file: not listed, as supervisord
 
     assert rpc.addProcessGroup("extra") is True
     assert fault_of(rpc.addProcessGroup, "extra") == (90, "ALREADY_ADDED: extra")

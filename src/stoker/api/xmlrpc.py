@@ -348,21 +348,19 @@ class SupervisordApi:
 
         @return array result  An array of process config info structs
         """
-        pending = self.pending if self.pending is not None else self.sup.config
+        # As supervisord: the programs of the file as last read, each "in use" if its group is
+        # active (one removed from the file but still active is not listed)
+        programs = (self.pending if self.pending is not None else self.sup.config).programs
         active = self.sup.config.programs
-        programs = {**active, **pending.programs}  # (removed from the file: still active)
         out = []
         for group, index in lexical({n: p.instances for n, p in programs.items()}):
             program = programs[group]
-            inst = self.sup.instances.get(f"{group}:{index}") if group in active else None
             spec = program.spec(index)
-            if inst is not None:
+            stdout = log_path(self.sup.log_dir, spec)
+            stderr = None if program.log.stderr == "merge" else log_path(self.sup.log_dir, spec, "err")
+            if group in active and (inst := self.sup.instances.get(spec.name)) is not None:
                 stdout, stderr = inst.stdout_log.path, inst.stderr_log.path if inst.stderr_log else None
-            else:
-                merged = program.log.stderr == "merge"
-                stdout = log_path(self.sup.log_dir, spec)
-                stderr = None if merged else log_path(self.sup.log_dir, spec, "err")
-            out.append(config_info(program, index, inst is not None, str(stdout), str(stderr or "")))
+            out.append(config_info(program, index, group in active, str(stdout), str(stderr or "")))
         return sorted(out, key=lambda row: row["name"])  # by process name alone, as supervisord
 
     # supervisor.*: processes ---------------------------------------------------------------
