@@ -256,6 +256,41 @@ def test_reread_update_avail_like_supervisord(
     same(ours, theirs, "status")
 
 
+def test_start_errors_like_supervisord(stoker: Stoker, supervisord: Supervisord) -> None:
+    """A command that is not there, one that is not executable, one that dies at once."""
+    (stoker.root / "script.sh").write_text("echo hi\n")  # (no x bit)
+    stoker.write(
+        f"""
+        [programs.flaky]
+        command = ["sh", "-c", "exit 3"]
+        autostart = false
+        backoff = {{ min = "30s", max = "30s" }}
+        [programs.missing]
+        command = "/nonexistent/prog"
+        autostart = false
+        [programs.noexec]
+        command = "{stoker.root / "script.sh"}"
+        autostart = false
+        """
+    )
+    stoker.up()
+    supervisord.write(
+        "[program:flaky]\ncommand=sh -c 'exit 3'\nautostart=false\nstartretries=100\n"
+        "[program:missing]\ncommand=/nonexistent/prog\nautostart=false\n"
+        f"[program:noexec]\ncommand={stoker.root / 'script.sh'}\nautostart=false\n"
+    )
+    supervisord.up()
+    ours = ctl_conf(stoker.root / "ctl.conf", f"unix://{stoker.state_dir / 'stoker.sock'}")
+    theirs = supervisord.ctl
+    same(ours, theirs, "status")  # all Not started, exit 3
+    same(ours, theirs, "start", "missing")  # missing: ERROR (no such file)
+    same(ours, theirs, "start", "noexec")  # noexec: ERROR (file is not executable)
+    same(ours, theirs, "start", "flaky")  # flaky: ERROR (spawn error), exit 7
+    same(ours, theirs, "start", "flaky")  # flaky: ERROR (already started): backing off
+    same(ours, theirs, "stop", "flaky")
+    same(ours, theirs, "start", "missing", "noexec", "flaky")
+
+
 def test_over_tcp_like_supervisord(stoker: Stoker, supervisord: Supervisord) -> None:
     """supervisord's inet_http_server with a user and password, stoker's listen with the token:
     the same answers to the right password, a wrong one, and none."""
