@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale venv clean
+.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ bench-schedules: $(STAMP)
 ## (starts its own PostgreSQL; installs procrastinate into bench/.work; about 6 minutes)
 bench-cluster: $(STAMP)
 	$(BIN)/python bench/cluster.py
+
+## bench-supervisorctl: `supervisorctl status` with 100 programs, stoker's XML-RPC against supervisord's
+## (the supervisor package of the dev extras; about a minute)
+bench-supervisorctl: $(STAMP)
+	$(BIN)/python bench/supervisorctl.py
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

@@ -10,16 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from stoker.config import Config
 from stoker.events import EventBus
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.schedule.scheduler import Scheduler
 from stoker.store.shared import SharedStore
 from stoker.supervise.supervisor import Supervisor
 
-# The daemon's reload; its argument, if any, hears each instance it stops as it stops.
-Reload = Callable[[Callable[[dict[str, Any]], None] | None], Coroutine[Any, Any, dict[str, Any]]]
+
+class Reload(Protocol):
+    """The daemon's reload: `progress`, if any, hears each instance it stops as it stops;
+    `config`, if any, is applied instead of the file's (supervisorctl's reread and update)."""
+
+    def __call__(
+        self, progress: Callable[[dict[str, Any]], None] | None, config: Config | None = None
+    ) -> Coroutine[Any, Any, dict[str, Any]]: ...
 
 
 @dataclass

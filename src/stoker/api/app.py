@@ -23,9 +23,11 @@ from stoker.about import __version__
 from stoker.api import dashboard, jobs, schemas
 from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
+from stoker.api import xmlrpc as supervisord_api
 from stoker.api.body_limit import BodyLimit
 from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
 from stoker.api.doors import Doors, from_unix_socket
+from stoker.api.supervisord_door import basic_password, speaks_supervisord
 from stoker.api.usage import CpuMeter
 from stoker.runtime import DaemonInfo, Reload
 from stoker.signals import parse_signal
@@ -214,6 +216,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         Route("/metrics", metrics),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
         *schedule_routes.routes(lambda: info.scheduler),
+        *supervisord_api.routes(info),  # /RPC2, /logtail, /mainlogtail: supervisorctl's
         *dashboard.routes(),
     ]
 
@@ -285,7 +288,9 @@ async def _follow(initial: bytes, sinks: list[tuple[str, LogFile]], prefix: bool
 
 
 class BearerAuth:
-    """TCP clients must send `Authorization: Bearer TOKEN`; the unix socket trusts its file mode.
+    """TCP clients must send `Authorization: Bearer TOKEN` (supervisorctl and its kin, on
+    supervisord's paths: basic auth with the token as the password, see supervisord_door.py);
+    the unix socket trusts its file mode.
 
     The dashboard's own files are the exception: a browser cannot add a header to the request
     that opens a page, and they hold no data (the page asks for the token, then sends it with
@@ -308,6 +313,8 @@ class BearerAuth:
         ):
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, given = header.partition(b" ")
+            if scheme.lower() == b"basic" and speaks_supervisord(scope["path"]):  # supervisorctl's
+                scheme, given = b"bearer", basic_password(given)  # the token as the password
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
                 response = error_response(401, "unauthorized", self.refusal)
                 response.headers["WWW-Authenticate"] = "Bearer"

@@ -10,6 +10,8 @@ a browser (a proxy in front that signs users in with a cookie and adds the token
   `X-Forwarded-Host` of a proxy). Clients that are not browsers send neither.
 - a body (POST, PUT, PATCH, DELETE) must be `application/json` (415): a page of another site can
   send text/plain, a form or an untyped blob without asking the daemon first, never JSON.
+  supervisord's XML-RPC (/RPC2) takes `text/xml` instead, which no page can send unasked
+  either (supervisord_door.py).
 
 The unix socket trusts its file mode and is not checked. Every answer, on both doors, says
 `nosniff` (a browser never reads JSON or text as a script or a page) and may not be framed.
@@ -22,6 +24,7 @@ from collections.abc import Mapping
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stoker.api.common import error_response
+from stoker.api.supervisord_door import not_xml, speaks_supervisord
 
 ON_EVERY_ANSWER = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"))
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -96,12 +99,13 @@ class Doors:
                 )
                 await refusal(scope, receive, send_with_headers)
                 return
-            if (content_type := not_json(scope["method"], headers)) is not None:
+            # supervisord's XML-RPC takes XML, and only XML (why that is safe: supervisord_door)
+            xml = speaks_supervisord(scope["path"])
+            if (content_type := (not_xml if xml else not_json)(scope["method"], headers)) is not None:
                 got = f"Content-Type: {content_type.decode('latin-1')}" if content_type else "no Content-Type"
+                wanted = "XML, Content-Type: text/xml" if xml else "JSON with Content-Type: application/json"
                 refusal = error_response(
-                    415,
-                    "unsupported_media_type",
-                    f"send the body as JSON with Content-Type: application/json (got {got})",
+                    415, "unsupported_media_type", f"send the body as {wanted} (got {got})"
                 )
                 await refusal(scope, receive, send_with_headers)
                 return

@@ -267,6 +267,7 @@ def document() -> dict[str, Any]:
             }
         },
         **_job_paths(),
+        **_supervisord_paths(),
         "/api/v1/tasks": {
             "get": {
                 "summary": "The tasks of the config and the parameters each takes (the JSON "
@@ -509,4 +510,47 @@ def _job_paths() -> dict[str, Any]:
                 },
             }
         },
+    }
+
+
+def _supervisord_paths() -> dict[str, Any]:
+    """supervisord's XML-RPC API and log tails, for supervisorctl and its kin (api/xmlrpc.py,
+    docs/supervisorctl.md): over TCP they also take the token as basic auth's password."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    tail = {
+        "summary": "supervisorctl tail -f: the last KB of the log, then the log as it grows (chunked)",
+        "responses": {
+            "200": {"description": "The log, followed", "content": text},
+            "404": {"description": "No such process, or no such log", "content": text},
+        },
+    }
+    spec = {"in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "/RPC2": {
+            "post": {
+                "summary": "supervisord's XML-RPC API 3.0 (system.listMethods lists the methods)",
+                "requestBody": {"required": True, "content": {"text/xml": {"schema": {"type": "string"}}}},
+                "responses": {
+                    "200": {
+                        "description": "The method's answer, or an XML-RPC fault (supervisord's codes)",
+                        "content": {"text/xml": {"schema": {"type": "string"}}},
+                    },
+                    "400": {"description": "Not an XML-RPC call", "content": text},
+                    "415": _json(_ref("ErrorBody"), "A body without Content-Type: text/xml (TCP)"),
+                },
+            }
+        },
+        "/logtail/{spec}": {
+            "get": {**tail, "parameters": [{"name": "spec", **spec, "description": "web, worker:0"}]}
+        },
+        "/logtail/{spec}/{channel}": {
+            "get": {
+                **tail,
+                "parameters": [
+                    {"name": "spec", **spec, "description": "web, worker:0"},
+                    {"name": "channel", **spec, "description": "stdout or stderr"},
+                ],
+            }
+        },
+        "/mainlogtail": {"get": {**tail, "summary": "supervisorctl maintail -f: the daemon's log, followed"}},
     }

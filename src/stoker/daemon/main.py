@@ -507,15 +507,19 @@ class Daemon:
 
     # reload --------------------------------------------------------------------------------
 
-    async def reload(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    async def reload(
+        self, progress: Callable[[dict[str, Any]], None] | None = None, config: Config | None = None
+    ) -> dict[str, Any]:
         """Re-read the config file and apply what changed; ConfigError (nothing changed) if
-        the file is not valid. `progress` hears each instance the reload stops, as it stops."""
+        the file is not valid. `progress` hears each instance the reload stops, as it stops.
+        `config`: apply this one instead of the file's (the XML-RPC API's addProcessGroup:
+        the running config with one program group added or removed)."""
         from stoker import sdnotify
 
         async with self._reloading:
             sdnotify.tell_systemd(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
             try:
-                return await self._apply_reload(progress)
+                return await self._apply_reload(progress, config)
             finally:
                 sdnotify.tell_systemd(READY=1)
 
@@ -527,14 +531,16 @@ class Daemon:
         except ConfigError as e:
             log.error("reload refused, nothing changed: %s", e)
 
-    async def _apply_reload(self, progress: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    async def _apply_reload(
+        self, progress: Callable[[dict[str, Any]], None] | None, config: Config | None
+    ) -> dict[str, Any]:
         from stoker.config import load_config
         from stoker.daemon.reload_progress import StopReporter
         from stoker.reload import RESTART_ONLY, describe, diff
 
         info, supervisor = self.info, self.supervisor
         current = supervisor.config
-        new = load_config(current.path)
+        new = load_config(current.path) if config is None else config
         changes = diff(current, new)
         # what is bound at start stays as it is until the daemon restarts
         kept = {key: getattr(current.daemon, key) for key in RESTART_ONLY}

@@ -255,6 +255,17 @@ class LogFile:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
+    def clear(self) -> None:
+        """Empty the log: the current file truncated, its rotated files removed (supervisord's
+        clearProcessLogs). OSError if the file cannot be truncated."""
+        for n in range(1, self.keep + 1):
+            rotated_path(self.path, n).unlink(missing_ok=True)
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+        elif self.path.exists():
+            os.truncate(self.path, 0)
+        self._size = self._line_start = 0
+
     def close(self) -> None:
         """Close the file. Idempotent; writing afterwards raises ValueError."""
         if self._closed:

@@ -284,10 +284,14 @@ class Supervisor:
                 inst.start()
         self._leases_may_have_changed()
 
-    async def start(self, instances: list[Instance]) -> None:
+    async def start(self, instances: list[Instance], *, wait: bool = True) -> None:
+        """Start `instances`; with `wait`, return once each has settled (running, or a failed
+        start) or its start limit has passed."""
         for inst in instances:
             inst.start()
         self._leases_may_have_changed()
+        if not wait:
+            return
         limit = self._start_limit(instances)
         await self.wait_until(instances, lambda i: i.state in SETTLED_AFTER_START, limit)
 
@@ -346,9 +350,9 @@ class Supervisor:
 
     # what an operator asks for: remembered across daemon restarts ------------------------------
 
-    async def start_by_hand(self, instances: list[Instance]) -> None:
+    async def start_by_hand(self, instances: list[Instance], *, wait: bool = True) -> None:
         self.holds.release(inst.name for inst in instances)
-        await self.start(instances)
+        await self.start(instances, wait=wait)
 
     async def stop_by_hand(self, instances: list[Instance]) -> None:
         self.holds.hold(inst.name for inst in instances)
@@ -518,6 +522,11 @@ class Supervisor:
             for inst in [i for i in self.instances.values() if i.spec.program == program.name]:
                 if restartable(inst):
                     await self.restart([inst])  # one at a time: the others keep serving
+
+    @property
+    def is_closing(self) -> bool:
+        """Whether the daemon is stopping (`closing()` was called): nothing starts any more."""
+        return self._closing
 
     def closing(self) -> None:
         """The daemon is stopping: nothing starts from here on (a program that exits before its
