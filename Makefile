@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl venv clean
+.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,10 @@ bench-cluster: $(STAMP)
 ## (the supervisor package of the dev extras; about a minute)
 bench-supervisorctl: $(STAMP)
 	$(BIN)/python bench/supervisorctl.py
+
+## bench-php: enqueue from PHP (clients/php, one kept-alive connection) against the Python client (about 1 minute)
+bench-php: $(STAMP)
+	$(BIN)/python bench/php_enqueue.py
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

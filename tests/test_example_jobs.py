@@ -22,6 +22,7 @@ from conftest import Stoker, need, wait_for
 from stoker.client import Client
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CLIENT = Path(__file__).resolve().parent.parent / "clients" / "php"
 FINISHED = ("succeeded", "failed", "cancelled")
 
 MAIL_BACKOFF = 'backoff = { min = "1s", max = "10s" }'
@@ -30,9 +31,12 @@ APK_STEP = 'BUILD_STEP_SECONDS = "0.5"'
 
 
 def _copy(stoker: Stoker, name: str, replace: dict[str, str] | None = None) -> Path:
-    """Copy examples/NAME (without anything a local run left) and point the fixture at it."""
-    folder = stoker.root / name
-    shutil.copytree(EXAMPLES / name, folder, ignore=shutil.ignore_patterns(".stoker", "outbox", "builds"))
+    """Copy examples/NAME (without anything a local run left) and point the fixture at it; the
+    PHP client beside it, where the example's scripts find it (../../clients/php)."""
+    folder = stoker.root / "examples" / name
+    left = shutil.ignore_patterns(".stoker", "outbox", "builds", "vendor", "composer.lock")
+    shutil.copytree(EXAMPLES / name, folder, ignore=left)
+    shutil.copytree(CLIENT, stoker.root / "clients" / "php", ignore=shutil.ignore_patterns("tests", "vendor"))
     config = folder / "stoker.toml"
     text = config.read_text()
     for old, new in (replace or {}).items():
@@ -276,6 +280,44 @@ def test_apk_submit_php_follows_a_build(stoker: Stoker, unused_tcp_port: int) ->
         ["php", "submit.php", "../../etc/passwd"], cwd=folder, env=_php_env(), capture_output=True, text=True
     )
     assert refused.returncode == 2 and "not an Android package name" in refused.stderr
+
+
+def test_apk_submit_php_over_tcp_follows_a_live_build(stoker: Stoker, unused_tcp_port: int) -> None:
+    """STOKER_URL and STOKER_TOKEN: the TCP listener instead of the socket; and a package whose
+    build is live already is followed, not built twice."""
+    need("php")
+    folder = _apk_builds(stoker, unused_tcp_port)
+    stoker.up()
+    stoker.cli("queue", "pause", "build").check_returncode()
+    live = stoker.json("enqueue", "build_apk", "package=com.example.maps", "--key", "com.example.maps")
+    token = (folder / ".stoker" / "token").read_text().strip()
+    env = {**_php_env(), "STOKER_URL": f"http://127.0.0.1:{unused_tcp_port}", "STOKER_TOKEN": token}
+    follower = subprocess.Popen(
+        ["php", "submit.php", "com.example.maps"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()
+        assert first == f"job {live['id']}: a build of com.example.maps is already queued; following it\n"
+        stoker.cli("queue", "resume", "build").check_returncode()
+        out, err = follower.communicate(timeout=30)
+        assert follower.returncode == 0, (out, err)
+        assert _states(out, str(live["id"]))[-1] == "succeeded", out
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert len(stoker.json("jobs")) == 1
+    env["STOKER_TOKEN"] = "wrong"
+    refused = subprocess.run(
+        ["php", "submit.php", "com.example.maps"], cwd=folder, env=env, capture_output=True, text=True
+    )
+    assert refused.returncode == 2 and "submit.php: send Authorization: Bearer TOKEN" in refused.stderr
 
 
 def _free_port() -> int:

@@ -5,16 +5,19 @@
 //
 // The browser talks to this page only; the page talks to stoker. So the browser can start
 // build_apk and read a build's status, nothing else, and a token never leaves the server.
-require __DIR__ . '/stoker_api.php';
+require __DIR__ . '/builds.php';
+
+use Stoker\Job;
+use Stoker\StokerException;
 
 $action = $_GET['action'] ?? '';
 if ($action !== '') {
     header('Content-Type: application/json');
     try {
         if ($action === 'submit' && $_SERVER['REQUEST_METHOD'] === 'POST') {
-            [, $job] = submit_build((string)($_POST['package'] ?? ''));
+            $job = submit_build(stoker(), (string)($_POST['package'] ?? ''));
         } elseif ($action === 'status') {
-            [, $job] = stoker_request('GET', '/api/v1/jobs/' . (int)($_GET['id'] ?? 0));
+            $job = stoker()->job((int)($_GET['id'] ?? 0));
         } else {
             http_response_code(404);
             echo json_encode(['problem' => 'unknown action']);
@@ -22,10 +25,11 @@ if ($action !== '') {
         }
         $keep = ['id', 'state', 'attempt', 'max_attempts', 'error', 'output', 'started_at', 'finished_at'];
         $job = array_intersect_key($job, array_flip($keep));
-        $job['finished'] = job_finished($job);
+        $job['finished'] = Job::isFinished($job);
         echo json_encode($job);
-    } catch (StokerError $e) {
-        http_response_code($e->getCode() >= 400 ? $e->getCode() : 502);
+    } catch (StokerException $e) {
+        // the daemon's refusal (422 for a bad package, 404 …), or 502: it could not be reached
+        http_response_code($e->getStatus() >= 400 ? $e->getStatus() : 502);
         echo json_encode(['problem' => $e->getMessage()]);
     }
     exit;

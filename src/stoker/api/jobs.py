@@ -100,18 +100,36 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
             raise ApiError(404, "not_found", "no tasks in the config: add a [tasks.NAME] table")
         return d
 
-    async def decode(request: Request, kind: type[Any]) -> Any:
+    async def decode(request: Request, kind: type[Any], tasks: Dispatcher | None = None) -> Any:
+        """The body as `kind`. With `tasks`, a body that does not fit but names a task that
+        does not exist is refused for its task (404 unknown_task): the likelier mistake, and
+        the one a client must hear about, not the shape of parameters it could never take."""
         body = await request.body()
         try:
             return msgspec.json.decode(body, type=kind)
         except msgspec.ValidationError as e:
+            if tasks is not None:
+                named_task(tasks, body)
             raise ApiError(422, "invalid", str(e)) from None
         except msgspec.DecodeError as e:
             raise ApiError(400, "bad_request", f"the body is not JSON: {e}") from None
         except RecursionError:  # msgspec's own depth limit, not a bug of ours
             raise ApiError(400, "bad_request", "the body's JSON is nested too deeply") from None
 
+    def named_task(d: Dispatcher, body: bytes) -> None:
+        """Refuse the body for its task if it names one that does not exist."""
+        try:
+            name = msgspec.json.decode(body, type=schemas.TaskOnly).task
+        except (msgspec.DecodeError, RecursionError):  # no task to speak of: the shape's error
+            return
+        try:
+            d.task(name)
+        except UnknownTask as e:
+            raise ApiError(404, "unknown_task", str(e)) from None
+
     def new_job(d: Dispatcher, task: str, params: Any, index: int | None = None, **options: Any) -> NewJob:
+        if isinstance(params, list):  # [] (schemas.NoParams): PHP's empty array, no parameters
+            params = {}
         try:
             return d.new_job(task, params, **options)
         except UnknownTask as e:
@@ -122,7 +140,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
 
     async def enqueue(request: Request) -> Response:
         d = need()
-        body: schemas.EnqueueRequest = await decode(request, schemas.EnqueueRequest)
+        body: schemas.EnqueueRequest = await decode(request, schemas.EnqueueRequest, d)
         now = time.time()
         run_at = parse_when(body.run_at, body.delay, now)
         new = new_job(d, body.task, body.params, run_at=run_at, priority=body.priority, key=body.key, now=now)
@@ -131,7 +149,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
 
     async def enqueue_many(request: Request) -> Response:
         d = need()
-        body: schemas.EnqueueManyRequest = await decode(request, schemas.EnqueueManyRequest)
+        body: schemas.EnqueueManyRequest = await decode(request, schemas.EnqueueManyRequest, d)
         if len(body.params) > MAX_BATCH:
             raise ApiError(413, "too_large", f"at most {MAX_BATCH} jobs per request")
         now = time.time()

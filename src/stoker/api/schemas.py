@@ -137,10 +137,22 @@ class JobDetail(Job, kw_only=True):
 # What SQLite's INTEGER holds: a priority past it would be refused by the store (a 500), not here.
 Priority = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
+# A job's parameters: an object, or an empty array meaning none, since that is what PHP's
+# json_encode makes of an empty array (`['params' => []]`), and PHP apps are a main caller.
+NoParams = Annotated[list[Any], msgspec.Meta(max_length=0, description="no parameters (PHP's [])")]
+Params = dict[str, Any] | NoParams
+
+
+class TaskOnly(msgspec.Struct):
+    """The task an enqueue request names, read on its own so that an unknown task is the
+    error reported, not the shape of parameters it could never take."""
+
+    task: str
+
 
 class EnqueueRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     task: str
-    params: dict[str, Any] = {}
+    params: Params = {}
     run_at: str | None = None  # ISO 8601; without an offset, the daemon's local time
     delay: str | float | None = None  # "5m" or seconds
     key: str | None = None
@@ -151,7 +163,7 @@ class EnqueueManyRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     """Many jobs of one task in one transaction: each item of `params` is one job's parameters."""
 
     task: str
-    params: list[dict[str, Any]]
+    params: list[Params]
     run_at: str | None = None
     delay: str | float | None = None
     priority: Priority = 0
