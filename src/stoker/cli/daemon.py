@@ -68,13 +68,18 @@ def _count(n: int, thing: str) -> str:
 
 
 def import_command(ctx: Context, args: argparse.Namespace) -> None:
-    """Turn a supervisord, pm2 or Procfile config into a stoker.toml. It is printed, commented:
-    FILE is a supervisord .conf/.ini, a pm2 ecosystem .json/.js or a Procfile."""
-    from stoker.importing import InputError, convert, read
+    """Convert supervisord, pm2, Procfile or crontab files to TOML. It is printed,
+    commented: FILE is a supervisord .conf/.ini, a pm2 ecosystem .json/.js, a Procfile or a
+    crontab; - reads standard input (`crontab -l | stoker import -`)."""
+    from stoker.importing import STDIN, InputError, convert, read
 
-    path = os.path.abspath(args.file)
     try:
-        text = convert(read(path), path, format=args.format, env=args.env)
+        if args.file == "-":
+            path, source = STDIN, sys.stdin.read()
+        else:
+            path = os.path.abspath(args.file)
+            source = read(path)
+        text = convert(source, path, format=args.format, env=args.env)
     except InputError as e:
         fail(str(e), EXIT_USAGE)
     sys.stdout.write(text)

@@ -56,12 +56,12 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
     "import": (
         import_command,
         [
-            _arg("file", metavar="FILE"),
+            _arg("file", metavar="FILE", help="The file to convert; - reads standard input."),
             _arg(
                 "--format",
-                choices=["supervisord", "pm2", "procfile"],
+                choices=["supervisord", "pm2", "procfile", "crontab"],
                 metavar="FORMAT",
-                help="supervisord, pm2 or procfile (default: told by the file's name or contents).",
+                help="supervisord, pm2, procfile or crontab (default: told by the file's name or contents).",
             ),
             _arg(
                 "--env",

@@ -1,4 +1,4 @@
-"""`stoker import`: a supervisord ini, a pm2 ecosystem file or a Procfile → stoker.toml.
+"""`stoker import`: a supervisord ini, a pm2 ecosystem file, a Procfile or a crontab → stoker.toml.
 
 Each format has its own module that turns text into :class:`~stoker.importing.model.Converted`
 (programs, settings, notes); :mod:`~stoker.importing.toml_writer` writes that as commented
@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 
-from stoker.importing import pm2, procfile, supervisord, toml_writer
+from stoker.importing import crontab, pm2, procfile, supervisord, toml_writer
 from stoker.importing.model import InputError, Machine
 
-__all__ = ["FORMATS", "InputError", "Machine", "convert", "detect_format", "read", "read_glob"]
+__all__ = ["FORMATS", "STDIN", "InputError", "Machine", "convert", "detect_format", "read", "read_glob"]
 
-FORMATS = ("supervisord", "pm2", "procfile")
+FORMATS = ("supervisord", "pm2", "procfile", "crontab")
+STDIN = "<stdin>"  # the file name of text read from standard input (`stoker import -`)
 _JAVASCRIPT = (".js", ".cjs", ".mjs")
 # Any of supervisord's section headers: a file of only [group:x] or [fcgi-program:x] sections
 # starts with "[" too, and must not be taken for a JSON array.
@@ -31,6 +32,8 @@ def detect_format(file: str, text: str) -> str:
     extension = os.path.splitext(base)[1].lower()
     if base == "Procfile" or base.startswith("Procfile."):
         return "procfile"
+    if base == "crontab" or os.path.basename(os.path.dirname(file)) == "cron.d":
+        return "crontab"
     if extension in (".conf", ".ini"):
         return "supervisord"
     if extension in (".json", ".json5", ".yml", ".yaml", *_JAVASCRIPT):
@@ -39,6 +42,8 @@ def detect_format(file: str, text: str) -> str:
         return "supervisord"
     if text.lstrip().startswith(("{", "[")) or "module.exports" in text:
         return "pm2"
+    if crontab.looks_like_crontab(text):
+        return "crontab"
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
     if lines and all(re.match(r"[A-Za-z0-9_-]+\s*:\s*\S", line) for line in lines):
         return "procfile"
@@ -47,7 +52,8 @@ def detect_format(file: str, text: str) -> str:
         None,
         None,
         "cannot tell its format from its name or contents; expected a supervisord .conf/.ini, "
-        "a pm2 ecosystem .json/.js/.yml or a Procfile (or say which with --format supervisord|pm2|procfile)",
+        "a pm2 ecosystem .json/.js/.yml, a Procfile or a crontab "
+        "(or say which with --format supervisord|pm2|procfile|crontab)",
     )
 
 
@@ -79,6 +85,8 @@ def convert(
         converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine, env=env)
     elif chosen == "procfile":
         converted = procfile.convert(text, file)
+    elif chosen == "crontab":
+        converted = crontab.convert(text, file)
     else:
         raise ValueError(f"unknown format {chosen!r}; expected one of {', '.join(FORMATS)}")
     output = toml_writer.render(converted)
@@ -87,12 +95,14 @@ def convert(
 
 
 def _check(output: str, file: str) -> None:
-    """What we print must pass `stoker check` where it will likely live (beside `file`); a
-    value the converters let through but the config refuses is still said plainly."""
+    """What we print must pass `stoker check` where it will likely live (beside `file`, or in
+    the current folder for standard input); a value the converters let through but the config
+    refuses is still said plainly."""
     from stoker.config import ConfigError, parse_config
 
+    folder = os.getcwd() if file == STDIN else os.path.dirname(file)
     try:
-        parse_config(output, os.path.join(os.path.dirname(file), "stoker.toml"))
+        parse_config(output, os.path.join(folder, "stoker.toml"))
     except ConfigError as e:
         problem = str(e).split(": ", 1)[-1]
         raise InputError(
