@@ -340,6 +340,9 @@ def name_for(tokens: list[Token]) -> str:
     """A schedule name from its command: ``php artisan schedule:run`` → ``artisan-schedule-run``,
     ``/usr/bin/php /srv/cron/cleanup.php --days 7`` → ``cleanup-7``."""
     words: list[str] = []
+    if tokens and tokens[0].value == "cd":  # a cd that stayed in the command names nothing
+        after = next((i for i, t in enumerate(tokens) if t.kind == "op" and t.value in ("&&", ";")), None)
+        tokens = tokens[after + 1 :] if after is not None else tokens
     for token in tokens:
         if token.kind == "op":
             if words:

@@ -29,13 +29,15 @@ class Token:
     """A word (``value`` is what the program would get: quotes and backslashes removed) or an
     operator (``value`` is the operator, a redirection's file descriptor included: ``2>``).
     ``start``/``end`` locate it in the scanned text; ``expands``: a shell would change the
-    word (a variable, a command substitution, a glob, ``~``)."""
+    word (a variable, a command substitution, a glob, ``~``); ``assigns``: it is written
+    ``NAME=…`` unquoted (a variable assignment, when it begins a command)."""
 
     kind: str  # "word" | "op"
     value: str
     start: int
     end: int
     expands: bool = False
+    assigns: bool = False
 
 
 def scan(text: str) -> list[Token]:
@@ -61,7 +63,8 @@ def scan(text: str) -> list[Token]:
             tokens.append(Token("op", value + op, start, i + len(op)))
             i += len(op)
             continue
-        tokens.append(Token("word", value, start, i, expands))
+        assigns = _ASSIGNMENT.match(text, start) is not None
+        tokens.append(Token("word", value, start, i, expands, assigns))
     return tokens
 
 
@@ -160,5 +163,4 @@ def needs_shell(tokens: list[Token]) -> bool:
     """Whether these tokens mean more than "run this program with these words"."""
     if any(t.kind == "op" or t.expands for t in tokens):
         return True
-    first = tokens[0] if tokens else None
-    return first is not None and bool(_ASSIGNMENT.match(first.value))
+    return bool(tokens) and tokens[0].assigns
