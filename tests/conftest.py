@@ -280,6 +280,7 @@ COST_BY_FIXTURE = {
 COST_BY_FILE = {
     "test_examples.py": "examples",
     "test_example_jobs.py": "examples",
+    "test_examples_php.py": "examples",
     "test_dashboard.py": "browser",
 }
 COST_BY_TEST = {
