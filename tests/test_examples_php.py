@@ -13,11 +13,14 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Stoker, need, wait_for
+
+from stoker.config import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -183,3 +186,18 @@ def test_mail_spool_enqueue_php(stoker: Stoker) -> None:
     assert refused.returncode == 2 and "'to' must not begin with '-'" in refused.stderr, refused.stderr
     usage = _php(folder, "enqueue.php")
     assert usage.returncode == 2 and "usage: php enqueue.php TO SUBJECT" in usage.stderr
+
+
+def test_recipes_page_shows_the_examples_and_valid_configs(tmp_path: Path) -> None:
+    """docs/recipes-php.md: each example config appears whole, and every full TOML block (not
+    marked `<!-- fragment -->`) is a config stoker takes."""
+    page = (ROOT / "docs" / "recipes-php.md").read_text()
+    for example in ("laravel/stoker.toml", "laravel/stoker-schedules.toml", "symfony/stoker.toml"):
+        assert (EXAMPLES / example).read_text() in page, example
+    blocks = re.findall(r"(<!-- fragment -->\n)?```toml\n(.*?)```", page, re.S)
+    assert len([b for b in blocks if not b[0]]) == 3
+    for fragment, text in blocks:
+        if not fragment:
+            parse_config(text, str(tmp_path / "stoker.toml"))
+        else:  # a fragment still reads as TOML
+            tomllib.loads(text)

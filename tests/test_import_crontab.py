@@ -776,3 +776,24 @@ def test_the_system_zone_is_what_a_schedule_without_cron_tz_gets() -> None:
     schedule = parse_config(output, "/x/stoker.toml").schedules["x"]
     zone = zone_named(schedule.timezone)
     assert str(zone) == str(system_zone())
+
+
+# ----------------------------------------------------------------------------------------------
+# docs/import-crontab.md
+# ----------------------------------------------------------------------------------------------
+
+
+def test_the_docs_example_is_what_the_import_prints(tmp_path: Path) -> None:
+    """The page's input, piped as it says, gives the page's output, which passes stoker check."""
+    page = (DOCS / "import-crontab.md").read_text()
+    source = re.search(r"```crontab\n(.*?)```", page, re.S)
+    shown = re.search(r"`crontab -l \| stoker import -` prints:\n\n```toml\n(.*?)```", page, re.S)
+    assert source and shown
+    result = stoker_cli("import", "-", cwd=tmp_path, input=source.group(1))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown.group(1)
+    config = parse_config(result.stdout, str(tmp_path / "stoker.toml"))
+    assert config.schedules["artisan-schedule-run"].cron == "* * * * *"
+    for block in re.findall(r"(<!-- fragment -->\n)?```toml\n(.*?)```", page, re.S):
+        if not block[0]:
+            parse_config(block[1], str(tmp_path / "stoker.toml"))

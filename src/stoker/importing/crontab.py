@@ -251,7 +251,8 @@ def schedule(entry: Entry, context: _Context, names: set[str], file: str) -> Pro
         out.set("user", entry.user, "the user column: the daemon must run as root to switch")
     if context.environment:
         out.set("environment", dict(context.environment))
-    out.set("overlap", "allow", "cron starts each run even while the last one is still going")
+    if entry.when != "@reboot":  # once per boot: nothing to overlap
+        out.set("overlap", "allow", "cron starts each run even while the last one is still going")
     if redirected:
         out.note(
             f"cron's `{redirected}` is left out: stoker keeps each run's output with its job "
