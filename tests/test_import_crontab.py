@@ -517,6 +517,30 @@ def test_a_fall_back_hour_fires_as_cron_does(tmp_path: Path) -> None:
     ]
 
 
+FLOCK = """\
+* * * * * flock -n /tmp/schedule.lock php artisan schedule:run
+*/10 * * * * cd /var/www/shop && /usr/bin/flock -xn /tmp/sync.lock php bin/sync.php >> /dev/null 2>&1
+0 * * * * flock -w 30 /tmp/hourly.lock php bin/hourly.php
+"""
+
+
+def test_flock_n_is_overlap_skip(tmp_path: Path) -> None:
+    text, data = import_crontab(tmp_path, FLOCK)
+    s = data["schedules"]
+    assert s["artisan-schedule-run"]["command"] == "php artisan schedule:run"
+    assert s["artisan-schedule-run"]["overlap"] == "skip"
+    assert s["sync"] == {
+        "cron": "*/10 * * * *",
+        "command": "php bin/sync.php",
+        "directory": "/var/www/shop",
+        "overlap": "skip",
+    }
+    # waiting for the lock (-w) is not what skip does: it stays as it was
+    assert s["hourly"]["command"] == "flock -w 30 /tmp/hourly.lock php bin/hourly.php"
+    assert s["hourly"]["overlap"] == "allow"
+    assert "was `flock -n /tmp/schedule.lock`: a run still going is not doubled" in comments(text)
+
+
 def test_crontab_from_stdin(tmp_path: Path) -> None:
     """`crontab -l | stoker import -`: told by its contents; and with --format crontab."""
     for extra in ([], ["--format", "crontab"]):
@@ -731,7 +755,8 @@ def test_scan_errors() -> None:
         ("/usr/bin/php /var/www/app/cron/cleanup.php --days=7", "cleanup"),
         ("/usr/bin/php8.2 -f /srv/x.php", "php8-2-x"),
         ("python3 manage.py clearsessions", "manage-clearsessions"),
-        ("nice -n 10 /usr/local/bin/backup.sh", "10-backup"),
+        ("nice -n 10 /usr/local/bin/backup.sh", "backup"),
+        ("/usr/bin/php /srv/cron/cleanup.php --days 7", "cleanup-7"),
         ("$HOME/bin/x", "cron"),
         ("/srv/Bin/Report Generator.PHP", "report-generator-php"),
     ],
@@ -797,3 +822,21 @@ def test_the_docs_example_is_what_the_import_prints(tmp_path: Path) -> None:
     for block in re.findall(r"(<!-- fragment -->\n)?```toml\n(.*?)```", page, re.S):
         if not block[0]:
             parse_config(block[1], str(tmp_path / "stoker.toml"))
+
+
+_TIMES = ("*", "*/5", "0", "7", "1-5", "mon", "@daily", "@reboot", "root", "CRON_TZ=UTC", "X=1", "=")
+_SHELL = ("php", "a.php", "cd", "/srv", "&&", "|", ";", ">>", "/dev/null", "2>&1", "%", "\\%", "'", '"')
+_MORE = ("$(", ")", "`", "#", "~", "\t")
+_PIECES = st.sampled_from((*_TIMES, *_SHELL, *_MORE))
+
+
+@given(st.lists(st.lists(_PIECES, max_size=9).map(" ".join), max_size=6).map("\n".join))
+def test_any_text_converts_or_is_refused_plainly(text: str) -> None:
+    """Whatever the lines, the import gives a config stoker takes, or an InputError naming
+    the file; never another exception."""
+    try:
+        output = convert(text, "/x/crontab", format="crontab")
+    except InputError as e:
+        assert str(e).startswith("/x/crontab: ")
+        return
+    parse_config(output, "/x/stoker.toml")

@@ -240,6 +240,7 @@ def schedule(entry: Entry, context: _Context, names: set[str], file: str) -> Pro
         out.set("timezone", context.timezone, "CRON_TZ")
     directory, tokens = _leading_cd(tokens)
     tokens, redirected = _trailing_redirections(tokens, entry.command)
+    tokens, lock = _flock(tokens)
     if not tokens:
         raise InputError(file, f"line {entry.line}", None, f"expected a command, got {quoted(entry.command)}")
     text = entry.command[tokens[0].start : tokens[-1].end]
@@ -251,7 +252,9 @@ def schedule(entry: Entry, context: _Context, names: set[str], file: str) -> Pro
         out.set("user", entry.user, "the user column: the daemon must run as root to switch")
     if context.environment:
         out.set("environment", dict(context.environment))
-    if entry.when != "@reboot":  # once per boot: nothing to overlap
+    if lock is not None:
+        out.set("overlap", "skip", f"was `flock -n {lock}`: a run still going is not doubled")
+    elif entry.when != "@reboot":  # once per boot: nothing to overlap
         out.set("overlap", "allow", "cron starts each run even while the last one is still going")
     if redirected:
         out.note(
@@ -322,6 +325,28 @@ def _leading_cd(tokens: list[Token]) -> tuple[str | None, list[Token]]:
     return None, tokens
 
 
+def _flock(tokens: list[Token]) -> tuple[list[Token], str | None]:
+    """``flock -n LOCKFILE cmd…`` (the crontab idiom for "not while the last run is still
+    going") → (cmd…, LOCKFILE): ``overlap = "skip"`` says the same. Any other flock (waiting
+    for the lock, -c, a timeout) stays in the command."""
+    if len(tokens) < 4 or tokens[0].expands or posixpath.basename(tokens[0].value) != "flock":
+        return tokens, None
+    i, nonblocking = 1, False
+    while i < len(tokens) and tokens[i].value.startswith("-"):
+        option = tokens[i].value
+        if option in ("--nonblock", "--exclusive", "--close") or re.fullmatch(r"-[nxo]+", option):
+            nonblocking = nonblocking or option == "--nonblock" or (option[1] != "-" and "n" in option)
+            i += 1
+        else:
+            return tokens, None
+    rest = tokens[i + 1 :]
+    if not nonblocking or not rest or tokens[i].kind != "word" or tokens[i].expands:
+        return tokens, None
+    if rest[0].kind != "word" or rest[0].value.startswith("-"):
+        return tokens, None
+    return rest, tokens[i].value
+
+
 def _trailing_redirections(tokens: list[Token], command: str) -> tuple[list[Token], str]:
     """The tokens without the output redirections at their end, and those, as written."""
     rest = tokens
@@ -339,7 +364,8 @@ def _trailing_redirections(tokens: list[Token], command: str) -> tuple[list[Toke
 
 def name_for(tokens: list[Token]) -> str:
     """A schedule name from its command: ``php artisan schedule:run`` → ``artisan-schedule-run``,
-    ``/usr/bin/php /srv/cron/cleanup.php --days 7`` → ``cleanup-7``."""
+    ``/usr/bin/php /srv/cron/cleanup.php --days 7`` → ``cleanup-7``, ``nice -n 10 backup.sh``
+    → ``backup``."""
     words: list[str] = []
     if tokens and tokens[0].value == "cd":  # a cd that stayed in the command names nothing
         after = next((i for i, t in enumerate(tokens) if t.kind == "op" and t.value in ("&&", ";")), None)
@@ -350,10 +376,10 @@ def name_for(tokens: list[Token]) -> str:
                 break
             continue
         value = token.value
-        if not words and (posixpath.basename(value) in _LAUNCHERS or "=" in value):
+        if not words and (posixpath.basename(value) in _LAUNCHERS or "=" in value or value.endswith(".lock")):
             continue
-        if value.startswith("-") or token.expands:
-            continue
+        if value.startswith("-") or token.expands or (not words and value.isdigit()):
+            continue  # options, what the shell fills in, and an option's number
         part = _EXTENSIONS.sub("", posixpath.basename(value.rstrip("/")))
         slug = re.sub(r"[^a-z0-9_]+", "-", part.lower()).strip("-")
         if slug:
