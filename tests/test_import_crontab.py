@@ -631,6 +631,12 @@ def test_system_line_without_a_command(tmp_path: Path) -> None:
         ct.convert("0 3 * * * root\n", "/etc/cron.d/x")
 
 
+def test_a_user_crontab_in_cron_d_is_refused() -> None:
+    """cron would run "artisan schedule:run" as the user "php": said, not converted."""
+    with pytest.raises(InputError, match=r'line 2: the user column reads "php", the start of a command'):
+        ct.convert("# shop\n* * * * * php artisan schedule:run\n", "/etc/cron.d/shop")
+
+
 # ----------------------------------------------------------------------------------------------
 # The pure parts
 # ----------------------------------------------------------------------------------------------

@@ -149,6 +149,14 @@ def parse_entry(line: str, number: int, file: str, *, system: bool) -> Entry:
         raise InputError(file, where, None, f"expected {expected}, got {quoted(line)}")
     when = " ".join(parts[:count]).lower() if count == 1 else " ".join(parts[:count])
     user = parts[count] if system else None
+    if user is not None and ("/" in user or user in _LAUNCHERS or user == "cd"):
+        raise InputError(
+            file,
+            where,
+            None,
+            f"the user column reads {quoted(user)}, the start of a command: a system crontab has "
+            f"{expected}; a user's crontab (no user column) belongs in `crontab -e`, not here",
+        )
     command, stdin = split_percent(parts[-1])
     if count == 5 and not all(_FIELD.fullmatch(f) for f in parts[:5]):
         raise InputError(file, where, None, f"expected {expected}, got {quoted(line)}")
