@@ -171,6 +171,7 @@ def check_schedules(folder: Path, text: str, expected: dict[str, tuple[str, str 
     each fires as cron would."""
     config = parse_config(text, str(folder / "stoker.toml"))
     assert sorted(config.schedules) == sorted(expected)
+    asked = False
     for name, (original, zone) in expected.items():
         schedule = config.schedules[name]
         assert schedule.timezone == (zone if zone is not None else config.daemon.timezone)
@@ -178,6 +179,19 @@ def check_schedules(folder: Path, text: str, expected: dict[str, tuple[str, str 
             assert schedule.cron == "@reboot"
             continue
         assert_fires_like_cron(schedule, original, schedule.timezone)
+        if not asked:  # and `stoker cron` on the original says the same (once a file: a process)
+            assert_stoker_cron_agrees(folder, schedule, original)
+            asked = True
+
+
+def assert_stoker_cron_agrees(folder: Path, schedule: Any, original: str) -> None:
+    zone = zone_named(schedule.timezone)
+    after = dt.datetime(FROM.year, FROM.month, FROM.day, tzinfo=zone)
+    tz = ["--tz", schedule.timezone] if schedule.timezone else []
+    said = stoker_cli("cron", original, *tz, "--after", after.isoformat(), "-n", "20", "--json", cwd=folder)
+    assert said.returncode == 0, said.stderr
+    times = fire_times(schedule.trigger(), after.timestamp(), 20)
+    assert json.loads(said.stdout) == [dt.datetime.fromtimestamp(t, zone).isoformat() for t in times]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -786,7 +800,7 @@ def test_names_are_unique() -> None:
     st.tuples(
         st.sampled_from(["*", "0", "*/5", "0,30", "10-20", "15"]),
         st.sampled_from(["*", "3", "*/6", "9-17", "0,12"]),
-        st.sampled_from(["*", "1", "13", "1-7", "*/10", "15,L"[:2]]),
+        st.sampled_from(["*", "1", "13", "1-7", "*/10", "15"]),
         st.sampled_from(["*", "1", "*/3", "jan", "6-8"]),
         st.sampled_from(["*", "0", "7", "1-5", "mon", "sat,sun", "5"]),
     ),
