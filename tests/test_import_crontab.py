@@ -579,6 +579,14 @@ def test_crontab_from_stdin(tmp_path: Path) -> None:
     assert bad.stderr.startswith("stoker: <stdin>: line 2: '61 * * * *' is not a cron expression")
 
 
+def test_a_cron_d_file_through_stdin_says_its_format(tmp_path: Path) -> None:
+    """Piped, a cron.d file has no path to tell its user column by: --format system-crontab."""
+    result = stoker_cli("import", "--format", "system-crontab", "-", cwd=tmp_path, input=CRON_D_PHP)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# Converted by `stoker import` from <stdin> (system crontab).")
+    assert tomllib.loads(result.stdout)["schedules"]["cron"]["user"] == "www-data"
+
+
 def test_imported_crontab_runs(stoker: Stoker) -> None:
     """What the import made runs: cd → directory, environment, cron's % stdin, a pipe."""
     work = stoker.root / "work"

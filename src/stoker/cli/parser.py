@@ -59,9 +59,10 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
             _arg("file", metavar="FILE", help="The file to convert; - reads standard input."),
             _arg(
                 "--format",
-                choices=["supervisord", "pm2", "procfile", "crontab"],
+                choices=["supervisord", "pm2", "procfile", "crontab", "system-crontab"],
                 metavar="FORMAT",
-                help="supervisord, pm2, procfile or crontab (default: told by the file's name or contents).",
+                help="supervisord, pm2, procfile, crontab, or system-crontab (/etc/crontab, /etc/cron.d: "
+                "a user column) (default: told by the file's name or contents).",
             ),
             _arg(
                 "--env",

@@ -15,7 +15,7 @@ from stoker.importing.model import InputError, Machine
 
 __all__ = ["FORMATS", "STDIN", "InputError", "Machine", "convert", "detect_format", "read", "read_glob"]
 
-FORMATS = ("supervisord", "pm2", "procfile", "crontab")
+FORMATS = ("supervisord", "pm2", "procfile", "crontab", "system-crontab")
 STDIN = "<stdin>"  # the file name of text read from standard input (`stoker import -`)
 _JAVASCRIPT = (".js", ".cjs", ".mjs")
 # Any of supervisord's section headers: a file of only [group:x] or [fcgi-program:x] sections
@@ -85,8 +85,10 @@ def convert(
         converted = pm2.convert(pm2.load(text, file, javascript=javascript), file, machine, env=env)
     elif chosen == "procfile":
         converted = procfile.convert(text, file)
-    elif chosen == "crontab":
-        converted = crontab.convert(text, file)
+    elif chosen in ("crontab", "system-crontab"):
+        # "crontab" tells the user column from the path and contents; "system-crontab" says it
+        # is there (an /etc/cron.d file piped through standard input, say)
+        converted = crontab.convert(text, file, system=True if chosen == "system-crontab" else None)
     else:
         raise ValueError(f"unknown format {chosen!r}; expected one of {', '.join(FORMATS)}")
     output = toml_writer.render(converted)
