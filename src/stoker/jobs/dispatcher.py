@@ -39,6 +39,10 @@ The decisions in all this (how many to start or claim, how far ahead to send and
 worker, what a revoke takes back, what an attempt's end means, when to look again) are
 stoker.jobs.dispatch_core's, pure functions tested on every small case; this module moves the
 messages, calls the store and the pool, and does what they decide (docs/dispatcher.md).
+
+Length: the asyncio shell around stoker.jobs.dispatch_core: every message a job's life sends
+(enqueue, start, prefetch, revoke, end, claim) passes here, and the order in which they are
+sent is the correctness argument, which reads best in one place.
 """
 
 from __future__ import annotations

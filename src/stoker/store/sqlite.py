@@ -10,6 +10,9 @@ and the machine's.
 Starts and ends of attempts, the bulk of the traffic, are not functions but records
 (`_Start`, `_Finish`): each is one guarded update of one row that applies whole or not at all,
 so the ones queued side by side run as one executemany per kind, with no savepoint each.
+
+Length: one class, the Store protocol's every operation on SQLite, plus the writer thread whose
+batching they all rely on; the contract suite (tests/test_store.py) reads it as one unit.
 """
 
 from __future__ import annotations
