@@ -778,3 +778,15 @@ class PostgresStore:
             return [row[0] for row in await cursor.fetchall()]
 
         return await self._do(operation, durable=False)
+
+    async def prune_slots(self, fired_before: float, limit: int) -> int:
+        async def operation(conn: Conn) -> int:
+            cursor = await conn.execute(
+                "DELETE FROM stoker.schedule_slots WHERE (schedule, slot) IN (SELECT s.schedule, s.slot"
+                " FROM stoker.schedule_slots s WHERE s.fired_at < %s AND s.slot < (SELECT max(m.slot)"
+                " FROM stoker.schedule_slots m WHERE m.schedule = s.schedule) LIMIT %s)",
+                (fired_before, limit),
+            )
+            return cursor.rowcount
+
+        return await self._do(operation, durable=False)

@@ -756,6 +756,17 @@ class SqliteStore:
 
         return await self._do(operation, durable=False)
 
+    async def prune_slots(self, fired_before: float, limit: int) -> int:
+        def operation(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM schedule_slots WHERE rowid IN (SELECT s.rowid FROM schedule_slots s"
+                " WHERE s.fired_at < ? AND s.slot < (SELECT MAX(m.slot) FROM schedule_slots m"
+                " WHERE m.schedule = s.schedule) LIMIT ?)",
+                (fired_before, limit),
+            ).rowcount
+
+        return await self._do(operation, durable=False)
+
 
 def _insert_job(conn: sqlite3.Connection, new: NewJob, now: float) -> Job:
     row = conn.execute(
