@@ -38,11 +38,11 @@ test: lint docs
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-## screenshots: retake the README's dashboard screenshots (docs/screenshots/) in a real browser
+## screenshots: retake the dashboard screenshots of the docs (docs/screenshots/) in a real browser
 screenshots: $(STAMP)
 	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
 
-## dist: build stoker's wheel into dist/, to install on a server (see the README's Install)
+## dist: build stoker's wheel into dist/, to install on a server (see docs/index.md, Install)
 ## (pip builds it with setuptools in an isolated environment: from PyPI, or pip's cache)
 dist: $(RUNTIME)
 	rm -rf dist build
