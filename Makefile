@@ -51,8 +51,9 @@ dist: $(RUNTIME)
 
 ## docs: build the documentation site from docs/ into site/ (mkdocs.yml); --strict: a broken
 ## link or anchor between the pages, or a page left out of the nav, fails the build
+## (not --quiet: it hides the warnings from --strict, which then passes)
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
