@@ -11,6 +11,10 @@ each path an example watches; an `env:NAME` value is read, so each NAME is set).
 Links between the pages are checked by ``make docs`` (``mkdocs build --strict``); links from
 the pages to files outside docs/ are written root-relative (``/bench/README.md``), which mkdocs
 leaves alone, so they are checked here, anchors too where the target is markdown.
+
+And the reference names what the code has: every config key (configuration.md), every command
+and option (cli.md), every route (http-api.md). A key, command or route added without a word in
+the docs fails here.
 """
 
 from __future__ import annotations
@@ -178,3 +182,65 @@ def test_links_to_repository_files_find_them() -> None:
         elif anchor and target.suffix == ".md" and anchor not in anchors(target):
             broken.append(f"{where}: no heading #{anchor} in {target.relative_to(ROOT)}")
     assert not broken, "\n".join(broken)
+
+
+# The reference names everything the code has -------------------------------------------------
+
+
+def page_text(*names: str) -> str:
+    return "\n".join((DOCS / name).read_text() for name in names)
+
+
+def test_the_configuration_reference_names_every_key() -> None:
+    from stoker.config import daemon, jobs, notify, programs, schedules
+
+    tables = {
+        "[daemon]": daemon._DAEMON_EXPECTED,
+        "[programs.NAME]": programs._PROGRAM_EXPECTED,
+        "[tasks.NAME]": jobs.TASK_EXPECTED,
+        "[queues.NAME]": jobs._QUEUE_EXPECTED,
+        "[schedules.NAME]": schedules._SCHEDULE_EXPECTED,
+        "[notify.NAME]": notify._NOTIFY_EXPECTED,
+    }
+    text = page_text("configuration.md")
+    missing = [
+        f"{table} {key}"
+        for table, keys in tables.items()
+        for key in keys
+        if f"`{key}`" not in text and not ("." in key and f"`{key.split('.')[-1]}`" in text)
+    ]
+    assert not missing, "keys the code accepts that docs/configuration.md does not name: " + ", ".join(
+        missing
+    )
+
+
+def test_the_cli_page_names_every_command_and_option() -> None:
+    from stoker.cli import COMMANDS
+
+    text = page_text("cli.md")
+    # `stoker start|stop|restart NAME…` names three commands
+    named = {word for group in re.findall(r"stoker ([a-z|]+)", text) for word in group.split("|")}
+    missing = [f"stoker {name}" for name in COMMANDS if name not in named]
+    for name, (_, args) in COMMANDS.items():
+        for flags, _options in args:
+            options = [flag for flag in flags if flag.startswith("-")]
+            # one spelling is enough (`-d` for `-d/--detach`); --json is said once for all
+            if options and "--json" not in options and not any(f"{flag}" in text for flag in options):
+                missing.append(f"stoker {name} {'/'.join(options)}")
+    assert not missing, "commands and options docs/cli.md does not name: " + ", ".join(missing)
+
+
+def test_the_http_api_page_names_every_route() -> None:
+    routes = set()
+    for source in (ROOT / "src" / "stoker" / "api").glob("*.py"):
+        routes.update(re.findall(r'Route\(\s*"([^"]+)"', source.read_text()))
+    assert "/api/v1/jobs" in routes and "/RPC2" in routes
+    text = page_text("http-api.md")
+    missing = []
+    for route in sorted(routes):
+        route = re.sub(r"\{(\w+):\w+\}", r"{\1}", route)
+        # an action in the path is written out as start|stop|restart, pause|resume …
+        prefix = route.split("/{action}")[0]
+        if prefix not in text:
+            missing.append(route)
+    assert not missing, "routes docs/http-api.md does not name: " + ", ".join(missing)
