@@ -79,6 +79,17 @@ def test_the_pages_have_toml_examples() -> None:
     assert any(b.file.name == "README.md" for b in ALL_BLOCKS)
 
 
+def test_a_fragment_is_marked_by_the_line_above_its_fence(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        'A whole config:\n\n```toml\n[programs.a]\ncommand = "true"\n```\n\n'
+        f'{FRAGMENT}\n```toml\nrestart = "never"\n```\n'
+    )
+    whole, fragment = toml_blocks(page)
+    assert not whole.fragment and whole.text == '[programs.a]\ncommand = "true"\n'
+    assert fragment.fragment and fragment.text == 'restart = "never"\n'
+
+
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.where for b in ALL_BLOCKS])
 def test_toml_example(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
