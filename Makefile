@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php venv clean
+.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,8 @@ demo: $(RUNTIME)
 	@$(BIN)/python examples/demo/banner.py
 	$(BIN)/stoker -c examples/demo/stoker.toml up
 
-## test: lint, type-check and run every test the machine can run
-test: lint
+## test: lint, type-check, build the docs site and run every test the machine can run
+test: lint docs
 	$(BIN)/pytest -q
 
 ## test-fast: the unit tests only (no daemon, PostgreSQL, browser or example): the loop while editing
@@ -38,16 +38,22 @@ test: lint
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
-## screenshots: retake the README's dashboard screenshots (docs/screenshots/) in a real browser
+## screenshots: retake the dashboard screenshots of the docs (docs/screenshots/) in a real browser
 screenshots: $(STAMP)
 	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
 
-## dist: build stoker's wheel into dist/, to install on a server (see the README's Install)
+## dist: build stoker's wheel into dist/, to install on a server (see docs/index.md, Install)
 ## (pip builds it with setuptools in an isolated environment: from PyPI, or pip's cache)
 dist: $(RUNTIME)
 	rm -rf dist build
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
 	@ls dist/*.whl
+
+## docs: build the documentation site from docs/ into site/ (mkdocs.yml); --strict: a broken
+## link or anchor between the pages, or a page left out of the nav, fails the build
+## (not --quiet: it hides the warnings from --strict, which then passes)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -91,4 +97,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py --soak-minutes $(SOAK_MINUTES)
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache bench/.work

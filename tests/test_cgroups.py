@@ -17,6 +17,7 @@ import pytest
 from conftest import Stoker, marked_pids, pid_alive, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
+from test_metrics import scrape
 
 from stoker.supervise import cgroups
 
@@ -348,6 +349,45 @@ def test_max_memory_counts_a_child_that_left_the_group(stoker: Stoker, tmp_path:
     )
     assert "over max_memory 100MB: restarting it" in stoker.log_text()
     wait_for(lambda: not pid_alive(escaped), 5, "the hog to die with the restart")
+
+
+def test_status_and_metrics_count_a_child_that_left_the_group(
+    stoker: Stoker, tmp_path: Path, unused_tcp_port: int
+) -> None:
+    # What `stoker status` shows is what max_memory measures: the cgroup's memory, a setsid'd
+    # child's 200 MB included (its process group's RSS would be a few MB of sleep).
+    import sys
+
+    need_cgroups()
+    pidfile = tmp_path / "escaped"
+    (tmp_path / "hog.py").write_text(
+        "import time\nheap = b'x' * (200 * 1024 * 1024)\nprint('hogging', flush=True)\ntime.sleep(1000)\n"
+    )
+    stoker.write(
+        f"""
+        [daemon]
+        listen = "127.0.0.1:{unused_tcp_port}"
+        token = "t0ken"
+
+        [programs.leaver]
+        command = ["sh", "-c", "setsid {sys.executable} hog.py & echo $! > {pidfile}; exec sleep 1000"]
+        start_seconds = 0
+        """
+    )
+    stoker.up()
+    stoker.wait_state("leaver:0", "running")
+    escaped_pid(pidfile)
+
+    def memory() -> int | None:
+        shown = stoker.programs()["leaver:0"]["memory"]
+        return shown if shown is not None and shown > 200 * 1024 * 1024 else None
+
+    wait_for(memory, timeout=30, what="status to count the setsid'd child's 200 MB")
+    samples = scrape(unused_tcp_port)
+    assert (
+        samples[("stoker_program_memory_bytes", (("instance", "0"), ("program", "leaver")))]
+        > 200 * 1024 * 1024
+    )
 
 
 def test_the_stop_signal_reaches_a_child_that_left_the_group(stoker: Stoker, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 One daemon and one browser serve the whole module; each test opens a fresh browser context (a
 new tab: empty sessionStorage) and signs in with the token. Nothing here sleeps: Playwright's
 expect() waits for what the page shows, with a deadline. The screenshots the tests take are
-the README's: `make screenshots` writes them to docs/screenshots/ (STOKER_SCREENSHOTS=DIR);
+the docs' (README.md and docs/dashboard.md): `make screenshots` writes them to docs/screenshots/ (STOKER_SCREENSHOTS=DIR);
 a plain test run keeps them in its temp dir, so running the tests leaves the tree clean.
 """
 

@@ -172,6 +172,27 @@ def test_every_module_has_a_layer() -> None:
         )
 
 
+LONG = 600  # lines: a module longer than this says at the top of its docstring why it is one module
+
+
+def test_long_modules_say_why() -> None:
+    """A module over LONG lines has a paragraph starting `Length:` in its docstring, saying why it
+    is not split (issue 23: small modules with one purpose, or a reason written down)."""
+    silent = []
+    for path in sorted(modules().values()):
+        text = path.read_text()
+        lines = text.count("\n")
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if lines > LONG and "\nLength: " not in "\n" + docstring:
+            silent.append(f"{path.relative_to(SRC.parent)} ({lines} lines)")
+    if silent:
+        listed = "\n  ".join(silent)
+        pytest.fail(
+            f"modules over {LONG} lines that do not say why (a `Length:` paragraph):\n  {listed}",
+            pytrace=False,
+        )
+
+
 def test_no_import_cycles() -> None:
     edges = graph()
     found = cycles(edges)

@@ -387,3 +387,60 @@ def test_an_inline_commands_task_and_queue_are_the_schedules_own(stoker: Stoker)
     assert failed.state == "failed"
     assert stoker.json("retry", str(failed.id))[0]["attempt"] == 0
     assert stoker.client.wait(failed.id, timeout=30).attempt == 1
+
+
+def test_a_pause_longer_than_keep_jobs_does_not_fire_its_stale_slot(stoker: Stoker) -> None:
+    # A daemon frozen (SIGSTOP, a paused VM) for longer than slot records are kept wakes with a
+    # due slot that, on a shared store, another node fired and whose record may be pruned: it
+    # is published as missed ("late"), not fired a second time.
+    import os
+    import signal
+
+    stoker.write(
+        """
+        [daemon]
+        keep_jobs = "2s"
+        [schedules.tick]
+        every = "1s"
+        command = ["true"]
+        """
+    )
+    daemon = stoker.up()
+    wait_for(lambda: schedule_jobs(stoker, "tick"), what="a first slot to fire")
+    late: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def read() -> None:
+        for event in stoker.client.events():
+            if event.get("type") == "connected":
+                connected.set()
+            if event.get("type") == "schedule_missed" and event.get("reason") == "late":
+                late.append(event)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert connected.wait(20)
+    os.kill(daemon.pid, signal.SIGSTOP)
+    frozen = time.time()
+    try:
+        time.sleep(5)  # the fault itself: frozen for longer than keep_jobs
+    finally:
+        os.kill(daemon.pid, signal.SIGCONT)
+    woken = time.time()
+    reader.join(20)
+    assert late, stoker.log_text()[-3000:]
+    stale = [dt.datetime.fromisoformat(s).timestamp() for s in late[0]["slots"]]
+    assert stale[0] < frozen + 1  # the slot that was due when it froze
+    fired = [
+        dt.datetime.fromisoformat(j["slot"]).timestamp() for j in schedule_jobs(stoker, "tick") if j["slot"]
+    ]
+    assert not [s for s in fired if frozen + 0.5 < s < woken - 2.5], "a slot older than keep_jobs fired"
+
+    def ticking_again() -> bool:
+        return any(
+            dt.datetime.fromisoformat(j["created_at"]).timestamp() > woken
+            for j in schedule_jobs(stoker, "tick")
+        )
+
+    wait_for(ticking_again, what="the schedule to fire again after the pause")

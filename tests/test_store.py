@@ -414,6 +414,26 @@ def test_schedule_slots_are_its_history_with_why_skipped(backend: Backend) -> No
     run(backend, body)
 
 
+def test_old_slot_records_are_pruned_but_each_schedules_latest_stays(backend: Backend) -> None:
+    async def body(store: Store) -> None:
+        for minute in range(5):  # tick: five slots fired a minute apart; tock: one, long ago
+            await store.fire("tick", T0 + 60 * minute, None, T0 + 60 * minute, None)
+        await store.fire("tock", T0 - 3600, None, T0 - 3600, None)
+        assert await store.prune_slots(T0, 100) == 0  # none fired before T0 but tock's latest
+        assert await store.prune_slots(T0 + 150, 1) == 1  # at most `limit`
+        assert await store.prune_slots(T0 + 150, 100) == 2  # T0 and T0+60 and T0+120 in all
+        assert [r.slot for r in await store.slots("tick", 10)] == [T0 + 240, T0 + 180]
+        assert await store.prune_slots(T0 + 10_000, 100) == 1  # T0+180: T0+240 is tick's latest
+        assert [r.slot for r in await store.slots("tick", 10)] == [T0 + 240]
+        assert [r.slot for r in await store.slots("tock", 10)] == [T0 - 3600]
+        last = await store.last_slots()
+        assert (last["tick"].slot, last["tock"].slot) == (T0 + 240, T0 - 3600)
+        # the latest still says its slot fired: another node's late try changes nothing
+        assert await store.fire("tick", T0 + 240, None, T0 + 10_000, None) == (False, None)
+
+    run(backend, body)
+
+
 # SQLite-only: the file, its pragmas and its query plans ------------------------------------
 
 

@@ -18,7 +18,8 @@ import pytest
 from stoker.jobs.rules import JobState, Next, Outcome
 from stoker.store import AttemptEnd, NewJob, SlotRecord, StoreError
 from stoker.store.base import started
-from stoker.store.postgres import MIGRATIONS, PostgresStore
+from stoker.store.postgres import PostgresStore
+from stoker.store.postgres_sql import MIGRATIONS
 
 T0 = 1_800_000_000.0
 

@@ -20,8 +20,8 @@ from stoker.api.usage import CpuMeter
 from stoker.schedule.scheduler import Scheduler, slot_time
 from stoker.store import Job
 from stoker.supervise.instance import Instance
-from stoker.supervise.procs import GroupUsage, group_usage
-from stoker.supervise.supervisor import Supervisor
+from stoker.supervise.procs import GroupUsage
+from stoker.supervise.supervisor import Supervisor, instance_usage
 
 LIST_OUTPUT = 2048  # listings carry the end of each job's output; GET /jobs/{id} the last 64 KB
 
@@ -42,7 +42,7 @@ def describe(
     unless `usage` holds its result already); without, they are null: a state-change event
     must not cost a scan."""
     if usage is None:
-        usage = group_usage(i.pid for i in instances if i.pid is not None) if meter is not None else {}
+        usage = instance_usage(instances) if meter is not None else {}
     cpu: dict[int, float | None] = {}
     if meter is not None:
         wall = time.time()
@@ -95,8 +95,7 @@ def program_snapshots(sup: Supervisor) -> Callable[[bool], Awaitable[bytes]]:
         nonlocal measured
         node = sup.config.daemon.node
         if measure:
-            pids = [i.pid for i in sup.instances.values() if i.pid is not None]
-            usage = await asyncio.to_thread(group_usage, pids)
+            usage = await asyncio.to_thread(instance_usage, list(sup.instances.values()))
             rows = describe(list(sup.instances.values()), node, sup, meter, usage)
             measured = {row.pid: (row.memory, row.cpu) for row in rows if row.pid is not None}
         else:

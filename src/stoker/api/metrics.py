@@ -21,8 +21,8 @@ from prometheus_client.registry import Collector
 
 from stoker.jobstates import FINISHED, JobState
 from stoker.store.base import Job, QueueCounts
-from stoker.supervise.procs import group_memory
 from stoker.supervise.state import State
+from stoker.supervise.supervisor import instance_usage
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
@@ -124,9 +124,12 @@ class _Live(Collector):
             "stoker_program_restarts", "Starts of the instance after its first one.", labels=labels
         )
         memory = GaugeMetricFamily(
-            "stoker_program_memory_bytes", "RSS of the instance's process group.", labels=labels
+            "stoker_program_memory_bytes",
+            "Memory of the instance: its cgroup's (every descendant) where it has one, else the RSS of"
+            " its process group.",
+            labels=labels,
         )
-        usage = group_memory(i.pid for i in instances if i.pid is not None)
+        usage = instance_usage(instances)
         for inst in instances:
             key = [inst.spec.program, str(inst.spec.instance)]
             up.add_metric(key, 1.0 if inst.state is State.RUNNING else 0.0)
@@ -134,7 +137,7 @@ class _Live(Collector):
                 states.add_metric([*key, str(state)], 1.0 if inst.state is state else 0.0)
             restarts.add_metric(key, inst.machine.restarts)
             if inst.pid is not None:
-                memory.add_metric(key, usage.get(inst.pid, 0))
+                memory.add_metric(key, usage[inst.pid].memory if inst.pid in usage else 0)
         yield from (up, states, restarts, memory)
 
     def _queues(self) -> Iterator[Metric]:

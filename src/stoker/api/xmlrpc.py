@@ -11,6 +11,9 @@ basic auth through for these paths only (supervisord_door.py).
 other program keeps its processes). That is what `supervisorctl reread` / `update` / `add` /
 `remove` expect. Tasks, queues, schedules and webhooks changed in the file wait for
 `stoker reload`.
+
+Length: supervisord's whole XML-RPC surface (about 40 methods), each a short adapter over the
+supervisor; the mapping itself is pure and lives in supervisord_map.py.
 """
 
 from __future__ import annotations

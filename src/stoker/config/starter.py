@@ -77,7 +77,7 @@ command = "php report.php {day}"   # {day}: a parameter; it fills one argument, 
 # Rules for {day}, checked before any job is stored: a [tasks.report.params.day] table (instead
 # of the params list) with choices = ["monday", "friday"], or a pattern, or type = "int" with
 # min and max, a default… A value that would begin an argument with "-" is refused unless the
-# parameter has allow_option = true. See the README's "Typed parameters".
+# parameter has allow_option = true. See docs/configuration.md, "Typed parameters".
 
 [queues.default]
 # concurrency = 2                  # jobs of this queue at once (default 1)

@@ -3,6 +3,10 @@
 `stoker up` runs `run()` in the foreground; `stoker up -d` detaches first (double fork, setsid,
 stdio to the daemon log) and the launching process waits on a pipe until the daemon says it is
 ready or why it is not.
+
+Length: the daemon's wiring: the parts (store, supervisor, dispatcher, scheduler, API) are
+built, started, reloaded and stopped here in one order; the order is the point, so it is kept
+in one file rather than spread over the parts.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Each entry of ``apps`` becomes a program. pm2's times are milliseconds; its inte
 guessed from the script's extension as pm2 does; ``instances: "max"`` becomes this machine's
 CPU count (stoker has no "max": the number is written down, with a note). Everything pm2 has
 and stoker has not (cluster mode, ``env_production``, ``ignore_watch`` …) becomes a note.
+
+Length: a table of pm2's options, each with its mapping or its note; one option per stanza, read
+top to bottom like pm2's own documentation. Nothing in it is shared with other importers.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ inline comments, repeated sections merge; then ``%(name)s`` expansions are appli
 supervisord's names. Where supervisord's default differs from stoker's (autorestart,
 startretries, where stderr goes), the default is written out, so the program behaves as it
 did; every option stoker has no equivalent for becomes a note saying what to do instead.
+
+Length: a table of supervisord's options, each with its mapping or its note, in the order of
+supervisord's documentation; splitting it by option would scatter the defaults it writes out.
 """
 
 from __future__ import annotations

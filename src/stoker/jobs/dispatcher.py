@@ -39,6 +39,10 @@ The decisions in all this (how many to start or claim, how far ahead to send and
 worker, what a revoke takes back, what an attempt's end means, when to look again) are
 stoker.jobs.dispatch_core's, pure functions tested on every small case; this module moves the
 messages, calls the store and the pool, and does what they decide (docs/dispatcher.md).
+
+Length: the asyncio shell around stoker.jobs.dispatch_core: every message a job's life sends
+(enqueue, start, prefetch, revoke, end, claim) passes here, and the order in which they are
+sent is the correctness argument, which reads best in one place.
 """
 
 from __future__ import annotations
@@ -754,7 +758,8 @@ class Dispatcher:
                         log.warning("job %d: cannot keep its output within max_output: %s", run.job.id, e)
 
     async def prune(self, finished_before: float) -> int:
-        """Delete finished jobs older than that, in batches, with their output files."""
+        """Delete finished jobs older than that, in batches, with their output files; and the
+        schedules' slot records as old (each schedule's latest stays: see Store.prune_slots)."""
         total = 0
         while True:
             ids = await self.store.prune(finished_before, PRUNE_BATCH)
@@ -766,6 +771,13 @@ class Dispatcher:
                 break
         if total:
             log.info("jobs: pruned %d finished job(s)", total)
+        slots = 0
+        while (gone := await self.store.prune_slots(finished_before, PRUNE_BATCH)) > 0:
+            slots += gone
+            if gone < PRUNE_BATCH:
+                break
+        if slots:
+            log.info("schedules: pruned %d slot record(s)", slots)
         return total
 
 

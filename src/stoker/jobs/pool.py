@@ -17,6 +17,10 @@ daemon kills it (and all it started) by the job's marker in their environment.
 
 After `worker_max_jobs` Python calls a worker is retired, so leaks in task code do not
 accumulate (commands run no task code in it, and do not count).
+
+Length: the pool and the attempt share one protocol with the worker (what is sent, what each
+answer means, when a worker is retired or killed); split, each half would restate the other's
+half of that exchange.
 """
 
 from __future__ import annotations

@@ -131,6 +131,13 @@ class Scheduler:
             for name, due in list(self.next_run.items()):
                 if due is not None and due <= now and name not in self.paused:
                     self.next_run[name] = self.triggers[name].next_after(max(due, now))
+                    if due < now - self.config.daemon.keep_jobs:
+                        # A pause (SIGSTOP, a frozen VM) longer than slot records are kept: on a
+                        # shared store another node fired this slot and its record may be pruned
+                        # (Store.prune_slots), so firing it could run it twice.
+                        stale = [due, *fire_times(self.triggers[name], due, MISSED_LIMIT, until=now)]
+                        self._missed(name, stale, "late")
+                        continue
                     try:
                         await self.fire(name, due)
                     except Exception as e:  # the store refused: log it; the next slot is another chance

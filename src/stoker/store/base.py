@@ -286,3 +286,9 @@ class Store(Protocol):
 
     async def prune(self, finished_before: float, limit: int) -> list[int]:
         """Delete up to `limit` jobs finished before that time; returns their ids."""
+        ...
+
+    async def prune_slots(self, fired_before: float, limit: int) -> int:
+        """Delete up to `limit` slot records fired before that time, but never a schedule's
+        latest one (the scheduler catches up from it, and it is what says the slot fired);
+        returns how many went. The table would otherwise grow a row per firing, forever."""

@@ -10,6 +10,9 @@ and the machine's.
 Starts and ends of attempts, the bulk of the traffic, are not functions but records
 (`_Start`, `_Finish`): each is one guarded update of one row that applies whole or not at all,
 so the ones queued side by side run as one executemany per kind, with no savepoint each.
+
+Length: one class, the Store protocol's every operation on SQLite, plus the writer thread whose
+batching they all rely on; the contract suite (tests/test_store.py) reads it as one unit.
 """
 
 from __future__ import annotations
@@ -750,6 +753,17 @@ class SqliteStore:
                 (finished_before, limit),
             ).fetchall()
             return [row[0] for row in rows]
+
+        return await self._do(operation, durable=False)
+
+    async def prune_slots(self, fired_before: float, limit: int) -> int:
+        def operation(conn: sqlite3.Connection) -> int:
+            return conn.execute(
+                "DELETE FROM schedule_slots WHERE rowid IN (SELECT s.rowid FROM schedule_slots s"
+                " WHERE s.fired_at < ? AND s.slot < (SELECT MAX(m.slot) FROM schedule_slots m"
+                " WHERE m.schedule = s.schedule) LIMIT ?)",
+                (fired_before, limit),
+            ).rowcount
 
         return await self._do(operation, durable=False)
 

@@ -213,6 +213,21 @@ def memory(cgroup: str) -> int | None:
     return total
 
 
+def cpu_seconds(cgroup: str) -> float | None:
+    """CPU time (user + system) used by every process that has been in `cgroup`, exited ones
+    included: `cpu.stat`'s usage_usec, which cgroup v2 keeps with or without the cpu controller.
+    None: the cgroup is gone."""
+    try:
+        with open(os.path.join(cgroup, "cpu.stat")) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1_000_000
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 

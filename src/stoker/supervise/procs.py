@@ -21,11 +21,6 @@ class GroupUsage(NamedTuple):
     cpu_seconds: float  # user + system time of those processes and of the children they reaped
 
 
-def group_memory(pgids: Iterable[int]) -> dict[int, int]:
-    """RSS in bytes of each process group (the program and everything it started)."""
-    return {pgid: usage.memory for pgid, usage in group_usage(pgids).items()}
-
-
 def group_usage(pgids: Iterable[int]) -> dict[int, GroupUsage]:
     """Memory and CPU time of each process group (the program and everything it started).
 

@@ -35,7 +35,7 @@ from stoker.supervise.environment import inherited
 from stoker.supervise.holds import Holds
 from stoker.supervise.instance import Instance
 from stoker.supervise.placement import LeaseBook, not_placed_reason, placed_here, releasable
-from stoker.supervise.procs import group_memory
+from stoker.supervise.procs import GroupUsage, group_usage
 from stoker.supervise.state import State
 from stoker.supervise.stop_order import may_stop
 
@@ -489,12 +489,13 @@ class Supervisor:
             }
             if not watched:
                 continue
-            usage = await asyncio.to_thread(_memory, {pid: i.cgroup for pid, i in watched.items()})
+            usage = await asyncio.to_thread(instance_usage, list(watched.values()))
             for pid, inst in watched.items():
                 limit = inst.program.max_memory
                 if (
                     limit
-                    and usage.get(pid, 0) > limit
+                    and pid in usage
+                    and usage[pid].memory > limit
                     and inst.pid == pid
                     and inst.state is State.RUNNING
                     and inst.wanted
@@ -502,7 +503,7 @@ class Supervisor:
                     log.warning(
                         "%s: uses %s, over max_memory %s: restarting it",
                         inst.name,
-                        format_size(usage[pid]),
+                        format_size(usage[pid].memory),
                         format_size(limit),
                     )
                     inst.restart()
@@ -573,11 +574,14 @@ def _stop_limit(instances: list[Instance]) -> float:
     return max((i.program.stop_timeout for i in instances), default=0) + 5
 
 
-def _memory(instances: dict[int, str | None]) -> dict[int, int]:
-    """Memory in use by each instance (by main pid): its cgroup's where it has one (every
-    descendant, setsid'd or not), else its process group's RSS (stoker.supervise.procs)."""
-    usage = group_memory([pid for pid, cgroup in instances.items() if cgroup is None])
-    for pid, cgroup in instances.items():
+def instance_usage(instances: Iterable[Instance]) -> dict[int, GroupUsage]:
+    """Memory and CPU time of each instance with a process (by main pid): its cgroup's where it
+    has one (every descendant, setsid'd or not: what max_memory and memory_max measure), else
+    its process group's (stoker.supervise.procs: one pass over /proc for all)."""
+    live = {i.pid: i.cgroup for i in instances if i.pid is not None}
+    usage = group_usage([pid for pid, cgroup in live.items() if cgroup is None])
+    for pid, cgroup in live.items():
         if cgroup is not None:
-            usage[pid] = cgroups.memory(cgroup) or 0
+            memory, cpu = cgroups.memory(cgroup), cgroups.cpu_seconds(cgroup)
+            usage[pid] = GroupUsage(memory or 0, cpu or 0.0)
     return usage
