@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stoker.config import parse_config
-from stoker.importing import InputError, convert, detect_format
+from stoker.importing import InputError, convert, cronline, detect_format
 from stoker.importing import crontab as ct
 from stoker.importing.shellwords import ShellSyntaxError, needs_shell, scan
 from stoker.schedule.triggers import fire_times, parse_cron, system_zone, zone_named
@@ -790,12 +790,12 @@ def test_scan_errors() -> None:
     ],
 )
 def test_names_from_commands(line: str, name: str) -> None:
-    assert ct.name_for(scan(line)) == name
+    assert cronline.name_for(scan(line)) == name
 
 
 def test_names_are_unique() -> None:
     taken: set[str] = set()
-    assert [ct.unique_name(n, taken) for n in ["a", "a", "b", "a", "all"]] == [
+    assert [cronline.unique_name(n, taken) for n in ["a", "a", "b", "a", "all"]] == [
         "a",
         "a-2",
         "b",

@@ -14,18 +14,27 @@ with cronsim, Debian cron's rules), an inline ``command`` and what the lines abo
   starts), the ``@daily``-style macros as they are;
 - the system format's user column → ``user``.
 
-Pure: text in, :class:`~stoker.importing.model.Converted` out.
+The lines and their fields are read here; each command is shaped by
+:mod:`~stoker.importing.cronline`. Pure: text in, :class:`~stoker.importing.model.Converted` out.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass, field
 
+from stoker.importing.cronline import (
+    LAUNCHERS,
+    command_for,
+    flock_n,
+    leading_cd,
+    name_for,
+    trailing_redirections,
+    unique_name,
+)
 from stoker.importing.model import Converted, InputError, Program, quoted
-from stoker.importing.shellwords import ShellSyntaxError, Token, needs_shell, scan
+from stoker.importing.shellwords import ShellSyntaxError, scan
 
 FORMAT = "crontab"
 DEFAULT_SHELL = "/bin/sh"
@@ -34,15 +43,6 @@ _MACROS = ("@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "
 # A time field: digits, names (jan, mon), *, ranges, steps, lists, and cronie's L W # ?.
 _FIELD = re.compile(r"[0-9A-Za-z*/,#?-]+")
 _HEADER = re.compile(r"^#\s*m\s+h\s+dom\s+mon\s+dow\s+(?P<user>user\s+)?command\b", re.MULTILINE)
-# Words that only start the program that matters, for naming a schedule after its command.
-_LAUNCHERS = frozenset(
-    {"php", "php-cli", "php7", "php8", "python", "python2", "python3", "node", "nodejs", "ruby", "perl"}
-    | {"bash", "sh", "dash", "zsh", "env", "nice", "ionice", "nohup", "timeout", "exec", "sudo", "time"}
-    | {"chronic", "flock", "xargs", "npx", "npm", "yarn", "bundle", "run-one"}
-)
-# Where stdout or stderr go: 2>&1, >> file, > /dev/null, 2>/dev/null, &> file.
-_OUTPUT = re.compile(r"[12]?(>|>>|>\||>&)|&>")
-_EXTENSIONS = re.compile(r"\.(php|py|sh|bash|rb|pl|js|mjs|cjs)$")
 # What cron gave a command: its own small environment, not a login shell's.
 CRON_ENVIRONMENT = "PATH=/usr/bin:/bin, SHELL=/bin/sh, HOME and LOGNAME of the user"
 
@@ -149,7 +149,7 @@ def parse_entry(line: str, number: int, file: str, *, system: bool) -> Entry:
         raise InputError(file, where, None, f"expected {expected}, got {quoted(line)}")
     when = " ".join(parts[:count]).lower() if count == 1 else " ".join(parts[:count])
     user = parts[count] if system else None
-    if user is not None and ("/" in user or user in _LAUNCHERS or user == "cd"):
+    if user is not None and ("/" in user or user in LAUNCHERS or user == "cd"):
         raise InputError(
             file,
             where,
@@ -246,14 +246,17 @@ def schedule(entry: Entry, context: _Context, names: set[str], file: str) -> Pro
     out.set("cron", entry.when)
     if context.timezone is not None and entry.when != "@reboot":
         out.set("timezone", context.timezone, "CRON_TZ")
-    directory, tokens = _leading_cd(tokens)
-    tokens, redirected = _trailing_redirections(tokens, entry.command)
-    tokens, lock = _flock(tokens)
+    directory, tokens = leading_cd(tokens)
+    tokens, redirected = trailing_redirections(tokens, entry.command)
+    tokens, lock = flock_n(tokens)
     if not tokens:
         raise InputError(file, f"line {entry.line}", None, f"expected a command, got {quoted(entry.command)}")
     text = entry.command[tokens[0].start : tokens[-1].end]
     out.name = unique_name(name_for(tokens), names)
-    out.set("command", _command(text, tokens, entry, context, out))
+    command, why = command_for(text, tokens, entry.stdin, context.shell)
+    out.set("command", command)
+    if why:
+        out.note(f"through {context.shell} -c, as cron ran it: {why}.")
     if directory is not None:
         out.set("directory", directory, f"from `cd {directory} &&`")
     if entry.user is not None:
@@ -281,130 +284,6 @@ def schedule(entry: Entry, context: _Context, names: set[str], file: str) -> Pro
             "meant to keep running, make it a [programs.NAME] and let stoker keep it up."
         )
     return out
-
-
-def _command(
-    text: str, tokens: list[Token], entry: Entry, context: _Context, out: Program
-) -> str | list[str]:
-    """The argv to write: the words as they are when no shell is needed, else the shell."""
-    why = []
-    if entry.stdin is not None:
-        why.append("cron's % gave it standard input")
-        script = "(" + text + ("\n)" if "#" in text else ")")
-        text = f"printf %s {shlex.quote(entry.stdin)} | {script}"
-    elif needs_shell(tokens):
-        why.append(_shell_reason(tokens))
-    if why:
-        out.note(f"through {context.shell} -c, as cron ran it: {why[0]}.")
-        return [context.shell, "-c", text]
-    words = [t.value for t in tokens]
-    as_line = " ".join(words) if all(_plain(w) for w in words) else text
-    return as_line if shlex.split(as_line) == words else words
-
-
-def _plain(word: str) -> bool:
-    return bool(word) and re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word) is not None
-
-
-def _shell_reason(tokens: list[Token]) -> str:
-    ops = sorted({t.value for t in tokens if t.kind == "op"})
-    if ops:
-        return "it uses " + ", ".join(f"`{o}`" for o in ops)
-    expanding = next((t.value for t in tokens if t.expands), None)
-    if expanding is not None:
-        return f"the shell expands `{expanding}`"
-    return "it begins with a variable assignment"
-
-
-def _leading_cd(tokens: list[Token]) -> tuple[str | None, list[Token]]:
-    """``cd /abs/dir && rest`` → ("/abs/dir", rest). A relative or expanding DIR stays in the
-    command: cron's cd started from the user's home, which this file does not know."""
-    if (
-        len(tokens) > 3
-        and tokens[0].kind == tokens[1].kind == "word"
-        and tokens[0].value == "cd"
-        and not tokens[1].expands
-        and tokens[1].value.startswith("/")
-        and tokens[2].kind == "op"
-        and tokens[2].value == "&&"
-        and tokens[3].kind == "word"
-    ):
-        return tokens[1].value, tokens[3:]
-    return None, tokens
-
-
-def _flock(tokens: list[Token]) -> tuple[list[Token], str | None]:
-    """``flock -n LOCKFILE cmd…`` (the crontab idiom for "not while the last run is still
-    going") → (cmd…, LOCKFILE): ``overlap = "skip"`` says the same. Any other flock (waiting
-    for the lock, -c, a timeout) stays in the command."""
-    if len(tokens) < 4 or tokens[0].expands or posixpath.basename(tokens[0].value) != "flock":
-        return tokens, None
-    i, nonblocking = 1, False
-    while i < len(tokens) and tokens[i].value.startswith("-"):
-        option = tokens[i].value
-        if option in ("--nonblock", "--exclusive", "--close") or re.fullmatch(r"-[nxo]+", option):
-            nonblocking = nonblocking or option == "--nonblock" or (option[1] != "-" and "n" in option)
-            i += 1
-        else:
-            return tokens, None
-    rest = tokens[i + 1 :]
-    if not nonblocking or not rest or tokens[i].kind != "word" or tokens[i].expands:
-        return tokens, None
-    if rest[0].kind != "word" or rest[0].value.startswith("-"):
-        return tokens, None
-    return rest, tokens[i].value
-
-
-def _trailing_redirections(tokens: list[Token], command: str) -> tuple[list[Token], str]:
-    """The tokens without the output redirections at their end, and those, as written."""
-    rest = tokens
-    while len(rest) >= 2:
-        op, target = rest[-2], rest[-1]
-        if not (
-            op.kind == "op" and _OUTPUT.fullmatch(op.value) and target.kind == "word" and not target.expands
-        ):
-            break
-        rest = rest[:-2]
-    if rest is tokens or not rest or rest[-1].kind == "op":
-        return tokens, ""  # nothing to take, or what is left would not be a command
-    return rest, command[tokens[len(rest)].start : tokens[-1].end]
-
-
-def name_for(tokens: list[Token]) -> str:
-    """A schedule name from its command: ``php artisan schedule:run`` → ``artisan-schedule-run``,
-    ``/usr/bin/php /srv/cron/cleanup.php --days 7`` → ``cleanup-7``, ``nice -n 10 backup.sh``
-    → ``backup``."""
-    words: list[str] = []
-    if tokens and tokens[0].value == "cd":  # a cd that stayed in the command names nothing
-        after = next((i for i, t in enumerate(tokens) if t.kind == "op" and t.value in ("&&", ";")), None)
-        tokens = tokens[after + 1 :] if after is not None else tokens
-    for token in tokens:
-        if token.kind == "op":
-            if words:
-                break
-            continue
-        value = token.value
-        if not words and (posixpath.basename(value) in _LAUNCHERS or "=" in value or value.endswith(".lock")):
-            continue
-        if value.startswith("-") or token.expands or (not words and value.isdigit()):
-            continue  # options, what the shell fills in, and an option's number
-        part = _EXTENSIONS.sub("", posixpath.basename(value.rstrip("/")))
-        slug = re.sub(r"[^a-z0-9_]+", "-", part.lower()).strip("-")
-        if slug:
-            words.append(slug)
-        if len(words) == 3:
-            break
-    return "-".join(words)[:48].strip("-") or "cron"
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """`name`, or `name-2`, `name-3` … when taken; recorded as taken."""
-    chosen, n = name, 1
-    while chosen in taken or chosen == "all":
-        n += 1
-        chosen = f"{name}-{n}"
-    taken.add(chosen)
-    return chosen
 
 
 def _file_notes(system: bool, entries: int) -> list[str]:
