@@ -3,7 +3,7 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 # Two stamps, one venv: `make demo` needs stoker and what it runs on (about 40 MB); `make test`
-# adds the test and lint tools (playwright, mypy, schemathesis…: some 330 MB more). Either
+# adds the test, lint and docs tools (playwright, mypy, schemathesis, ansible, mkdocs…: about 1 GB in all). Either
 # order works: the dev install includes the runtime, so it stamps both.
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
