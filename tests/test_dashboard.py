@@ -250,14 +250,23 @@ def test_a_crash_loop_shows_in_the_programs_view(page: Page, site: Site) -> None
     restarts climbing). Its second crash is a crash loop: it waits in backoff, and says so."""
     stoker = site.stoker
     original = stoker.config.read_text()
-    flaky = '[programs.flaky]\ncommand = ["sh", "-c", "sleep 0.3; exit 1"]\nstart_seconds = "0.1s"\n'
+    flaky = (
+        '[programs.flaky]\ncommand = ["sh", "-c", "sleep 0.3; echo db: Connection refused >&2; exit 1"]\n'
+        'start_seconds = "0.1s"\n'
+    )
     stoker.config.write_text(original + "\n" + flaky + 'backoff = { min = "30s", max = "60s" }\n')
     try:
         assert stoker.cli("reload").returncode == 0
         sign_in(page, site)
         expect(state_of(page, "flaky:0")).to_have_text("backoff")
         note = page.locator("tr[data-name='flaky:0'] .note")
-        expect(note).to_have_text(re.compile(r"^crash loop: 2 exits in 0\.\d\ds$"))
+        # Why (issue 19): the exit, and the program's last line; and when it tries again.
+        expect(note).to_have_text(
+            re.compile(
+                r"^crash loop: 2 exits in 0\.\d\ds · exited with code 1 after 0\.\d\ds: db: Connection refused"
+                r" · next try \d\d:\d\d:\d\d$"
+            )
+        )
     finally:
         stoker.config.write_text(original)
         assert stoker.cli("reload").returncode == 0

@@ -59,6 +59,15 @@ def _crash_loop_note(loop: dict[str, Any]) -> str:
     return f"crash loop: {loop['exits']} exits in {took}"
 
 
+def next_try(iso: str, now: float | None = None) -> str:
+    """ "next try in 4s" (a backing-off instance's `retry_at`), from now or Unix time `now`."""
+    import datetime as dt  # only when an instance backs off
+    import time
+
+    left = dt.datetime.fromisoformat(iso).timestamp() - (time.time() if now is None else now)
+    return f"next try in {human_duration(left)}" if left >= 1 else "next try now"
+
+
 def print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None:
     if not rows:
         print("no programs")
@@ -78,6 +87,8 @@ def print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None:
             note = "stopped by hand"
         elif not note and r.get("status_text"):
             note = r["status_text"]
+        if r.get("retry_at") and r["state"] == "backoff":
+            note = f"{note}; {next_try(r['retry_at'])}" if note else next_try(r["retry_at"])
         cells = (
             r["name"],
             r["state"],

@@ -227,6 +227,7 @@ export class ProgramsView {
     const notes = [
       crashLoop(data.crash_loop),
       data.error,
+      data.state === "backoff" && data.retry_at ? `next try ${fmt.time(data.retry_at)}` : null,
       data.status_text,
       data.waiting_for?.length ? `waiting for ${data.waiting_for.join(", ")}` : null,
       data.stopped_by_hand ? "stopped by hand" : null,
