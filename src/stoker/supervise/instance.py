@@ -125,10 +125,22 @@ class Instance:
         """The log at log.file / log.stderr_file (this instance's number in it), a stream,
         or the default file in the state dir."""
         config = self.program.log
+        # stoker's own files are annotated (timestamps unless turned off, a marker line per
+        # start and exit); a file or stream you chose carries the program's bytes as they are
+        # (timestamps only if asked for): what reads it there expects the program's format.
+        own = chosen is None
+        stamps = own if config.timestamps is None else config.timestamps
+        marks = own if config.markers is None else config.markers
         if chosen in STREAM_FDS:
-            return StreamLog(chosen, timestamps=config.timestamps)
+            return StreamLog(chosen, timestamps=stamps, markers=marks)
         path = default if chosen is None else Path(chosen.replace("{instance}", str(self.spec.instance)))
-        return LogFile(path, max_size=config.max_size, keep=config.keep, timestamps=config.timestamps)
+        return LogFile(path, max_size=config.max_size, keep=config.keep, timestamps=stamps, markers=marks)
+
+    def _mark(self, what: str) -> None:
+        """A marker line in the instance's logs (LogFile.mark): a run's start or end."""
+        self.stdout_log.mark(what)
+        if self.stderr_log is not None:
+            self.stderr_log.mark(what)
 
     # what the operator sees --------------------------------------------------------------
 
@@ -370,6 +382,7 @@ class Instance:
             return
         self.started_wall = time.time()
         self.status_text = None
+        self._mark(f"started pid {child.pid}")
         self._watch(child)
         log.info("%s: started, pid %d", self.name, child.pid)
         self.dispatch(sm.Spawned(child.pid))
@@ -381,6 +394,7 @@ class Instance:
     def _spawn_failed(self, error: BaseException) -> None:
         reason = describe_spawn_error(error, self.spec.argv, self.spec.directory)
         log.error("%s: %s", self.name, reason)
+        self._mark(f"could not start: {reason}")
         self.dispatch(sm.SpawnFailed(reason))
 
     async def _wait_ready(self, check: ReadyCheck, pid: int) -> None:
@@ -463,5 +477,6 @@ class Instance:
             how += self._out_of_memory()
         level = logging.INFO if self.machine.state is sm.State.STOPPING else logging.WARNING
         log.log(level, "%s: pid %d %s", self.name, pid, how)
+        self._mark(f"pid {pid} {how}")
         out, err = self._last_lines
         self.dispatch(sm.Exited(exit_code, sig, err.line() or out.line()))
