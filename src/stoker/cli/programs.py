@@ -93,11 +93,13 @@ def program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) 
         with talking():
             client = ctx.client()
             # Each instance as it settles, on stderr (cli/progress.py); --json: the document only.
-            said = nullcontext() if args.as_json else _progress(ctx, action, args.names)
-            with said:
+            said = None if args.as_json else _progress(ctx, action, args.names)
+            with said or nullcontext():
                 for name in args.names:
                     for row in client.program_action(name, action):
                         rows[row["name"]] = row
+                if said is not None:  # those the stream has not said yet, from the answer
+                    said.finish(list(rows.values()))
         result = list(rows.values())
         if args.as_json:
             print_json(result)

@@ -50,6 +50,9 @@ class Progress:
         self._done = False
         self._status_shown = False
         self._thread = threading.Thread(target=self._follow, name="stoker progress", daemon=True)
+        # On a terminal: the waiting line's seconds go on counting between events.
+        self._ticking = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="stoker progress clock", daemon=True)
 
     def __enter__(self) -> Progress:
         if self.total:
@@ -57,12 +60,24 @@ class Progress:
             self._thread.start()
             self._connected.wait(CONNECT_WAIT)  # (no stream: the action goes ahead, silently)
             self._say(f"{_WORDS[self.action]} {self._what()}…")
+            if self.tty and self.total > 1:
+                self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._ticking.set()
         with self._lock:
             self._done = True
             self._clear_status()
+
+    def _tick(self) -> None:
+        while not self._ticking.wait(1.0):
+            with self._lock:
+                if self._done or not self.waiting:
+                    return
+                self._clear_status()
+                self._status()
+                self.out.flush()
 
     def _what(self) -> str:
         if self.total == 1:
@@ -81,34 +96,48 @@ class Progress:
         except Exception:  # the stream broke: the answer still comes, and says it all
             self._connected.set()
 
-    def _seen(self, row: dict[str, Any]) -> None:
-        name = row.get("name")
-        if name not in self.waiting or row.get("state") not in _SETTLED[self.action]:
-            return
-        if self.action == "restart" and row["state"] == "running" and row.get("pid") == self.pids[name]:
-            return  # still the old process: not back yet
-        self.waiting.discard(name)
-        back = self.total - len(self.waiting)
-        line = f"{name} {row['state']}"
-        if row.get("pid") and row["state"] == "running":
-            line += f", pid {row['pid']}"
-        if row["state"] in _FAILED and row.get("error"):
-            line += f": {row['error']}"
-        if self.total > 1:
-            line += f" ({back} of {self.total})"
-        self._say(line)
+    def finish(self, rows: list[dict[str, Any]]) -> None:
+        """The daemon's answer (every instance settled): say those the stream has not yet."""
+        for row in rows:
+            self._seen(row, final=True)
+
+    def _seen(self, row: dict[str, Any], final: bool = False) -> None:
+        with self._lock:
+            name = row.get("name")
+            if name not in self.waiting or (row.get("state") not in _SETTLED[self.action] and not final):
+                return
+            old = row["state"] == "running" and row.get("pid") == self.pids[name]
+            if self.action == "restart" and old and not final:
+                return  # still the old process: not back yet
+            self.waiting.discard(name)
+            line = f"{name} {row['state']}"
+            if row.get("pid") and row["state"] == "running":
+                line += f", pid {row['pid']}"
+            if row["state"] in _FAILED and row.get("error"):
+                line += f": {row['error']}"
+            if self.total > 1:
+                line += f" ({self.total - len(self.waiting)} of {self.total})"
+            self._write(line)
 
     def _say(self, line: str) -> None:
         with self._lock:
-            if self._done:
-                return
-            self._clear_status()
-            self.out.write(cell(line) + "\n")
-            if self.tty and self.waiting and self.total > 1:
-                waited = time.monotonic() - self.started
-                self.out.write(f"  … waiting for {len(self.waiting)} of {self.total} ({waited:.0f}s)")
-                self._status_shown = True
-            self.out.flush()
+            self._write(line)
+
+    def _write(self, line: str) -> None:
+        """A line, and on a terminal the waiting line after it (the lock held)."""
+        if self._done:
+            return
+        self._clear_status()
+        self.out.write(cell(line) + "\n")
+        self._status()
+        self.out.flush()
+
+    def _status(self) -> None:
+        """On a terminal: the line that counts what is still awaited (the lock held)."""
+        if self.tty and self.waiting and self.total > 1:
+            waited = time.monotonic() - self.started
+            self.out.write(f"  … waiting for {len(self.waiting)} of {self.total} ({waited:.0f}s)")
+            self._status_shown = True
 
     def _clear_status(self) -> None:
         if self._status_shown:
