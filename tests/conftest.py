@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+# stoker's annotations of its own program logs (docs/operating.md): a timestamp before each line,
+# a marker line at each start and exit.
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d ", re.MULTILINE)
+MARKER = re.compile(r"^--- .* ---$")
+
+
+def output_of(log: str) -> str:
+    """A program log as the program wrote it: stoker's timestamps and marker lines taken off."""
+    lines = STAMP.sub("", log).splitlines(keepends=True)
+    return "".join(line for line in lines if not MARKER.match(line.rstrip("\n")))
 
 
 def pid_alive(pid: int) -> bool:

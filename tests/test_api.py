@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stoker, wait_for
+from conftest import Stoker, output_of, wait_for
 
 from stoker.client import Client, ClientError
 
@@ -233,7 +233,7 @@ def test_logs_tail_and_follow(stoker: Stoker) -> None:
     )
     stoker.up()
     tail = wait_for(lambda: (out := stoker.cli("logs", "ticker", "-n", "3").stdout).count("\n") == 3 and out)
-    numbers = [int(line.split()[1]) for line in tail.splitlines() if line.startswith("line ")]
+    numbers = [int(line.split()[1]) for line in output_of(tail).splitlines() if line.startswith("line ")]
     assert numbers == sorted(numbers) and len(numbers) >= 2
     assert "to stderr" in stoker.cli("logs", "ticker", "-n", "1000").stdout  # merged by default
 
@@ -261,6 +261,7 @@ def _collect(lines: queue.Queue[str], seen: list[int]) -> bool:
             line = lines.get_nowait()
         except queue.Empty:
             return True
+        line = output_of(line)
         if line.startswith("line "):
             seen.append(int(line.split()[1]))
 
@@ -289,7 +290,7 @@ def test_log_rotation_keeps_every_line_once(stoker: Stoker) -> None:
     def finished() -> bool:
         # The daemon renames the live file while it rotates, so it can vanish between looks.
         try:
-            return log.read_text().endswith("done\n")
+            return log.read_text().endswith(" done\n")  # (after its timestamp)
         except FileNotFoundError:
             return False
 
@@ -299,7 +300,7 @@ def test_log_rotation_keeps_every_line_once(stoker: Stoker) -> None:
     for f in files[:-1]:
         assert f.stat().st_size <= 64 * 1024
         assert f.read_bytes().endswith(b"\n")
-    text = "".join(f.read_text() for f in files)
+    text = output_of("".join(f.read_text() for f in files))
     lines = text.splitlines()
     assert lines[-1] == "done"
     assert [int(line.split()[0]) for line in lines[:-1]] == list(range(20000))
@@ -315,9 +316,9 @@ def test_separate_stderr(stoker: Stoker) -> None:
         """
     )
     stoker.up()
-    wait_for(lambda: stoker.cli("logs", "split").stdout == "out\n", what="stdout")
-    wait_for(lambda: stoker.cli("logs", "split", "--stderr").stdout == "err\n", what="stderr")
-    assert Path(stoker.state_dir / "logs" / "split.0.err.log").read_text() == "err\n"
+    wait_for(lambda: output_of(stoker.cli("logs", "split").stdout) == "out\n", what="stdout")
+    wait_for(lambda: output_of(stoker.cli("logs", "split", "--stderr").stdout) == "err\n", what="stderr")
+    assert output_of(Path(stoker.state_dir / "logs" / "split.0.err.log").read_text()) == "err\n"
 
 
 def _covered(path: str, documented: set[str]) -> bool:

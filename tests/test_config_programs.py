@@ -37,7 +37,7 @@ def test_program_defaults(tmp_path: Path) -> None:
         max_restarts=0,
         stop_signal=signal.SIGTERM,
         stop_timeout=10.0,
-        log=LogConfig(max_size=50 * 1024 * 1024, keep=10, stderr="merge", timestamps=False),
+        log=LogConfig(max_size=50 * 1024 * 1024, keep=10, stderr="merge", timestamps=None),
     )
     assert isinstance(prog.stop_signal, int)
 
@@ -407,12 +407,22 @@ def test_restart_must_be_one_of(tmp_path: Path) -> None:
         ("{ keep = -1 }", "log.keep"),
         ('{ stderr = "both" }', "log.stderr"),
         ('{ timestamps = "yes" }', "log.timestamps"),
+        ("{ markers = 1 }", "log.markers"),
         ("5", "log"),
     ],
 )
 def test_bad_log_settings(tmp_path: Path, log: str, key: str) -> None:
     err = program_error(tmp_path, f'command = "x"\nlog = {log}')
     assert (err.table, err.key) == ("programs.app", key)
+
+
+def test_log_annotations_say_what_is_expected(tmp_path: Path) -> None:
+    err = program_error(tmp_path, 'command = "x"\nlog = { timestamps = "off" }')
+    assert "expected true or false (each line prefixed with the time it was read)" in str(err)
+    err = program_error(tmp_path, 'command = "x"\nlog = { marker = false }')
+    assert "markers" in str(err)  # the keys it may have, named
+    log = program(tmp_path, 'command = "x"\nlog = { timestamps = false, markers = true }').log
+    assert (log.timestamps, log.markers) == (False, True)
 
 
 def test_log_size_number_of_bytes(tmp_path: Path) -> None:

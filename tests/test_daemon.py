@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Stoker, marked_pids, pid_alive, wait_for
+from conftest import Stoker, marked_pids, output_of, pid_alive, wait_for
 
 PY = sys.executable
 
@@ -293,7 +293,7 @@ def test_environment_instances_and_directory(stoker: Stoker) -> None:
     for i in range(3):
         expected = f"{stoker.root / 'work'} crawler {i} shop-{i} web-7\n"
         wait_for(
-            lambda i=i, e=expected: stoker.cli("logs", f"crawler:{i}").stdout == e,
+            lambda i=i, e=expected: output_of(stoker.cli("logs", f"crawler:{i}").stdout) == e,
             what=f"crawler:{i} output",
         )
     # NAME may be a program, an instance, or all.
@@ -443,7 +443,9 @@ def test_user_group_and_umask(stoker: Stoker) -> None:
     import grp
 
     expected = f"{nobody.pw_uid} {grp.getgrnam('nogroup').gr_gid} 0027\n"
-    wait_for(lambda: stoker.cli("logs", "dropped").stdout == expected, what="the dropped program's ids")
+    wait_for(
+        lambda: output_of(stoker.cli("logs", "dropped").stdout) == expected, what="the dropped program's ids"
+    )
     row = stoker.wait_state("nosuchuser:0", "fatal")
     assert row["error"] == (
         "gave up after 2 failed starts (the first and max_restarts = 1 restart): unknown user: no-such-user-here"

@@ -250,14 +250,23 @@ def test_a_crash_loop_shows_in_the_programs_view(page: Page, site: Site) -> None
     restarts climbing). Its second crash is a crash loop: it waits in backoff, and says so."""
     stoker = site.stoker
     original = stoker.config.read_text()
-    flaky = '[programs.flaky]\ncommand = ["sh", "-c", "sleep 0.3; exit 1"]\nstart_seconds = "0.1s"\n'
+    flaky = (
+        '[programs.flaky]\ncommand = ["sh", "-c", "sleep 0.3; echo db: Connection refused >&2; exit 1"]\n'
+        'start_seconds = "0.1s"\n'
+    )
     stoker.config.write_text(original + "\n" + flaky + 'backoff = { min = "30s", max = "60s" }\n')
     try:
         assert stoker.cli("reload").returncode == 0
         sign_in(page, site)
         expect(state_of(page, "flaky:0")).to_have_text("backoff")
         note = page.locator("tr[data-name='flaky:0'] .note")
-        expect(note).to_have_text(re.compile(r"^crash loop: 2 exits in 0\.\d\ds$"))
+        # Why (issue 19): the exit, and the program's last line; and when it tries again.
+        expect(note).to_have_text(
+            re.compile(
+                r"^crash loop: 2 exits in 0\.\d\ds · exited with code 1 after 0\.\d\ds: db: Connection refused"
+                r" · next try \d\d:\d\d:\d\d$"
+            )
+        )
     finally:
         stoker.config.write_text(original)
         assert stoker.cli("reload").returncode == 0
@@ -412,6 +421,70 @@ def test_readable_on_a_phone(open_page: Any, site: Site) -> None:
     expect(phone.locator("table.programs thead")).to_be_hidden()  # rows are cards, cells labelled
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(phone, "phone.png")
+
+
+def test_programs_on_a_phone_compact_cards_and_a_state_filter(open_page: Any, site: Site) -> None:
+    """Issue 19: an instance card took ~540 px of a phone's height (a labelled line per figure);
+    now its figures share a line or two. The state filter narrows the list to what needs a look."""
+    phone = open_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    sign_in(phone, site)
+    for name in ("ticker:0", "worker:0", "worker:1"):
+        expect(state_of(phone, name)).to_have_text("running")
+    card = phone.locator("tr[data-name='worker:0']")
+    box = card.bounding_box()
+    assert box is not None and box["height"] < 200, box  # a compact card
+    assert box["width"] <= 390
+    for label in ("PID", "Uptime", "Memory"):
+        expect(card.locator(f"td[data-label='{label}']")).to_be_visible()
+    expect(card.get_by_role("button", name="Restart worker:0", exact=True)).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    expect(phone.locator("tbody[data-program='worker'] .program-row")).to_contain_text(
+        "2 instances: 2 running"
+    )
+    shot(phone, "phone-programs.png")
+
+    assert site.stoker.cli("stop", "worker:1").returncode == 0
+    try:
+        expect(phone.locator("tbody[data-program='worker'] .program-row")).to_contain_text(
+            "2 instances: 1 running, 1 stopped"
+        )
+        phone.get_by_label("State").select_option("not running")
+        expect(phone.locator("tr[data-name='worker:1']")).to_be_visible()
+        expect(phone.locator("tr[data-name='worker:0']")).to_be_hidden()
+        expect(phone.locator("tr[data-name='ticker:0']")).to_be_hidden()
+        expect(phone.locator("tbody[data-program='ticker']")).to_be_hidden()  # nothing of it to show
+        expect(phone.get_by_text(re.compile(r"^1 of \d+ instances$"))).to_be_visible()
+        # a change that leaves the filter's states: the row goes
+        phone.get_by_role("button", name="Start worker:1", exact=True).click()
+        expect(phone.locator("tr[data-name='worker:1']")).to_be_hidden()
+        phone.get_by_label("State").select_option("running")
+        expect(phone.locator("tr[data-name='worker:1']")).to_be_visible()
+        phone.get_by_label("State").select_option("")
+        expect(phone.locator("tr[data-name='ticker:0']")).to_be_visible()
+    finally:
+        assert site.stoker.cli("start", "worker:1").returncode == 0
+
+
+def test_the_jobs_list_on_a_phone_shows_when_and_how_long(open_page: Any, site: Site) -> None:
+    phone = open_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    sign_in(phone, site, "#/jobs")
+    job = site.stoker.client.enqueue("greet", {"name": "phone"})
+    row = phone.locator(f"tr[data-id='{job.id}']")
+    expect(row.locator(".state")).to_have_text("succeeded")
+    expect(row.locator("td[data-label='Took']")).to_have_text(re.compile(r"^\d\.\ds$"))  # it sleeps 1.5 s
+    expect(row.locator("td[data-label='Finished']")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
+    expect(row.locator("td[data-label='Finished']")).to_have_attribute(
+        "title",
+        re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"),  # the date, on a long press / hover
+    )
+    later = site.stoker.client.enqueue("greet", {"name": "later"}, delay="1h")
+    try:
+        expect(phone.locator(f"tr[data-id='{later.id}'] td[data-label='Took']")).to_have_text(
+            re.compile(r"^due in (59m \d\ds|1h 00m)$")
+        )
+    finally:
+        site.stoker.client.cancel(later.id)
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_another_nodes_programs_show_read_only_and_lapse(

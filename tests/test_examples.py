@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stoker, marked_pids, need, wait_for
+from conftest import Stoker, free_port, marked_pids, need, wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -110,10 +114,23 @@ def test_crawlers_hundred_instances(stoker: Stoker) -> None:
     assert marked_pids(str(stoker.state_dir)) == []
 
 
-def test_demo_runs(stoker: Stoker, unused_tcp_port: int) -> None:
+def _copy_demo(stoker: Stoker, port: int) -> int:
+    """The demo, its line server on `port` and its dashboard on another free port (returned)."""
+    web = free_port()
     _copy(
-        stoker, "demo", {'PORT = "7070"': f'PORT = "{unused_tcp_port}"', "tcp:7070": f"tcp:{unused_tcp_port}"}
+        stoker,
+        "demo",
+        {
+            'PORT = "7070"': f'PORT = "{port}"',
+            "tcp:7070": f"tcp:{port}",
+            'listen = "127.0.0.1:7080"': f'listen = "127.0.0.1:{web}"',
+        },
     )
+    return web
+
+
+def test_demo_runs(stoker: Stoker, unused_tcp_port: int) -> None:
+    _copy_demo(stoker, unused_tcp_port)
     stoker.up()
     for name in ["line_server:0", "crawler:0", "crawler:9", "flaky:0"]:
         stoker.wait_state(name, "running")
@@ -179,3 +196,34 @@ def test_schedules_example(stoker: Stoker) -> None:
     cleanup = stoker.client.wait(stoker.json("schedule", "run", "nightly_cleanup")["id"], timeout=30)
     assert cleanup.state == "succeeded" and "deleted 1 file(s)" in cleanup.output
     assert not old.exists() and new.exists()
+
+
+def test_demo_shows_the_dashboard_and_stops_promptly(stoker: Stoker, unused_tcp_port: int) -> None:
+    """`make demo`: its banner names the dashboard's URL and token, the daemon serves the
+    dashboard there, a schedule keeps jobs flowing, and Ctrl-C (SIGINT) stops every program
+    within its stop_timeout: no SIGKILL (the crawlers used to nap through their SIGTERM)."""
+    web = _copy_demo(stoker, unused_tcp_port)
+    banner = subprocess.run(
+        [sys.executable, str(stoker.config.parent / "banner.py")], capture_output=True, text=True, timeout=60
+    )
+    assert banner.returncode == 0, banner.stderr
+    token = (stoker.state_dir / "token").read_text().strip()
+    assert f"Dashboard:  http://127.0.0.1:{web}/" in banner.stdout and token in banner.stdout
+    daemon = stoker.up()
+    for name in ["line_server:0", *(f"crawler:{i}" for i in range(10)), "flaky:0"]:
+        stoker.wait_state(name, "running", timeout=30)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{web}/", timeout=30)
+    assert page.status == 200 and "<title>stoker</title>" in page.read().decode()
+    asked = urllib.request.Request(
+        f"http://127.0.0.1:{web}/api/v1/schedules", headers={"Authorization": f"Bearer {token}"}
+    )  # the token the banner printed is the one the daemon takes
+    schedules = {s["name"]: s for s in json.loads(urllib.request.urlopen(asked, timeout=30).read())}
+    assert set(schedules) == {"live_report", "nightly_report"}
+    wait_for(lambda: stoker.client.jobs(), timeout=40, what="a job from the demo's schedule")
+
+    daemon.send_signal(signal.SIGINT)  # as Ctrl-C on `make demo`
+    assert daemon.wait(60) == 0
+    log = stoker.log_text()
+    assert "SIGKILL" not in log, log
+    assert "crawler:0: pid" in log and "exited with code 0" in log  # stopped by itself
+    assert marked_pids(str(stoker.state_dir)) == []

@@ -1176,7 +1176,7 @@ def test_pm2_ecosystem_with_dirname(tmp_path: Path) -> None:
     queue = data["programs"]["queue"]
     assert queue["command"] == "php artisan queue:work >> storage/logs/queue.log 2>&1"
     assert queue["shell"] is True
-    assert queue["log"] == {"stderr": "separate"}
+    assert queue["log"] == {"stderr": "separate", "timestamps": False}  # time: false, said plainly
     said = comments(text)
     assert 'instance_var = "INSTANCE_ID": pm2 gave each instance its number in INSTANCE_ID' in said
     assert "log_date_format = false: no timestamps, as in pm2" in said

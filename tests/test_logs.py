@@ -805,3 +805,48 @@ def test_close_records_a_pending_gap(tmp_path: Path, monkeypatch: pytest.MonkeyP
     disk.error = None
     lf.close()  # no write came after the outage: close marks it
     assert path.read_bytes() == b"a\n[stoker] 3 bytes of output were lost (No space left on device)\n"
+
+
+# -- markers -----------------------------------------------------------------------------
+
+
+def test_a_marker_is_a_line_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    clock = FakeClock(0.0)
+    seen: list[bytes] = []
+    with timezone("UTC"), LogFile(path, max_size=10_000, keep=1, markers=True, clock=clock) as lf:
+        lf.add_listener(seen.append)
+        lf.mark("started pid 7")
+        lf.write(b"half a li")  # the run ends mid-line: the marker ends it first
+        clock.now = 1.5
+        lf.mark("pid 7 exited with code 1")
+    assert path.read_bytes() == (
+        b"--- started pid 7 at 1970-01-01T00:00:00.000+00:00 ---\n"
+        b"half a li\n"
+        b"--- pid 7 exited with code 1 at 1970-01-01T00:00:01.500+00:00 ---\n"
+    )
+    assert b"".join(seen) == path.read_bytes()  # `stoker logs -f` sees them too
+
+
+def test_a_marker_with_timestamps_and_a_file_left_mid_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    path.write_bytes(b"an earlier daemon's run, cut")
+    with (
+        timezone("UTC"),
+        LogFile(path, max_size=10_000, keep=1, timestamps=True, markers=True, clock=FakeClock(2.0)) as lf,
+    ):
+        lf.mark("started pid 8")
+        lf.write(b"up\n")
+    assert path.read_bytes() == (
+        b"an earlier daemon's run, cut\n"
+        b"1970-01-01T00:00:02.000+00:00 --- started pid 8 ---\n"
+        b"1970-01-01T00:00:02.000+00:00 up\n"
+    )
+
+
+def test_no_markers_unless_asked(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    with LogFile(path, max_size=10_000, keep=1) as lf:
+        lf.mark("started pid 9")
+        lf.write(b"raw\n")
+    assert path.read_bytes() == b"raw\n"

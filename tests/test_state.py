@@ -332,7 +332,7 @@ def _early_death(ev: str) -> Check:
             assert "code 1" in m.error
             assert m.exit_code == 1
         else:
-            assert "signal 9" in m.error
+            assert "killed by SIGKILL" in m.error
             assert m.exit_code is None
             assert m.exit_signal == 9
         assert " after " in m.error  # how long it lived, so the operator can compare
@@ -612,7 +612,8 @@ def test_a_crash_loop_after_good_starts_backs_off_like_failed_starts() -> None:
         assert m.state is State.BACKOFF
         assert m.streak == Streak(n, 3.0, at)
         assert m.crash_loop(at) == Streak(n, 3.0, at)  # "crash loop: n exits in at-3 s"
-        assert (m.failures, m.error) == (0, None)  # no failed start: max_restarts is not near
+        assert m.failures == 0  # no failed start: max_restarts is not near
+        assert m.error == "exited with code 1 after 3.00s"  # why it is backing off
         now = m.deadline or 0.0
         assert m.handle(Timer(), now, J) == [Spawn()]
     assert backoff_delay(CP, 10, J) == 45.0  # the cap, jittered: one try a minute at most
@@ -1341,3 +1342,28 @@ class RandomLife(RuleBasedStateMachine):
 
 RandomLife.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
 test_random_life = RandomLife.TestCase
+
+
+def test_an_unexpected_exit_says_why_with_the_last_line_of_output() -> None:
+    """The error of a failed start, a crash and a bad final exit: how, after how long, and the
+    program's last words (the shell reads them from its output); a clean exit has none."""
+    m = Machine(CP)
+    m.handle(Start(), 0.0, J)
+    m.handle(Spawned(1), 0.0, J)
+    m.handle(Exited(255, None, "Connection refused"), 0.03, J)
+    assert (m.state, m.error) == (State.BACKOFF, "exited with code 255 after 0.03s: Connection refused")
+    m.handle(Timer(), m.deadline or 0.0, J)
+    m.handle(Spawned(2), 10.0, J)
+    assert m.error is None  # a new process: no error of its own yet
+    m.handle(Timer(), 11.0, J)
+    m.handle(Exited(None, 9), 10.0 + 754.2, J)
+    assert m.error == "killed by SIGKILL after 12m34s"
+    never = Machine(Policy(restart="never", start_seconds=0.0))
+    never.handle(Start(), 0.0, J)
+    never.handle(Spawned(3), 0.0, J)
+    never.handle(Exited(0, None, "done"), 5.0, J)
+    assert (never.state, never.error) == (State.EXITED, None)
+    never.handle(Start(), 6.0, J)
+    never.handle(Spawned(4), 6.0, J)
+    never.handle(Exited(2, None, "usage: x FILE"), 6.0 + 2 * 3600 + 300, J)
+    assert (never.state, never.error) == (State.EXITED, "exited with code 2 after 2h05m: usage: x FILE")

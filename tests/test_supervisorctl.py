@@ -29,7 +29,7 @@ start_seconds = "1s"
 command = ["sh", "-c", "trap 'echo ping-$0' HUP; echo out-$0; echo err-$0 >&2; while :; do sleep 1 & wait $!; done", "{instance}"]
 instances = 2
 start_seconds = "1s"
-log = { stderr = "separate" }
+log = { stderr = "separate", timestamps = false, markers = false }  # the bytes, as supervisord keeps them
 """
 
 SUPERVISORD_PROGRAMS = """

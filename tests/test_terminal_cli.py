@@ -82,6 +82,7 @@ def start(stoker: Stoker) -> None:
         command = ["{PY}", "evil.py"]
         start_seconds = 0
         ready = "notify"
+        log = {{ timestamps = false, markers = false }}  # the program's bytes only (compared below)
         [tasks.spew]
         command = ["{PY}", "spew.py"]
         max_attempts = 1

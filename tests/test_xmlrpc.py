@@ -33,7 +33,7 @@ start_seconds = "0.2s"
 command = ["sh", "-c", "echo out-{{instance}}; echo err-{{instance}} >&2; exec sleep 1000"]
 instances = 2
 start_seconds = "0.2s"
-log = {{ stderr = "separate" }}
+log = {{ stderr = "separate", timestamps = false, markers = false }}  # the bytes as written
 
 [programs.flaky]
 command = ["sh", "-c", "exit 3"]
@@ -351,6 +351,7 @@ def test_a_log_with_escapes_and_carriage_returns(stoker: Stoker, port: int) -> N
         """
         [programs.colour]
         command = ["printf", "\\\\033[31mred\\\\033[0m 10%%\\\\r20%%\\\\n"]
+        log = { timestamps = false, markers = false }
         restart = "never"
         start_seconds = 0
         """
@@ -529,6 +530,7 @@ def test_a_daemon_stopping_is_in_shutdown_state(stoker: Stoker) -> None:
         """
         [programs.stubborn]
         command = ["sh", "-c", "trap '' TERM; echo up; while :; do sleep 1 & wait $!; done"]
+        log = { timestamps = false, markers = false }
         start_seconds = 0
         stop_timeout = "3s"
         """

@@ -50,4 +50,7 @@ class Server(socketserver.ThreadingTCPServer):
 if __name__ == "__main__":
     with Server(("127.0.0.1", PORT), Lines) as server:
         print(f"line-server: listening on 127.0.0.1:{PORT}", flush=True)
-        server.serve_forever()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:  # SIGINT: its stop_signal in the examples
+            print("line-server: stopped", flush=True)

@@ -78,6 +78,7 @@ def describe(
                 crash_loop=None
                 if loop is None
                 else schemas.CrashLoop(exits=loop.ends, seconds=round(loop.last - loop.first, 3)),
+                retry_at=iso(inst.retry_at()),
             )
         )
     return out

@@ -45,6 +45,7 @@ class ProgramInstance(msgspec.Struct, kw_only=True):
     holder: str | None = None  # a singleton's node: the one that holds its lease (None: nobody, or unknown)
     placement: str | None = None  # why this node keeps it stopped: `nodes`, or a singleton held elsewhere
     crash_loop: CrashLoop | None = None  # in a crash loop (restarts back off): its exits so far
+    retry_at: dt.datetime | None = None  # in backoff: when it tries again
 
 
 class DaemonStatus(msgspec.Struct, kw_only=True):

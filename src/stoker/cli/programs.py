@@ -55,7 +55,7 @@ def status(ctx: Context, args: argparse.Namespace) -> None:
     if args.as_json:
         print_json(rows)
     else:
-        print_instances(rows, nodes=args.all_nodes)
+        print_instances(rows, nodes=args.all_nodes, expand=bool(args.names))
 
 
 def nodes_command(ctx: Context, args: argparse.Namespace) -> None:
@@ -87,12 +87,19 @@ def has_started(row: dict[str, Any]) -> bool:
 
 def program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) -> Handler:
     def command(ctx: Context, args: argparse.Namespace) -> None:
+        from contextlib import nullcontext
+
         rows: dict[str, dict[str, Any]] = {}
         with talking():
             client = ctx.client()
-            for name in args.names:
-                for row in client.program_action(name, action):
-                    rows[row["name"]] = row
+            # Each instance as it settles, on stderr (cli/progress.py); --json: the document only.
+            said = None if args.as_json else _progress(ctx, action, args.names)
+            with said or nullcontext():
+                for name in args.names:
+                    for row in client.program_action(name, action):
+                        rows[row["name"]] = row
+                if said is not None:  # those the stream has not said yet, from the answer
+                    said.finish(list(rows.values()))
         result = list(rows.values())
         if args.as_json:
             print_json(result)
@@ -103,6 +110,12 @@ def program_action(action: str, ok: Callable[[dict[str, Any]], bool], doc: str) 
 
     command.__doc__ = doc
     return command
+
+
+def _progress(ctx: Context, action: str, names: list[str]) -> Any:
+    from stoker.cli.progress import progress
+
+    return progress(ctx.client(timeout=None), action, names)
 
 
 def reload_command(ctx: Context, args: argparse.Namespace) -> None:

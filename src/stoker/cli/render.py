@@ -59,36 +59,93 @@ def _crash_loop_note(loop: dict[str, Any]) -> str:
     return f"crash loop: {loop['exits']} exits in {took}"
 
 
-def print_instances(rows: list[dict[str, Any]], *, nodes: bool = False) -> None:
+def next_try(iso: str, now: float | None = None) -> str:
+    """ "next try in 4s" (a backing-off instance's `retry_at`), from now or Unix time `now`."""
+    import datetime as dt  # only when an instance backs off
+    import time
+
+    left = dt.datetime.fromisoformat(iso).timestamp() - (time.time() if now is None else now)
+    return f"next try in {human_duration(left)}" if left >= 1 else "next try now"
+
+
+COLLAPSE_AT = 10  # instances of a program, all alike, shown as its summary line only
+
+
+def _instance_note(r: dict[str, Any]) -> str:
+    note = r["error"] or ""
+    if not note and r["state"] == "exited" and r["exit_code"] is not None:
+        note = f"exit code {r['exit_code']}"
+    if r.get("waiting_for"):
+        note = "waiting for " + ", ".join(r["waiting_for"])
+    elif r.get("crash_loop"):
+        note = _crash_loop_note(r["crash_loop"]) + (f" ({note})" if note else "")
+    elif r.get("placement") and r["state"] in ("stopped", "stopping"):
+        note = ("stopped by hand; " if r.get("stopped_by_hand") else "") + r["placement"]
+    elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":
+        note = "stopped by hand"
+    elif not note and r.get("status_text"):
+        note = r["status_text"]
+    if r.get("retry_at") and r["state"] == "backoff":
+        note = f"{note}; {next_try(r['retry_at'])}" if note else next_try(r["retry_at"])
+    return note
+
+
+def _cpu(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def summary_of(rows: list[dict[str, Any]]) -> str:
+    """ "10 instances: 9 running, 1 backoff" (states in the order of their first instance)."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return f"{len(rows)} instances: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+def print_instances(rows: list[dict[str, Any]], *, nodes: bool = False, expand: bool = False) -> None:
+    """The instances, a row each; a program of several instances first gets a summary line
+    (its restarts, memory and CPU summed, and how many are in each state). Unless `expand`,
+    a program of COLLAPSE_AT instances or more that are all alike (one state, nothing to
+    note) is shown by its summary line alone: `stoker status NAME` lists them all."""
     if not rows:
         print("no programs")
         return
-    table = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        note = r["error"] or ""
-        if not note and r["state"] == "exited" and r["exit_code"] is not None:
-            note = f"exit code {r['exit_code']}"
-        if r.get("waiting_for"):
-            note = "waiting for " + ", ".join(r["waiting_for"])
-        elif r.get("crash_loop"):
-            note = _crash_loop_note(r["crash_loop"]) + (f" ({note})" if note else "")
-        elif r.get("placement") and r["state"] in ("stopped", "stopping"):
-            note = ("stopped by hand; " if r.get("stopped_by_hand") else "") + r["placement"]
-        elif not note and r.get("stopped_by_hand") and r["state"] == "stopped":
-            note = "stopped by hand"
-        elif not note and r.get("status_text"):
-            note = r["status_text"]
-        cells = (
-            r["name"],
-            r["state"],
-            str(r["pid"] or "-"),
-            human_duration(r["uptime"]),
-            str(r["restarts"]),
-            _human_bytes(r["memory"]),
-            "-" if r.get("cpu") is None else f"{r['cpu']:.0f}%",
-            note,
-        )
-        table.append((node_cell(r), *cells) if nodes else cells)
+        groups.setdefault((r["node"], r["program"]), []).append(r)
+    table = []
+    for (_, program), members in groups.items():
+        notes = [_instance_note(r) for r in members]
+        if len(members) > 1:
+            one_state = len({r["state"] for r in members}) == 1
+            collapsed = one_state and not any(notes) and len(members) >= COLLAPSE_AT and not expand
+            memory = [r["memory"] for r in members if r["memory"] is not None]
+            cpu = [r["cpu"] for r in members if r.get("cpu") is not None]
+            cells = (
+                program,
+                members[0]["state"] if one_state else "",
+                "-",
+                "-",
+                str(sum(r["restarts"] for r in members)),
+                _human_bytes(sum(memory)) if memory else "-",
+                _cpu(sum(cpu)) if cpu else "-",
+                summary_of(members) + (f" (stoker status {program} lists them)" if collapsed else ""),
+            )
+            table.append((node_cell(members[0]), *cells) if nodes else cells)
+            if collapsed:
+                continue
+        for r, note in zip(members, notes, strict=True):
+            cells = (
+                r["name"],
+                r["state"],
+                str(r["pid"] or "-"),
+                human_duration(r["uptime"]),
+                str(r["restarts"]),
+                _human_bytes(r["memory"]),
+                _cpu(r.get("cpu")),
+                note,
+            )
+            table.append((node_cell(r), *cells) if nodes else cells)
     header: tuple[str, ...] = ("NAME", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY", "CPU", "")
     if nodes:
         header = ("NODE", *header)

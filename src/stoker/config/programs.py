@@ -45,7 +45,10 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     ``max_size`` is in bytes (1KB = 1024); ``keep`` rotated files are kept besides the current
     one; ``stderr = "merge"`` interleaves stderr into the stdout log, ``"separate"`` writes a
-    second file; ``timestamps`` prefixes each line with the time it was read.
+    second file; ``timestamps`` prefixes each line with the time it was read, ``markers``
+    writes a line at each start and exit of the program (None, for both: on for stoker's own
+    files in the state dir, off for a ``file`` you chose and for streams: see
+    docs/operating.md).
 
     ``file`` / ``stderr_file``: where those logs are, absolute (``{instance}`` not yet
     expanded), instead of ``<state_dir>/logs/NAME.N[.err].log``; or one of STREAMS: the
@@ -55,7 +58,8 @@ class LogConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_size: int = 50 * 1024 * 1024
     keep: int = 10
     stderr: Literal["merge", "separate"] = "merge"
-    timestamps: bool = False
+    timestamps: bool | None = None
+    markers: bool | None = None
     file: str | None = None
     stderr_file: str | None = None
 
@@ -163,7 +167,8 @@ class _RawLog(msgspec.Struct, forbid_unknown_fields=True):
     max_size: Size = "50MB"
     keep: int = 10
     stderr: Literal["merge", "separate"] | None = None  # None: "merge", or "separate" with stderr_file
-    timestamps: bool = False
+    timestamps: bool | None = None  # None: where the log goes decides (LogConfig)
+    markers: bool | None = None
     file: str | None = None
     stderr_file: str | None = None
 
@@ -237,7 +242,8 @@ _PROGRAM_EXPECTED: dict[str, str] = {
     "log.max_size": SIZE,
     "log.keep": "a whole number of rotated files to keep, 0 or more",
     "log.stderr": 'one of "merge", "separate"',
-    "log.timestamps": "true or false",
+    "log.timestamps": "true or false (each line prefixed with the time it was read)",
+    "log.markers": 'true or false (a line "--- started pid N ---" at each start and exit)',
     "cron_restart": 'a cron expression like "0 4 * * *" (restart the program at those times)',
     "max_memory": SIZE + " (RSS of the program's whole process tree)",
     "memory_max": SIZE + " of 8MB or more (the kernel's hard limit on the instance's cgroup)",
@@ -257,7 +263,7 @@ _PROGRAM_EXPECTED: dict[str, str] = {
 
 _NESTED_PROGRAM_TABLES: dict[str, tuple[str, ...]] = {
     "backoff": ("min", "max"),
-    "log": ("max_size", "keep", "stderr", "timestamps", "file", "stderr_file"),
+    "log": ("max_size", "keep", "stderr", "timestamps", "markers", "file", "stderr_file"),
 }
 
 
@@ -562,6 +568,7 @@ def _log(raw: _RawLog, where: Where, directory: str = ".", instances: int = 1) -
         keep=raw.keep,
         stderr=stderr,
         timestamps=raw.timestamps,
+        markers=raw.markers,
         file=file,
         stderr_file=stderr_file,
     )

@@ -42,7 +42,7 @@ command = ["sh", "-c", 'while true; do echo "worker $STOKER_INSTANCE is working"
 # max_restarts = 0                 # restarts of a failed start before giving up; 0 = never
 # stop_signal = "TERM"             # sent to the whole process group to stop it
 # stop_timeout = "10s"             # then SIGKILL
-# log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = false }
+# log = { max_size = "50MB", keep = 10, stderr = "merge", timestamps = true, markers = true }
 #   (and file = "/var/log/worker.{instance}.log", stderr_file = …: your own paths, rotated
 #   alike; "/dev/stdout" or "/dev/stderr": the daemon's own, as in a container; "/dev/null")
 # cron_restart = "0 4 * * *"      # also restart it at these times (cron, [daemon] timezone)

@@ -614,6 +614,8 @@ class _App:
         date_format = self.get("log_date_format")
         if self.get("time") is True or (isinstance(date_format, str) and date_format.strip()):
             log["timestamps"] = True
+        elif out is None and (date_format is False or date_format == "" or self.get("time") is False):
+            log["timestamps"] = False  # said plainly; stoker's own log files have them by default
         why = "out_file = error_file" if merged else "as pm2: stderr in a file of its own"
         self.out.set(
             "log", log, why + ("; timestamps as pm2's time / log_date_format" if "timestamps" in log else "")
@@ -623,8 +625,8 @@ class _App:
             "log_file": 'stoker keeps no third, combined file; log.stderr = "merge" interleaves both.',
             "merge_logs": f"each instance writes its own file; `stoker logs {name}` reads them all.",
             "log_date_format": "stoker's timestamps are ISO 8601 (log.timestamps above)."
-            if "timestamps" in log
-            else "no timestamps, as in pm2 (log.timestamps is false by default).",
+            if log.get("timestamps")
+            else "no timestamps, as in pm2 (a log.file gets none unless log.timestamps = true).",
             "log_type": "stoker writes output as it comes, not JSON lines.",
             "pid_file": "`stoker status --json` shows each instance's pid.",
         }

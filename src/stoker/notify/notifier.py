@@ -153,7 +153,7 @@ class Notifier:
             span = self.loops[name].crashed(inst.name, streak)
             if span is None:
                 continue
-            m = inst.machine  # a failed start or a hang has its error; a crash, its exit
+            m = inst.machine  # its error says how the last run ended (and its last line)
             last = m.error or rules.exit_words(m.exit_code, m.exit_signal)
             message = rules.crash_loop_message(inst.name, self.loops[name].count, span, last)
             hook.offer(self._note("crash_loop", inst.name, message, program=self._instance(inst)))

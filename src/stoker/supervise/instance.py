@@ -26,6 +26,7 @@ from stoker.supervise import cgroups
 from stoker.supervise import state as sm
 from stoker.supervise.environment import child_base
 from stoker.supervise.identity import CannotDrop, resolve
+from stoker.supervise.lastline import LastLine
 from stoker.supervise.logs import STREAM_FDS, LogFile, StreamLog
 from stoker.supervise.probes import until_ready
 from stoker.supervise.readiness import ReadyCheck, parse_ready
@@ -109,7 +110,9 @@ class Instance:
         self._timer: asyncio.TimerHandle | None = None
         self._events: deque[sm.Event] = deque()
         self._dispatching = False
-        self._pipes: dict[int, LogFile] = {}  # read end -> where its bytes go
+        self._pipes: dict[int, tuple[LogFile, LastLine]] = {}  # read end -> where its bytes go
+        # The current run's last lines, stdout's and stderr's: the end of its exit's error.
+        self._last_lines = (LastLine(), LastLine())
         self.started_wall: float | None = None  # wall-clock time of the current spawn
         self.cgroup: str | None = None  # the cgroup its processes are born in (None: no cgroups)
         merge = program.log.stderr == "merge"
@@ -122,10 +125,22 @@ class Instance:
         """The log at log.file / log.stderr_file (this instance's number in it), a stream,
         or the default file in the state dir."""
         config = self.program.log
+        # stoker's own files are annotated (timestamps unless turned off, a marker line per
+        # start and exit); a file or stream you chose carries the program's bytes as they are
+        # (timestamps only if asked for): what reads it there expects the program's format.
+        own = chosen is None
+        stamps = own if config.timestamps is None else config.timestamps
+        marks = own if config.markers is None else config.markers
         if chosen in STREAM_FDS:
-            return StreamLog(chosen, timestamps=config.timestamps)
+            return StreamLog(chosen, timestamps=stamps, markers=marks)
         path = default if chosen is None else Path(chosen.replace("{instance}", str(self.spec.instance)))
-        return LogFile(path, max_size=config.max_size, keep=config.keep, timestamps=config.timestamps)
+        return LogFile(path, max_size=config.max_size, keep=config.keep, timestamps=stamps, markers=marks)
+
+    def _mark(self, what: str) -> None:
+        """A marker line in the instance's logs (LogFile.mark): a run's start or end."""
+        self.stdout_log.mark(what)
+        if self.stderr_log is not None:
+            self.stderr_log.mark(what)
 
     # what the operator sees --------------------------------------------------------------
 
@@ -140,6 +155,13 @@ class Instance:
     def crash_loop(self) -> sm.Streak | None:
         """The crash loop it is in now, if any (see the state machine)."""
         return self.machine.crash_loop(self._loop.time())
+
+    def retry_at(self) -> float | None:
+        """While it backs off: when (Unix time) it tries again; else None."""
+        deadline = self.machine.deadline
+        if self.machine.state is not sm.State.BACKOFF or deadline is None:
+            return None
+        return time.time() + max(0.0, deadline - self._loop.time())
 
     def uptime(self) -> float | None:
         if self.machine.pid is None or self.machine.started_at is None:
@@ -360,6 +382,7 @@ class Instance:
             return
         self.started_wall = time.time()
         self.status_text = None
+        self._mark(f"started pid {child.pid}")
         self._watch(child)
         log.info("%s: started, pid %d", self.name, child.pid)
         self.dispatch(sm.Spawned(child.pid))
@@ -371,6 +394,7 @@ class Instance:
     def _spawn_failed(self, error: BaseException) -> None:
         reason = describe_spawn_error(error, self.spec.argv, self.spec.directory)
         log.error("%s: %s", self.name, reason)
+        self._mark(f"could not start: {reason}")
         self.dispatch(sm.SpawnFailed(reason))
 
     async def _wait_ready(self, check: ReadyCheck, pid: int) -> None:
@@ -389,16 +413,18 @@ class Instance:
 
     def _watch(self, child: Child) -> None:
         assert child.stdout is not None
-        self._add_pipe(child.stdout, self.stdout_log)
+        # Fresh for this run (a pipe of the last run a grandchild still holds feeds the old).
+        out, err = self._last_lines = (LastLine(), LastLine())
+        self._add_pipe(child.stdout, self.stdout_log, out)
         if child.stderr is not None:
-            self._add_pipe(child.stderr, self.stderr_log or self.stdout_log)
+            self._add_pipe(child.stderr, self.stderr_log or self.stdout_log, err)
         watch_exit(self._loop, child.pid, self._on_reaped)
 
-    def _add_pipe(self, fd: int, sink: LogFile) -> None:
-        self._pipes[fd] = sink
-        self._loop.add_reader(fd, self._on_output, fd, sink)
+    def _add_pipe(self, fd: int, sink: LogFile, last: LastLine) -> None:
+        self._pipes[fd] = (sink, last)
+        self._loop.add_reader(fd, self._on_output, fd, sink, last)
 
-    def _on_output(self, fd: int, sink: LogFile) -> None:
+    def _on_output(self, fd: int, sink: LogFile, last: LastLine) -> None:
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
@@ -406,6 +432,7 @@ class Instance:
         except OSError:
             data = b""
         if data:
+            last.feed(data)
             sink.write(data)
             return
         self._close_pipe(fd)
@@ -417,7 +444,7 @@ class Instance:
 
     def _drain_pipes(self) -> None:
         """Read what the child wrote before it died, so the last lines land in its log."""
-        for fd, sink in list(self._pipes.items()):
+        for fd, (sink, last) in list(self._pipes.items()):
             for _ in range(64):  # bounded: a grandchild could keep writing
                 try:
                     data = os.read(fd, READ_SIZE)
@@ -426,6 +453,7 @@ class Instance:
                 if not data:
                     self._close_pipe(fd)
                     break
+                last.feed(data)
                 sink.write(data)
 
     def _out_of_memory(self) -> str:
@@ -449,4 +477,6 @@ class Instance:
             how += self._out_of_memory()
         level = logging.INFO if self.machine.state is sm.State.STOPPING else logging.WARNING
         log.log(level, "%s: pid %d %s", self.name, pid, how)
-        self.dispatch(sm.Exited(exit_code, sig))
+        self._mark(f"pid {pid} {how}")
+        out, err = self._last_lines
+        self.dispatch(sm.Exited(exit_code, sig, err.line() or out.line()))

@@ -176,6 +176,7 @@ class LogFile:
         max_size: int,
         keep: int,
         timestamps: bool = False,
+        markers: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if max_size < 1:
@@ -186,6 +187,7 @@ class LogFile:
         self.max_size = max_size
         self.keep = keep
         self.timestamps = timestamps
+        self.markers = markers  # `mark` writes its lines (stoker's own logs; not a file you chose)
         self.dropped_bytes = 0
         self._clock = clock
         self._listeners: list[Listener] = []
@@ -196,7 +198,7 @@ class LogFile:
         # Offset in the current file where its last, unfinished line starts; == _size when
         # the file ends with a newline (or we chose to treat it as complete, see _open).
         self._line_start = 0
-        # Timestamp prefixing: whether the next byte of the stream starts a line.
+        # Whether the next byte of the stream starts a line (for timestamps and markers).
         self._at_line_start = True
         # The failure of the current outage (None when healthy) and the bytes it has cost.
         self._error: OSError | None = None
@@ -205,6 +207,9 @@ class LogFile:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._open()
+            if markers and self._fd is not None and self._size:
+                # An earlier daemon's last run may have ended mid-line: a marker ends it.
+                self._at_line_start = os.pread(self._fd, 1, self._size - 1) == b"\n"
         except OSError as exc:
             # Not fatal: the first write retries, and the program runs meanwhile.
             self._fail(exc)
@@ -231,11 +236,32 @@ class LogFile:
             raise ValueError(f"write to closed log {self.path}")
         if not data:
             return
-        ok = True
-        if self._error is not None:
-            ok = self._recover()
+        ok = self._error is None or self._recover()
         if self.timestamps:
             data = self._stamp(data)
+        else:
+            self._at_line_start = data.endswith(b"\n")
+        self._put(data, ok)
+
+    def mark(self, what: str) -> None:
+        """Write a line of stoker's own between the program's: ``--- started pid 1234 at
+        2026-12-05T20:44:15.123+00:00 ---`` (with timestamps, the line's prefix tells the time
+        instead), so that the runs of a program can be told apart. Always on a line of its own
+        (a run that ended mid-line is ended first); listeners (``stoker logs -f``) see it too.
+        Nothing without `markers` (a file or stream you chose gets the program's bytes only)."""
+        if self._closed or not self.markers:
+            return
+        ok = self._error is None or self._recover()
+        if self.timestamps:
+            line = self._prefix() + f"--- {what} ---\n".encode()
+        else:
+            line = f"--- {what} at {self._moment()} ---\n".encode()
+        if not self._at_line_start:
+            line = b"\n" + line
+        self._at_line_start = True
+        self._put(line, ok)
+
+    def _put(self, data: bytes, ok: bool) -> None:
         unwritten = self._emit(data) if ok else len(data)
         if unwritten:
             self.dropped_bytes += unwritten
@@ -344,9 +370,12 @@ class LogFile:
         self._lost = 0
         return True
 
+    def _moment(self) -> str:
+        """Now, as ISO 8601 in the daemon's zone with milliseconds: 2026-12-05T20:44:15.123+08:00."""
+        return datetime.fromtimestamp(self._clock(), tz=UTC).astimezone().isoformat(timespec="milliseconds")
+
     def _prefix(self) -> bytes:
-        moment = datetime.fromtimestamp(self._clock(), tz=UTC).astimezone()
-        return moment.isoformat(timespec="milliseconds").encode() + b" "
+        return self._moment().encode() + b" "
 
     def _stamp(self, data: bytes) -> bytes:
         """Prefix every line start in `data`; one clock reading per chunk (it arrived at once)."""
@@ -522,19 +551,26 @@ class StreamLog(LogFile):
     "/dev/stdout"``: the container idiom), or dropped (``"/dev/null"``: supervisord's NONE).
 
     Never rotated and nothing to tail (``readable`` is False): what reads the stream keeps it.
-    Timestamps, listeners (``stoker logs -f``) and the lost-output accounting work as for a
-    file. The daemon's descriptor is duplicated, so closing this never closes the daemon's.
+    Timestamps, markers, listeners (``stoker logs -f``) and the lost-output accounting work as
+    for a file. The daemon's descriptor is duplicated, so closing this never closes the daemon's.
     """
 
     readable = False
 
     def __init__(
-        self, target: str, *, timestamps: bool = False, clock: Callable[[], float] = time.time
+        self,
+        target: str,
+        *,
+        timestamps: bool = False,
+        markers: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if target not in STREAM_FDS:
             raise ValueError(f"not a stream: {target!r}; expected one of {', '.join(STREAM_FDS)}")
         self.target = target
-        super().__init__(Path(target), max_size=1, keep=0, timestamps=timestamps, clock=clock)
+        super().__init__(
+            Path(target), max_size=1, keep=0, timestamps=timestamps, markers=markers, clock=clock
+        )
 
     def _open(self) -> None:
         fd = STREAM_FDS[self.target]

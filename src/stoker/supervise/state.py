@@ -41,6 +41,7 @@ The rules:
 from __future__ import annotations
 
 import enum
+import signal
 from dataclasses import dataclass
 
 from stoker import backoff
@@ -140,6 +141,9 @@ class SpawnFailed:
 class Exited:
     exit_code: int | None  # None when killed by a signal
     signal: int | None = None
+    # The run's last line of output (stderr preferred), which usually says why: it ends the
+    # error of an unexpected exit ("exited with code 255 after 0.03s: Connection refused").
+    last_line: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +271,8 @@ class Machine:
                 return self._on_spawned(pid, now)
             case SpawnFailed(error):
                 return self._on_spawn_failed(error, now, jitter)
-            case Exited(code, sig):
-                return self._on_exited(code, sig, now, jitter)
+            case Exited(code, sig, last_line):
+                return self._on_exited(code, sig, now, jitter, last_line)
             case Timer():
                 if self.deadline is None or now < self.deadline:
                     return []
@@ -434,12 +438,20 @@ class Machine:
         self._enter(State.BACKOFF, now)
         return [self._set_timer(now + backoff_delay(self.policy, self.failures, jitter))]
 
-    def _on_exited(self, code: int | None, sig: int | None, now: float, jitter: float) -> list[Action]:
+    def _on_exited(
+        self, code: int | None, sig: int | None, now: float, jitter: float, last_line: str | None = None
+    ) -> list[Action]:
         was = self.state
         if was not in ACTIVE:
             return []  # no process of ours exists in these states: nothing to decide
         ran_long_enough = self._ran_long_enough(now)
         stable = self._ran_stably(now)
+        # "exited with code 255 after 0.03s: Connection refused": how and when it ended, and
+        # its last words, where the reason usually is (as a failed job's error has them).
+        lived = 0.0 if self.started_at is None else now - self.started_at
+        why = f"{_describe_exit(code, sig)} after {_lifetime(lived)}"
+        if last_line:
+            why += f": {last_line}"
         self.pid = None
         self.exit_code = code
         self.exit_signal = sig
@@ -452,12 +464,14 @@ class Machine:
             self._enter(State.STOPPED, now)  # its stop had begun: this exit is as good as one
             return actions
         if not wants_restart(self.policy, code):
+            if code is None or code not in self.policy.success_exit_codes:
+                self.error = why  # ended for good, and not well: say why
             self._enter(State.EXITED, now)
             return actions
         self._ended(now, stable)
+        self.error = why  # a failed start, or a crash (a crash loop shows it while it backs off)
         if ran_long_enough:
             return actions + self._after_crash(now, jitter)
-        self.error = _describe_exit(code, sig) + f" after {now - (self.started_at or now):.2f}s"
         return actions + self._failed_start(now, jitter)
 
     def _after_crash(self, now: float, jitter: float) -> list[Action]:
@@ -527,10 +541,30 @@ class Machine:
         return []
 
 
+def _lifetime(seconds: float) -> str:
+    """How long a process lived, as its exit's error says it: 0.03s, 12.5s, 3m20s, 2h05m."""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s // 60 % 60:02d}m"
+    return f"{s // 86400}d{s // 3600 % 24}h"
+
+
 def _describe_exit(code: int | None, sig: int | None) -> str:
+    """ "exited with code 3", "killed by SIGSEGV" (as the daemon's log and notifications say it)."""
     if code is not None:
         return f"exited with code {code}"
-    return f"killed by signal {sig}" if sig is not None else "exited"
+    if sig is None:
+        return "exited"
+    try:
+        return f"killed by {signal.Signals(sig).name}"
+    except ValueError:
+        return f"killed by signal {sig}"
 
 
 def daemon_exit_code(state: State, exit_code: int | None, exit_signal: int | None) -> int | None:

@@ -39,6 +39,25 @@ export function time(iso) {
   return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${clock}`;
 }
 
+// How long something took: 0.35s, 4.2s, then as duration() (5m 03s).
+export function took(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "—";
+  const s = Math.max(0, seconds);
+  if (s < 1) return `${s.toFixed(2)}s`;
+  if (s < 10) return `${s.toFixed(1)}s`;
+  return duration(s);
+}
+
+// An ISO time in full, in this browser's zone: "2026-12-05 14:03:22 GMT+8" (a cell's title).
+export function full(iso) {
+  if (!iso) return "";
+  const t = new Date(iso);
+  const date = `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())}`;
+  const offset = -t.getTimezoneOffset();
+  const zone = offset === 0 ? "UTC" : `UTC${offset > 0 ? "+" : "-"}${pad(Math.floor(Math.abs(offset) / 60))}:${pad(Math.abs(offset) % 60)}`;
+  return `${date} ${pad(t.getHours())}:${pad(t.getMinutes())}:${pad(t.getSeconds())} ${zone}`;
+}
+
 // "in 4m 10s" / "12s ago"
 export function relative(iso, now = Date.now()) {
   if (!iso) return "";

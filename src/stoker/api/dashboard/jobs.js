@@ -9,7 +9,7 @@ import { Follower } from "./output.js";
 const PAGE = 50;
 const STATES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const FILTERS = ["state", "queue", "task"];
-const COLUMNS = ["Task", "Queue", "State", "Attempt", "Created", "Finished", "Error"]; // after the ID
+const COLUMNS = ["Task", "Queue", "State", "Attempt", "Created", "Finished", "Took", "Error"]; // after the ID
 
 const shorten = (text, n) => (text && text.length > n ? `${text.slice(0, n)}…` : text ?? "");
 
@@ -133,17 +133,30 @@ function jobRow(job) {
   return {
     tr,
     update(j) {
-      const [task, queue, state, attempt, created, finished, error] = cells;
+      const [task, queue, state, attempt, created, finished, took, error] = cells;
       fill(task, j.task);
       fill(queue, j.queue);
       fill(state, badge(j.state));
       fill(attempt, `${j.attempt}/${j.max_attempts}`);
       fill(created, fmt.time(j.created_at));
+      created.title = fmt.full(j.created_at);
       fill(finished, fmt.time(j.finished_at));
+      finished.title = fmt.full(j.finished_at);
+      fill(took, tookOf(j));
       fill(error, shorten(j.error, 120));
       error.title = j.error ?? "";
     },
   };
+}
+
+// How long its last attempt took (finished), has run so far (running: as of this update), or
+// when it is due (queued for later: a delay, or a retry's backoff).
+function tookOf(j) {
+  const at = (iso) => new Date(iso).getTime();
+  if (j.started_at && j.finished_at) return fmt.took((at(j.finished_at) - at(j.started_at)) / 1000);
+  if (j.state === "running" && j.started_at) return `${fmt.took((Date.now() - at(j.started_at)) / 1000)} so far`;
+  if (j.state === "queued" && j.run_at && at(j.run_at) > Date.now()) return `due ${fmt.relative(j.run_at)}`;
+  return "—";
 }
 
 // A form for a job of one of the config's tasks: one field per parameter the task takes.

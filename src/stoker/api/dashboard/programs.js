@@ -16,6 +16,9 @@ const COLUMNS = ["Name", "State", "PID", "Uptime", "Restarts", "Memory", "CPU", 
 const ACTIONS = { start: "Started", stop: "Stopped", restart: "Restarted" };
 const COUNTING = new Set(["starting", "running", "stopping"]); // states whose uptime grows
 const OTHERS_EVERY = 5000; // ms between reads while other nodes' instances are shown
+// The state filter: one state, or "not running" (whatever needs a look: backoff, fatal, exited,
+// stopped, starting, stopping).
+const STATE_CHOICES = ["running", "not running", "starting", "backoff", "stopping", "stopped", "exited", "fatal"];
 const key = (p) => `${p.node}\n${p.name}`;
 
 export class ProgramsView {
@@ -27,10 +30,15 @@ export class ProgramsView {
     this.table = grid("programs", COLUMNS); // a tbody per program (per node and program)
     this.measured = h("span", { class: "muted" });
     this.heads = new Map(); // node → the cell that says how long ago it was heard from
+    this.summaries = new Map(); // node + program → {counts: "3 instances: 2 running, 1 backoff", names}
     this.others = false; // other nodes' instances are shown
     this.readAt = 0;
     this.nodeFilter = h("select", { "aria-label": "Node", onchange: () => this.filter() });
     this.nodeField = h("span", { hidden: true }, this.nodeFilter);
+    this.stateFilter = h("select", { "aria-label": "State", onchange: () => this.filter() },
+      h("option", { value: "" }, "All states"),
+      STATE_CHOICES.map((s) => h("option", { value: s }, s)));
+    this.shown = h("span", { class: "muted", "aria-live": "polite" });
     this.logTitle = h("h3", { id: "log-title" });
     this.log = new Follower("Program output");
     this.logPanel = h(
@@ -45,7 +53,9 @@ export class ProgramsView {
       { "aria-labelledby": "programs-title" },
       h("div", { class: "view-head" },
         h("h2", { id: "programs-title" }, "Programs"),
+        this.stateFilter,
         this.nodeField,
+        this.shown,
         this.measured,
         h("button", { type: "button", onclick: () => this.load().catch(ctx.failed) }, "Refresh")),
       this.table,
@@ -79,6 +89,7 @@ export class ProgramsView {
     if (names !== this.names) this.build(list);
     this.names = names;
     for (const p of list) this.update(p, true);
+    for (const p of list) this.summarize(p);
     this.showNodes(list);
     fill(this.measured, `memory and CPU as of ${fmt.time(new Date().toISOString())}`);
   }
@@ -97,11 +108,31 @@ export class ProgramsView {
     }
   }
 
+  // The node and state filters: an instance row shows when it matches both; a program's
+  // rows (its summary row included) when any of its instances shows; a node's heading when
+  // any of its programs does.
   filter() {
-    const chosen = this.nodeFilter.value;
-    for (const body of this.table.querySelectorAll("tbody")) {
-      body.hidden = Boolean(chosen) && body.dataset.node !== chosen;
+    const node = this.nodeFilter.value;
+    const state = this.stateFilter.value;
+    const matches = (data) =>
+      (!node || data.node === node) &&
+      (!state || (state === "not running" ? data.state !== "running" : data.state === state));
+    let shown = 0;
+    for (const row of this.rows.values()) {
+      row.tr.hidden = !matches(row.data);
+      if (!row.tr.hidden) shown += 1;
     }
+    for (const body of this.table.querySelectorAll("tbody")) {
+      if (body.classList.contains("node-head")) continue;
+      const rows = body.querySelectorAll("tr[data-name]");
+      body.hidden = rows.length > 0 && [...rows].every((tr) => tr.hidden);
+    }
+    for (const head of this.table.querySelectorAll("tbody.node-head")) {
+      const mine = this.table.querySelectorAll(`tbody[data-program][data-node="${CSS.escape(head.dataset.node)}"]`);
+      head.hidden = [...mine].every((b) => b.hidden);
+    }
+    const total = this.rows.size;
+    fill(this.shown, state || node ? `${shown} of ${total} instances` : "");
   }
 
   event(e) {
@@ -120,6 +151,7 @@ export class ProgramsView {
     for (const body of this.table.querySelectorAll("tbody")) body.remove();
     this.rows.clear();
     this.heads.clear();
+    this.summaries.clear();
     const nodes = new Map(); // node → program → instances, in the API's order (this node first)
     for (const p of list) {
       if (!nodes.has(p.node)) nodes.set(p.node, new Map());
@@ -149,10 +181,11 @@ export class ProgramsView {
       for (const [program, instances] of programs) {
         const body = h("tbody", { dataset: { program, node } });
         if (instances.length > 1) {
+          const counts = h("span", { class: "muted counts" });
+          this.summaries.set(`${node}\n${program}`, { counts, names: instances.map(key) });
           body.append(
             h("tr", { class: "program-row" },
-              h("th", { scope: "rowgroup", colspan: COLUMNS.length - 1 },
-                program, " ", h("span", { class: "muted" }, `${instances.length} instances`)),
+              h("th", { scope: "rowgroup", colspan: COLUMNS.length - 1 }, program, " ", counts),
               h("td", { "data-label": "All" },
                 local ? this.buttons(program, `every instance of ${program}`) : null)),
           );
@@ -227,6 +260,7 @@ export class ProgramsView {
     const notes = [
       crashLoop(data.crash_loop),
       data.error,
+      data.state === "backoff" && data.retry_at ? `next try ${fmt.time(data.retry_at)}` : null,
       data.status_text,
       data.waiting_for?.length ? `waiting for ${data.waiting_for.join(", ")}` : null,
       data.stopped_by_hand ? "stopped by hand" : null,
@@ -234,6 +268,23 @@ export class ProgramsView {
     ];
     fill(row.note, notes.filter(Boolean).join(" · "));
     showUptime(row, row.at);
+    if (old.state !== data.state) {
+      this.summarize(data);
+      if (this.stateFilter.value) this.filter();
+    }
+  }
+
+  // A program's heading row counts its instances by state, as `stoker status` does.
+  summarize(p) {
+    const summary = this.summaries.get(`${p.node}\n${p.program}`);
+    if (!summary) return;
+    const counts = new Map();
+    for (const name of summary.names) {
+      const state = this.rows.get(name)?.data.state;
+      if (state) counts.set(state, (counts.get(state) ?? 0) + 1);
+    }
+    const parts = [...counts].map(([state, n]) => `${n} ${state}`).join(", ");
+    fill(summary.counts, `${summary.names.length} instances: ${parts}`);
   }
 
   async act(button, target, action) {
