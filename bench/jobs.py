@@ -35,6 +35,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import floors  # bench/floors.py: a durable commit's and an HTTP exchange's cost on their own
 import run as common  # bench/run.py, the programs bench: its process helpers
 
 BENCH = common.BENCH
@@ -898,6 +899,27 @@ def target_cell(
     return f"{text}: met" if v <= limits[key] else f"{text}: missed ({v / limits[key]:.2f}×)"
 
 
+# key in meta["floors"], label, format: the floors under an enqueue (bench/floors.py)
+FLOOR_ROWS: list[tuple[str, str, str]] = [
+    ("commit_rate", "(floor) one durable SQLite commit of one row (WAL, FULL)", "{:.0f} commits/s"),
+    ("commit_p50_ms", "(floor) the same commit, p50", "{:.2f} ms"),
+    ("http_rate", "(floor) unix-socket HTTP round trip with no work, kept alive", "{:.0f} requests/s"),
+    ("http_p50_ms", "(floor) the same round trip, p50", "{:.2f} ms"),
+]
+
+
+def measure_floors(session: common.Session, n: int) -> dict[str, float]:
+    d = session.fresh_dir("floors")
+    commit = floors.commit_floor(d, n)
+    http = floors.http_floor(d, n, common.base_env())
+    return {
+        "commit_rate": commit["rate"],
+        "commit_p50_ms": commit["p50_ms"],
+        "http_rate": http["rate"],
+        "http_p50_ms": http["p50_ms"],
+    }
+
+
 def table(results: dict[str, dict[str, Any] | None], meta: dict[str, Any]) -> str:
     st = results.get("stoker")
     why = meta["unavailable"]
@@ -914,6 +936,10 @@ def table(results: dict[str, dict[str, Any] | None], meta: dict[str, Any]) -> st
             ratio(results.get("rq"), st, key, better),
         ]
         lines.append("| " + " | ".join(row) + " |")
+    for key, label, fmt in FLOOR_ROWS:
+        value = meta.get("floors", {}).get(key)
+        shown = "—" if value is None else fmt.format(value)
+        lines.append("| " + " | ".join([label, shown, "", "—", "—", "—", "—"]) + " |")
     return "\n".join(lines)
 
 
@@ -929,11 +955,19 @@ def cpu_model() -> str:
 
 
 def main() -> int:
+    def enqueue_only(ap: Any) -> None:
+        ap.add_argument(
+            "--enqueue-only",
+            action="store_true",
+            help="only the floors, the enqueue rows and the latencies (no throughput rounds)",
+        )
+
     args, only = common.parse_args(
         __doc__ or "",
         TOOLS,
         "fewer jobs (about 90 s instead of 5 minutes)",
         "keep the temp dirs (configs, logs, databases)",
+        enqueue_only,
     )
 
     if args.quick:
@@ -942,6 +976,8 @@ def main() -> int:
     else:
         sizes = {"noop": 5000, "command": 2000, "enqueue": 2000, "batch": 5000, "latency": 200}
         rounds = ROUNDS
+    if args.enqueue_only:
+        rounds = 0
     bare_n = sizes["command"]
     floor_n = 20 if args.quick else 50
 
@@ -981,6 +1017,12 @@ def main() -> int:
     try:
         meta["sh_date_floor_ms"] = sh_date_floor(session, floor_n)
         log(f"floor: sh -c 'date >> F' spawned directly: {meta['sh_date_floor_ms']:.2f} ms")
+        meta["floors"] = measure_floors(session, 300 if args.quick else 1000)
+        log(
+            f"floor: durable commit {meta['floors']['commit_rate']:.0f}/s"
+            f" (p50 {meta['floors']['commit_p50_ms']:.2f} ms), HTTP round trip"
+            f" {meta['floors']['http_rate']:.0f}/s (p50 {meta['floors']['http_p50_ms']:.2f} ms)"
+        )
 
         benches: dict[str, StokerBench | AnchorBench] = {}
         anchors: dict[str, str] | None = None
@@ -1049,16 +1091,18 @@ def main() -> int:
                 if got is not None:
                     res["rounds"].append(got)
         meta["bare_fork_exec"]["threads_2_rounds"] = bare_rounds
-        meta["bare_fork_exec"]["threads_2"] = statistics.median(bare_rounds)
+        if bare_rounds:
+            meta["bare_fork_exec"]["threads_2"] = statistics.median(bare_rounds)
         for name in benches:
             res = results[name]
             if res is not None and res["rounds"]:
                 for key in res["rounds"][0]:
                     res[key] = statistics.median(r[key] for r in res["rounds"] if key in r)
-        log(
-            f"baseline: {meta['bare_fork_exec']['threads_1']:.0f}/s sequential,"
-            f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads (median of {rounds})"
-        )
+        if bare_rounds:
+            log(
+                f"baseline: {meta['bare_fork_exec']['threads_1']:.0f}/s sequential,"
+                f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads (median of {rounds})"
+            )
 
         # Each tool's measurements end with a sweep of whatever the run started that is still
         # alive: redis-server waits for RQ's turn stopped, not swept away by stoker's (it was,
