@@ -88,3 +88,16 @@ def test_jobs_answered_to_producers_together_survive_sigkill(stoker: Stoker) -> 
         before = page[-1].id
     missing = [(job_id, n) for job_id, n in kept if stored.get(job_id) != n]
     assert not missing, f"{len(missing)} of {len(kept)} answered jobs lost: {missing[:5]}"
+
+
+def test_a_relaxed_queue_loses_nothing_to_the_daemons_death(stoker: Stoker) -> None:
+    """relaxed: the commit does not wait for the disk's flush, but it is a commit: the daemon
+    SIGKILLed at once (no power cut) keeps the job (the WAL is in the operating system's hands)."""
+    stoker.write(CONFIG.replace("concurrency = 1", 'concurrency = 1\ndurability = "relaxed"'))
+    stoker.up()
+    client = _client(stoker)
+    client.pause("work")
+    ids = [client.enqueue("work", n=str(i)).id for i in range(20)]
+    _kill(stoker)
+    stoker.up()
+    assert [j.id for j in _client(stoker).jobs(queue="work")] == ids[::-1]

@@ -483,7 +483,9 @@ class SqliteStore:
             await asyncio.to_thread(self._writer.join)
             self._writer = None
 
-    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], now: float, *, durable: bool = True
+    ) -> list[tuple[Job, bool]]:
         def operation(conn: sqlite3.Connection) -> list[tuple[Job, bool]]:
             out = []
             for new in jobs:
@@ -498,7 +500,7 @@ class SqliteStore:
                 out.append((_insert_job(conn, new, now), True))
             return out
 
-        return await self._do(operation)
+        return await self._do(operation, durable=durable)  # relaxed: synchronous = NORMAL
 
     async def due(self, queue: str, limit: int, now: float) -> tuple[list[Job], float | None]:
         def operation(conn: sqlite3.Connection) -> tuple[list[Job], float | None]:
