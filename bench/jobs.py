@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import platform
+import queue
 import random
 import shlex
 import shutil
@@ -177,9 +178,31 @@ def cmd_enqueue(system, n, batch):
 def _produce(system, n, barrier, done):
     work = enqueuer(system, "noop")  # made in the child: no connection shared across fork()
     barrier.wait()
+    ok, errors, first = 0, 0, None
     for _ in range(n):
-        work()
-    done.put(time.perf_counter())
+        try:
+            work()
+            ok += 1
+        except Exception as e:  # huey's "database is locked" under 16 writers: counted, not hidden
+            errors += 1
+            first = first or f"{type(e).__name__}: {e}"
+    done.put((time.perf_counter(), ok, errors, first))
+
+
+def collect(children, done):
+    """The producers' reports; a producer that died without one ends the wait (never hangs)."""
+    import queue
+
+    reports = []
+    while len(reports) < len(children):
+        try:
+            reports.append(done.get(timeout=1))
+        except queue.Empty:
+            if all(child.exitcode is not None for child in children):
+                break
+    for child in children:
+        child.join()
+    return reports
 
 
 def cmd_producers(system, procs, n):
@@ -194,14 +217,15 @@ def cmd_producers(system, procs, n):
         child.start()
     barrier.wait()
     t = time.perf_counter()
-    ends = [done.get(timeout=600) for _ in children]
-    for child in children:
-        child.join()
-    failed = [child.exitcode for child in children if child.exitcode]
-    if failed:
-        raise SystemExit(f"{system}: producers exited {failed}")
+    reports = collect(children, done)
+    if len(reports) < procs:
+        raise SystemExit(f"{system}: producers exited {[child.exitcode for child in children]}")
+    errors = sum(r[2] for r in reports)
     pending = huey.pending_count() if system == "huey" else len(rq_queue())
-    return {"seconds": max(ends) - t, "pending": pending, "jobs": n // procs * procs}
+    return {
+        "seconds": max(r[0] for r in reports) - t, "pending": pending, "jobs": sum(r[1] for r in reports),
+        "errors": errors, "first_error": next((r[3] for r in reports if r[3]), None),
+    }
 
 
 def cmd_latency(system, n, warm, path, seed, gap_min, gap_max):
@@ -434,10 +458,16 @@ def stoker_producers(sock: Path, procs: int, n: int) -> dict[str, float]:
         child.start()
     barrier.wait()
     t = time.perf_counter()
-    ends = [done.get(timeout=600) for _ in children]
+    ends: list[float] = []
+    while len(ends) < procs:  # a producer that died without its report ends the wait
+        try:
+            ends.append(done.get(timeout=1))
+        except queue.Empty:
+            if all(child.exitcode is not None for child in children):
+                break
     for child in children:
         child.join()
-    if any(child.exitcode for child in children):
+    if len(ends) < procs or any(child.exitcode for child in children):
         raise BenchError(f"stoker producers exited {[child.exitcode for child in children]}")
     return {"seconds": max(ends) - t, "jobs": n // procs * procs}
 
@@ -821,6 +851,9 @@ class AnchorBench:
         self.driver(d, "enqueue", self.name, 1, 0)  # warm-up (creates the tables / connection)
         got = self.driver(d, "producers", self.name, PRODUCERS, s["producers"])
         res["enqueue_producers_rate"] = got["jobs"] / got["seconds"]
+        if got["errors"]:
+            res["enqueue_producers_errors"] = {"count": got["errors"], "first": got["first_error"]}
+            log(f"{self.name}: {got['errors']} of the producers' enqueues failed: {got['first_error']}")
         # huey has no weaker durability to offer and RQ no stronger: their one-per-call rate is
         # what stoker's relaxed queue is held against
         res["enqueue_relaxed_rate"] = res["enqueue_single_rate"]
@@ -1283,6 +1316,12 @@ def main() -> int:
             for key in r["rounds"][0]:
                 each = ", ".join(f"{x[key]:.0f}" for x in r["rounds"] if key in x)
                 print(f"{name} {key} by round: {each}")
+    for name, r in results.items():
+        if r and r.get("enqueue_producers_errors"):
+            why = r["enqueue_producers_errors"]
+            print(
+                f"{name}: {why['count']} of the 16 producers' enqueues failed (not counted): {why['first']}"
+            )
     floor = meta.get("sh_date_floor_ms")
     if floor is not None:
         print(f"Floor of stoker's client-side latency (sh + date spawned directly): {floor:.2f} ms.")
