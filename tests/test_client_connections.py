@@ -4,6 +4,7 @@ and a daemon that is down is still told plainly."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -93,3 +94,33 @@ def test_a_connection_the_daemon_closed_is_replaced(stoker: Stoker, tmp_path: Pa
     job = client.enqueue("work")
     assert client._pool.idle and client._pool.idle[0] is not conn
     assert [j.id for j in client.jobs(queue="work")] == [job.id]  # sent once, queued once
+
+
+def test_a_forked_child_opens_its_own_connection(stoker: Stoker) -> None:
+    """gunicorn --preload, PHP-FPM's way for Python: a Client made before fork() is used in
+    the children. A child must not speak on the parent's socket (each would read the other's
+    answers): it opens its own, and the parent's stays as it was."""
+    client = _daemon(stoker)
+    assert client._pool is not None
+    [mine] = client._pool.idle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the job it queued, or why not, and leave at once
+        os.close(read)
+        try:
+            job_id = client.enqueue("work").id
+            fresh = client._pool.idle and client._pool.idle[0] is not mine
+            os.write(write, f"{job_id} {'fresh' if fresh else 'shared'}".encode())
+        except BaseException as e:
+            os.write(write, f"error {e!r}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(pid, 0)
+    child_job, how = said.split(" ", 1)
+    assert how == "fresh", said
+    assert client._pool.idle == [mine]
+    assert client.enqueue("work").id > int(child_job)
+    assert client._pool.idle == [mine]  # the parent's connection, still good
