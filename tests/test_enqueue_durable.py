@@ -97,6 +97,7 @@ def test_a_relaxed_queue_loses_nothing_to_the_daemons_death(stoker: Stoker) -> N
     stoker.up()
     client = _client(stoker)
     client.pause("work")
+    assert [q.durability for q in client.queues() if q.name == "work"] == ["relaxed"]
     ids = [client.enqueue("work", n=str(i)).id for i in range(20)]
     _kill(stoker)
     stoker.up()
