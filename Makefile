@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php venv clean
+.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,10 @@ bench-supervisorctl: $(STAMP)
 ## bench-php: enqueue from PHP (clients/php, one kept-alive connection) against the Python client (about 1 minute)
 bench-php: $(STAMP)
 	$(BIN)/python bench/php_enqueue.py
+
+## bench-enqueue-postgres: bench-jobs' enqueue rows with one node on PostgreSQL (starts its own server; about a minute)
+bench-enqueue-postgres: $(STAMP)
+	$(BIN)/python bench/enqueue_postgres.py
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import platform
+import queue
 import random
 import shlex
 import shutil
@@ -35,6 +36,7 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import floors  # bench/floors.py: a durable commit's and an HTTP exchange's cost on their own
 import run as common  # bench/run.py, the programs bench: its process helpers
 
 BENCH = common.BENCH
@@ -47,6 +49,7 @@ ANCHOR_PACKAGES = ["huey", "rq", "redis"]
 TOOLS = ("stoker", "huey", "rq")
 WORKERS = 2  # stoker queue concurrency, huey -w, rq worker-pool -n
 BATCH = 500  # enqueue_many batch size
+PRODUCERS = 16  # producer processes enqueueing at once (a web server's workers)
 GAP = (0.005, 0.025)  # idle time before each latency job (random, seeded; the same for every tool)
 LATENCY_WARMUP = 3
 ROUNDS = 5  # throughput rounds (--quick: 1); see main()
@@ -172,6 +175,59 @@ def cmd_enqueue(system, n, batch):
     return {"seconds": seconds, "pending": pending}
 
 
+def _produce(system, n, barrier, done):
+    work = enqueuer(system, "noop")  # made in the child: no connection shared across fork()
+    barrier.wait()
+    ok, errors, first = 0, 0, None
+    for _ in range(n):
+        try:
+            work()
+            ok += 1
+        except Exception as e:  # huey's "database is locked" under 16 writers: counted, not hidden
+            errors += 1
+            first = first or f"{type(e).__name__}: {e}"
+    done.put((time.perf_counter(), ok, errors, first))
+
+
+def collect(children, done):
+    """The producers' reports; a producer that died without one ends the wait (never hangs)."""
+    import queue
+
+    reports = []
+    while len(reports) < len(children):
+        try:
+            reports.append(done.get(timeout=1))
+        except queue.Empty:
+            if all(child.exitcode is not None for child in children):
+                break
+    for child in children:
+        child.join()
+    return reports
+
+
+def cmd_producers(system, procs, n):
+    """n no-op jobs enqueued one per call by `procs` processes at once (n / procs each)."""
+    import multiprocessing
+
+    procs, n = int(procs), int(n)
+    ctx = multiprocessing.get_context("fork")
+    barrier, done = ctx.Barrier(procs + 1), ctx.Queue()
+    children = [ctx.Process(target=_produce, args=(system, n // procs, barrier, done)) for _ in range(procs)]
+    for child in children:
+        child.start()
+    barrier.wait()
+    t = time.perf_counter()
+    reports = collect(children, done)
+    if len(reports) < procs:
+        raise SystemExit(f"{system}: producers exited {[child.exitcode for child in children]}")
+    errors = sum(r[2] for r in reports)
+    pending = huey.pending_count() if system == "huey" else len(rq_queue())
+    return {
+        "seconds": max(r[0] for r in reports) - t, "pending": pending, "jobs": sum(r[1] for r in reports),
+        "errors": errors, "first_error": next((r[3] for r in reports if r[3]), None),
+    }
+
+
 def cmd_latency(system, n, warm, path, seed, gap_min, gap_max):
     """One job at a time on an idle queue: enqueue call -> the job's own first timestamp."""
     n, warm = int(n), int(warm)
@@ -227,6 +283,7 @@ def main(argv):
     commands = {
         "versions": cmd_versions, "ping": cmd_ping, "flush": cmd_flush, "preload": cmd_preload,
         "enqueue": cmd_enqueue, "latency": cmd_latency, "pending": cmd_pending,
+        "producers": cmd_producers,
     }
     print(json.dumps(commands[argv[0]](*argv[1:])))
     return 0
@@ -376,6 +433,43 @@ def sh_date_floor(session: common.Session, n: int) -> float:
 
 # --------------------------------------------------------------------------------------------
 # stoker
+
+
+def _stoker_producer(sock: Path, n: int, barrier: Any, done: Any) -> None:
+    from stoker.client import Client
+
+    client = Client(socket_path=sock, timeout=120.0)  # made in the child, as a web worker would
+    barrier.wait()
+    for _ in range(n):
+        client.enqueue("noop_cmd")
+    done.put(time.perf_counter())
+
+
+def stoker_producers(sock: Path, procs: int, n: int) -> dict[str, float]:
+    """n jobs enqueued one per call by `procs` processes at once (n / procs each)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier, done = ctx.Barrier(procs + 1), ctx.Queue()
+    children = [
+        ctx.Process(target=_stoker_producer, args=(sock, n // procs, barrier, done)) for _ in range(procs)
+    ]
+    for child in children:
+        child.start()
+    barrier.wait()
+    t = time.perf_counter()
+    ends: list[float] = []
+    while len(ends) < procs:  # a producer that died without its report ends the wait
+        try:
+            ends.append(done.get(timeout=1))
+        except queue.Empty:
+            if all(child.exitcode is not None for child in children):
+                break
+    for child in children:
+        child.join()
+    if len(ends) < procs or any(child.exitcode for child in children):
+        raise BenchError(f"stoker producers exited {[child.exitcode for child in children]}")
+    return {"seconds": max(ends) - t, "jobs": n // procs * procs}
 
 
 class StokerBench:
@@ -534,26 +628,45 @@ class StokerBench:
         s = self.sizes
         # 3. enqueue rate (queue paused: nothing runs)
         d = self.session.fresh_dir("stoker-enqueue")
-        self.write(d, f"[tasks.noop_cmd]\ncommand = {toml_list([TRUE])}\n")
+        relaxed = f'[tasks.noop_relaxed]\ncommand = {toml_list([TRUE])}\nqueue = "relaxed"\n'
+        relaxed += '[queues.relaxed]\ndurability = "relaxed"\n'
+        self.write(d, f"[tasks.noop_cmd]\ncommand = {toml_list([TRUE])}\n{relaxed}")
+        if self.check(d).returncode != 0:  # a stoker from before durability
+            self.write(d, f"[tasks.noop_cmd]\ncommand = {toml_list([TRUE])}\n")
+            res["notes"]["enqueue_relaxed_rate"] = "not available yet"
         with self.daemon(d) as client:
             client.pause("default")
             client.enqueue("noop_cmd")  # warm-up
             n = s["enqueue"]
+            # the commit floor on the same disk, just before (the disk's speed wanders)
+            res["commit_floor_rate"] = floors.commit_floor(d, n)["rate"]
             t0 = time.perf_counter()
             for _ in range(n):
                 client.enqueue("noop_cmd")
             res["enqueue_single_rate"] = n / (time.perf_counter() - t0)
+            if "enqueue_relaxed_rate" not in res["notes"]:
+                client.pause("relaxed")
+                client.enqueue("noop_relaxed")  # warm-up
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    client.enqueue("noop_relaxed")
+                res["enqueue_relaxed_rate"] = n / (time.perf_counter() - t0)
+            got = stoker_producers(d / ".stoker" / "stoker.sock", PRODUCERS, s["producers"])
+            res["enqueue_producers_rate"] = got["jobs"] / got["seconds"]
             n = s["batch"]
             t0 = time.perf_counter()
             for i in range(0, n, BATCH):
                 client.enqueue_many("noop_cmd", [{} for _ in range(min(BATCH, n - i))])
             res["enqueue_batch_rate"] = n / (time.perf_counter() - t0)
             q = next(q for q in client.queues() if q.name == "default")
-            if q.queued != 1 + s["enqueue"] + s["batch"]:
-                raise BenchError(f"stoker enqueue: {q.queued} queued, not {1 + s['enqueue'] + s['batch']}")
+            want = 1 + s["enqueue"] + s["batch"] + got["jobs"]
+            if q.queued != want:
+                raise BenchError(f"stoker enqueue: {q.queued} queued, not {want}")
         log(
-            f"stoker: enqueue {res['enqueue_single_rate']:.0f}/s single,"
-            f" {res['enqueue_batch_rate']:.0f}/s in batches of {BATCH}"
+            f"stoker: enqueue {res['enqueue_single_rate']:.0f}/s single (commit floor"
+            f" {res['commit_floor_rate']:.0f}/s), {res['enqueue_batch_rate']:.0f}/s in batches of {BATCH},"
+            f" {res['enqueue_producers_rate']:.0f}/s from {PRODUCERS} processes,"
+            f" relaxed {res.get('enqueue_relaxed_rate', float('nan')):.0f}/s single"
         )
 
         # 4. enqueue -> start latency, one job at a time: a command task, and a call task
@@ -733,6 +846,19 @@ class AnchorBench:
                 f" {res['enqueue_batch_rate']:.0f}/s in batches of {BATCH}"
             )
 
+        d = self.fresh("producers")
+        self.reset(d)
+        self.driver(d, "enqueue", self.name, 1, 0)  # warm-up (creates the tables / connection)
+        got = self.driver(d, "producers", self.name, PRODUCERS, s["producers"])
+        res["enqueue_producers_rate"] = got["jobs"] / got["seconds"]
+        if got["errors"]:
+            res["enqueue_producers_errors"] = {"count": got["errors"], "first": got["first_error"]}
+            log(f"{self.name}: {got['errors']} of the producers' enqueues failed: {got['first_error']}")
+        # huey has no weaker durability to offer and RQ no stronger: their one-per-call rate is
+        # what stoker's relaxed queue is held against
+        res["enqueue_relaxed_rate"] = res["enqueue_single_rate"]
+        log(f"{self.name}: enqueue {res['enqueue_producers_rate']:.0f}/s from {PRODUCERS} processes")
+
         d = self.fresh("latency")
         self.reset(d)
         with self.consumer(d):
@@ -814,6 +940,18 @@ ROWS: list[tuple[str, str, str, str]] = [
     ("true_c2_rate", "{command} command jobs (`true`), 2 at a time", "{:.0f} jobs/s", "high"),
     ("true_c4_rate", "(info) {command} command jobs (`true`), 4 at a time", "{:.0f} jobs/s", "high"),
     ("enqueue_single_rate", "enqueue rate, one job per call ({enqueue} jobs)", "{:.0f} jobs/s", "high"),
+    (
+        "enqueue_producers_rate",
+        "enqueue rate, one job per call, 16 producer processes ({producers} jobs)",
+        "{:.0f} jobs/s",
+        "high",
+    ),
+    (
+        "enqueue_relaxed_rate",
+        "enqueue rate, one job per call, relaxed queue ({enqueue} jobs; anchors: as above)",
+        "{:.0f} jobs/s",
+        "high",
+    ),
     ("enqueue_batch_rate", "enqueue rate, batches of 500 ({batch} jobs)", "{:.0f} jobs/s", "high"),
     ("lat_daemon_p50", "enqueue→start latency, queue's own record, p50", "{:.2f} ms", "low"),
     ("lat_daemon_p99", "enqueue→start latency, queue's own record, p99", "{:.2f} ms", "low"),
@@ -865,7 +1003,11 @@ def spread(values: list[float], fmt: str) -> str:
 
 
 def target_cell(
-    st: dict[str, Any] | None, key: str, meta: dict[str, Any], huey: dict[str, Any] | None = None
+    st: dict[str, Any] | None,
+    key: str,
+    meta: dict[str, Any],
+    huey: dict[str, Any] | None = None,
+    others_res: dict[str, dict[str, Any] | None] | None = None,
 ) -> str:
     if key == "noop_rate":  # the throughput target is relative: huey's rate in the same rounds
         text = "≥ 3× huey"
@@ -888,6 +1030,24 @@ def target_cell(
             return text
         median = statistics.median(shares)
         return f"{text}: {'met' if median >= 0.8 else 'missed'} ({median:.0%}{spread(shares, '{:.0%}')})"
+    if key == "enqueue_single_rate":
+        floor = (st or {}).get("commit_floor_rate")
+        if floor is None or not st or st.get(key) is None:
+            return "≥ 80% of the commit floor"
+        share = st[key] / floor
+        verdict = "met" if share >= 0.8 else "missed"
+        return f"≥ 80% of the commit floor ({floor:.0f}/s, just before): {verdict} ({share:.0%})"
+    if key in ("enqueue_producers_rate", "enqueue_relaxed_rate"):
+        anchors = ["huey", "rq"] if key == "enqueue_producers_rate" else ["huey"]
+        text = "> " + " and ".join("RQ" if a == "rq" else a for a in anchors)
+        if not st or st.get(key) is None:
+            return text
+        others = [(a, (others_res or {}).get(a, {}) or {}) for a in anchors]
+        known = [(a, r[key]) for a, r in others if r.get(key)]
+        if not known:
+            return text
+        above = all(st[key] > v for _, v in known) and len(known) == len(anchors)
+        return f"{text}: {'met' if above else 'missed'}"
     limits = {"lat_daemon_p50": 2.0, "lat_daemon_p99": 10.0}
     if key not in limits:
         return ""
@@ -896,6 +1056,27 @@ def target_cell(
         return text
     v = st[key]
     return f"{text}: met" if v <= limits[key] else f"{text}: missed ({v / limits[key]:.2f}×)"
+
+
+# key in meta["floors"], label, format: the floors under an enqueue (bench/floors.py)
+FLOOR_ROWS: list[tuple[str, str, str]] = [
+    ("commit_rate", "(floor) one durable SQLite commit of one row (WAL, FULL)", "{:.0f} commits/s"),
+    ("commit_p50_ms", "(floor) the same commit, p50", "{:.2f} ms"),
+    ("http_rate", "(floor) unix-socket HTTP round trip with no work, kept alive", "{:.0f} requests/s"),
+    ("http_p50_ms", "(floor) the same round trip, p50", "{:.2f} ms"),
+]
+
+
+def measure_floors(session: common.Session, n: int) -> dict[str, float]:
+    d = session.fresh_dir("floors")
+    commit = floors.commit_floor(d, n)
+    http = floors.http_floor(d, n, common.base_env())
+    return {
+        "commit_rate": commit["rate"],
+        "commit_p50_ms": commit["p50_ms"],
+        "http_rate": http["rate"],
+        "http_p50_ms": http["p50_ms"],
+    }
 
 
 def table(results: dict[str, dict[str, Any] | None], meta: dict[str, Any]) -> str:
@@ -907,13 +1088,17 @@ def table(results: dict[str, dict[str, Any] | None], meta: dict[str, Any]) -> st
         row = [
             label.format(**{k: f"{v:,}" for k, v in meta["params"]["sizes"].items()}),
             cell(st, key, fmt, "stoker" in results, why.get("stoker", "")),
-            target_cell(st, key, meta, results.get("huey")),
+            target_cell(st, key, meta, results.get("huey"), results),
             cell(results.get("huey"), key, fmt, "huey" in results, why.get("huey", "")),
             cell(results.get("rq"), key, fmt, "rq" in results, why.get("rq", "")),
             ratio(results.get("huey"), st, key, better),
             ratio(results.get("rq"), st, key, better),
         ]
         lines.append("| " + " | ".join(row) + " |")
+    for key, label, fmt in FLOOR_ROWS:
+        value = meta.get("floors", {}).get(key)
+        shown = "—" if value is None else fmt.format(value)
+        lines.append("| " + " | ".join([label, shown, "", "—", "—", "—", "—"]) + " |")
     return "\n".join(lines)
 
 
@@ -929,19 +1114,43 @@ def cpu_model() -> str:
 
 
 def main() -> int:
+    def enqueue_only(ap: Any) -> None:
+        ap.add_argument(
+            "--enqueue-only",
+            action="store_true",
+            help="only the floors, the enqueue rows and the latencies (no throughput rounds)",
+        )
+
     args, only = common.parse_args(
         __doc__ or "",
         TOOLS,
         "fewer jobs (about 90 s instead of 5 minutes)",
         "keep the temp dirs (configs, logs, databases)",
+        enqueue_only,
     )
 
     if args.quick:
-        sizes = {"noop": 1000, "command": 500, "enqueue": 500, "batch": 2000, "latency": 50}
+        sizes = {
+            "noop": 1000,
+            "command": 500,
+            "enqueue": 500,
+            "batch": 2000,
+            "latency": 50,
+            "producers": 1600,
+        }
         rounds = 1
     else:
-        sizes = {"noop": 5000, "command": 2000, "enqueue": 2000, "batch": 5000, "latency": 200}
+        sizes = {
+            "noop": 5000,
+            "command": 2000,
+            "enqueue": 2000,
+            "batch": 5000,
+            "latency": 200,
+            "producers": 6400,
+        }
         rounds = ROUNDS
+    if args.enqueue_only:
+        rounds = 0
     bare_n = sizes["command"]
     floor_n = 20 if args.quick else 50
 
@@ -981,6 +1190,12 @@ def main() -> int:
     try:
         meta["sh_date_floor_ms"] = sh_date_floor(session, floor_n)
         log(f"floor: sh -c 'date >> F' spawned directly: {meta['sh_date_floor_ms']:.2f} ms")
+        meta["floors"] = measure_floors(session, 300 if args.quick else 1000)
+        log(
+            f"floor: durable commit {meta['floors']['commit_rate']:.0f}/s"
+            f" (p50 {meta['floors']['commit_p50_ms']:.2f} ms), HTTP round trip"
+            f" {meta['floors']['http_rate']:.0f}/s (p50 {meta['floors']['http_p50_ms']:.2f} ms)"
+        )
 
         benches: dict[str, StokerBench | AnchorBench] = {}
         anchors: dict[str, str] | None = None
@@ -1049,16 +1264,18 @@ def main() -> int:
                 if got is not None:
                     res["rounds"].append(got)
         meta["bare_fork_exec"]["threads_2_rounds"] = bare_rounds
-        meta["bare_fork_exec"]["threads_2"] = statistics.median(bare_rounds)
+        if bare_rounds:
+            meta["bare_fork_exec"]["threads_2"] = statistics.median(bare_rounds)
         for name in benches:
             res = results[name]
             if res is not None and res["rounds"]:
                 for key in res["rounds"][0]:
                     res[key] = statistics.median(r[key] for r in res["rounds"] if key in r)
-        log(
-            f"baseline: {meta['bare_fork_exec']['threads_1']:.0f}/s sequential,"
-            f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads (median of {rounds})"
-        )
+        if bare_rounds:
+            log(
+                f"baseline: {meta['bare_fork_exec']['threads_1']:.0f}/s sequential,"
+                f" {meta['bare_fork_exec']['threads_2']:.0f}/s with 2 threads (median of {rounds})"
+            )
 
         # Each tool's measurements end with a sweep of whatever the run started that is still
         # alive: redis-server waits for RQ's turn stopped, not swept away by stoker's (it was,
@@ -1099,6 +1316,12 @@ def main() -> int:
             for key in r["rounds"][0]:
                 each = ", ".join(f"{x[key]:.0f}" for x in r["rounds"] if key in x)
                 print(f"{name} {key} by round: {each}")
+    for name, r in results.items():
+        if r and r.get("enqueue_producers_errors"):
+            why = r["enqueue_producers_errors"]
+            print(
+                f"{name}: {why['count']} of the 16 producers' enqueues failed (not counted): {why['first']}"
+            )
     floor = meta.get("sh_date_floor_ms")
     if floor is not None:
         print(f"Floor of stoker's client-side latency (sh + date spawned directly): {floor:.2f} ms.")

@@ -847,13 +847,21 @@ def table(results: dict[str, dict[str, Any] | None], idle: float) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_args(doc: str, tools: Sequence[str], quick_help: str, keep_help: str) -> tuple[Any, list[str]]:
-    """The options every bench takes (--quick, --only, --keep); also turns SIGTERM into
-    KeyboardInterrupt, so a stopped bench cleans up like an interrupted one."""
+def parse_args(
+    doc: str,
+    tools: Sequence[str],
+    quick_help: str,
+    keep_help: str,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> tuple[Any, list[str]]:
+    """The options every bench takes (--quick, --only, --keep), and those `extra` adds; also
+    turns SIGTERM into KeyboardInterrupt, so a stopped bench cleans up like an interrupted one."""
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--only", default=",".join(tools), help="comma-separated: " + ",".join(tools))
     ap.add_argument("--keep", action="store_true", help=keep_help)
+    if extra is not None:
+        extra(ap)
     args = ap.parse_args()
     only = [t.strip() for t in args.only.split(",") if t.strip()]
     bad = [t for t in only if t not in tools]

@@ -103,3 +103,21 @@ def test_bad_queue(tmp_path: Path) -> None:
     assert (err.table, err.key) == ("queues.q", "concurrency")
     err = error(tmp_path, "[queues.q]\nsize = 3\n")
     assert err.key == "size"
+
+
+def test_queue_durability(tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        '[tasks.a]\ncommand = "a"\nqueue = "fast"\n[queues.fast]\ndurability = "relaxed"\n'
+        '[queues.safe]\ndurability = "durable"\n',
+    )
+    assert config.queues["fast"].durability == "relaxed" and not config.queues["fast"].durable
+    assert config.queues["safe"].durable
+    assert load(tmp_path, "[queues.q]\n").queues["q"].durable  # the default: on disk before the answer
+
+
+@pytest.mark.parametrize("value", ['"fast"', '"Relaxed"', "true", "1"])
+def test_queue_durability_refused(tmp_path: Path, value: str) -> None:
+    err = error(tmp_path, f"[queues.q]\ndurability = {value}\n")
+    assert (err.table, err.key) == ("queues.q", "durability")
+    assert '"durable"' in str(err) and '"relaxed"' in str(err)

@@ -333,6 +333,7 @@ def test_paused_queue_stays_paused_across_restarts(stoker: Stoker) -> None:
             "running": 0,
             "done_per_minute": 0,
             "failed_per_minute": 0,
+            "durability": "durable",
         }
     ]
     job = stoker.client.enqueue("noop")

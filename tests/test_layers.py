@@ -43,6 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stoker.jobs.params",
             "stoker.jobs.rules",
             "stoker.schedule.triggers",
+            "stoker.store.group",
             "stoker.supervise.limits",
             "stoker.supervise.readiness",
             "stoker.supervise.state",

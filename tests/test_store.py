@@ -719,3 +719,25 @@ def test_a_lone_start_or_end_is_not_held_for_company(tmp_path: Path, monkeypatch
             assert store._writer.linger == sqlite_store.LINGER
 
     asyncio.run(main())
+
+
+def test_relaxed_enqueue_is_committed_without_the_flush(backend: Backend) -> None:
+    """A relaxed queue's jobs are committed (any reader sees them) without waiting for the
+    disk: on SQLite the commit is made with synchronous = NORMAL, a durable one with FULL."""
+
+    async def body(store: Store) -> None:
+        [(relaxed, created)] = await store.enqueue([new(queue="fast")], T0, durable=False)
+        assert created
+        if isinstance(store, SqliteStore):
+            assert store._writer is not None and store._writer.sync == "NORMAL"
+        [(durable, _)] = await store.enqueue([new(queue="safe")], T0)
+        if isinstance(store, SqliteStore):
+            assert store._writer is not None and store._writer.sync == "FULL"
+        assert await store.get(relaxed.id) == relaxed and await store.get(durable.id) == durable
+
+    run(backend, body)
+    run(backend, lambda store: _both_still_there(store))
+
+
+async def _both_still_there(store: Store) -> None:
+    assert [j.queue for j in await store.jobs()] == ["safe", "fast"]

@@ -1,9 +1,19 @@
 """A small synchronous client of the control API (the CLI's, and the Python API's).
 
 `stoker status` must answer in tens of milliseconds, and importing http.client alone costs
-~25 ms (it pulls in email and ssl). So the unix socket, which every CLI command uses, is spoken
-with a minimal HTTP/1.1 exchange written here (one request per connection, Content-Length or
-chunked bodies); http.client is imported only for a TCP URL.
+~25 ms (it pulls in email and ssl). So the unix socket, which every CLI command uses, and a
+plain http:// URL are spoken with a minimal HTTP/1.1 exchange written here (Content-Length or
+chunked bodies); http.client is imported only for an https:// URL.
+
+A Client keeps its connections alive between calls (a web app's worker that queues one job
+per request pays for one connect, not one per job): a small pool, so threads may share one
+Client; a connection the daemon closed while it idled is replaced and the request sent again
+(once, and only when the daemon had read none of it); a daemon that is down is still
+`NotRunning` at once.
+
+Length: the public Client's one method per API route (what users import and read), with the
+small HTTP exchange under it; the exchange could move out, but the Client is most of the lines
+and is one class by design: it is the Python API.
 """
 
 from __future__ import annotations
@@ -60,13 +70,77 @@ class NotRunning(ClientError):
     """Nothing listens on the socket: the daemon is not running."""
 
 
-class _UnixResponse:
-    """The response of one request on its own connection."""
+class _Stale(Exception):
+    """A kept-alive connection the daemon had closed (idle too long, or restarted): nothing of
+    the request reached it, so the request is sent again on a new connection."""
+
+
+class _Connection:
+    """One socket to the daemon, kept alive between requests (HTTP/1.1)."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._file: BinaryIO = sock.makefile("rb")
-        status_line = self._file.readline()
+        self.sock = sock
+        self.file: BinaryIO = sock.makefile("rb")
+        self.used = False  # it has carried a whole exchange before
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+class _Pool:
+    """The idle connections of one Client: a thread takes one (or opens one) for its request
+    and puts it back once the answer is read whole, so many threads share a Client safely and
+    each request costs no connect. In a child process after fork() the parent's are dropped
+    (never used: two processes on one socket would read each other's answers)."""
+
+    MAX_IDLE = 16
+
+    def __init__(self, connect: Callable[[], socket.socket]) -> None:
+        import _thread
+
+        self.connect = connect
+        self.lock = _thread.allocate_lock()
+        self.idle: list[_Connection] = []
+        self.pid = os.getpid()
+
+    def take(self) -> _Connection:
+        with self.lock:
+            if self.pid != os.getpid():
+                self.idle, self.pid = [], os.getpid()  # the parent's: left to the parent
+            if self.idle:
+                return self.idle.pop()
+        return _Connection(self.connect())
+
+    def give_back(self, conn: _Connection) -> None:
+        conn.used = True
+        with self.lock:
+            if self.pid == os.getpid() and len(self.idle) < self.MAX_IDLE:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+
+class _RawResponse:
+    """The response to one request on a pooled connection; the connection goes back to the
+    pool once the body has been read to its end (and the daemon did not ask to close it)."""
+
+    def __init__(self, conn: _Connection, pool: _Pool, no_body: bool) -> None:
+        self._conn = conn
+        self._pool = pool
+        self._file = conn.file
+        try:
+            status_line = self._file.readline()
+        except ConnectionResetError:
+            status_line = b""
+        if not status_line and conn.used:
+            raise _Stale
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise ClientError(f"not an HTTP answer from the daemon: {status_line[:80]!r}")
@@ -75,24 +149,34 @@ class _UnixResponse:
         while (line := self._file.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             self.headers[name.strip().lower()] = value.strip()
+        self._no_body = no_body or self.status in (204, 304) or 100 <= self.status < 200
 
     def _chunks(self) -> Iterator[bytes]:
+        whole = False  # the body was read to its end, and its end was marked
         try:
-            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            if self._no_body:
+                whole = True
+            elif self.headers.get("transfer-encoding", "").lower() == "chunked":
                 while True:
                     size = int(self._file.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
+                        while self._file.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        whole = True
                         return
                     yield self._file.read(size)
                     self._file.readline()  # the CRLF after each chunk
             elif "content-length" in self.headers:
                 yield self._file.read(int(self.headers["content-length"]))
+                whole = True
             else:
                 while data := self._file.read(65536):
                     yield data
         finally:
-            self._file.close()
-            self._sock.close()
+            if whole and self.headers.get("connection", "").lower() != "close":
+                self._pool.give_back(self._conn)
+            else:
+                self._conn.close()
 
     def read(self) -> bytes:
         return b"".join(self._chunks())
@@ -112,21 +196,35 @@ class _UnixResponse:
             yield pending
 
 
-def _unix_request(
-    path: str, method: str, target: str, headers: dict[str, str], body: bytes | None, timeout: float | None
-) -> _UnixResponse:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(path)
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        raise NotRunning(f"the daemon is not running (no answer on {path})") from None
-    head = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close"]
+def _exchange(
+    pool: _Pool, host: str, method: str, target: str, headers: dict[str, str], body: bytes | None,
+    timeout: float | None,
+) -> _RawResponse:  # fmt: skip
+    """One request on a pooled connection; sent once more, on a new one, if the connection
+    turns out to have been closed by the daemon before the request reached it."""
+    head = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     head.append(f"Content-Length: {len(body or b'')}")
-    sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b""))
-    return _UnixResponse(sock)
+    data = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    for _ in range(2):
+        conn = pool.take()
+        try:
+            conn.sock.settimeout(timeout)
+            try:
+                conn.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                if not conn.used:
+                    raise
+                raise _Stale from None
+            return _RawResponse(conn, pool, no_body=method == "HEAD")
+        except _Stale:
+            conn.close()
+            pool.close()  # the others idle as long, or longer: closed too, likely
+            continue
+        except BaseException:
+            conn.close()
+            raise
+    raise ClientError("the daemon closed the connection twice before answering")
 
 
 class Record(dict[str, "Any"]):
@@ -168,12 +266,50 @@ class Client:
             self.url = urlsplit(url)
         self.token = token
         self.timeout = timeout
+        self._pool: _Pool | None = None
+        self._host = "localhost"
+        if self.socket_path is not None:
+            self._pool = _Pool(self._connect_unix)
+        elif self.url is not None and self.url.scheme != "https":
+            self._pool = _Pool(self._connect_tcp)
+            self._host = self.url.netloc.rpartition("@")[2] or "127.0.0.1"
+
+    def close(self) -> None:
+        """Close the connections kept for the next requests (a later request opens one again)."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def for_config(cls, config: Config, timeout: float | None = 60.0) -> Client:
         return cls(socket_path=os.path.join(config.daemon.state_dir, names.SOCKET), timeout=timeout)
 
     # plumbing ------------------------------------------------------------------------------
+
+    def _connect_unix(self) -> socket.socket:
+        assert self.socket_path is not None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.socket_path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise NotRunning(f"the daemon is not running (no answer on {self.socket_path})") from None
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _connect_tcp(self) -> socket.socket:
+        assert self.url is not None
+        host = self.url.hostname or "127.0.0.1"
+        sock = socket.create_connection((host, self.url.port or 80), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def _tcp_request(
         self, method: str, target: str, headers: dict[str, str], body: bytes | None, timeout: float | None
@@ -201,8 +337,8 @@ class Client:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            if self.socket_path is not None:
-                response: _Response = _unix_request(self.socket_path, method, path, headers, data, wait)
+            if self._pool is not None:
+                response: _Response = _exchange(self._pool, self._host, method, path, headers, data, wait)
             else:
                 response = self._tcp_request(method, path, headers, data, wait)
         except ClientError:

@@ -25,8 +25,17 @@ from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
 from stoker.api import xmlrpc as supervisord_api
 from stoker.api.body_limit import BodyLimit
-from stoker.api.common import ApiError, error_response, iso, json_response, output_event, sse
+from stoker.api.common import (
+    ApiError,
+    api_error_response,
+    error_response,
+    iso,
+    json_response,
+    output_event,
+    sse,
+)
 from stoker.api.doors import Doors, from_unix_socket
+from stoker.api.enqueue_door import EnqueueDoor
 from stoker.api.supervisord_door import basic_password, speaks_supervisord
 from stoker.api.usage import CpuMeter
 from stoker.runtime import DaemonInfo, Reload
@@ -222,10 +231,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        response = error_response(exc.status, exc.code, exc.message, param=exc.param, index=exc.index)
-        if exc.status == 413:  # the rest of a body too large is not worth reading: close
-            response.headers["Connection"] = "close"
-        return response
+        return api_error_response(exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -240,7 +246,10 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         routes=routes,
         exception_handlers={ApiError: on_api_error, HTTPException: on_http_error, StoreError: on_store_error},
     )
-    return Doors(BearerAuth(BodyLimit(app), token, made))
+    enqueue = next(
+        r for r in routes if isinstance(r, Route) and r.path == "/api/v1/jobs" and "POST" in (r.methods or ())
+    )
+    return Doors(BearerAuth(BodyLimit(EnqueueDoor(app, enqueue.endpoint)), token, made))
 
 
 def _prefixed(name: str, data: bytes, prefix: bool) -> bytes:

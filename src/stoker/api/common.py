@@ -10,7 +10,7 @@ from starlette.responses import Response
 from stoker.api import schemas
 from stoker.views import iso
 
-__all__ = ["ApiError", "error_response", "iso", "json_response", "output_event", "sse"]
+__all__ = ["ApiError", "api_error_response", "error_response", "iso", "json_response", "output_event", "sse"]
 
 
 class ApiError(Exception):
@@ -32,6 +32,14 @@ def error_response(
     status: int, code: str, message: str, *, param: str | None = None, index: int | None = None
 ) -> Response:
     return json_response(schemas.ErrorBody(schemas.ErrorDetail(code, message, param, index)), status)
+
+
+def api_error_response(exc: ApiError) -> Response:
+    """How an ApiError is answered (by the app's handler, and by the enqueue's short way in)."""
+    response = error_response(exc.status, exc.code, exc.message, param=exc.param, index=exc.index)
+    if exc.status == 413:  # the rest of a body too large is not worth reading: close
+        response.headers["Connection"] = "close"
+    return response
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

@@ -83,6 +83,47 @@ def answer(status: int, code: str, message: str) -> bytes:
     return head + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n" + body
 
 
+class OneWrite:
+    """The transport as an answer's cycle sees it: the head of an answer whose body has a
+    known, non-zero length is held until that body, and the two go in one write. uvicorn writes
+    them apart, which costs a second system call and wakes the client twice (it reads the head,
+    then waits again for the body): for small answers, the enqueue's 201 first, that was a
+    tenth of the daemon's time per request. A streamed answer's head (no Content-Length: events,
+    followed output) is never held."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.head = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.head:
+            data, self.head = self.head + bytes(data), b""
+        elif bytes(data[:9]) == b"HTTP/1.1 " and _announces_body(bytes(data)):
+            self.head = bytes(data)
+            return
+        self.transport.write(data)
+
+    def close(self) -> None:
+        if self.head:
+            self.transport.write(self.head)
+            self.head = b""
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+def _announces_body(head: bytes) -> bool:
+    at = head.lower().find(b"\r\ncontent-length:")
+    if at < 0:
+        return False
+    value = head[at + 17 : head.find(b"\r\n", at + 2)].strip()
+    return value.isdigit() and int(value) > 0
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with the deadline and the bound above (see guarded_protocol)."""
 
@@ -128,14 +169,23 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         self.heard = True
         super().data_received(data)
+        self.one_write()
         if self.deadline is not None and self.cycle is not self.since:  # a request head came
             self.stop_waiting()
 
     def on_response_complete(self) -> None:
         answered = self.cycle
         super().on_response_complete()  # may start a pipelined request at once
+        self.one_write()
         if self.tcp and self.deadline is None and self.cycle is answered and not self.transport.is_closing():
             self.wait_for_head()
+
+    def one_write(self) -> None:
+        """A new request's cycle writes its answer through OneWrite (before its app runs: the
+        cycle's task is only scheduled yet)."""
+        cycle = self.cycle
+        if cycle is not None and not isinstance(cycle.transport, OneWrite):
+            cycle.transport = OneWrite(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_waiting()

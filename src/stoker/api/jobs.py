@@ -278,6 +278,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
                     running=c.running if c else 0,
                     done_per_minute=finishes.last_minute(name, "succeeded"),
                     failed_per_minute=finishes.last_minute(name, "failed"),
+                    durability=queue.durability,
                 )
             )
         return json_response(out)

@@ -178,6 +178,7 @@ class Queue(msgspec.Struct, kw_only=True):
     running: int
     done_per_minute: int = 0  # jobs that ended succeeded on this node in the last 60 s
     failed_per_minute: int = 0  # jobs that ended failed (no attempt left) on this node in the last 60 s
+    durability: str = "durable"  # or "relaxed": [queues.NAME] durability (docs/enqueue.md)
 
 
 class TaskParam(msgspec.Struct, kw_only=True):

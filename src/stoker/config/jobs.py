@@ -101,11 +101,22 @@ class TaskConfig(msgspec.Struct, frozen=True, kw_only=True):
         return fill(self.command, params, options={p.name for p in self.params if p.allow_option})
 
 
+DURABILITIES = ("durable", "relaxed")
+
+
 class QueueConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """One queue: how many of its jobs run at once on this node."""
+    """One queue: how many of its jobs run at once on this node, and whether a job accepted
+    into it is on disk before the answer (durable) or only in the operating system's hands
+    (relaxed: a process crash loses nothing, a power cut may lose the last moments' jobs; see
+    docs/enqueue.md)."""
 
     name: str
     concurrency: int = 1
+    durability: str = "durable"
+
+    @property
+    def durable(self) -> bool:
+        return self.durability == "durable"
 
 
 class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
@@ -130,6 +141,7 @@ class _RawTask(msgspec.Struct, forbid_unknown_fields=True):
 
 class _RawQueue(msgspec.Struct, forbid_unknown_fields=True):
     concurrency: int = 1
+    durability: str = "durable"
 
 
 TASK_EXPECTED: dict[str, str] = {
@@ -158,6 +170,8 @@ TASK_EXPECTED: dict[str, str] = {
 
 _QUEUE_EXPECTED: dict[str, str] = {
     "concurrency": "a whole number, 1 or more (jobs of this queue at once on this node)",
+    "durability": '"durable" (an accepted job is on disk before the answer) or "relaxed" (the'
+    " answer does not wait for the disk's flush: a power cut may lose the last jobs accepted)",
 }
 
 
@@ -236,4 +250,6 @@ def build_queue(name: str, raw: dict[str, Any], where: Where) -> QueueConfig:
     parsed = convert(raw, _RawQueue, where, _QUEUE_EXPECTED)
     if parsed.concurrency < 1:
         raise where.bad("concurrency", _QUEUE_EXPECTED["concurrency"], parsed.concurrency)
-    return QueueConfig(name=name, concurrency=parsed.concurrency)
+    if parsed.durability not in DURABILITIES:
+        raise where.bad("durability", _QUEUE_EXPECTED["durability"], parsed.durability)
+    return QueueConfig(name=name, concurrency=parsed.concurrency, durability=parsed.durability)

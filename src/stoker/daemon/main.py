@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -419,6 +420,7 @@ class Daemon:
 
         from stoker.api.app import build_app
         from stoker.api.connections import TOTAL, guarded_protocol
+        from stoker.api.unix_protocol import UnixProtocol
         from stoker.views import program_events
 
         # the `program` events (of /api/v1/events, the dashboard's, the notifications')
@@ -441,7 +443,20 @@ class Daemon:
         server.config.load()
         server.lifespan = server.config.lifespan_class(server.config)
         # startup() without serve(): serve() installs its own signal handlers and a 0.1 s tick loop.
-        await server.startup(sockets=self.sockets)
+        # uvicorn serves TCP (with the guard); the unix socket is served here with the httptools
+        # protocol (api/unix_protocol.py), a server of the same uvicorn.Server: shut down with it.
+        unix = [sock for sock in self.sockets if sock.family == socket.AF_UNIX]
+        await server.startup(sockets=[sock for sock in self.sockets if sock not in unix])
+        for sock in unix:
+            served = await self.loop.create_server(
+                functools.partial(
+                    UnixProtocol, config=server.config, server_state=server.server_state,
+                    app_state=server.lifespan.state,
+                ),
+                sock=sock,
+                backlog=server.config.backlog,
+            )  # fmt: skip
+            server.servers.append(served)
 
     # run -----------------------------------------------------------------------------------
 

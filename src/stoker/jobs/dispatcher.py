@@ -676,12 +676,18 @@ class Dispatcher:
         )
 
     async def enqueue(self, jobs: list[NewJob], now: float) -> list[tuple[Job, bool]]:
-        stored = await self.store.enqueue(jobs, now)
+        """Store `jobs`: on disk before the answer unless every one of them goes to a queue
+        with durability = "relaxed"."""
+        stored = await self.store.enqueue(jobs, now, durable=not all(map(self.relaxed, jobs)))
         for job, created in stored:
             if created:
                 self.publish({"type": "job", "job": job})
                 self.queued(job)
         return stored
+
+    def relaxed(self, job: NewJob) -> bool:
+        queue = self.config.queues.get(job.queue)
+        return queue is not None and not queue.durable
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued job, or stop a running one (its end is recorded as cancelled)."""

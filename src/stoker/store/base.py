@@ -206,9 +206,13 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], now: float, *, durable: bool = True
+    ) -> list[tuple[Job, bool]]:
         """Store `jobs` in one transaction; for each, the job and whether it is new (False: a
-        live job with the same key already existed and is returned instead)."""
+        live job with the same key already existed and is returned instead). `durable`: the
+        commit is flushed to disk before the answer; else (a relaxed queue's jobs) it is
+        committed, and so safe from the daemon's death, but may be lost to a power cut."""
 
     async def due(self, queue: str, limit: int, now: float) -> tuple[list[Job], float | None]:
         """Up to `limit` queued jobs of `queue` that are due at `now`, in the order they should

@@ -463,7 +463,9 @@ class PostgresStore:
 
     # jobs ----------------------------------------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], now: float, *, durable: bool = True
+    ) -> list[tuple[Job, bool]]:
         async def operation(conn: Conn) -> list[tuple[Job, bool]]:
             if all(new.key is None for new in jobs):  # one round trip for the lot
                 stored = [(job, True) for job in await insert_jobs(conn, jobs, now)]
@@ -472,7 +474,7 @@ class PostgresStore:
             await self._tell(conn, (job.queue for job, created in stored if created))
             return stored
 
-        return await self._do(operation)
+        return await self._do(operation, durable=durable)  # relaxed: synchronous_commit = off
 
     async def due(self, queue: str, limit: int, now: float) -> tuple[list[Job], float | None]:
         async def operation(conn: Conn) -> tuple[list[Job], float | None]:

@@ -5,7 +5,8 @@ connection, queued to a single writer thread. The thread runs whatever has queue
 transaction (each operation in its own savepoint, so one failure spoils only itself) and
 commits once: a burst of enqueues or finishes costs one fsync, not one each. A job the API
 answered 201 for has been committed with synchronous=FULL, so it survives the daemon's death
-and the machine's.
+and the machine's. Which requests of a batch are answered ok is decided by the pure core in
+store/group.py (`run_group`); `_SqliteTransaction` is its IO here.
 
 Starts and ends of attempts, the bulk of the traffic, are not functions but records
 (`_Start`, `_Finish`): each is one guarded update of one row that applies whole or not at all,
@@ -45,6 +46,7 @@ from stoker.store.base import (
     job_from_row,
     listing_query,
 )
+from stoker.store.group import TransactionFailed, run_group
 
 log = logging.getLogger("stoker")
 
@@ -290,6 +292,45 @@ def _json(text: str) -> Any:
         return json.loads(text)
 
 
+class _SqliteTransaction:
+    """`group.Transaction` on the writer's connection: the IO of one group commit."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def mark(self) -> None:
+        self.conn.execute("SAVEPOINT op")
+
+    def undo(self) -> None:
+        self.conn.execute("ROLLBACK TO op")
+        self.conn.execute("RELEASE op")
+
+    def keep(self) -> None:
+        self.conn.execute("RELEASE op")
+
+    def apply(self, request: _Request) -> Any:
+        operation = request[0]
+        if isinstance(operation, (_Start, _Finish)):
+            return _apply_one(self.conn, operation)
+        return operation(self.conn)
+
+    def apply_run(self, run: Sequence[_Request]) -> list[Any] | None:
+        changes = [change for change, _, _ in run if isinstance(change, (_Start, _Finish))]
+        if len(changes) != len(run) or not _apply_all(self.conn, changes):
+            return None
+        return [change.answer() for change in changes]
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
 class _Writer(threading.Thread):
     """The one thread that touches the connection."""
 
@@ -377,77 +418,24 @@ class _Writer(threading.Thread):
         return batch
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> list[_Result]:
+        # An accepted job (or a cancel, a pause…) must survive a power cut: fsync before the
+        # answer. A claim or a finish need only survive the daemon's death; losing one to a
+        # power cut re-runs a job, which at-least-once allows. A later FULL commit syncs
+        # everything before it in the WAL anyway.
+        sync = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
         try:
-            # An accepted job (or a cancel, a pause…) must survive a power cut: fsync before the
-            # answer. A claim or a finish need only survive the daemon's death; losing one to a
-            # power cut re-runs a job, which at-least-once allows. A later FULL commit syncs
-            # everything before it in the WAL anyway.
-            sync = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
             if sync != self.sync:
                 conn.execute(f"PRAGMA synchronous = {sync}")
                 self.sync = sync
-            conn.execute("BEGIN IMMEDIATE")
-            operation, future, _ = batch[0]
-            if len(batch) == 1 and callable(operation):  # alone in its transaction: no savepoint needed
-                try:
-                    value = operation(conn)
-                except Exception as e:
-                    conn.execute("ROLLBACK")
-                    return [(future, False, e)]
-                conn.execute("COMMIT")
-                return [(future, True, value)]
-            results: list[_Result] = []
-            at = 0
-            while at < len(batch):
-                end = _run_of_changes(batch, at)
-                if end > at:
-                    results += self._run_changes(conn, batch[at:end])
-                    at = end
-                else:
-                    results.append(self._run_in_savepoint(conn, batch[at]))
-                    at += 1
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:  # the disk is full, the file is gone…: nothing of this batch holds
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            error = StoreError(f"{self.path}: {e}")
-            return [(future, False, error) for _, future, _ in batch]
+        except sqlite3.Error as e:
+            return [(future, False, StoreError(f"{self.path}: {e}")) for _, future, _ in batch]
+        answers = run_group(batch, _SqliteTransaction(conn), _run_of_changes)
+        results: list[_Result] = []
+        for (_, future, _), (ok, value) in zip(batch, answers, strict=True):
+            if isinstance(value, TransactionFailed):  # the disk is full, the file is gone…
+                value = StoreError(f"{self.path}: {value.cause}")
+            results.append((future, ok, value))
         return results
-
-    @staticmethod
-    def _run_in_savepoint(conn: sqlite3.Connection, request: _Request) -> _Result:
-        operation, future, _ = request
-        conn.execute("SAVEPOINT op")
-        try:
-            if isinstance(operation, (_Start, _Finish)):
-                value = _apply_one(conn, operation)
-            else:
-                value = operation(conn)
-        except Exception as e:
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return (future, False, e)
-        conn.execute("RELEASE op")
-        return (future, True, value)
-
-    @classmethod
-    def _run_changes(cls, conn: sqlite3.Connection, run: list[_Request]) -> list[_Result]:
-        """A run of starts and ends: all in one go when every guard holds (nearly always); else
-        (a job cancelled meanwhile) undone and done again one by one, each answering for itself."""
-        changes = [change for change, _, _ in run if isinstance(change, (_Start, _Finish))]
-        conn.execute("SAVEPOINT changes")
-        try:
-            applied = _apply_all(conn, changes)
-        except Exception:  # which one failed is for the one-by-one path to say
-            applied = False
-        if applied:
-            conn.execute("RELEASE changes")
-            return [
-                (future, True, change.answer()) for change, (_, future, _) in zip(changes, run, strict=True)
-            ]
-        conn.execute("ROLLBACK TO changes")
-        conn.execute("RELEASE changes")
-        return [cls._run_in_savepoint(conn, request) for request in run]
 
     def _deliver(self, results: list[_Result]) -> None:
         def settle() -> None:
@@ -498,7 +486,9 @@ class SqliteStore:
             await asyncio.to_thread(self._writer.join)
             self._writer = None
 
-    async def enqueue(self, jobs: Sequence[NewJob], now: float) -> list[tuple[Job, bool]]:
+    async def enqueue(
+        self, jobs: Sequence[NewJob], now: float, *, durable: bool = True
+    ) -> list[tuple[Job, bool]]:
         def operation(conn: sqlite3.Connection) -> list[tuple[Job, bool]]:
             out = []
             for new in jobs:
@@ -513,7 +503,7 @@ class SqliteStore:
                 out.append((_insert_job(conn, new, now), True))
             return out
 
-        return await self._do(operation)
+        return await self._do(operation, durable=durable)  # relaxed: synchronous = NORMAL
 
     async def due(self, queue: str, limit: int, now: float) -> tuple[list[Job], float | None]:
         def operation(conn: sqlite3.Connection) -> tuple[list[Job], float | None]:
