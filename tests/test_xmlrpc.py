@@ -575,5 +575,9 @@ def test_an_added_program_does_not_see_a_secret_the_file_now_reads(
     rpc = proxy_for(stoker).supervisor
     assert rpc.reloadConfig() == [[["peek"], [], []]]
     assert rpc.addProcessGroup("peek") is True
-    text = wait_for(lambda: rpc.readProcessStdoutLog("peek", 0, 0), what="peek's environment")
+    def environment() -> str | None:  # (the log's first line is the run's marker: wait for env's)
+        text: str = rpc.readProcessStdoutLog("peek", 0, 0)
+        return text if "STOKER_PROGRAM=" in text else None
+
+    text = wait_for(environment, what="peek's environment")
     assert "STOKER_PROGRAM=peek" in text and "HOOK_URL" not in text
