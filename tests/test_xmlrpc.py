@@ -575,6 +575,7 @@ def test_an_added_program_does_not_see_a_secret_the_file_now_reads(
     rpc = proxy_for(stoker).supervisor
     assert rpc.reloadConfig() == [[["peek"], [], []]]
     assert rpc.addProcessGroup("peek") is True
+
     def environment() -> str | None:  # (the log's first line is the run's marker: wait for env's)
         text: str = rpc.readProcessStdoutLog("peek", 0, 0)
         return text if "STOKER_PROGRAM=" in text else None
