@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php venv clean
+.PHONY: demo test test-fast screenshots lint dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-faults venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,12 @@ bench-supervisorctl: $(STAMP)
 ## bench-php: enqueue from PHP (clients/php, one kept-alive connection) against the Python client (about 1 minute)
 bench-php: $(STAMP)
 	$(BIN)/python bench/php_enqueue.py
+
+## bench-faults: three nodes and PostgreSQL in network namespaces under a seeded sequence of real faults
+## (partitions, a lossy link, a paused daemon, kill -9), the history checked (root; MINUTES=5; SEED=N replays)
+MINUTES ?= 5
+bench-faults: $(STAMP)
+	$(BIN)/python bench/faults.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

@@ -169,10 +169,10 @@ def run(
     try:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            kind, node, hold, quiet = schedule.next()
-            fault = inject(cluster, kind, node, schedule.random)
+            kind, name, hold, quiet = schedule.next()
+            fault = inject(cluster, kind, name, schedule.random)
             faults.append(fault)
-            say(f"{fault.start:.3f} {kind} {node} {fault.detail} for {hold:.1f}s")
+            say(f"{fault.start:.3f} {kind} {name} {fault.detail} for {hold:.1f}s")
             time.sleep(hold)  # the fault's length: a choice of the schedule, not a wait for a state
             heal(cluster, fault)
             time.sleep(quiet)

@@ -131,10 +131,10 @@ def check(
             report.lost.append(job)
         if len(attempts) > 1:
             report.run_again += 1
-    for job, attempts in sorted(by_job.items()):
+    for name, attempts in sorted(by_job.items()):
         for a, b in _intersecting(attempts):
             report.overlapping.append(
-                f"job {job}: attempt {a.attempt} on {a.node} ({a.start:.3f}–{a.last:.3f}) and attempt {b.attempt} "
+                f"job {name}: attempt {a.attempt} on {a.node} ({a.start:.3f}–{a.last:.3f}) and attempt {b.attempt} "
                 f"on {b.node} ({b.start:.3f}–{b.last:.3f})"
             )
         ordered = sorted(attempts, key=lambda r: r.start)
@@ -143,9 +143,9 @@ def check(
                 report.job_failover = max(report.job_failover, b.start - a.last)
 
     fired: dict[tuple[str, float], set[int]] = defaultdict(set)
-    for job, slot in slot_of.items():
+    for job, schedule_slot in slot_of.items():
         if str(job) in by_job:
-            fired[slot].add(job)
+            fired[schedule_slot].add(job)
     report.slots = len(fired)
     for (schedule, slot), jobs in sorted(fired.items()):
         if len(jobs) > 1:
