@@ -36,7 +36,7 @@ class Enqueuer(threading.Thread):
     """Enqueues a `work` job every `every` seconds to a node picked at random (seeded), through
     its unix socket; keeps the ids answered 201. A refusal or a timeout is not an acceptance."""
 
-    def __init__(self, cluster: Cluster, seed: int, every: float = 0.1) -> None:
+    def __init__(self, cluster: Cluster, seed: int, every: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.cluster, self.every = cluster, every
         self.random = random.Random(seed)

@@ -243,7 +243,7 @@ def node_config(node: str, url: str, shared: Path, timing: Timing) -> str:
         backoff = {{ min = "1s", max = "2s" }}
 
         [queues.work]
-        concurrency = 2
+        concurrency = 6
         [queues.slots]
         concurrency = 2
 

@@ -515,6 +515,14 @@ class WorkerRun(GroupStop):
         self.worker.killed_for = self.job.id
         super().stop(outcome, reason)
 
+    def hurry(self) -> None:
+        if self.answer.done() or self.stopped is None:
+            return
+        if self.command:
+            self._kill()
+        else:
+            super().hurry()
+
     def _kill(self) -> None:
         self.worker.signal_job(self.job.id, signal.SIGKILL)
         self._later(UNRESPONSIVE, self._kill_worker)
