@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from faultsched import KINDS, run  # tests/faultsched.py
 from history import Fault, Report
-from netbench import Cluster, Timing, tools_missing
+from netbench import Cluster, Timing, failover_bound, tools_missing
 
 
 def table(report: Report, faults: list[Fault], timing: Timing, seed: int, minutes: float) -> str:
@@ -48,6 +48,7 @@ def table(report: Report, faults: list[Fault], timing: Timing, seed: int, minute
             "worst singleton gap (failover)",
             f"{report.singleton_gap:.2f} s (documented: about node_timeout, {t:g} s)",
         ),
+        (f"singleton gaps over {failover_bound(timing):g} s", str(len(report.slow_failovers))),
         ("worst job re-run after its node was lost", f"{report.job_failover:.2f} s"),
     ]
     width = max(len(name) for name, _ in rows)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from history import Fault, Report, check
-from netbench import DB_ADDRESS, Cluster
+from netbench import DB_ADDRESS, Cluster, failover_bound
 
 from stoker.client import ClientError
 
@@ -184,5 +184,6 @@ def run(
                 node.start()
     say(f"{len(enqueuer.accepted)} accepted, {enqueuer.refused} refused; waiting for them to end")
     wait_for(finished(cluster, enqueuer.accepted), settle, f"the accepted jobs to end\n{cluster.logs()}")
-    report = check(cluster.history, enqueuer.accepted, slots_of(cluster), faults)
+    bound = failover_bound(cluster.timing)
+    report = check(cluster.history, enqueuer.accepted, slots_of(cluster), faults, bound)
     return report, faults

@@ -212,6 +212,13 @@ class Timing:
     slot_every: int = 1  # seconds between two slots of the schedule
 
 
+def failover_bound(timing: Timing) -> float:
+    """The singleton's documented failover, about `node_timeout` after its holder is lost (the
+    lease lapses then and the others try just after), plus a second for the new copy to start
+    (a Python interpreter on a busy machine) and tick."""
+    return timing.node_timeout + 1.0
+
+
 def node_config(node: str, url: str, shared: Path, timing: Timing) -> str:
     py = sys.executable
     history, lock = shared / "history.log", shared / "single.lock"
