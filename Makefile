@@ -85,10 +85,11 @@ bench-php: $(STAMP)
 	$(BIN)/python bench/php_enqueue.py
 
 ## bench-faults: three nodes and PostgreSQL in network namespaces under a seeded sequence of real faults
-## (partitions, a lossy link, a paused daemon, kill -9), the history checked (root; MINUTES=5; SEED=N replays)
+## (partitions, a lossy link, a paused daemon, kill -9), the history checked (root; MINUTES=5; SEED=N replays;
+## KINDS=cut-db,kill picks the faults)
 MINUTES ?= 5
 bench-faults: $(STAMP)
-	$(BIN)/python bench/faults.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED))
+	$(BIN)/python bench/faults.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(KINDS),--kinds $(KINDS))
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

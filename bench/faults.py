@@ -38,6 +38,7 @@ def table(report: Report, faults: list[Fault], timing: Timing, seed: int, minute
         ("jobs accepted (201)", str(report.accepted)),
         ("jobs run to their end", str(report.ran)),
         ("jobs lost", str(len(report.lost))),
+        ("jobs failed by the crash rule (3 daemon deaths)", str(len(report.given_up))),
         ("jobs run more than once (at-least-once)", str(report.run_again)),
         ("jobs run on two nodes at once", str(len(report.overlapping))),
         ("schedule slots fired", str(report.slots)),

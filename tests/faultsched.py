@@ -133,6 +133,17 @@ def slots_of(cluster: Cluster) -> dict[int, tuple[str, float]]:
     return {int(job): (str(schedule), float(slot)) for job, schedule, slot in rows}
 
 
+def given_up(cluster: Cluster) -> frozenset[int]:
+    """The jobs the store failed by its crash rule (running when their daemon died, three times)."""
+    import psycopg
+
+    with psycopg.connect(cluster.local_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT id FROM stoker.jobs WHERE state = 'failed' AND error LIKE '%not run again%'"
+        )
+        return frozenset(int(job) for (job,) in rows.fetchall())
+
+
 def finished(cluster: Cluster, ids: list[int]) -> Callable[[], bool]:
     """A predicate: every job of `ids` has ended in the store (succeeded, failed or cancelled)."""
     import psycopg
@@ -185,5 +196,5 @@ def run(
     say(f"{len(enqueuer.accepted)} accepted, {enqueuer.refused} refused; waiting for them to end")
     wait_for(finished(cluster, enqueuer.accepted), settle, f"the accepted jobs to end\n{cluster.logs()}")
     bound = failover_bound(cluster.timing)
-    report = check(cluster.history, enqueuer.accepted, slots_of(cluster), faults, bound)
+    report = check(cluster.history, enqueuer.accepted, slots_of(cluster), faults, bound, given_up(cluster))
     return report, faults

@@ -56,6 +56,9 @@ class Report:
     accepted: int = 0
     ran: int = 0  # accepted jobs that ran to their end at least once
     lost: list[int] = field(default_factory=list)
+    # failed by the store's rule for a job running when its daemon died three times (it may be
+    # what kills it): not lost (the job says why; `stoker retry` runs it), but not run either
+    given_up: list[int] = field(default_factory=list)
     run_again: int = 0  # accepted jobs that started more than once (at-least-once: allowed)
     overlapping: list[str] = field(default_factory=list)  # jobs run on two nodes at once
     slots: int = 0
@@ -119,10 +122,12 @@ def check(
     slot_of: dict[int, tuple[str, float]],
     faults: list[Fault],
     bound: float | None = None,
+    given_up: frozenset[int] = frozenset(),
 ) -> Report:
     """Judge `history`; `accepted`: the ids answered 201; `slot_of`: job id → (schedule, slot)
     of the schedule's jobs (from the store); `bound`: the singleton's failover bound in seconds
-    (each gap longer is listed in `slow_failovers`, reported, not judged)."""
+    (each gap longer is listed in `slow_failovers`, reported, not judged); `given_up`: the ids
+    the store failed by its crash rule (see `Report.given_up`)."""
     runs, overlap_lines = read_runs(history)
     report = Report(accepted=len(accepted))
     by_job: dict[str, list[Run]] = defaultdict(list)
@@ -134,6 +139,8 @@ def check(
         attempts = by_job.get(str(job), [])
         if any(r.ended for r in attempts):
             report.ran += 1
+        elif job in given_up:
+            report.given_up.append(job)
         else:
             report.lost.append(job)
         if len(attempts) > 1:

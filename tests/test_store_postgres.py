@@ -193,6 +193,29 @@ def test_a_node_taken_for_dead_claims_nothing_until_it_heartbeats(postgres_url: 
     asyncio.run(main())
 
 
+def test_a_job_whose_nodes_stopped_answering_is_queued_again_however_often(postgres_url: str) -> None:
+    """A node taken for dead by the others may only have been cut off: that is no evidence
+    that the job killed it. Found by bench/faults.py (issue 21): a job on three nodes in turn
+    that were cut off or killed was failed (`3 times: not run again`), never run to its end.
+    A daemon that finds its own jobs running at its start still counts them (`crashed`)."""
+
+    async def main() -> None:
+        async with nodes(postgres_url, 1) as [store]:
+            [(job, _)] = await store.enqueue([new()], T0)
+            for _ in range(5):
+                [claimed] = await store.claim("q", 1, T0, "x")
+                assert await store.requeue_running("x", T0, "lapsed", crashed=False) == [claimed.id]
+            again = await store.get(job.id)
+            assert again is not None and again.state is JobState.QUEUED and again.attempt == 0
+            for crash in range(3):
+                await store.claim("q", 1, T0, "x")
+                assert await store.requeue_running("x", T0, "died") == ([] if crash == 2 else [job.id])
+            failed = await store.get(job.id)
+            assert failed is not None and failed.state is JobState.FAILED
+
+    asyncio.run(main())
+
+
 def test_one_node_wins_a_job_both_read(postgres_url: str) -> None:
     async def main() -> None:
         async with nodes(postgres_url, 2) as [a, b]:

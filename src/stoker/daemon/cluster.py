@@ -164,7 +164,8 @@ async def keep_alive(
                 fence.answered(sent)
             try:
                 for other in lapsed:
-                    ids = await store.requeue_running(other, time.time(), reason)
+                    # (not counted as a crash: a partition stops the answers as a crash does)
+                    ids = await store.requeue_running(other, time.time(), reason, crashed=False)
                     if ids:
                         shown = ", ".join(map(str, ids[:20]))
                         log.warning("cluster: node %s has not answered for %ss; its %d running job(s) are "

@@ -467,11 +467,11 @@ class Daemon:
         config, d, info, supervisor = self.config, self.config.daemon, self.info, self.supervisor
         shared, store, publisher = self.shared, self.store, self.publisher
         if shared is not None and store is not None and info.dispatcher is not None:
-            from stoker.jobs.dispatcher import DIED
+            from stoker.jobs.dispatcher import LAPSED
 
             fence = JobFence(info.dispatcher, d.node_timeout)
             self.cluster_task = asyncio.create_task(
-                keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
+                keep_alive(shared, store, d.node, d.node_timeout, reason=LAPSED,
                            requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher,
                            fence=fence),
                 name="cluster",

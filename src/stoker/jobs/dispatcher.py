@@ -85,6 +85,7 @@ CAP_EVERY = 1.0  # how often running jobs' output files are held to their max_ou
 PRUNE_BATCH = 1000
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
+LAPSED = "interrupted: its node stopped answering"  # queued again by another node (a cluster)
 
 
 class UnknownTask(LookupError):

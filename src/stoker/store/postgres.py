@@ -670,7 +670,7 @@ class PostgresStore:
 
         await self._do(operation)
 
-    async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
+    async def requeue_running(self, node: str, now: float, reason: str, *, crashed: bool = True) -> list[int]:
         async def operation(conn: Conn) -> list[int]:
             # FOR UPDATE: another node requeueing the same lapsed node's jobs waits, then finds none
             cursor = await conn.execute(
@@ -692,7 +692,7 @@ class PostgresStore:
                 (crashes,) = await counted.fetchone() or (0,)
                 if cancel_requested:  # asked for while nobody could act on it: it still holds
                     state, error, finished = "cancelled", "cancelled", now
-                elif crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
+                elif crashed and crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
                     error = f"{reason}, {crashes} times: not run again (retry it by hand)"
                     state, finished = "failed", now
                 else:
