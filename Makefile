@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres venv clean
+.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres bench-faults venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,13 @@ bench-php: $(STAMP)
 ## bench-enqueue-postgres: bench-jobs' enqueue rows with one node on PostgreSQL (starts its own server; about a minute)
 bench-enqueue-postgres: $(STAMP)
 	$(BIN)/python bench/enqueue_postgres.py
+
+## bench-faults: three nodes and PostgreSQL in network namespaces under a seeded sequence of real faults
+## (partitions, a lossy link, a paused daemon, kill -9), the history checked (root; MINUTES=5; SEED=N replays;
+## KINDS=cut-db,kill picks the faults)
+MINUTES ?= 5
+bench-faults: $(STAMP)
+	$(BIN)/python bench/faults.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(KINDS),--kinds $(KINDS))
 
 ## bench-scale: 1,000 programs against supervisord and pm2, a million queued jobs, a 10-minute soak
 ## (about 25 minutes: not part of `make bench`; SOAK_MINUTES=N for another soak)

@@ -295,6 +295,7 @@ COST_BY_FILE = {
     "test_example_jobs.py": "examples",
     "test_examples_php.py": "examples",
     "test_dashboard.py": "browser",
+    "test_partitions.py": "postgres",  # its own server, in a network namespace (tests/netbench.py)
 }
 COST_BY_TEST = {
     "test_install.py::test_the_wheel_installs_a_working_stoker": "daemon",

@@ -32,16 +32,17 @@ class Server:
     data: str
     options: str  # for pg_ctl -o
     env: Mapping[str, str] | None = None  # of pg_ctl, and so of the server
+    prefix: Sequence[str] = ()  # runs pg_ctl (and so the server) under it: ["ip", "netns", "exec", NS]
 
     def stop(self) -> None:
         """Stop the server at once (as a crash would, without a checkpoint)."""
-        _run(_as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"]),
-             self.env)  # fmt: skip
+        _run([*self.prefix, *_as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "-w",
+                                              "stop"])], self.env)  # fmt: skip
 
     def start(self) -> None:
         log = os.path.join(os.path.dirname(self.data), "log")
-        _run(_as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, "-o", self.options, "-l", log, "-w",
-                              "start"]), self.env)  # fmt: skip
+        _run([*self.prefix, *_as_server_user([f"{self.bindir}/pg_ctl", "-D", self.data, "-o", self.options, "-l",
+                                              log, "-w", "start"])], self.env)  # fmt: skip
 
     def postmaster_pid(self) -> int | None:
         """The server's main process (first line of postmaster.pid), while it runs."""
@@ -83,13 +84,19 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
 
 def run_server(
-    bindir: str, *, durable: bool = False, settings: Sequence[str] = (), env: Mapping[str, str] | None = None
+    bindir: str,
+    *,
+    durable: bool = False,
+    settings: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Start a server; stop it (and remove its files) when the generator is closed.
 
     `durable`: keep PostgreSQL's default fsync = on (the tests turn it off). `settings`: more
     `-c name=value` for the server. `env`: the environment of initdb, pg_ctl and so of the server
-    (bench/cluster.py marks its processes with it)."""
+    (bench/cluster.py marks its processes with it). `prefix`: what pg_ctl runs under (the network
+    namespace of tests/netbench.py)."""
     root = tempfile.mkdtemp(prefix="stoker-pg-")
     data, sockets = os.path.join(root, "data"), os.path.join(root, "run")
     os.mkdir(sockets)
@@ -106,7 +113,14 @@ def run_server(
             options += " -c fsync=off"
         options += "".join(f" -c {setting}" for setting in settings)
         server = Server(
-            host=sockets, port=port, user=user, bindir=bindir, data=data, options=options, env=env
+            host=sockets,
+            port=port,
+            user=user,
+            bindir=bindir,
+            data=data,
+            options=options,
+            env=env,
+            prefix=prefix,
         )
         server.start()
     except BaseException:
@@ -116,7 +130,7 @@ def run_server(
         yield server
     finally:
         subprocess.run(
-            _as_server_user([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
+            [*prefix, *_as_server_user([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"])],
             capture_output=True,
             env=env,
         )

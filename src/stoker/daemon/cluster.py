@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from stoker.store import Store, StoreError
 from stoker.store.shared import SharedStore
 
-__all__ = ["PUBLISH_GAP", "Publisher", "SharedStore", "keep_alive", "listen"]
+__all__ = ["PUBLISH_GAP", "JobFence", "Publisher", "SharedStore", "keep_alive", "listen"]
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
@@ -92,6 +92,47 @@ class Publisher:
             log.exception("cluster: publishing the programs of node %s failed", self.node)
 
 
+class JobFence:
+    """Stops this node's jobs before the other nodes could take it for dead and run them again.
+
+    The others queue a node's running jobs again once its heartbeat is older than `timeout` by
+    the store's clock. A heartbeat is recorded no earlier than it was sent, so at 2/3 of
+    `timeout` after the last answered heartbeat was sent this node stops its jobs (interrupted
+    attempts) and claims none, and at 5/6 it SIGKILLs what is left: the singletons' fence
+    (daemon/singletons.py), for jobs. A heartbeat answered again lifts it. The timer runs on
+    its own, so a heartbeat that hangs (packets black-holed: no error comes for minutes) fences
+    as surely as one that fails. A daemon frozen past `timeout` (SIGSTOP, a paused VM) cannot
+    act on it: its jobs run on meanwhile, and may run elsewhere too."""
+
+    def __init__(self, dispatcher: Dispatcher, timeout: float) -> None:
+        self.dispatcher, self.timeout = dispatcher, timeout
+        self._last: float | None = None  # loop time the last answered heartbeat was sent
+        self._timer: asyncio.TimerHandle | None = None
+
+    def answered(self, sent: float) -> None:
+        """A heartbeat sent at `sent` (loop time) was recorded."""
+        loop = asyncio.get_running_loop()
+        self._last = sent
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(sent + self.timeout * 2 / 3, self._fire)
+        if loop.time() < sent + self.timeout * 2 / 3:
+            self.dispatcher.unfence()
+
+    def _fire(self) -> None:
+        self._timer = None
+        assert self._last is not None
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - self._last
+        reason = f"fenced: no heartbeat answered for {silent:.1f}s (node_timeout {self.timeout:g}s)"
+        self.dispatcher.fence(reason, max(0.0, self._last + self.timeout * 5 / 6 - loop.time()))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 async def keep_alive(
     shared: SharedStore,
     store: Store,
@@ -101,24 +142,41 @@ async def keep_alive(
     reason: str,
     requeued: Callable[[], None],
     publisher: Publisher | None = None,
+    fence: JobFence | None = None,
 ) -> None:
     """Heartbeat until cancelled (publishing the programs first, with `publisher`); re-queue the
     jobs of lapsed nodes (recorded with `reason`), then call `requeued()` (this node does not
-    hear its own re-queueing)."""
-    while True:
-        if publisher is not None:
-            await publisher.now_or_log()
-        try:
-            for other in await shared.heartbeat(node, timeout):
-                ids = await store.requeue_running(other, time.time(), reason)
-                if ids:
-                    shown = ", ".join(map(str, ids[:20]))
-                    log.warning("cluster: node %s has not answered for %ss; its %d running job(s) are "
-                                "queued again: %s", other, timeout, len(ids), shown)  # fmt: skip
-                    requeued()
-        except StoreError as e:  # the next heartbeat is another chance
-            log.error("cluster: heartbeat of node %s failed: %s", node, e)
-        await asyncio.sleep(timeout / 3)
+    hear its own re-queueing). `fence` hears of each answered heartbeat. A failed heartbeat is
+    tried again after a sixth of `timeout`, not a third."""
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            if publisher is not None:
+                await publisher.now_or_log()
+            sent = loop.time()
+            try:
+                lapsed = await shared.heartbeat(node, timeout)
+            except StoreError as e:  # the next heartbeat is another chance
+                log.error("cluster: heartbeat of node %s failed: %s", node, e)
+                await asyncio.sleep(timeout / 6)
+                continue
+            if fence is not None:
+                fence.answered(sent)
+            try:
+                for other in lapsed:
+                    # (not counted as a crash: a partition stops the answers as a crash does)
+                    ids = await store.requeue_running(other, time.time(), reason, crashed=False)
+                    if ids:
+                        shown = ", ".join(map(str, ids[:20]))
+                        log.warning("cluster: node %s has not answered for %ss; its %d running job(s) are "
+                                    "queued again: %s", other, timeout, len(ids), shown)  # fmt: skip
+                        requeued()
+            except StoreError as e:
+                log.error("cluster: queueing the jobs of lapsed nodes again failed: %s", e)
+            await asyncio.sleep(timeout / 3)
+    finally:
+        if fence is not None:
+            fence.close()
 
 
 def listen(

@@ -477,16 +477,18 @@ class Daemon:
     def _launch(self, ready: Callable[[], None]) -> None:
         """The background tasks, then the programs; `ready()` once they are on their way."""
         from stoker import sdnotify
-        from stoker.daemon.cluster import keep_alive
+        from stoker.daemon.cluster import JobFence, keep_alive
 
         config, d, info, supervisor = self.config, self.config.daemon, self.info, self.supervisor
         shared, store, publisher = self.shared, self.store, self.publisher
         if shared is not None and store is not None and info.dispatcher is not None:
-            from stoker.jobs.dispatcher import DIED
+            from stoker.jobs.dispatcher import LAPSED
 
+            fence = JobFence(info.dispatcher, d.node_timeout)
             self.cluster_task = asyncio.create_task(
-                keep_alive(shared, store, d.node, d.node_timeout, reason=DIED,
-                           requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher),
+                keep_alive(shared, store, d.node, d.node_timeout, reason=LAPSED,
+                           requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher,
+                           fence=fence),
                 name="cluster",
             )  # fmt: skip
         if publisher is not None:

@@ -34,6 +34,9 @@ class AttemptRun(Protocol):
     def abandon(self) -> None:
         """The daemon is leaving without waiting for the attempt's end: kill what it runs."""
 
+    def hurry(self) -> None:
+        """A stop asked before must be over now: SIGKILL what is left, whatever stop_timeout."""
+
 
 class GroupStop:
     """What every runner whose attempt is one process group shares: the task's timeout, and
@@ -56,6 +59,10 @@ class GroupStop:
         kill_group(self.pid, signal.SIGTERM)
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(self.task.stop_timeout, kill_group, self.pid, signal.SIGKILL))
+
+    def hurry(self) -> None:
+        if self.stopped is not None and self.pid is not None and self._timers:  # (none: the group is gone)
+            kill_group(self.pid, signal.SIGKILL)
 
     def arm_timeout(self) -> None:
         if self.task.timeout is not None:

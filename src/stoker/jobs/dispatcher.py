@@ -85,6 +85,7 @@ CAP_EVERY = 1.0  # how often running jobs' output files are held to their max_ou
 PRUNE_BATCH = 1000
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
+LAPSED = "interrupted: its node stopped answering"  # queued again by another node (a cluster)
 
 
 class UnknownTask(LookupError):
@@ -163,6 +164,9 @@ class Dispatcher:
         # carries (one statement), and that claim's answer (`_attempt`, `_claim`).
         self._carry: tuple[Job, AttemptEnd] | None = None
         self._carried: asyncio.Future[tuple[Job | None, list[Job]]] | None = None
+        # Why this node runs no job now (its heartbeat went unanswered: `fence`), or None.
+        self.fenced: str | None = None
+        self._fence_kill: asyncio.TimerHandle | None = None
 
     # lifecycle -----------------------------------------------------------------------------
 
@@ -217,6 +221,35 @@ class Dispatcher:
         await self.pool.close()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def fence(self, reason: str, kill_in: float) -> None:
+        """The other nodes may soon take this one for dead (its heartbeat is not being renewed)
+        and queue its running jobs again: stop them first (their attempts end interrupted),
+        SIGKILL what is left in `kill_in` seconds whatever the tasks' stop_timeout, and claim
+        nothing until `unfence()` (daemon/cluster.py's JobFence decides when)."""
+        if self.fenced is None:
+            log.warning("jobs: %s: stopping the %d running job(s), claiming none", reason, len(self.running))
+        self.fenced = reason
+        for run in list(self.running.values()):
+            run.stop(Outcome.INTERRUPTED, reason)
+        if self._fence_kill is None:
+            self._fence_kill = asyncio.get_running_loop().call_later(kill_in, self._hurry)
+
+    def _hurry(self) -> None:
+        self._fence_kill = None
+        for run in list(self.running.values()):
+            run.hurry()
+
+    def unfence(self) -> None:
+        """The heartbeat is answered again: claim and run jobs again."""
+        if self.fenced is None:
+            return
+        log.info("jobs: the heartbeat is answered again: running jobs again")
+        self.fenced = None
+        if self._fence_kill is not None:
+            self._fence_kill.cancel()
+            self._fence_kill = None
         self._wake.set()
 
     def reconfigure(self, config: Config) -> None:
@@ -285,7 +318,7 @@ class Dispatcher:
     # claiming ------------------------------------------------------------------------------
 
     def _open(self, queue: str) -> bool:
-        return queue not in self.paused and not self._stop.is_set()
+        return queue not in self.paused and not self._stop.is_set() and self.fenced is None
 
     def _room(self, queue: str) -> int:
         config = self.config.queues.get(queue)
@@ -444,6 +477,8 @@ class Dispatcher:
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
+        elif self.fenced is not None:  # claimed before the fence, answered after: not to run now
+            run.stop(Outcome.INTERRUPTED, self.fenced)
         if isinstance(run, WorkerRun):  # ended by a callback on the worker's answer, as a rule
             run.watch(lambda result: self._worker_ended(job, task, run, result))
         else:
@@ -800,6 +835,9 @@ class _Refused:
         pass
 
     def abandon(self) -> None:
+        pass
+
+    def hurry(self) -> None:
         pass
 
 

@@ -27,7 +27,11 @@ environment and the file descriptors:
 Like the daemon's children a job carries STOKER_SUPERVISOR, and no death signal: if the daemon
 and its workers are killed, a running job goes on, and the next daemon kills what is left of it
 before it queues the job again. So a worker that finds its channel closed while a command runs
-lets it run (the daemon that closes a channel on purpose stops the command first). Only `os`,
+lets it run (the daemon that closes a channel on purpose stops the command first). Not on a
+store shared with other nodes (`orphan_stop`, from STOKER_WORKER_ORPHAN_STOP): there another
+node queues the job again once the dead daemon's heartbeat is `node_timeout` old, so the
+worker stops the command at once (its stop signal: SIGTERM) and SIGKILLs it `orphan_stop`
+seconds later, before that can happen. Only `os`,
 `select`, `signal` and the wire's messages: the worker imports this and should start fast.
 """
 
@@ -73,7 +77,9 @@ class Channel(Protocol):
 class Launcher:
     """Spawns and waits for command jobs on behalf of one worker."""
 
-    def __init__(self, base_environment: Mapping[str, str], cgroup: str | None = None) -> None:
+    def __init__(
+        self, base_environment: Mapping[str, str], cgroup: str | None = None, orphan_stop: float | None = None
+    ) -> None:
         # Encoded once: os.posix_spawn makes bytes of every str variable on every call, which
         # with the 40 or so of a usual environment was a tenth of a worker's instructions per
         # command job (callgrind; the "NAME=value" strings it builds next, another quarter, it
@@ -86,6 +92,7 @@ class Launcher:
         self.directory: str | None = None  # where the worker last changed into
         self.cgroup = cgroup  # the worker's cgroup (None: no cgroups)
         self.job_cgroup = None if cgroup is None else os.path.join(cgroup, "job")
+        self.orphan_stop = orphan_stop  # seconds from the daemon's death to a SIGKILL (None: it runs on)
 
     def run(self, request: Command, output: int, channel: Channel) -> Done:
         """Run one attempt; the answer's fields: `status` (a wait status; None if a stop came
@@ -107,7 +114,7 @@ class Launcher:
             pid = self._spawn(argv, request.directory, variables.get("PATH", self.base_path), env, output)
         except OSError as e:
             return Done(job_id, spawn_error=(e.errno, e.strerror, e.filename))
-        status = _wait(pid, job_id, channel, self.job_cgroup)
+        status = _wait(pid, job_id, channel, self.job_cgroup, self.orphan_stop)
         return Done(job_id, ok=os.waitstatus_to_exitcode(status) == 0, status=status)
 
     def _spawn(self, argv: list[str], directory: str, path: str, env: dict[bytes, bytes], output: int) -> int:
@@ -175,10 +182,12 @@ def _encode(text: str) -> bytes:
     return text.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode's work, without its Python frame
 
 
-def _wait(pid: int, job_id: int, channel: Channel, cgroup: str | None = None) -> int:
+def _wait(
+    pid: int, job_id: int, channel: Channel, cgroup: str | None = None, orphan_stop: float | None = None
+) -> int:
     """Wait for `pid` to exit while hearing the channel: stops signal the process group, held
     answers go when due. Returns the wait status, once the rest of its group (and of its
-    `cgroup`) is killed and it is reaped."""
+    `cgroup`) is killed and it is reaped. `orphan_stop`: see the module's docstring."""
     pidfd = _pidfd(pid)
     poller = select.poll()
     if pidfd is not None:
@@ -186,10 +195,14 @@ def _wait(pid: int, job_id: int, channel: Channel, cgroup: str | None = None) ->
     listening = not channel.closed
     if listening:
         poller.register(channel.stop_fd(), select.POLLIN)
+    kill_at: float | None = None  # an orphan's SIGKILL, by time.monotonic()
     try:
         while True:
             due = channel.flush_in()
             timeout = -1 if due is None else int(due * 1000) + 1
+            if kill_at is not None:
+                left = max(0, int((kill_at - time.monotonic()) * 1000) + 1)
+                timeout = left if timeout < 0 else min(timeout, left)
             if pidfd is None:
                 timeout = _FALLBACK_POLL_MS if timeout < 0 else min(timeout, _FALLBACK_POLL_MS)
             ready = {fd for fd, _ in poller.poll(timeout)}
@@ -204,9 +217,19 @@ def _wait(pid: int, job_id: int, channel: Channel, cgroup: str | None = None) ->
                 _signal_group(pid, sig)
                 if cgroup is not None:
                     _signal_outside_group(cgroup, pid, sig)
+            if kill_at is not None and time.monotonic() >= kill_at:
+                kill_at = None
+                _signal_group(pid, signal.SIGKILL)
+                if cgroup is not None:
+                    _signal_outside_group(cgroup, pid, signal.SIGKILL)
             if listening and channel.closed:  # the daemon is gone (or let go): the job runs on
                 poller.unregister(channel.stop_fd())  # (see the module's docstring)
                 listening = False
+                if orphan_stop is not None:  # unless another node may run it again
+                    _signal_group(pid, signal.SIGTERM)
+                    if cgroup is not None:
+                        _signal_outside_group(cgroup, pid, signal.SIGTERM)
+                    kill_at = time.monotonic() + orphan_stop
     finally:
         if pidfd is not None:
             os.close(pidfd)

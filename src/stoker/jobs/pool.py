@@ -301,6 +301,11 @@ class Pool:
         env["STOKER_WORKER_OUTPUT_DIR_FD"] = str(output_dir)
         env["STOKER_IMPORT_PATH"] = os.pathsep.join([*_own_path(), self.config.directory])  # (last)
         env[SUPERVISOR_ENV] = self.config.daemon.state_dir
+        if self.config.daemon.store != "sqlite":  # other nodes run the jobs of a dead daemon again:
+            # the worker stops its command when the daemon dies, SIGKILLs it by half the node
+            # timeout, before the others can take the node for dead (the last heartbeat may
+            # be a third of it old already; stoker.jobs.launch).
+            env["STOKER_WORKER_ORPHAN_STOP"] = repr(self.config.daemon.node_timeout / 2)
         quiet = os.open(os.devnull, os.O_WRONLY)
         tree = cgroups.current()
         cgroup = None
@@ -328,6 +333,9 @@ class Pool:
                 output=quiet,
                 pass_fds=(theirs.fileno(), their_stops.fileno(), output_dir),
                 cgroup=cgroup,
+                # On a shared store the worker outlives a SIGKILLed daemon, to stop its command
+                # (a Python call ties the worker to the daemon while it runs: stoker.jobs.worker).
+                tie_to_daemon="STOKER_WORKER_ORPHAN_STOP" not in env,
             )
         except BaseException:
             ours.close()
@@ -514,6 +522,14 @@ class WorkerRun(GroupStop):
                 self.worker.revoke(job_id)
         self.worker.killed_for = self.job.id
         super().stop(outcome, reason)
+
+    def hurry(self) -> None:
+        if self.answer.done() or self.stopped is None:
+            return
+        if self.command:
+            self._kill()
+        else:
+            super().hurry()
 
     def _kill(self) -> None:
         self.worker.signal_job(self.job.id, signal.SIGKILL)

@@ -74,8 +74,12 @@ def main() -> None:
     for path in os.environ.pop("STOKER_IMPORT_PATH", "").split(os.pathsep):
         if path and path not in sys.path:
             sys.path.append(path)
+    # On a shared store (stoker.jobs.launch): not tied to the daemon, so as to stop a command
+    # when the daemon dies; a Python call, run here, dies with it (`_die_with_parent`).
+    orphan_stop = os.environ.pop("STOKER_WORKER_ORPHAN_STOP", None)
+    parent = os.getppid()
     environment = Environment()
-    launcher = Launcher(environment.base, cgroup)
+    launcher = Launcher(environment.base, cgroup, None if orphan_stop is None else float(orphan_stop))
     channel = Channel(socket.socket(fileno=fd), socket.socket(fileno=stop_fd))
     quiet = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     while True:
@@ -88,11 +92,28 @@ def main() -> None:
             answer = _command(request, launcher, channel, output_dir)
         else:
             channel.flush()  # a call may take long: what is held goes first
+            if orphan_stop is not None:
+                _die_with_parent(parent)
             answer = _run(request, environment, quiet, output_dir)
+            if orphan_stop is not None:
+                _die_with_parent(None)
             launcher.descriptors_trusted = False  # its code may have opened inheritable ones
         answer.took = time.monotonic() - began
         answer.ended = time.time()
         channel.answer(answer, hold=command)
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """Be SIGKILLed when the daemon dies (its pid `parent`), or no longer (None): the death
+    signal a worker on a shared store holds while a Python call runs, as a worker on SQLite
+    always does (stoker.supervise.spawn). Gone already: exit now."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL if parent is not None else 0, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 class Channel:

@@ -263,11 +263,13 @@ class Store(Protocol):
 
     async def set_paused(self, queue: str, paused: bool) -> None: ...
 
-    async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
+    async def requeue_running(self, node: str, now: float, reason: str, *, crashed: bool = True) -> list[int]:
         """Jobs left running on `node` by a daemon that is gone: record the attempt as
         interrupted (`reason`) and queue them again, unless a cancel was asked for meanwhile
-        (then cancelled) or this was their third such interruption (then failed: they may be
-        what kills the daemon). Returns the ids queued again."""
+        (then cancelled) or, `crashed`, this was their third such interruption (then failed:
+        they may be what kills the daemon). Not `crashed`: the node stopped answering, which
+        a partition does as well as a crash, so it is no evidence against the job (issue 21).
+        Returns the ids queued again."""
 
     async def fire(
         self, schedule: str, slot: float, job: NewJob | None, now: float, reason: str | None = None

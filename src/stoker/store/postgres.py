@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -134,6 +135,8 @@ class PostgresStore:
         # (job id, attempt) → (node, started_at) of each attempt this store started and has not
         # seen end: whose attempt an end belongs to
         self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
+        # the node timeout of join() and heartbeat(): a claim of a node taken for dead takes nothing
+        self._node_timeout = math.inf
         self._origin = os.urandom(8).hex()  # this store's notifications, which it does not need to hear
         self._conninfo = ""
         self._listener: asyncio.Task[None] | None = None
@@ -259,6 +262,7 @@ class PostgresStore:
         """Take the name `node` among the daemons sharing the database. StoreError if another
         daemon holds it and is alive (a heartbeat within `timeout`, or, on this host, its
         process): two daemons under one name would re-queue each other's jobs."""
+        self._node_timeout = timeout
         host, pid = socket.gethostname(), os.getpid()
 
         async def operation(conn: Conn) -> tuple[str, int] | None:
@@ -302,6 +306,7 @@ class PostgresStore:
     async def heartbeat(self, node: str, timeout: float) -> list[str]:
         """Say that `node` (joined by this store) is alive; answer the nodes that have jobs
         running but no heartbeat within `timeout` (dead, or cut off): theirs to re-queue."""
+        self._node_timeout = timeout
 
         async def operation(conn: Conn) -> tuple[bool, list[str]]:
             cursor = await conn.execute(
@@ -506,7 +511,7 @@ class PostgresStore:
         reads them; rows another node is claiming at this moment are skipped, not shared."""
 
         async def operation(conn: Conn) -> list[Job]:
-            cursor = await conn.execute(CLAIM, (now, node, queue, now, limit))
+            cursor = await conn.execute(CLAIM, (now, node, queue, now, node, self._node_timeout, limit))
             return self._claimed([job_of(row) for row in await cursor.fetchall()])
 
         return await self._statement(operation, claim=True)
@@ -525,10 +530,11 @@ class PostgresStore:
 
         async def operation(conn: Conn) -> tuple[Job | None, list[Job]]:
             if owner is None:  # not an attempt this store started: only the claim
-                cursor = await conn.execute(CLAIM, (now, node, queue, now, limit))
+                cursor = await conn.execute(CLAIM, (now, node, queue, now, node, self._node_timeout, limit))
                 return None, self._claimed([job_of(row) for row in await cursor.fetchall()])
             cursor = await conn.execute(
-                FINISH_AND_CLAIM, (*end_values(end, *owner), now, node, queue, now, limit)
+                FINISH_AND_CLAIM,
+                (*end_values(end, *owner), now, node, queue, now, node, self._node_timeout, limit),
             )
             rows = await cursor.fetchall()
             ended = [job_of(row[1:]) for row in rows if row[0]]
@@ -666,7 +672,7 @@ class PostgresStore:
 
         await self._do(operation)
 
-    async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
+    async def requeue_running(self, node: str, now: float, reason: str, *, crashed: bool = True) -> list[int]:
         async def operation(conn: Conn) -> list[int]:
             # FOR UPDATE: another node requeueing the same lapsed node's jobs waits, then finds none
             cursor = await conn.execute(
@@ -688,7 +694,7 @@ class PostgresStore:
                 (crashes,) = await counted.fetchone() or (0,)
                 if cancel_requested:  # asked for while nobody could act on it: it still holds
                     state, error, finished = "cancelled", "cancelled", now
-                elif crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
+                elif crashed and crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
                     error = f"{reason}, {crashes} times: not run again (retry it by hand)"
                     state, finished = "failed", now
                 else:

@@ -141,10 +141,14 @@ START = (
 )
 # Due jobs that no other transaction holds, started in the same statement: concurrent claims
 # from several nodes skip each other's rows instead of waiting for them or sharing them.
+# A node taken for dead claims nothing (its heartbeat older than the node timeout, the second
+# pair of parameters): the others may be queueing its jobs again at this moment (issue 21).
 CLAIM = (
     "UPDATE stoker.jobs SET state = 'running', attempt = attempt + 1, started_at = %s, node = %s,"
     " finished_at = NULL, exit_code = NULL"
     " WHERE id IN (SELECT id FROM stoker.jobs WHERE state = 'queued' AND queue = %s AND run_at <= %s"
+    "  AND NOT EXISTS (SELECT 1 FROM stoker.nodes WHERE name = %s"
+    "   AND heartbeat_at < extract(epoch FROM clock_timestamp())::float8 - %s)"
     "  ORDER BY priority DESC, run_at, id LIMIT %s FOR UPDATE SKIP LOCKED)"
     f" RETURNING {_JOB_COLUMNS}"
 )

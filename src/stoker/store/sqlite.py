@@ -639,7 +639,7 @@ class SqliteStore:
 
         await self._do(operation)
 
-    async def requeue_running(self, node: str, now: float, reason: str) -> list[int]:
+    async def requeue_running(self, node: str, now: float, reason: str, *, crashed: bool = True) -> list[int]:
         def operation(conn: sqlite3.Connection) -> list[int]:
             rows = conn.execute(
                 "SELECT id, attempt, started_at, cancel_requested FROM jobs"
@@ -659,7 +659,7 @@ class SqliteStore:
                 ).fetchone()
                 if cancel_requested:  # asked for while nobody could act on it: it still holds
                     state, error, finished = "cancelled", "cancelled", now
-                elif crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
+                elif crashed and crashes >= MAX_CRASHES:  # perhaps it is what kills the daemon: stop trying
                     error = f"{reason}, {crashes} times: not run again (retry it by hand)"
                     state, finished = "failed", now
                 else:

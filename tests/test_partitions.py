@@ -1,0 +1,102 @@
+"""The cluster under real network faults (issue 21): PostgreSQL and three nodes in network
+namespaces of their own (tests/netbench.py), faults from a seeded schedule (tests/faultsched.py),
+the history judged by tests/history.py. `make bench-faults` runs the long version
+(bench/faults.py) and prints its figures; docs/reliability.md says what each run showed.
+
+Run as root (network namespaces): skipped elsewhere, and said so (a failure under CI's
+STOKER_TEST_REQUIRE_ALL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REQUIRE_ALL, wait_for
+from faultsched import run
+from history import Report, check
+from netbench import Cluster, tools_missing
+from postgres import binaries
+
+pytestmark = pytest.mark.timeout(600)
+
+SEED = int(os.environ.get("STOKER_FAULTS_SEED", "21"))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    why = tools_missing() or (None if binaries() else "PostgreSQL is not installed")
+    if why is not None:
+        if REQUIRE_ALL:
+            pytest.fail(why)
+        pytest.skip(why)
+    cluster = Cluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        leftovers = cluster.close()
+        assert not leftovers, f"processes survived the daemons: {leftovers}"
+
+
+def show(report: Report) -> None:
+    print(f"\n{report}")
+
+
+def test_a_node_cut_off_from_the_database_loses_nothing_and_runs_nothing_twice_at_once(
+    cluster: Cluster,
+) -> None:
+    """Nodes cut off from the database (twice as likely as the others), cut off from each other
+    only, on a lossy link to it. Before the job fence (daemon/cluster.py's JobFence) a node cut
+    off ran its jobs on while the others ran them again: 4 jobs on two nodes at once here."""
+    report, _ = run(cluster, SEED, 45, kinds=("cut-db", "cut-db", "cut-peers", "lossy"), say=print)
+    show(report)
+    assert report.accepted > 0 and report.slots > 0 and report.singleton_copies > 0
+    assert not report.violations(), "\n".join(report.violations())
+
+
+def test_a_daemon_killed_and_started_again_leaves_no_job_running_twice_at_once(cluster: Cluster) -> None:
+    """kill -9 of a daemon: its jobs' commands outlived it (jobs carry no death signal, for the
+    next daemon to find), and another node ran them again once its heartbeat lapsed: two at once.
+    On a shared store the worker now outlives the daemon to stop its command by half the node
+    timeout (stoker.jobs.launch)."""
+    report, _ = run(cluster, SEED, 40, kinds=("kill",), say=print)
+    show(report)
+    assert report.accepted > 0 and report.faults == {"kill": report.faults["kill"]}
+    assert not report.violations(), "\n".join(report.violations())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not guaranteed, and documented: a daemon frozen (SIGSTOP, a paused VM) for longer than node_timeout "
+    "cannot act on its fence, while its programs and jobs run on; the others take its lease and its jobs",
+)
+def test_a_daemon_paused_past_its_lease_leaves_its_singleton_running_twice(cluster: Cluster) -> None:
+    cluster.start()
+    holder = wait_for(lambda: singleton_holder(cluster), 30, "the singleton to run")
+    node = cluster.nodes[holder]
+    paused_at = time.time()
+    node.signal(signal.SIGSTOP)
+    node.stopped = True
+    try:
+        wait_for(
+            lambda: ticked_elsewhere(cluster, holder, paused_at), 30, "another node to run the singleton"
+        )
+    finally:
+        cluster.heal()
+    report = check(cluster.history, [], {}, [])
+    assert not report.singleton_overlaps, report.singleton_overlaps
+
+
+def ticked_elsewhere(cluster: Cluster, holder: str, since: float) -> bool:
+    """Whether a node other than `holder` ran the singleton after `since`."""
+    ticks = [line.split() for line in cluster.history.read_text().splitlines() if line.startswith("single ")]
+    return any(tick[3] != holder and float(tick[5]) > since for tick in ticks)
+
+
+def singleton_holder(cluster: Cluster) -> str | None:
+    """The node of the singleton's latest tick."""
+    ticks = [line.split() for line in cluster.history.read_text().splitlines() if line.startswith("single ")]
+    return ticks[-1][3] if ticks else None
