@@ -7,11 +7,12 @@ Usage: .venv/bin/python bench/faults.py [--minutes M] [--seed S] [--kinds cut-db
 PostgreSQL and three stoker nodes in network namespaces of their own (tests/netbench.py), a
 seeded random sequence of faults (tests/faultsched.py: a node cut off from the database, cut
 off from the other nodes, a lossy link to the database, the daemon paused past its lease, the
-daemon SIGKILLed and started again) while a client enqueues jobs of 0.2–6 s, a schedule fires
-every second and a singleton program ticks; then everything healed, every accepted job waited
-for, and the history judged (tests/history.py). Prints the table of bench/README.md and exits
-1 if the checker found a broken promise. Root only (network namespaces). The run's folder
-(the history, every daemon's log) is kept with --keep, or when something was found.
+daemon SIGKILLed and started again, its clock jumped ahead or behind) while a client enqueues
+jobs of 0.2–6 s, a schedule fires every second and a singleton program ticks; then everything
+healed, every accepted job waited for, and the history judged (tests/history.py). Prints the
+table of bench/README.md and exits 1 if the checker found a broken promise. Root only (network
+namespaces). The run's folder (the history, every daemon's log) is kept with --keep, or when
+something was found.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def table(report: Report, faults: list[Fault], timing: Timing, seed: int, minute
         ("jobs run on two nodes at once", str(len(report.overlapping))),
         ("schedule slots fired", str(report.slots)),
         ("slots fired twice", str(len(report.doubled_slots))),
+        (
+            "earliest slot start (bound: the largest skew)",
+            f"{report.slot_early:.2f} s before its time (largest skew {report.skew:g} s)",
+        ),
+        ("slots started earlier than the bound", str(len(report.early_slots))),
+        ("worst enqueue → first start", f"{report.start_latency:.2f} s"),
         ("singleton copies started", str(report.singleton_copies)),
         ("singleton overlaps", str(len(report.singleton_overlaps))),
         (

@@ -12,7 +12,12 @@ The faults, one at a time, each held for a while and then healed:
 - `lossy`: 20–40% of a node's packets to and from the database dropped (TCP turns it into delay);
 - `pause`: the daemon SIGSTOPped for 1.5 to 2.5 node_timeouts (a paused VM), then SIGCONT; its
   programs and jobs run on meanwhile;
-- `kill`: the daemon SIGKILLed, started again 0.2 to 2 node_timeouts later.
+- `kill`: the daemon SIGKILLed, started again 0.2 to 2 node_timeouts later;
+- `skew`: the daemon's wall clock jumped, while it runs, 5 to 120 s ahead or behind the
+  machine's (libfaketime, netbench's module docstring), for 2 to 4 node_timeouts, then jumped
+  back. Leases, heartbeats and the fence do not read it (the database server's clock, the
+  monotonic clock); schedules and the jobs' run_at do: the checker holds every slot's first
+  start to "no earlier than its time minus the largest skew" (history.Report.early_slots).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from netbench import DB_ADDRESS, Cluster, failover_bound
 
 from stoker.client import ClientError
 
-KINDS = ("cut-db", "cut-peers", "lossy", "pause", "kill")
+KINDS = ("cut-db", "cut-peers", "lossy", "pause", "kill", "skew")
 
 
 class Enqueuer(threading.Thread):
@@ -41,6 +46,7 @@ class Enqueuer(threading.Thread):
         self.cluster, self.every = cluster, every
         self.random = random.Random(seed)
         self.accepted: list[int] = []
+        self.accepted_at: dict[int, float] = {}  # id → the machine's time just before the request
         self.refused = 0
         self._done = threading.Event()
 
@@ -53,11 +59,13 @@ class Enqueuer(threading.Thread):
             n += 1
             try:
                 seconds = round(self.random.uniform(*self.cluster.timing.job_seconds), 2)
+                sent = time.time()
                 job = node.client.enqueue("work", n=n, seconds=seconds)
             except (ClientError, OSError):
                 self.refused += 1
                 continue
             self.accepted.append(int(job.id))
+            self.accepted_at[int(job.id)] = sent
 
     def stop(self) -> None:
         self._done.set()
@@ -74,11 +82,17 @@ class Schedule:
     nodes: Sequence[str]
     random: random.Random = field(init=False)
 
+    # every kind once (in a seeded order) before any is chosen at random: a short run covers them all
+    every_kind: bool = False
+    pending: list[str] = field(init=False)
+
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
+        self.pending = list(dict.fromkeys(self.kinds)) if self.every_kind else []
+        self.random.shuffle(self.pending)
 
     def next(self) -> tuple[str, str, float, float]:
-        kind = self.random.choice(list(self.kinds))
+        kind = self.pending.pop(0) if self.pending else self.random.choice(list(self.kinds))
         node = self.random.choice(list(self.nodes))
         t = self.node_timeout
         hold = {
@@ -87,6 +101,7 @@ class Schedule:
             "lossy": (1.0 * t, 2.0 * t),
             "pause": (1.5 * t, 2.5 * t),
             "kill": (0.2 * t, 2.0 * t),
+            "skew": (2.0 * t, 4.0 * t),
         }[kind]
         return kind, node, self.random.uniform(*hold), self.random.uniform(0.5 * t, 1.5 * t)
 
@@ -111,6 +126,10 @@ def inject(cluster: Cluster, kind: str, name: str, rng: random.Random) -> Fault:
         node.stopped = True
     elif kind == "kill":
         node.kill()
+    elif kind == "skew":
+        seconds = rng.randint(5, 120) * rng.choice((1, -1))
+        node.set_skew(seconds)
+        fault.detail, fault.skew = f"{seconds:+d}s", float(seconds)
     else:
         raise ValueError(kind)
     return fault
@@ -166,20 +185,22 @@ def run(
     kinds: Sequence[str] = KINDS,
     say: Callable[[str], None] = lambda _: None,
     settle: float = 120.0,
+    every_kind: bool = False,
 ) -> tuple[Report, list[Fault]]:
-    """Start the cluster, inject faults for `seconds`, heal, wait until every accepted job has
-    ended (at most `settle` seconds), judge the history."""
+    """Start the cluster, inject faults for `seconds` (`every_kind`: and until each kind was
+    injected once), heal, wait until every accepted job has ended (at most `settle` seconds),
+    judge the history."""
     from conftest import wait_for
 
     cluster.start()
     wait_for(lambda: "single " in cluster.history.read_text(), 30, "the singleton to run")
-    schedule = Schedule(seed, kinds, cluster.timing.node_timeout, sorted(cluster.nodes))
+    schedule = Schedule(seed, kinds, cluster.timing.node_timeout, sorted(cluster.nodes), every_kind)
     enqueuer = Enqueuer(cluster, seed)
     enqueuer.start()
     faults: list[Fault] = []
     try:
         end = time.monotonic() + seconds
-        while time.monotonic() < end:
+        while time.monotonic() < end or schedule.pending:
             kind, name, hold, quiet = schedule.next()
             fault = inject(cluster, kind, name, schedule.random)
             faults.append(fault)
@@ -196,5 +217,13 @@ def run(
     say(f"{len(enqueuer.accepted)} accepted, {enqueuer.refused} refused; waiting for them to end")
     wait_for(finished(cluster, enqueuer.accepted), settle, f"the accepted jobs to end\n{cluster.logs()}")
     bound = failover_bound(cluster.timing)
-    report = check(cluster.history, enqueuer.accepted, slots_of(cluster), faults, bound, given_up(cluster))
+    report = check(
+        cluster.history,
+        enqueuer.accepted,
+        slots_of(cluster),
+        faults,
+        bound,
+        given_up(cluster),
+        enqueuer.accepted_at,
+    )
     return report, faults

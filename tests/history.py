@@ -14,7 +14,10 @@ What it checks (`Report.violations()`):
   its last tick: an overlap shorter than a tick can go unseen);
 - no slot fired twice: one job per (schedule, slot);
 - at most one singleton copy at any instant: no `overlap` line, no two copies' runs (first to
-  last tick) that intersect.
+  last tick) that intersect;
+- no slot run early: a slot's first start is no earlier than its time minus the largest clock
+  skew injected (a node whose clock is ahead fires its slots early by as much, and no more);
+  with no skew, no earlier than its time.
 Timings are reported, not judged here (a test asserts no timing): the worst gap in the
 singleton's ticks (its failover) and every gap over the bound it is given (the README's "about
 `node_timeout` after the death", plus the new copy's start: netbench.failover_bound), and for
@@ -49,6 +52,7 @@ class Fault:
     start: float
     end: float = 0.0
     detail: str = ""
+    skew: float = 0.0  # a `skew` fault's offset: seconds the node's clock was put ahead (negative: behind)
 
 
 @dataclass
@@ -63,6 +67,10 @@ class Report:
     overlapping: list[str] = field(default_factory=list)  # jobs run on two nodes at once
     slots: int = 0
     doubled_slots: list[str] = field(default_factory=list)
+    skew: float = 0.0  # the largest |offset| of a node's clock injected: the bound of an early slot
+    slot_early: float = 0.0  # the most a slot's first start came before its time (0: none early)
+    early_slots: list[str] = field(default_factory=list)  # started more than `skew` before their time
+    start_latency: float = 0.0  # the longest from an enqueue's request to the job's first start
     singleton_copies: int = 0
     singleton_overlaps: list[str] = field(default_factory=list)
     singleton_gap: float = 0.0  # the longest time with no copy ticking, after the first tick
@@ -79,6 +87,8 @@ class Report:
             found.append(f"{len(self.overlapping)} job(s) ran on two nodes at once: {self.overlapping[:10]}")
         if self.doubled_slots:
             found.append(f"{len(self.doubled_slots)} slot(s) fired twice: {self.doubled_slots[:10]}")
+        if self.early_slots:
+            found.append(f"{len(self.early_slots)} slot(s) run too early: {self.early_slots[:10]}")
         if self.singleton_overlaps:
             found.append(
                 f"{len(self.singleton_overlaps)} singleton overlap(s): {self.singleton_overlaps[:10]}"
@@ -123,11 +133,13 @@ def check(
     faults: list[Fault],
     bound: float | None = None,
     given_up: frozenset[int] = frozenset(),
+    accepted_at: dict[int, float] | None = None,
 ) -> Report:
     """Judge `history`; `accepted`: the ids answered 201; `slot_of`: job id → (schedule, slot)
     of the schedule's jobs (from the store); `bound`: the singleton's failover bound in seconds
     (each gap longer is listed in `slow_failovers`, reported, not judged); `given_up`: the ids
-    the store failed by its crash rule (see `Report.given_up`)."""
+    the store failed by its crash rule (see `Report.given_up`); `accepted_at`: id → when its
+    enqueue was sent (the machine's clock), for `Report.start_latency`."""
     runs, overlap_lines = read_runs(history)
     report = Report(accepted=len(accepted))
     by_job: dict[str, list[Run]] = defaultdict(list)
@@ -145,6 +157,9 @@ def check(
             report.lost.append(job)
         if len(attempts) > 1:
             report.run_again += 1
+        if attempts and accepted_at and job in accepted_at:
+            first = min(r.start for r in attempts)
+            report.start_latency = max(report.start_latency, first - accepted_at[job])
     for name, attempts in sorted(by_job.items()):
         for a, b in _intersecting(attempts):
             report.overlapping.append(
@@ -161,9 +176,16 @@ def check(
         if str(job) in by_job:
             fired[schedule_slot].add(job)
     report.slots = len(fired)
+    report.skew = max((abs(f.skew) for f in faults), default=0.0)
     for (schedule, slot), jobs in sorted(fired.items()):
         if len(jobs) > 1:
             report.doubled_slots.append(f"{schedule} {slot}: jobs {sorted(jobs)}")
+        first = min(r.start for job in jobs for r in by_job[str(job)])
+        report.slot_early = max(report.slot_early, slot - first)
+        if first < slot - report.skew:
+            report.early_slots.append(
+                f"{schedule} {slot}: first started {slot - first:.3f}s before its time (largest skew {report.skew:g}s)"
+            )
 
     report.singleton_copies = len(singles)
     for node, pid, t in overlap_lines:

@@ -20,6 +20,20 @@ others:
 Delay without netem would need a queue of our own (NFQUEUE); the fault scheduler's slow link is
 the nftables loss (which TCP turns into delay: retransmissions) instead.
 
+A node's clock (the `skew` fault): each daemon runs under libfaketime (Debian's faketime package,
+LD_PRELOAD), which shifts CLOCK_REALTIME (`time.time()`) by the offset in a file of the node's
+(`FAKETIME_TIMESTAMP_FILE`, "+30s"), read again every second (`FAKETIME_CACHE_DURATION=1`): writing
+the file jumps a running daemon's clock, with no restart. CLOCK_MONOTONIC is left alone
+(`FAKETIME_DONT_FAKE_MONOTONIC=1`): the event loop's timers, the job fence and every timeout keep
+the machine's pace, as on a machine whose wall clock is simply wrong. Two details of the preload:
+- the daemon and the Python workers it starts share the skew (they inherit the preload), but
+  the workload's scripts (`WORK`, `SINGLE`, which write the history) are started through
+  `env -u LD_PRELOAD`: they keep the machine's clock, the one clock the checker compares;
+- libfaketime 0.9.10 (Debian 12) fails `clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)` with
+  EINVAL, which is how Python 3.11's `time.sleep` sleeps: a `sitecustomize` on the daemon's
+  PYTHONPATH (`SLEEP`) makes `time.sleep` sleep in `select` (a relative timeout, which
+  libfaketime passes through) in the preloaded Python processes.
+
 Nodes talk only through the database (LISTEN/NOTIFY, the nodes table, the published snapshots
 of the cluster view; no node opens a connection to another), so a partition between nodes that
 leaves each reaching the database must change nothing: the scheduler injects it all the same.
@@ -49,6 +63,17 @@ DB_ADDRESS = f"{SUBNET}.1"
 NODES = ("n1", "n2", "n3")
 
 
+FAKETIME_LIBRARIES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/local/lib/faketime/libfaketime.so.1",
+)
+
+
+def faketime_library() -> str | None:
+    return next((path for path in FAKETIME_LIBRARIES if os.path.exists(path)), None)
+
+
 def tools_missing() -> str | None:
     """Why this machine cannot run the bench, or None."""
     if os.geteuid() != 0:
@@ -56,7 +81,17 @@ def tools_missing() -> str | None:
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install iproute2 nftables; .ci/run does)"
+    if faketime_library() is None:
+        return "libfaketime is not installed (apt-get install faketime; .ci/run does)"
     return None
+
+
+# The sitecustomize of the preloaded Python processes (see the module's docstring).
+SLEEP = """\
+import os, select, time
+if "faketime" in os.environ.get("LD_PRELOAD", ""):
+    time.sleep = lambda seconds: select.select([], [], [], seconds) and None
+"""
 
 
 def inside(namespace: str) -> list[str]:
@@ -231,20 +266,20 @@ def node_config(node: str, url: str, shared: Path, timing: Timing) -> str:
         shutdown_timeout = "10s"
 
         [programs.single]
-        command = ["{py}", "{shared / "single.py"}", "{node}", "{history}", "{lock}"]
+        command = ["env", "-u", "LD_PRELOAD", "{py}", "{shared / "single.py"}", "{node}", "{history}", "{lock}"]
         singleton = true
         start_seconds = 0
         stop_timeout = "5s"
 
         [tasks.work]
-        command = ["{py}", "{shared / "work.py"}", "{node}", "{history}", "{{seconds}}"]
+        command = ["env", "-u", "LD_PRELOAD", "{py}", "{shared / "work.py"}", "{node}", "{history}", "{{seconds}}"]
         queue = "work"
         max_attempts = 50
         backoff = {{ min = "1s", max = "2s" }}
         params = ["n"]
 
         [tasks.slot]
-        command = ["{py}", "{shared / "work.py"}", "{node}", "{history}", "0.2"]
+        command = ["env", "-u", "LD_PRELOAD", "{py}", "{shared / "work.py"}", "{node}", "{history}", "0.2"]
         queue = "slots"
         max_attempts = 50
         backoff = {{ min = "1s", max = "2s" }}
@@ -272,8 +307,18 @@ class Node:
         self.config = root / "stoker.toml"
         self.state_dir = root / ".stoker"
         self.log = root / "daemon.log"
+        root.mkdir(parents=True, exist_ok=True)
+        self.clock = root / "faketime"  # the daemon's clock offset, read by libfaketime
+        self.clock.write_text("+0\n")
+        self.skew = 0  # seconds the daemon's clock is ahead (negative: behind) of the machine's
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped = False  # SIGSTOPped by the fault scheduler
+
+    def set_skew(self, seconds: int) -> None:
+        """Jump the daemon's clock to `seconds` ahead of the machine's (behind if negative),
+        running or not: libfaketime reads the file again within a second."""
+        self.clock.write_text(f"{seconds:+d}s\n" if seconds else "+0\n")
+        self.skew = seconds
 
     @property
     def client(self) -> Client:
@@ -284,10 +329,19 @@ class Node:
 
     def start(self, *, wait: float = 30) -> None:
         assert not self.alive(), f"{self.name} already runs"
+        library = faketime_library()
+        assert library is not None, "libfaketime is not installed"
+        clock = {
+            "LD_PRELOAD": library,
+            "FAKETIME_TIMESTAMP_FILE": str(self.clock),
+            "FAKETIME_CACHE_DURATION": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "PYTHONPATH": str(self.root.parent / "shared" / "site"),
+        }
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [*inside(self.namespace), sys.executable, "-m", "stoker", "-c", str(self.config), "up"],
-                stdout=log, stderr=log, cwd=self.root, start_new_session=True,
+                stdout=log, stderr=log, cwd=self.root, start_new_session=True, env={**os.environ, **clock},
             )  # fmt: skip
         self.stopped = False
         wait_for(self._answers, wait, f"node {self.name} to answer; its log:\n{self.log_tail()}")
@@ -340,6 +394,8 @@ class Cluster:
         self.shared.mkdir(parents=True, exist_ok=True)
         (self.shared / "work.py").write_text(WORK)
         (self.shared / "single.py").write_text(SINGLE)
+        (self.shared / "site").mkdir(exist_ok=True)
+        (self.shared / "site" / "sitecustomize.py").write_text(SLEEP)
         self.history = self.shared / "history.log"
         self.history.touch()
         self._stack = contextlib.ExitStack()
@@ -380,7 +436,10 @@ class Cluster:
             node.start()
 
     def heal(self) -> None:
-        """Every link as it was, every paused daemon running again."""
+        """Every link as it was, every paused daemon running again, every clock right."""
+        for node in self.nodes.values():
+            if node.skew:
+                node.set_skew(0)
         for link in self.network.links.values():
             if link.cut or link.loss:
                 link.cut.clear()
