@@ -95,8 +95,8 @@ bench-enqueue-postgres: $(STAMP)
 	$(BIN)/python bench/enqueue_postgres.py
 
 ## bench-faults: three nodes and PostgreSQL in network namespaces under a seeded sequence of real faults
-## (partitions, a lossy link, a paused daemon, kill -9), the history checked (root; MINUTES=5; SEED=N replays;
-## KINDS=cut-db,kill picks the faults)
+## (partitions, a lossy link, a paused daemon, kill -9, a clock jumped by libfaketime), the history checked (root; MINUTES=5; SEED=N replays;
+## KINDS=cut-db,skew picks the faults)
 MINUTES ?= 5
 bench-faults: $(STAMP)
 	$(BIN)/python bench/faults.py --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) $(if $(KINDS),--kinds $(KINDS))

@@ -45,8 +45,8 @@ def table(report: Report, faults: list[Fault], timing: Timing, seed: int, minute
         ("schedule slots fired", str(report.slots)),
         ("slots fired twice", str(len(report.doubled_slots))),
         (
-            "earliest slot start (bound: the largest skew)",
-            f"{report.slot_early:.2f} s before its time (largest skew {report.skew:g} s)",
+            "earliest slot start (bound: the largest skew ahead)",
+            f"{report.slot_early:.2f} s before its time (largest skew ahead {report.skew:g} s)",
         ),
         ("slots started earlier than the bound", str(len(report.early_slots))),
         ("worst enqueue → first start", f"{report.start_latency:.2f} s"),

@@ -17,7 +17,7 @@ The faults, one at a time, each held for a while and then healed:
   machine's (libfaketime, netbench's module docstring), for 2 to 4 node_timeouts, then jumped
   back. Leases, heartbeats and the fence do not read it (the database server's clock, the
   monotonic clock); schedules and the jobs' run_at do: the checker holds every slot's first
-  start to "no earlier than its time minus the largest skew" (history.Report.early_slots).
+  start to "no earlier than its time minus the largest skew ahead" (history.Report.early_slots).
 """
 
 from __future__ import annotations

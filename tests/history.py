@@ -15,9 +15,9 @@ What it checks (`Report.violations()`):
 - no slot fired twice: one job per (schedule, slot);
 - at most one singleton copy at any instant: no `overlap` line, no two copies' runs (first to
   last tick) that intersect;
-- no slot run early: a slot's first start is no earlier than its time minus the largest clock
-  skew injected (a node whose clock is ahead fires its slots early by as much, and no more);
-  with no skew, no earlier than its time.
+- no slot run early: a slot's first start is no earlier than its time minus the largest skew
+  ahead injected (a node whose clock is ahead fires its slots early by as much, and no more; a
+  node whose clock is behind fires none early); with no clock ahead, no earlier than its time.
 Timings are reported, not judged here (a test asserts no timing): the worst gap in the
 singleton's ticks (its failover) and every gap over the bound it is given (the README's "about
 `node_timeout` after the death", plus the new copy's start: netbench.failover_bound), and for
@@ -67,7 +67,7 @@ class Report:
     overlapping: list[str] = field(default_factory=list)  # jobs run on two nodes at once
     slots: int = 0
     doubled_slots: list[str] = field(default_factory=list)
-    skew: float = 0.0  # the largest |offset| of a node's clock injected: the bound of an early slot
+    skew: float = 0.0  # the largest offset of a node's clock ahead injected: the bound of an early slot
     slot_early: float = 0.0  # the most a slot's first start came before its time (0: none early)
     early_slots: list[str] = field(default_factory=list)  # started more than `skew` before their time
     start_latency: float = 0.0  # the longest from an enqueue's request to the job's first start
@@ -176,7 +176,9 @@ def check(
         if str(job) in by_job:
             fired[schedule_slot].add(job)
     report.slots = len(fired)
-    report.skew = max((abs(f.skew) for f in faults), default=0.0)
+    report.skew = max(
+        (f.skew for f in faults if f.skew > 0), default=0.0
+    )  # a clock behind fires nothing early
     for (schedule, slot), jobs in sorted(fired.items()):
         if len(jobs) > 1:
             report.doubled_slots.append(f"{schedule} {slot}: jobs {sorted(jobs)}")
@@ -184,7 +186,7 @@ def check(
         report.slot_early = max(report.slot_early, slot - first)
         if first < slot - report.skew:
             report.early_slots.append(
-                f"{schedule} {slot}: first started {slot - first:.3f}s before its time (largest skew {report.skew:g}s)"
+                f"{schedule} {slot}: first started {slot - first:.3f}s before its time (largest skew ahead {report.skew:g}s)"
             )
 
     report.singleton_copies = len(singles)

@@ -24,7 +24,7 @@ from postgres import binaries
 
 pytestmark = pytest.mark.timeout(600)
 
-SEED = int(os.environ.get("STOKER_FAULTS_SEED", "21"))
+SEED = int(os.environ.get("STOKER_FAULTS_SEED", "13"))
 
 
 @pytest.fixture
