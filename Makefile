@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 
 ## screenshots: retake the dashboard screenshots of the docs (docs/screenshots/) in a real browser
 screenshots: $(STAMP)
-	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
+	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py tests/test_dashboard_charts.py
 
 ## dist: build stoker's wheel into dist/, to install on a server (see docs/index.md, Install)
 ## (pip builds it with setuptools in an isolated environment: from PyPI, or pip's cache)
