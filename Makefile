@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres venv clean
+.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-history bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-programs: $(STAMP)
 ## bench-jobs: stoker's job queue against huey and RQ on the same work (installs them into bench/.work)
 bench-jobs: $(STAMP)
 	$(BIN)/python bench/jobs.py
+
+## bench-history: what the dashboard's history costs: bench-jobs' and bench-programs' stoker runs with [daemon] history on and off, and RSS after many jobs (about 6 minutes)
+bench-history: $(STAMP)
+	$(BIN)/python bench/history.py
 
 ## bench-schedules: firing lateness of an every-1s schedule against APScheduler (installs it into bench/.work)
 bench-schedules: $(STAMP)

@@ -167,3 +167,31 @@ def test_the_budget_is_fixed() -> None:
     outputs = sum(len(series_names(g)) * (1 if g == "daemon" else 32) for g in GROUPS)
     assert budget() == outputs * (FINE.slots + COARSE.slots) * 8
     assert budget() < 8 * 1024 * 1024
+
+
+def test_memory_is_taken_up_front_and_does_not_grow_with_the_jobs() -> None:
+    """Every name at the cap, every figure touched: about budget() bytes; then a day of jobs
+    (a value every second for every figure) adds nothing that stays."""
+    import gc
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        base = tracemalloc.take_snapshot()
+        history = History(T0)
+        for group, figures in GROUPS.items():
+            for i in range(1 if group == "daemon" else 32):
+                for figure in figures:
+                    history.add(group, "daemon" if group == "daemon" else f"n{i}", figure, 1.0, T0)
+        gc.collect()
+        full = tracemalloc.get_traced_memory()[0]
+        for second in range(0, 86400, 30):  # (every 30 s: the coarse slots all closed; quick)
+            for figure in GROUPS["queues"]:
+                history.add("queues", "n0", figure, second % 7 + 0.5, T0 + second)
+        gc.collect()
+        later = tracemalloc.get_traced_memory()[0]
+        del base
+    finally:
+        tracemalloc.stop()
+    assert budget() <= full <= budget() * 1.25
+    assert later - full < 64 * 1024
