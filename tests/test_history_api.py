@@ -40,6 +40,10 @@ def test_history_counts_jobs_and_samples_programs(stoker: Stoker) -> None:
 
         [queues.idle]
         concurrency = 1
+
+        [schedules.tick]
+        every = "1s"
+        command = ["true"]
         """
     )
     stoker.up()
@@ -80,6 +84,10 @@ def test_history_counts_jobs_and_samples_programs(stoker: Stoker) -> None:
     assert max(p for p in h["programs"]["web"]["running"] if p is not None) == 1
     assert max(p for p in h["daemon"]["rss"] if p is not None) > 10_000_000
     assert [p for p in h["queues"]["idle"]["depth"] if p is not None][-1] == 0
+    lateness = [p for p in h["schedules"]["tick"]["lateness"] if p is not None]
+    assert lateness and all(0 <= p < 5 for p in lateness)
+    assert total(h["schedules"]["tick"]["failed"]) == 0
+    assert set(h["queues"]) == {"work", "idle"}  # the schedule's own queue: the schedule stands for it
 
     # the coarse ranges, and the filters
     day = stoker.client.request("GET", "/api/v1/history?range=24h&queue=idle&program=web")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
+from stoker.config import internal_queues
 from stoker.history import DAEMON, FINE, History
 from stoker.jobstates import JobState
 from stoker.store.base import Job
@@ -53,6 +54,17 @@ class Sampler:
         self._me = psutil.Process()
         self._my_cpu: tuple[float, float] | None = None
         self._depth_due = 0.0  # monotonic time of the next queue count
+        self._config: object = None  # the config `_internal` was read from
+        self._internal: frozenset[str] = frozenset()
+
+    def _hidden(self) -> frozenset[str]:
+        """The queues of schedules' inline commands: their schedule stands for them (as in the
+        API's listings)."""
+        dispatcher = self.dispatcher()
+        if dispatcher is not None and dispatcher.config is not self._config:
+            self._config = dispatcher.config
+            self._internal = frozenset(internal_queues(dispatcher.config))
+        return self._internal
 
     # events ---------------------------------------------------------------------------------
 
@@ -61,21 +73,26 @@ class Sampler:
         job = event.get("job")
         if event.get("type") != "job" or not isinstance(job, Job):
             return
-        now, add = self.clock(), self.history.add
+        now, add, queue = self.clock(), self.history.add, job.queue
+        shown = queue not in self._hidden()
         ended = event.get("attempt_ended")
         if ended is not None:
-            add("queues", job.queue, "run", ended["seconds"], now)
+            if shown:
+                add("queues", queue, "run", ended["seconds"], now)
             outcome = _ENDS.get(job.state)
             if outcome is not None:
-                add("queues", job.queue, outcome, 1, now)
+                if shown:
+                    add("queues", queue, outcome, 1, now)
                 if job.schedule is not None:
                     add("schedules", job.schedule, outcome, 1, now)
         elif job.state is JobState.RUNNING:
-            add("queues", job.queue, "started", 1, now)
-            if job.started_at is not None:
-                add("queues", job.queue, "wait", max(0.0, job.started_at - job.run_at), now)
+            if shown:
+                add("queues", queue, "started", 1, now)
+                if job.started_at is not None:
+                    add("queues", queue, "wait", max(0.0, job.started_at - job.run_at), now)
         elif job.state is JobState.QUEUED and job.started_at is None:
-            add("queues", job.queue, "enqueued", 1, now)
+            if shown:
+                add("queues", queue, "enqueued", 1, now)
             if event.get("fired") and job.schedule is not None and job.slot is not None:
                 add("schedules", job.schedule, "lateness", max(0.0, job.created_at - job.slot), now)
 
@@ -150,7 +167,9 @@ class Sampler:
         took = time.monotonic() - began
         # a count of a million queued jobs takes half a second: then once a minute or so
         self._depth_due = began + (took / _SLOW_SHARE if took > _SLOW_SHARE * FINE.step else 0)
-        now = self.clock()
+        now, hidden = self.clock(), self._hidden()
         for name in dispatcher.config.queues:
+            if name in hidden:
+                continue
             counted = counts.get(name)
             self.history.add("queues", name, "depth", counted.queued if counted is not None else 0, now)
