@@ -130,3 +130,14 @@ def test_history_must_be_a_boolean(stoker: Stoker) -> None:
     result = stoker.cli("check")
     assert result.returncode == 2
     assert "history" in result.stderr and "true or false" in result.stderr
+
+
+def test_history_is_read_at_start(stoker: Stoker) -> None:
+    from stoker.config import load_config
+    from stoker.reload import diff
+
+    stoker.write("[programs.web]\ncommand = 'sleep 1'\n")
+    old = load_config(stoker.config)
+    assert old.daemon.history is True
+    stoker.write("[daemon]\nhistory = false\n[programs.web]\ncommand = 'sleep 1'\n")
+    assert diff(old, load_config(stoker.config)).needs_restart == ["[daemon] history"]
