@@ -135,7 +135,7 @@ export class ChartsView {
       part("charts-programs", "Programs", this.programs),
       part("charts-schedules", "Schedules", this.schedules),
     );
-    this.reloadSoon = coalesce(() => this.load().catch(ctx.failed), 1000);
+    this.reloadSoon = coalesce(() => this.load().catch(ctx.failed), 2000); // a whole range each time: not too often
     this.timer = null;
     this.width = 0;
     this.resized = new ResizeObserver(coalesce(() => this.redraw(), 200));
