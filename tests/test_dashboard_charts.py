@@ -148,6 +148,9 @@ def test_the_overview_holds_the_jobs_and_restarts(open_page: Any, site: Site) ->
         "() => (window.stokerCharts['program-web']?.data.series.memory ?? []).some((v) => v > 0)"
     )
     wait_total(page, "overview-running", "running", 1)
+    page.wait_for_function(
+        "() => (window.stokerCharts['overview-daemon']?.data.series.memory ?? []).some((v) => v > 1e7)"
+    )
     shot(page, "charts.png")
 
     # a live point: jobs that end now show without a reload

@@ -1,7 +1,8 @@
 // Charts: the daemon's recent figures (GET /api/v1/history) drawn with uPlot (uPlot.iife.min.js,
 // vendored beside this file, loaded as a classic script: the global `uPlot`).
 //
-// An overview (jobs done and failed, queue depth, programs running, restarts), a chart per queue,
+// An overview (jobs done and failed, queue depth, programs running, restarts, the daemon's own
+// memory and CPU), a chart per queue,
 // memory and CPU per program with its restarts marked, lateness per schedule. Hovering a chart
 // shows the values of that slot in its legend. The points refresh on the daemon's events (a
 // job that ends shows without a reload) and every slot (10 s) for what is sampled, not told.
@@ -26,6 +27,13 @@ export function sum(all, length) {
     });
   }
   return out;
+}
+
+// Whether a series has few enough points to draw each (uPlot's points.show).
+function sparse(u, si) {
+  let n = 0;
+  for (const v of u.data[si]) if (v !== null && v !== undefined && ++n > 30) return false;
+  return true;
 }
 
 // The index of the last point that is not null (null if none).
@@ -95,11 +103,12 @@ class Chart {
           const at = i ?? latest(now.raw ?? now.values);
           return now.legend ? now.legend(at) : now.format(at === null ? null : now.values[at]);
         },
-        ...(line.points ? { paths: () => null, points: { show: true, size: 9, fill: color } } : { points: { show: false } }),
+        // a few points (a daemon just started): dots, or a lone point would not show
+        ...(line.points ? { paths: () => null, points: { show: true, size: 9, fill: color } } : { points: { show: sparse, size: 5, fill: color } }),
       });
       if (!line.points && !units.includes(scale)) {
         units.push(scale);
-        axes.push({ ...axis, scale, side: units.length === 1 ? 3 : 1, size: 60, values: (u, ticks) => ticks.map(line.format) });
+        axes.push({ ...axis, scale, side: units.length === 1 ? 3 : 1, size: 72, values: (u, ticks) => ticks.map(line.format) });
       }
     }
     return { width, height: HEIGHT, scales, series, axes, legend: { live: true }, cursor: { y: false } };
@@ -207,6 +216,10 @@ export class ChartsView {
     ]);
     put(this.overview, "overview-restarts", "Restarts", [
       { label: "restarts", color: "warn", values: sum(programs.map((p) => p.restarts), n), format: count },
+    ]);
+    put(this.overview, "overview-daemon", "The daemon itself", [
+      { label: "memory", color: "accent", values: hist.daemon.rss ?? new Array(n).fill(null), format: memory },
+      { label: "CPU", color: "ok", values: hist.daemon.cpu ?? new Array(n).fill(null), format: cpu, scale: "%" },
     ]);
     for (const [name, q] of Object.entries(hist.queues)) {
       put(this.queues, `queue-${name}`, `Queue ${name}`, [
