@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres bench-faults venv clean
+.PHONY: demo test test-fast screenshots lint docs dist bench bench-programs bench-jobs bench-history bench-schedules bench-cluster bench-scale bench-supervisorctl bench-php bench-enqueue-postgres bench-faults venv clean
 
 $(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ test-fast: $(STAMP)
 
 ## screenshots: retake the dashboard screenshots of the docs (docs/screenshots/) in a real browser
 screenshots: $(STAMP)
-	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
+	STOKER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py tests/test_dashboard_charts.py
 
 ## dist: build stoker's wheel into dist/, to install on a server (see docs/index.md, Install)
 ## (pip builds it with setuptools in an isolated environment: from PyPI, or pip's cache)
@@ -71,6 +71,10 @@ bench-programs: $(STAMP)
 ## bench-jobs: stoker's job queue against huey and RQ on the same work (installs them into bench/.work)
 bench-jobs: $(STAMP)
 	$(BIN)/python bench/jobs.py
+
+## bench-history: what the dashboard's history costs: bench-jobs' and bench-programs' stoker runs with [daemon] history on and off, and RSS after many jobs (about 6 minutes)
+bench-history: $(STAMP)
+	$(BIN)/python bench/history.py
 
 ## bench-schedules: firing lateness of an every-1s schedule against APScheduler (installs it into bench/.work)
 bench-schedules: $(STAMP)

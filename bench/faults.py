@@ -9,7 +9,7 @@ seeded random sequence of faults (tests/faultsched.py: a node cut off from the d
 off from the other nodes, a lossy link to the database, the daemon paused past its lease, the
 daemon SIGKILLed and started again, its clock jumped ahead or behind) while a client enqueues
 jobs of 0.2–6 s, a schedule fires every second and a singleton program ticks; then everything
-healed, every accepted job waited for, and the history judged (tests/history.py). Prints the
+healed, every accepted job waited for, and the history judged (tests/fault_history.py). Prints the
 table of bench/README.md and exits 1 if the checker found a broken promise. Root only (network
 namespaces). The run's folder (the history, every daemon's log) is kept with --keep, or when
 something was found.
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from fault_history import Fault, Report
 from faultsched import KINDS, run  # tests/faultsched.py
-from history import Fault, Report
 from netbench import Cluster, Timing, failover_bound, tools_missing
 
 

@@ -1,6 +1,6 @@
 """The fault scheduler and the run around it: a seeded random sequence of faults injected into a
 netbench.Cluster while a client enqueues jobs, then everything healed and the history judged
-(tests/history.py). One seed, one sequence of faults: `--seed` replays a run's choices (not its
+(tests/fault_history.py). One seed, one sequence of faults: `--seed` replays a run's choices (not its
 timings, which the machine decides).
 
 The faults, one at a time, each held for a while and then healed:
@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from history import Fault, Report, check
+from fault_history import Fault, Report, check
 from netbench import DB_ADDRESS, Cluster, failover_bound
 
 from stoker.client import ClientError

@@ -106,7 +106,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         meta = email.parser.Parser().parsestr(z.read(f"stoker-{__version__}.dist-info/METADATA").decode())
     # the dashboard's files travel in the wheel (package data), every one of them
     shipped = {Path(n).name for n in names if n.startswith("stoker/api/dashboard/")}
-    assert {p.name for p in DASHBOARD.iterdir() if p.suffix in (".html", ".js", ".css")} <= shipped
+    assert {
+        p.name for p in DASHBOARD.iterdir() if p.suffix in (".html", ".js", ".css", ".LICENSE")
+    } <= shipped
     assert "postgres" in meta.get_all("Provides-Extra", [])  # pip install 'stoker[postgres]'
 
     venv = base / "venv"

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stoker.backoff",
             "stoker.durations",
             "stoker.envfile",
+            "stoker.history",
             "stoker.events",
             "stoker.jobstates",
             "stoker.locate",

@@ -1,6 +1,6 @@
 """The cluster under real network faults (issue 21): PostgreSQL and three nodes in network
 namespaces of their own (tests/netbench.py), faults from a seeded schedule (tests/faultsched.py),
-the history judged by tests/history.py. This is the short, seeded run of `make test` (about a
+the history judged by tests/fault_history.py. This is the short, seeded run of `make test` (about a
 minute); `make bench-faults` runs the long version (bench/faults.py, every kind, minutes) and
 prints its figures; docs/reliability.md says what each run showed.
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import REQUIRE_ALL, wait_for
+from fault_history import Report, check
 from faultsched import run
-from history import Report, check
 from netbench import Cluster, tools_missing
 from postgres import binaries
 

@@ -23,7 +23,7 @@ import msgspec
 from stoker.config import Config
 
 # [daemon] keys bound at start
-RESTART_ONLY = ("state_dir", "listen", "token", "store", "node", "node_timeout")
+RESTART_ONLY = ("state_dir", "listen", "token", "store", "node", "node_timeout", "history")
 
 
 @dataclass(frozen=True)

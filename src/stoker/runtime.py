@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from stoker.config import Config
 from stoker.events import EventBus
+from stoker.history import History
 from stoker.jobs.dispatcher import Dispatcher
 from stoker.schedule.scheduler import Scheduler
 from stoker.store.shared import SharedStore
@@ -42,3 +43,4 @@ class DaemonInfo:
     scheduler: Scheduler | None = None  # None: no schedules yet (a reload may add the first)
     reload: Reload | None = None  # set once the daemon runs
     shared: SharedStore | None = None  # the store other nodes share (PostgreSQL): the cluster view
+    history: History | None = None  # None: [daemon] history = false

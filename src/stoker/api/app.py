@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stoker.about import __version__
 from stoker.api import dashboard, jobs, schemas
+from stoker.api import history as history_routes
 from stoker.api import nodes as nodes_view
 from stoker.api import schedules as schedule_routes
 from stoker.api import xmlrpc as supervisord_api
@@ -225,6 +226,7 @@ def build_app(info: DaemonInfo, token: str | None, made: Path | None = None) -> 
         Route("/metrics", metrics),
         *jobs.routes(lambda: info.dispatcher, info.events, sup.log_dir.as_posix()),
         *schedule_routes.routes(lambda: info.scheduler),
+        *history_routes.routes(info.history),
         *supervisord_api.routes(info),  # /RPC2, /logtail, /mainlogtail: supervisorctl's
         *dashboard.routes(),
     ]

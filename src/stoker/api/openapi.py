@@ -141,6 +141,7 @@ def document() -> dict[str, Any]:
             schemas.Schedule,
             schemas.ScheduleSlot,
             schemas.Task,
+            schemas.History,
         ],
         ref_template=_REF,
     )
@@ -431,6 +432,23 @@ def _job_paths() -> dict[str, Any]:
             }
         },
         "/api/v1/queues": {"get": {"summary": "Queues with their counts", "responses": {"200": _QUEUES}}},
+        "/api/v1/history": {
+            "get": {
+                "summary": "The recent figures of queues, programs, schedules and the daemon, per slot"
+                " (10 s slots for 1h, 2 min for 6h and 24h): what the dashboard's charts draw",
+                "parameters": [
+                    _query("range", {"type": "string", "enum": ["", "1h", "6h", "24h"]}, "default 1h"),
+                    _query("queue", {"type": "string"}, "only these queues (comma-separated)"),
+                    _query("program", {"type": "string"}, "only these programs (comma-separated)"),
+                    _query("schedule", {"type": "string"}, "only these schedules (comma-separated)"),
+                ],
+                "responses": {
+                    "200": _json(_ref("History")),
+                    "404": _json(_ref("ErrorBody"), "[daemon] history = false"),
+                    **_BAD_QUERY,
+                },
+            }
+        },
         "/api/v1/schedules": {
             "get": {
                 "summary": "Schedules: trigger, next run, last run and its result",

@@ -234,3 +234,24 @@ class ScheduleSlot(msgspec.Struct, kw_only=True):
     job: int | None
     reason: str | None  # why it was skipped
     recorded_at: dt.datetime | None  # when it was fired or skipped
+
+
+Series = dict[str, list[float | None]]  # figure → its points, one per slot (null: none)
+
+
+class History(msgspec.Struct, kw_only=True):
+    """`GET /api/v1/history` (stoker.history): the points of the range's slots, oldest first."""
+
+    range: str  # 1h | 6h | 24h
+    step: int  # seconds per slot: 10 for 1h, 120 for 6h and 24h
+    times: list[float]  # each slot's start, epoch seconds; the last slot is still open
+    omitted: int  # names not kept (more than 32 queues, programs or schedules)
+    # by name: enqueued started succeeded failed (jobs in the slot), depth (most queued),
+    # wait_p50 wait_p95 (seconds from due to start), run_p50 run_p95 (seconds an attempt ran)
+    queues: dict[str, Series]
+    # by name: memory (bytes, the most), cpu (percent of one core), running (instances),
+    # restarts, changes (state changes)
+    programs: dict[str, Series]
+    # by name: lateness (seconds, the most), succeeded, failed (its jobs that ended so)
+    schedules: dict[str, Series]
+    daemon: Series  # rss (bytes), cpu (percent of one core): the daemon process itself

@@ -30,6 +30,7 @@ from stoker.cli.programs import (
     status,
 )
 from stoker.cli.schedules import cron, schedule_command, schedules_command
+from stoker.cli.top import top_command
 
 # typing costs milliseconds `stoker status` does not have (see locate.py)
 TYPE_CHECKING = False
@@ -97,6 +98,7 @@ COMMANDS: dict[str, tuple[Handler, list[Arg]]] = {
         ],
     ),
     "nodes": (nodes_command, [_JSON]),
+    "top": (top_command, []),
     "start": (
         program_action(
             "start",

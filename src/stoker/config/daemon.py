@@ -39,6 +39,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
     keep_jobs: float = 7 * 86400.0
     worker_max_jobs: int = 10000
     node_timeout: float = 30.0
+    history: bool = True  # keep the recent figures the charts show (stoker.history)
 
     @property
     def listen_host(self) -> str | None:
@@ -62,7 +63,7 @@ class DaemonConfig(msgspec.Struct, frozen=True, kw_only=True):
             f"token={token}, store={self.store_shown!r}, node={self.node!r}, "
             f"timezone={self.timezone!r}, shutdown_timeout={self.shutdown_timeout!r}, "
             f"keep_jobs={self.keep_jobs!r}, worker_max_jobs={self.worker_max_jobs!r}, "
-            f"node_timeout={self.node_timeout!r})"
+            f"node_timeout={self.node_timeout!r}, history={self.history!r})"
         )
 
 
@@ -77,6 +78,7 @@ class _RawDaemon(msgspec.Struct, forbid_unknown_fields=True):
     keep_jobs: Duration = "7d"
     worker_max_jobs: int = 10000
     node_timeout: Duration = "30s"
+    history: bool = True
 
 
 _DAEMON_EXPECTED: dict[str, str] = {
@@ -90,6 +92,7 @@ _DAEMON_EXPECTED: dict[str, str] = {
     "keep_jobs": DURATION + " (how long finished jobs are kept)",
     "worker_max_jobs": "a whole number, 1 or more (jobs a Python worker runs before it is replaced)",
     "node_timeout": DURATION + " (a node silent this long is taken for dead: others re-queue its jobs)",
+    "history": "true or false (keep the figures of the last day for the dashboard's charts)",
 }
 
 
@@ -133,6 +136,7 @@ def build_daemon(raw: dict[str, Any], where: Where, directory: str) -> DaemonCon
         keep_jobs=check_duration(parsed.keep_jobs, where, "keep_jobs"),
         worker_max_jobs=_positive(parsed.worker_max_jobs, where, "worker_max_jobs", _DAEMON_EXPECTED),
         node_timeout=_node_timeout(parsed.node_timeout, where),
+        history=parsed.history,
     )
 
 

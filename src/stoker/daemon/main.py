@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # (imported where used: `stoker up -d`'s launching process ne
 
     from stoker.api.listeners import Listener
     from stoker.daemon.cluster import Publisher
+    from stoker.daemon.sampler import Sampler
     from stoker.daemon.singletons import LeaseKeeper
     from stoker.notify.notifier import Notifier
     from stoker.runtime import DaemonInfo
@@ -290,6 +291,7 @@ class Daemon:
         self.cluster_task: asyncio.Task[None] | None = None
         self.publish_task: asyncio.Task[None] | None = None
         self.leases_task: asyncio.Task[None] | None = None
+        self.history_task: asyncio.Task[None] | None = None
         self._reloading = asyncio.Lock()
         self.exit_code = 0  # that of a stop_daemon_on_exit program whose end stopped the daemon
 
@@ -333,6 +335,15 @@ class Daemon:
         self.info = info = DaemonInfo(
             supervisor=supervisor, started_at=time.time(), request_shutdown=self.stopping.set
         )
+        self.sampler: Sampler | None = None
+        if config.daemon.history:  # the charts' figures (stoker.history), fed from here on
+            from stoker.daemon.sampler import Sampler
+            from stoker.history import History
+
+            info.history = History(time.time())
+            self.sampler = sampler = Sampler(info.history, supervisor, lambda: info.dispatcher)
+            info.events.listen(sampler.observe)
+            supervisor.subscribe(sampler.changed)
         # a stop_daemon_on_exit program's end for good stops the daemon with its exit code
         supervisor.subscribe(self._stop_daemon_on_exit)
         self.token, self.made = _api_token(config)
@@ -497,6 +508,8 @@ class Daemon:
             self.leases_task = asyncio.create_task(self.keeper.run(), name="singleton leases")
         if info.scheduler is not None:
             self.schedules_task = asyncio.create_task(info.scheduler.run(), name="schedules")
+        if self.sampler is not None:
+            self.history_task = asyncio.create_task(self.sampler.run(), name="history")
         if info.dispatcher is not None and config.tasks:
             self.jobs_task = asyncio.create_task(info.dispatcher.run(), name="jobs")
         supervisor.autostart()
@@ -636,6 +649,7 @@ class Daemon:
         supervisor.closing()  # from here on nothing starts (the cron restarts are still being cancelled)
         sdnotify.tell_systemd(STOPPING=1)
         await _cancelled(self.cron_task)
+        await _cancelled(self.history_task)
         if info.scheduler is not None and self.schedules_task is not None:
             info.scheduler.stop()
             await self.schedules_task
@@ -664,7 +678,7 @@ class Daemon:
         if self.watchdog_task is not None:
             self.watchdog_task.cancel()
         for task in (self.cron_task, self.schedules_task, self.jobs_task, self.cluster_task,
-                     self.publish_task, self.leases_task, self.notify_task):  # fmt: skip
+                     self.publish_task, self.leases_task, self.notify_task, self.history_task):  # fmt: skip
             if task is not None and not task.done():
                 await _cancelled(task)
         if self.store is not None:

@@ -1,6 +1,7 @@
 // The dashboard's entry: sign-in, the views, and the live event stream that keeps them current.
 
 import * as api from "./api.js";
+import { ChartsView } from "./charts.js";
 import { fill } from "./dom.js";
 import { JobsView, JobView } from "./jobs.js";
 import { ProgramsView } from "./programs.js";
@@ -41,6 +42,7 @@ const views = {
   job: new JobView(ctx),
   queues: new QueuesView(ctx),
   schedules: new SchedulesView(ctx),
+  charts: new ChartsView(ctx),
 };
 let current = null;
 let events = null; // the AbortController of the event stream
