@@ -18,7 +18,7 @@ STARTER_TOML = """\
 # keep_jobs = "7d"                 # finished jobs older than this are deleted
 # worker_max_jobs = 10000          # jobs a Python worker runs before a fresh one replaces it
 # node_timeout = "30s"             # PostgreSQL: a node silent this long is dead; others re-queue its jobs
-# history = true                   # keep a day of figures for the dashboard's charts and stoker top (a few MB)
+# history = true                   # a day of figures for the dashboard's charts and stoker top
 
 # A long-running program, in any language. Replace it with your own.
 [programs.worker]
@@ -82,7 +82,7 @@ command = "php report.php {day}"   # {day}: a parameter; it fills one argument, 
 
 [queues.default]
 # concurrency = 2                  # jobs of this queue at once (default 1)
-# durability = "relaxed"           # commit without waiting for the disk: faster, a power cut may lose the last jobs
+# durability = "relaxed"           # no wait for the disk: faster; a power cut may lose the last jobs
 
 # [notify.ops]                     # a webhook: POSTs a JSON object when something needs a person
 # url = "env:OPS_HOOK_URL"         # or a literal https:// URL, or "file:PATH"
