@@ -1,0 +1,65 @@
+"""A node's view of the cluster's time: the offset between the database server's clock and
+this machine's wall clock, measured at each heartbeat, applied only past a threshold.
+
+On a shared store (PostgreSQL) heartbeats, leases and "taken for dead" use the server's clock;
+a job's `run_at`, `created_at`, its starts and ends, and a schedule's slots are wall times a
+node writes and compares. A node whose clock is off by S would hold back (ahead) or pick up
+late (behind) by S the jobs it queues, and fire its schedules S early. So the node reads the
+server's clock in the heartbeat's own statement, takes the local midpoint of the round trip as
+the moment it was read (`estimate`), and uses `time.time() + offset` as its "now" everywhere
+it meets the shared store (`NodeClock`, passed down as a callable).
+
+The offset is applied only past `THRESHOLD` (hysteresis: it stays applied until it falls under
+`RELEASE`), so on one machine, on SQLite, or in a well-synchronised cluster it is exactly 0
+and nothing changes. Pure: `estimate` and `applied` take numbers and return numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+__all__ = ["RELEASE", "THRESHOLD", "NodeClock", "applied", "describe", "estimate"]
+
+THRESHOLD = 0.5  # seconds: a clock off by more than this is corrected
+RELEASE = 0.25  # seconds: a corrected clock stays corrected until it is off by less than this
+
+
+def estimate(sent: float, server: float, received: float) -> float:
+    """The server's clock minus this one's: `server` read between `sent` and `received` (this
+    machine's wall clock), taken as read at the midpoint. Its error is at most half the round
+    trip."""
+    return server - (sent + received) / 2
+
+
+def applied(current: float, measured: float, threshold: float = THRESHOLD, release: float = RELEASE) -> float:
+    """The offset to use, from the one in use (`current`, 0 when none) and the one just
+    `measured`: `measured` past `threshold`, or past `release` while one is in use; else 0."""
+    if abs(measured) > threshold or (current != 0 and abs(measured) > release):
+        return measured
+    return 0.0
+
+
+def describe(node: str, offset: float) -> str:
+    """The line logged when a node's clock is found off (`offset`: server minus node)."""
+    way = "behind" if offset > 0 else "ahead of"
+    return f"node {node}: clock {abs(offset):.1f} s {way} the database server; using the server's time"
+
+
+class NodeClock:
+    """This node's "now" on the shared store: `clock()` is `wall() + offset`. The daemon owns
+    one and passes it (a callable) to the dispatcher, the scheduler and the API; the heartbeat
+    feeds it (`observe`)."""
+
+    def __init__(self, wall: Callable[[], float] = time.time) -> None:
+        self.wall = wall
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self.wall() + self.offset
+
+    def observe(self, sent: float, server: float, received: float) -> bool:
+        """One heartbeat's reading; True if the offset just went from none to some (log it)."""
+        before = self.offset
+        self.offset = applied(before, estimate(sent, server, received))
+        return before == 0 and self.offset != 0
