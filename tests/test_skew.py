@@ -54,22 +54,85 @@ def test_the_applied_offset_is_always_zero_or_the_last_measured(readings: list[f
         assert abs(current) <= abs(measured) or current == 0.0
 
 
+class Clocks:
+    """A machine's two clocks, set by hand: `wall` (stepped) and `mono` (only ever forward)."""
+
+    def __init__(self, wall: float, mono: float = 500.0) -> None:
+        self.wall_at, self.mono_at = wall, mono
+
+    def wall(self) -> float:
+        return self.wall_at
+
+    def mono(self) -> float:
+        return self.mono_at
+
+    def advance(self, seconds: float) -> None:
+        self.wall_at += seconds
+        self.mono_at += seconds
+
+
+def node_clock(clocks: Clocks) -> NodeClock:
+    return NodeClock(wall=clocks.wall, monotonic=clocks.mono)
+
+
 def test_a_clock_within_the_threshold_reads_the_wall_exactly() -> None:
-    clock = NodeClock(wall=lambda: 1000.0)
-    assert not clock.observe(1000.0, 1000.3, 1000.0)
+    clocks = Clocks(1000.0)
+    clock = node_clock(clocks)
+    assert clock() == 1000.0  # no reading yet: the wall clock
+    assert not clock.observe(500.0, 1000.3, 500.0)
     assert clock.offset == 0.0 and clock() == 1000.0
+    clocks.advance(7.0)
+    assert clock() == 1007.0
 
 
 def test_a_clock_ahead_reads_the_servers_time_and_says_so_once() -> None:
-    clock = NodeClock(wall=lambda: 1048.0)
-    assert clock.observe(1048.0, 1000.0, 1048.0)  # 48 s ahead: now corrected
-    assert clock() == 1000.0
-    assert not clock.observe(1048.0, 1000.1, 1048.0)  # still off: said already
+    clocks = Clocks(1048.0)
+    clock = node_clock(clocks)
+    assert clock.observe(499.0, 1000.0, 501.0)  # 48 s ahead: now corrected, and said
+    assert clock.offset == pytest.approx(-48.0) and clock() == pytest.approx(1000.0)
+    clocks.advance(10.0)
+    assert clock() == pytest.approx(1010.0)
+    assert not clock.observe(510.0, 1010.1, 510.0)  # still off: said already
     assert clock.offset == pytest.approx(-47.9)
-    assert not clock.observe(1048.0, 1047.6, 1048.0)  # within the threshold, past the release
-    assert clock.offset == pytest.approx(-0.4)
-    assert not clock.observe(1048.0, 1047.9, 1048.0)  # in step again
-    assert clock.offset == 0.0 and clock() == 1048.0
+    clocks.wall_at -= 47.6  # stepped back by hand: 0.3 s ahead, past the release
+    assert clock() == pytest.approx(1010.1) and clock.offset == pytest.approx(-0.3)
+    clocks.wall_at -= 0.2  # in step: seen at once, said at the next reading
+    assert clock() == clocks.wall_at and clock.offset == 0.0
+    assert clock.observe(510.0, 1010.2, 510.0)
+    assert clock.offset == 0.0 and not clock.observe(510.0, 1010.2, 510.0)
+
+
+def test_a_jump_of_the_wall_clock_between_readings_is_seen_at_once() -> None:
+    clocks = Clocks(2000.0)
+    clock = node_clock(clocks)
+    assert not clock.observe(500.0, 2000.0, 500.0)
+    clocks.advance(1.0)
+    clocks.wall_at += 90.0  # the node's clock jumps 90 s ahead
+    assert clock() == pytest.approx(2001.0) and clock.offset == pytest.approx(-90.0)
+    assert clock.observe(501.0, 2001.0, 501.0)  # the heartbeat says it
+    clocks.wall_at -= 90.0  # and back
+    assert clock() == 2001.0 and clock.offset == 0.0
+
+
+@given(times, seconds, st.lists(st.tuples(st.floats(min_value=0, max_value=60), seconds), max_size=20))
+def test_the_clock_reads_the_servers_within_the_threshold_whatever_the_wall_does(
+    start: float, skew: float, steps: list[tuple[float, float]]
+) -> None:
+    """The server's clock and the monotonic one keep one pace; the wall clock jumps by
+    anything. After one reading, every `clock()` is the server's time within the threshold,
+    and exactly the wall clock's when that is within the release of it."""
+    clocks = Clocks(start + skew)
+    clock = node_clock(clocks)
+    server = start
+    clock.observe(clocks.mono_at, server, clocks.mono_at)
+    for elapsed, jump in steps:
+        clocks.advance(elapsed)
+        server += elapsed
+        clocks.wall_at += jump
+        now = clock()
+        assert abs(now - server) <= THRESHOLD + 1e-6
+        if abs(clocks.wall_at - server) <= RELEASE:
+            assert now == clocks.wall_at
 
 
 def test_the_log_line_names_the_node_and_the_direction() -> None:

@@ -5,9 +5,10 @@ On a shared store (PostgreSQL) heartbeats, leases and "taken for dead" use the s
 a job's `run_at`, `created_at`, its starts and ends, and a schedule's slots are wall times a
 node writes and compares. A node whose clock is off by S would hold back (ahead) or pick up
 late (behind) by S the jobs it queues, and fire its schedules S early. So the node reads the
-server's clock in the heartbeat's own statement, takes the local midpoint of the round trip as
-the moment it was read (`estimate`), and uses `time.time() + offset` as its "now" everywhere
-it meets the shared store (`NodeClock`, passed down as a callable).
+server's clock in the join's and each heartbeat's own statement, takes the local midpoint of
+the round trip (on the monotonic clock) as the moment it was read (`estimate`), carries the
+server's clock on the monotonic one from there, and uses `time.time() + offset` as its "now"
+everywhere it meets the shared store (`NodeClock`, passed down as a callable).
 
 The offset is applied only past `THRESHOLD` (hysteresis: it stays applied until it falls under
 `RELEASE`), so on one machine, on SQLite, or in a well-synchronised cluster it is exactly 0
@@ -26,9 +27,9 @@ RELEASE = 0.25  # seconds: a corrected clock stays corrected until it is off by 
 
 
 def estimate(sent: float, server: float, received: float) -> float:
-    """The server's clock minus this one's: `server` read between `sent` and `received` (this
-    machine's wall clock), taken as read at the midpoint. Its error is at most half the round
-    trip."""
+    """The server's clock minus this machine's (whichever clock `sent` and `received` read):
+    `server` read between the two, taken as read at their midpoint. Its error is at most half
+    the round trip."""
     return server - (sent + received) / 2
 
 
@@ -48,18 +49,34 @@ def describe(node: str, offset: float) -> str:
 
 class NodeClock:
     """This node's "now" on the shared store: `clock()` is `wall() + offset`. The daemon owns
-    one and passes it (a callable) to the dispatcher, the scheduler and the API; the heartbeat
-    feeds it (`observe`)."""
+    one and passes it (a callable) to the dispatcher, the scheduler and the API; the join and
+    each heartbeat feed it (`observe`).
 
-    def __init__(self, wall: Callable[[], float] = time.time) -> None:
-        self.wall = wall
-        self.offset = 0.0
+    The server's clock is carried between heartbeats on the monotonic clock (`anchor`: the
+    server's minus the monotonic, at the last reading), so a jump of this machine's wall clock
+    (stepped by hand, a VM restored) is seen at the next `clock()`, not at the next heartbeat;
+    what the monotonic clock cannot follow is a jump of the server's own clock, seen at the
+    next heartbeat."""
+
+    def __init__(
+        self, wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.wall, self.monotonic = wall, monotonic
+        self.offset = 0.0  # applied: the server's clock minus this one's, or 0
+        self.anchor: float | None = None  # the server's clock minus the monotonic one, or None
+        self.reported = False  # whether the last word logged was "off" (`observe`)
 
     def __call__(self) -> float:
-        return self.wall() + self.offset
+        wall = self.wall()
+        if self.anchor is not None:
+            self.offset = applied(self.offset, self.monotonic() + self.anchor - wall)
+        return wall + self.offset
 
     def observe(self, sent: float, server: float, received: float) -> bool:
-        """One heartbeat's reading; True if the offset just went from none to some (log it)."""
-        before = self.offset
-        self.offset = applied(before, estimate(sent, server, received))
-        return before == 0 and self.offset != 0
+        """One reading of the server's clock, between `sent` and `received` (monotonic). True
+        when this node's clock was just found off, or back in step (`offset` says which): log it."""
+        self.anchor = estimate(sent, server, received)
+        self()
+        off = self.offset != 0
+        changed, self.reported = off != self.reported, off
+        return changed

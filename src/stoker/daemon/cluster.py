@@ -139,11 +139,11 @@ def read_clock(shared: SharedStore, clock: NodeClock, node: str) -> None:
     node's clock is found off, and when it is back in step."""
     if shared.clock_reading is None:
         return
-    was = clock.offset
     if clock.observe(*shared.clock_reading):
-        log.warning("cluster: %s", describe(node, clock.offset))
-    elif was != 0 and clock.offset == 0:
-        log.warning("cluster: node %s: clock back in step with the database server", node)
+        if clock.offset != 0:
+            log.warning("cluster: %s", describe(node, clock.offset))
+        else:
+            log.warning("cluster: node %s: clock back in step with the database server", node)
 
 
 async def keep_alive(

@@ -138,7 +138,8 @@ class PostgresStore:
         self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
         # the node timeout of join() and heartbeat(): a claim of a node taken for dead takes nothing
         self._node_timeout = math.inf
-        # (this machine's time sent, the server's, this machine's received) at the last heartbeat
+        # (this machine's monotonic clock when sent, the server's wall clock, the monotonic
+        # when answered) at the last join or heartbeat: stoker/skew.py
         self.clock_reading: tuple[float, float, float] | None = None
         self._origin = os.urandom(8).hex()  # this store's notifications, which it does not need to hear
         self._conninfo = ""
@@ -269,7 +270,7 @@ class PostgresStore:
         host, pid = socket.gethostname(), os.getpid()
 
         async def operation(conn: Conn) -> tuple[str, int] | None:
-            sent = time.time()
+            sent = time.monotonic()
             cursor = await conn.execute(
                 f"INSERT INTO stoker.nodes (name, member, host, pid, joined_at, heartbeat_at)"
                 f" VALUES (%s, %s, %s, %s, {NOW}, {NOW}) ON CONFLICT (name) DO UPDATE"
@@ -281,7 +282,7 @@ class PostgresStore:
                 (node, self._origin, host, pid, timeout),
             )
             if (row := await cursor.fetchone()) is not None:
-                self.clock_reading = (sent, float(row[0]), time.time())  # as the heartbeat's
+                self.clock_reading = (sent, float(row[0]), time.monotonic())  # as the heartbeat's
                 return None
             cursor = await conn.execute("SELECT host, pid FROM stoker.nodes WHERE name = %s", (node,))
             holder = await cursor.fetchone()
@@ -314,7 +315,7 @@ class PostgresStore:
         self._node_timeout = timeout
 
         async def operation(conn: Conn) -> tuple[bool, list[str]]:
-            sent = time.time()
+            sent = time.monotonic()
             cursor = await conn.execute(
                 f"UPDATE stoker.nodes SET heartbeat_at = {NOW} WHERE name = %s AND member = %s"
                 f" RETURNING {NOW}",
@@ -323,7 +324,7 @@ class PostgresStore:
             row = await cursor.fetchone()
             held = row is not None
             if row is not None:  # the server's clock, read within this round trip (stoker/skew.py)
-                self.clock_reading = (sent, float(row[0]), time.time())
+                self.clock_reading = (sent, float(row[0]), time.monotonic())
             cursor = await conn.execute(
                 "SELECT DISTINCT node FROM stoker.jobs WHERE state = 'running' AND node IS NOT NULL"
                 " AND node NOT IN (SELECT name FROM stoker.nodes"

@@ -42,7 +42,7 @@ class SharedStore(Protocol):
 
     async def heartbeat(self, node: str, timeout: float) -> list[str]:
         """Also sets `clock_reading`: the server's clock, read within the heartbeat's round
-        trip, between this machine's two readings of its own (stoker/skew.py)."""
+        trip, between two readings of this machine's monotonic clock (stoker/skew.py)."""
         ...
 
     clock_reading: tuple[float, float, float] | None
