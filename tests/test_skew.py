@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stoker.skew import RELEASE, THRESHOLD, NodeClock, applied, describe, estimate
+from stoker.skew import BOUND, MAX_TRIP, RELEASE, THRESHOLD, NodeClock, applied, describe, estimate
 
 seconds = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False)
 times = st.floats(min_value=1e9, max_value=2e9, allow_nan=False)
@@ -140,3 +140,37 @@ def test_the_log_line_names_the_node_and_the_direction() -> None:
         describe("x", -48.0) == "node x: clock 48.0 s ahead of the database server; using the server's time"
     )
     assert describe("y", 3.5) == "node y: clock 3.5 s behind the database server; using the server's time"
+
+
+def test_a_slow_round_trip_is_used_only_when_there_is_no_other() -> None:
+    clocks = Clocks(3000.0)
+    clock = node_clock(clocks)
+    assert not clock.observe(490.0, 3000.0, 510.0)  # a 20 s round trip, the first: used (in step)
+    assert clock.anchor == 2500.0 and clock() == 3000.0
+    assert clock.observe(500.0, 2990.0, 500.5)  # a quick one: 10.25 s ahead
+    assert clock() == pytest.approx(2989.75)
+    clocks.advance(1.0)
+    assert not clock.observe(500.0, 1.0, 502.0)  # a 2 s round trip: not used
+    assert clock() == pytest.approx(2990.75)
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=0, max_value=MAX_TRIP), st.floats(min_value=0, max_value=1)), min_size=1
+    ),
+    seconds,
+)
+def test_after_a_quick_reading_the_clock_is_within_the_bound(
+    readings: list[tuple[float, float]], skew: float
+) -> None:
+    """Readings whose round trip took at most MAX_TRIP, the server's clock read anywhere in it:
+    `clock()` is within BOUND of the server's."""
+    clocks = Clocks(10_000.0 + skew)
+    clock = node_clock(clocks)
+    server = 10_000.0
+    for trip, at in readings:
+        sent = clocks.mono_at
+        clock.observe(sent, server + at * trip, sent + trip)
+        clocks.advance(trip)
+        server += trip
+        assert abs(clock() - server) <= BOUND + 1e-6

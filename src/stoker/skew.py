@@ -20,10 +20,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["RELEASE", "THRESHOLD", "NodeClock", "applied", "describe", "estimate"]
+__all__ = ["BOUND", "MAX_TRIP", "RELEASE", "THRESHOLD", "NodeClock", "applied", "describe", "estimate"]
 
 THRESHOLD = 0.5  # seconds: a clock off by more than this is corrected
 RELEASE = 0.25  # seconds: a corrected clock stays corrected until it is off by less than this
+MAX_TRIP = 1.0  # seconds: a reading whose round trip took longer is kept only if it is the first
+# How far `NodeClock()` may be from the server's clock, once it has had a reading whose round
+# trip took at most MAX_TRIP: the threshold (an offset within it is not applied) plus half the
+# round trip (the estimate's error).
+BOUND = THRESHOLD + MAX_TRIP / 2
 
 
 def estimate(sent: float, server: float, received: float) -> float:
@@ -73,9 +78,11 @@ class NodeClock:
         return wall + self.offset
 
     def observe(self, sent: float, server: float, received: float) -> bool:
-        """One reading of the server's clock, between `sent` and `received` (monotonic). True
+        """One reading of the server's clock, between `sent` and `received` (monotonic; a round
+        trip longer than MAX_TRIP is used only if there is no other, its error being half). True
         when this node's clock was just found off, or back in step (`offset` says which): log it."""
-        self.anchor = estimate(sent, server, received)
+        if self.anchor is None or received - sent <= MAX_TRIP:  # (a slow one: carry the last)
+            self.anchor = estimate(sent, server, received)
         self()
         off = self.offset != 0
         changed, self.reported = off != self.reported, off
