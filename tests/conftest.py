@@ -121,10 +121,15 @@ class Stoker:
     # the daemon ----------------------------------------------------------------------------
 
     def up(
-        self, *, wait: bool = True, preexec_fn: Callable[[], Any] | None = None
+        self,
+        *,
+        wait: bool = True,
+        preexec_fn: Callable[[], Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         """Start `stoker up` in the foreground as a child of the test; wait until it answers.
-        `preexec_fn` runs in the child before the exec (to set a resource limit, say)."""
+        `preexec_fn` runs in the child before the exec (to set a resource limit, say); `env`
+        is added to the test's environment (a preloaded libfaketime, say)."""
         assert self.daemon is None or self.daemon.poll() is not None, "daemon already running"
         log = open(self.daemon_log, "ab")  # noqa: SIM115 - handed to the child
         self.daemon = subprocess.Popen(
@@ -133,6 +138,7 @@ class Stoker:
             stderr=log,
             cwd=self.root,
             preexec_fn=preexec_fn,
+            env=None if env is None else {**os.environ, **env},
         )
         log.close()
         if wait:

@@ -16,8 +16,9 @@ The faults, one at a time, each held for a while and then healed:
 - `skew`: the daemon's wall clock jumped, while it runs, 5 to 120 s ahead or behind the
   machine's (libfaketime, netbench's module docstring), for 2 to 4 node_timeouts, then jumped
   back. Leases, heartbeats and the fence do not read it (the database server's clock, the
-  monotonic clock); schedules and the jobs' run_at do: the checker holds every slot's first
-  start to "no earlier than its time minus the largest skew ahead" (history.Report.early_slots).
+  monotonic clock); schedules and the jobs' times are corrected to the server's clock
+  (stoker/skew.py): the checker holds every slot's first start to "no earlier than its time
+  minus fault_history.EARLY" (1 s; Report.early_slots).
 """
 
 from __future__ import annotations

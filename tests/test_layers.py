@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stoker.names",
             "stoker.sdnotify",
             "stoker.signals",
+            "stoker.skew",
             "stoker.terminal",
             "stoker.timers",
             "stoker.api.schemas",

@@ -217,42 +217,23 @@ def test_a_job_whose_nodes_stopped_answering_is_queued_again_however_often(postg
     asyncio.run(main())
 
 
-SKEWED = pytest.mark.xfail(
-    strict=True,
-    reason="not fixed (issue 21, the skew fault): a job's run_at is written by the node's clock and claims compare "
-    "it with the claiming node's clock, so a node whose clock is ahead by S holds back for S seconds, for every "
-    "other node, the jobs it enqueues or queues again; the fix is to write run_at by the database server's clock "
-    "(the node's instant minus its now plus the server's) and claim by it, which changes the store protocol's "
-    "fixed-clock tests (tests/test_store.py) with it: see docs/reliability.md, the skew fault",
-)
-
-
-@SKEWED
-def test_a_job_a_node_ahead_queues_again_is_not_held_back_for_the_others(postgres_url: str) -> None:
-    """Node y, its clock 120 s ahead, finds node x lapsed and queues x's running job again:
-    node z, its clock right, must be able to take it now, not 120 s later."""
+def test_join_and_heartbeat_read_the_servers_clock_within_their_round_trip(postgres_url: str) -> None:
+    """What a node's view of the cluster's time is measured from (stoker/skew.py): the server's
+    clock, read in the join's and each heartbeat's own statement, between two readings of this
+    machine's monotonic clock (the same wall clock here: the test and the server share the machine). A node whose
+    clock is wrong: tests/test_postgres_skew.py (real daemons under libfaketime)."""
 
     async def main() -> None:
         async with nodes(postgres_url, 1) as [store]:
-            now = time.time()
-            await store.enqueue([new(run_at=now)], now)
-            await store.claim("q", 1, now, "x")
-            assert len(await store.requeue_running("x", now + 120, "lapsed", crashed=False)) == 1
-            assert len(await store.claim("q", 1, time.time(), "z")) == 1
-
-    asyncio.run(main())
-
-
-@SKEWED
-def test_a_job_a_node_ahead_enqueues_is_not_held_back_for_the_others(postgres_url: str) -> None:
-    """Node y, its clock 120 s ahead, enqueues a job to run now: node z, its clock right, must
-    be able to take it now, not 120 s later."""
-
-    async def main() -> None:
-        async with nodes(postgres_url, 1) as [store]:
-            ahead = time.time() + 120
-            await store.enqueue([new(run_at=ahead)], ahead)
-            assert len(await store.claim("q", 1, time.time(), "z")) == 1
+            assert store.clock_reading is None
+            for step in (store.join("a", 3.0), store.heartbeat("a", 3.0)):
+                store.clock_reading = None
+                await step
+                assert store.clock_reading is not None
+                sent, server, received = store.clock_reading  # sent, received: monotonic
+                wall = time.time() - time.monotonic()  # the wall clock minus the monotonic, here
+                assert sent <= received
+                assert sent + wall - 0.05 <= server <= received + wall + 0.05  # one clock; some leeway
 
     asyncio.run(main())
 

@@ -141,7 +141,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
     async def enqueue(request: Request) -> Response:
         d = need()
         body: schemas.EnqueueRequest = await decode(request, schemas.EnqueueRequest, d)
-        now = time.time()
+        now = d.clock()  # this node's view of the store's time (stoker/skew.py)
         run_at = parse_when(body.run_at, body.delay, now)
         new = new_job(d, body.task, body.params, run_at=run_at, priority=body.priority, key=body.key, now=now)
         [(job, created)] = await d.enqueue([new], now)
@@ -152,7 +152,7 @@ def routes(dispatcher: Callable[[], Dispatcher | None], events: EventBus, log_di
         body: schemas.EnqueueManyRequest = await decode(request, schemas.EnqueueManyRequest, d)
         if len(body.params) > MAX_BATCH:
             raise ApiError(413, "too_large", f"at most {MAX_BATCH} jobs per request")
-        now = time.time()
+        now = d.clock()  # this node's view of the store's time (stoker/skew.py)
         run_at = parse_when(body.run_at, body.delay, now)
         news = [
             new_job(d, body.task, p, i, run_at=run_at, priority=body.priority, now=now)

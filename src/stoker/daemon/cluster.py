@@ -28,10 +28,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from stoker.skew import NodeClock, describe
 from stoker.store import Store, StoreError
 from stoker.store.shared import SharedStore
 
-__all__ = ["PUBLISH_GAP", "JobFence", "Publisher", "SharedStore", "keep_alive", "listen"]
+__all__ = ["PUBLISH_GAP", "JobFence", "Publisher", "SharedStore", "keep_alive", "listen", "read_clock"]
 
 if TYPE_CHECKING:
     from stoker.jobs.dispatcher import Dispatcher
@@ -133,6 +134,18 @@ class JobFence:
             self._timer = None
 
 
+def read_clock(shared: SharedStore, clock: NodeClock, node: str) -> None:
+    """Feed `clock` the server's clock as the last join or heartbeat read it; log when this
+    node's clock is found off, and when it is back in step."""
+    if shared.clock_reading is None:
+        return
+    if clock.observe(*shared.clock_reading):
+        if clock.offset != 0:
+            log.warning("cluster: %s", describe(node, clock.offset))
+        else:
+            log.warning("cluster: node %s: clock back in step with the database server", node)
+
+
 async def keep_alive(
     shared: SharedStore,
     store: Store,
@@ -143,12 +156,15 @@ async def keep_alive(
     requeued: Callable[[], None],
     publisher: Publisher | None = None,
     fence: JobFence | None = None,
+    clock: NodeClock | None = None,
 ) -> None:
     """Heartbeat until cancelled (publishing the programs first, with `publisher`); re-queue the
     jobs of lapsed nodes (recorded with `reason`), then call `requeued()` (this node does not
-    hear its own re-queueing). `fence` hears of each answered heartbeat. A failed heartbeat is
+    hear its own re-queueing). `fence` hears of each answered heartbeat; `clock`, the server's
+    clock read with it (stoker/skew.py: logged once when this one is found off). A failed heartbeat is
     tried again after a sixth of `timeout`, not a third."""
     loop = asyncio.get_running_loop()
+    now = time.time if clock is None else clock
     try:
         while True:
             if publisher is not None:
@@ -162,10 +178,12 @@ async def keep_alive(
                 continue
             if fence is not None:
                 fence.answered(sent)
+            if clock is not None:
+                read_clock(shared, clock, node)
             try:
                 for other in lapsed:
                     # (not counted as a crash: a partition stops the answers as a crash does)
-                    ids = await store.requeue_running(other, time.time(), reason, crashed=False)
+                    ids = await store.requeue_running(other, now(), reason, crashed=False)
                     if ids:
                         shown = ", ".join(map(str, ids[:20]))
                         log.warning("cluster: node %s has not answered for %ss; its %d running job(s) are "

@@ -32,6 +32,7 @@ import msgspec
 from stoker import names
 from stoker.config import Config
 from stoker.daemon import lock
+from stoker.skew import NodeClock
 
 if TYPE_CHECKING:  # (imported where used: `stoker up -d`'s launching process needs none of it)
     import uvicorn
@@ -281,6 +282,9 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.store: Store | None = None
         self.shared: SharedStore | None = None  # `store`, when other nodes share it (PostgreSQL)
+        # this node's "now" on the store: the wall clock, corrected on a shared store whose
+        # server's clock differs (stoker/skew.py; the heartbeat measures it)
+        self.clock = NodeClock()
         self.publisher: Publisher | None = None  # the cluster view: this node's programs, for the others
         self.keeper: LeaseKeeper | None = None  # singletons run where this node holds their lease
         self.sockets: list[socket.socket] = []
@@ -380,7 +384,7 @@ class Daemon:
     async def _open_jobs(self) -> None:
         """The store, this node's place in the cluster (a shared store), the dispatcher and the
         scheduler on it; on a failure the store is closed and the sockets unbound."""
-        from stoker.daemon.cluster import Publisher, listen
+        from stoker.daemon.cluster import Publisher, listen, read_clock
         from stoker.daemon.singletons import LeaseKeeper
         from stoker.jobs.dispatcher import Dispatcher
         from stoker.store import StoreError
@@ -408,13 +412,18 @@ class Daemon:
                     await shared.join(d.node, d.node_timeout)
                 except StoreError as e:
                     raise StartupError(str(e)) from None
+                read_clock(shared, self.clock, d.node)  # before any job or slot is timed
             if store is not None:
-                info.dispatcher = Dispatcher(config, store, publish=info.events.publish, shared=shared)
+                info.dispatcher = Dispatcher(
+                    config, store, publish=info.events.publish, shared=shared, clock=self.clock
+                )
                 await info.dispatcher.start()
                 if config.schedules:
                     from stoker.schedule.scheduler import Scheduler
 
-                    info.scheduler = Scheduler(config, store, info.dispatcher, publish=info.events.publish)
+                    info.scheduler = Scheduler(
+                        config, store, info.dispatcher, publish=info.events.publish, clock=self.clock
+                    )
                     await info.scheduler.start()
                 if shared is not None:
                     wake_leases = keeper.wake if keeper else None
@@ -499,7 +508,7 @@ class Daemon:
             self.cluster_task = asyncio.create_task(
                 keep_alive(shared, store, d.node, d.node_timeout, reason=LAPSED,
                            requeued=partial(info.dispatcher.queued_elsewhere, None), publisher=publisher,
-                           fence=fence),
+                           fence=fence, clock=self.clock),
                 name="cluster",
             )  # fmt: skip
         if publisher is not None:
@@ -619,7 +628,9 @@ class Daemon:
         store = self.store
         assert store is not None
         if info.dispatcher is None:
-            dispatcher = Dispatcher(new, store, publish=info.events.publish, shared=self.shared)
+            dispatcher = Dispatcher(
+                new, store, publish=info.events.publish, shared=self.shared, clock=self.clock
+            )
             await dispatcher.start()
             info.dispatcher = dispatcher
         if self.jobs_task is None:
@@ -630,7 +641,7 @@ class Daemon:
             # born without schedules, then given them as any reload gives a running scheduler
             # new ones (planned from now: no catch-up, no @reboot, as for every added schedule)
             scheduler = Scheduler(msgspec.structs.replace(new, schedules={}), store, info.dispatcher,
-                                  publish=info.events.publish)  # fmt: skip
+                                  publish=info.events.publish, clock=self.clock)  # fmt: skip
             await scheduler.start()
             info.scheduler = scheduler
             self.schedules_task = asyncio.create_task(scheduler.run(), name="schedules")

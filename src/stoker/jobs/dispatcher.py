@@ -59,6 +59,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from stoker import names
 from stoker.config import SCHEDULE_TASK_PREFIX, Config, TaskConfig, internal_tasks
 from stoker.envfile import EnvFileError
@@ -130,8 +132,12 @@ class Dispatcher:
         publish: Callable[[dict[str, Any]], None] = lambda event: None,
         base_environment: Mapping[str, str] | None = None,
         shared: SharedStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        # This node's "now" for every time it writes or compares in the store: the wall clock,
+        # or on a shared store the daemon's view of the server's (stoker/skew.py).
+        self.clock = clock
         self.store = store
         self.node = config.daemon.node
         self.log_dir = os.path.join(config.daemon.state_dir, names.LOGS)
@@ -183,7 +189,7 @@ class Dispatcher:
             os.close(fd)
         self.paused = await self.store.paused_queues()
         self._prewarm()
-        requeued = await self.store.requeue_running(self.node, time.time(), DIED)
+        requeued = await self.store.requeue_running(self.node, self.clock(), DIED)
         if requeued:
             log.warning("jobs: %d job(s) were running when the daemon stopped; queued again: %s",
                         len(requeued), ", ".join(map(str, requeued[:20])))  # fmt: skip
@@ -269,7 +275,7 @@ class Dispatcher:
         schedule, or queued again after a failed attempt): run it when it is due."""
         if job.state is not JobState.QUEUED or job.queue not in self.ready:
             return
-        now = time.time()
+        now = self.clock()
         if job.run_at > now:
             self._due_later(job.queue, job.run_at)
             self._wake.set()
@@ -328,7 +334,7 @@ class Dispatcher:
     def _fill(self) -> float | None:
         """Start what fits, ask the store for more where needed; returns when to look again
         for a delayed job (None: none known)."""
-        now = time.time()
+        now = self.clock()
         if core.poll_due(time.monotonic(), self._polled):  # what no one told us about
             self._polled = time.monotonic()
             for ready in self.ready.values():
@@ -372,10 +378,10 @@ class Dispatcher:
     async def _read(self, queue: str, ready: Ready) -> None:
         jobs = None
         try:
-            jobs, later = await self.store.due(queue, READ, time.time())
+            jobs, later = await self.store.due(queue, READ, self.clock())
         except Exception as e:
             log.error("jobs: cannot read queue %s: %s", queue, e)
-            later = core.retry_at(time.time())
+            later = core.retry_at(self.clock())
         finally:
             ready.end_read(jobs, READ, self._held)
         if later is not None:
@@ -383,7 +389,7 @@ class Dispatcher:
         self._wake.set()
 
     async def _sleep(self, due: float | None) -> None:
-        delay = core.sleep_for(now=time.monotonic(), polled=self._polled, due=due, wall=time.time())
+        delay = core.sleep_for(now=time.monotonic(), polled=self._polled, due=due, wall=self.clock())
         if delay <= 0 or self._stop.is_set():
             return
         await wait_event(self._wake, delay)
@@ -520,7 +526,7 @@ class Dispatcher:
         self._lanes.setdefault(job.queue, set()).add(run)
         ready = self.ready.get(job.queue)
         if ready is not None and len(ready) and self._room(job.queue) == 0 and self.shared is None:
-            self._prefetch(job.queue, ready, job.started_at or time.time())
+            self._prefetch(job.queue, ready, job.started_at or self.clock())
         return run
 
     def _request(self, job: Job, task: TaskConfig, output: str) -> Call | Command:
@@ -620,7 +626,9 @@ class Dispatcher:
 
     def _ended(self, job: Job, task: TaskConfig | None, run: AttemptRun, result: AttemptResult) -> None:
         """The attempt is over: free its slot and record its end."""
-        now = time.time()
+        wall, now = time.time(), self.clock()
+        if result.ended_at is not None and now != wall:  # the worker's wall clock, on the store's scale
+            result = msgspec.structs.replace(result, ended_at=result.ended_at + now - wall)
         backoff = (task.backoff.min, task.backoff.max) if task is not None else None
         end = core.attempt_end(job, result, now=now, jitter=random.random(), backoff=backoff)
         _log_end(job, end)
@@ -732,7 +740,7 @@ class Dispatcher:
         if sent is not None:
             sent.cancelled = True
             sent.worker.revoke(job_id)
-        job = await self.store.cancel(job_id, time.time())
+        job = await self.store.cancel(job_id, self.clock())
         if job is None:
             raise JobNotFound(f"no job {job_id}")
         if job.state in (JobState.SUCCEEDED, JobState.FAILED):
@@ -746,7 +754,7 @@ class Dispatcher:
         return job
 
     async def retry(self, job_id: int) -> Job:
-        job = await self.store.retry(job_id, time.time())
+        job = await self.store.retry(job_id, self.clock())
         if job is None:
             current = await self.store.get(job_id)
             if current is None:
@@ -774,7 +782,7 @@ class Dispatcher:
         keep = self.config.daemon.keep_jobs
         while not self._stop.is_set():
             try:
-                await self.prune(time.time() - keep)
+                await self.prune(self.clock() - keep)
             except Exception:
                 log.exception("jobs: pruning failed")
             with contextlib.suppress(TimeoutError):

@@ -85,10 +85,14 @@ class Scheduler:
         dispatcher: Enqueue,
         *,
         publish: Callable[[dict[str, Any]], None] = lambda event: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.dispatcher = dispatcher
+        # the slots' clock: the wall clock, or on a shared store the daemon's view of the
+        # server's (stoker/skew.py), so that a node whose clock is ahead fires nothing early
+        self.clock = clock
         self.publish = publish
         self.triggers: dict[str, Trigger] = {name: s.trigger() for name, s in config.schedules.items()}
         self.next_run: dict[str, float | None] = {}
@@ -100,7 +104,7 @@ class Scheduler:
     async def start(self) -> None:
         """Pause state, catch-up of missed slots, @reboot; then the first next runs."""
         self.paused = await self.store.paused_schedules()
-        now = time.time()
+        now = self.clock()
         last = await self.store.last_slots()
         for name, schedule in self.config.schedules.items():
             trigger = self.triggers[name]
@@ -127,7 +131,7 @@ class Scheduler:
     async def run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            now = time.time()
+            now = self.clock()
             for name, due in list(self.next_run.items()):
                 if due is not None and due <= now and name not in self.paused:
                     self.next_run[name] = self.triggers[name].next_after(max(due, now))
@@ -150,14 +154,14 @@ class Scheduler:
             if not waiting:
                 await self._wake.wait()
                 continue
-            delay = min(waiting) - time.time()
+            delay = min(waiting) - self.clock()
             if delay > 0:
                 await wait_event(self._wake, delay)
 
     def reconfigure(self, config: Config) -> None:
         """Schedules from a reloaded config: added or changed ones are planned from now on,
         removed ones stop firing; the others keep their next run."""
-        now = time.time()
+        now = self.clock()
         before, self.config = self.config.schedules, config
         for name in [n for n in self.triggers if n not in config.schedules]:
             del self.triggers[name]
@@ -177,7 +181,7 @@ class Scheduler:
         """Fire one slot of `name` (or, manual, a run now); the job, or None if skipped or the
         slot was already fired."""
         schedule = self.config.schedules[name]
-        now = time.time()
+        now = self.clock()
         # (the stat in a thread: a hung network file system must not stop the event loop)
         gate = None if manual else schedule.when_path
         if gate is not None and not await asyncio.to_thread(os.path.exists, gate):
@@ -233,7 +237,7 @@ class Scheduler:
 
     async def run_now(self, name: str) -> Job:
         self.known(name)
-        job = await self.fire(name, time.time(), manual=True)
+        job = await self.fire(name, self.clock(), manual=True)
         assert job is not None
         return job
 
@@ -244,14 +248,14 @@ class Scheduler:
             self.paused.add(name)
         else:
             self.paused.discard(name)
-            self.next_run[name] = self.triggers[name].next_after(time.time())
+            self.next_run[name] = self.triggers[name].next_after(self.clock())
         self.publish({"type": "schedule", "schedule": name, "paused": paused})
         self._wake.set()
 
     def apply_paused(self, paused: set[str]) -> None:
         """The paused schedules as the store holds them (another node paused or resumed one); a
         schedule resumed fires from its next slot on, as after `pause(name, False)`."""
-        now = time.time()
+        now = self.clock()
         for name in sorted(paused ^ self.paused):
             self.publish({"type": "schedule", "schedule": name, "paused": name in paused})
             if name not in paused and name in self.triggers:

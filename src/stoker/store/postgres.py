@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
@@ -137,6 +138,9 @@ class PostgresStore:
         self._started: dict[tuple[int, int], tuple[str | None, float | None]] = {}
         # the node timeout of join() and heartbeat(): a claim of a node taken for dead takes nothing
         self._node_timeout = math.inf
+        # (this machine's monotonic clock when sent, the server's wall clock, the monotonic
+        # when answered) at the last join or heartbeat: stoker/skew.py
+        self.clock_reading: tuple[float, float, float] | None = None
         self._origin = os.urandom(8).hex()  # this store's notifications, which it does not need to hear
         self._conninfo = ""
         self._listener: asyncio.Task[None] | None = None
@@ -266,6 +270,7 @@ class PostgresStore:
         host, pid = socket.gethostname(), os.getpid()
 
         async def operation(conn: Conn) -> tuple[str, int] | None:
+            sent = time.monotonic()
             cursor = await conn.execute(
                 f"INSERT INTO stoker.nodes (name, member, host, pid, joined_at, heartbeat_at)"
                 f" VALUES (%s, %s, %s, %s, {NOW}, {NOW}) ON CONFLICT (name) DO UPDATE"
@@ -273,10 +278,11 @@ class PostgresStore:
                 " joined_at = excluded.joined_at, heartbeat_at = excluded.heartbeat_at"
                 " WHERE stoker.nodes.heartbeat_at < excluded.heartbeat_at - %s"
                 "  OR (stoker.nodes.host = excluded.host AND stoker.nodes.pid = excluded.pid)"
-                " RETURNING name",
+                f" RETURNING {NOW}",
                 (node, self._origin, host, pid, timeout),
             )
-            if await cursor.fetchone() is not None:
+            if (row := await cursor.fetchone()) is not None:
+                self.clock_reading = (sent, float(row[0]), time.monotonic())  # as the heartbeat's
                 return None
             cursor = await conn.execute("SELECT host, pid FROM stoker.nodes WHERE name = %s", (node,))
             holder = await cursor.fetchone()
@@ -309,12 +315,16 @@ class PostgresStore:
         self._node_timeout = timeout
 
         async def operation(conn: Conn) -> tuple[bool, list[str]]:
+            sent = time.monotonic()
             cursor = await conn.execute(
                 f"UPDATE stoker.nodes SET heartbeat_at = {NOW} WHERE name = %s AND member = %s"
-                " RETURNING name",
+                f" RETURNING {NOW}",
                 (node, self._origin),
             )
-            held = await cursor.fetchone() is not None
+            row = await cursor.fetchone()
+            held = row is not None
+            if row is not None:  # the server's clock, read within this round trip (stoker/skew.py)
+                self.clock_reading = (sent, float(row[0]), time.monotonic())
             cursor = await conn.execute(
                 "SELECT DISTINCT node FROM stoker.jobs WHERE state = 'running' AND node IS NOT NULL"
                 " AND node NOT IN (SELECT name FROM stoker.nodes"

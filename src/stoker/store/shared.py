@@ -40,7 +40,12 @@ class SharedStore(Protocol):
 
     async def join(self, node: str, timeout: float) -> None: ...
 
-    async def heartbeat(self, node: str, timeout: float) -> list[str]: ...
+    async def heartbeat(self, node: str, timeout: float) -> list[str]:
+        """Also sets `clock_reading`: the server's clock, read within the heartbeat's round
+        trip, between two readings of this machine's monotonic clock (stoker/skew.py)."""
+        ...
+
+    clock_reading: tuple[float, float, float] | None
 
     async def leave(self, node: str) -> None: ...
 
