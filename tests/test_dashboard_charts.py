@@ -6,12 +6,14 @@ the dark theme."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from conftest import Stoker, free_port, need
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from test_dashboard import TOKEN, Site, shot, sign_in, still_same_document
 
 PY = sys.executable
@@ -108,26 +110,37 @@ def wait_total(page: Page, chart: str, series: str, at_least: float) -> None:
 
 def hover(page: Page, chart: str, series: str) -> float:
     """Hover the latest slot of `chart` where `series` is not 0; the legend then shows its value
-    (the one in the chart's data, returned)."""
-    index, value, x = page.evaluate(
-        """([c, s]) => {
-            const {data, plot} = window.stokerCharts[c];
-            const values = data.series[s];
-            let i = values.length - 1;
-            while (i >= 0 && !values[i]) i--;
-            return [i, values[i], plot.valToPos(data.times[i], "x")];
-        }""",
-        [chart, series],
-    )
-    assert index >= 0
-    page.locator(f"[data-chart='{chart}']").scroll_into_view_if_needed()
-    over = page.locator(f"[data-chart='{chart}'] .u-over").bounding_box()
-    assert over is not None
-    page.mouse.move(over["x"] + min(x, over["width"] - 1), over["y"] + over["height"] / 2, steps=3)
-    page.wait_for_function("([c, i]) => window.stokerCharts[c].plot.cursor.idx === i", arg=[chart, index])
-    row = page.locator(f"[data-chart='{chart}'] .u-legend .u-series", has_text=series)
-    expect(row.locator(".u-value")).to_have_text(f"{value:g}")
-    return float(value)
+    (the one in the chart's data, returned). The chart may be redrawn between the look and the
+    hover (a restart's event refreshes it, a new slot shifts the points): then look again."""
+    deadline = time.monotonic() + 60
+    while True:
+        index, value, x = page.evaluate(
+            """([c, s]) => {
+                const {data, plot} = window.stokerCharts[c];
+                const values = data.series[s];
+                let i = values.length - 1;
+                while (i >= 0 && !values[i]) i--;
+                return [i, values[i], plot.valToPos(data.times[i], "x")];
+            }""",
+            [chart, series],
+        )
+        assert index >= 0
+        page.locator(f"[data-chart='{chart}']").scroll_into_view_if_needed()
+        over = page.locator(f"[data-chart='{chart}'] .u-over").bounding_box()
+        assert over is not None
+        page.mouse.move(over["x"] + min(x, over["width"] - 1), over["y"] + over["height"] / 2, steps=3)
+        row = page.locator(f"[data-chart='{chart}'] .u-legend .u-series", has_text=series)
+        try:
+            page.wait_for_function(
+                "([c, i]) => window.stokerCharts[c].plot.cursor.idx === i", arg=[chart, index], timeout=3_000
+            )
+            expect(row.locator(".u-value")).to_have_text(f"{value:g}", timeout=3_000)
+        except (PlaywrightTimeoutError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            page.mouse.move(0, 0)  # leave the chart, then look at it afresh
+            continue
+        return float(value)
 
 
 def test_the_overview_holds_the_jobs_and_restarts(open_page: Any, site: Site) -> None:
