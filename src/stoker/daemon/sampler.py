@@ -108,15 +108,17 @@ class Sampler:
             now = self.clock()
             await asyncio.sleep((FINE.step / 2 - now % FINE.step) % FINE.step or FINE.step)
             try:
-                self.sample_programs()
+                await self.sample_programs()
                 await self.sample_queues()
             except Exception:  # a figure missing from a chart is no reason to stop the daemon
                 log.exception("history: a sample failed")
 
-    def sample_programs(self) -> None:
-        now, mono, add = self.clock(), time.monotonic(), self.history.add
+    async def sample_programs(self) -> None:
         instances = list(self.supervisor.instances.values())
-        usage = instance_usage(instances)
+        # one pass over /proc for every instance: in a thread, as status and the cluster view
+        # measure, so that a thousand programs do not hold the event loop for it
+        usage = await asyncio.to_thread(instance_usage, instances)
+        now, mono, add = self.clock(), time.monotonic(), self.history.add
         memory: dict[str, float] = {}
         cpu: dict[str, float] = {}
         running: dict[str, float] = {}
