@@ -86,6 +86,17 @@ def test_a_claims_answer_gives_back_its_untaken_slots_and_stops_the_cancelled() 
                     assert answer.stale == (got < count)
                     expected = [j.id for j in jobs if j.id in unseen or j.cancel_requested]
                     assert list(answer.stop) == expected
+                    assert answer.interrupted is None
+
+
+def test_a_claim_a_fence_overtook_interrupts_all_it_got_and_still_gives_back_and_stops() -> None:
+    for count in range(1, 4):
+        for got in range(count + 1):
+            jobs = [job(i, cancel_requested=i == 2) for i in range(1, got + 1)]
+            answer = core.claimed(count, jobs, {1}, "fenced meanwhile")
+            assert answer.interrupted == "fenced meanwhile"
+            assert answer.give_back == count - got and answer.stale == (got < count)
+            assert list(answer.stop) == [i for i in (1, 2) if i <= got]
 
 
 # prefetch ----------------------------------------------------------------------------------

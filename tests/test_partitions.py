@@ -55,7 +55,9 @@ def test_a_seeded_minute_of_faults_loses_nothing_and_runs_nothing_twice_at_once(
     What each kind found when it came in: a node cut off ran its jobs on while the others ran
     them again (4 jobs on two nodes at once, before the job fence: daemon/cluster.py's
     JobFence); a killed daemon's commands outlived it while another node ran them again (the
-    worker now stops its command by half the node timeout: stoker.jobs.launch); a skewed clock
+    worker now stops its command by half the node timeout: stoker.jobs.launch); a lossy link
+    held a claim's answer past the node's fence and its lifting, and the job ran on two nodes
+    (now such an answer starts nothing: tests/test_claim_fence.py); a skewed clock
     broke nothing the checker holds (leases, heartbeats and the fence use the database
     server's clock and the monotonic clock), and its slots ran early by the skew (issue 21);
     now each node times its jobs and slots by the server's clock (stoker/skew.py): no slot

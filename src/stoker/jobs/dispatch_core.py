@@ -85,14 +85,25 @@ class Claimed:
     give_back: int  # slots reserved for the claim that no job took: free again
     stop: tuple[int, ...]  # jobs claimed that were cancelled meanwhile: stopped once begun
     stale: bool  # other nodes took some: what is left, only the store knows (read again)
+    # Why none of them may run (this node was fenced while the claim was out), or None.
+    interrupted: str | None = None
 
 
-def claimed(count: int, jobs: Sequence[Job], cancelled_unseen: frozenset[int] | set[int]) -> Claimed:
+def claimed(
+    count: int, jobs: Sequence[Job], cancelled_unseen: frozenset[int] | set[int], fenced: str | None = None
+) -> Claimed:
     """The claim of `count` slots answered `jobs` (this node's now). A cancel that came while
     it was out (`cancelled_unseen`), or that the store had recorded (`cancel_requested`: asked
-    on another node), stops the job it names."""
+    on another node), stops the job it names.
+
+    A fence while it was out (`fenced`, its reason: lifted again or not) interrupts
+    them all, unstarted: the claim may have been recorded before the others took this node for
+    dead, and its answer held up (a lossy link) until after they queued these jobs again and
+    another node began them. Only an answer that no fence overtook is sure to be this node's
+    alone (its heartbeat was fresh from the claim's sending to its answer); the interrupted
+    ends are no-ops where another node runs the attempt now (they name this node's start)."""
     stop = tuple(job.id for job in jobs if job.id in cancelled_unseen or job.cancel_requested)
-    return Claimed(give_back=count - len(jobs), stop=stop, stale=len(jobs) < count)
+    return Claimed(give_back=count - len(jobs), stop=stop, stale=len(jobs) < count, interrupted=fenced)
 
 
 # prefetch --------------------------------------------------------------------------------

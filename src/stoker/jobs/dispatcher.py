@@ -88,6 +88,8 @@ PRUNE_BATCH = 1000
 INTERRUPTED = "interrupted: the daemon stopped while it ran"  # a graceful stop
 DIED = "interrupted: the daemon died while it ran"  # found running at the next start
 LAPSED = "interrupted: its node stopped answering"  # queued again by another node (a cluster)
+# A claim answered after a fence it was sent before (dispatch_core.claimed): not run
+FENCED_MEANWHILE = "interrupted: claimed before its node was fenced, answered after"
 
 
 class UnknownTask(LookupError):
@@ -172,6 +174,7 @@ class Dispatcher:
         self._carried: asyncio.Future[tuple[Job | None, list[Job]]] | None = None
         # Why this node runs no job now (its heartbeat went unanswered: `fence`), or None.
         self.fenced: str | None = None
+        self._fences = 0  # how many times it was fenced: a claim out across one may not run
         self._fence_kill: asyncio.TimerHandle | None = None
 
     # lifecycle -----------------------------------------------------------------------------
@@ -236,6 +239,7 @@ class Dispatcher:
         nothing until `unfence()` (daemon/cluster.py's JobFence decides when)."""
         if self.fenced is None:
             log.warning("jobs: %s: stopping the %d running job(s), claiming none", reason, len(self.running))
+            self._fences += 1
         self.fenced = reason
         for run in list(self.running.values()):
             run.stop(Outcome.INTERRUPTED, reason)
@@ -433,22 +437,26 @@ class Dispatcher:
             claim = _part(self._carried, 1)
         else:
             claim = shared.claim(queue, count, now, self.node)
-        self._group.create_task(self._claimed(claim, queue, count))
+        self._group.create_task(self._claimed(claim, queue, count, self._fences))
 
-    async def _claimed(self, claim: Awaitable[list[Job]], queue: str, count: int) -> None:
+    async def _claimed(self, claim: Awaitable[list[Job]], queue: str, count: int, fences: int) -> None:
+        """`fences`: how many times this node had been fenced when the claim was sent."""
         jobs: list[Job] = []
         try:
             jobs = await claim
         except Exception as e:  # the fallback poll, or the next wake-up, claims again
             log.error("jobs: cannot claim jobs of queue %s: %s", queue, e)
         finally:
-            answer = core.claimed(count, jobs, self._cancelled_unseen)
+            meanwhile = None if self._fences == fences else FENCED_MEANWHILE
+            answer = core.claimed(count, jobs, self._cancelled_unseen, meanwhile)
             self.running_per_queue[queue] -= answer.give_back
             self._claiming -= count
+        if jobs and answer.interrupted is not None:
+            log.warning("jobs: %d job(s) %s: not run here", len(jobs), answer.interrupted)
         for job in jobs:
             recorded: asyncio.Future[Job | None] = asyncio.get_running_loop().create_future()
             recorded.set_result(job)
-            self._launch(job, recorded, None)
+            self._launch(job, recorded, None, answer.interrupted)
             if job.id in answer.stop:
                 self._cancelled_unseen.discard(job.id)
                 self.running[job.id].stop(Outcome.CANCELLED, "cancelled")
@@ -468,14 +476,25 @@ class Dispatcher:
         elif self._claiming:
             self._cancelled_unseen.add(job_id)
 
-    def _launch(self, job: Job, recorded: asyncio.Future[Job | None], sent: _Prefetch | None) -> None:
-        """Run the attempt `_begin` recorded."""
+    def _launch(
+        self,
+        job: Job,
+        recorded: asyncio.Future[Job | None],
+        sent: _Prefetch | None,
+        fenced: str | None = None,
+    ) -> None:
+        """Run the attempt `_begin` recorded, or a claim answered: unless this node is fenced, or
+        was while the claim was out (`fenced`: dispatch_core.claimed), which it then ends
+        interrupted without starting it."""
         assert self._group is not None
         task = sent.task if sent is not None else self.config.tasks.get(job.task)
         output = output_path(self.log_dir, job.id)
+        fenced = fenced or self.fenced
         run: AttemptRun
-        if task is None:
-            run = _Refused(f"task {job.task!r} is not in the config ({self.config.path})")
+        if fenced is not None:
+            run = _NotRun(fenced, Outcome.INTERRUPTED)
+        elif task is None:
+            run = _NotRun(f"task {job.task!r} is not in the config ({self.config.path})")
         else:
             run = self._on_worker(job, task, output, sent)
         self.running[job.id] = run
@@ -483,8 +502,6 @@ class Dispatcher:
         recorded.add_done_callback(lambda f: self._started(f, run))
         if self._interrupting:
             run.stop(Outcome.INTERRUPTED, INTERRUPTED)
-        elif self.fenced is not None:  # claimed before the fence, answered after: not to run now
-            run.stop(Outcome.INTERRUPTED, self.fenced)
         if isinstance(run, WorkerRun):  # ended by a callback on the worker's answer, as a rule
             run.watch(lambda result: self._worker_ended(job, task, run, result))
         else:
@@ -507,11 +524,11 @@ class Dispatcher:
             try:
                 request = self._request(job, task, output)
             except (ParamError, EnvFileError) as e:  # the config changed since the job was accepted
-                return _Refused(str(e))
+                return _NotRun(str(e))
             try:
                 worker = self.pool.acquire(profile_of(task))
             except Exception as e:
-                return _Refused(
+                return _NotRun(
                     f"cannot start a worker: {describe_spawn_error(e, [sys.executable], task.directory)}"
                 )
             answer = self.pool.send(worker, request)
@@ -830,17 +847,19 @@ class Dispatcher:
         return total
 
 
-class _Refused:
-    """An attempt that cannot run at all (its task left the config)."""
+class _NotRun:
+    """An attempt that does not run at all: it cannot (its task left the config: failed), or
+    may not (claimed while, or before, its node was fenced: interrupted, to run again)."""
 
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    def __init__(self, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
+        self.reason, self.outcome = reason, outcome
 
     async def run(self) -> AttemptResult:
-        return AttemptResult(Outcome.FAILED, error=self.reason)
+        return AttemptResult(self.outcome, error=self.reason)
 
     def stop(self, outcome: Outcome, reason: str) -> None:
-        pass
+        if outcome is Outcome.CANCELLED:  # a cancel holds: it is not to run again either
+            self.outcome, self.reason = outcome, reason
 
     def abandon(self) -> None:
         pass
