@@ -31,7 +31,7 @@ demo: $(RUNTIME)
 
 ## test: lint, type-check, build the docs site and run every test the machine can run
 test: lint docs
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25  # the slowest named at the end: CI must stay well under 20 minutes
 
 ## test-fast: the unit tests only (no daemon, PostgreSQL, browser or example): the loop while editing
 ## (markers given in tests/conftest.py; see docs/development-tests.md)
