@@ -245,7 +245,16 @@ def test_cancel_running_stops_its_process_group(stoker: Stoker, tmp_path: Path) 
     assert again.returncode == 0
     retried = stoker.client.retry(job.id)
     assert retried.state == "queued" and retried.attempt == 0
+    # The retry runs on the worker that ran the first attempt, as a rule: its cancel stops it
+    # too (the worker took every stop of job 1 for the first attempt's, moot, and the job ran
+    # on until the daemon killed the worker, 15 s later).
+    wait_for(lambda: len(lines(pids)) == 4, what="the retried job to start")
     stoker.client.cancel(job.id)
+    again_done = finished(stoker, job.id, timeout=5)
+    assert again_done["state"] == "cancelled"
+    assert [a["outcome"] for a in again_done["attempts"]] == ["cancelled", "cancelled"]
+    for pid in map(int, lines(pids)[2:]):
+        wait_for(lambda pid=pid: not pid_alive(pid), 5, f"pid {pid} of the retried run to die")
     refused = stoker.cli("retry", "999")
     assert refused.returncode == 2 and "no job 999" in refused.stderr
 

@@ -113,6 +113,8 @@ def test_overlap_allow_and_replace(stoker: Stoker, tmp_path: Path) -> None:
     allow, replace = tmp_path / "allow", tmp_path / "replace"
     stoker.write(
         f"""
+        [daemon]
+        shutdown_timeout = "1s"  # (the runs sleep 30 s: the test's end need not wait for them)
         [schedules.pile]
         every = "1s"
         overlap = "allow"

@@ -153,7 +153,15 @@ class Channel:
             self._receive(block=True)
         if self.closed:
             return None
-        return self.pending.popleft()
+        request = self.pending.popleft()
+        if request.id in self.answered:  # a later attempt of a job this worker ran (a retry):
+            # the earlier attempt's late stops are read (and dropped) first, then the job's id is
+            # no longer moot: the stops from now on are this attempt's (a cancel, a timeout).
+            # Those late stops are in the socket already: sent before the earlier answer was
+            # read, so before this request was sent.
+            self.take_in()
+            del self.answered[request.id]
+        return request
 
     def answer(self, answer: Done, hold: bool = False) -> None:
         """Send `answer` (revoked requests first); with `hold`, it may wait (LINGER) for company."""
