@@ -6,6 +6,8 @@ STOKER_SUPERVISOR marker every child carries) is killed, so tests stay hermetic.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import re
@@ -54,6 +56,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+async def wait_for_async(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """`wait_for` inside an event loop (it sleeps without blocking it); `predicate` may be a
+    coroutine function."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from config_helpers import load
+from conftest import wait_for_async
 
 from stoker.jobs.dispatcher import FENCED_MEANWHILE, LAPSED, Dispatcher
 from stoker.jobstates import Outcome
@@ -23,15 +23,6 @@ from stoker.store import Job, NewJob
 from stoker.store.postgres import PostgresStore
 
 DEADLINE = 30.0
-
-
-async def until(predicate: Callable[[], Awaitable[object]], what: str) -> object:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if value := await predicate():
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"waited {DEADLINE}s for {what}")
 
 
 @pytest.mark.parametrize("taken_by_another", [False, True], ids=["left", "taken-by-another-node"])
@@ -104,11 +95,9 @@ def test_a_claim_answered_after_a_fence_runs_nothing(
         dispatcher.unfence()
         release.set()
         if taken_by_another:
-
-            async def ended_here() -> bool:
-                return not dispatcher.running
-
-            await until(ended_here, "the held claim's attempt to end on n1")
+            await wait_for_async(
+                lambda: not dispatcher.running, DEADLINE, "the held claim's attempt to end on n1"
+            )
             now = await store.get(job.id)
             assert now is not None and (now.state, now.node, now.attempt) == ("running", "n2", 1)
             assert now.started_at == taken.started_at
@@ -120,7 +109,7 @@ def test_a_claim_answered_after_a_fence_runs_nothing(
             got = await store.get(job.id)
             return got if got is not None and got.state == "succeeded" else None
 
-        done = await until(succeeded, "the job to run again and succeed")
+        done = await wait_for_async(succeeded, DEADLINE, "the job to run again and succeed")
         assert isinstance(done, Job) and done.attempt == 1
         attempts = await store.attempts(job.id)
         assert [(a.outcome, a.error) for a in attempts] == [

@@ -6,12 +6,11 @@ the dark theme."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import Stoker, free_port, need
+from conftest import Stoker, free_port, need, wait_for
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from test_dashboard import TOKEN, Site, shot, sign_in, still_same_document
@@ -112,8 +111,8 @@ def hover(page: Page, chart: str, series: str) -> float:
     """Hover the latest slot of `chart` where `series` is not 0; the legend then shows its value
     (the one in the chart's data, returned). The chart may be redrawn between the look and the
     hover (a restart's event refreshes it, a new slot shifts the points): then look again."""
-    deadline = time.monotonic() + 60
-    while True:
+
+    def look_and_hover() -> float | None:
         index, value, x = page.evaluate(
             """([c, s]) => {
                 const {data, plot} = window.stokerCharts[c];
@@ -136,11 +135,12 @@ def hover(page: Page, chart: str, series: str) -> float:
             )
             expect(row.locator(".u-value")).to_have_text(f"{value:g}", timeout=3_000)
         except (PlaywrightTimeoutError, AssertionError):
-            if time.monotonic() > deadline:
-                raise
             page.mouse.move(0, 0)  # leave the chart, then look at it afresh
-            continue
-        return float(value)
+            return None
+        return float(value)  # (never 0: the slot was picked for it)
+
+    value: float = wait_for(look_and_hover, 60, f"the legend of {chart} to show the hovered {series}")
+    return value
 
 
 def test_the_overview_holds_the_jobs_and_restarts(open_page: Any, site: Site) -> None:

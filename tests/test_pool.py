@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from conftest import Stoker, pid_alive, wait_for
+from conftest import Stoker, pid_alive, wait_for, wait_for_async
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -468,13 +468,6 @@ def wait_until_file(flag: str) -> list[str]:
     return ["sh", "-c", f"until [ -e {flag} ]; do sleep 0.01; done"]
 
 
-async def until(predicate: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 15
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.005)
-
-
 def answered_in_order(*answers: asyncio.Future[Answer]) -> list[int]:
     order: list[int] = []
     for answer in answers:
@@ -490,7 +483,7 @@ def test_worker_a_request_revoked_before_it_began_is_answered_revoked_first(tmp_
             second = worker.send(request(tmp_path, 2, "note", path=str(notes)))
             order = answered_in_order(first, second)
             worker.revoke(2)
-            await until(began.exists, "the first job to begin")
+            await wait_for_async(began.exists, what="the first job to begin")
             flag.touch()
             assert isinstance(await second, Revoked) and done(await first).ok
             await asyncio.sleep(0)  # the callbacks of the second future to be settled
@@ -508,7 +501,7 @@ def test_worker_a_revoke_after_the_request_began_is_too_late(tmp_path: Path) -> 
             second = worker.send(request(tmp_path, 2, "hold", flag=str(go2), began=str(began2)))
             go1.touch()
             assert done(await first).ok
-            await until(began2.exists, "the second job to begin")
+            await wait_for_async(began2.exists, what="the second job to begin")
             worker.revoke(2)
             go2.touch()
             assert done(await second).ok and worker.jobs == 2
@@ -543,7 +536,7 @@ def test_worker_several_requests_ahead_the_revoked_ones_are_answered_first(tmp_p
             ahead = [worker.send(request(tmp_path, i, "note", path=str(notes))) for i in (2, 3, 4)]
             order = answered_in_order(first, *ahead)
             worker.revoke(3)
-            await until(began.exists, "the first job to begin")
+            await wait_for_async(began.exists, what="the first job to begin")
             flag.touch()
             answers = [await first] + [await answer for answer in ahead]
             await asyncio.sleep(0)
@@ -610,13 +603,13 @@ def test_worker_a_stop_reaches_the_commands_whole_group(tmp_path: Path) -> None:
             pids = tmp_path / "pids"
             script = f"sleep 300 & echo $! > {pids}.tmp && mv {pids}.tmp {pids}; wait"
             answer = worker.send(command(tmp_path, 1, "sh", "-c", script))
-            await until(pids.exists, "the command to start")
+            await wait_for_async(pids.exists, what="the command to start")
             worker.signal_job(1, signal.SIGTERM)
             got = done(await asyncio.wait_for(answer, 15))
             assert got.status is not None and os.waitstatus_to_exitcode(got.status) == -signal.SIGTERM
             assert not got.ok
             sleeper = int(pids.read_text())
-            await until(lambda: not pid_alive(sleeper), "the command's child to die with it")
+            await wait_for_async(lambda: not pid_alive(sleeper), what="the command's child to die with it")
             # the worker lives on: the next command runs on it
             assert done(await worker.send(command(tmp_path, 2, "true"))).status == 0
 
